@@ -1,0 +1,91 @@
+//! Generates the protobuf types, the clients and the servers of `chat.v1`.
+//!
+//! The proto is compiled by `protox` (pure Rust, so no system `protoc`). Types
+//! and clients come from `tonic-prost-build`. The servers are generated from the
+//! same descriptors with `tonic-build`'s manual builder, so that the two
+//! streaming RPCs that answer with `ServerEvent` can send pre-encoded frames:
+//! every event is encoded once and its bytes shared by all receiving streams
+//! (see `src/stream/frame.rs`).
+
+use std::path::PathBuf;
+
+use prost::Message as _;
+
+const PROTO: &str = "proto/chat/v1/chat.proto";
+const SERVER_EVENT: &str = ".chat.v1.ServerEvent";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+
+    let fds = protox::compile([PROTO], ["proto"])?;
+    std::fs::write(out_dir.join("chat_descriptor.bin"), fds.encode_to_vec())?;
+
+    let servers: Vec<_> = fds
+        .file
+        .iter()
+        .filter(|file| file.package() == "chat.v1")
+        .flat_map(|file| &file.service)
+        .map(manual_server)
+        .collect();
+    tonic_build::manual::Builder::new()
+        .build_client(false)
+        .build_transport(false)
+        .compile(&servers);
+
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(fds)?;
+    Ok(())
+}
+
+/// Describes one service for the manual server generator.
+fn manual_server(service: &prost_types::ServiceDescriptorProto) -> tonic_build::manual::Service {
+    let mut builder = tonic_build::manual::Service::builder()
+        .name(service.name())
+        .package("chat.v1");
+    for method in &service.method {
+        let frames = method.server_streaming() && method.output_type() == SERVER_EVENT;
+        let mut m = tonic_build::manual::Method::builder()
+            .name(snake_case(method.name()))
+            .route_name(method.name())
+            .input_type(rust_type(method.input_type()))
+            .output_type(if frames {
+                "crate::stream::Frame".to_owned()
+            } else {
+                rust_type(method.output_type())
+            })
+            .codec_path(if frames {
+                "crate::stream::FrameCodec"
+            } else {
+                "tonic_prost::ProstCodec"
+            });
+        if method.client_streaming() {
+            m = m.client_streaming();
+        }
+        if method.server_streaming() {
+            m = m.server_streaming();
+        }
+        builder = builder.method(m.build());
+    }
+    builder.build()
+}
+
+/// `.chat.v1.Foo` -> `super::Foo` (the generated server module sits inside `pb`).
+fn rust_type(proto_type: &str) -> String {
+    let name = proto_type
+        .strip_prefix(".chat.v1.")
+        .unwrap_or_else(|| panic!("{proto_type}: RPC types must live in chat.v1"));
+    format!("super::{name}")
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}

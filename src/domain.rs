@@ -1,0 +1,394 @@
+//! Domain types: once you hold one, it is valid.
+//!
+//! Protobuf values are parsed into these at the service boundary; the store
+//! and the hub only ever see domain types.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use crate::error::Error;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A fresh id; UUIDv7, so ids sort by creation time.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            pub fn uuid(self) -> Uuid {
+                self.0
+            }
+
+            /// Parses an id a client sent.
+            ///
+            /// # Errors
+            /// INVALID_ARGUMENT naming the field when it is empty or not an id.
+            pub fn parse(field: &str, value: &str) -> Result<Self, Error> {
+                if value.is_empty() {
+                    return Err(Error::invalid(format!("{field} is required")));
+                }
+                Uuid::try_parse(value)
+                    .map(Self)
+                    .map_err(|_| Error::invalid(format!("{field} is not a valid {}", $what)))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a user account.
+    UserId,
+    "user id"
+);
+id_type!(
+    /// Identifies one login (one device) of a user.
+    SessionId,
+    "session id"
+);
+id_type!(
+    /// Identifies a group or direct room.
+    RoomId,
+    "room id"
+);
+id_type!(
+    /// Identifies a stored message.
+    MessageId,
+    "message id"
+);
+
+/// 3 to 32 of `[A-Za-z0-9_.-]`; compared case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub const MIN_LEN: usize = 3;
+    pub const MAX_LEN: usize = 32;
+
+    /// # Errors
+    /// INVALID_ARGUMENT saying which rule the name breaks.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        let len = value.len();
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&len) {
+            return Err(Error::invalid(format!(
+                "username must be {} to {} characters long, got {len}",
+                Self::MIN_LEN,
+                Self::MAX_LEN
+            )));
+        }
+        if let Some(bad) = value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            return Err(Error::invalid(format!(
+                "username may only contain letters, digits, '_', '.' and '-', found {bad:?}"
+            )));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key that makes usernames unique regardless of case.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+/// 8 to 1024 bytes. Never printed: its `Debug` hides the value.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_BYTES: usize = 8;
+    pub const MAX_BYTES: usize = 1024;
+
+    /// # Errors
+    /// INVALID_ARGUMENT when too short or too long.
+    pub fn parse(value: String) -> Result<Self, Error> {
+        let len = value.len();
+        if !(Self::MIN_BYTES..=Self::MAX_BYTES).contains(&len) {
+            return Err(Error::invalid(format!(
+                "password must be {} to {} bytes long, got {len}",
+                Self::MIN_BYTES,
+                Self::MAX_BYTES
+            )));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// 1 to 64 characters, trimmed, not only white space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub const MAX_CHARS: usize = 64;
+
+    /// # Errors
+    /// INVALID_ARGUMENT when empty, blank or too long.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Err(Error::invalid("room name must not be empty"));
+        }
+        let chars = trimmed.chars().count();
+        if chars > Self::MAX_CHARS {
+            return Err(Error::invalid(format!(
+                "room name must be at most {} characters, got {chars}",
+                Self::MAX_CHARS
+            )));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "room name must not contain control characters",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// 1 to 4096 bytes, not only white space. Kept as sent (no trimming).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub const MAX_BYTES: usize = 4096;
+
+    /// # Errors
+    /// INVALID_ARGUMENT when empty, blank or too long.
+    pub fn parse(value: String) -> Result<Self, Error> {
+        if value.len() > Self::MAX_BYTES {
+            return Err(Error::invalid(format!(
+                "message text must be at most {} bytes, got {}",
+                Self::MAX_BYTES,
+                value.len()
+            )));
+        }
+        if value.trim().is_empty() {
+            return Err(Error::invalid(
+                "message text must not be empty or only white space",
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A sender's idempotency key: empty (none) or up to 128 printable bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ClientMsgId(Option<String>);
+
+impl ClientMsgId {
+    pub const MAX_BYTES: usize = 128;
+
+    /// # Errors
+    /// INVALID_ARGUMENT when too long or not printable.
+    pub fn parse(value: String) -> Result<Self, Error> {
+        if value.is_empty() {
+            return Ok(Self(None));
+        }
+        if value.len() > Self::MAX_BYTES {
+            return Err(Error::invalid(format!(
+                "client_msg_id must be at most {} bytes, got {}",
+                Self::MAX_BYTES,
+                value.len()
+            )));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "client_msg_id must not contain control characters",
+            ));
+        }
+        Ok(Self(Some(value)))
+    }
+
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+/// Microseconds since the Unix epoch: how the server keeps time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        Self(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    pub fn from_secs(secs: i64) -> Self {
+        Self(secs.saturating_mul(1_000_000))
+    }
+
+    pub fn secs(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        let micros = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(micros))
+    }
+}
+
+/// A user as others see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomKind {
+    Group,
+    Direct,
+}
+
+impl RoomKind {
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Self::Group => 1,
+            Self::Direct => 2,
+        }
+    }
+
+    pub fn from_i64(value: i64) -> Option<Self> {
+        match value {
+            1 => Some(Self::Group),
+            2 => Some(Self::Direct),
+            _ => None,
+        }
+    }
+}
+
+/// A room as one user sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub id: RoomId,
+    /// For a direct room, the other member's username.
+    pub name: String,
+    pub kind: RoomKind,
+    pub joined: bool,
+    pub last_seq: u64,
+}
+
+/// A stored message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub seq: u64,
+    pub sender: User,
+    pub text: String,
+    pub sent_at: Timestamp,
+    pub client_msg_id: Option<String>,
+}
+
+/// A login of a user, as listed to that user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub user_agent: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_rules() {
+        for good in ["bob", "alice_1", "a.b-c", &"x".repeat(32)] {
+            assert!(Username::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "ab", &"x".repeat(33), "bob smith", "bób", "a/b", "eve'--"] {
+            assert!(Username::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Username::parse("Alice").unwrap().key(), "alice");
+    }
+
+    #[test]
+    fn passwords_are_bounded_and_never_printed() {
+        assert!(Password::parse("1234567".into()).is_err());
+        assert!(Password::parse("12345678".into()).is_ok());
+        assert!(Password::parse("x".repeat(1025)).is_err());
+        let shown = format!("{:?}", Password::parse("hunter22hunter".into()).unwrap());
+        assert!(!shown.contains("hunter"), "{shown}");
+    }
+
+    #[test]
+    fn room_names_are_trimmed_and_bounded() {
+        assert_eq!(RoomName::parse("  general ").unwrap().as_str(), "general");
+        assert!(RoomName::parse("   ").is_err());
+        assert!(RoomName::parse(&"é".repeat(64)).is_ok());
+        assert!(RoomName::parse(&"é".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn message_text_must_have_content() {
+        assert!(MessageText::parse(" \n\t".into()).is_err());
+        assert!(MessageText::parse(String::new()).is_err());
+        assert!(MessageText::parse("x".repeat(4096)).is_ok());
+        assert!(MessageText::parse("x".repeat(4097)).is_err());
+        assert_eq!(MessageText::parse(" hi ".into()).unwrap().as_str(), " hi ");
+    }
+
+    #[test]
+    fn ids_say_which_field_is_wrong() {
+        let err = RoomId::parse("room_id", "nope").unwrap_err();
+        assert_eq!(err.to_string(), "room_id is not a valid room id");
+        let err = RoomId::parse("room_id", "").unwrap_err();
+        assert_eq!(err.to_string(), "room_id is required");
+        let id = RoomId::new();
+        assert_eq!(RoomId::parse("room_id", &id.to_string()).unwrap(), id);
+    }
+}

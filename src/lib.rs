@@ -1,0 +1,24 @@
+//! A real-time chat backend over gRPC.
+//!
+//! Requests enter through the services (`service`), which turn protobuf
+//! values into domain types (`domain`), check the caller (`auth`), and use
+//! the store (`store`) for everything durable. Messages are stored by the
+//! writer (`writer`) and routed (`router`) to the hub (`hub`), which fans
+//! them out to open streams (`stream`). `startup` wires it all onto one port.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod hub;
+pub mod pb;
+pub mod router;
+pub mod service;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod stream;
+pub mod telemetry;
+pub mod writer;

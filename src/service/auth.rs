@@ -1,0 +1,216 @@
+//! `chat.v1.AuthService`: accounts and sessions.
+
+use tonic::{Request, Response, Status};
+
+use crate::auth::{authenticate, password, token, Principal};
+use crate::domain::{Password, SessionId, Timestamp, UserId, Username};
+use crate::error::{Error, Result};
+use crate::pb;
+use crate::state::AppState;
+use crate::store::{NewSession, Rotation};
+
+/// The longest user agent kept for a session.
+const MAX_USER_AGENT: usize = 256;
+
+pub struct AuthApi {
+    state: AppState,
+}
+
+impl AuthApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
+        authenticate(&self.state.tokens, &*self.state.store, request.metadata()).await
+    }
+
+    async fn register(&self, request: pb::RegisterRequest) -> Result<pb::RegisterResponse> {
+        let username = Username::parse(&request.username)?;
+        let password = Password::parse(request.password)?;
+        let hash = password::hash(password).await?;
+        let user = self
+            .state
+            .store
+            .create_user(UserId::new(), &username, &hash, Timestamp::now())
+            .await?;
+        tracing::info!(user_id = %user.id, username = %user.username, "registered");
+        Ok(pb::RegisterResponse {
+            user: Some(pb::User::from(&user)),
+        })
+    }
+
+    async fn login(&self, user_agent: String, request: pb::LoginRequest) -> Result<pb::LoginResponse> {
+        let rejected = || Error::unauthenticated("invalid username or password");
+        // A malformed name or password can belong to no account: same answer.
+        let (Ok(username), Ok(password)) = (
+            Username::parse(&request.username),
+            Password::parse(request.password),
+        ) else {
+            return Err(rejected());
+        };
+        let credentials = self.state.store.credentials(&username).await?;
+        let (user, hash) = match credentials {
+            Some((user, hash)) => (Some(user), Some(hash)),
+            None => (None, None),
+        };
+        let verified = password::verify(hash, password).await?;
+        let user = match user {
+            Some(user) if verified => user,
+            _ => {
+                tracing::info!(username = %username.as_str(), "login failed");
+                return Err(rejected());
+            }
+        };
+        let now = Timestamp::now();
+        let session_id = SessionId::new();
+        let refresh_token = token::new_refresh_token();
+        self.state
+            .store
+            .create_session(NewSession {
+                id: session_id,
+                user_id: user.id,
+                user_agent,
+                refresh_hash: token::refresh_token_hash(&refresh_token),
+                expires_at: now.plus(self.state.config.refresh_token_ttl),
+                now,
+            })
+            .await?;
+        let (access_token, expires_at) = self.state.tokens.issue(user.id, session_id, now)?;
+        tracing::info!(user_id = %user.id, %session_id, "logged in");
+        Ok(pb::LoginResponse {
+            access_token,
+            refresh_token,
+            access_token_expires_at: Some(pb::timestamp(expires_at)),
+            user: Some(pb::User::from(&user)),
+            session_id: session_id.to_string(),
+        })
+    }
+
+    async fn refresh(&self, request: pb::RefreshRequest) -> Result<pb::RefreshResponse> {
+        if request.refresh_token.is_empty() {
+            return Err(Error::invalid("refresh_token is required"));
+        }
+        let now = Timestamp::now();
+        let next = token::new_refresh_token();
+        let rotation = self
+            .state
+            .store
+            .rotate_refresh_token(
+                &token::refresh_token_hash(&request.refresh_token),
+                &token::refresh_token_hash(&next),
+                now.plus(self.state.config.refresh_token_ttl),
+                now,
+            )
+            .await?;
+        match rotation {
+            Rotation::Rotated { user_id, session_id } => {
+                let (access_token, expires_at) = self.state.tokens.issue(user_id, session_id, now)?;
+                Ok(pb::RefreshResponse {
+                    access_token,
+                    refresh_token: next,
+                    access_token_expires_at: Some(pb::timestamp(expires_at)),
+                })
+            }
+            Rotation::Reused { session_id } => {
+                tracing::warn!(%session_id, "a spent refresh token came back: session revoked");
+                self.state.router.revoke_session(session_id).await;
+                Err(Error::unauthenticated(
+                    "refresh token already used: the session has been revoked",
+                ))
+            }
+            Rotation::Invalid => Err(Error::unauthenticated("invalid or expired refresh token")),
+        }
+    }
+
+    async fn revoke(&self, principal: &Principal, session_id: SessionId) -> Result<()> {
+        let revoked = self
+            .state
+            .store
+            .revoke_session(principal.user.id, session_id, Timestamp::now())
+            .await?;
+        if !revoked {
+            return Err(Error::not_found(format!("session {session_id} not found")));
+        }
+        self.state.router.revoke_session(session_id).await;
+        tracing::info!(user_id = %principal.user.id, %session_id, "session revoked");
+        Ok(())
+    }
+}
+
+fn user_agent<T>(request: &Request<T>) -> String {
+    let agent = request
+        .metadata()
+        .get("user-agent")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    agent.chars().take(MAX_USER_AGENT).collect()
+}
+
+#[tonic::async_trait]
+impl pb::auth_service_server::AuthService for AuthApi {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        Ok(Response::new(self.register(request.into_inner()).await?))
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let agent = user_agent(&request);
+        Ok(Response::new(self.login(agent, request.into_inner()).await?))
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::RefreshResponse>, Status> {
+        Ok(Response::new(self.refresh(request.into_inner()).await?))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        self.revoke(&principal, principal.session_id).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let sessions = self
+            .state
+            .store
+            .list_sessions(principal.user.id, Timestamp::now())
+            .await
+            .map_err(Error::from)?;
+        let sessions = sessions
+            .iter()
+            .map(|session| pb::Session {
+                id: session.id.to_string(),
+                created_at: Some(pb::timestamp(session.created_at)),
+                last_seen_at: Some(pb::timestamp(session.last_seen_at)),
+                user_agent: session.user_agent.clone(),
+                current: session.id == principal.session_id,
+            })
+            .collect();
+        Ok(Response::new(pb::ListSessionsResponse { sessions }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let session_id = SessionId::parse("session_id", &request.get_ref().session_id)?;
+        self.revoke(&principal, session_id).await?;
+        Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+}

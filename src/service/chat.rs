@@ -1,0 +1,242 @@
+//! `chat.v1.ChatService`: rooms, messages, presence and live streams.
+
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{authenticate, Principal};
+use crate::domain::{RoomId, RoomName, Timestamp, Username};
+use crate::error::{Error, Result};
+use crate::hub::OutboundStream;
+use crate::pb;
+use crate::state::AppState;
+use crate::stream;
+
+/// History page size when the request says 0.
+const DEFAULT_HISTORY_LIMIT: u32 = 50;
+/// The largest history page.
+const MAX_HISTORY_LIMIT: u32 = 200;
+
+pub struct ChatApi {
+    state: AppState,
+}
+
+impl ChatApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
+        authenticate(&self.state.tokens, &*self.state.store, request.metadata()).await
+    }
+
+    async fn require_member(&self, principal: &Principal, room_id: RoomId) -> Result<()> {
+        self.state
+            .store
+            .membership(room_id, principal.user.id)
+            .await?
+            .require_member(room_id)
+    }
+
+    async fn open_direct_room(
+        &self,
+        principal: &Principal,
+        request: pb::OpenDirectRoomRequest,
+    ) -> Result<pb::OpenDirectRoomResponse> {
+        let username = Username::parse(&request.username)?;
+        let other = self
+            .state
+            .store
+            .user_by_name(&username)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("user {:?} does not exist", request.username)))?;
+        if other.id == principal.user.id {
+            return Err(Error::invalid("cannot open a direct room with yourself"));
+        }
+        let room = self
+            .state
+            .store
+            .open_direct_room(&principal.user, &other, Timestamp::now())
+            .await?;
+        for member in [principal.user.id, other.id] {
+            self.state.router.joined(member, room.id).await;
+        }
+        Ok(pb::OpenDirectRoomResponse {
+            room: Some(pb::Room::from(&room)),
+        })
+    }
+
+    async fn history(
+        &self,
+        principal: &Principal,
+        request: pb::HistoryRequest,
+    ) -> Result<pb::HistoryResponse> {
+        let room_id = RoomId::parse("room_id", &request.room_id)?;
+        self.require_member(principal, room_id).await?;
+        let limit = match request.limit {
+            0 => DEFAULT_HISTORY_LIMIT,
+            n => n.min(MAX_HISTORY_LIMIT),
+        };
+        let (messages, has_more) = self
+            .state
+            .store
+            .history(room_id, request.before_seq, limit)
+            .await?;
+        Ok(pb::HistoryResponse {
+            messages: messages.iter().map(pb::Message::from).collect(),
+            has_more,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::chat_service_server::ChatService for ChatApi {
+    async fn create_room(
+        &self,
+        request: Request<pb::CreateRoomRequest>,
+    ) -> Result<Response<pb::CreateRoomResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let name = RoomName::parse(&request.get_ref().name)?;
+        let room = self
+            .state
+            .store
+            .create_room(RoomId::new(), &name, principal.user.id, Timestamp::now())
+            .await
+            .map_err(Error::from)?;
+        self.state.router.joined(principal.user.id, room.id).await;
+        Ok(Response::new(pb::CreateRoomResponse {
+            room: Some(pb::Room::from(&room)),
+        }))
+    }
+
+    async fn join_room(
+        &self,
+        request: Request<pb::JoinRoomRequest>,
+    ) -> Result<Response<pb::JoinRoomResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let room_id = RoomId::parse("room_id", &request.get_ref().room_id)?;
+        let room = self
+            .state
+            .store
+            .join_room(room_id, principal.user.id, Timestamp::now())
+            .await?;
+        self.state.router.joined(principal.user.id, room_id).await;
+        Ok(Response::new(pb::JoinRoomResponse {
+            room: Some(pb::Room::from(&room)),
+        }))
+    }
+
+    async fn leave_room(
+        &self,
+        request: Request<pb::LeaveRoomRequest>,
+    ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let room_id = RoomId::parse("room_id", &request.get_ref().room_id)?;
+        self.state.store.leave_room(room_id, principal.user.id).await?;
+        self.state.router.left(principal.user.id, room_id).await;
+        Ok(Response::new(pb::LeaveRoomResponse {}))
+    }
+
+    async fn list_rooms(
+        &self,
+        request: Request<pb::ListRoomsRequest>,
+    ) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let rooms = self
+            .state
+            .store
+            .list_rooms(principal.user.id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListRoomsResponse {
+            rooms: rooms.iter().map(pb::Room::from).collect(),
+        }))
+    }
+
+    async fn open_direct_room(
+        &self,
+        request: Request<pb::OpenDirectRoomRequest>,
+    ) -> Result<Response<pb::OpenDirectRoomResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        Ok(Response::new(
+            self.open_direct_room(&principal, request.into_inner()).await?,
+        ))
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let message = stream::new_message(&principal, request.into_inner())?;
+        let appended = self.state.writer.append(message).await?;
+        Ok(Response::new(pb::SendMessageResponse {
+            message: Some(pb::Message::from(&appended.message)),
+        }))
+    }
+
+    async fn send_typing(
+        &self,
+        request: Request<pb::SendTypingRequest>,
+    ) -> Result<Response<pb::SendTypingResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let room_id = RoomId::parse("room_id", &request.get_ref().room_id)?;
+        stream::typing_in(&self.state, &principal, room_id).await?;
+        Ok(Response::new(pb::SendTypingResponse {}))
+    }
+
+    type ChatStreamStream = OutboundStream;
+
+    async fn chat_stream(
+        &self,
+        request: Request<Streaming<pb::ClientEvent>>,
+    ) -> Result<Response<Self::ChatStreamStream>, Status> {
+        let principal = self.principal(&request).await?;
+        let (id, outbound) = stream::open(&self.state, &principal).await?;
+        tokio::spawn(stream::serve_client_events(
+            self.state.clone(),
+            principal,
+            id,
+            request.into_inner(),
+        ));
+        Ok(Response::new(outbound))
+    }
+
+    type SubscribeStream = OutboundStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let principal = self.principal(&request).await?;
+        let (_, outbound) = stream::open(&self.state, &principal).await?;
+        Ok(Response::new(outbound))
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        Ok(Response::new(
+            self.history(&principal, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_online_users(
+        &self,
+        request: Request<pb::ListOnlineUsersRequest>,
+    ) -> Result<Response<pb::ListOnlineUsersResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let room = &request.get_ref().room_id;
+        let room_id = if room.is_empty() {
+            None
+        } else {
+            let room_id = RoomId::parse("room_id", room)?;
+            self.require_member(&principal, room_id).await?;
+            Some(room_id)
+        };
+        let users = self.state.hub.online_users(room_id);
+        Ok(Response::new(pb::ListOnlineUsersResponse {
+            users: users.iter().map(pb::User::from).collect(),
+        }))
+    }
+}

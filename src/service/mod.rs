@@ -1,0 +1,7 @@
+//! The gRPC services: the boundary where protobuf meets the domain.
+
+mod auth;
+mod chat;
+
+pub use auth::AuthApi;
+pub use chat::ChatApi;

@@ -1,0 +1,135 @@
+//! The application state shared by every service: store, hub, router,
+//! message writer, token codec and configuration, plus the background tasks
+//! that serve them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{password, token};
+use crate::config::Config;
+use crate::domain::Timestamp;
+use crate::hub::Hub;
+use crate::router::{LocalRouter, Router};
+use crate::store::{self, Store};
+use crate::writer::MessageWriter;
+
+/// How often streams are checked for expired access tokens: a stream ends
+/// at most this long after its token expires.
+const EXPIRY_CHECK: Duration = Duration::from_millis(500);
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub router: Arc<dyn Router>,
+    pub writer: MessageWriter,
+    pub tokens: Arc<token::TokenCodec>,
+    background: Arc<Background>,
+}
+
+struct Background {
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl AppState {
+    /// Opens and migrates the database, loads (or creates) the signing
+    /// secret, and starts the message writer and the stream maintenance.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or migrated.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("opening the database at {}", config.database_url))?;
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.expose().to_owned(),
+            None => store
+                .setting_or_init("jwt_secret", &token::new_secret())
+                .await
+                .context("loading the token signing secret")?,
+        };
+        let tokens = Arc::new(token::TokenCodec::new(
+            secret.as_bytes(),
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.access_token_ttl,
+        ));
+        tokio::task::spawn_blocking(password::warm_up)
+            .await
+            .context("preparing the password hasher")?;
+
+        let hub = Hub::new(config.stream_queue);
+        let router: Arc<dyn Router> = Arc::new(LocalRouter::new(Arc::clone(&hub)));
+        let stop = CancellationToken::new();
+        let (writer, writer_task) = MessageWriter::spawn(
+            Arc::clone(&store),
+            Arc::clone(&router),
+            Arc::clone(&hub),
+            stop.clone(),
+        );
+        let maintenance = tokio::spawn(maintain_streams(
+            Arc::clone(&hub),
+            config.heartbeat_interval,
+            stop.clone(),
+        ));
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            hub,
+            router,
+            writer,
+            tokens,
+            background: Arc::new(Background {
+                stop,
+                tasks: Mutex::new(vec![writer_task, maintenance]),
+            }),
+        })
+    }
+
+    /// Ends every open stream and refuses new ones.
+    pub fn end_streams(&self) {
+        self.hub.shutdown();
+    }
+
+    /// Stores the messages still queued, stops the background tasks and
+    /// closes the database.
+    pub async fn close(&self) {
+        self.hub.shutdown();
+        self.background.stop.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .background
+                .tasks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a background task failed");
+            }
+        }
+        self.store.close().await;
+    }
+}
+
+/// Ends streams whose token expired, and sends heartbeats to idle streams.
+async fn maintain_streams(hub: Arc<Hub>, heartbeat: Duration, stop: CancellationToken) {
+    let mut expiry = tokio::time::interval(EXPIRY_CHECK);
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = expiry.tick() => hub.expire(Timestamp::now()),
+            _ = beat.tick() => hub.heartbeat(),
+            () = stop.cancelled() => break,
+        }
+    }
+}

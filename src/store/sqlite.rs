@@ -1,0 +1,627 @@
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, so a
+//! committed transaction survives a crash or power loss.
+//!
+//! All writes go through one connection (SQLite has one writer anyway; a
+//! single connection means no lock contention, and the message writer batches
+//! sends into few transactions). Reads use a small pool of their own, which
+//! WAL lets run beside the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row as _, Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::{Appended, Membership, NewMessage, NewSession, Rotation, Store};
+use crate::domain::{
+    Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
+    UserId, Username,
+};
+use crate::error::{Error, Result};
+
+/// Readers beside the one writer: enough for history and room lists under
+/// load on a small machine, few enough to keep file handles bounded.
+const READ_CONNECTIONS: u32 = 4;
+/// How long a statement waits for a lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A room as the user bound to `?1` sees it: a direct room is named after
+/// the other member.
+const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
+        CASE WHEN r.kind = 2 THEN COALESCE(
+            (SELECT u.username FROM room_members om JOIN users u ON u.id = om.user_id
+             WHERE om.room_id = r.id AND om.user_id <> ?1), r.name)
+        ELSE r.name END AS name,
+        EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = ?1) AS joined
+    FROM rooms r";
+
+const MESSAGE_SELECT: &str = "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text,
+        m.sent_at, m.client_msg_id
+    FROM messages m JOIN users u ON u.id = m.sender_id";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite://` URL and
+    /// brings its schema up to date.
+    ///
+    /// # Errors
+    /// When the file cannot be created or a migration fails.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the database folder {}", dir.display()))?;
+            }
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .context("migrating the SQLite database")?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn room_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        room_id: RoomId,
+        viewer: UserId,
+    ) -> Result<Room> {
+        let row = sqlx::query(&format!("{ROOM_SELECT} WHERE r.id = ?2"))
+            .bind(viewer.uuid())
+            .bind(room_id.uuid())
+            .fetch_one(&mut **tx)
+            .await?;
+        room_from_row(&row)
+    }
+
+    async fn append_one(
+        tx: &mut Transaction<'_, Sqlite>,
+        new: &NewMessage,
+    ) -> Result<Result<Appended>> {
+        if let Some(key) = new.client_msg_id.as_deref() {
+            let earlier = sqlx::query(&format!(
+                "{MESSAGE_SELECT} WHERE m.sender_id = ?1 AND m.client_msg_id = ?2"
+            ))
+            .bind(new.sender.id.uuid())
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(row) = earlier {
+                let message = message_from_row(&row)?;
+                if message.room_id != new.room_id {
+                    return Ok(Err(Error::AlreadyExists(format!(
+                        "client_msg_id {key:?} was already used for a message in another room"
+                    ))));
+                }
+                return Ok(Ok(Appended { message, fresh: false }));
+            }
+        }
+        let membership = membership_in(&mut **tx, new.room_id, new.sender.id).await?;
+        if let Err(e) = membership.require_member(new.room_id) {
+            return Ok(Err(e));
+        }
+        let seq: i64 =
+            sqlx::query_scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")
+                .bind(new.room_id.uuid())
+                .fetch_one(&mut **tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(new.id.uuid())
+        .bind(new.room_id.uuid())
+        .bind(seq)
+        .bind(new.sender.id.uuid())
+        .bind(new.text.as_str())
+        .bind(new.sent_at.0)
+        .bind(new.client_msg_id.as_deref())
+        .execute(&mut **tx)
+        .await?;
+        Ok(Ok(Appended {
+            message: Message {
+                id: new.id,
+                room_id: new.room_id,
+                seq: to_seq(seq),
+                sender: new.sender.clone(),
+                text: new.text.as_str().to_owned(),
+                sent_at: new.sent_at,
+                client_msg_id: new.client_msg_id.as_deref().map(str::to_owned),
+            },
+            fresh: true,
+        }))
+    }
+}
+
+async fn membership_in<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<Membership> {
+    let row = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2)
+         FROM rooms WHERE id = ?1",
+    )
+    .bind(room_id.uuid())
+    .bind(user_id.uuid())
+    .fetch_optional(executor)
+    .await?;
+    Ok(match row {
+        None => Membership::NoSuchRoom,
+        Some(row) if row.try_get::<bool, _>(0)? => Membership::Member,
+        Some(_) => Membership::NotMember,
+    })
+}
+
+async fn room_kind(tx: &mut Transaction<'_, Sqlite>, room_id: RoomId) -> Result<RoomKind> {
+    let kind: Option<i64> = sqlx::query_scalar("SELECT kind FROM rooms WHERE id = ?1")
+        .bind(room_id.uuid())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let kind = kind.ok_or_else(|| Error::not_found(format!("room {room_id} does not exist")))?;
+    RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
+}
+
+fn to_seq(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+fn room_from_row(row: &SqliteRow) -> Result<Room> {
+    let kind: i64 = row.try_get("kind")?;
+    Ok(Room {
+        id: RoomId::from_uuid(row.try_get("id")?),
+        name: row.try_get("name")?,
+        kind: RoomKind::from_i64(kind).context("unknown room kind in the database")?,
+        joined: row.try_get("joined")?,
+        last_seq: to_seq(row.try_get("last_seq")?),
+    })
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<Message> {
+    Ok(Message {
+        id: MessageId::from_uuid(row.try_get("id")?),
+        room_id: RoomId::from_uuid(row.try_get("room_id")?),
+        seq: to_seq(row.try_get("seq")?),
+        sender: User {
+            id: UserId::from_uuid(row.try_get("sender_id")?),
+            username: row.try_get("username")?,
+        },
+        text: row.try_get("text")?,
+        sent_at: Timestamp(row.try_get("sent_at")?),
+        client_msg_id: row.try_get("client_msg_id")?,
+    })
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User> {
+    Ok(User {
+        id: UserId::from_uuid(row.try_get("id")?),
+        username: row.try_get("username")?,
+    })
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The key that makes a pair of users' direct room unique: both ids, ordered.
+fn direct_key(a: UserId, b: UserId) -> Vec<u8> {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    [low.uuid().as_bytes().as_slice(), high.uuid().as_bytes()].concat()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn setting_or_init(&self, key: &str, default: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(default)
+            .execute(&self.writer)
+            .await?;
+        let value = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+            .bind(key)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(value)
+    }
+
+    async fn create_user(
+        &self,
+        id: UserId,
+        username: &Username,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<User> {
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id.uuid())
+        .bind(username.as_str())
+        .bind(username.key())
+        .bind(password_hash)
+        .bind(now.0)
+        .execute(&self.writer)
+        .await;
+        match inserted {
+            Ok(_) => Ok(User { id, username: username.as_str().to_owned() }),
+            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists(format!(
+                "username {:?} is already taken",
+                username.as_str()
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>> {
+        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = ?1")
+            .bind(username.key())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    async fn user_by_name(&self, username: &Username) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, username FROM users WHERE username_key = ?1")
+            .bind(username.key())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, user_agent, created_at, last_seen_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+        )
+        .bind(session.id.uuid())
+        .bind(session.user_id.uuid())
+        .bind(&session.user_agent)
+        .bind(session.now.0)
+        .bind(session.expires_at.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?1, ?2, ?3)")
+            .bind(&session.refresh_hash)
+            .bind(session.id.uuid())
+            .bind(session.expires_at.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn live_session(
+        &self,
+        session_id: SessionId,
+        user_id: UserId,
+        now: Timestamp,
+    ) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3",
+        )
+        .bind(session_id.uuid())
+        .bind(user_id.uuid())
+        .bind(now.0)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &[u8],
+        next_hash: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Rotation> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.revoked_at
+             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+             WHERE t.token_hash = ?1",
+        )
+        .bind(presented_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Rotation::Invalid);
+        };
+        let session_id = SessionId::from_uuid(row.try_get("session_id")?);
+        let user_id = UserId::from_uuid(row.try_get("user_id")?);
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        let token_expires_at: i64 = row.try_get("expires_at")?;
+        if revoked_at.is_some() {
+            return Ok(Rotation::Invalid);
+        }
+        if used_at.is_some() {
+            sqlx::query("UPDATE sessions SET revoked_at = ?1 WHERE id = ?2")
+                .bind(now.0)
+                .bind(session_id.uuid())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Rotation::Reused { session_id });
+        }
+        if token_expires_at <= now.0 {
+            return Ok(Rotation::Invalid);
+        }
+        sqlx::query("UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2")
+            .bind(now.0)
+            .bind(presented_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?1, ?2, ?3)")
+            .bind(next_hash)
+            .bind(session_id.uuid())
+            .bind(expires_at.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE sessions SET expires_at = ?1, last_seen_at = ?2 WHERE id = ?3")
+            .bind(expires_at.0)
+            .bind(now.0)
+            .bind(session_id.uuid())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated { user_id, session_id })
+    }
+
+    async fn list_sessions(&self, user_id: UserId, now: Timestamp) -> Result<Vec<Session>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, last_seen_at, user_agent FROM sessions
+             WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+             ORDER BY created_at, id",
+        )
+        .bind(user_id.uuid())
+        .bind(now.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Session {
+                    id: SessionId::from_uuid(row.try_get("id")?),
+                    created_at: Timestamp(row.try_get("created_at")?),
+                    last_seen_at: Timestamp(row.try_get("last_seen_at")?),
+                    user_agent: row.try_get("user_agent")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_session(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?1
+             WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(session_id.uuid())
+        .bind(user_id.uuid())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_session(&self, session_id: SessionId, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ?1 WHERE id = ?2")
+            .bind(now.0)
+            .bind(session_id.uuid())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_room(
+        &self,
+        id: RoomId,
+        name: &RoomName,
+        creator: UserId,
+        now: Timestamp,
+    ) -> Result<Room> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("INSERT INTO rooms (id, name, kind, created_at) VALUES (?1, ?2, ?3, ?4)")
+            .bind(id.uuid())
+            .bind(name.as_str())
+            .bind(RoomKind::Group.as_i64())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)")
+            .bind(id.uuid())
+            .bind(creator.uuid())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Room {
+            id,
+            name: name.as_str().to_owned(),
+            kind: RoomKind::Group,
+            joined: true,
+            last_seq: 0,
+        })
+    }
+
+    async fn join_room(&self, room_id: RoomId, user_id: UserId, now: Timestamp) -> Result<Room> {
+        let mut tx = self.writer.begin().await?;
+        if room_kind(&mut tx, room_id).await? == RoomKind::Direct {
+            let room = Self::room_in(&mut tx, room_id, user_id).await?;
+            return if room.joined {
+                Ok(room)
+            } else {
+                Err(Error::denied(format!(
+                    "room {room_id} is a direct room: nobody else can join it"
+                )))
+            };
+        }
+        sqlx::query(
+            "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (room_id, user_id) DO NOTHING",
+        )
+        .bind(room_id.uuid())
+        .bind(user_id.uuid())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        let room = Self::room_in(&mut tx, room_id, user_id).await?;
+        tx.commit().await?;
+        Ok(room)
+    }
+
+    async fn leave_room(&self, room_id: RoomId, user_id: UserId) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        if room_kind(&mut tx, room_id).await? == RoomKind::Direct {
+            return Err(Error::FailedPrecondition(format!(
+                "room {room_id} is a direct room: it cannot be left"
+            )));
+        }
+        sqlx::query("DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2")
+            .bind(room_id.uuid())
+            .bind(user_id.uuid())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_rooms(&self, user_id: UserId) -> Result<Vec<Room>> {
+        let rows = sqlx::query(&format!(
+            "{ROOM_SELECT} WHERE r.kind = 1
+                OR r.id IN (SELECT room_id FROM room_members WHERE user_id = ?1)
+             ORDER BY r.created_at, r.id"
+        ))
+        .bind(user_id.uuid())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(room_from_row).collect()
+    }
+
+    async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room> {
+        let key = direct_key(me.id, other.id);
+        let mut tx = self.writer.begin().await?;
+        let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM rooms WHERE direct_key = ?1")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let room_id = match existing {
+            Some(id) => RoomId::from_uuid(id),
+            None => {
+                let id = RoomId::new();
+                let mut names = [me.username.as_str(), other.username.as_str()];
+                names.sort_unstable();
+                sqlx::query(
+                    "INSERT INTO rooms (id, name, kind, direct_key, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .bind(id.uuid())
+                .bind(names.join(" & "))
+                .bind(RoomKind::Direct.as_i64())
+                .bind(&key)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+                for member in [me.id, other.id] {
+                    sqlx::query(
+                        "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+                    )
+                    .bind(id.uuid())
+                    .bind(member.uuid())
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                id
+            }
+        };
+        let room = Self::room_in(&mut tx, room_id, me.id).await?;
+        tx.commit().await?;
+        Ok(room)
+    }
+
+    async fn room_ids_of(&self, user_id: UserId) -> Result<Vec<RoomId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = ?1")
+            .bind(user_id.uuid())
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(ids.into_iter().map(RoomId::from_uuid).collect())
+    }
+
+    async fn membership(&self, room_id: RoomId, user_id: UserId) -> Result<Membership> {
+        membership_in(&self.reader, room_id, user_id).await
+    }
+
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+        let mut tx = self.writer.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for new in batch {
+            results.push(Self::append_one(&mut tx, new).await?);
+        }
+        tx.commit().await.context("committing messages")?;
+        Ok(results)
+    }
+
+    async fn history(
+        &self,
+        room_id: RoomId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool)> {
+        let before = if before_seq == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(before_seq).unwrap_or(i64::MAX)
+        };
+        let rows = sqlx::query(&format!(
+            "{MESSAGE_SELECT} WHERE m.room_id = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"
+        ))
+        .bind(room_id.uuid())
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        let has_more = rows.len() > limit as usize;
+        let mut messages = rows
+            .iter()
+            .take(limit as usize)
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        messages.reverse();
+        Ok((messages, has_more))
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}

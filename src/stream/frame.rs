@@ -1,0 +1,91 @@
+//! Pre-encoded server events.
+//!
+//! A message to a room of a thousand open streams is encoded once: the hub
+//! turns the `ServerEvent` into bytes, and every stream's queue holds a
+//! cheap clone of those bytes (`Bytes` is reference-counted). `FrameCodec`
+//! writes them to the wire as they are.
+
+use bytes::{BufMut as _, Bytes};
+use prost::Message as _;
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::Status;
+
+use crate::pb;
+
+/// One encoded `ServerEvent`.
+#[derive(Clone, Debug)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    pub fn encode(event: &pb::ServerEvent) -> Self {
+        Self(Bytes::from(event.encode_to_vec()))
+    }
+
+    pub fn from_event(event: pb::server_event::Event) -> Self {
+        Self::encode(&pb::ServerEvent { event: Some(event) })
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The codec of the two RPCs that stream `ServerEvent`s: frames out,
+/// protobuf messages in.
+#[derive(Debug)]
+pub struct FrameCodec<U>(std::marker::PhantomData<U>);
+
+impl<U> Default for FrameCodec<U> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<U> Codec for FrameCodec<U>
+where
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = Frame;
+    type Decode = U;
+    type Encoder = FrameEncoder;
+    type Decoder = tonic_prost::ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        FrameEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<pb::ServerEvent, U>::raw_decoder(BufferSettings::default())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FrameEncoder;
+
+impl Encoder for FrameEncoder {
+    type Item = Frame;
+    type Error = Status;
+
+    fn encode(&mut self, frame: Frame, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&frame.0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_holds_the_event_encoded() {
+        let event = pb::ServerEvent {
+            event: Some(pb::server_event::Event::Pong(pb::server_event::Pong { nonce: 7 })),
+        };
+        let frame = Frame::encode(&event);
+        assert_eq!(pb::ServerEvent::decode(frame.0.clone()).unwrap(), event);
+    }
+}
