@@ -1,0 +1,371 @@
+//! Starting a real server for a test, and clients to talk to it.
+//!
+//! `spawn_app()` starts the whole server in-process on port 0 with a fresh
+//! SQLite database in a temporary folder, exactly as `main` does, and stops
+//! it when the `TestApp` is dropped.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::Duration;
+
+use chat_server::config::Config;
+use chat_server::pb::auth_service_client::AuthServiceClient;
+use chat_server::pb::chat_service_client::ChatServiceClient;
+use chat_server::pb::{self, client_event, server_event};
+use chat_server::startup;
+use chat_server::state::AppState;
+use tempfile::TempDir;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status, Streaming};
+
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse battery";
+/// How long a test waits for an event that should come.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+pub type Auth = AuthServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Chat = ChatServiceClient<InterceptedService<Channel, Bearer>>;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    config: Config,
+    dir: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server whose configuration `configure` adjusts first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut config = Config::defaults();
+    config.database_url = format!("sqlite://{}/chat.db", dir.path().display());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    configure(&mut config);
+    start(config, dir).await
+}
+
+async fn start(config: Config, dir: TempDir) -> TestApp {
+    init_logs();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::build(config.clone()).await.expect("state");
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(startup::run(listener, state.clone(), async {
+        let _ = stop.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting to the test server");
+    TestApp {
+        addr,
+        state,
+        channel,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        config,
+        dir,
+    }
+}
+
+/// Logs show with `TEST_LOG=1`.
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info"))
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+
+    /// Stops this server and starts a new one on the same database.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        start(self.config.clone(), dir).await
+    }
+
+    pub fn auth(&self) -> Auth {
+        AuthServiceClient::with_interceptor(self.channel.clone(), Bearer(None))
+    }
+
+    /// A ChatService client sending `authorization: <value>` verbatim.
+    pub fn chat_with_authorization(&self, value: Option<&str>) -> Chat {
+        ChatServiceClient::with_interceptor(
+            self.channel.clone(),
+            Bearer(value.map(|v| v.parse().unwrap())),
+        )
+    }
+
+    pub fn auth_with_authorization(&self, value: Option<&str>) -> Auth {
+        AuthServiceClient::with_interceptor(
+            self.channel.clone(),
+            Bearer(value.map(|v| v.parse().unwrap())),
+        )
+    }
+
+    pub async fn register(&self, username: &str) -> pb::User {
+        self.auth()
+            .register(pb::RegisterRequest {
+                username: username.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .user
+            .unwrap()
+    }
+
+    /// A new session of an existing user.
+    pub async fn login(&self, username: &str) -> TestUser {
+        let login = self
+            .auth()
+            .login(pb::LoginRequest {
+                username: username.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("login")
+            .into_inner();
+        let bearer = format!("Bearer {}", login.access_token);
+        TestUser {
+            user: login.user.clone().unwrap(),
+            chat: self.chat_with_authorization(Some(&bearer)),
+            auth: self.auth_with_authorization(Some(&bearer)),
+            login,
+        }
+    }
+
+    /// Registers and logs in.
+    pub async fn user(&self, username: &str) -> TestUser {
+        self.register(username).await;
+        self.login(username).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Adds `authorization` metadata to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// One logged-in session of a user, with clients carrying its token.
+pub struct TestUser {
+    pub user: pb::User,
+    pub login: pb::LoginResponse,
+    pub chat: Chat,
+    pub auth: Auth,
+}
+
+impl TestUser {
+    pub fn id(&self) -> &str {
+        &self.user.id
+    }
+
+    pub async fn create_room(&self, name: &str) -> pb::Room {
+        self.chat
+            .clone()
+            .create_room(pb::CreateRoomRequest { name: name.into() })
+            .await
+            .expect("create room")
+            .into_inner()
+            .room
+            .unwrap()
+    }
+
+    pub async fn join(&self, room: &pb::Room) {
+        self.chat
+            .clone()
+            .join_room(pb::JoinRoomRequest {
+                room_id: room.id.clone(),
+            })
+            .await
+            .expect("join room");
+    }
+
+    pub async fn send(&self, room: &pb::Room, text: &str) -> pb::Message {
+        self.chat
+            .clone()
+            .send_message(pb::SendMessageRequest {
+                room_id: room.id.clone(),
+                text: text.into(),
+                client_msg_id: String::new(),
+            })
+            .await
+            .expect("send message")
+            .into_inner()
+            .message
+            .unwrap()
+    }
+
+    /// Opens a ChatStream and returns it with its `ready` event.
+    pub async fn chat_stream(&self) -> (EventStream, server_event::Ready) {
+        let (tx, rx) = mpsc::channel(64);
+        let events = self
+            .chat
+            .clone()
+            .chat_stream(ReceiverStream::new(rx))
+            .await
+            .expect("open ChatStream")
+            .into_inner();
+        let mut stream = EventStream {
+            sender: Some(tx),
+            events,
+        };
+        let ready = stream.ready().await;
+        (stream, ready)
+    }
+
+    /// Opens a Subscribe stream and returns it with its `ready` event.
+    pub async fn subscribe(&self) -> (EventStream, server_event::Ready) {
+        let events = self
+            .chat
+            .clone()
+            .subscribe(pb::SubscribeRequest {})
+            .await
+            .expect("open Subscribe")
+            .into_inner();
+        let mut stream = EventStream {
+            sender: None,
+            events,
+        };
+        let ready = stream.ready().await;
+        (stream, ready)
+    }
+}
+
+/// A live stream of server events, and (for ChatStream) a way to send.
+pub struct EventStream {
+    sender: Option<mpsc::Sender<pb::ClientEvent>>,
+    events: Streaming<pb::ServerEvent>,
+}
+
+impl EventStream {
+    pub async fn send(&self, event: client_event::Event) {
+        self.sender
+            .as_ref()
+            .expect("a ChatStream")
+            .send(pb::ClientEvent { event: Some(event) })
+            .await
+            .expect("stream open");
+    }
+
+    pub async fn send_text(&self, room: &pb::Room, text: &str, client_msg_id: &str) {
+        self.send(client_event::Event::Send(pb::SendMessageRequest {
+            room_id: room.id.clone(),
+            text: text.into(),
+            client_msg_id: client_msg_id.into(),
+        }))
+        .await;
+    }
+
+    /// Stops sending: the client half-closes its side.
+    pub fn close_sending(&mut self) {
+        self.sender = None;
+    }
+
+    /// The next event; fails the test if none comes in time or the stream ends.
+    pub async fn next(&mut self) -> server_event::Event {
+        match tokio::time::timeout(PATIENCE, self.events.message()).await {
+            Ok(Ok(Some(event))) => event.event.expect("an event"),
+            Ok(Ok(None)) => panic!("the stream ended"),
+            Ok(Err(status)) => panic!("the stream failed: {status:?}"),
+            Err(_) => panic!("no event within {PATIENCE:?}"),
+        }
+    }
+
+    async fn ready(&mut self) -> server_event::Ready {
+        match self.next().await {
+            server_event::Event::Ready(ready) => ready,
+            other => panic!("expected ready first, got {other:?}"),
+        }
+    }
+
+    pub async fn next_message(&mut self) -> pb::Message {
+        match self.next().await {
+            server_event::Event::Message(message) => message,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    pub async fn next_presence(&mut self) -> server_event::Presence {
+        match self.next().await {
+            server_event::Event::Presence(presence) => presence,
+            other => panic!("expected presence, got {other:?}"),
+        }
+    }
+
+    /// The status that ends the stream, skipping events before it.
+    pub async fn ended_with(&mut self) -> Status {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.message()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => return Status::ok("ended"),
+                Ok(Err(status)) => return status,
+                Err(_) => panic!("the stream did not end within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives for a while.
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Ok(item) = tokio::time::timeout(quiet, self.events.message()).await {
+            panic!("expected silence, got {item:?}");
+        }
+    }
+}
+
+/// Asserts a call failed with `code` and exactly `message`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, message: &str) {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(
+        (status.code(), status.message()),
+        (code, message),
+        "unexpected status {status:?}"
+    );
+}

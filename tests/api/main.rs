@@ -1,0 +1,6 @@
+//! Integration tests: the real server, in-process, on port 0, with a fresh
+//! database each, spoken to by the generated tonic clients.
+
+mod accounts;
+mod helpers;
+mod tokens;
