@@ -3,4 +3,6 @@
 
 mod accounts;
 mod helpers;
+mod rooms;
+mod streams;
 mod tokens;
