@@ -16,7 +16,11 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Database URL: `sqlite://PATH` (created if missing).
-    #[arg(long, env = "CHAT_DATABASE_URL", default_value = "sqlite://data/chat.db")]
+    #[arg(
+        long,
+        env = "CHAT_DATABASE_URL",
+        default_value = "sqlite://data/chat.db"
+    )]
     pub database_url: String,
 
     /// Secret that signs access tokens. When absent, one is generated at

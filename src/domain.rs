@@ -350,7 +350,15 @@ mod tests {
         for good in ["bob", "alice_1", "a.b-c", &"x".repeat(32)] {
             assert!(Username::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "ab", &"x".repeat(33), "bob smith", "bób", "a/b", "eve'--"] {
+        for bad in [
+            "",
+            "ab",
+            &"x".repeat(33),
+            "bob smith",
+            "bób",
+            "a/b",
+            "eve'--",
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Username::parse("Alice").unwrap().key(), "alice");

@@ -119,7 +119,8 @@ impl Stream for OutboundStream {
 impl Drop for OutboundStream {
     fn drop(&mut self) {
         let mut state = self.hub.lock();
-        self.hub.close_all_of(&mut state, vec![(self.id, Ending::Gone)]);
+        self.hub
+            .close_all_of(&mut state, vec![(self.id, Ending::Gone)]);
     }
 }
 
@@ -135,7 +136,9 @@ impl Hub {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves bookkeeping that is still
         // consistent enough to serve; never turn it into more panics.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a stream for a user's session. It receives nothing until
@@ -202,7 +205,10 @@ impl Hub {
         for &room in rooms {
             state.rooms.entry(room).or_default().insert(user_id);
         }
-        let user_entry = state.users.get_mut(&user_id).expect("a stream's user is registered");
+        let user_entry = state
+            .users
+            .get_mut(&user_id)
+            .expect("a stream's user is registered");
         user_entry.rooms.extend(rooms.iter().copied());
         let announce = !user_entry.online;
         user_entry.online = true;
@@ -356,7 +362,12 @@ impl Hub {
         let ids = state.sessions.get(&session_id).cloned().unwrap_or_default();
         let closing = ids
             .into_iter()
-            .map(|id| (id, Ending::Status(Status::unauthenticated("session revoked"))))
+            .map(|id| {
+                (
+                    id,
+                    Ending::Status(Status::unauthenticated("session revoked")),
+                )
+            })
             .collect();
         self.close_all_of(&mut state, closing);
     }
@@ -372,7 +383,12 @@ impl Hub {
             .collect();
         let closing = expired
             .into_iter()
-            .map(|id| (id, Ending::Status(Status::unauthenticated("access token expired"))))
+            .map(|id| {
+                (
+                    id,
+                    Ending::Status(Status::unauthenticated("access token expired")),
+                )
+            })
             .collect();
         self.close_all_of(&mut state, closing);
     }
@@ -395,7 +411,12 @@ impl Hub {
         let closing = state
             .streams
             .keys()
-            .map(|&id| (id, Ending::Status(Status::unavailable("server is shutting down"))))
+            .map(|&id| {
+                (
+                    id,
+                    Ending::Status(Status::unavailable("server is shutting down")),
+                )
+            })
             .collect();
         self.close_all_of(&mut state, closing);
     }
@@ -432,7 +453,10 @@ impl Hub {
 
     fn close_overflowed(&self, state: &mut State, overflow: Vec<StreamId>) {
         if !overflow.is_empty() {
-            let closing = overflow.into_iter().map(|id| (id, Ending::TooSlow)).collect();
+            let closing = overflow
+                .into_iter()
+                .map(|id| (id, Ending::TooSlow))
+                .collect();
             self.close_all_of(state, closing);
         }
     }

@@ -35,7 +35,9 @@ pub async fn run(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     for service in SERVICES {
-        health.set_service_status(service, ServingStatus::Serving).await;
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
     }
     // grpcurl 1.8 asks for v1alpha; newer tools for v1.
     let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
@@ -43,7 +45,9 @@ pub async fn run(
         .build_v1alpha()
         .context("building reflection v1alpha")?;
 
-    let address = listener.local_addr().context("reading the listen address")?;
+    let address = listener
+        .local_addr()
+        .context("reading the listen address")?;
     tracing::info!(%address, "serving gRPC, grpc-web and HTTP/1.1");
 
     let stopping = {
@@ -52,7 +56,9 @@ pub async fn run(
             shutdown.await;
             tracing::info!("shutting down: ending streams");
             for service in SERVICES.into_iter().chain([""]) {
-                health.set_service_status(service, ServingStatus::NotServing).await;
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
             }
             state.end_streams();
         }

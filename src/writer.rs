@@ -124,8 +124,7 @@ async fn run(
                 tracing::error!(error = %error, count = jobs.len(), "storing messages failed");
                 for job in jobs.drain(..) {
                     let failed = Error::Unavailable(
-                        "the message could not be stored; retry with the same client_msg_id"
-                            .into(),
+                        "the message could not be stored; retry with the same client_msg_id".into(),
                     );
                     answer(&hub, job, Err(failed));
                 }

@@ -49,7 +49,9 @@ pub async fn authenticate(
 
 fn bearer_token(metadata: &MetadataMap) -> Result<&str> {
     let value = metadata.get("authorization").ok_or_else(|| {
-        Error::unauthenticated("missing authorization metadata: send 'authorization: Bearer <access_token>'")
+        Error::unauthenticated(
+            "missing authorization metadata: send 'authorization: Bearer <access_token>'",
+        )
     })?;
     let value = value
         .to_str()

@@ -57,9 +57,7 @@ pub async fn verify(stored: Option<String>, password: Password) -> Result<bool> 
         let phc = stored.unwrap_or_else(|| DUMMY_HASH.clone());
         let parsed =
             PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("parsing a stored hash: {e}"))?;
-        let matches = hasher()
-            .verify_password(password.expose(), &parsed)
-            .is_ok();
+        let matches = hasher().verify_password(password.expose(), &parsed).is_ok();
         Ok(known && matches)
     })
     .await

@@ -139,7 +139,12 @@ mod tests {
     use super::*;
 
     fn codec(secret: &str) -> TokenCodec {
-        TokenCodec::new(secret.as_bytes(), "chat", "chat-clients", Duration::from_secs(900))
+        TokenCodec::new(
+            secret.as_bytes(),
+            "chat",
+            "chat-clients",
+            Duration::from_secs(900),
+        )
     }
 
     #[test]

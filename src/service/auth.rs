@@ -40,7 +40,11 @@ impl AuthApi {
         })
     }
 
-    async fn login(&self, user_agent: String, request: pb::LoginRequest) -> Result<pb::LoginResponse> {
+    async fn login(
+        &self,
+        user_agent: String,
+        request: pb::LoginRequest,
+    ) -> Result<pb::LoginResponse> {
         let rejected = || Error::unauthenticated("invalid username or password");
         // A malformed name or password can belong to no account: same answer.
         let (Ok(username), Ok(password)) = (
@@ -104,8 +108,12 @@ impl AuthApi {
             )
             .await?;
         match rotation {
-            Rotation::Rotated { user_id, session_id } => {
-                let (access_token, expires_at) = self.state.tokens.issue(user_id, session_id, now)?;
+            Rotation::Rotated {
+                user_id,
+                session_id,
+            } => {
+                let (access_token, expires_at) =
+                    self.state.tokens.issue(user_id, session_id, now)?;
                 Ok(pb::RefreshResponse {
                     access_token,
                     refresh_token: next,
@@ -161,7 +169,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let agent = user_agent(&request);
-        Ok(Response::new(self.login(agent, request.into_inner()).await?))
+        Ok(Response::new(
+            self.login(agent, request.into_inner()).await?,
+        ))
     }
 
     async fn refresh(
@@ -189,8 +199,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .state
             .store
             .list_sessions(principal.user.id, Timestamp::now())
-            .await
-            .map_err(Error::from)?;
+            .await?;
         let sessions = sessions
             .iter()
             .map(|session| pb::Session {

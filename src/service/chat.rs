@@ -47,7 +47,9 @@ impl ChatApi {
             .store
             .user_by_name(&username)
             .await?
-            .ok_or_else(|| Error::not_found(format!("user {:?} does not exist", request.username)))?;
+            .ok_or_else(|| {
+                Error::not_found(format!("user {:?} does not exist", request.username))
+            })?;
         if other.id == principal.user.id {
             return Err(Error::invalid("cannot open a direct room with yourself"));
         }
@@ -99,8 +101,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
             .state
             .store
             .create_room(RoomId::new(), &name, principal.user.id, Timestamp::now())
-            .await
-            .map_err(Error::from)?;
+            .await?;
         self.state.router.joined(principal.user.id, room.id).await;
         Ok(Response::new(pb::CreateRoomResponse {
             room: Some(pb::Room::from(&room)),
@@ -130,7 +131,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
         let principal = self.principal(&request).await?;
         let room_id = RoomId::parse("room_id", &request.get_ref().room_id)?;
-        self.state.store.leave_room(room_id, principal.user.id).await?;
+        self.state
+            .store
+            .leave_room(room_id, principal.user.id)
+            .await?;
         self.state.router.left(principal.user.id, room_id).await;
         Ok(Response::new(pb::LeaveRoomResponse {}))
     }
@@ -140,12 +144,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let rooms = self
-            .state
-            .store
-            .list_rooms(principal.user.id)
-            .await
-            .map_err(Error::from)?;
+        let rooms = self.state.store.list_rooms(principal.user.id).await?;
         Ok(Response::new(pb::ListRoomsResponse {
             rooms: rooms.iter().map(pb::Room::from).collect(),
         }))
@@ -157,7 +156,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<pb::OpenDirectRoomResponse>, Status> {
         let principal = self.principal(&request).await?;
         Ok(Response::new(
-            self.open_direct_room(&principal, request.into_inner()).await?,
+            self.open_direct_room(&principal, request.into_inner())
+                .await?,
         ))
     }
 

@@ -54,7 +54,10 @@ pub struct NewSession {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rotation {
     /// The token was current; it is now spent and the new one stored.
-    Rotated { user_id: UserId, session_id: SessionId },
+    Rotated {
+        user_id: UserId,
+        session_id: SessionId,
+    },
     /// The token had been rotated already: the session is now revoked.
     Reused { session_id: SessionId },
     /// Unknown, expired, or its session is revoked.

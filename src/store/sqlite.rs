@@ -116,18 +116,22 @@ impl SqliteStore {
                         "client_msg_id {key:?} was already used for a message in another room"
                     ))));
                 }
-                return Ok(Ok(Appended { message, fresh: false }));
+                return Ok(Ok(Appended {
+                    message,
+                    fresh: false,
+                }));
             }
         }
         let membership = membership_in(&mut **tx, new.room_id, new.sender.id).await?;
         if let Err(e) = membership.require_member(new.room_id) {
             return Ok(Err(e));
         }
-        let seq: i64 =
-            sqlx::query_scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")
-                .bind(new.room_id.uuid())
-                .fetch_one(&mut **tx)
-                .await?;
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+        )
+        .bind(new.room_id.uuid())
+        .fetch_one(&mut **tx)
+        .await?;
         sqlx::query(
             "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -235,11 +239,13 @@ fn direct_key(a: UserId, b: UserId) -> Vec<u8> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn setting_or_init(&self, key: &str, default: &str) -> Result<String> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(default)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(default)
+        .execute(&self.writer)
+        .await?;
         let value = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
             .bind(key)
             .fetch_one(&self.writer)
@@ -266,7 +272,10 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await;
         match inserted {
-            Ok(_) => Ok(User { id, username: username.as_str().to_owned() }),
+            Ok(_) => Ok(User {
+                id,
+                username: username.as_str().to_owned(),
+            }),
             Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists(format!(
                 "username {:?} is already taken",
                 username.as_str()
@@ -276,10 +285,11 @@ impl Store for SqliteStore {
     }
 
     async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>> {
-        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = ?1")
-            .bind(username.key())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = ?1")
+                .bind(username.key())
+                .fetch_optional(&self.reader)
+                .await?;
         row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?)))
             .transpose()
     }
@@ -305,12 +315,14 @@ impl Store for SqliteStore {
         .bind(session.expires_at.0)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?1, ?2, ?3)")
-            .bind(&session.refresh_hash)
-            .bind(session.id.uuid())
-            .bind(session.expires_at.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?1, ?2, ?3)",
+        )
+        .bind(&session.refresh_hash)
+        .bind(session.id.uuid())
+        .bind(session.expires_at.0)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -377,12 +389,14 @@ impl Store for SqliteStore {
             .bind(presented_hash)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?1, ?2, ?3)")
-            .bind(next_hash)
-            .bind(session_id.uuid())
-            .bind(expires_at.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?1, ?2, ?3)",
+        )
+        .bind(next_hash)
+        .bind(session_id.uuid())
+        .bind(expires_at.0)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE sessions SET expires_at = ?1, last_seen_at = ?2 WHERE id = ?3")
             .bind(expires_at.0)
             .bind(now.0)
@@ -390,7 +404,10 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Rotation::Rotated { user_id, session_id })
+        Ok(Rotation::Rotated {
+            user_id,
+            session_id,
+        })
     }
 
     async fn list_sessions(&self, user_id: UserId, now: Timestamp) -> Result<Vec<Session>> {
@@ -530,10 +547,11 @@ impl Store for SqliteStore {
     async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room> {
         let key = direct_key(me.id, other.id);
         let mut tx = self.writer.begin().await?;
-        let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM rooms WHERE direct_key = ?1")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM rooms WHERE direct_key = ?1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
         let room_id = match existing {
             Some(id) => RoomId::from_uuid(id),
             None => {
@@ -570,10 +588,11 @@ impl Store for SqliteStore {
     }
 
     async fn room_ids_of(&self, user_id: UserId) -> Result<Vec<RoomId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = ?1")
-            .bind(user_id.uuid())
-            .fetch_all(&self.reader)
-            .await?;
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = ?1")
+                .bind(user_id.uuid())
+                .fetch_all(&self.reader)
+                .await?;
         Ok(ids.into_iter().map(RoomId::from_uuid).collect())
     }
 

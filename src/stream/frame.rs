@@ -83,7 +83,9 @@ mod tests {
     #[test]
     fn a_frame_holds_the_event_encoded() {
         let event = pb::ServerEvent {
-            event: Some(pb::server_event::Event::Pong(pb::server_event::Pong { nonce: 7 })),
+            event: Some(pb::server_event::Event::Pong(pb::server_event::Pong {
+                nonce: 7,
+            })),
         };
         let frame = Frame::encode(&event);
         assert_eq!(pb::ServerEvent::decode(frame.0.clone()).unwrap(), event);

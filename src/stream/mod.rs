@@ -90,7 +90,8 @@ async fn handle(
                 .map_err(|e| (key, e))
         }
         Some(Event::Typing(typing)) => {
-            let room_id = RoomId::parse("room_id", &typing.room_id).map_err(|e| (String::new(), e))?;
+            let room_id =
+                RoomId::parse("room_id", &typing.room_id).map_err(|e| (String::new(), e))?;
             typing_in(state, principal, room_id)
                 .await
                 .map_err(|e| (String::new(), e))

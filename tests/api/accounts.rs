@@ -30,7 +30,10 @@ async fn a_registered_user_can_log_in() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    assert!((now + 14 * 60..=now + 15 * 60 + 1).contains(&expires), "{expires} vs {now}");
+    assert!(
+        (now + 14 * 60..=now + 15 * 60 + 1).contains(&expires),
+        "{expires} vs {now}"
+    );
 }
 
 #[tokio::test]
@@ -46,7 +49,11 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
                 password: password.into(),
             })
             .await;
-        assert_status(result, Code::Unauthenticated, "invalid username or password");
+        assert_status(
+            result,
+            Code::Unauthenticated,
+            "invalid username or password",
+        );
     }
 }
 
@@ -63,16 +70,32 @@ async fn usernames_are_unique_regardless_of_case() {
         })
         .await;
 
-    assert_status(result, Code::AlreadyExists, "username \"alice\" is already taken");
+    assert_status(
+        result,
+        Code::AlreadyExists,
+        "username \"alice\" is already taken",
+    );
 }
 
 #[tokio::test]
 async fn bad_registrations_say_what_is_wrong() {
     let app = spawn_app().await;
     let cases = [
-        ("al", PASSWORD, "username must be 3 to 32 characters long, got 2"),
-        ("al ice", PASSWORD, "username may only contain letters, digits, '_', '.' and '-', found ' '"),
-        ("alice", "short", "password must be 8 to 1024 bytes long, got 5"),
+        (
+            "al",
+            PASSWORD,
+            "username must be 3 to 32 characters long, got 2",
+        ),
+        (
+            "al ice",
+            PASSWORD,
+            "username may only contain letters, digits, '_', '.' and '-', found ' '",
+        ),
+        (
+            "alice",
+            "short",
+            "password must be 8 to 1024 bytes long, got 5",
+        ),
     ];
     for (username, password, message) in cases {
         let result = app
@@ -123,9 +146,17 @@ async fn a_reused_refresh_token_revokes_the_session() {
     let alice = app.user("alice").await;
     let refresh = |token: String| {
         let mut auth = app.auth();
-        async move { auth.refresh(pb::RefreshRequest { refresh_token: token }).await }
+        async move {
+            auth.refresh(pb::RefreshRequest {
+                refresh_token: token,
+            })
+            .await
+        }
     };
-    let rotated = refresh(alice.login.refresh_token.clone()).await.unwrap().into_inner();
+    let rotated = refresh(alice.login.refresh_token.clone())
+        .await
+        .unwrap()
+        .into_inner();
     let (mut stream, _) = alice.subscribe().await;
 
     let reuse = refresh(alice.login.refresh_token.clone()).await;
@@ -147,7 +178,10 @@ async fn a_reused_refresh_token_revokes_the_session() {
         "session revoked or expired",
     );
     let ended = stream.ended_with().await;
-    assert_eq!((ended.code(), ended.message()), (Code::Unauthenticated, "session revoked"));
+    assert_eq!(
+        (ended.code(), ended.message()),
+        (Code::Unauthenticated, "session revoked")
+    );
 }
 
 #[tokio::test]
@@ -159,7 +193,11 @@ async fn an_unknown_refresh_token_is_rejected() {
             refresh_token: "made-up".into(),
         })
         .await;
-    assert_status(result, Code::Unauthenticated, "invalid or expired refresh token");
+    assert_status(
+        result,
+        Code::Unauthenticated,
+        "invalid or expired refresh token",
+    );
 }
 
 #[tokio::test]
@@ -177,7 +215,10 @@ async fn sessions_are_listed_and_the_current_one_marked() {
         .into_inner()
         .sessions;
 
-    let ids: Vec<(&str, bool)> = sessions.iter().map(|s| (s.id.as_str(), s.current)).collect();
+    let ids: Vec<(&str, bool)> = sessions
+        .iter()
+        .map(|s| (s.id.as_str(), s.current))
+        .collect();
     assert_eq!(
         ids,
         [
@@ -185,7 +226,11 @@ async fn sessions_are_listed_and_the_current_one_marked() {
             (laptop.login.session_id.as_str(), true)
         ]
     );
-    assert!(sessions[0].user_agent.starts_with("tonic/"), "{:?}", sessions[0].user_agent);
+    assert!(
+        sessions[0].user_agent.starts_with("tonic/"),
+        "{:?}",
+        sessions[0].user_agent
+    );
     assert!(sessions[0].created_at.is_some() && sessions[0].last_seen_at.is_some());
 }
 
@@ -240,7 +285,12 @@ async fn nobody_can_revoke_another_users_session() {
         Code::NotFound,
         &format!("session {} not found", alice.login.session_id),
     );
-    assert!(alice.chat.clone().list_rooms(pb::ListRoomsRequest {}).await.is_ok());
+    assert!(alice
+        .chat
+        .clone()
+        .list_rooms(pb::ListRoomsRequest {})
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -249,10 +299,18 @@ async fn logout_ends_the_session_and_its_streams() {
     let alice = app.user("alice").await;
     let (mut stream, _) = alice.chat_stream().await;
 
-    alice.auth.clone().logout(pb::LogoutRequest {}).await.unwrap();
+    alice
+        .auth
+        .clone()
+        .logout(pb::LogoutRequest {})
+        .await
+        .unwrap();
 
     let ended = stream.ended_with().await;
-    assert_eq!((ended.code(), ended.message()), (Code::Unauthenticated, "session revoked"));
+    assert_eq!(
+        (ended.code(), ended.message()),
+        (Code::Unauthenticated, "session revoked")
+    );
     assert_status(
         alice.auth.clone().logout(pb::LogoutRequest {}).await,
         Code::Unauthenticated,

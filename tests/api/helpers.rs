@@ -87,7 +87,9 @@ fn init_logs() {
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info"))
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "debug,h2=info,hyper=info",
+                ))
                 .with_test_writer()
                 .init();
         }
@@ -186,7 +188,9 @@ pub struct Bearer(Option<MetadataValue<Ascii>>);
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -201,10 +205,6 @@ pub struct TestUser {
 }
 
 impl TestUser {
-    pub fn id(&self) -> &str {
-        &self.user.id
-    }
-
     pub async fn create_room(&self, name: &str) -> pb::Room {
         self.chat
             .clone()

@@ -6,3 +6,4 @@ mod helpers;
 mod rooms;
 mod streams;
 mod tokens;
+mod web;

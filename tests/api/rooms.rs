@@ -131,7 +131,10 @@ async fn a_direct_room_is_shared_by_its_two_users_only() {
 
     assert_eq!(from_alice.id, from_bob.id);
     assert_eq!(from_alice.kind, RoomKind::Direct as i32);
-    assert_eq!((from_alice.name.as_str(), from_bob.name.as_str()), ("bob", "alice"));
+    assert_eq!(
+        (from_alice.name.as_str(), from_bob.name.as_str()),
+        ("bob", "alice")
+    );
     let result = mallory
         .chat
         .clone()
@@ -142,10 +145,21 @@ async fn a_direct_room_is_shared_by_its_two_users_only() {
     assert_status(
         result,
         Code::PermissionDenied,
-        &format!("room {} is a direct room: nobody else can join it", from_alice.id),
+        &format!(
+            "room {} is a direct room: nobody else can join it",
+            from_alice.id
+        ),
     );
-    assert_status(open(&alice, "alice").await, Code::InvalidArgument, "cannot open a direct room with yourself");
-    assert_status(open(&alice, "nobody").await, Code::NotFound, "user \"nobody\" does not exist");
+    assert_status(
+        open(&alice, "alice").await,
+        Code::InvalidArgument,
+        "cannot open a direct room with yourself",
+    );
+    assert_status(
+        open(&alice, "nobody").await,
+        Code::NotFound,
+        "user \"nobody\" does not exist",
+    );
 }
 
 #[tokio::test]
@@ -295,8 +309,16 @@ async fn unknown_and_malformed_rooms_are_told_apart() {
         }
     };
 
-    assert_status(send(missing).await, Code::NotFound, &format!("room {missing} does not exist"));
-    assert_status(send("nope").await, Code::InvalidArgument, "room_id is not a valid room id");
+    assert_status(
+        send(missing).await,
+        Code::NotFound,
+        &format!("room {missing} does not exist"),
+    );
+    assert_status(
+        send("nope").await,
+        Code::InvalidArgument,
+        "room_id is not a valid room id",
+    );
     assert_status(send("").await, Code::InvalidArgument, "room_id is required");
     let join = alice
         .chat
@@ -305,7 +327,11 @@ async fn unknown_and_malformed_rooms_are_told_apart() {
             room_id: missing.into(),
         })
         .await;
-    assert_status(join, Code::NotFound, &format!("room {missing} does not exist"));
+    assert_status(
+        join,
+        Code::NotFound,
+        &format!("room {missing} does not exist"),
+    );
 }
 
 #[tokio::test]
@@ -318,7 +344,11 @@ async fn bad_room_names_and_texts_say_what_is_wrong() {
         let mut chat = alice.chat.clone();
         async move { chat.create_room(pb::CreateRoomRequest { name }).await }
     };
-    assert_status(create("   ".into()).await, Code::InvalidArgument, "room name must not be empty");
+    assert_status(
+        create("   ".into()).await,
+        Code::InvalidArgument,
+        "room name must not be empty",
+    );
     assert_status(
         create("x".repeat(65)).await,
         Code::InvalidArgument,

@@ -30,7 +30,10 @@ async fn two_users_chat_both_ways_in_a_group_room() {
     assert_eq!(alice_ready.session_id, alice.login.session_id);
     assert!(alice_ready.online_users.is_empty());
     assert_eq!(usernames(&bob_ready.online_users), ["alice"]);
-    assert_eq!(alice_stream.next_presence().await.user.unwrap().username, "bob");
+    assert_eq!(
+        alice_stream.next_presence().await.user.unwrap().username,
+        "bob"
+    );
 
     alice_stream.send_text(&room, "hi bob", "a-1").await;
     let server_event::Event::Sent(sent) = alice_stream.next().await else {
@@ -78,16 +81,27 @@ async fn two_users_chat_in_their_direct_room() {
         .into_inner()
         .room
         .unwrap();
-    assert_eq!(bob_stream.next_presence().await.user.unwrap().username, "alice");
-    assert_eq!(alice_stream.next_presence().await.user.unwrap().username, "bob");
+    assert_eq!(
+        bob_stream.next_presence().await.user.unwrap().username,
+        "alice"
+    );
+    assert_eq!(
+        alice_stream.next_presence().await.user.unwrap().username,
+        "bob"
+    );
 
     alice_stream.send_text(&direct, "psst", "").await;
     assert_eq!(bob_stream.next_message().await.text, "psst");
     bob_stream.send_text(&direct, "what?", "").await;
-    assert!(matches!(alice_stream.next().await, server_event::Event::Sent(_)));
+    assert!(matches!(
+        alice_stream.next().await,
+        server_event::Event::Sent(_)
+    ));
     assert_eq!(alice_stream.next_message().await.text, "what?");
     // Carol, in no room with them, hears nothing.
-    carol_stream.expect_silence(Duration::from_millis(300)).await;
+    carol_stream
+        .expect_silence(Duration::from_millis(300))
+        .await;
 }
 
 #[tokio::test]
@@ -103,7 +117,10 @@ async fn a_senders_other_sessions_receive_its_messages() {
     }
 
     phone_stream.send_text(&room, "from my phone", "p-1").await;
-    assert!(matches!(phone_stream.next().await, server_event::Event::Sent(_)));
+    assert!(matches!(
+        phone_stream.next().await,
+        server_event::Event::Sent(_)
+    ));
     assert_eq!(laptop_stream.next_message().await.text, "from my phone");
     assert_eq!(bob_stream.next_message().await.text, "from my phone");
 
@@ -135,16 +152,24 @@ async fn presence_follows_the_first_and_last_stream() {
 
     let (first, _) = bob.chat_stream().await;
     let presence = alice_stream.next_presence().await;
-    assert_eq!((presence.user.unwrap().username.as_str(), presence.online), ("bob", true));
+    assert_eq!(
+        (presence.user.unwrap().username.as_str(), presence.online),
+        ("bob", true)
+    );
     assert_eq!(online(&alice, &room.id).await, ["alice", "bob"]);
     assert_eq!(online(&alice, "").await, ["alice", "bob"]);
 
     let (second, _) = bob.subscribe().await;
     drop(first);
-    alice_stream.expect_silence(Duration::from_millis(300)).await;
+    alice_stream
+        .expect_silence(Duration::from_millis(300))
+        .await;
     drop(second);
     let presence = alice_stream.next_presence().await;
-    assert_eq!((presence.user.unwrap().username.as_str(), presence.online), ("bob", false));
+    assert_eq!(
+        (presence.user.unwrap().username.as_str(), presence.online),
+        ("bob", false)
+    );
     assert_eq!(online(&alice, &room.id).await, ["alice"]);
 }
 
@@ -196,15 +221,26 @@ async fn a_failed_stream_request_is_reported_and_the_stream_goes_on() {
     };
     assert_eq!(error.client_msg_id, "e-1");
     assert_eq!(error.code, Code::PermissionDenied as i32);
-    assert_eq!(error.message, format!("you are not a member of room {}", room.id));
+    assert_eq!(
+        error.message,
+        format!("you are not a member of room {}", room.id)
+    );
 
     eve_stream.send_text(&room, "   ", "e-2").await;
     let server_event::Event::Error(error) = eve_stream.next().await else {
         panic!("expected an error event");
     };
     assert_eq!(
-        (error.client_msg_id.as_str(), error.code, error.message.as_str()),
-        ("e-2", Code::InvalidArgument as i32, "message text must not be empty or only white space")
+        (
+            error.client_msg_id.as_str(),
+            error.code,
+            error.message.as_str()
+        ),
+        (
+            "e-2",
+            Code::InvalidArgument as i32,
+            "message text must not be empty or only white space"
+        )
     );
 
     eve_stream
@@ -325,9 +361,16 @@ async fn revoking_a_session_ends_its_open_streams_within_a_second() {
 
     for stream in [&mut chat, &mut subscribe] {
         let ended = stream.ended_with().await;
-        assert_eq!((ended.code(), ended.message()), (Code::Unauthenticated, "session revoked"));
+        assert_eq!(
+            (ended.code(), ended.message()),
+            (Code::Unauthenticated, "session revoked")
+        );
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     survivor.expect_silence(Duration::from_millis(200)).await;
 }
 
@@ -345,4 +388,16 @@ async fn shutting_down_ends_open_streams_cleanly() {
         (ended.code(), ended.message()),
         (Code::Unavailable, "server is shutting down")
     );
+}
+
+#[tokio::test]
+async fn a_chat_stream_keeps_receiving_after_its_client_stops_sending() {
+    let app = spawn_app().await;
+    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (mut bob_stream, _) = bob.chat_stream().await;
+
+    bob_stream.close_sending();
+    alice.send(&room, "still there?").await;
+
+    assert_eq!(bob_stream.next_message().await.text, "still there?");
 }

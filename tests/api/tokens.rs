@@ -19,8 +19,12 @@ async fn app_with_known_secret() -> TestApp {
 }
 
 fn sign(claims: &serde_json::Value, secret: &str, alg: Algorithm) -> String {
-    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .unwrap()
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn now() -> i64 {
@@ -80,20 +84,91 @@ async fn every_kind_of_bad_token_is_unauthenticated() {
         parts.join(".")
     };
     let cases: Vec<(Option<String>, &str)> = vec![
-        (None, "missing authorization metadata: send 'authorization: Bearer <access_token>'"),
-        (Some(format!("Basic {valid}")), "authorization must use the Bearer scheme"),
+        (
+            None,
+            "missing authorization metadata: send 'authorization: Bearer <access_token>'",
+        ),
+        (
+            Some(format!("Basic {valid}")),
+            "authorization must use the Bearer scheme",
+        ),
         (Some("Bearer".into()), "the bearer token is empty"),
         (Some("Bearer garbage".into()), "invalid access token"),
         (Some(format!("Bearer {tampered}")), "invalid access token"),
-        (Some(format!("Bearer {}", sign(&claims(json!({})), "another secret entirely", Algorithm::HS256))), "invalid access token"),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    &claims(json!({})),
+                    "another secret entirely",
+                    Algorithm::HS256
+                )
+            )),
+            "invalid access token",
+        ),
         (Some(format!("Bearer {unsigned}")), "invalid access token"),
-        (Some(format!("Bearer {}", sign(&claims(json!({})), SECRET, Algorithm::HS512))), "invalid access token"),
-        (Some(format!("Bearer {}", sign(&claims(json!({"exp": now() - 60})), SECRET, Algorithm::HS256))), "access token expired"),
-        (Some(format!("Bearer {}", sign(&claims(json!({"nbf": now() + 600})), SECRET, Algorithm::HS256))), "access token not valid yet"),
-        (Some(format!("Bearer {}", sign(&claims(json!({"exp": null})), SECRET, Algorithm::HS256))), "invalid access token"),
-        (Some(format!("Bearer {}", sign(&claims(json!({"aud": "someone-else"})), SECRET, Algorithm::HS256))), "invalid access token"),
-        (Some(format!("Bearer {}", sign(&claims(json!({"iss": "someone-else"})), SECRET, Algorithm::HS256))), "invalid access token"),
-        (Some(format!("Bearer {}", alice.login.refresh_token)), "invalid access token"),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(&claims(json!({})), SECRET, Algorithm::HS512)
+            )),
+            "invalid access token",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    &claims(json!({"exp": now() - 60})),
+                    SECRET,
+                    Algorithm::HS256
+                )
+            )),
+            "access token expired",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    &claims(json!({"nbf": now() + 600})),
+                    SECRET,
+                    Algorithm::HS256
+                )
+            )),
+            "access token not valid yet",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(&claims(json!({"exp": null})), SECRET, Algorithm::HS256)
+            )),
+            "invalid access token",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    &claims(json!({"aud": "someone-else"})),
+                    SECRET,
+                    Algorithm::HS256
+                )
+            )),
+            "invalid access token",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    &claims(json!({"iss": "someone-else"})),
+                    SECRET,
+                    Algorithm::HS256
+                )
+            )),
+            "invalid access token",
+        ),
+        (
+            Some(format!("Bearer {}", alice.login.refresh_token)),
+            "invalid access token",
+        ),
     ];
 
     for (authorization, message) in &cases {
@@ -112,7 +187,12 @@ async fn a_token_of_a_revoked_session_is_unauthenticated() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let bearer = format!("Bearer {}", alice.login.access_token);
-    alice.auth.clone().logout(pb::LogoutRequest {}).await.unwrap();
+    alice
+        .auth
+        .clone()
+        .logout(pb::LogoutRequest {})
+        .await
+        .unwrap();
 
     assert_rejected(&app, Some(&bearer), "session revoked or expired").await;
 }

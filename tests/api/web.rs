@@ -1,0 +1,178 @@
+//! What browsers and tools see: grpc-web over HTTP/1.1, CORS, reflection
+//! and health.
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use chat_server::pb;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use prost::Message as _;
+use tokio_stream::StreamExt as _;
+use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+use crate::helpers::{spawn_app, PASSWORD};
+
+/// Frames a protobuf message as grpc-web does: flag byte, length, bytes.
+fn grpc_web_frame(message: &impl prost::Message) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut frame = BytesMut::with_capacity(5 + body.len());
+    frame.put_u8(0);
+    frame.put_u32(body.len() as u32);
+    frame.put_slice(&body);
+    frame.freeze()
+}
+
+/// Splits a grpc-web response body into its message and its trailers.
+fn parse_grpc_web(mut body: Bytes) -> (Vec<Bytes>, String) {
+    let (mut messages, mut trailers) = (Vec::new(), String::new());
+    while body.has_remaining() {
+        let flag = body.get_u8();
+        let len = body.get_u32() as usize;
+        let payload = body.split_to(len);
+        if flag & 0x80 == 0 {
+            messages.push(payload);
+        } else {
+            trailers.push_str(std::str::from_utf8(&payload).unwrap());
+        }
+    }
+    (messages, trailers)
+}
+
+#[tokio::test]
+async fn a_browser_can_register_over_grpc_web_on_http1() {
+    let app = spawn_app().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::post(format!("http://{}/chat.v1.AuthService/Register", app.addr))
+        .version(http::Version::HTTP_11)
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", "http://localhost:5173")
+        .body(Full::new(grpc_web_frame(&pb::RegisterRequest {
+            username: "webby".into(),
+            password: PASSWORD.into(),
+        })))
+        .unwrap();
+
+    let response = client.request(request).await.unwrap();
+
+    assert_eq!(response.version(), http::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("grpc-status") && exposed.contains("grpc-message"),
+        "{exposed}"
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let (messages, trailers) = parse_grpc_web(body);
+    assert!(trailers.contains("grpc-status:0"), "{trailers:?}");
+    let registered = pb::RegisterResponse::decode(messages[0].clone()).unwrap();
+    assert_eq!(registered.user.unwrap().username, "webby");
+}
+
+#[tokio::test]
+async fn the_cors_preflight_allows_the_authorization_header_by_name() {
+    let app = spawn_app().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request =
+        http::Request::options(format!("http://{}/chat.v1.ChatService/Subscribe", app.addr))
+            .header("origin", "http://localhost:5173")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,x-grpc-web,x-user-agent",
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+
+    let response = client.request(request).await.unwrap();
+
+    assert!(response.status().is_success(), "{}", response.status());
+    let allowed = response.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in [
+        "authorization",
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+    ] {
+        assert!(
+            allowed.split(',').any(|h| h.trim() == header),
+            "{header} in {allowed}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_chat_services() {
+    let app = spawn_app().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "chat.v1.ChatService",
+        "chat.v1.AuthService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_reports_serving() {
+    let app = spawn_app().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+
+    for service in ["", "chat.v1.ChatService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+}
