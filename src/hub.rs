@@ -31,6 +31,10 @@ use crate::stream::Frame;
 /// Identifies one open stream on this node.
 pub type StreamId = u64;
 
+/// Catch-up frames a stream may have waiting: the reader of the database
+/// waits for the client instead of reading ahead.
+const CATCH_UP_CAPACITY: usize = 64;
+
 pub struct Hub {
     state: Mutex<State>,
     next_stream: AtomicU64,
@@ -73,6 +77,46 @@ struct StreamEntry {
     active: bool,
     /// Cancelled when the stream is removed, for tasks serving it.
     ended: CancellationToken,
+    /// While the stream catches up on missed messages (or waits to learn
+    /// whether it will), live messages wait here instead of the queue.
+    hold: Option<Hold>,
+    /// For rooms it resumed: the newest seq the stream has been given, so
+    /// a message read during catch-up and then delivered live is dropped.
+    cursors: HashMap<RoomId, u64>,
+}
+
+/// Live messages kept back from a stream while it catches up.
+#[derive(Default)]
+struct Hold {
+    /// The rooms being caught up on. `None` until known (a ChatStream
+    /// before its first event): then every message waits.
+    rooms: Option<HashSet<RoomId>>,
+    messages: Vec<HeldMessage>,
+    /// Messages of the caught-up rooms were dropped for want of room; the
+    /// catch-up reads them from the database again instead.
+    behind: bool,
+}
+
+struct HeldMessage {
+    room_id: RoomId,
+    seq: u64,
+    frame: Frame,
+}
+
+impl HeldMessage {
+    fn order(&self) -> Ordered {
+        Ordered {
+            room_id: self.room_id,
+            seq: self.seq,
+        }
+    }
+}
+
+/// Where a frame sits in its room's order, for frames that carry a message.
+#[derive(Clone, Copy)]
+struct Ordered {
+    room_id: RoomId,
+    seq: u64,
 }
 
 struct UserEntry {
@@ -90,7 +134,12 @@ pub struct OutboundStream {
     id: StreamId,
     hub: Arc<Hub>,
     queue: mpsc::Receiver<Frame>,
+    /// Missed messages being caught up on; they go out before anything in
+    /// `queue` but the `ready` event. `None` once the catch-up is over.
+    catch_up: Option<mpsc::Receiver<Frame>>,
     end: oneshot::Receiver<Status>,
+    /// Whether `ready`, always first in `queue`, has gone out.
+    ready_sent: bool,
     finished: bool,
 }
 
@@ -105,8 +154,20 @@ impl Stream for OutboundStream {
             self.finished = true;
             return Poll::Ready(Some(Err(status)));
         }
+        if self.ready_sent {
+            if let Some(catch_up) = &mut self.catch_up {
+                match catch_up.poll_recv(cx) {
+                    Poll::Ready(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
+                    Poll::Ready(None) => self.catch_up = None,
+                    Poll::Pending => {}
+                }
+            }
+        }
         match self.queue.poll_recv(cx) {
-            Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(frame)) => {
+                self.ready_sent = true;
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(None) => {
                 self.finished = true;
                 Poll::Ready(None)
@@ -144,6 +205,9 @@ impl Hub {
     /// Registers a stream for a user's session. It receives nothing until
     /// `activate`, so that the `ready` event comes first.
     ///
+    /// With `hold`, live messages wait until `release`: meanwhile, missed
+    /// messages sent into the returned catch-up channel go out first.
+    ///
     /// # Errors
     /// UNAVAILABLE once the server is shutting down.
     pub fn register(
@@ -151,9 +215,11 @@ impl Hub {
         user: &User,
         session_id: SessionId,
         expires_at: Timestamp,
-    ) -> Result<(StreamId, OutboundStream)> {
+        hold: bool,
+    ) -> Result<(StreamId, OutboundStream, mpsc::Sender<Frame>)> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (queue_tx, queue_rx) = mpsc::channel(self.queue_capacity);
+        let (catch_up_tx, catch_up_rx) = mpsc::channel(CATCH_UP_CAPACITY);
         let (end_tx, end_rx) = oneshot::channel();
         let mut state = self.lock();
         if state.closed {
@@ -169,6 +235,8 @@ impl Hub {
                 end: Some(end_tx),
                 active: false,
                 ended: CancellationToken::new(),
+                hold: hold.then(Hold::default),
+                cursors: HashMap::new(),
             },
         );
         state
@@ -189,10 +257,12 @@ impl Hub {
             id,
             hub: Arc::clone(self),
             queue: queue_rx,
+            catch_up: Some(catch_up_rx),
             end: end_rx,
+            ready_sent: false,
             finished: false,
         };
-        Ok((id, outbound))
+        Ok((id, outbound, catch_up_tx))
     }
 
     /// Starts a registered stream: records the user's rooms, queues the
@@ -231,7 +301,7 @@ impl Hub {
         let mut overflow = Vec::new();
         push(entry, id, ready, &mut overflow);
         if announce {
-            state.tell_users(&peers, &presence(&user, true), None, &mut overflow);
+            state.tell_users(&peers, &presence(&user, true), None, None, &mut overflow);
         }
         self.close_overflowed(&mut state, overflow);
     }
@@ -240,11 +310,15 @@ impl Hub {
     /// room; the stream that sent it (if any) gets `sent` instead.
     pub fn deliver(&self, message: &Message, origin: Option<StreamId>) {
         let frame = Frame::from_event(Event::Message(pb::Message::from(message)));
+        let order = Some(Ordered {
+            room_id: message.room_id,
+            seq: message.seq,
+        });
         let mut state = self.lock();
         let mut overflow = Vec::new();
         if let Some(members) = state.rooms.get(&message.room_id) {
             let members: Vec<UserId> = members.iter().copied().collect();
-            state.tell_users(&members, &frame, origin, &mut overflow);
+            state.tell_users(&members, &frame, order, origin, &mut overflow);
         }
         if let Some(origin) = origin {
             if let Some(entry) = state.streams.get_mut(&origin) {
@@ -252,7 +326,7 @@ impl Hub {
                     client_msg_id: message.client_msg_id.clone().unwrap_or_default(),
                     message: Some(pb::Message::from(message)),
                 }));
-                push(entry, origin, sent, &mut overflow);
+                offer(entry, origin, &sent, order, &mut overflow);
             }
         }
         self.close_overflowed(&mut state, overflow);
@@ -270,8 +344,54 @@ impl Hub {
         };
         let others: Vec<UserId> = members.iter().copied().filter(|&m| m != user.id).collect();
         let mut overflow = Vec::new();
-        state.tell_users(&others, &frame, None, &mut overflow);
+        state.tell_users(&others, &frame, None, None, &mut overflow);
         self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Narrows a stream's hold to the rooms it catches up on: messages of
+    /// other rooms (held or to come) go out live.
+    pub fn catch_up_on(&self, id: StreamId, rooms: HashSet<RoomId>) {
+        let mut state = self.lock();
+        let mut overflow = Vec::new();
+        if let Some(entry) = state.streams.get_mut(&id) {
+            let held = entry.hold.as_mut().map(|hold| {
+                let (keep, free) = std::mem::take(&mut hold.messages)
+                    .into_iter()
+                    .partition(|held| rooms.contains(&held.room_id));
+                hold.messages = keep;
+                hold.rooms = Some(rooms);
+                free
+            });
+            for held in held.unwrap_or_default() {
+                offer(entry, id, &held.frame, Some(held.order()), &mut overflow);
+            }
+        }
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Tries to end a stream's hold, given the newest seq its catch-up sent
+    /// per room. Returns false, and keeps holding, when messages had to be
+    /// dropped meanwhile: read again from `reached`, then call again. Once
+    /// released, the stream gets live messages, none it has already.
+    pub fn release(&self, id: StreamId, reached: &HashMap<RoomId, u64>) -> bool {
+        let mut state = self.lock();
+        let mut overflow = Vec::new();
+        let Some(entry) = state.streams.get_mut(&id) else {
+            return true;
+        };
+        if let Some(hold) = &mut entry.hold {
+            if hold.behind {
+                hold.behind = false;
+                return false;
+            }
+        }
+        entry.cursors.clone_from(reached);
+        let held = entry.hold.take().map(|hold| hold.messages);
+        for held in held.unwrap_or_default() {
+            offer(entry, id, &held.frame, Some(held.order()), &mut overflow);
+        }
+        self.close_overflowed(&mut state, overflow);
+        true
     }
 
     /// Queues one frame for one stream.
@@ -302,7 +422,7 @@ impl Hub {
             return;
         }
         let mut overflow = Vec::new();
-        state.tell_users(&others, &presence(&user, true), None, &mut overflow);
+        state.tell_users(&others, &presence(&user, true), None, None, &mut overflow);
         let online_others: Vec<User> = others
             .iter()
             .filter_map(|m| state.users.get(m))
@@ -310,7 +430,13 @@ impl Hub {
             .map(|m| m.user.clone())
             .collect();
         for other in online_others {
-            state.tell_users(&[user_id], &presence(&other, true), None, &mut overflow);
+            state.tell_users(
+                &[user_id],
+                &presence(&other, true),
+                None,
+                None,
+                &mut overflow,
+            );
         }
         self.close_overflowed(&mut state, overflow);
     }
@@ -501,7 +627,7 @@ impl Hub {
                 let gone = user.user.clone();
                 let peers = state.peers(user_id);
                 let mut overflow = Vec::new();
-                state.tell_users(&peers, &presence(&gone, false), None, &mut overflow);
+                state.tell_users(&peers, &presence(&gone, false), None, None, &mut overflow);
                 closing.extend(overflow.into_iter().map(|id| (id, Ending::TooSlow)));
             }
             if remaining.is_empty() {
@@ -528,12 +654,13 @@ impl State {
         peers.into_iter().collect()
     }
 
-    /// Queues a frame for every active stream of the given users, except
+    /// Offers a frame to every active stream of the given users, except
     /// `skip`; full queues are collected in `overflow`.
     fn tell_users(
         &mut self,
         users: &[UserId],
         frame: &Frame,
+        order: Option<Ordered>,
         skip: Option<StreamId>,
         overflow: &mut Vec<StreamId>,
     ) {
@@ -547,7 +674,7 @@ impl State {
                 }
                 if let Some(entry) = self.streams.get_mut(&id) {
                     if entry.active {
-                        push(entry, id, frame.clone(), overflow);
+                        offer(entry, id, frame, order, overflow);
                     }
                 }
             }
@@ -570,6 +697,51 @@ impl State {
             }
         }
     }
+}
+
+/// Gives a stream a frame. A message frame waits while the stream is held,
+/// and is dropped if the stream has it already (a resumed room's cursor).
+fn offer(
+    entry: &mut StreamEntry,
+    id: StreamId,
+    frame: &Frame,
+    order: Option<Ordered>,
+    overflow: &mut Vec<StreamId>,
+) {
+    let Some(Ordered { room_id, seq }) = order else {
+        return push(entry, id, frame.clone(), overflow);
+    };
+    let capacity = entry.queue.max_capacity();
+    if let Some(hold) = &mut entry.hold {
+        match &hold.rooms {
+            // Not a room being caught up on: it goes out live below.
+            Some(rooms) if !rooms.contains(&room_id) => {}
+            // The catch-up will read it from the database.
+            Some(_) if hold.behind => return,
+            Some(_) if hold.messages.len() >= capacity => {
+                hold.messages.clear();
+                hold.behind = true;
+                return;
+            }
+            // Waiting for a first event that never came in time.
+            None if hold.messages.len() >= capacity => return overflow.push(id),
+            _ => {
+                hold.messages.push(HeldMessage {
+                    room_id,
+                    seq,
+                    frame: frame.clone(),
+                });
+                return;
+            }
+        }
+    }
+    if let Some(cursor) = entry.cursors.get_mut(&room_id) {
+        if seq <= *cursor {
+            return;
+        }
+        *cursor = seq;
+    }
+    push(entry, id, frame.clone(), overflow);
 }
 
 fn push(entry: &mut StreamEntry, id: StreamId, frame: Frame, overflow: &mut Vec<StreamId>) {

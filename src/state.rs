@@ -45,7 +45,7 @@ impl AppState {
     /// # Errors
     /// When the database cannot be opened or migrated.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = store::connect(&config.database_url)
+        let store = store::connect(&config.database_url, config.sqlite_synchronous)
             .await
             .with_context(|| format!("opening the database at {}", config.database_url))?;
         let secret = match &config.jwt_secret {

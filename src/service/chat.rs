@@ -190,14 +190,17 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<Streaming<pb::ClientEvent>>,
     ) -> Result<Response<Self::ChatStreamStream>, Status> {
         let principal = self.principal(&request).await?;
-        let (id, outbound) = stream::open(&self.state, &principal).await?;
+        // Live messages wait until the first client event says whether the
+        // stream resumes.
+        let opened = stream::open(&self.state, &principal, true).await?;
         tokio::spawn(stream::serve_client_events(
             self.state.clone(),
             principal,
-            id,
+            opened.id,
+            opened.catch_up,
             request.into_inner(),
         ));
-        Ok(Response::new(outbound))
+        Ok(Response::new(opened.outbound))
     }
 
     type SubscribeStream = OutboundStream;
@@ -207,8 +210,13 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let principal = self.principal(&request).await?;
-        let (_, outbound) = stream::open(&self.state, &principal).await?;
-        Ok(Response::new(outbound))
+        let cursors =
+            stream::check_cursors(&self.state, &principal, request.into_inner().cursors).await?;
+        let opened = stream::open(&self.state, &principal, !cursors.is_empty()).await?;
+        if !cursors.is_empty() {
+            stream::spawn_catch_up(self.state.clone(), opened.id, cursors, opened.catch_up);
+        }
+        Ok(Response::new(opened.outbound))
     }
 
     async fn history(

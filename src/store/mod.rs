@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
+use crate::config::Synchronous;
 use crate::domain::{
     ClientMsgId, Message, MessageId, MessageText, Room, RoomId, RoomName, Session, SessionId,
     Timestamp, User, UserId, Username,
@@ -163,6 +164,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn membership(&self, room_id: RoomId, user_id: UserId) -> Result<Membership>;
 
+    /// The user's membership of a room, and the room's newest seq (0 when
+    /// it has no messages or does not exist).
+    async fn room_position(&self, room_id: RoomId, user_id: UserId) -> Result<(Membership, u64)>;
+
     /// Appends messages in one transaction, in order, each getting the next
     /// seq of its room. One result per message: a client error (not a member,
     /// no such room, key reused elsewhere) fails only its own message; a
@@ -178,6 +183,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<(Vec<Message>, bool)>;
 
+    /// The newest `limit` messages with seq above `after_seq`, ascending,
+    /// and whether more than `limit` were there.
+    async fn messages_after(
+        &self,
+        room_id: RoomId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool)>;
+
     /// Closes the connections, after pending writes.
     async fn close(&self);
 }
@@ -186,9 +200,9 @@ pub trait Store: Send + Sync + 'static {
 ///
 /// # Errors
 /// INVALID_ARGUMENT for an unsupported URL; database errors as they come.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+pub async fn connect(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect(url, synchronous).await?))
     } else {
         Err(Error::invalid(format!(
             "unsupported database URL {:?}: expected sqlite://PATH",

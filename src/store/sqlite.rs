@@ -1,5 +1,6 @@
-//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, so a
-//! committed transaction survives a crash or power loss.
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL` (unless
+//! configured otherwise), so a committed transaction survives a crash or
+//! power loss.
 //!
 //! All writes go through one connection (SQLite has one writer anyway; a
 //! single connection means no lock contention, and the message writer batches
@@ -18,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::Synchronous;
 use super::{Appended, Membership, NewMessage, NewSession, Rotation, Store};
 use crate::domain::{
     Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
@@ -56,11 +58,15 @@ impl SqliteStore {
     ///
     /// # Errors
     /// When the file cannot be created or a migration fails.
-    pub async fn connect(url: &str) -> Result<Self> {
+    pub async fn connect(url: &str, synchronous: Synchronous) -> Result<Self> {
+        let synchronous = match synchronous {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         if let Some(dir) = options.get_filename().parent() {
@@ -165,19 +171,31 @@ async fn membership_in<'e>(
     room_id: RoomId,
     user_id: UserId,
 ) -> Result<Membership> {
+    Ok(position_in(executor, room_id, user_id).await?.0)
+}
+
+async fn position_in<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<(Membership, u64)> {
     let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2)
+        "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2), last_seq
          FROM rooms WHERE id = ?1",
     )
     .bind(room_id.uuid())
     .bind(user_id.uuid())
     .fetch_optional(executor)
     .await?;
-    Ok(match row {
-        None => Membership::NoSuchRoom,
-        Some(row) if row.try_get::<bool, _>(0)? => Membership::Member,
-        Some(_) => Membership::NotMember,
-    })
+    let Some(row) = row else {
+        return Ok((Membership::NoSuchRoom, 0));
+    };
+    let membership = if row.try_get::<bool, _>(0)? {
+        Membership::Member
+    } else {
+        Membership::NotMember
+    };
+    Ok((membership, to_seq(row.try_get(1)?)))
 }
 
 async fn room_kind(tx: &mut Transaction<'_, Sqlite>, room_id: RoomId) -> Result<RoomKind> {
@@ -217,6 +235,19 @@ fn message_from_row(row: &SqliteRow) -> Result<Message> {
         sent_at: Timestamp(row.try_get("sent_at")?),
         client_msg_id: row.try_get("client_msg_id")?,
     })
+}
+
+/// Turns up to `limit + 1` rows, newest first, into at most `limit`
+/// messages in ascending order, and whether there were more.
+fn newest_first_page(rows: &[SqliteRow], limit: u32) -> Result<(Vec<Message>, bool)> {
+    let has_more = rows.len() > limit as usize;
+    let mut messages = rows
+        .iter()
+        .take(limit as usize)
+        .map(message_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    messages.reverse();
+    Ok((messages, has_more))
 }
 
 fn user_from_row(row: &SqliteRow) -> Result<User> {
@@ -600,6 +631,10 @@ impl Store for SqliteStore {
         membership_in(&self.reader, room_id, user_id).await
     }
 
+    async fn room_position(&self, room_id: RoomId, user_id: UserId) -> Result<(Membership, u64)> {
+        position_in(&self.reader, room_id, user_id).await
+    }
+
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
         let mut tx = self.writer.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
@@ -629,14 +664,24 @@ impl Store for SqliteStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await?;
-        let has_more = rows.len() > limit as usize;
-        let mut messages = rows
-            .iter()
-            .take(limit as usize)
-            .map(message_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        messages.reverse();
-        Ok((messages, has_more))
+        newest_first_page(&rows, limit)
+    }
+
+    async fn messages_after(
+        &self,
+        room_id: RoomId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool)> {
+        let rows = sqlx::query(&format!(
+            "{MESSAGE_SELECT} WHERE m.room_id = ?1 AND m.seq > ?2 ORDER BY m.seq DESC LIMIT ?3"
+        ))
+        .bind(room_id.uuid())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        newest_first_page(&rows, limit)
     }
 
     async fn close(&self) {

@@ -5,7 +5,11 @@ mod frame;
 
 pub use frame::{Frame, FrameCodec};
 
-use tonic::Streaming;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
 
 use crate::auth::Principal;
 use crate::domain::{ClientMsgId, MessageId, MessageText, RoomId, Timestamp};
@@ -17,16 +21,36 @@ use crate::state::AppState;
 use crate::store::NewMessage;
 use crate::writer::{error_frame, Reply};
 
+/// The most missed messages a resume sends per room; older ones are
+/// announced with `resync` and paged with History.
+pub const RESUME_LIMIT: u32 = 1000;
+/// The most rooms one resume may name.
+const MAX_CURSORS: usize = 1000;
+/// How long a ChatStream holds live messages waiting for its first client
+/// event, which may be a `resume`. Any first event ends the wait at once.
+const RESUME_WINDOW: Duration = Duration::from_millis(500);
+
+/// An open stream, before it is handed to tonic.
+pub struct Opened {
+    pub id: StreamId,
+    pub outbound: OutboundStream,
+    /// Where a catch-up sends missed messages; dropped when there is none.
+    pub catch_up: mpsc::Sender<Frame>,
+}
+
 /// Opens a stream for an authenticated caller: registers it, loads the
-/// caller's rooms, then starts it (its first event is `ready`).
+/// caller's rooms, then starts it (its first event is `ready`). With
+/// `hold`, live messages wait for `Hub::release`.
 ///
 /// # Errors
 /// UNAVAILABLE when shutting down; database errors.
-pub async fn open(state: &AppState, principal: &Principal) -> Result<(StreamId, OutboundStream)> {
-    let (id, outbound) =
-        state
-            .hub
-            .register(&principal.user, principal.session_id, principal.expires_at)?;
+pub async fn open(state: &AppState, principal: &Principal, hold: bool) -> Result<Opened> {
+    let (id, outbound, catch_up) = state.hub.register(
+        &principal.user,
+        principal.session_id,
+        principal.expires_at,
+        hold,
+    )?;
     // Registered first, so a room joined while the list loads is not missed.
     let rooms = state.store.room_ids_of(principal.user.id).await?;
     state.hub.activate(id, &rooms);
@@ -38,7 +62,117 @@ pub async fn open(state: &AppState, principal: &Principal) -> Result<(StreamId, 
         tracing::warn!(%error, "recording a session's last use");
     }
     tracing::debug!(stream = id, user_id = %principal.user.id, "stream opened");
-    Ok((id, outbound))
+    Ok(Opened {
+        id,
+        outbound,
+        catch_up,
+    })
+}
+
+/// Checks resume cursors: rooms the caller is a member of, each once. A
+/// cursor past a room's newest message is taken as that message.
+///
+/// # Errors
+/// INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED for the first bad one.
+pub async fn check_cursors(
+    state: &AppState,
+    principal: &Principal,
+    cursors: Vec<pb::RoomCursor>,
+) -> Result<Vec<(RoomId, u64)>> {
+    if cursors.len() > MAX_CURSORS {
+        return Err(Error::invalid(format!(
+            "at most {MAX_CURSORS} cursors, got {}",
+            cursors.len()
+        )));
+    }
+    let mut checked: Vec<(RoomId, u64)> = Vec::with_capacity(cursors.len());
+    for cursor in cursors {
+        let room_id = RoomId::parse("cursors.room_id", &cursor.room_id)?;
+        if checked.iter().any(|(seen, _)| *seen == room_id) {
+            return Err(Error::invalid(format!(
+                "room {room_id} appears twice in cursors"
+            )));
+        }
+        let (membership, last_seq) = state
+            .store
+            .room_position(room_id, principal.user.id)
+            .await?;
+        membership.require_member(room_id)?;
+        checked.push((room_id, cursor.after_seq.min(last_seq)));
+    }
+    Ok(checked)
+}
+
+/// Sends a resumed stream what it missed in each room, oldest first (at
+/// most `RESUME_LIMIT` per room, after a `resync` when there were more),
+/// then releases its live messages, minus those the catch-up already sent.
+/// A client slower than the room reads on from the database, at its own
+/// pace, until it has caught up.
+///
+/// # Errors
+/// Database errors. A stream that goes away meanwhile is not an error.
+pub async fn catch_up(
+    state: &AppState,
+    id: StreamId,
+    cursors: Vec<(RoomId, u64)>,
+    frames: mpsc::Sender<Frame>,
+) -> Result<()> {
+    state
+        .hub
+        .catch_up_on(id, cursors.iter().map(|&(room, _)| room).collect());
+    let mut reached: HashMap<RoomId, u64> = cursors.into_iter().collect();
+    loop {
+        for (&room_id, last) in &mut reached {
+            let (messages, more) = state
+                .store
+                .messages_after(room_id, *last, RESUME_LIMIT)
+                .await?;
+            let mut out = Vec::with_capacity(messages.len() + 1);
+            if let (true, Some(first)) = (more, messages.first()) {
+                out.push(Frame::from_event(server_event::Event::Resync(
+                    server_event::Resync {
+                        room_id: room_id.to_string(),
+                        from_seq: first.seq,
+                    },
+                )));
+            }
+            for message in &messages {
+                out.push(Frame::from_event(server_event::Event::Message(
+                    pb::Message::from(message),
+                )));
+                *last = message.seq;
+            }
+            for frame in out {
+                if frames.send(frame).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if state.hub.release(id, &reached) {
+            return Ok(());
+        }
+    }
+}
+
+/// Ends the hold of a stream that catches up on nothing.
+fn go_live(state: &AppState, id: StreamId) {
+    // Only rooms being caught up on can fall behind: this cannot fail.
+    let released = state.hub.release(id, &HashMap::new());
+    debug_assert!(released);
+}
+
+/// Runs a catch-up in its own task; a failure ends the stream.
+pub fn spawn_catch_up(
+    state: AppState,
+    id: StreamId,
+    cursors: Vec<(RoomId, u64)>,
+    frames: mpsc::Sender<Frame>,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = catch_up(&state, id, cursors, frames).await {
+            state.hub.close(id, Status::from(error));
+        }
+    });
 }
 
 /// Reads a ChatStream's client events until the client stops sending or the
@@ -47,22 +181,58 @@ pub async fn open(state: &AppState, principal: &Principal) -> Result<(StreamId, 
 pub async fn serve_client_events(
     state: AppState,
     principal: Principal,
-    id: StreamId,
+    opened_id: StreamId,
+    catch_up_frames: mpsc::Sender<Frame>,
     mut inbound: Streaming<pb::ClientEvent>,
 ) {
+    let id = opened_id;
     let ended = state.hub.ended(id);
+    // The first event decides whether the stream resumes.
+    let first = tokio::select! {
+        () = ended.cancelled() => return,
+        first = tokio::time::timeout(RESUME_WINDOW, inbound.message()) => first,
+    };
+    let mut next = None;
+    match first {
+        Ok(Ok(Some(pb::ClientEvent {
+            event: Some(Event::Resume(resume)),
+        }))) => match check_cursors(&state, &principal, resume.cursors).await {
+            Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
+            Err(error) => {
+                state.hub.send_to(id, error_frame("", &error));
+                go_live(&state, id);
+            }
+        },
+        Ok(Ok(Some(event))) => {
+            go_live(&state, id);
+            next = Some(event);
+        }
+        // No first event in time: nothing to resume.
+        Err(_) => go_live(&state, id),
+        // The client closed its side at once: the stream still runs downwards.
+        Ok(Ok(None)) => return go_live(&state, id),
+        Ok(Err(status)) => {
+            tracing::debug!(stream = id, %status, "client stream failed");
+            return;
+        }
+    }
     loop {
-        let event = tokio::select! {
-            () = ended.cancelled() => break,
-            event = inbound.message() => event,
-        };
-        let event = match event {
-            Ok(Some(event)) => event,
-            // The client closed its side; the stream still runs downwards.
-            Ok(None) => break,
-            Err(status) => {
-                tracing::debug!(stream = id, %status, "client stream failed");
-                break;
+        let event = match next.take() {
+            Some(event) => event,
+            None => {
+                let received = tokio::select! {
+                    () = ended.cancelled() => break,
+                    received = inbound.message() => received,
+                };
+                match received {
+                    Ok(Some(event)) => event,
+                    // The client closed its side; the stream still runs downwards.
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(stream = id, %status, "client stream failed");
+                        break;
+                    }
+                }
             }
         };
         if let Err((client_msg_id, error)) = handle(&state, &principal, id, event).await {
@@ -105,6 +275,10 @@ async fn handle(
             );
             Ok(())
         }
+        Some(Event::Resume(_)) => Err((
+            String::new(),
+            Error::invalid("resume is only valid as the first event of a stream"),
+        )),
         None => Err((String::new(), Error::invalid("event is required"))),
     }
 }

@@ -264,7 +264,7 @@ impl TestUser {
         let events = self
             .chat
             .clone()
-            .subscribe(pb::SubscribeRequest {})
+            .subscribe(pb::SubscribeRequest::default())
             .await
             .expect("open Subscribe")
             .into_inner();

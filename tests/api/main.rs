@@ -2,6 +2,8 @@
 //! database each, spoken to by the generated tonic clients.
 
 mod accounts;
+mod crash;
+mod delivery;
 mod helpers;
 mod rooms;
 mod streams;

@@ -39,7 +39,10 @@ fn now() -> i64 {
 async fn assert_rejected(app: &TestApp, authorization: Option<&str>, message: &str) {
     let mut chat = app.chat_with_authorization(authorization);
     let unary = chat.list_rooms(pb::ListRoomsRequest {}).await.unwrap_err();
-    let subscribe = chat.subscribe(pb::SubscribeRequest {}).await.unwrap_err();
+    let subscribe = chat
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap_err();
     let stream = chat
         .chat_stream(tokio_stream::iter(Vec::<pb::ClientEvent>::new()))
         .await
