@@ -22,4 +22,5 @@ pub mod state;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod web;
 pub mod writer;

@@ -1,5 +1,5 @@
-//! Serving: every gRPC service, grpc-web and CORS on one listener, with
-//! graceful shutdown.
+//! Serving: every gRPC service, grpc-web with CORS, and the browser app on
+//! one listener, with graceful shutdown.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use http::header::{HeaderName, AUTHORIZATION, CONTENT_TYPE};
 use http::Method;
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -63,15 +64,21 @@ pub async fn run(
             state.end_streams();
         }
     };
-    Server::builder()
-        .accept_http1(true)
-        .layer(cors())
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health_service)
+    let grpc = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthApi::new(state.clone())))
-        .add_service(ChatServiceServer::new(ChatApi::new(state.clone())))
+        .add_service(ChatServiceServer::new(ChatApi::new(state.clone())));
+    // grpc-web for the gRPC methods only (it refuses other HTTP/1.1
+    // requests); whatever is not a gRPC method is the browser app.
+    let routes = grpc
+        .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new())
+        .fallback(crate::web::serve);
+    Server::builder()
+        .accept_http1(true)
+        .layer(cors())
+        .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             stopping,

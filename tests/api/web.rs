@@ -176,3 +176,33 @@ async fn health_reports_serving() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_browser_app_is_served_at_the_root() {
+    let app = spawn_app().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |path: &str| {
+        let request = http::Request::get(format!("http://{}{path}", app.addr))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.request(request)
+    };
+
+    let index = get("/").await.unwrap();
+    let not_found = get("/no-such-file.js").await.unwrap();
+    let app_route = get("/rooms").await.unwrap();
+
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["content-type"], "text/html");
+    assert_eq!(index.headers()["cache-control"], "no-cache");
+    let body = index.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body)
+            .to_ascii_lowercase()
+            .starts_with("<!doctype html>"),
+        "{body:?}"
+    );
+    assert_eq!(not_found.status(), 404);
+    assert_eq!(app_route.status(), 200);
+    assert_eq!(app_route.headers()["content-type"], "text/html");
+}
