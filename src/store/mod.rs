@@ -7,6 +7,7 @@
 
 mod sqlite;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -38,6 +39,94 @@ pub struct Appended {
     /// False when an earlier send with the same `client_msg_id` was returned
     /// instead: nothing was stored and nothing must be delivered.
     pub fresh: bool,
+}
+
+/// What appending a batch needs to know from the database.
+#[derive(Debug, Default)]
+pub struct AppendContext {
+    /// Stored messages by (sender, client_msg_id), for the batch's keys.
+    pub earlier: HashMap<(UserId, String), Message>,
+    /// The newest seq of each of the batch's rooms that exists.
+    pub last_seq: HashMap<RoomId, u64>,
+    /// Which of the batch's (room, sender) pairs are memberships.
+    pub members: HashSet<(RoomId, UserId)>,
+}
+
+/// What to write for a batch, and each message's outcome.
+#[derive(Debug)]
+pub struct AppendPlan {
+    pub results: Vec<Result<Appended>>,
+    /// New messages to insert, in seq order per room.
+    pub fresh: Vec<Message>,
+    /// The new newest seq of each room that got messages.
+    pub last_seq: HashMap<RoomId, u64>,
+}
+
+/// Decides a batch in order: a send whose key was used before returns the
+/// earlier message (in another room: ALREADY_EXISTS); a send to a room that
+/// does not exist or by a non-member fails; every other one gets its
+/// room's next seq. The same rules for every store, and no I/O.
+pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan {
+    let AppendContext {
+        mut earlier,
+        last_seq: mut next_seq,
+        members,
+    } = context;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut fresh = Vec::with_capacity(batch.len());
+    let mut touched = HashMap::new();
+    for new in batch {
+        let key = new
+            .client_msg_id
+            .as_deref()
+            .map(|key| (new.sender.id, key.to_owned()));
+        if let Some(message) = key.as_ref().and_then(|key| earlier.get(key)) {
+            results.push(if message.room_id == new.room_id {
+                Ok(Appended {
+                    message: message.clone(),
+                    fresh: false,
+                })
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "client_msg_id {:?} was already used for a message in another room",
+                    new.client_msg_id.as_deref().unwrap_or_default()
+                )))
+            });
+            continue;
+        }
+        let Some(seq) = next_seq.get_mut(&new.room_id) else {
+            results.push(Err(Membership::NoSuchRoom.require_member(new.room_id).unwrap_err()));
+            continue;
+        };
+        if !members.contains(&(new.room_id, new.sender.id)) {
+            results.push(Err(Membership::NotMember.require_member(new.room_id).unwrap_err()));
+            continue;
+        }
+        *seq += 1;
+        touched.insert(new.room_id, *seq);
+        let message = Message {
+            id: new.id,
+            room_id: new.room_id,
+            seq: *seq,
+            sender: new.sender.clone(),
+            text: new.text.as_str().to_owned(),
+            sent_at: new.sent_at,
+            client_msg_id: new.client_msg_id.as_deref().map(str::to_owned),
+        };
+        if let Some(key) = key {
+            earlier.insert(key, message.clone());
+        }
+        fresh.push(message.clone());
+        results.push(Ok(Appended {
+            message,
+            fresh: true,
+        }));
+    }
+    AppendPlan {
+        results,
+        fresh,
+        last_seq: touched,
+    }
 }
 
 /// A new login's session and its first refresh token.
@@ -168,10 +257,10 @@ pub trait Store: Send + Sync + 'static {
     /// it has no messages or does not exist).
     async fn room_position(&self, room_id: RoomId, user_id: UserId) -> Result<(Membership, u64)>;
 
-    /// Appends messages in one transaction, in order, each getting the next
-    /// seq of its room. One result per message: a client error (not a member,
-    /// no such room, key reused elsewhere) fails only its own message; a
-    /// database error fails the call.
+    /// Appends messages in one transaction, as `plan_appends` decides. One
+    /// result per message: a client error (not a member, no such room, key
+    /// reused elsewhere) fails only its own message; a database error fails
+    /// the call, and nothing of the batch is stored.
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>>;
 
     /// Up to `limit` messages with seq below `before_seq`, ascending, and
@@ -208,5 +297,74 @@ pub async fn connect(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Stor
             "unsupported database URL {:?}: expected sqlite://PATH",
             url.split(':').next().unwrap_or_default()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> User {
+        User {
+            id: UserId::new(),
+            username: name.into(),
+        }
+    }
+
+    fn send(room: RoomId, sender: &User, key: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId::new(),
+            room_id: room,
+            sender: sender.clone(),
+            text: MessageText::parse("hi".into()).unwrap(),
+            sent_at: Timestamp(0),
+            client_msg_id: ClientMsgId::parse(key.into()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_batch_gets_consecutive_seqs_per_room_and_dedupes_keys() {
+        let (alice, eve) = (user("alice"), user("eve"));
+        let (a, b, missing) = (RoomId::new(), RoomId::new(), RoomId::new());
+        let context = AppendContext {
+            earlier: HashMap::new(),
+            last_seq: HashMap::from([(a, 7), (b, 0)]),
+            members: HashSet::from([(a, alice.id), (b, alice.id)]),
+        };
+        let batch = [
+            send(a, &alice, "k1"),
+            send(b, &alice, ""),
+            send(a, &alice, ""),
+            send(a, &alice, "k1"),
+            send(b, &alice, "k1"),
+            send(a, &eve, ""),
+            send(missing, &alice, ""),
+        ];
+
+        let plan = plan_appends(&batch, context);
+
+        let outcome: Vec<_> = plan
+            .results
+            .iter()
+            .map(|r| match r {
+                Ok(appended) => Ok((appended.message.seq, appended.fresh)),
+                Err(e) => Err(e.code()),
+            })
+            .collect();
+        use tonic::Code;
+        assert_eq!(
+            outcome,
+            [
+                Ok((8, true)),
+                Ok((1, true)),
+                Ok((9, true)),
+                Ok((8, false)),
+                Err(Code::AlreadyExists),
+                Err(Code::PermissionDenied),
+                Err(Code::NotFound),
+            ]
+        );
+        assert_eq!(plan.fresh.len(), 3);
+        assert_eq!(plan.last_seq, HashMap::from([(a, 9), (b, 1)]));
     }
 }

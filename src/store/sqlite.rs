@@ -7,6 +7,7 @@
 //! sends into few transactions). Reads use a small pool of their own, which
 //! WAL lets run beside the writer.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -16,11 +17,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row as _, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row as _, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::Synchronous;
-use super::{Appended, Membership, NewMessage, NewSession, Rotation, Store};
+use super::{
+    plan_appends, AppendContext, AppendPlan, Appended, Membership, NewMessage, NewSession,
+    Rotation, Store,
+};
 use crate::domain::{
     Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
     UserId, Username,
@@ -30,6 +34,11 @@ use crate::error::{Error, Result};
 /// Readers beside the one writer: enough for history and room lists under
 /// load on a small machine, few enough to keep file handles bounded.
 const READ_CONNECTIONS: u32 = 4;
+/// Pairs bound in one lookup query: two parameters each, well under
+/// SQLite's limit of 32 766 parameters per statement.
+const PAIRS_PER_QUERY: usize = 500;
+/// Messages per INSERT statement: seven parameters each.
+const ROWS_PER_INSERT: usize = 500;
 /// How long a statement waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -103,66 +112,98 @@ impl SqliteStore {
         room_from_row(&row)
     }
 
-    async fn append_one(
+    /// Reads what `plan_appends` needs for a batch, a few queries for the
+    /// whole batch rather than several per message.
+    async fn append_context(
         tx: &mut Transaction<'_, Sqlite>,
-        new: &NewMessage,
-    ) -> Result<Result<Appended>> {
-        if let Some(key) = new.client_msg_id.as_deref() {
-            let earlier = sqlx::query(&format!(
-                "{MESSAGE_SELECT} WHERE m.sender_id = ?1 AND m.client_msg_id = ?2"
-            ))
-            .bind(new.sender.id.uuid())
-            .bind(key)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if let Some(row) = earlier {
+        batch: &[NewMessage],
+    ) -> Result<AppendContext> {
+        let mut context = AppendContext::default();
+
+        let keys: BTreeSet<(Uuid, &str)> = batch
+            .iter()
+            .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
+            .collect();
+        let keys: Vec<_> = keys.into_iter().collect();
+        for chunk in keys.chunks(PAIRS_PER_QUERY) {
+            let mut query = QueryBuilder::<Sqlite>::new(MESSAGE_SELECT);
+            query.push(" WHERE (m.sender_id, m.client_msg_id) IN (VALUES ");
+            for (i, (sender, key)) in chunk.iter().enumerate() {
+                query.push(if i == 0 { "(" } else { ", (" });
+                query.push_bind(*sender).push(", ").push_bind(*key).push(")");
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut **tx).await? {
                 let message = message_from_row(&row)?;
-                if message.room_id != new.room_id {
-                    return Ok(Err(Error::AlreadyExists(format!(
-                        "client_msg_id {key:?} was already used for a message in another room"
-                    ))));
-                }
-                return Ok(Ok(Appended {
-                    message,
-                    fresh: false,
-                }));
+                let key = message.client_msg_id.clone().unwrap_or_default();
+                context.earlier.insert((message.sender.id, key), message);
             }
         }
-        let membership = membership_in(&mut **tx, new.room_id, new.sender.id).await?;
-        if let Err(e) = membership.require_member(new.room_id) {
-            return Ok(Err(e));
+
+        let rooms: BTreeSet<Uuid> = batch.iter().map(|m| m.room_id.uuid()).collect();
+        let rooms: Vec<_> = rooms.into_iter().collect();
+        for chunk in rooms.chunks(PAIRS_PER_QUERY) {
+            let mut query = QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
+            let mut ids = query.separated(", ");
+            for room in chunk {
+                ids.push_bind(*room);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut **tx).await? {
+                let room = RoomId::from_uuid(row.try_get("id")?);
+                context.last_seq.insert(room, to_seq(row.try_get("last_seq")?));
+            }
         }
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
-        )
-        .bind(new.room_id.uuid())
-        .fetch_one(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(new.id.uuid())
-        .bind(new.room_id.uuid())
-        .bind(seq)
-        .bind(new.sender.id.uuid())
-        .bind(new.text.as_str())
-        .bind(new.sent_at.0)
-        .bind(new.client_msg_id.as_deref())
-        .execute(&mut **tx)
-        .await?;
-        Ok(Ok(Appended {
-            message: Message {
-                id: new.id,
-                room_id: new.room_id,
-                seq: to_seq(seq),
-                sender: new.sender.clone(),
-                text: new.text.as_str().to_owned(),
-                sent_at: new.sent_at,
-                client_msg_id: new.client_msg_id.as_deref().map(str::to_owned),
-            },
-            fresh: true,
-        }))
+
+        let pairs: BTreeSet<(Uuid, Uuid)> = batch
+            .iter()
+            .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
+            .collect();
+        let pairs: Vec<_> = pairs.into_iter().collect();
+        for chunk in pairs.chunks(PAIRS_PER_QUERY) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT room_id, user_id FROM room_members WHERE (room_id, user_id) IN (VALUES ",
+            );
+            for (i, (room, user)) in chunk.iter().enumerate() {
+                query.push(if i == 0 { "(" } else { ", (" });
+                query.push_bind(*room).push(", ").push_bind(*user).push(")");
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut **tx).await? {
+                context.members.insert((
+                    RoomId::from_uuid(row.try_get("room_id")?),
+                    UserId::from_uuid(row.try_get("user_id")?),
+                ));
+            }
+        }
+        Ok(context)
+    }
+
+    /// Writes a batch's plan: the new messages, then the rooms' counters.
+    async fn write_plan(tx: &mut Transaction<'_, Sqlite>, plan: &AppendPlan) -> Result<()> {
+        for chunk in plan.fresh.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id) ",
+            );
+            insert.push_values(chunk, |mut row, message| {
+                row.push_bind(message.id.uuid())
+                    .push_bind(message.room_id.uuid())
+                    .push_bind(i64::try_from(message.seq).unwrap_or(i64::MAX))
+                    .push_bind(message.sender.id.uuid())
+                    .push_bind(message.text.as_str())
+                    .push_bind(message.sent_at.0)
+                    .push_bind(message.client_msg_id.as_deref());
+            });
+            insert.build().execute(&mut **tx).await?;
+        }
+        for (room, seq) in &plan.last_seq {
+            sqlx::query("UPDATE rooms SET last_seq = ?1 WHERE id = ?2")
+                .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
+                .bind(room.uuid())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -637,12 +678,11 @@ impl Store for SqliteStore {
 
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
         let mut tx = self.writer.begin().await?;
-        let mut results = Vec::with_capacity(batch.len());
-        for new in batch {
-            results.push(Self::append_one(&mut tx, new).await?);
-        }
+        let context = Self::append_context(&mut tx, batch).await?;
+        let plan = plan_appends(batch, context);
+        Self::write_plan(&mut tx, &plan).await?;
         tx.commit().await.context("committing messages")?;
-        Ok(results)
+        Ok(plan.results)
     }
 
     async fn history(
