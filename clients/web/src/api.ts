@@ -1,0 +1,183 @@
+// The server connection: one grpc-web transport, the two generated service
+// clients, and the session's tokens (kept in localStorage, refreshed before
+// they expire, and attached to every call by an interceptor).
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { AuthService, ChatService, type User } from "./gen/chat/v1/chat_pb";
+
+/** Where the server is: this page's origin, or `?server=URL` for development. */
+export const serverUrl: string =
+  new URLSearchParams(window.location.search).get("server") ?? window.location.origin;
+
+/** What a logged-in browser keeps across reloads. */
+export interface Auth {
+  accessToken: string;
+  refreshToken: string;
+  /** Milliseconds since the epoch. */
+  expiresAt: number;
+  user: { id: string; username: string };
+  sessionId: string;
+}
+
+const AUTH_KEY = "chat.auth";
+/** Refresh this long before the access token expires. */
+const REFRESH_MARGIN_MS = 60_000;
+
+function loadAuth(): Auth | null {
+  try {
+    const raw = localStorage.getItem(AUTH_KEY);
+    return raw ? (JSON.parse(raw) as Auth) : null;
+  } catch {
+    return null;
+  }
+}
+
+let auth: Auth | null = loadAuth();
+let refreshTimer: number | undefined;
+let refreshing: Promise<void> | null = null;
+/** Called when the session is over (revoked, or the refresh token refused). */
+let onSessionLost: (reason: string) => void = () => {};
+
+export function currentAuth(): Auth | null {
+  return auth;
+}
+
+export function setOnSessionLost(f: (reason: string) => void): void {
+  onSessionLost = f;
+}
+
+export function saveAuth(next: Auth | null): void {
+  auth = next;
+  if (next) localStorage.setItem(AUTH_KEY, JSON.stringify(next));
+  else localStorage.removeItem(AUTH_KEY);
+  scheduleRefresh();
+}
+
+function refreshDelay(a: Auth): number {
+  const left = a.expiresAt - Date.now();
+  // Short-lived tokens (tests use seconds) refresh at two thirds of their life.
+  const margin = Math.min(REFRESH_MARGIN_MS, left / 3);
+  return Math.max(0, left - margin);
+}
+
+function scheduleRefresh(): void {
+  window.clearTimeout(refreshTimer);
+  if (!auth) return;
+  refreshTimer = window.setTimeout(() => {
+    refreshNow().catch(() => {});
+  }, refreshDelay(auth));
+}
+
+/**
+ * Trades the refresh token for new tokens, once at a time across every tab
+ * of this browser (a refresh token works once; presenting a spent one
+ * revokes the session, so two tabs must never both use the same one).
+ */
+export function refreshNow(): Promise<void> {
+  if (refreshing) return refreshing;
+  const run = async () => {
+    const before = auth;
+    // Another tab may have refreshed already: adopt its tokens.
+    const stored = loadAuth();
+    if (stored && before && stored.refreshToken !== before.refreshToken) {
+      auth = stored;
+      scheduleRefresh();
+      if (stored.expiresAt - Date.now() > 5_000) return;
+    }
+    const current = auth;
+    if (!current) throw new ConnectError("not logged in", Code.Unauthenticated);
+    try {
+      const res = await authClient.refresh({ refreshToken: current.refreshToken });
+      saveAuth({
+        ...current,
+        accessToken: res.accessToken,
+        refreshToken: res.refreshToken,
+        expiresAt: res.accessTokenExpiresAt ? timestampMs(res.accessTokenExpiresAt) : Date.now() + 60_000,
+      });
+    } catch (e) {
+      const err = ConnectError.from(e);
+      if (err.code === Code.Unauthenticated || err.code === Code.NotFound || err.code === Code.PermissionDenied) {
+        saveAuth(null);
+        onSessionLost(`Your session ended: ${err.rawMessage}`);
+      } else {
+        // A network hiccup: try again soon.
+        window.clearTimeout(refreshTimer);
+        refreshTimer = window.setTimeout(() => refreshNow().catch(() => {}), 5_000);
+      }
+      throw err;
+    }
+  };
+  const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+  const p: Promise<void> = (locks ? (locks.request("chat-refresh", run) as unknown as Promise<void>) : run()).finally(() => {
+    refreshing = null;
+  });
+  refreshing = p;
+  return p;
+}
+
+/** Refreshes first when the access token is about to expire. */
+export async function ensureFresh(): Promise<void> {
+  if (auth && auth.expiresAt - Date.now() < 10_000) await refreshNow();
+}
+
+const PUBLIC_METHODS = new Set(["Register", "Login", "Refresh"]);
+
+/**
+ * Sends `authorization: Bearer <token>`, refreshing an expiring token first;
+ * a unary call refused as UNAUTHENTICATED is retried once after a refresh.
+ */
+const authInterceptor: Interceptor = (next) => async (req) => {
+  if (PUBLIC_METHODS.has(req.method.name)) return next(req);
+  await ensureFresh();
+  if (auth) req.header.set("authorization", `Bearer ${auth.accessToken}`);
+  try {
+    return await next(req);
+  } catch (e) {
+    const err = ConnectError.from(e);
+    if (req.stream || err.code !== Code.Unauthenticated || !auth) throw e;
+    const used = req.header.get("authorization");
+    await refreshNow();
+    if (!auth || `Bearer ${auth.accessToken}` === used) throw e;
+    req.header.set("authorization", `Bearer ${auth.accessToken}`);
+    return next(req);
+  }
+};
+
+const transport = createGrpcWebTransport({
+  baseUrl: serverUrl,
+  interceptors: [authInterceptor],
+});
+
+export const authClient = createClient(AuthService, transport);
+export const chatClient = createClient(ChatService, transport);
+
+export function authFromLogin(res: {
+  accessToken: string;
+  refreshToken: string;
+  accessTokenExpiresAt?: { seconds: bigint; nanos: number };
+  user?: User;
+  sessionId: string;
+}): Auth {
+  return {
+    accessToken: res.accessToken,
+    refreshToken: res.refreshToken,
+    expiresAt: res.accessTokenExpiresAt
+      ? Number(res.accessTokenExpiresAt.seconds) * 1000 + Math.floor(res.accessTokenExpiresAt.nanos / 1e6)
+      : Date.now() + 60_000,
+    user: { id: res.user?.id ?? "", username: res.user?.username ?? "" },
+    sessionId: res.sessionId,
+  };
+}
+
+/** A server error in words, for the person. */
+export function describe(e: unknown): string {
+  const err = ConnectError.from(e);
+  if (err.code === Code.Unavailable || err.code === Code.Unknown) {
+    return err.rawMessage ? `Server unreachable: ${err.rawMessage}` : "Server unreachable";
+  }
+  const text = err.rawMessage || Code[err.code] || "Unknown error";
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+scheduleRefresh();

@@ -1,0 +1,484 @@
+// End-to-end test of the web client against the real chat-server, in real
+// headless Chromium (Debian's package) driven by playwright-core.
+//
+// Env: CHAT_SERVER_BIN (default ../../target/debug/chat-server),
+// WEB_ARTIFACTS (default ../../test-artifacts/web) for the screenshots,
+// CHROMIUM (default /usr/bin/chromium), CHAT_SERVER_ARGS (extra flags for
+// every server). WEB_DEV_STATIC=1 serves dist/ from this process (the page
+// then reaches the server through `?server=`), for developing the app
+// against a server that does not serve it.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const webDir = path.resolve(here, "..");
+const serverBin = path.resolve(webDir, process.env.CHAT_SERVER_BIN ?? "../../target/debug/chat-server");
+const artifacts = path.resolve(webDir, process.env.WEB_ARTIFACTS ?? "../../test-artifacts/web");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+/** How long to wait for anything to show up on a page. */
+const UI_TIMEOUT = 15_000;
+
+const tempDirs = [];
+const servers = [];
+let staticServer;
+let staticPort;
+const browsers = [];
+
+function tempDir(prefix) {
+  const d = mkdtempSync(path.join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+}
+
+/**
+ * Starts chat-server on a free port with a fresh database, and resolves to
+ * `{ address, appUrl, db, srv }` once it reports its address. CHAT_SERVER_ARGS
+ * adds flags to every server; `extra` to this one.
+ */
+async function startServer(name, extra = [], { db, listen = "127.0.0.1:0" } = {}) {
+  assert.ok(existsSync(serverBin), `server binary not found at ${serverBin}: run cargo build, or set CHAT_SERVER_BIN`);
+  db ??= path.join(tempDir("chat-web-db-"), "chat.db");
+  const envArgs = (process.env.CHAT_SERVER_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(serverBin, ["--listen", listen, "--database-url", `sqlite://${db}`, ...envArgs, ...extra], {
+    env: { ...process.env, RUST_LOG: "info" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const srv = { name, child, log: "" };
+  servers.push(srv);
+  const address = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not report its address:\n${srv.log}`)), 30_000);
+    let found = false;
+    child.stderr.setEncoding("utf8");
+    // Keep draining stderr for the whole run, so the server never blocks on it.
+    child.stderr.on("data", (chunk) => {
+      srv.log += chunk;
+      const m = !found && srv.log.match(/address=(\d+\.\d+\.\d+\.\d+:\d+)/);
+      if (m) {
+        found = true;
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on("exit", (code) => {
+      if (!found) {
+        clearTimeout(timer);
+        reject(new Error(`server exited with ${code}:\n${srv.log}`));
+      }
+    });
+  });
+  let appUrl;
+  if (process.env.WEB_DEV_STATIC === "1") {
+    staticPort ??= await serveDist();
+    appUrl = `http://127.0.0.1:${staticPort}/?server=${encodeURIComponent(`http://${address}`)}`;
+  } else {
+    appUrl = `http://${address}/`;
+    const res = await fetch(appUrl);
+    const body = await res.text();
+    assert.ok(
+      res.ok && body.includes('data-testid="app"'),
+      `the server does not serve the web app at / (HTTP ${res.status}); build the server with clients/web/dist, ` +
+        `or set WEB_DEV_STATIC=1`,
+    );
+  }
+  return { address, appUrl, db, srv };
+}
+
+async function stopServer(srv) {
+  const { child } = srv;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise((r) => {
+    const t = setTimeout(() => {
+      child.kill("SIGKILL");
+      r();
+    }, 5_000);
+    child.on("exit", () => {
+      clearTimeout(t);
+      r();
+    });
+    child.kill("SIGTERM");
+  });
+}
+
+/** Serves dist/ on another port (development only, see WEB_DEV_STATIC). */
+function serveDist() {
+  const dist = path.join(webDir, "dist");
+  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+  staticServer = createServer((req, res) => {
+    const url = new URL(req.url, "http://x");
+    const file = path.join(dist, url.pathname === "/" ? "index.html" : path.normalize(url.pathname));
+    if (!file.startsWith(dist) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  return new Promise((resolve) => staticServer.listen(0, "127.0.0.1", () => resolve(staticServer.address().port)));
+}
+
+async function launch() {
+  const context = await chromium.launchPersistentContext(tempDir("chat-web-profile-"), {
+    executablePath: chromiumPath,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    viewport: { width: 1100, height: 720 },
+    // No drawer animation caught half-way in a screenshot.
+    reducedMotion: "reduce",
+  });
+  browsers.push(context);
+  return context;
+}
+
+/** A page that records every console error and uncaught exception. */
+async function openPage(context, errors, name, url) {
+  const page = await context.newPage();
+  page.on("console", (msg) => {
+    if (msg.type() === "error") errors.push(`${name} console: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => errors.push(`${name} pageerror: ${err.message}`));
+  page.setDefaultTimeout(UI_TIMEOUT);
+  await page.goto(url);
+  return page;
+}
+
+const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+async function register(page, username, password) {
+  await byTestId(page, "login-username").fill(username);
+  await byTestId(page, "login-password").fill(password);
+  await byTestId(page, "register-submit").click();
+  await assertText(byTestId(page, "me"), username);
+}
+
+async function assertText(locator, text) {
+  await locator.filter({ hasText: text }).first().waitFor({ state: "visible" });
+}
+
+/** The texts of the messages shown in the open room, in order. */
+async function messageTexts(page) {
+  return byTestId(page, "message-text").allInnerTexts();
+}
+
+/** Matches an element whose whole text is `text`. */
+const exactly = (text) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+
+async function send(page, text) {
+  await byTestId(page, "composer").fill(text);
+  await byTestId(page, "composer").press("Enter");
+  await waitForMessage(page, text);
+}
+
+async function waitForMessage(page, text) {
+  await page
+    .locator(`[data-testid="message"] [data-testid="message-text"]`, { hasText: exactly(text) })
+    .first()
+    .waitFor({ state: "visible" });
+}
+
+before(() => {
+  mkdirSync(artifacts, { recursive: true });
+});
+
+after(async () => {
+  for (const b of browsers) await b.close().catch(() => {});
+  staticServer?.close();
+  for (const srv of servers) {
+    await stopServer(srv);
+    // Each server's log goes with the screenshots, for when something fails.
+    writeFileSync(path.join(artifacts, `server-${srv.name}.log`), srv.log);
+  }
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
+test("two people chat in a room and directly, through reloads", { timeout: 180_000 }, async () => {
+  const { appUrl } = await startServer("chat");
+  const errors = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const alice = `alice_${suffix}`;
+  const bob = `bob_${suffix}`;
+  const password = "correct horse battery";
+  const room = `general-${suffix}`;
+
+  const aliceCtx = await launch();
+  const bobCtx = await launch();
+  const a = await openPage(aliceCtx, errors, "alice", appUrl);
+  let b = await openPage(bobCtx, errors, "bob", appUrl);
+
+  // A server error reaches the person in words.
+  await byTestId(a, "login-username").fill(alice);
+  await byTestId(a, "login-password").fill(password);
+  await byTestId(a, "login-submit").click();
+  const status = await byTestId(a, "auth-status").filter({ hasText: /invalid|incorrect|wrong|not/i });
+  await status.waitFor();
+  await a.screenshot({ path: path.join(artifacts, "login.png") });
+
+  // Register (which logs in), log out, and log in again.
+  await register(a, alice, password);
+  await register(b, bob, password);
+  await byTestId(a, "logout").click();
+  await assertText(byTestId(a, "auth-status"), "logged out");
+  await byTestId(a, "login-username").fill(alice);
+  await byTestId(a, "login-password").fill(password);
+  await byTestId(a, "login-submit").click();
+  await assertText(byTestId(a, "me"), alice);
+  await assertText(byTestId(a, "connection"), "online");
+  await assertText(byTestId(b, "connection"), "online");
+
+  // Alice creates a room; Bob finds it and joins.
+  await byTestId(a, "create-room-name").fill(room);
+  await byTestId(a, "create-room-submit").click();
+  await assertText(byTestId(a, "room-title"), `# ${room}`);
+  await byTestId(b, "browse-rooms").click();
+  await b.locator(`[data-testid="browse-room"][data-room-name="${room}"] [data-testid="join-room"]`).click();
+  await assertText(byTestId(b, "room-title"), `# ${room}`);
+
+  // Each sees the other online.
+  await a.locator(`[data-testid="online-user"][data-username="${bob}"]`).waitFor();
+  await b.locator(`[data-testid="online-user"][data-username="${alice}"]`).waitFor();
+
+  // Typing shows on the other side, both ways.
+  await byTestId(a, "composer").pressSequentially("hel", { delay: 30 });
+  await assertText(byTestId(b, "typing"), `${alice} is typing`);
+  await byTestId(b, "composer").pressSequentially("hi", { delay: 30 });
+  await assertText(byTestId(a, "typing"), `${bob} is typing`);
+  await byTestId(a, "composer").fill("");
+  await byTestId(b, "composer").fill("");
+
+  // Messages both ways, with sender names.
+  await send(a, "Hello Bob, welcome!");
+  await waitForMessage(b, "Hello Bob, welcome!");
+  await send(b, "Thanks Alice, glad to be here.");
+  await waitForMessage(a, "Thanks Alice, glad to be here.");
+  await assertText(b.locator(`[data-testid="message"][data-sender="${alice}"]`), "Hello Bob, welcome!");
+
+  // Bob reloads while Alice writes: he misses nothing and sees nothing twice.
+  const reloading = b.reload();
+  await send(a, "Sent during your reload");
+  await reloading;
+  await assertText(byTestId(b, "room-title"), `# ${room}`);
+  await waitForMessage(b, "Sent during your reload");
+
+  // Bob closes his page; Alice writes while he is away; he comes back.
+  await b.close();
+  await send(a, "Away message one");
+  await send(a, "Away message two");
+  b = await openPage(bobCtx, errors, "bob", appUrl);
+  await assertText(byTestId(b, "me"), bob);
+  await assertText(byTestId(b, "room-title"), `# ${room}`);
+  await waitForMessage(b, "Away message two");
+  const expected = [
+    "Hello Bob, welcome!",
+    "Thanks Alice, glad to be here.",
+    "Sent during your reload",
+    "Away message one",
+    "Away message two",
+  ];
+  assert.deepEqual(await messageTexts(b), expected, "Bob sees the whole history once, in order");
+  await send(b, "Back again");
+  await waitForMessage(a, "Back again");
+  assert.deepEqual(await messageTexts(a), [...expected, "Back again"], "Alice sees every message once, in order");
+
+  // Alice opens a direct conversation with Bob; it shows up on his side as unread.
+  await byTestId(a, "dm-username").fill(bob);
+  await byTestId(a, "dm-submit").click();
+  await assertText(byTestId(a, "room-title"), `@ ${bob}`);
+  await send(a, "Just between us");
+  const dm = b.locator(`[data-testid="room"][data-room-name="${alice}"]`);
+  await dm.and(b.locator('[data-unread="true"]')).waitFor();
+  await dm.click();
+  await assertText(byTestId(b, "room-title"), `@ ${alice}`);
+  await waitForMessage(b, "Just between us");
+  await send(b, "Sure, secret is safe");
+  await waitForMessage(a, "Sure, secret is safe");
+  assert.deepEqual(await messageTexts(a), ["Just between us", "Sure, secret is safe"]);
+
+  // The sessions page lists this browser's session as current.
+  await byTestId(b, "sessions-button").click();
+  await b.locator('[data-testid="session"][data-current="true"]').waitFor();
+  assert.equal(await b.locator('[data-testid="session"]').count(), 1);
+  await byTestId(b, "sessions-close").click();
+
+  // Screenshots of both windows in the group room, Bob typing.
+  for (const page of [a, b]) {
+    await page.locator(`[data-testid="room"][data-room-name="${room}"]`).click();
+    await waitForMessage(page, "Back again");
+  }
+  await byTestId(b, "composer").pressSequentially("See you", { delay: 20 });
+  await assertText(byTestId(a, "typing"), `${bob} is typing`);
+  await a.screenshot({ path: path.join(artifacts, "alice.png") });
+  await b.screenshot({ path: path.join(artifacts, "bob.png") });
+  await byTestId(b, "composer").fill("");
+
+  // A phone-sized window still works: the room list is a drawer.
+  await b.setViewportSize({ width: 390, height: 760 });
+  await byTestId(b, "menu").click();
+  await b.locator(`[data-testid="room"][data-room-name="${alice}"]`).waitFor();
+  await b.screenshot({ path: path.join(artifacts, "bob-phone-rooms.png") });
+  await b.locator(`[data-testid="room"][data-room-name="${alice}"]`).click();
+  await assertText(byTestId(b, "room-title"), `@ ${alice}`);
+  await byTestId(b, "menu").click();
+  await b.locator(`[data-testid="room"][data-room-name="${room}"]`).click();
+  await assertText(byTestId(b, "room-title"), `# ${room}`);
+  await waitForMessage(b, "Back again");
+  await b.screenshot({ path: path.join(artifacts, "bob-phone.png") });
+
+  // Bob leaves the room: it moves from his rooms to the rooms he may join.
+  await b.setViewportSize({ width: 1100, height: 720 });
+  await byTestId(b, "leave-room").click();
+  await b.locator(`[data-testid="room"][data-room-name="${room}"]`).waitFor({ state: "detached" });
+  await byTestId(b, "browse-rooms").click();
+  await b.locator(`[data-testid="browse-room"][data-room-name="${room}"]`).waitFor();
+
+  assert.deepEqual(await byTestId(a, "error").allInnerTexts(), [], "no error shown to Alice");
+  assert.deepEqual(await byTestId(b, "error").allInnerTexts(), [], "no error shown to Bob");
+  assert.deepEqual(errors, [], "no console errors");
+});
+
+test("expiring tokens are refreshed, streams resume, history pages back, sessions revoke", { timeout: 180_000 }, async () => {
+  // Access tokens live 5 s here: the test outlives several of them.
+  const { appUrl } = await startServer("short-tokens", ["--access-token-ttl", "5s"]);
+  const errors = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const carol = `carol_${suffix}`;
+  const dave = `dave_${suffix}`;
+  const password = "correct horse battery";
+  const room = `paging-${suffix}`;
+
+  const carolCtx = await launch();
+  const daveCtx = await launch();
+  const c = await openPage(carolCtx, errors, "carol", appUrl);
+  const d = await openPage(daveCtx, errors, "dave", appUrl);
+  await register(c, carol, password);
+  await register(d, dave, password);
+  const subscribes = { carol: 0, dave: 0 };
+  c.on("request", (r) => r.url().endsWith("/chat.v1.ChatService/Subscribe") && subscribes.carol++);
+  d.on("request", (r) => r.url().endsWith("/chat.v1.ChatService/Subscribe") && subscribes.dave++);
+  const firstToken = await c.evaluate(() => JSON.parse(localStorage.getItem("chat.auth")).accessToken);
+
+  await byTestId(c, "create-room-name").fill(room);
+  await byTestId(c, "create-room-submit").click();
+  await assertText(byTestId(c, "room-title"), `# ${room}`);
+  await byTestId(d, "browse-rooms").click();
+  await d.locator(`[data-testid="browse-room"][data-room-name="${room}"] [data-testid="join-room"]`).click();
+  await assertText(byTestId(d, "room-title"), `# ${room}`);
+
+  // 60 messages, typed in quick succession: they arrive in order.
+  const texts = Array.from({ length: 60 }, (_, i) => `message number ${i + 1}`);
+  for (const t of texts) {
+    await byTestId(c, "composer").fill(t);
+    await byTestId(c, "composer").press("Enter");
+  }
+  await waitForMessage(d, "message number 60");
+  assert.deepEqual(await messageTexts(d), texts);
+
+  // Past two token lifetimes: both streams were ended and resumed.
+  await c.waitForTimeout(11_000);
+  await send(c, "still here after the tokens expired");
+  await waitForMessage(d, "still here after the tokens expired");
+  await send(d, "me too");
+  await waitForMessage(c, "me too");
+  const laterToken = await c.evaluate(() => JSON.parse(localStorage.getItem("chat.auth")).accessToken);
+  assert.notEqual(laterToken, firstToken, "the access token was refreshed");
+  assert.ok(subscribes.carol >= 3 && subscribes.dave >= 3, `streams resubscribed: ${JSON.stringify(subscribes)}`);
+
+  // After a reload, the room shows its newest page, and older ones on demand.
+  await d.reload();
+  await assertText(byTestId(d, "room-title"), `# ${room}`);
+  await waitForMessage(d, "me too");
+  const all = [...texts, "still here after the tokens expired", "me too"];
+  assert.deepEqual(await messageTexts(d), all.slice(-50));
+  await byTestId(d, "load-older").click();
+  await waitForMessage(d, "message number 1");
+  assert.deepEqual(await messageTexts(d), all);
+  await byTestId(d, "load-older").waitFor({ state: "hidden" });
+
+  // Dave logs in on a second device, then revokes it from the first.
+  const dave2Ctx = await launch();
+  const d2 = await openPage(dave2Ctx, errors, "dave-2", appUrl);
+  await byTestId(d2, "login-username").fill(dave);
+  await byTestId(d2, "login-password").fill(password);
+  await byTestId(d2, "login-submit").click();
+  await assertText(byTestId(d2, "connection"), "online");
+  await byTestId(d, "sessions-button").click();
+  await d.locator('[data-testid="session"]').nth(1).waitFor();
+  assert.equal(await d.locator('[data-testid="session"]').count(), 2);
+  await d.locator('[data-testid="session"][data-current="false"] [data-testid="revoke-session"]').click();
+  // The list is fetched again: only this device's session is left.
+  await d.waitForFunction(() => document.querySelectorAll('[data-testid="session"]').length === 1);
+  await d.locator('[data-testid="session"][data-current="true"]').waitFor();
+  // The revoked device is told, in words, and is back at the login page.
+  await assertText(byTestId(d2, "auth-status"), "session ended");
+  await byTestId(d2, "login-submit").waitFor();
+
+  await d.screenshot({ path: path.join(artifacts, "sessions.png") });
+  assert.deepEqual(await byTestId(c, "error").allInnerTexts(), [], "no error shown to Carol");
+  assert.deepEqual(await byTestId(d, "error").allInnerTexts(), [], "no error shown to Dave");
+  assert.deepEqual(errors, [], "no console errors");
+});
+
+test("a server restart loses no message: sends are retried, the stream resumes", { timeout: 180_000 }, async () => {
+  const first = await startServer("restart-1");
+  const errors = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const erin = `erin_${suffix}`;
+  const frank = `frank_${suffix}`;
+  const password = "correct horse battery";
+  const room = `restart-${suffix}`;
+
+  const erinCtx = await launch();
+  const frankCtx = await launch();
+  const e = await openPage(erinCtx, errors, "erin", first.appUrl);
+  const f = await openPage(frankCtx, errors, "frank", first.appUrl);
+  await register(e, erin, password);
+  await register(f, frank, password);
+  await byTestId(e, "create-room-name").fill(room);
+  await byTestId(e, "create-room-submit").click();
+  await assertText(byTestId(e, "room-title"), `# ${room}`);
+  await byTestId(f, "browse-rooms").click();
+  await f.locator(`[data-testid="browse-room"][data-room-name="${room}"] [data-testid="join-room"]`).click();
+  await assertText(byTestId(f, "room-title"), `# ${room}`);
+  await send(e, "before the restart");
+  await waitForMessage(f, "before the restart");
+
+  await stopServer(first.srv);
+  await assertText(byTestId(e, "connection"), "reconnecting");
+  await assertText(byTestId(f, "connection"), "reconnecting");
+  // Written while the server is down: shown as sending, and retried.
+  await byTestId(e, "composer").fill("written while the server was down");
+  await byTestId(e, "composer").press("Enter");
+  await byTestId(e, "pending-message").waitFor();
+
+  // The same database and port: tokens and cursors still hold.
+  await startServer("restart-2", [], { db: first.db, listen: first.address });
+  await waitForMessage(e, "written while the server was down");
+  await waitForMessage(f, "written while the server was down");
+  await assertText(byTestId(e, "connection"), "online");
+  await assertText(byTestId(f, "connection"), "online");
+  await send(f, "after the restart");
+  await waitForMessage(e, "after the restart");
+  const expected = ["before the restart", "written while the server was down", "after the restart"];
+  assert.deepEqual(await messageTexts(e), expected);
+  assert.deepEqual(await messageTexts(f), expected);
+
+  assert.deepEqual(await byTestId(e, "error").allInnerTexts(), [], "no error shown to Erin");
+  assert.deepEqual(await byTestId(f, "error").allInnerTexts(), [], "no error shown to Frank");
+  // While the server is down, Chromium itself logs each refused connection.
+  const appErrors = errors.filter((m) => !m.includes("net::ERR_CONNECTION_REFUSED"));
+  assert.deepEqual(appErrors, [], "no console errors but the browser's own refused connections");
+});
