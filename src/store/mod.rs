@@ -95,11 +95,15 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
             continue;
         }
         let Some(seq) = next_seq.get_mut(&new.room_id) else {
-            results.push(Err(Membership::NoSuchRoom.require_member(new.room_id).unwrap_err()));
+            results.push(Err(Membership::NoSuchRoom
+                .require_member(new.room_id)
+                .unwrap_err()));
             continue;
         };
         if !members.contains(&(new.room_id, new.sender.id)) {
-            results.push(Err(Membership::NotMember.require_member(new.room_id).unwrap_err()));
+            results.push(Err(Membership::NotMember
+                .require_member(new.room_id)
+                .unwrap_err()));
             continue;
         }
         *seq += 1;

@@ -130,7 +130,11 @@ impl SqliteStore {
             query.push(" WHERE (m.sender_id, m.client_msg_id) IN (VALUES ");
             for (i, (sender, key)) in chunk.iter().enumerate() {
                 query.push(if i == 0 { "(" } else { ", (" });
-                query.push_bind(*sender).push(", ").push_bind(*key).push(")");
+                query
+                    .push_bind(*sender)
+                    .push(", ")
+                    .push_bind(*key)
+                    .push(")");
             }
             query.push(")");
             for row in query.build().fetch_all(&mut **tx).await? {
@@ -143,7 +147,8 @@ impl SqliteStore {
         let rooms: BTreeSet<Uuid> = batch.iter().map(|m| m.room_id.uuid()).collect();
         let rooms: Vec<_> = rooms.into_iter().collect();
         for chunk in rooms.chunks(PAIRS_PER_QUERY) {
-            let mut query = QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
+            let mut query =
+                QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
             let mut ids = query.separated(", ");
             for room in chunk {
                 ids.push_bind(*room);
@@ -151,7 +156,9 @@ impl SqliteStore {
             query.push(")");
             for row in query.build().fetch_all(&mut **tx).await? {
                 let room = RoomId::from_uuid(row.try_get("id")?);
-                context.last_seq.insert(room, to_seq(row.try_get("last_seq")?));
+                context
+                    .last_seq
+                    .insert(room, to_seq(row.try_get("last_seq")?));
             }
         }
 
