@@ -7,18 +7,10 @@ use std::time::Duration;
 use chat_server::client::{BearerToken, Cursors, ResumingSubscription};
 use chat_server::pb::{self, server_event};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::Code;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestUser};
-
-async fn alice_and_bob_in_a_room(app: &TestApp) -> (TestUser, TestUser, pb::Room) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let room = alice.create_room("general").await;
-    bob.join(&room).await;
-    (alice, bob, room)
-}
+use crate::helpers::{spawn_app, spawn_app_with, TestUser};
 
 fn cursor(room: &pb::Room, after_seq: u64) -> Vec<pb::RoomCursor> {
     vec![pb::RoomCursor {
@@ -67,7 +59,7 @@ async fn seqs_until(events: &mut tonic::Streaming<pb::ServerEvent>, last: u64) -
 #[tokio::test]
 async fn a_dropped_stream_resumes_with_every_missed_message_once_in_order() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let mut first = subscribe_from(&bob, vec![]).await;
     for i in 1..=3 {
         alice.send(&room, &format!("m{i}")).await;
@@ -90,7 +82,7 @@ async fn a_dropped_stream_resumes_with_every_missed_message_once_in_order() {
 #[tokio::test]
 async fn a_chat_stream_resumes_when_its_first_event_is_resume() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     for i in 1..=5 {
         alice.send(&room, &format!("m{i}")).await;
     }
@@ -130,28 +122,9 @@ async fn a_chat_stream_resumes_when_its_first_event_is_resume() {
 #[tokio::test]
 async fn resuming_while_a_sender_floods_leaves_no_gap_and_no_duplicate() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     const TOTAL: u64 = 2000;
-    let flood = {
-        let senders: Vec<_> = (0..8)
-            .map(|worker| {
-                let mut chat = alice.chat.clone();
-                let room_id = room.id.clone();
-                tokio::spawn(async move {
-                    for i in 0..TOTAL / 8 {
-                        chat.send_message(pb::SendMessageRequest {
-                            room_id: room_id.clone(),
-                            text: format!("w{worker} m{i}"),
-                            client_msg_id: format!("w{worker}-{i}"),
-                        })
-                        .await
-                        .unwrap();
-                    }
-                })
-            })
-            .collect();
-        futures_join(senders)
-    };
+    let flood = alice.flood(&room, 8, TOTAL / 8, 0);
     // Resume mid-flood, a little behind the newest message.
     let after = loop {
         let last_seq = bob_last_seq(&bob, &room).await;
@@ -184,12 +157,6 @@ async fn resuming_while_a_sender_floods_leaves_no_gap_and_no_duplicate() {
     assert_eq!(from_chat, expected);
 }
 
-async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
-    for task in tasks {
-        task.await.unwrap();
-    }
-}
-
 async fn bob_last_seq(bob: &TestUser, room: &pb::Room) -> u64 {
     bob.chat
         .clone()
@@ -207,25 +174,8 @@ async fn bob_last_seq(bob: &TestUser, room: &pb::Room) -> u64 {
 #[tokio::test]
 async fn more_missed_messages_than_a_resume_sends_come_with_a_resync() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
-    let sends: Vec<_> = (0..4)
-        .map(|worker| {
-            let mut chat = alice.chat.clone();
-            let room_id = room.id.clone();
-            tokio::spawn(async move {
-                for i in 0..300 {
-                    chat.send_message(pb::SendMessageRequest {
-                        room_id: room_id.clone(),
-                        text: format!("w{worker} m{i}"),
-                        client_msg_id: String::new(),
-                    })
-                    .await
-                    .unwrap();
-                }
-            })
-        })
-        .collect();
-    futures_join(sends).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    alice.flood(&room, 4, 300, 0).await;
 
     let mut events = subscribe_from(&bob, cursor(&room, 50)).await;
 
@@ -246,7 +196,7 @@ async fn more_missed_messages_than_a_resume_sends_come_with_a_resync() {
 #[tokio::test]
 async fn resuming_a_room_one_is_not_in_is_refused() {
     let app = spawn_app().await;
-    let (alice, _bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, _bob, room) = app.alice_and_bob_in_a_room().await;
     let eve = app.user("eve").await;
     let _ = alice;
 
@@ -271,7 +221,7 @@ async fn resuming_a_room_one_is_not_in_is_refused() {
 #[tokio::test]
 async fn the_same_client_msg_id_three_times_is_stored_and_delivered_once() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let laptop = app.login("alice").await;
     let (mut bob_stream, _) = bob.subscribe().await;
     let (mut laptop_watch, _) = laptop.subscribe().await;
@@ -377,41 +327,38 @@ async fn a_stream_that_never_reads_is_cut_while_fifty_others_get_everything() {
     let mut tasks = Vec::new();
     for reader in &readers {
         let mut subscription = ResumingSubscription::new(
-            channel(&app).await,
+            app.channel().await,
             BearerToken::new(&reader.login.access_token).unwrap(),
             tracked(&room, 0),
         );
+        let mut chat = reader.chat.clone();
+        let room_id = room.id.clone();
         tasks.push(tokio::spawn(async move {
             let mut count = 0u64;
             let mut last = 0u64;
             while last < MESSAGES {
-                if let server_event::Event::Message(m) = subscription.next().await.unwrap() {
-                    assert_eq!(m.seq, last + 1, "in order, no gap, no duplicate");
-                    last = m.seq;
-                    count += 1;
+                match subscription.next().await.unwrap() {
+                    server_event::Event::Message(m) => {
+                        assert_eq!(m.seq, last + 1, "in order, no gap, no duplicate");
+                        last = m.seq;
+                        count += 1;
+                    }
+                    // Cut off and resumed more than 1000 behind: what lies
+                    // before the resync point comes from History.
+                    server_event::Event::Resync(resync) => {
+                        let missed =
+                            history_between(&mut chat, &room_id, last, resync.from_seq).await;
+                        count += missed.len() as u64;
+                        assert_eq!(missed, (last + 1..resync.from_seq).collect::<Vec<_>>());
+                        last = resync.from_seq - 1;
+                    }
+                    _ => {}
                 }
             }
             count
         }));
     }
-    let senders: Vec<_> = (0..16)
-        .map(|worker| {
-            let mut chat = sender.chat.clone();
-            let room_id = room.id.clone();
-            tokio::spawn(async move {
-                for i in 0..MESSAGES / 16 {
-                    chat.send_message(pb::SendMessageRequest {
-                        room_id: room_id.clone(),
-                        text: format!("{worker:02}-{i:05} {}", "x".repeat(88)),
-                        client_msg_id: String::new(),
-                    })
-                    .await
-                    .unwrap();
-                }
-            })
-        })
-        .collect();
-    futures_join(senders).await;
+    sender.flood(&room, 16, MESSAGES / 16, 88).await;
     for task in tasks {
         assert_eq!(task.await.unwrap(), MESSAGES);
     }
@@ -433,7 +380,7 @@ async fn a_stream_that_never_reads_is_cut_while_fifty_others_get_everything() {
 
     // Resuming from nothing, it gets the newest 1000 and pages the rest.
     let mut resumed = ResumingSubscription::new(
-        channel(&app).await,
+        app.channel().await,
         BearerToken::new(&sleeper.login.access_token).unwrap(),
         tracked(&room, 0),
     );
@@ -449,39 +396,51 @@ async fn a_stream_that_never_reads_is_cut_while_fifty_others_get_everything() {
             assert!(seen.insert(m.seq));
         }
     }
-    let mut before = resync.from_seq;
-    while before > 1 {
-        let page = sleeper
-            .chat
-            .clone()
+    let older = history_between(&mut sleeper.chat.clone(), &room.id, 0, resync.from_seq).await;
+    for seq in older {
+        assert!(seen.insert(seq), "seq {seq} twice");
+    }
+    assert_eq!(seen, (1..=MESSAGES).collect());
+}
+
+/// The seqs of a room's messages after `after` and before `before`, from
+/// History, ascending.
+async fn history_between(
+    chat: &mut crate::helpers::Chat,
+    room_id: &str,
+    after: u64,
+    before: u64,
+) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let mut before_seq = before;
+    while before_seq > after + 1 {
+        let page = chat
             .history(pb::HistoryRequest {
-                room_id: room.id.clone(),
-                before_seq: before,
+                room_id: room_id.into(),
+                before_seq,
                 limit: 200,
             })
             .await
             .unwrap()
             .into_inner();
-        for m in &page.messages {
-            assert!(seen.insert(m.seq), "seq {} twice", m.seq);
-        }
-        before = page.messages[0].seq;
+        let mut page: Vec<u64> = page
+            .messages
+            .iter()
+            .map(|m| m.seq)
+            .filter(|&s| s > after)
+            .collect();
+        let Some(&first) = page.first() else { break };
+        page.extend(seqs);
+        seqs = page;
+        before_seq = first;
     }
-    assert_eq!(seen, (1..=MESSAGES).collect());
+    seqs
 }
 
 fn tracked(room: &pb::Room, after_seq: u64) -> Cursors {
     let mut cursors = Cursors::default();
     cursors.track(&room.id, after_seq);
     cursors
-}
-
-async fn channel(app: &TestApp) -> Channel {
-    Channel::from_shared(format!("http://{}", app.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
 }
 
 fn resident_kib() -> u64 {
@@ -497,7 +456,7 @@ fn resident_kib() -> u64 {
 #[tokio::test]
 async fn a_chat_stream_that_sends_nothing_still_gets_messages() {
     let app = spawn_app_with(|_| {}).await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let (mut bob_stream, _) = bob.chat_stream().await;
 
     alice.send(&room, "are you there?").await;

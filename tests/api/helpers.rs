@@ -171,6 +171,24 @@ impl TestApp {
         self.register(username).await;
         self.login(username).await
     }
+
+    /// alice and bob, both members of one group room, "general".
+    pub async fn alice_and_bob_in_a_room(&self) -> (TestUser, TestUser, pb::Room) {
+        let alice = self.user("alice").await;
+        let bob = self.user("bob").await;
+        let room = alice.create_room("general").await;
+        bob.join(&room).await;
+        (alice, bob, room)
+    }
+
+    /// A new connection to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for TestApp {
@@ -239,6 +257,40 @@ impl TestUser {
             .into_inner()
             .message
             .unwrap()
+    }
+
+    /// Sends `workers * per_worker` messages from `workers` concurrent
+    /// callers (each message padded with `padding` bytes); the sends start
+    /// now, the returned future waits for all of them.
+    pub fn flood(
+        &self,
+        room: &pb::Room,
+        workers: u64,
+        per_worker: u64,
+        padding: usize,
+    ) -> impl std::future::Future<Output = ()> {
+        let tasks: Vec<_> = (0..workers)
+            .map(|worker| {
+                let mut chat = self.chat.clone();
+                let room_id = room.id.clone();
+                tokio::spawn(async move {
+                    for i in 0..per_worker {
+                        chat.send_message(pb::SendMessageRequest {
+                            room_id: room_id.clone(),
+                            text: format!("w{worker} m{i} {}", "x".repeat(padding)),
+                            client_msg_id: format!("w{worker}-{i}"),
+                        })
+                        .await
+                        .expect("send message");
+                    }
+                })
+            })
+            .collect();
+        async move {
+            for task in tasks {
+                task.await.expect("sender task");
+            }
+        }
     }
 
     /// Opens a ChatStream and returns it with its `ready` event.

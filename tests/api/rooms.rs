@@ -216,23 +216,7 @@ async fn history_is_clamped_to_200_messages() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let room = alice.create_room("general").await;
-    let mut stream_sends = Vec::new();
-    for i in 0..205 {
-        let mut chat = alice.chat.clone();
-        let room_id = room.id.clone();
-        stream_sends.push(tokio::spawn(async move {
-            chat.send_message(pb::SendMessageRequest {
-                room_id,
-                text: format!("m{i}"),
-                client_msg_id: String::new(),
-            })
-            .await
-            .unwrap()
-        }));
-    }
-    for send in stream_sends {
-        send.await.unwrap();
-    }
+    alice.flood(&room, 5, 41, 0).await;
 
     let page = alice
         .chat

@@ -5,16 +5,7 @@ use std::time::{Duration, Instant};
 use chat_server::pb::{self, client_event, server_event};
 use tonic::Code;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestUser};
-
-/// alice and bob, both members of one group room.
-async fn alice_and_bob_in_a_room(app: &TestApp) -> (TestUser, TestUser, pb::Room) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let room = alice.create_room("general").await;
-    bob.join(&room).await;
-    (alice, bob, room)
-}
+use crate::helpers::{spawn_app, spawn_app_with, TestUser};
 
 fn usernames(users: &[pb::User]) -> Vec<&str> {
     users.iter().map(|u| u.username.as_str()).collect()
@@ -23,7 +14,7 @@ fn usernames(users: &[pb::User]) -> Vec<&str> {
 #[tokio::test]
 async fn two_users_chat_both_ways_in_a_group_room() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let (mut alice_stream, alice_ready) = alice.chat_stream().await;
     let (mut bob_stream, bob_ready) = bob.chat_stream().await;
     assert_eq!(alice_ready.user.as_ref(), Some(&alice.user));
@@ -107,7 +98,7 @@ async fn two_users_chat_in_their_direct_room() {
 #[tokio::test]
 async fn a_senders_other_sessions_receive_its_messages() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let laptop = app.login("alice").await;
     let (mut phone_stream, _) = alice.chat_stream().await;
     let (mut laptop_stream, _) = laptop.subscribe().await;
@@ -134,7 +125,7 @@ async fn a_senders_other_sessions_receive_its_messages() {
 #[tokio::test]
 async fn presence_follows_the_first_and_last_stream() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let (mut alice_stream, _) = alice.subscribe().await;
     let online = |user: &TestUser, room_id: &str| {
         let mut chat = user.chat.clone();
@@ -176,7 +167,7 @@ async fn presence_follows_the_first_and_last_stream() {
 #[tokio::test]
 async fn typing_reaches_the_other_members_only() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let (mut alice_stream, _) = alice.chat_stream().await;
     let (mut bob_stream, _) = bob.subscribe().await;
     let _ = alice_stream.next_presence().await;
@@ -255,7 +246,7 @@ async fn a_failed_stream_request_is_reported_and_the_stream_goes_on() {
 #[tokio::test]
 async fn a_retried_send_is_stored_and_delivered_once() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let (mut alice_stream, _) = alice.chat_stream().await;
     let (mut bob_stream, _) = bob.subscribe().await;
     let _ = alice_stream.next_presence().await;
@@ -306,7 +297,7 @@ async fn idle_streams_get_heartbeats() {
 #[tokio::test]
 async fn a_stream_that_cannot_keep_up_is_ended_without_slowing_the_others() {
     let app = spawn_app_with(|config| config.stream_queue = 16).await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let carol = app.user("carol").await;
     carol.join(&room).await;
     let (mut slow, _) = bob.subscribe().await;
@@ -393,7 +384,7 @@ async fn shutting_down_ends_open_streams_cleanly() {
 #[tokio::test]
 async fn a_chat_stream_keeps_receiving_after_its_client_stops_sending() {
     let app = spawn_app().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&app).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
     let (mut bob_stream, _) = bob.chat_stream().await;
 
     bob_stream.close_sending();

@@ -117,12 +117,7 @@ async fn the_cors_preflight_allows_the_authorization_header_by_name() {
 #[tokio::test]
 async fn reflection_lists_the_chat_services() {
     let app = spawn_app().await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = ServerReflectionClient::new(channel);
+    let mut client = ServerReflectionClient::new(app.channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -154,12 +149,7 @@ async fn reflection_lists_the_chat_services() {
 #[tokio::test]
 async fn health_reports_serving() {
     let app = spawn_app().await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
 
     for service in ["", "chat.v1.ChatService"] {
         let status = health
