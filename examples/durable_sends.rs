@@ -9,11 +9,11 @@
 
 use std::time::Instant;
 
-use chat_server::client::BearerToken;
+use chat_client::pb;
+use chat_client::pb::auth_service_client::AuthServiceClient;
+use chat_client::pb::chat_service_client::ChatServiceClient;
+use chat_client::BearerToken;
 use chat_server::config::{Config, Synchronous};
-use chat_server::pb;
-use chat_server::pb::auth_service_client::AuthServiceClient;
-use chat_server::pb::chat_service_client::ChatServiceClient;
 use chat_server::startup;
 use chat_server::state::AppState;
 use tonic::transport::Channel;

@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -1,6 +1,6 @@
 //! Registering, logging in, refreshing and managing sessions.
 
-use chat_server::pb;
+use chat_client::pb;
 use tonic::Code;
 
 use crate::helpers::{assert_status, spawn_app, PASSWORD};

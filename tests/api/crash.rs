@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_server::client::{BearerToken, Cursors, ResumingSubscription};
-use chat_server::pb::auth_service_client::AuthServiceClient;
-use chat_server::pb::chat_service_client::ChatServiceClient;
-use chat_server::pb::{self, server_event};
+use chat_client::pb::auth_service_client::AuthServiceClient;
+use chat_client::pb::chat_service_client::ChatServiceClient;
+use chat_client::pb::{self, server_event};
+use chat_client::{BearerToken, Cursors, ResumingSubscription};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;

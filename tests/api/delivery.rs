@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chat_server::client::{BearerToken, Cursors, ResumingSubscription};
-use chat_server::pb::{self, server_event};
+use chat_client::pb::{self, server_event};
+use chat_client::{BearerToken, Cursors, ResumingSubscription};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::Code;
@@ -314,7 +314,7 @@ async fn a_stream_that_never_reads_is_cut_while_fifty_others_get_everything() {
         .connect()
         .await
         .unwrap();
-    let mut sleeping = chat_server::pb::chat_service_client::ChatServiceClient::with_interceptor(
+    let mut sleeping = chat_client::pb::chat_service_client::ChatServiceClient::with_interceptor(
         small_window,
         BearerToken::new(&sleeper.login.access_token).unwrap(),
     )

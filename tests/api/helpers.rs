@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
+use chat_client::pb::auth_service_client::AuthServiceClient;
+use chat_client::pb::chat_service_client::ChatServiceClient;
+use chat_client::pb::{self, client_event, server_event};
 use chat_server::config::Config;
-use chat_server::pb::auth_service_client::AuthServiceClient;
-use chat_server::pb::chat_service_client::ChatServiceClient;
-use chat_server::pb::{self, client_event, server_event};
 use chat_server::startup;
 use chat_server::state::AppState;
 use tempfile::TempDir;

@@ -6,6 +6,7 @@ mod crash;
 mod delivery;
 mod helpers;
 mod rooms;
+mod rust_client;
 mod streams;
 mod tokens;
 mod web;

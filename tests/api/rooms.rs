@@ -1,6 +1,6 @@
 //! Rooms, direct rooms, history, and who may see what.
 
-use chat_server::pb::{self, RoomKind};
+use chat_client::pb::{self, RoomKind};
 use tonic::Code;
 
 use crate::helpers::{assert_status, spawn_app};

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use chat_server::pb::{self, client_event, server_event};
+use chat_client::pb::{self, client_event, server_event};
 use tonic::Code;
 
 use crate::helpers::{spawn_app, spawn_app_with, TestUser};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chat_server::pb;
+use chat_client::pb;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tonic::Code;

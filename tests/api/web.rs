@@ -2,7 +2,7 @@
 //! and health.
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use chat_server::pb;
+use chat_client::pb;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;

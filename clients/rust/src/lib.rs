@@ -1,0 +1,25 @@
+//! A Rust client for the `chat.v1` gRPC API.
+//!
+//! - `pb`: the generated types and clients (`AuthServiceClient`,
+//!   `ChatServiceClient`).
+//! - `Client`: log in once, then call the API with the token attached and
+//!   refreshed for you.
+//! - `resume`: per-room cursors and `ResumingSubscription`, a live stream
+//!   that reconnects and resumes without losing or repeating a message.
+//! - `cli`: the `chat` command-line client, as a library so it can be
+//!   embedded and tested.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod client;
+pub mod resume;
+
+/// The generated `chat.v1` code.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("chat.v1");
+}
+
+pub use client::{Client, Session};
+pub use resume::{AuthorizedChat, BearerToken, Cursors, ResumingSubscription};
