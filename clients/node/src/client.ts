@@ -1,0 +1,193 @@
+// ChatClient: one HTTP/2 connection to chat-server (native gRPC, not
+// grpc-web), the session's tokens attached to every call and refreshed
+// before they expire, and the RPCs as plain async methods.
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import {
+  AuthService,
+  ChatService,
+  type HistoryResponse,
+  type Message,
+  type Room,
+  type ServerEvent,
+  type User,
+} from "./gen/chat/v1/chat_pb.js";
+import { ChatStream, type ChatStreamOptions, type Cursors } from "./chat-stream.js";
+
+/** A logged-in session's tokens. */
+export interface Session {
+  accessToken: string;
+  refreshToken: string;
+  /** When the access token expires, in milliseconds since the epoch. */
+  expiresAt: number;
+  /** When it was issued (here: received), in milliseconds since the epoch. */
+  issuedAt: number;
+  user: User;
+  sessionId: string;
+}
+
+export interface ChatClientOptions {
+  /** Server address: `host:port` or `http://host:port`. */
+  address: string;
+  /** Use this transport instead of creating one (for tests, or TLS). */
+  transport?: Transport;
+  /** Start with an access token obtained elsewhere (no refresh then). */
+  accessToken?: string;
+}
+
+/** The calls that need no token. */
+const PUBLIC = new Set(["Register", "Login", "Refresh"]);
+
+export class ChatClient {
+  readonly transport: Transport;
+  /** The generated clients, for anything the wrapper does not cover. */
+  readonly authService: Client<typeof AuthService>;
+  readonly chatService: Client<typeof ChatService>;
+  /** The current session, after `login`. */
+  session: Session | undefined;
+  private accessToken: string | undefined;
+  private refreshing: Promise<Session> | undefined;
+
+  constructor(options: ChatClientOptions | string) {
+    const opts = typeof options === "string" ? { address: options } : options;
+    const baseUrl = /^https?:\/\//.test(opts.address) ? opts.address : `http://${opts.address}`;
+    this.accessToken = opts.accessToken;
+    const auth: Interceptor = (next) => async (req) => {
+      if (!(req.service.typeName === AuthService.typeName && PUBLIC.has(req.method.name))) {
+        const token = await this.currentToken();
+        if (token) req.header.set("authorization", `Bearer ${token}`);
+      }
+      return next(req);
+    };
+    // The gRPC transport of connect-node always speaks HTTP/2 (it has no
+    // httpVersion option in v2).
+    this.transport = opts.transport ?? createGrpcTransport({ baseUrl, interceptors: [auth] });
+    this.authService = createClient(AuthService, this.transport);
+    this.chatService = createClient(ChatService, this.transport);
+  }
+
+  /** Creates an account. */
+  async register(username: string, password: string): Promise<User> {
+    const res = await this.authService.register({ username, password });
+    return res.user!;
+  }
+
+  /** Logs in: a new session whose tokens this client then uses (and refreshes). */
+  async login(username: string, password: string): Promise<Session> {
+    const res = await this.authService.login({ username, password });
+    const now = Date.now();
+    this.session = {
+      accessToken: res.accessToken,
+      refreshToken: res.refreshToken,
+      expiresAt: res.accessTokenExpiresAt ? timestampMs(res.accessTokenExpiresAt) : now + 15 * 60_000,
+      issuedAt: now,
+      user: res.user!,
+      sessionId: res.sessionId,
+    };
+    this.accessToken = res.accessToken;
+    return this.session;
+  }
+
+  /** Trades the refresh token for new tokens (done for you before the access token expires). */
+  refresh(): Promise<Session> {
+    this.refreshing ??= (async () => {
+      const session = this.session;
+      if (!session) throw new Error("not logged in");
+      try {
+        const res = await this.authService.refresh({ refreshToken: session.refreshToken });
+        const now = Date.now();
+        this.session = {
+          ...session,
+          accessToken: res.accessToken,
+          refreshToken: res.refreshToken,
+          expiresAt: res.accessTokenExpiresAt ? timestampMs(res.accessTokenExpiresAt) : now + 15 * 60_000,
+          issuedAt: now,
+        };
+        this.accessToken = res.accessToken;
+        return this.session;
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  /** Ends this session on the server; its open streams end. */
+  async logout(): Promise<void> {
+    await this.authService.logout({});
+    this.session = undefined;
+    this.accessToken = undefined;
+  }
+
+  async createRoom(name: string): Promise<Room> {
+    return (await this.chatService.createRoom({ name })).room!;
+  }
+
+  async joinRoom(roomId: string): Promise<Room> {
+    return (await this.chatService.joinRoom({ roomId })).room!;
+  }
+
+  async leaveRoom(roomId: string): Promise<void> {
+    await this.chatService.leaveRoom({ roomId });
+  }
+
+  /** Every group room, and our direct rooms. */
+  async listRooms(): Promise<Room[]> {
+    return (await this.chatService.listRooms({})).rooms;
+  }
+
+  /** The direct room with another user, created on first use. */
+  async openDirectRoom(username: string): Promise<Room> {
+    return (await this.chatService.openDirectRoom({ username })).room!;
+  }
+
+  /** Sends with a unary call; a retry with the same clientMsgId stores nothing twice. */
+  async send(roomId: string, text: string, clientMsgId = ""): Promise<Message> {
+    return (await this.chatService.sendMessage({ roomId, text, clientMsgId })).message!;
+  }
+
+  /** The unary twin of `ChatStream.typing`. */
+  async typing(roomId: string): Promise<void> {
+    await this.chatService.sendTyping({ roomId });
+  }
+
+  /** A page of a room's messages (ascending seq), older than `beforeSeq` (0: the newest). */
+  async history(roomId: string, opts: { beforeSeq?: bigint; limit?: number } = {}): Promise<HistoryResponse> {
+    return this.chatService.history({ roomId, beforeSeq: opts.beforeSeq ?? 0n, limit: opts.limit ?? 0 });
+  }
+
+  /** Online members of a room, or every online user sharing a room with us. */
+  async onlineUsers(roomId = ""): Promise<User[]> {
+    return (await this.chatService.listOnlineUsers({ roomId })).users;
+  }
+
+  /** Opens a ChatStream: events down, send/typing/ping up. */
+  chatStream(options: ChatStreamOptions = {}): ChatStream {
+    return new ChatStream(this.chatService, options);
+  }
+
+  /** A receive-only stream (Subscribe), for completeness; prefer `chatStream`. */
+  subscribe(cursors: Cursors = new Map(), signal?: AbortSignal): AsyncIterable<ServerEvent> {
+    return this.chatService.subscribe(
+      { cursors: [...cursors].map(([roomId, afterSeq]) => ({ roomId, afterSeq })) },
+      { signal },
+    );
+  }
+
+  /** The access token to send, refreshed first when it is close to expiring. */
+  private async currentToken(): Promise<string | undefined> {
+    const s = this.session;
+    if (s) {
+      // Refresh in the last third of the token's life, at most a minute early.
+      const margin = Math.min(60_000, (s.expiresAt - s.issuedAt) / 3);
+      if (Date.now() > s.expiresAt - margin) await this.refresh();
+    }
+    return this.accessToken;
+  }
+}
+
+/** Cursors at each room's newest message, e.g. from `listRooms()`: a stream then gets only new messages. */
+export function cursorsAt(rooms: Room[]): Cursors {
+  return new Map(rooms.filter((r) => r.joined).map((r) => [r.id, r.lastSeq]));
+}

@@ -1,0 +1,10 @@
+"""Python client for the chat.v1 gRPC chat server.
+
+`ChatClient` wraps the generated stubs (`chat_client.pb` holds the protobuf
+messages); `python -m chat_client` is a terminal chat program built on it.
+"""
+
+from .client import ChatClient, ChatError, Cursors, EventStream, pb
+from ._gen.chat.v1 import chat_pb2_grpc as pb_grpc
+
+__all__ = ["ChatClient", "ChatError", "Cursors", "EventStream", "pb", "pb_grpc"]

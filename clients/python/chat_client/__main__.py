@@ -1,0 +1,116 @@
+"""A terminal chat: `python -m chat_client --user alice --room general`.
+
+Logs in (registering first with --register), joins the room by name
+(creating it when there is none), prints the others' lines and who comes
+online or goes offline, and sends every line typed on stdin. Ctrl-D or
+`/quit` leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import threading
+
+import grpc
+
+from .client import ChatClient, ChatError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m chat_client", description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default=os.environ.get("CHAT_SERVER", "127.0.0.1:50051"),
+                        help="host:port of the chat server (default %(default)s, or $CHAT_SERVER)")
+    parser.add_argument("--user", required=True, help="username")
+    parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"),
+                        help="password (default $CHAT_PASSWORD, else asked for)")
+    parser.add_argument("--register", action="store_true", help="create the account first")
+    parser.add_argument("--room", default="general", help="group room to join or create (default %(default)s)")
+    return parser.parse_args(argv)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def join_or_create(client: ChatClient, name: str):
+    room = client.find_room(name)
+    if room is not None:
+        return client.join_room(room.id) if not room.joined else room
+    try:
+        return client.create_room(name)
+    except ChatError as error:
+        if error.code != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+        # Someone else created it meanwhile.
+        return client.join_room(client.find_room(name).id)
+
+
+def follow(client: ChatClient, stream, room_id: str, me: str) -> None:
+    """Prints the room's events; runs in its own thread."""
+    try:
+        for event in stream:
+            kind = event.WhichOneof("event")
+            if kind == "ready":
+                for user in event.ready.online_users:
+                    say(f"* {user.username} is online")
+            elif kind == "message":
+                message = event.message
+                if message.room_id == room_id and message.sender.id != me:
+                    say(f"<{message.sender.username}> {message.text}")
+            elif kind == "presence":
+                state = "online" if event.presence.online else "offline"
+                say(f"* {event.presence.user.username} is {state}")
+            elif kind == "typing":
+                pass
+            elif kind == "error":
+                say(f"! {event.error.message}")
+    except ChatError as error:
+        say(f"! live events stopped: {error}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    password = args.password if args.password is not None else getpass.getpass(f"password for {args.user}: ")
+    with ChatClient(args.server) as client:
+        try:
+            if args.register:
+                try:
+                    client.register(args.user, password)
+                    say(f"* registered {args.user}")
+                except ChatError as error:
+                    if error.code != grpc.StatusCode.ALREADY_EXISTS:
+                        raise
+            me = client.login(args.user, password)
+            room = join_or_create(client, args.room)
+        except ChatError as error:
+            print(f"error: {error.details} ({error.code.name})", file=sys.stderr)
+            return 1
+        # Resume from the room's newest message at join: nothing sent after
+        # it is missed, even before the stream opens.
+        stream = client.events({room.id: room.last_seq})
+        thread = threading.Thread(target=follow, args=(client, stream, room.id, me.id), daemon=True)
+        thread.start()
+        say(f"* joined #{room.name} as {me.username} (Ctrl-D or /quit to leave)")
+        try:
+            for line in sys.stdin:
+                text = line.rstrip("\n")
+                if text.strip() == "/quit":
+                    break
+                if not text.strip():
+                    continue
+                try:
+                    client.send(room.id, text)
+                except ChatError as error:
+                    say(f"! not sent: {error.details}")
+        except KeyboardInterrupt:
+            pass
+        stream.close()
+        thread.join(timeout=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
