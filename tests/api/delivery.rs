@@ -256,18 +256,7 @@ async fn the_same_client_msg_id_three_times_is_stored_and_delivered_once() {
 
     assert_eq!(first.message.as_ref(), Some(&third));
     assert_eq!(second.message.as_ref(), Some(&third));
-    let history = bob
-        .chat
-        .clone()
-        .history(pb::HistoryRequest {
-            room_id: room.id.clone(),
-            before_seq: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let history = bob.history(&room, 0, 0).await.messages;
     assert_eq!(history, std::slice::from_ref(&third));
     for stream in [&mut bob_stream, &mut laptop_watch] {
         let server_event::Event::Message(message) = next_non_presence(stream).await else {

@@ -259,6 +259,39 @@ impl TestUser {
             .unwrap()
     }
 
+    /// The direct room with another user.
+    pub async fn open_direct_room(&self, username: &str) -> pb::Room {
+        self.chat
+            .clone()
+            .open_direct_room(pb::OpenDirectRoomRequest {
+                username: username.into(),
+            })
+            .await
+            .expect("open direct room")
+            .into_inner()
+            .room
+            .unwrap()
+    }
+
+    /// A page of a room's history.
+    pub async fn history(
+        &self,
+        room: &pb::Room,
+        before_seq: u64,
+        limit: u32,
+    ) -> pb::HistoryResponse {
+        self.chat
+            .clone()
+            .history(pb::HistoryRequest {
+                room_id: room.id.clone(),
+                before_seq,
+                limit,
+            })
+            .await
+            .expect("history")
+            .into_inner()
+    }
+
     /// Sends `workers * per_worker` messages from `workers` concurrent
     /// callers (each message padded with `padding` bytes); the sends start
     /// now, the returned future waits for all of them.

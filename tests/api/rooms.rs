@@ -26,17 +26,7 @@ async fn rooms_are_listed_with_membership_and_last_seq() {
     let general = alice.create_room("general").await;
     let random = alice.create_room("random").await;
     alice.send(&general, "hello").await;
-    let direct = alice
-        .chat
-        .clone()
-        .open_direct_room(pb::OpenDirectRoomRequest {
-            username: "bob".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .room
-        .unwrap();
+    let direct = alice.open_direct_room("bob").await;
     let carol = app.user("carol").await;
 
     let list = |user: &crate::helpers::TestUser| {
@@ -171,18 +161,9 @@ async fn history_pages_backwards_in_ascending_order() {
         alice.send(&room, &format!("message {i}")).await;
     }
     let page = |before_seq: u64, limit: u32| {
-        let mut chat = alice.chat.clone();
-        let room_id = room.id.clone();
+        let (alice, room) = (&alice, &room);
         async move {
-            let page = chat
-                .history(pb::HistoryRequest {
-                    room_id,
-                    before_seq,
-                    limit,
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let page = alice.history(room, before_seq, limit).await;
             let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
             (seqs, page.has_more)
         }
@@ -193,19 +174,7 @@ async fn history_pages_backwards_in_ascending_order() {
     assert_eq!(page(2, 3).await, (vec![1], false));
     assert_eq!(page(0, 0).await, ((1..=7).collect(), false));
 
-    let newest = alice
-        .chat
-        .clone()
-        .history(pb::HistoryRequest {
-            room_id: room.id.clone(),
-            before_seq: 0,
-            limit: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages
-        .remove(0);
+    let newest = alice.history(&room, 0, 1).await.messages.remove(0);
     assert_eq!(newest.text, "message 7");
     assert_eq!(newest.sender.unwrap().username, "alice");
     assert!(newest.sent_at.is_some());
@@ -218,17 +187,7 @@ async fn history_is_clamped_to_200_messages() {
     let room = alice.create_room("general").await;
     alice.flood(&room, 5, 41, 0).await;
 
-    let page = alice
-        .chat
-        .clone()
-        .history(pb::HistoryRequest {
-            room_id: room.id.clone(),
-            before_seq: 0,
-            limit: 1000,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = alice.history(&room, 0, 1000).await;
 
     assert_eq!(page.messages.len(), 200);
     assert!(page.has_more);
@@ -372,16 +331,5 @@ async fn sql_in_names_and_texts_is_just_text() {
     let message = alice.send(&room, "'; DELETE FROM messages; --").await;
 
     assert_eq!(room.name, name);
-    let history = alice
-        .chat
-        .clone()
-        .history(pb::HistoryRequest {
-            room_id: room.id.clone(),
-            before_seq: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(history.messages, [message]);
+    assert_eq!(alice.history(&room, 0, 0).await.messages, [message]);
 }

@@ -61,17 +61,7 @@ async fn two_users_chat_in_their_direct_room() {
     let (mut alice_stream, _) = alice.chat_stream().await;
 
     // Opening the room makes each online member see the other.
-    let direct = alice
-        .chat
-        .clone()
-        .open_direct_room(pb::OpenDirectRoomRequest {
-            username: "bob".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .room
-        .unwrap();
+    let direct = alice.open_direct_room("bob").await;
     assert_eq!(
         bob_stream.next_presence().await.user.unwrap().username,
         "alice"
