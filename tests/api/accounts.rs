@@ -177,11 +177,9 @@ async fn a_reused_refresh_token_revokes_the_session() {
         Code::Unauthenticated,
         "session revoked or expired",
     );
-    let ended = stream.ended_with().await;
-    assert_eq!(
-        (ended.code(), ended.message()),
-        (Code::Unauthenticated, "session revoked")
-    );
+    stream
+        .assert_ends_with(Code::Unauthenticated, "session revoked")
+        .await;
 }
 
 #[tokio::test]
@@ -306,11 +304,9 @@ async fn logout_ends_the_session_and_its_streams() {
         .await
         .unwrap();
 
-    let ended = stream.ended_with().await;
-    assert_eq!(
-        (ended.code(), ended.message()),
-        (Code::Unauthenticated, "session revoked")
-    );
+    stream
+        .assert_ends_with(Code::Unauthenticated, "session revoked")
+        .await;
     assert_status(
         alice.auth.clone().logout(pb::LogoutRequest {}).await,
         Code::Unauthenticated,

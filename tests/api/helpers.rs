@@ -436,6 +436,16 @@ impl EventStream {
         }
     }
 
+    /// Asserts that the stream ends with exactly this status.
+    pub async fn assert_ends_with(&mut self, code: Code, message: &str) {
+        let ended = self.ended_with().await;
+        assert_eq!(
+            (ended.code(), ended.message()),
+            (code, message),
+            "{ended:?}"
+        );
+    }
+
     /// Asserts that nothing arrives for a while.
     pub async fn expect_silence(&mut self, quiet: Duration) {
         if let Ok(item) = tokio::time::timeout(quiet, self.events.message()).await {

@@ -311,14 +311,11 @@ async fn a_stream_that_cannot_keep_up_is_ended_without_slowing_the_others() {
     }
 
     assert_eq!(reader.await.unwrap(), (1..=count).collect::<Vec<_>>());
-    let ended = slow.ended_with().await;
-    assert_eq!(
-        (ended.code(), ended.message()),
-        (
-            Code::ResourceExhausted,
-            "stream too slow: more than 16 events were waiting; reconnect and resume"
-        )
-    );
+    slow.assert_ends_with(
+        Code::ResourceExhausted,
+        "stream too slow: more than 16 events were waiting; reconnect and resume",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -341,11 +338,9 @@ async fn revoking_a_session_ends_its_open_streams_within_a_second() {
         .unwrap();
 
     for stream in [&mut chat, &mut subscribe] {
-        let ended = stream.ended_with().await;
-        assert_eq!(
-            (ended.code(), ended.message()),
-            (Code::Unauthenticated, "session revoked")
-        );
+        stream
+            .assert_ends_with(Code::Unauthenticated, "session revoked")
+            .await;
     }
     assert!(
         started.elapsed() < Duration::from_secs(1),

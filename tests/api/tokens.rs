@@ -208,11 +208,9 @@ async fn a_stream_ends_when_its_access_token_expires() {
     let (mut subscribe, _) = alice.subscribe().await;
 
     for stream in [&mut chat, &mut subscribe] {
-        let ended = stream.ended_with().await;
-        assert_eq!(
-            (ended.code(), ended.message()),
-            (Code::Unauthenticated, "access token expired")
-        );
+        stream
+            .assert_ends_with(Code::Unauthenticated, "access token expired")
+            .await;
     }
     assert_eq!(app.state.hub.open_streams(), 0);
 }
