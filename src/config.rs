@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 /// A real-time chat server over gRPC (and grpc-web).
 #[derive(Parser, Debug, Clone)]
@@ -62,6 +63,106 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Where Prometheus metrics are served (`GET /metrics`), or `off`. Kept
+    /// off the public port: bind it to an address only operators reach.
+    #[arg(long, env = "CHAT_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_optional_addr)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain: with `--tls-key`, serve TLS (HTTP/2 and
+    /// HTTP/1.1 by ALPN) instead of plain text.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How long a shutdown waits for calls in flight before it closes the
+    /// connections anyway. Streams are ended at once.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// What any one client may take: every limit that protects the others.
+#[derive(Args, Debug, Clone)]
+pub struct Limits {
+    /// Largest gRPC message decoded or encoded, in bytes. A chat message is
+    /// at most 4 KiB of text; 64 KiB leaves room for history pages.
+    #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    pub max_message_size: usize,
+
+    /// Largest HTTP/2 header list (metadata), in bytes.
+    #[arg(long, env = "CHAT_MAX_HEADER_LIST_SIZE", default_value_t = 16 * 1024)]
+    pub max_header_list_size: u32,
+
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    #[arg(long, env = "CHAT_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    pub max_concurrent_streams: u32,
+
+    /// Open connections per node; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// How often an HTTP/2 connection is pinged to find dead peers.
+    #[arg(long, env = "CHAT_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "CHAT_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// TCP keepalive: the kernel probes a silent peer after this long.
+    #[arg(long, env = "CHAT_TCP_KEEPALIVE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub tcp_keepalive: Duration,
+
+    /// A connection with no call in flight for this long is closed.
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Open streams (ChatStream and Subscribe) per session, i.e. device.
+    #[arg(long, env = "CHAT_MAX_STREAMS_PER_SESSION", default_value_t = 10)]
+    pub max_streams_per_session: usize,
+
+    /// Open streams per user, over all their sessions.
+    #[arg(long, env = "CHAT_MAX_STREAMS_PER_USER", default_value_t = 50)]
+    pub max_streams_per_user: usize,
+
+    /// Messages per second a user may send, on average (token bucket).
+    #[arg(long, env = "CHAT_SEND_RATE", default_value_t = 10)]
+    pub send_rate: u32,
+
+    /// Messages a user may send at once after a quiet spell.
+    #[arg(long, env = "CHAT_SEND_BURST", default_value_t = 20)]
+    pub send_burst: u32,
+
+    /// Failed logins an account may have before it backs off.
+    #[arg(long, env = "CHAT_LOGIN_FREE_ATTEMPTS", default_value_t = 5)]
+    pub login_free_attempts: u32,
+
+    /// The longest login back-off: each further failure doubles it from
+    /// one second up to this, so nobody can lock an account for longer.
+    #[arg(long, env = "CHAT_LOGIN_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub login_max_backoff: Duration,
+
+    /// Password hashes computed at once (argon2id takes 19 MiB and a core
+    /// each); 0 means one per CPU.
+    #[arg(long, env = "CHAT_PASSWORD_HASHERS", default_value_t = 0)]
+    pub password_hashers: usize,
+
+    /// Logins and registrations that may wait for a hasher; more are
+    /// refused with RESOURCE_EXHAUSTED instead of queueing without bound.
+    #[arg(long, env = "CHAT_PASSWORD_QUEUE", default_value_t = 256)]
+    pub password_queue: usize,
+
+    /// Browser origins allowed to call through grpc-web, besides the
+    /// server's own origin and localhost (comma-separated, e.g.
+    /// `https://chat.example.com`). `*` allows any origin.
+    #[arg(long, env = "CHAT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
@@ -69,6 +170,17 @@ impl Config {
     pub fn defaults() -> Self {
         Self::parse_from(["chat-server"])
     }
+}
+
+/// An address, or `off` for none.
+fn parse_optional_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("{e}: expected HOST:PORT or off"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

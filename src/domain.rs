@@ -273,6 +273,12 @@ impl Timestamp {
         self.0.div_euclid(1_000_000)
     }
 
+    /// How long after `earlier` this is; zero if it is not later.
+    pub fn since(self, earlier: Self) -> std::time::Duration {
+        let micros = self.0.saturating_sub(earlier.0).max(0);
+        std::time::Duration::from_micros(micros.unsigned_abs())
+    }
+
     pub fn plus(self, duration: std::time::Duration) -> Self {
         let micros = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
         Self(self.0.saturating_add(micros))

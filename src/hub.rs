@@ -24,6 +24,7 @@ use tonic::Status;
 
 use crate::domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
 use crate::error::{Error, Result};
+use crate::metrics::{Limit, Metrics};
 use crate::pb::server_event::Event;
 use crate::pb::{self, server_event};
 use crate::stream::Frame;
@@ -40,6 +41,15 @@ pub struct Hub {
     next_stream: AtomicU64,
     /// Frames a stream may have waiting before it counts as too slow.
     queue_capacity: usize,
+    limits: StreamLimits,
+    metrics: Arc<Metrics>,
+}
+
+/// How many streams one client may hold open.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLimits {
+    pub per_session: usize,
+    pub per_user: usize,
 }
 
 #[derive(Default)]
@@ -138,6 +148,7 @@ pub struct OutboundStream {
     /// `queue` but the `ready` event. `None` once the catch-up is over.
     catch_up: Option<mpsc::Receiver<Frame>>,
     end: oneshot::Receiver<Status>,
+    metrics: Arc<Metrics>,
     /// Whether `ready`, always first in `queue`, has gone out.
     ready_sent: bool,
     finished: bool,
@@ -166,6 +177,10 @@ impl Stream for OutboundStream {
         match self.queue.poll_recv(cx) {
             Poll::Ready(Some(frame)) => {
                 self.ready_sent = true;
+                if let Some(sent_at) = frame.sent_at() {
+                    self.metrics
+                        .observe_delivery(Timestamp::now().since(sent_at));
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
@@ -186,11 +201,13 @@ impl Drop for OutboundStream {
 }
 
 impl Hub {
-    pub fn new(queue_capacity: usize) -> Arc<Self> {
+    pub fn new(queue_capacity: usize, limits: StreamLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             next_stream: AtomicU64::new(1),
             queue_capacity,
+            limits,
+            metrics,
         })
     }
 
@@ -209,7 +226,8 @@ impl Hub {
     /// messages sent into the returned catch-up channel go out first.
     ///
     /// # Errors
-    /// UNAVAILABLE once the server is shutting down.
+    /// UNAVAILABLE once the server is shutting down; RESOURCE_EXHAUSTED
+    /// when the session or the user has as many streams open as allowed.
     pub fn register(
         self: &Arc<Self>,
         user: &User,
@@ -225,6 +243,23 @@ impl Hub {
         if state.closed {
             return Err(Error::Unavailable("server is shutting down".into()));
         }
+        let StreamLimits {
+            per_session,
+            per_user,
+        } = self.limits;
+        if state.sessions.get(&session_id).map_or(0, Vec::len) >= per_session {
+            self.metrics.rejected(Limit::StreamsPerSession);
+            return Err(Error::ResourceExhausted(format!(
+                "too many open streams for this session: at most {per_session}; close one first"
+            )));
+        }
+        if state.users.get(&user.id).map_or(0, |u| u.streams.len()) >= per_user {
+            self.metrics.rejected(Limit::StreamsPerUser);
+            return Err(Error::ResourceExhausted(format!(
+                "too many open streams for this user: at most {per_user} over all sessions; close one first"
+            )));
+        }
+        self.metrics.streams_open.inc();
         state.streams.insert(
             id,
             StreamEntry {
@@ -259,6 +294,7 @@ impl Hub {
             queue: queue_rx,
             catch_up: Some(catch_up_rx),
             end: end_rx,
+            metrics: Arc::clone(&self.metrics),
             ready_sent: false,
             finished: false,
         };
@@ -282,6 +318,9 @@ impl Hub {
         user_entry.rooms.extend(rooms.iter().copied());
         let announce = !user_entry.online;
         user_entry.online = true;
+        if announce {
+            self.metrics.users_online.inc();
+        }
         let user = user_entry.user.clone();
         let session_id = state.streams[&id].session_id;
 
@@ -309,7 +348,10 @@ impl Hub {
     /// Sends a stored message to every open stream of every member of its
     /// room; the stream that sent it (if any) gets `sent` instead.
     pub fn deliver(&self, message: &Message, origin: Option<StreamId>) {
-        let frame = Frame::from_event(Event::Message(pb::Message::from(message)));
+        let frame = Frame::live_message(
+            Event::Message(pb::Message::from(message)),
+            message.sent_at,
+        );
         let order = Some(Ordered {
             room_id: message.room_id,
             seq: message.seq,
@@ -596,9 +638,13 @@ impl Hub {
                 continue;
             };
             entry.ended.cancel();
+            self.metrics.streams_open.dec();
             let status = match ending {
                 Ending::Status(status) => Some(status),
-                Ending::TooSlow => Some(self.slow_consumer()),
+                Ending::TooSlow => {
+                    self.metrics.slow_consumer_disconnects.inc();
+                    Some(self.slow_consumer())
+                }
                 Ending::Gone => None,
             };
             if let (Some(end), Some(status)) = (entry.end.take(), status) {
@@ -624,6 +670,7 @@ impl Hub {
             if was_online && !still_active {
                 let user = state.users.get_mut(&user_id).expect("looked up above");
                 user.online = false;
+                self.metrics.users_online.dec();
                 let gone = user.user.clone();
                 let peers = state.peers(user_id);
                 let mut overflow = Vec::new();

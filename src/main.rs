@@ -2,10 +2,11 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use tokio_util::sync::CancellationToken;
 
 use chat_server::config::Config;
 use chat_server::state::AppState;
-use chat_server::{startup, telemetry};
+use chat_server::{metrics, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,6 +15,28 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening for metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let state = AppState::build(config).await?;
-    startup::run(listener, state, startup::shutdown_signal()).await
+    let stopped = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        let stopped = stopped.clone();
+        let serving = metrics::serve(listener, state.metrics.clone(), async move {
+            stopped.cancelled().await;
+        });
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::error!(error = format!("{error:#}"), "metrics endpoint failed");
+            }
+        });
+    }
+    let served = startup::run(listener, state, startup::shutdown_signal()).await;
+    stopped.cancel();
+    served
 }

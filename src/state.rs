@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{password, token};
 use crate::config::Config;
 use crate::domain::Timestamp;
-use crate::hub::Hub;
+use crate::hub::{Hub, StreamLimits};
+use crate::metrics::Metrics;
 use crate::router::{LocalRouter, Router};
 use crate::store::{self, Store};
 use crate::writer::MessageWriter;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub router: Arc<dyn Router>,
     pub writer: MessageWriter,
     pub tokens: Arc<token::TokenCodec>,
+    pub metrics: Arc<Metrics>,
     background: Arc<Background>,
 }
 
@@ -65,13 +67,23 @@ impl AppState {
             .await
             .context("preparing the password hasher")?;
 
-        let hub = Hub::new(config.stream_queue);
+        let metrics = Metrics::new();
+        let limits = &config.limits;
+        let hub = Hub::new(
+            config.stream_queue,
+            StreamLimits {
+                per_session: limits.max_streams_per_session,
+                per_user: limits.max_streams_per_user,
+            },
+            Arc::clone(&metrics),
+        );
         let router: Arc<dyn Router> = Arc::new(LocalRouter::new(Arc::clone(&hub)));
         let stop = CancellationToken::new();
         let (writer, writer_task) = MessageWriter::spawn(
             Arc::clone(&store),
             Arc::clone(&router),
             Arc::clone(&hub),
+            Arc::clone(&metrics),
             stop.clone(),
         );
         let maintenance = tokio::spawn(maintain_streams(
@@ -86,6 +98,7 @@ impl AppState {
             router,
             writer,
             tokens,
+            metrics,
             background: Arc::new(Background {
                 stop,
                 tasks: Mutex::new(vec![writer_task, maintenance]),

@@ -7,6 +7,7 @@
 //! its client goes away mid-flight, so a stored message is always delivered.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::hub::{Hub, StreamId};
+use crate::metrics::Metrics;
 use crate::pb;
 use crate::pb::server_event::{self, Event};
 use crate::router::Router;
@@ -52,10 +54,11 @@ impl MessageWriter {
         store: Arc<dyn Store>,
         router: Arc<dyn Router>,
         hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
-        let task = tokio::spawn(run(store, router, hub, queue, stop));
+        let task = tokio::spawn(run(store, router, hub, metrics, queue, stop));
         (Self { jobs }, task)
     }
 
@@ -86,6 +89,7 @@ async fn run(
     store: Arc<dyn Store>,
     router: Arc<dyn Router>,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     mut queue: mpsc::Receiver<Job>,
     stop: CancellationToken,
 ) {
@@ -105,11 +109,17 @@ async fn run(
             break;
         }
         let batch: Vec<NewMessage> = jobs.iter().map(|job| job.message.clone()).collect();
-        match store.append_messages(&batch).await {
+        let started = Instant::now();
+        let stored = store.append_messages(&batch).await;
+        metrics
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        match stored {
             Ok(results) => {
                 for (job, result) in jobs.drain(..).zip(results) {
                     if let Ok(appended) = &result {
                         if appended.fresh {
+                            metrics.messages_received.inc();
                             let origin = match job.reply {
                                 Reply::Stream(id) => Some(id),
                                 Reply::Call(_) => None,

@@ -10,27 +10,47 @@ use prost::Message as _;
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic::Status;
 
+use crate::domain::Timestamp;
 use crate::pb;
 
 /// One encoded `ServerEvent`.
 #[derive(Clone, Debug)]
-pub struct Frame(Bytes);
+pub struct Frame {
+    bytes: Bytes,
+    /// For a live message: when its send arrived, to measure delivery.
+    sent_at: Option<Timestamp>,
+}
 
 impl Frame {
     pub fn encode(event: &pb::ServerEvent) -> Self {
-        Self(Bytes::from(event.encode_to_vec()))
+        Self {
+            bytes: Bytes::from(event.encode_to_vec()),
+            sent_at: None,
+        }
     }
 
     pub fn from_event(event: pb::server_event::Event) -> Self {
         Self::encode(&pb::ServerEvent { event: Some(event) })
     }
 
+    /// A live message event, whose delivery latency counts from `sent_at`.
+    pub fn live_message(event: pb::server_event::Event, sent_at: Timestamp) -> Self {
+        Self {
+            sent_at: Some(sent_at),
+            ..Self::from_event(event)
+        }
+    }
+
+    pub fn sent_at(&self) -> Option<Timestamp> {
+        self.sent_at
+    }
+
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
     }
 }
 
@@ -71,7 +91,7 @@ impl Encoder for FrameEncoder {
     type Error = Status;
 
     fn encode(&mut self, frame: Frame, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        buf.put_slice(&frame.0);
+        buf.put_slice(&frame.bytes);
         Ok(())
     }
 }
@@ -88,6 +108,6 @@ mod tests {
             })),
         };
         let frame = Frame::encode(&event);
-        assert_eq!(pb::ServerEvent::decode(frame.0.clone()).unwrap(), event);
+        assert_eq!(pb::ServerEvent::decode(frame.bytes.clone()).unwrap(), event);
     }
 }

@@ -1,0 +1,184 @@
+//! Operational metrics in Prometheus' text format, served on their own
+//! listener (`--metrics-listen`) so they stay off the public port.
+//!
+//! Every server has its own registry (no process-wide globals), so tests
+//! running several servers in one process read each one's own numbers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+/// Which limit turned a request away.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Limit {
+    Send,
+    StreamsPerSession,
+    StreamsPerUser,
+    Connections,
+    LoginBackoff,
+    PasswordQueue,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: Limit,
+}
+
+/// The server's metrics. Cheap to share: every metric is an `Arc` inside.
+pub struct Metrics {
+    registry: Registry,
+    pub connections_open: Gauge,
+    pub streams_open: Gauge,
+    pub users_online: Gauge,
+    pub messages_received: Counter,
+    pub messages_delivered: Counter,
+    /// From a message's creation (when its send arrived) to the moment its
+    /// event is handed to a stream's transport.
+    pub delivery_latency: Histogram,
+    pub slow_consumer_disconnects: Counter,
+    rejections: Family<LimitLabel, Counter>,
+    pub login_failures: Counter,
+    /// One transaction of the message writer, from begin to commit.
+    pub commit_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("chat");
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Open client connections",
+            connections_open.clone(),
+        );
+        let streams_open = Gauge::default();
+        registry.register(
+            "streams_open",
+            "Open ChatStream and Subscribe streams",
+            streams_open.clone(),
+        );
+        let users_online = Gauge::default();
+        registry.register(
+            "users_online",
+            "Users with at least one open stream on this node",
+            users_online.clone(),
+        );
+        let messages_received = Counter::default();
+        registry.register(
+            "messages_received",
+            "Messages accepted and stored",
+            messages_received.clone(),
+        );
+        let messages_delivered = Counter::default();
+        registry.register(
+            "messages_delivered",
+            "Message events handed to streams",
+            messages_delivered.clone(),
+        );
+        // 100 µs to about 6.5 s.
+        let delivery_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from a send's arrival to its delivery to a stream",
+            delivery_latency.clone(),
+        );
+        let slow_consumer_disconnects = Counter::default();
+        registry.register(
+            "slow_consumer_disconnects",
+            "Streams ended because their client read too slowly",
+            slow_consumer_disconnects.clone(),
+        );
+        let rejections = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "rejections",
+            "Requests refused by a limit, by limit",
+            rejections.clone(),
+        );
+        let login_failures = Counter::default();
+        registry.register(
+            "login_failures",
+            "Logins refused for a wrong username or password",
+            login_failures.clone(),
+        );
+        let commit_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        registry.register(
+            "db_commit_seconds",
+            "Duration of a message batch's database transaction",
+            commit_latency.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            connections_open,
+            streams_open,
+            users_online,
+            messages_received,
+            messages_delivered,
+            delivery_latency,
+            slow_consumer_disconnects,
+            rejections,
+            login_failures,
+            commit_latency,
+        })
+    }
+
+    /// Counts a request refused by `limit`.
+    pub fn rejected(&self, limit: Limit) {
+        self.rejections.get_or_create(&LimitLabel { limit }).inc();
+    }
+
+    pub fn observe_delivery(&self, latency: Duration) {
+        self.messages_delivered.inc();
+        self.delivery_latency.observe(latency.as_secs_f64());
+    }
+
+    /// The metrics in Prometheus' text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr().context("reading the metrics address")?;
+    tracing::info!(%address, "serving metrics at /metrics");
+    let app = axum::Router::new()
+        .route("/metrics", get(render))
+        .with_state(metrics);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving metrics")
+}
+
+async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+}
