@@ -12,7 +12,7 @@ use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, client_event, server_event};
 use chat_server::config::Config;
-use chat_server::startup;
+use chat_server::{metrics, startup};
 use chat_server::state::AppState;
 use tempfile::TempDir;
 use tokio::sync::{mpsc, oneshot};
@@ -34,6 +34,8 @@ pub type Chat = ChatServiceClient<InterceptedService<Channel, Bearer>>;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     pub state: AppState,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
@@ -52,6 +54,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::defaults();
     config.database_url = format!("sqlite://{}/chat.db", dir.path().display());
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    // Tests push thousands of messages; the abuse tests set the real rate.
+    config.limits.send_rate = 1_000_000;
+    config.limits.send_burst = 1_000_000;
     configure(&mut config);
     start(config, dir).await
 }
@@ -61,6 +67,19 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::build(config.clone()).await.expect("state");
+    let metrics_listener = tokio::net::TcpListener::bind(
+        config
+            .metrics_listen
+            .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let metrics_addr = metrics_listener.local_addr().unwrap();
+    tokio::spawn(metrics::serve(
+        metrics_listener,
+        state.metrics.clone(),
+        std::future::pending(),
+    ));
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(startup::run(listener, state.clone(), async {
         let _ = stop.await;
@@ -72,6 +91,7 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
         .expect("connecting to the test server");
     TestApp {
         addr,
+        metrics_addr,
         state,
         channel,
         shutdown: Some(shutdown),
@@ -112,6 +132,20 @@ impl TestApp {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         start(self.config.clone(), dir).await
+    }
+
+    /// The value of a metric (with its labels, as in the text format, e.g.
+    /// `chat_rejections_total{limit="send"}`), read over HTTP from `/metrics`;
+    /// 0 when it has not been recorded yet.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = http_get(self.metrics_addr, "/metrics").await;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                (key == name).then(|| value.parse().expect("a metric value"))
+            })
+            .unwrap_or(0.0)
     }
 
     pub fn auth(&self) -> Auth {
@@ -463,4 +497,18 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, 
         (code, message),
         "unexpected status {status:?}"
     );
+}
+
+/// The body of a plain HTTP/1.1 GET.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .expect("an HTTP answer");
+    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).expect("a text body")
 }

@@ -1,12 +1,15 @@
 //! Integration tests: the real server, in-process, on port 0, with a fresh
 //! database each, spoken to by the generated tonic clients.
 
+mod abuse;
 mod accounts;
 mod crash;
 mod delivery;
 mod helpers;
+mod operations;
 mod rooms;
 mod rust_client;
 mod streams;
 mod tokens;
+mod transport;
 mod web;

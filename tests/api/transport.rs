@@ -1,0 +1,1 @@
+//! Transport limits, connections, TLS, CORS and shutdown.
