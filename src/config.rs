@@ -67,7 +67,7 @@ pub struct Config {
     /// Where Prometheus metrics are served (`GET /metrics`), or `off`. Kept
     /// off the public port: bind it to an address only operators reach.
     #[arg(long, env = "CHAT_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_optional_addr)]
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: MaybeAddr,
 
     /// PEM certificate chain: with `--tls-key`, serve TLS (HTTP/2 and
     /// HTTP/1.1 by ALPN) instead of plain text.
@@ -171,6 +171,10 @@ impl Config {
         Self::parse_from(["chat-server"])
     }
 }
+
+/// An optional address with a default; clap would take a plain `Option` as
+/// "no value unless given".
+pub type MaybeAddr = Option<SocketAddr>;
 
 /// An address, or `off` for none.
 fn parse_optional_addr(value: &str) -> Result<Option<SocketAddr>, String> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod pb;
 pub mod router;

@@ -13,6 +13,7 @@ use crate::auth::{password, token};
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::hub::{Hub, StreamLimits};
+use crate::limits::{LoginBackoff, SendLimiter};
 use crate::metrics::Metrics;
 use crate::router::{LocalRouter, Router};
 use crate::store::{self, Store};
@@ -21,6 +22,8 @@ use crate::writer::MessageWriter;
 /// How often streams are checked for expired access tokens: a stream ends
 /// at most this long after its token expires.
 const EXPIRY_CHECK: Duration = Duration::from_millis(500);
+/// How often idle rate-limit state is forgotten.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -32,6 +35,9 @@ pub struct AppState {
     pub writer: MessageWriter,
     pub tokens: Arc<token::TokenCodec>,
     pub metrics: Arc<Metrics>,
+    pub hashers: Arc<password::Hashers>,
+    pub send_limiter: Arc<SendLimiter>,
+    pub login_backoff: Arc<LoginBackoff>,
     background: Arc<Background>,
 }
 
@@ -86,8 +92,13 @@ impl AppState {
             Arc::clone(&metrics),
             stop.clone(),
         );
-        let maintenance = tokio::spawn(maintain_streams(
+        let hashers = Arc::new(password::Hashers::new(limits, Arc::clone(&metrics)));
+        let send_limiter = Arc::new(SendLimiter::new(limits, Arc::clone(&metrics)));
+        let login_backoff = Arc::new(LoginBackoff::new(limits, Arc::clone(&metrics)));
+        let maintenance = tokio::spawn(maintain(
             Arc::clone(&hub),
+            Arc::clone(&send_limiter),
+            Arc::clone(&login_backoff),
             config.heartbeat_interval,
             stop.clone(),
         ));
@@ -98,6 +109,9 @@ impl AppState {
             router,
             writer,
             tokens,
+            hashers,
+            send_limiter,
+            login_backoff,
             metrics,
             background: Arc::new(Background {
                 stop,
@@ -132,16 +146,29 @@ impl AppState {
     }
 }
 
-/// Ends streams whose token expired, and sends heartbeats to idle streams.
-async fn maintain_streams(hub: Arc<Hub>, heartbeat: Duration, stop: CancellationToken) {
+/// Ends streams whose token expired, sends heartbeats to idle streams, and
+/// forgets the rate-limit state nobody needs any more.
+async fn maintain(
+    hub: Arc<Hub>,
+    send_limiter: Arc<SendLimiter>,
+    login_backoff: Arc<LoginBackoff>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) {
     let mut expiry = tokio::time::interval(EXPIRY_CHECK);
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    for timer in [&mut expiry, &mut beat, &mut sweep] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
         tokio::select! {
             _ = expiry.tick() => hub.expire(Timestamp::now()),
             _ = beat.tick() => hub.heartbeat(),
+            _ = sweep.tick() => {
+                send_limiter.sweep();
+                login_backoff.sweep();
+            }
             () = stop.cancelled() => break,
         }
     }

@@ -2,10 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::auth::{authenticate, password, token, Principal};
+use crate::auth::{authenticate, token, Principal};
 use crate::domain::{Password, SessionId, Timestamp, UserId, Username};
 use crate::error::{Error, Result};
 use crate::pb;
+use crate::service::requests;
 use crate::state::AppState;
 use crate::store::{NewSession, Rotation};
 
@@ -26,9 +27,8 @@ impl AuthApi {
     }
 
     async fn register(&self, request: pb::RegisterRequest) -> Result<pb::RegisterResponse> {
-        let username = Username::parse(&request.username)?;
-        let password = Password::parse(request.password)?;
-        let hash = password::hash(password).await?;
+        let (username, password) = requests::register(request)?;
+        let hash = self.state.hashers.hash(password).await?;
         let user = self
             .state
             .store
@@ -45,27 +45,25 @@ impl AuthApi {
         user_agent: String,
         request: pb::LoginRequest,
     ) -> Result<pb::LoginResponse> {
-        let rejected = || Error::unauthenticated("invalid username or password");
-        // A malformed name or password can belong to no account: same answer.
-        let (Ok(username), Ok(password)) = (
-            Username::parse(&request.username),
-            Password::parse(request.password),
-        ) else {
-            return Err(rejected());
-        };
+        let (username, password) = requests::login(request)?;
+        // Before any hashing: a name backing off costs the server nothing.
+        self.state.login_backoff.check(&username)?;
         let credentials = self.state.store.credentials(&username).await?;
         let (user, hash) = match credentials {
             Some((user, hash)) => (Some(user), Some(hash)),
             None => (None, None),
         };
-        let verified = password::verify(hash, password).await?;
+        let verified = self.state.hashers.verify(hash, password).await?;
         let user = match user {
             Some(user) if verified => user,
             _ => {
                 tracing::info!(username = %username.as_str(), "login failed");
-                return Err(rejected());
+                self.state.metrics.login_failures.inc();
+                self.state.login_backoff.failed(&username);
+                return Err(requests::bad_credentials());
             }
         };
+        self.state.login_backoff.succeeded(&username);
         let now = Timestamp::now();
         let session_id = SessionId::new();
         let refresh_token = token::new_refresh_token();
@@ -92,16 +90,14 @@ impl AuthApi {
     }
 
     async fn refresh(&self, request: pb::RefreshRequest) -> Result<pb::RefreshResponse> {
-        if request.refresh_token.is_empty() {
-            return Err(Error::invalid("refresh_token is required"));
-        }
+        let refresh_token = requests::refresh(&request)?;
         let now = Timestamp::now();
         let next = token::new_refresh_token();
         let rotation = self
             .state
             .store
             .rotate_refresh_token(
-                &token::refresh_token_hash(&request.refresh_token),
+                &token::refresh_token_hash(refresh_token),
                 &token::refresh_token_hash(&next),
                 now.plus(self.state.config.refresh_token_ttl),
                 now,
@@ -142,6 +138,33 @@ impl AuthApi {
         }
         self.state.router.revoke_session(session_id).await;
         tracing::info!(user_id = %principal.user.id, %session_id, "session revoked");
+        Ok(())
+    }
+}
+
+impl AuthApi {
+    async fn delete_account(&self, principal: &Principal, password: Password) -> Result<()> {
+        let user_id = principal.user.id;
+        let username = Username::parse(&principal.user.username)?;
+        self.state.login_backoff.check(&username)?;
+        let credentials = self.state.store.credentials(&username).await?;
+        let stored = credentials
+            .filter(|(user, _)| user.id == user_id)
+            .map(|(_, hash)| hash);
+        if !self.state.hashers.verify(stored, password).await? {
+            self.state.metrics.login_failures.inc();
+            self.state.login_backoff.failed(&username);
+            return Err(Error::PermissionDenied("wrong password".into()));
+        }
+        let sessions = self
+            .state
+            .store
+            .delete_user(user_id, Timestamp::now())
+            .await?;
+        for session_id in sessions {
+            self.state.router.revoke_session(session_id).await;
+        }
+        tracing::info!(%user_id, "account deleted");
         Ok(())
     }
 }
@@ -218,8 +241,19 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let session_id = SessionId::parse("session_id", &request.get_ref().session_id)?;
+        let session_id = requests::revoke_session(request.get_ref())?;
         self.revoke(&principal, session_id).await?;
         Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let password = Password::parse(request.into_inner().password)
+            .map_err(|_| Error::PermissionDenied("wrong password".into()))?;
+        self.delete_account(&principal, password).await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
     }
 }

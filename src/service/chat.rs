@@ -3,17 +3,13 @@
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{authenticate, Principal};
-use crate::domain::{RoomId, RoomName, Timestamp, Username};
+use crate::domain::{RoomId, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::OutboundStream;
 use crate::pb;
+use crate::service::requests;
 use crate::state::AppState;
 use crate::stream;
-
-/// History page size when the request says 0.
-const DEFAULT_HISTORY_LIMIT: u32 = 50;
-/// The largest history page.
-const MAX_HISTORY_LIMIT: u32 = 200;
 
 pub struct ChatApi {
     state: AppState,
@@ -41,14 +37,14 @@ impl ChatApi {
         principal: &Principal,
         request: pb::OpenDirectRoomRequest,
     ) -> Result<pb::OpenDirectRoomResponse> {
-        let username = Username::parse(&request.username)?;
+        let username = requests::open_direct_room(&request)?;
         let other = self
             .state
             .store
             .user_by_name(&username)
             .await?
             .ok_or_else(|| {
-                Error::not_found(format!("user {:?} does not exist", request.username))
+                Error::not_found(format!("user {:?} does not exist", username.as_str()))
             })?;
         if other.id == principal.user.id {
             return Err(Error::invalid("cannot open a direct room with yourself"));
@@ -71,16 +67,12 @@ impl ChatApi {
         principal: &Principal,
         request: pb::HistoryRequest,
     ) -> Result<pb::HistoryResponse> {
-        let room_id = RoomId::parse("room_id", &request.room_id)?;
-        self.require_member(principal, room_id).await?;
-        let limit = match request.limit {
-            0 => DEFAULT_HISTORY_LIMIT,
-            n => n.min(MAX_HISTORY_LIMIT),
-        };
+        let page = requests::history(&request)?;
+        self.require_member(principal, page.room_id).await?;
         let (messages, has_more) = self
             .state
             .store
-            .history(room_id, request.before_seq, limit)
+            .history(page.room_id, page.before_seq, page.limit)
             .await?;
         Ok(pb::HistoryResponse {
             messages: messages.iter().map(pb::Message::from).collect(),
@@ -96,7 +88,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::CreateRoomRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let name = RoomName::parse(&request.get_ref().name)?;
+        let name = requests::create_room(request.get_ref())?;
         let room = self
             .state
             .store
@@ -113,7 +105,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::JoinRoomRequest>,
     ) -> Result<Response<pb::JoinRoomResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let room_id = RoomId::parse("room_id", &request.get_ref().room_id)?;
+        let room_id = requests::join_room(request.get_ref())?;
         let room = self
             .state
             .store
@@ -130,7 +122,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::LeaveRoomRequest>,
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let room_id = RoomId::parse("room_id", &request.get_ref().room_id)?;
+        let room_id = requests::leave_room(request.get_ref())?;
         self.state
             .store
             .leave_room(room_id, principal.user.id)
@@ -166,7 +158,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let message = stream::new_message(&principal, request.into_inner())?;
+        let send = requests::send_message(request.into_inner())?;
+        self.state.send_limiter.check(principal.user.id)?;
+        let message = stream::new_message(&principal, send);
         let appended = self.state.writer.append(message).await?;
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(pb::Message::from(&appended.message)),
@@ -178,7 +172,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::SendTypingRequest>,
     ) -> Result<Response<pb::SendTypingResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let room_id = RoomId::parse("room_id", &request.get_ref().room_id)?;
+        let room_id = requests::send_typing(request.get_ref())?;
         stream::typing_in(&self.state, &principal, room_id).await?;
         Ok(Response::new(pb::SendTypingResponse {}))
     }
@@ -210,8 +204,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let principal = self.principal(&request).await?;
-        let cursors =
-            stream::check_cursors(&self.state, &principal, request.into_inner().cursors).await?;
+        let cursors = requests::cursors(&request.get_ref().cursors)?;
+        let cursors = stream::check_cursors(&self.state, &principal, cursors).await?;
         let opened = stream::open(&self.state, &principal, !cursors.is_empty()).await?;
         if !cursors.is_empty() {
             stream::spawn_catch_up(self.state.clone(), opened.id, cursors, opened.catch_up);
@@ -234,14 +228,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::ListOnlineUsersRequest>,
     ) -> Result<Response<pb::ListOnlineUsersResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let room = &request.get_ref().room_id;
-        let room_id = if room.is_empty() {
-            None
-        } else {
-            let room_id = RoomId::parse("room_id", room)?;
+        let room_id = requests::list_online_users(request.get_ref())?;
+        if let Some(room_id) = room_id {
             self.require_member(&principal, room_id).await?;
-            Some(room_id)
-        };
+        }
         let users = self.state.hub.online_users(room_id);
         Ok(Response::new(pb::ListOnlineUsersResponse {
             users: users.iter().map(pb::User::from).collect(),

@@ -2,6 +2,7 @@
 
 mod auth;
 mod chat;
+pub mod requests;
 
 pub use auth::AuthApi;
 pub use chat::ChatApi;

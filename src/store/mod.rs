@@ -14,6 +14,10 @@ use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
+/// The name a deleted account's messages show. No username may contain
+/// brackets, so nobody can register it.
+pub const DELETED_USERNAME: &str = "[deleted]";
+
 use crate::config::Synchronous;
 use crate::domain::{
     ClientMsgId, Message, MessageId, MessageText, Room, RoomId, RoomName, Session, SessionId,
@@ -230,6 +234,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
 
     async fn touch_session(&self, session_id: SessionId, now: Timestamp) -> Result<()>;
+
+    /// Deletes an account: its sessions are revoked, its refresh tokens and
+    /// memberships removed, its username freed and shown as `[deleted]`.
+    /// Its messages stay, so every room's history keeps its seqs. Returns
+    /// the sessions that were live, whose streams must end.
+    async fn delete_user(&self, user_id: UserId, now: Timestamp) -> Result<Vec<SessionId>>;
 
     async fn create_room(
         &self,

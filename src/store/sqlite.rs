@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::Synchronous;
 use super::{
     plan_appends, AppendContext, AppendPlan, Appended, Membership, NewMessage, NewSession,
-    Rotation, Store,
+    Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
@@ -414,7 +414,8 @@ impl Store for SqliteStore {
     ) -> Result<Option<User>> {
         let row = sqlx::query(
             "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3",
+             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3
+               AND u.deleted_at IS NULL",
         )
         .bind(session_id.uuid())
         .bind(user_id.uuid())
@@ -527,6 +528,50 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, user_id: UserId, now: Timestamp) -> Result<Vec<SessionId>> {
+        let mut tx = self.writer.begin().await?;
+        let live: Vec<SessionId> = sqlx::query_scalar::<_, Uuid>(
+            "SELECT id FROM sessions
+             WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+        )
+        .bind(user_id.uuid())
+        .bind(now.0)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(SessionId::from_uuid)
+        .collect();
+        sqlx::query("UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL")
+            .bind(user_id.uuid())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM refresh_tokens
+             WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?1)",
+        )
+        .bind(user_id.uuid())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM room_members WHERE user_id = ?1")
+            .bind(user_id.uuid())
+            .execute(&mut *tx)
+            .await?;
+        // ':' is in no valid username, so the key frees the name for good.
+        sqlx::query(
+            "UPDATE users SET username = ?2, username_key = 'deleted:' || hex(id),
+                    password_hash = '', deleted_at = ?3
+             WHERE id = ?1",
+        )
+        .bind(user_id.uuid())
+        .bind(DELETED_USERNAME)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(live)
     }
 
     async fn touch_session(&self, session_id: SessionId, now: Timestamp) -> Result<()> {

@@ -12,11 +12,12 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::auth::Principal;
-use crate::domain::{ClientMsgId, MessageId, MessageText, RoomId, Timestamp};
+use crate::domain::{MessageId, RoomId, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::{OutboundStream, StreamId};
 use crate::pb::client_event::Event;
 use crate::pb::{self, server_event};
+use crate::service::requests::{self, ClientEvent, Cursor, SendMessage};
 use crate::state::AppState;
 use crate::store::NewMessage;
 use crate::writer::{error_frame, Reply};
@@ -24,8 +25,6 @@ use crate::writer::{error_frame, Reply};
 /// The most missed messages a resume sends per room; older ones are
 /// announced with `resync` and paged with History.
 pub const RESUME_LIMIT: u32 = 1000;
-/// The most rooms one resume may name.
-const MAX_CURSORS: usize = 1000;
 /// How long a ChatStream holds live messages waiting for its first client
 /// event, which may be a `resume`. Any first event ends the wait at once.
 const RESUME_WINDOW: Duration = Duration::from_millis(500);
@@ -69,36 +68,25 @@ pub async fn open(state: &AppState, principal: &Principal, hold: bool) -> Result
     })
 }
 
-/// Checks resume cursors: rooms the caller is a member of, each once. A
-/// cursor past a room's newest message is taken as that message.
+/// Checks resume cursors, already checked by `requests::cursors`, against
+/// the store: rooms the caller is a member of. A cursor past a room's newest
+/// message is taken as that message.
 ///
 /// # Errors
-/// INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED for the first bad one.
+/// NOT_FOUND or PERMISSION_DENIED for the first bad one.
 pub async fn check_cursors(
     state: &AppState,
     principal: &Principal,
-    cursors: Vec<pb::RoomCursor>,
-) -> Result<Vec<(RoomId, u64)>> {
-    if cursors.len() > MAX_CURSORS {
-        return Err(Error::invalid(format!(
-            "at most {MAX_CURSORS} cursors, got {}",
-            cursors.len()
-        )));
-    }
-    let mut checked: Vec<(RoomId, u64)> = Vec::with_capacity(cursors.len());
-    for cursor in cursors {
-        let room_id = RoomId::parse("cursors.room_id", &cursor.room_id)?;
-        if checked.iter().any(|(seen, _)| *seen == room_id) {
-            return Err(Error::invalid(format!(
-                "room {room_id} appears twice in cursors"
-            )));
-        }
+    cursors: Vec<Cursor>,
+) -> Result<Vec<Cursor>> {
+    let mut checked: Vec<Cursor> = Vec::with_capacity(cursors.len());
+    for (room_id, after_seq) in cursors {
         let (membership, last_seq) = state
             .store
             .room_position(room_id, principal.user.id)
             .await?;
         membership.require_member(room_id)?;
-        checked.push((room_id, cursor.after_seq.min(last_seq)));
+        checked.push((room_id, after_seq.min(last_seq)));
     }
     Ok(checked)
 }
@@ -196,13 +184,19 @@ pub async fn serve_client_events(
     match first {
         Ok(Ok(Some(pb::ClientEvent {
             event: Some(Event::Resume(resume)),
-        }))) => match check_cursors(&state, &principal, resume.cursors).await {
-            Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
-            Err(error) => {
-                state.hub.send_to(id, error_frame("", &error));
-                go_live(&state, id);
+        }))) => {
+            let checked = match requests::cursors(&resume.cursors) {
+                Ok(cursors) => check_cursors(&state, &principal, cursors).await,
+                Err(error) => Err(error),
+            };
+            match checked {
+                Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
+                Err(error) => {
+                    state.hub.send_to(id, error_frame("", &error));
+                    go_live(&state, id);
+                }
             }
-        },
+        }
         Ok(Ok(Some(event))) => {
             go_live(&state, id);
             next = Some(event);
@@ -249,53 +243,43 @@ async fn handle(
     id: StreamId,
     event: pb::ClientEvent,
 ) -> Result<(), (String, Error)> {
-    match event.event {
-        Some(Event::Send(send)) => {
-            let key = send.client_msg_id.clone();
-            let message = new_message(principal, send).map_err(|e| (key.clone(), e))?;
+    let event = requests::client_event(event)
+        .map_err(|rejected| (rejected.client_msg_id, rejected.error))?;
+    match event {
+        ClientEvent::Send(send) => {
+            let key = send.client_msg_id.as_deref().unwrap_or_default().to_owned();
+            if let Err(error) = state.send_limiter.check(principal.user.id) {
+                return Err((key, error));
+            }
             state
                 .writer
-                .enqueue(message, Reply::Stream(id))
+                .enqueue(new_message(principal, send), Reply::Stream(id))
                 .await
                 .map_err(|e| (key, e))
         }
-        Some(Event::Typing(typing)) => {
-            let room_id =
-                RoomId::parse("room_id", &typing.room_id).map_err(|e| (String::new(), e))?;
-            typing_in(state, principal, room_id)
-                .await
-                .map_err(|e| (String::new(), e))
-        }
-        Some(Event::Ping(ping)) => {
+        ClientEvent::Typing(room_id) => typing_in(state, principal, room_id)
+            .await
+            .map_err(|e| (String::new(), e)),
+        ClientEvent::Ping { nonce } => {
             state.hub.send_to(
                 id,
-                Frame::from_event(server_event::Event::Pong(server_event::Pong {
-                    nonce: ping.nonce,
-                })),
+                Frame::from_event(server_event::Event::Pong(server_event::Pong { nonce })),
             );
             Ok(())
         }
-        Some(Event::Resume(_)) => Err((
-            String::new(),
-            Error::invalid("resume is only valid as the first event of a stream"),
-        )),
-        None => Err((String::new(), Error::invalid("event is required"))),
     }
 }
 
-/// Turns a send request into a message from the authenticated caller.
-///
-/// # Errors
-/// INVALID_ARGUMENT for a bad room id, text or client_msg_id.
-pub fn new_message(principal: &Principal, send: pb::SendMessageRequest) -> Result<NewMessage> {
-    Ok(NewMessage {
+/// Turns a checked send into a message from the authenticated caller.
+pub fn new_message(principal: &Principal, send: SendMessage) -> NewMessage {
+    NewMessage {
         id: MessageId::new(),
-        room_id: RoomId::parse("room_id", &send.room_id)?,
+        room_id: send.room_id,
         sender: principal.user.clone(),
-        text: MessageText::parse(send.text)?,
+        text: send.text,
         sent_at: Timestamp::now(),
-        client_msg_id: ClientMsgId::parse(send.client_msg_id)?,
-    })
+        client_msg_id: send.client_msg_id,
+    }
 }
 
 /// Tells the other members of a room that the caller is typing.

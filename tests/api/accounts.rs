@@ -3,7 +3,9 @@
 use chat_client::pb;
 use tonic::Code;
 
-use crate::helpers::{assert_status, spawn_app, PASSWORD};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{assert_status, spawn_app, spawn_app_with, PASSWORD};
 
 #[tokio::test]
 async fn a_registered_user_can_log_in() {
@@ -336,4 +338,101 @@ async fn tokens_survive_a_restart() {
         .list_rooms(pb::ListRoomsRequest {})
         .await;
     assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn deleting_an_account_needs_its_password() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+
+    let wrong = alice
+        .auth
+        .clone()
+        .delete_account(pb::DeleteAccountRequest {
+            password: "not the password".into(),
+        })
+        .await;
+
+    assert_status(wrong, Code::PermissionDenied, "wrong password");
+    alice.create_room("still here").await;
+}
+
+#[tokio::test]
+async fn a_deleted_account_ends_its_streams_frees_its_name_and_keeps_its_messages() {
+    let app = spawn_app().await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    alice.send(&room, "hello before I go").await;
+    let (mut alice_stream, _) = alice.chat_stream().await;
+    let (mut bob_stream, _) = bob.subscribe().await;
+
+    alice
+        .auth
+        .clone()
+        .delete_account(pb::DeleteAccountRequest {
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("delete account");
+
+    alice_stream
+        .assert_ends_with(Code::Unauthenticated, "session revoked")
+        .await;
+    let gone = bob_stream.next_presence().await;
+    assert_eq!(
+        (gone.user.unwrap().id, gone.online),
+        (alice.user.id.clone(), false)
+    );
+    let history = bob.history(&room, 0, 10).await;
+    assert_eq!(history.messages.len(), 1);
+    assert_eq!(history.messages[0].text, "hello before I go");
+    assert_eq!(history.messages[0].sender.as_ref().unwrap().username, "[deleted]");
+    let login = app
+        .auth()
+        .login(pb::LoginRequest {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+        })
+        .await;
+    assert_status(login, Code::Unauthenticated, "invalid username or password");
+    let again = app.user("alice").await;
+    assert_ne!(again.user.id, alice.user.id, "the name is free for a new account");
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_take_the_same_time() {
+    // No back-off, so every attempt goes through the password check.
+    let app = spawn_app_with(|config| config.limits.login_free_attempts = u32::MAX).await;
+    app.register("alice").await;
+    let attempt = |username: &'static str, password: &'static str| {
+        let mut auth = app.auth();
+        async move {
+            let started = Instant::now();
+            let result = auth
+                .login(pb::LoginRequest {
+                    username: username.into(),
+                    password: password.into(),
+                })
+                .await;
+            assert_status(result, Code::Unauthenticated, "invalid username or password");
+            started.elapsed()
+        }
+    };
+    // Interleaved, so a change in the machine's load hits both alike.
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        unknown.push(attempt("nobody-here", PASSWORD).await);
+        wrong.push(attempt("alice", "a wrong password").await);
+    }
+
+    let (unknown, wrong) = (median(unknown), median(wrong));
+    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "median unknown user {unknown:?}, wrong password {wrong:?}"
+    );
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
 }

@@ -160,6 +160,16 @@ impl TestApp {
         )
     }
 
+    /// A ChatService client with its own HTTP/2 connection, as a separate
+    /// device would have: its flow control is its own.
+    pub async fn chat_on_new_connection(&self, user: &TestUser) -> Chat {
+        let bearer = format!("Bearer {}", user.login.access_token);
+        ChatServiceClient::with_interceptor(
+            self.channel().await,
+            Bearer(Some(bearer.parse().unwrap())),
+        )
+    }
+
     pub fn auth_with_authorization(&self, value: Option<&str>) -> Auth {
         AuthServiceClient::with_interceptor(
             self.channel.clone(),
@@ -511,4 +521,23 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     assert!(response.status().is_success(), "GET {path}: {}", response.status());
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(body.to_vec()).expect("a text body")
+}
+
+impl TestApp {
+    /// Waits until a metric (as for [`TestApp::metric`]) has this value;
+    /// fails the test if it does not within [`PATIENCE`].
+    pub async fn metric_becomes(&self, name: &str, expected: f64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let value = self.metric(name).await;
+            if value == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} is {value}, not {expected}, after {PATIENCE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

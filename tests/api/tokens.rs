@@ -214,3 +214,20 @@ async fn a_stream_ends_when_its_access_token_expires() {
     }
     assert_eq!(app.state.hub.open_streams(), 0);
 }
+
+#[tokio::test]
+async fn a_token_of_a_deleted_user_is_unauthenticated() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bearer = format!("Bearer {}", alice.login.access_token);
+    alice
+        .auth
+        .clone()
+        .delete_account(pb::DeleteAccountRequest {
+            password: crate::helpers::PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+
+    assert_rejected(&app, Some(&bearer), "session revoked or expired").await;
+}

@@ -1,0 +1,314 @@
+//! The handlers' input validation: pure functions from protobuf requests to
+//! domain values.
+//!
+//! Every handler checks its request here before it touches the caller's
+//! session, the store or the hub, so these functions are all there is to a
+//! request's syntax. Being pure, they are what the property tests and the
+//! fuzzer (`fuzz/`, through [`check_encoded`]) exercise; what they accept
+//! may still fail later on facts only the database knows (membership, an
+//! unknown user, a spent refresh token).
+//!
+//! A function takes its request by value when the domain value keeps the
+//! request's strings (passwords, message text), by reference otherwise.
+
+use crate::domain::{ClientMsgId, MessageText, Password, RoomId, RoomName, SessionId, Username};
+use crate::error::{Error, Result};
+use crate::pb;
+use crate::pb::client_event::Event;
+
+/// History page size when the request says 0.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
+/// The largest history page: bounds one response's size and query time.
+pub const MAX_HISTORY_LIMIT: u32 = 200;
+/// The most rooms one Subscribe or resume may name: each costs a database
+/// look-up before the stream starts.
+pub const MAX_CURSORS: usize = 1000;
+
+/// Where a client's copy of a room ends: the room, and the last seq it has.
+pub type Cursor = (RoomId, u64);
+
+/// # Errors
+/// INVALID_ARGUMENT for a bad username, then for a bad password.
+pub fn register(request: pb::RegisterRequest) -> Result<(Username, Password)> {
+    Ok((
+        Username::parse(&request.username)?,
+        Password::parse(request.password)?,
+    ))
+}
+
+/// The one answer to every failed login, whatever failed.
+pub fn bad_credentials() -> Error {
+    Error::unauthenticated("invalid username or password")
+}
+
+/// # Errors
+/// UNAUTHENTICATED ([`bad_credentials`]) for a malformed username or
+/// password: they can belong to no account, and the answer must not tell
+/// them apart from a wrong password.
+pub fn login(request: pb::LoginRequest) -> Result<(Username, Password)> {
+    match (
+        Username::parse(&request.username),
+        Password::parse(request.password),
+    ) {
+        (Ok(username), Ok(password)) => Ok((username, password)),
+        _ => Err(bad_credentials()),
+    }
+}
+
+/// The refresh token to look up.
+///
+/// # Errors
+/// INVALID_ARGUMENT when it is empty.
+pub fn refresh(request: &pb::RefreshRequest) -> Result<&str> {
+    if request.refresh_token.is_empty() {
+        return Err(Error::invalid("refresh_token is required"));
+    }
+    Ok(&request.refresh_token)
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed `session_id`.
+pub fn revoke_session(request: &pb::RevokeSessionRequest) -> Result<SessionId> {
+    SessionId::parse("session_id", &request.session_id)
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a bad room name.
+pub fn create_room(request: &pb::CreateRoomRequest) -> Result<RoomName> {
+    RoomName::parse(&request.name)
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed `room_id`.
+pub fn join_room(request: &pb::JoinRoomRequest) -> Result<RoomId> {
+    RoomId::parse("room_id", &request.room_id)
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed `room_id`.
+pub fn leave_room(request: &pb::LeaveRoomRequest) -> Result<RoomId> {
+    RoomId::parse("room_id", &request.room_id)
+}
+
+/// The other user's name.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a bad username.
+pub fn open_direct_room(request: &pb::OpenDirectRoomRequest) -> Result<Username> {
+    Username::parse(&request.username)
+}
+
+/// A message to send, checked; the sender is the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendMessage {
+    pub room_id: RoomId,
+    pub text: MessageText,
+    pub client_msg_id: ClientMsgId,
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a bad room id, then text, then client_msg_id.
+pub fn send_message(request: pb::SendMessageRequest) -> Result<SendMessage> {
+    Ok(SendMessage {
+        room_id: RoomId::parse("room_id", &request.room_id)?,
+        text: MessageText::parse(request.text)?,
+        client_msg_id: ClientMsgId::parse(request.client_msg_id)?,
+    })
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed `room_id`.
+pub fn send_typing(request: &pb::SendTypingRequest) -> Result<RoomId> {
+    RoomId::parse("room_id", &request.room_id)
+}
+
+/// A page of a room's history, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub room_id: RoomId,
+    /// Only messages with a smaller seq; 0 means from the newest.
+    pub before_seq: u64,
+    /// 1 to [`MAX_HISTORY_LIMIT`].
+    pub limit: u32,
+}
+
+/// A limit of 0 means [`DEFAULT_HISTORY_LIMIT`]; larger ones are clamped to
+/// [`MAX_HISTORY_LIMIT`].
+///
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed `room_id`.
+pub fn history(request: &pb::HistoryRequest) -> Result<HistoryPage> {
+    Ok(HistoryPage {
+        room_id: RoomId::parse("room_id", &request.room_id)?,
+        before_seq: request.before_seq,
+        limit: match request.limit {
+            0 => DEFAULT_HISTORY_LIMIT,
+            n => n.min(MAX_HISTORY_LIMIT),
+        },
+    })
+}
+
+/// The room whose online members to list; `None` for every online user.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a malformed `room_id`.
+pub fn list_online_users(request: &pb::ListOnlineUsersRequest) -> Result<Option<RoomId>> {
+    if request.room_id.is_empty() {
+        return Ok(None);
+    }
+    RoomId::parse("room_id", &request.room_id).map(Some)
+}
+
+/// The syntax of resume cursors (Subscribe's, or a ChatStream's `resume`):
+/// at most [`MAX_CURSORS`], each a room id, no room twice. Whether the
+/// caller is a member of each is for the store to say.
+///
+/// # Errors
+/// INVALID_ARGUMENT for too many cursors, else for the first bad one.
+pub fn cursors(cursors: &[pb::RoomCursor]) -> Result<Vec<Cursor>> {
+    if cursors.len() > MAX_CURSORS {
+        return Err(Error::invalid(format!(
+            "at most {MAX_CURSORS} cursors, got {}",
+            cursors.len()
+        )));
+    }
+    let mut checked: Vec<Cursor> = Vec::with_capacity(cursors.len());
+    for cursor in cursors {
+        let room_id = RoomId::parse("cursors.room_id", &cursor.room_id)?;
+        if checked.iter().any(|(seen, _)| *seen == room_id) {
+            return Err(Error::invalid(format!(
+                "room {room_id} appears twice in cursors"
+            )));
+        }
+        checked.push((room_id, cursor.after_seq));
+    }
+    Ok(checked)
+}
+
+/// A ChatStream client event after the first, checked. (A first event that
+/// is a `resume` goes to [`cursors`] instead.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    Send(SendMessage),
+    Typing(RoomId),
+    Ping { nonce: u64 },
+}
+
+/// A client event that failed its checks, as its `error` event reports it.
+#[derive(Debug)]
+pub struct RejectedEvent {
+    /// The `client_msg_id` of the send that failed; empty for other events.
+    pub client_msg_id: String,
+    pub error: Error,
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a bad send or typing event, a `resume` (valid only
+/// first), or no event at all; a bad send carries its `client_msg_id`.
+pub fn client_event(event: pb::ClientEvent) -> Result<ClientEvent, RejectedEvent> {
+    let other = |error| RejectedEvent {
+        client_msg_id: String::new(),
+        error,
+    };
+    match event.event {
+        Some(Event::Send(send)) => {
+            let client_msg_id = send.client_msg_id.clone();
+            send_message(send)
+                .map(ClientEvent::Send)
+                .map_err(|error| RejectedEvent {
+                    client_msg_id,
+                    error,
+                })
+        }
+        Some(Event::Typing(typing)) => RoomId::parse("room_id", &typing.room_id)
+            .map(ClientEvent::Typing)
+            .map_err(other),
+        Some(Event::Ping(ping)) => Ok(ClientEvent::Ping { nonce: ping.nonce }),
+        Some(Event::Resume(_)) => Err(other(Error::invalid(
+            "resume is only valid as the first event of a stream",
+        ))),
+        None => Err(other(Error::invalid("event is required"))),
+    }
+}
+
+/// Which request [`check_encoded`] decodes its bytes as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    Register,
+    Login,
+    Refresh,
+    RevokeSession,
+    CreateRoom,
+    JoinRoom,
+    LeaveRoom,
+    OpenDirectRoom,
+    SendMessage,
+    SendTyping,
+    History,
+    ListOnlineUsers,
+    Subscribe,
+    /// A ChatStream event, both as a first event and as a later one.
+    ClientEvent,
+}
+
+impl RequestKind {
+    pub const ALL: [Self; 14] = [
+        Self::Register,
+        Self::Login,
+        Self::Refresh,
+        Self::RevokeSession,
+        Self::CreateRoom,
+        Self::JoinRoom,
+        Self::LeaveRoom,
+        Self::OpenDirectRoom,
+        Self::SendMessage,
+        Self::SendTyping,
+        Self::History,
+        Self::ListOnlineUsers,
+        Self::Subscribe,
+        Self::ClientEvent,
+    ];
+
+    /// Every byte names a kind, so no fuzzer input is wasted.
+    pub fn from_byte(byte: u8) -> Self {
+        Self::ALL[usize::from(byte) % Self::ALL.len()]
+    }
+}
+
+/// Decodes `bytes` as the request `kind` names, as tonic would, and runs
+/// that request's validation: the fuzzer's entry point.
+///
+/// # Errors
+/// INVALID_ARGUMENT when the bytes are not such a request; otherwise the
+/// validation's own error.
+pub fn check_encoded(kind: RequestKind, bytes: &[u8]) -> Result<()> {
+    fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M> {
+        M::decode(bytes).map_err(|e| Error::invalid(format!("undecodable request: {e}")))
+    }
+    match kind {
+        RequestKind::Register => register(decode(bytes)?).map(drop),
+        RequestKind::Login => login(decode(bytes)?).map(drop),
+        RequestKind::Refresh => refresh(&decode(bytes)?).map(drop),
+        RequestKind::RevokeSession => revoke_session(&decode(bytes)?).map(drop),
+        RequestKind::CreateRoom => create_room(&decode(bytes)?).map(drop),
+        RequestKind::JoinRoom => join_room(&decode(bytes)?).map(drop),
+        RequestKind::LeaveRoom => leave_room(&decode(bytes)?).map(drop),
+        RequestKind::OpenDirectRoom => open_direct_room(&decode(bytes)?).map(drop),
+        RequestKind::SendMessage => send_message(decode(bytes)?).map(drop),
+        RequestKind::SendTyping => send_typing(&decode(bytes)?).map(drop),
+        RequestKind::History => history(&decode(bytes)?).map(drop),
+        RequestKind::ListOnlineUsers => list_online_users(&decode(bytes)?).map(drop),
+        RequestKind::Subscribe => {
+            cursors(&decode::<pb::SubscribeRequest>(bytes)?.cursors).map(drop)
+        }
+        RequestKind::ClientEvent => {
+            let event: pb::ClientEvent = decode(bytes)?;
+            if let Some(Event::Resume(resume)) = &event.event {
+                cursors(&resume.cursors)?;
+            }
+            client_event(event)
+                .map(drop)
+                .map_err(|rejected| rejected.error)
+        }
+    }
+}
