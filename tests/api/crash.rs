@@ -36,6 +36,10 @@ impl ChildServer {
             .args(["--listen", "127.0.0.1:0", "--database-url"])
             .arg(format!("sqlite://{}", database.display()))
             .env("RUST_LOG", "info")
+            // Several servers run at once: no fixed metrics port; and the
+            // crash tests send as fast as they can.
+            .env("CHAT_METRICS_LISTEN", "off")
+            .env("CHAT_SEND_RATE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
