@@ -4,8 +4,6 @@
 //! SIGKILL while clients send, then restarted on the same database.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,61 +12,14 @@ use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, server_event};
 use chat_client::{BearerToken, Cursors, ResumingSubscription};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
+use crate::child::ChildServer;
 use crate::helpers::PASSWORD;
 
 const WORKERS: usize = 4;
 /// Acknowledged sends to wait for before pulling the plug.
 const ACKS_BEFORE_KILL: usize = 300;
-
-struct ChildServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ChildServer {
-    /// Starts the binary on port 0 and reads the address it logs.
-    async fn start(database: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--listen", "127.0.0.1:0", "--database-url"])
-            .arg(format!("sqlite://{}", database.display()))
-            .env("RUST_LOG", "info")
-            // Several servers run at once: no fixed metrics port; and the
-            // crash tests send as fast as they can.
-            .env("CHAT_METRICS_LISTEN", "off")
-            .env("CHAT_SEND_RATE", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting chat-server");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .expect("the server starts")
-                .unwrap()
-                .expect("the server logs its address");
-            if let Some(rest) = line.split("address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep reading, so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, addr }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-}
 
 type Chat =
     ChatServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerToken>>;

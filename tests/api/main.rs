@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod child;
 mod crash;
 mod delivery;
 mod helpers;
