@@ -18,7 +18,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/chat.proto.
  */
 export const file_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCJjCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHwoEa2luZBgDIAEoDjIRLmNoYXQudjEuUm9vbUtpbmQSDgoGam9pbmVkGAQgASgIEhAKCGxhc3Rfc2VxGAUgASgEIqQBCgdNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Jvb21faWQYAiABKAkSCwoDc2VxGAMgASgEEh0KBnNlbmRlchgEIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAUgASgJEisKB3NlbnRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNsaWVudF9tc2dfaWQYByABKAkiNQoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIi8KEFJlZ2lzdGVyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlciIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiqgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgFIAEoCSInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJInsKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjoKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuY2hhdC52MS5TZXNzaW9uIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIiEKEUNyZWF0ZVJvb21SZXF1ZXN0EgwKBG5hbWUYASABKAkiMQoSQ3JlYXRlUm9vbVJlc3BvbnNlEhsKBHJvb20YASABKAsyDS5jaGF0LnYxLlJvb20iIgoPSm9pblJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiLwoQSm9pblJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiMKEExlYXZlUm9vbVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSITChFMZWF2ZVJvb21SZXNwb25zZSISChBMaXN0Um9vbXNSZXF1ZXN0IjEKEUxpc3RSb29tc1Jlc3BvbnNlEhwKBXJvb21zGAEgAygLMg0uY2hhdC52MS5Sb29tIikKFU9wZW5EaXJlY3RSb29tUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCSI1ChZPcGVuRGlyZWN0Um9vbVJlc3BvbnNlEhsKBHJvb20YASABKAsyDS5jaGF0LnYxLlJvb20iSgoSU2VuZE1lc3NhZ2VSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJIjgKE1NlbmRNZXNzYWdlUmVzcG9uc2USIQoHbWVzc2FnZRgBIAEoCzIQLmNoYXQudjEuTWVzc2FnZSIkChFTZW5kVHlwaW5nUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIhQKElNlbmRUeXBpbmdSZXNwb25zZSIwCgpSb29tQ3Vyc29yEg8KB3Jvb21faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEIjgKEFN1YnNjcmliZVJlcXVlc3QSJAoHY3Vyc29ycxgBIAMoCzITLmNoYXQudjEuUm9vbUN1cnNvciJECg5IaXN0b3J5UmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCmJlZm9yZV9zZXEYAiABKAQSDQoFbGltaXQYAyABKA0iRwoPSGlzdG9yeVJlc3BvbnNlEiIKCG1lc3NhZ2VzGAEgAygLMhAuY2hhdC52MS5NZXNzYWdlEhAKCGhhc19tb3JlGAIgASgIIikKFkxpc3RPbmxpbmVVc2Vyc1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSI3ChdMaXN0T25saW5lVXNlcnNSZXNwb25zZRIcCgV1c2VycxgBIAMoCzINLmNoYXQudjEuVXNlciKuAgoLQ2xpZW50RXZlbnQSKwoEc2VuZBgBIAEoCzIbLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0SAASLQoGdHlwaW5nGAIgASgLMhsuY2hhdC52MS5DbGllbnRFdmVudC5UeXBpbmdIABIpCgRwaW5nGAMgASgLMhkuY2hhdC52MS5DbGllbnRFdmVudC5QaW5nSAASLQoGcmVzdW1lGAQgASgLMhsuY2hhdC52MS5DbGllbnRFdmVudC5SZXN1bWVIABoZCgZUeXBpbmcSDwoHcm9vbV9pZBgBIAEoCRoVCgRQaW5nEg0KBW5vbmNlGAEgASgEGi4KBlJlc3VtZRIkCgdjdXJzb3JzGAEgAygLMhMuY2hhdC52MS5Sb29tQ3Vyc29yQgcKBWV2ZW50IpEGCgtTZXJ2ZXJFdmVudBIrCgVyZWFkeRgBIAEoCzIaLmNoYXQudjEuU2VydmVyRXZlbnQuUmVhZHlIABIjCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlSAASKQoEc2VudBgDIAEoCzIZLmNoYXQudjEuU2VydmVyRXZlbnQuU2VudEgAEjEKCHByZXNlbmNlGAQgASgLMh0uY2hhdC52MS5TZXJ2ZXJFdmVudC5QcmVzZW5jZUgAEi0KBnR5cGluZxgFIAEoCzIbLmNoYXQudjEuU2VydmVyRXZlbnQuVHlwaW5nSAASKQoEcG9uZxgGIAEoCzIZLmNoYXQudjEuU2VydmVyRXZlbnQuUG9uZ0gAEisKBWVycm9yGAcgASgLMhouY2hhdC52MS5TZXJ2ZXJFdmVudC5FcnJvckgAEi0KBnJlc3luYxgIIAEoCzIbLmNoYXQudjEuU2VydmVyRXZlbnQuUmVzeW5jSAAaXQoFUmVhZHkSGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchISCgpzZXNzaW9uX2lkGAIgASgJEiMKDG9ubGluZV91c2VycxgDIAMoCzINLmNoYXQudjEuVXNlchpACgRTZW50EhUKDWNsaWVudF9tc2dfaWQYASABKAkSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRo3CghQcmVzZW5jZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyEg4KBm9ubGluZRgCIAEoCBo2CgZUeXBpbmcSDwoHcm9vbV9pZBgBIAEoCRIbCgR1c2VyGAIgASgLMg0uY2hhdC52MS5Vc2VyGhUKBFBvbmcSDQoFbm9uY2UYASABKAQaPQoFRXJyb3ISFQoNY2xpZW50X21zZ19pZBgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkaKwoGUmVzeW5jEg8KB3Jvb21faWQYASABKAkSEAoIZnJvbV9zZXEYAiABKARCBwoFZXZlbnQqUAoIUm9vbUtpbmQSGQoVUk9PTV9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPUk9PTV9LSU5EX0dST1VQEAESFAoQUk9PTV9LSU5EX0RJUkVDVBACMpwDCgtBdXRoU2VydmljZRI/CghSZWdpc3RlchIYLmNoYXQudjEuUmVnaXN0ZXJSZXF1ZXN0GhkuY2hhdC52MS5SZWdpc3RlclJlc3BvbnNlEjYKBUxvZ2luEhUuY2hhdC52MS5Mb2dpblJlcXVlc3QaFi5jaGF0LnYxLkxvZ2luUmVzcG9uc2USPAoHUmVmcmVzaBIXLmNoYXQudjEuUmVmcmVzaFJlcXVlc3QaGC5jaGF0LnYxLlJlZnJlc2hSZXNwb25zZRI5CgZMb2dvdXQSFi5jaGF0LnYxLkxvZ291dFJlcXVlc3QaFy5jaGF0LnYxLkxvZ291dFJlc3BvbnNlEksKDExpc3RTZXNzaW9ucxIcLmNoYXQudjEuTGlzdFNlc3Npb25zUmVxdWVzdBodLmNoYXQudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USTgoNUmV2b2tlU2Vzc2lvbhIdLmNoYXQudjEuUmV2b2tlU2Vzc2lvblJlcXVlc3QaHi5jaGF0LnYxLlJldm9rZVNlc3Npb25SZXNwb25zZTKTBgoLQ2hhdFNlcnZpY2USRQoKQ3JlYXRlUm9vbRIaLmNoYXQudjEuQ3JlYXRlUm9vbVJlcXVlc3QaGy5jaGF0LnYxLkNyZWF0ZVJvb21SZXNwb25zZRI/CghKb2luUm9vbRIYLmNoYXQudjEuSm9pblJvb21SZXF1ZXN0GhkuY2hhdC52MS5Kb2luUm9vbVJlc3BvbnNlEkIKCUxlYXZlUm9vbRIZLmNoYXQudjEuTGVhdmVSb29tUmVxdWVzdBoaLmNoYXQudjEuTGVhdmVSb29tUmVzcG9uc2USQgoJTGlzdFJvb21zEhkuY2hhdC52MS5MaXN0Um9vbXNSZXF1ZXN0GhouY2hhdC52MS5MaXN0Um9vbXNSZXNwb25zZRJRCg5PcGVuRGlyZWN0Um9vbRIeLmNoYXQudjEuT3BlbkRpcmVjdFJvb21SZXF1ZXN0Gh8uY2hhdC52MS5PcGVuRGlyZWN0Um9vbVJlc3BvbnNlEkgKC1NlbmRNZXNzYWdlEhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USRQoKU2VuZFR5cGluZxIaLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaGy5jaGF0LnYxLlNlbmRUeXBpbmdSZXNwb25zZRI8CgpDaGF0U3RyZWFtEhQuY2hhdC52MS5DbGllbnRFdmVudBoULmNoYXQudjEuU2VydmVyRXZlbnQoATABEj4KCVN1YnNjcmliZRIZLmNoYXQudjEuU3Vic2NyaWJlUmVxdWVzdBoULmNoYXQudjEuU2VydmVyRXZlbnQwARI8CgdIaXN0b3J5EhcuY2hhdC52MS5IaXN0b3J5UmVxdWVzdBoYLmNoYXQudjEuSGlzdG9yeVJlc3BvbnNlElQKD0xpc3RPbmxpbmVVc2VycxIfLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVxdWVzdBogLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCJjCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHwoEa2luZBgDIAEoDjIRLmNoYXQudjEuUm9vbUtpbmQSDgoGam9pbmVkGAQgASgIEhAKCGxhc3Rfc2VxGAUgASgEIqQBCgdNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Jvb21faWQYAiABKAkSCwoDc2VxGAMgASgEEh0KBnNlbmRlchgEIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAUgASgJEisKB3NlbnRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNsaWVudF9tc2dfaWQYByABKAkiNQoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIi8KEFJlZ2lzdGVyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlciIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiqgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgFIAEoCSInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJInsKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjoKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuY2hhdC52MS5TZXNzaW9uIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIigKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhAKCHBhc3N3b3JkGAEgASgJIhcKFURlbGV0ZUFjY291bnRSZXNwb25zZSIhChFDcmVhdGVSb29tUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEkNyZWF0ZVJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiIKD0pvaW5Sb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIi8KEEpvaW5Sb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSIjChBMZWF2ZVJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiEwoRTGVhdmVSb29tUmVzcG9uc2UiEgoQTGlzdFJvb21zUmVxdWVzdCIxChFMaXN0Um9vbXNSZXNwb25zZRIcCgVyb29tcxgBIAMoCzINLmNoYXQudjEuUm9vbSIpChVPcGVuRGlyZWN0Um9vbVJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkiNQoWT3BlbkRpcmVjdFJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIkoKElNlbmRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSI4ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiJAoRU2VuZFR5cGluZ1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiMAoKUm9vbUN1cnNvchIPCgdyb29tX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI4ChBTdWJzY3JpYmVSZXF1ZXN0EiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3IiRAoOSGlzdG9yeVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIkcKD0hpc3RvcnlSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCIpChZMaXN0T25saW5lVXNlcnNSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiNwoXTGlzdE9ubGluZVVzZXJzUmVzcG9uc2USHAoFdXNlcnMYASADKAsyDS5jaGF0LnYxLlVzZXIirgIKC0NsaWVudEV2ZW50EisKBHNlbmQYASABKAsyGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdEgAEi0KBnR5cGluZxgCIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuVHlwaW5nSAASKQoEcGluZxgDIAEoCzIZLmNoYXQudjEuQ2xpZW50RXZlbnQuUGluZ0gAEi0KBnJlc3VtZRgEIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuUmVzdW1lSAAaGQoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkaFQoEUGluZxINCgVub25jZRgBIAEoBBouCgZSZXN1bWUSJAoHY3Vyc29ycxgBIAMoCzITLmNoYXQudjEuUm9vbUN1cnNvckIHCgVldmVudCKRBgoLU2VydmVyRXZlbnQSKwoFcmVhZHkYASABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LlJlYWR5SAASIwoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZUgAEikKBHNlbnQYAyABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlNlbnRIABIxCghwcmVzZW5jZRgEIAEoCzIdLmNoYXQudjEuU2VydmVyRXZlbnQuUHJlc2VuY2VIABItCgZ0eXBpbmcYBSABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlR5cGluZ0gAEikKBHBvbmcYBiABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlBvbmdIABIrCgVlcnJvchgHIAEoCzIaLmNoYXQudjEuU2VydmVyRXZlbnQuRXJyb3JIABItCgZyZXN5bmMYCCABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlJlc3luY0gAGl0KBVJlYWR5EhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIjCgxvbmxpbmVfdXNlcnMYAyADKAsyDS5jaGF0LnYxLlVzZXIaQAoEU2VudBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2UaNwoIUHJlc2VuY2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchIOCgZvbmxpbmUYAiABKAgaNgoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkSGwoEdXNlchgCIAEoCzINLmNoYXQudjEuVXNlchoVCgRQb25nEg0KBW5vbmNlGAEgASgEGj0KBUVycm9yEhUKDWNsaWVudF9tc2dfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJGisKBlJlc3luYxIPCgdyb29tX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEQgcKBWV2ZW50KlAKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhMKD1JPT01fS0lORF9HUk9VUBABEhQKEFJPT01fS0lORF9ESVJFQ1QQAjLsAwoLQXV0aFNlcnZpY2USPwoIUmVnaXN0ZXISGC5jaGF0LnYxLlJlZ2lzdGVyUmVxdWVzdBoZLmNoYXQudjEuUmVnaXN0ZXJSZXNwb25zZRI2CgVMb2dpbhIVLmNoYXQudjEuTG9naW5SZXF1ZXN0GhYuY2hhdC52MS5Mb2dpblJlc3BvbnNlEjwKB1JlZnJlc2gSFy5jaGF0LnYxLlJlZnJlc2hSZXF1ZXN0GhguY2hhdC52MS5SZWZyZXNoUmVzcG9uc2USOQoGTG9nb3V0EhYuY2hhdC52MS5Mb2dvdXRSZXF1ZXN0GhcuY2hhdC52MS5Mb2dvdXRSZXNwb25zZRJLCgxMaXN0U2Vzc2lvbnMSHC5jaGF0LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEk4KDVJldm9rZVNlc3Npb24SHS5jaGF0LnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0Gh4uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVzcG9uc2USTgoNRGVsZXRlQWNjb3VudBIdLmNoYXQudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZTKTBgoLQ2hhdFNlcnZpY2USRQoKQ3JlYXRlUm9vbRIaLmNoYXQudjEuQ3JlYXRlUm9vbVJlcXVlc3QaGy5jaGF0LnYxLkNyZWF0ZVJvb21SZXNwb25zZRI/CghKb2luUm9vbRIYLmNoYXQudjEuSm9pblJvb21SZXF1ZXN0GhkuY2hhdC52MS5Kb2luUm9vbVJlc3BvbnNlEkIKCUxlYXZlUm9vbRIZLmNoYXQudjEuTGVhdmVSb29tUmVxdWVzdBoaLmNoYXQudjEuTGVhdmVSb29tUmVzcG9uc2USQgoJTGlzdFJvb21zEhkuY2hhdC52MS5MaXN0Um9vbXNSZXF1ZXN0GhouY2hhdC52MS5MaXN0Um9vbXNSZXNwb25zZRJRCg5PcGVuRGlyZWN0Um9vbRIeLmNoYXQudjEuT3BlbkRpcmVjdFJvb21SZXF1ZXN0Gh8uY2hhdC52MS5PcGVuRGlyZWN0Um9vbVJlc3BvbnNlEkgKC1NlbmRNZXNzYWdlEhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USRQoKU2VuZFR5cGluZxIaLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaGy5jaGF0LnYxLlNlbmRUeXBpbmdSZXNwb25zZRI8CgpDaGF0U3RyZWFtEhQuY2hhdC52MS5DbGllbnRFdmVudBoULmNoYXQudjEuU2VydmVyRXZlbnQoATABEj4KCVN1YnNjcmliZRIZLmNoYXQudjEuU3Vic2NyaWJlUmVxdWVzdBoULmNoYXQudjEuU2VydmVyRXZlbnQwARI8CgdIaXN0b3J5EhcuY2hhdC52MS5IaXN0b3J5UmVxdWVzdBoYLmNoYXQudjEuSGlzdG9yeVJlc3BvbnNlElQKD0xpc3RPbmxpbmVVc2VycxIfLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVxdWVzdBogLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.User
@@ -412,6 +412,38 @@ export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*
   messageDesc(file_chat_v1_chat, 15);
 
 /**
+ * @generated from message chat.v1.DeleteAccountRequest
+ */
+export type DeleteAccountRequest = Message$1<"chat.v1.DeleteAccountRequest"> & {
+  /**
+   * The account's password, so that a stolen access token cannot delete it.
+   *
+   * @generated from field: string password = 1;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message chat.v1.DeleteAccountRequest.
+ * Use `create(DeleteAccountRequestSchema)` to create a new message.
+ */
+export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 16);
+
+/**
+ * @generated from message chat.v1.DeleteAccountResponse
+ */
+export type DeleteAccountResponse = Message$1<"chat.v1.DeleteAccountResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.DeleteAccountResponse.
+ * Use `create(DeleteAccountResponseSchema)` to create a new message.
+ */
+export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 17);
+
+/**
  * @generated from message chat.v1.CreateRoomRequest
  */
 export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
@@ -428,7 +460,7 @@ export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
  * Use `create(CreateRoomRequestSchema)` to create a new message.
  */
 export const CreateRoomRequestSchema: GenMessage<CreateRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 16);
+  messageDesc(file_chat_v1_chat, 18);
 
 /**
  * @generated from message chat.v1.CreateRoomResponse
@@ -445,7 +477,7 @@ export type CreateRoomResponse = Message$1<"chat.v1.CreateRoomResponse"> & {
  * Use `create(CreateRoomResponseSchema)` to create a new message.
  */
 export const CreateRoomResponseSchema: GenMessage<CreateRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 17);
+  messageDesc(file_chat_v1_chat, 19);
 
 /**
  * @generated from message chat.v1.JoinRoomRequest
@@ -462,7 +494,7 @@ export type JoinRoomRequest = Message$1<"chat.v1.JoinRoomRequest"> & {
  * Use `create(JoinRoomRequestSchema)` to create a new message.
  */
 export const JoinRoomRequestSchema: GenMessage<JoinRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 18);
+  messageDesc(file_chat_v1_chat, 20);
 
 /**
  * @generated from message chat.v1.JoinRoomResponse
@@ -479,7 +511,7 @@ export type JoinRoomResponse = Message$1<"chat.v1.JoinRoomResponse"> & {
  * Use `create(JoinRoomResponseSchema)` to create a new message.
  */
 export const JoinRoomResponseSchema: GenMessage<JoinRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 19);
+  messageDesc(file_chat_v1_chat, 21);
 
 /**
  * @generated from message chat.v1.LeaveRoomRequest
@@ -496,7 +528,7 @@ export type LeaveRoomRequest = Message$1<"chat.v1.LeaveRoomRequest"> & {
  * Use `create(LeaveRoomRequestSchema)` to create a new message.
  */
 export const LeaveRoomRequestSchema: GenMessage<LeaveRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 20);
+  messageDesc(file_chat_v1_chat, 22);
 
 /**
  * @generated from message chat.v1.LeaveRoomResponse
@@ -509,7 +541,7 @@ export type LeaveRoomResponse = Message$1<"chat.v1.LeaveRoomResponse"> & {
  * Use `create(LeaveRoomResponseSchema)` to create a new message.
  */
 export const LeaveRoomResponseSchema: GenMessage<LeaveRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 21);
+  messageDesc(file_chat_v1_chat, 23);
 
 /**
  * @generated from message chat.v1.ListRoomsRequest
@@ -522,7 +554,7 @@ export type ListRoomsRequest = Message$1<"chat.v1.ListRoomsRequest"> & {
  * Use `create(ListRoomsRequestSchema)` to create a new message.
  */
 export const ListRoomsRequestSchema: GenMessage<ListRoomsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 22);
+  messageDesc(file_chat_v1_chat, 24);
 
 /**
  * @generated from message chat.v1.ListRoomsResponse
@@ -539,7 +571,7 @@ export type ListRoomsResponse = Message$1<"chat.v1.ListRoomsResponse"> & {
  * Use `create(ListRoomsResponseSchema)` to create a new message.
  */
 export const ListRoomsResponseSchema: GenMessage<ListRoomsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 23);
+  messageDesc(file_chat_v1_chat, 25);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomRequest
@@ -558,7 +590,7 @@ export type OpenDirectRoomRequest = Message$1<"chat.v1.OpenDirectRoomRequest"> &
  * Use `create(OpenDirectRoomRequestSchema)` to create a new message.
  */
 export const OpenDirectRoomRequestSchema: GenMessage<OpenDirectRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 24);
+  messageDesc(file_chat_v1_chat, 26);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomResponse
@@ -575,7 +607,7 @@ export type OpenDirectRoomResponse = Message$1<"chat.v1.OpenDirectRoomResponse">
  * Use `create(OpenDirectRoomResponseSchema)` to create a new message.
  */
 export const OpenDirectRoomResponseSchema: GenMessage<OpenDirectRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 25);
+  messageDesc(file_chat_v1_chat, 27);
 
 /**
  * @generated from message chat.v1.SendMessageRequest
@@ -607,7 +639,7 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 26);
+  messageDesc(file_chat_v1_chat, 28);
 
 /**
  * @generated from message chat.v1.SendMessageResponse
@@ -624,7 +656,7 @@ export type SendMessageResponse = Message$1<"chat.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 27);
+  messageDesc(file_chat_v1_chat, 29);
 
 /**
  * @generated from message chat.v1.SendTypingRequest
@@ -641,7 +673,7 @@ export type SendTypingRequest = Message$1<"chat.v1.SendTypingRequest"> & {
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 28);
+  messageDesc(file_chat_v1_chat, 30);
 
 /**
  * @generated from message chat.v1.SendTypingResponse
@@ -654,7 +686,7 @@ export type SendTypingResponse = Message$1<"chat.v1.SendTypingResponse"> & {
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 29);
+  messageDesc(file_chat_v1_chat, 31);
 
 /**
  * Where a client's copy of a room ends: it has every message up to and
@@ -679,7 +711,7 @@ export type RoomCursor = Message$1<"chat.v1.RoomCursor"> & {
  * Use `create(RoomCursorSchema)` to create a new message.
  */
 export const RoomCursorSchema: GenMessage<RoomCursor> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 30);
+  messageDesc(file_chat_v1_chat, 32);
 
 /**
  * @generated from message chat.v1.SubscribeRequest
@@ -699,7 +731,7 @@ export type SubscribeRequest = Message$1<"chat.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 31);
+  messageDesc(file_chat_v1_chat, 33);
 
 /**
  * @generated from message chat.v1.HistoryRequest
@@ -730,7 +762,7 @@ export type HistoryRequest = Message$1<"chat.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 32);
+  messageDesc(file_chat_v1_chat, 34);
 
 /**
  * @generated from message chat.v1.HistoryResponse
@@ -756,7 +788,7 @@ export type HistoryResponse = Message$1<"chat.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 33);
+  messageDesc(file_chat_v1_chat, 35);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersRequest
@@ -775,7 +807,7 @@ export type ListOnlineUsersRequest = Message$1<"chat.v1.ListOnlineUsersRequest">
  * Use `create(ListOnlineUsersRequestSchema)` to create a new message.
  */
 export const ListOnlineUsersRequestSchema: GenMessage<ListOnlineUsersRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 34);
+  messageDesc(file_chat_v1_chat, 36);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersResponse
@@ -792,7 +824,7 @@ export type ListOnlineUsersResponse = Message$1<"chat.v1.ListOnlineUsersResponse
  * Use `create(ListOnlineUsersResponseSchema)` to create a new message.
  */
 export const ListOnlineUsersResponseSchema: GenMessage<ListOnlineUsersResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 35);
+  messageDesc(file_chat_v1_chat, 37);
 
 /**
  * What a client sends on ChatStream.
@@ -839,7 +871,7 @@ export type ClientEvent = Message$1<"chat.v1.ClientEvent"> & {
  * Use `create(ClientEventSchema)` to create a new message.
  */
 export const ClientEventSchema: GenMessage<ClientEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36);
+  messageDesc(file_chat_v1_chat, 38);
 
 /**
  * @generated from message chat.v1.ClientEvent.Typing
@@ -856,7 +888,7 @@ export type ClientEvent_Typing = Message$1<"chat.v1.ClientEvent.Typing"> & {
  * Use `create(ClientEvent_TypingSchema)` to create a new message.
  */
 export const ClientEvent_TypingSchema: GenMessage<ClientEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36, 0);
+  messageDesc(file_chat_v1_chat, 38, 0);
 
 /**
  * @generated from message chat.v1.ClientEvent.Ping
@@ -873,7 +905,7 @@ export type ClientEvent_Ping = Message$1<"chat.v1.ClientEvent.Ping"> & {
  * Use `create(ClientEvent_PingSchema)` to create a new message.
  */
 export const ClientEvent_PingSchema: GenMessage<ClientEvent_Ping> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36, 1);
+  messageDesc(file_chat_v1_chat, 38, 1);
 
 /**
  * Valid only as the first event of a stream: catch up on these rooms
@@ -893,7 +925,7 @@ export type ClientEvent_Resume = Message$1<"chat.v1.ClientEvent.Resume"> & {
  * Use `create(ClientEvent_ResumeSchema)` to create a new message.
  */
 export const ClientEvent_ResumeSchema: GenMessage<ClientEvent_Resume> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36, 2);
+  messageDesc(file_chat_v1_chat, 38, 2);
 
 /**
  * What the server sends on ChatStream and Subscribe.
@@ -960,7 +992,7 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
  * Use `create(ServerEventSchema)` to create a new message.
  */
 export const ServerEventSchema: GenMessage<ServerEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37);
+  messageDesc(file_chat_v1_chat, 39);
 
 /**
  * Always the first event of a stream.
@@ -991,7 +1023,7 @@ export type ServerEvent_Ready = Message$1<"chat.v1.ServerEvent.Ready"> & {
  * Use `create(ServerEvent_ReadySchema)` to create a new message.
  */
 export const ServerEvent_ReadySchema: GenMessage<ServerEvent_Ready> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37, 0);
+  messageDesc(file_chat_v1_chat, 39, 0);
 
 /**
  * The acknowledgement of the caller's own ChatStream send; the sending
@@ -1016,7 +1048,7 @@ export type ServerEvent_Sent = Message$1<"chat.v1.ServerEvent.Sent"> & {
  * Use `create(ServerEvent_SentSchema)` to create a new message.
  */
 export const ServerEvent_SentSchema: GenMessage<ServerEvent_Sent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37, 1);
+  messageDesc(file_chat_v1_chat, 39, 1);
 
 /**
  * A user who shares a room with the caller came online or went offline.
@@ -1040,7 +1072,7 @@ export type ServerEvent_Presence = Message$1<"chat.v1.ServerEvent.Presence"> & {
  * Use `create(ServerEvent_PresenceSchema)` to create a new message.
  */
 export const ServerEvent_PresenceSchema: GenMessage<ServerEvent_Presence> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37, 2);
+  messageDesc(file_chat_v1_chat, 39, 2);
 
 /**
  * @generated from message chat.v1.ServerEvent.Typing
@@ -1062,7 +1094,7 @@ export type ServerEvent_Typing = Message$1<"chat.v1.ServerEvent.Typing"> & {
  * Use `create(ServerEvent_TypingSchema)` to create a new message.
  */
 export const ServerEvent_TypingSchema: GenMessage<ServerEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37, 3);
+  messageDesc(file_chat_v1_chat, 39, 3);
 
 /**
  * The answer to a ping; nonce 0 is the server's idle-stream heartbeat.
@@ -1081,7 +1113,7 @@ export type ServerEvent_Pong = Message$1<"chat.v1.ServerEvent.Pong"> & {
  * Use `create(ServerEvent_PongSchema)` to create a new message.
  */
 export const ServerEvent_PongSchema: GenMessage<ServerEvent_Pong> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37, 4);
+  messageDesc(file_chat_v1_chat, 39, 4);
 
 /**
  * A stream request failed; the stream goes on.
@@ -1114,7 +1146,7 @@ export type ServerEvent_Error = Message$1<"chat.v1.ServerEvent.Error"> & {
  * Use `create(ServerEvent_ErrorSchema)` to create a new message.
  */
 export const ServerEvent_ErrorSchema: GenMessage<ServerEvent_Error> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37, 5);
+  messageDesc(file_chat_v1_chat, 39, 5);
 
 /**
  * More messages were missed in a room than a resume sends: the stream
@@ -1140,7 +1172,7 @@ export type ServerEvent_Resync = Message$1<"chat.v1.ServerEvent.Resync"> & {
  * Use `create(ServerEvent_ResyncSchema)` to create a new message.
  */
 export const ServerEvent_ResyncSchema: GenMessage<ServerEvent_Resync> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37, 6);
+  messageDesc(file_chat_v1_chat, 39, 6);
 
 /**
  * @generated from enum chat.v1.RoomKind
@@ -1239,6 +1271,19 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof RevokeSessionRequestSchema;
     output: typeof RevokeSessionResponseSchema;
+  },
+  /**
+   * Deletes the caller's account, after checking its password again: every
+   * session is revoked and its streams end, the account leaves every room,
+   * and the username is free again. Its messages stay in history, sent by
+   * "[deleted]".
+   *
+   * @generated from rpc chat.v1.AuthService.DeleteAccount
+   */
+  deleteAccount: {
+    methodKind: "unary";
+    input: typeof DeleteAccountRequestSchema;
+    output: typeof DeleteAccountResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_chat, 0);
