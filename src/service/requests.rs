@@ -1,12 +1,12 @@
 //! The handlers' input validation: pure functions from protobuf requests to
 //! domain values.
 //!
-//! Every handler checks its request here before it touches the caller's
-//! session, the store or the hub, so these functions are all there is to a
-//! request's syntax. Being pure, they are what the property tests and the
-//! fuzzer (`fuzz/`, through [`check_encoded`]) exercise; what they accept
-//! may still fail later on facts only the database knows (membership, an
-//! unknown user, a spent refresh token).
+//! Every handler checks its request here (after authenticating the caller)
+//! before it touches the store or the hub, so these functions are all there
+//! is to a request's syntax. Being pure, they are what the property tests
+//! and the fuzzer (`fuzz/`, through [`check_encoded`]) exercise; what they
+//! accept may still fail later on facts only the database knows
+//! (membership, an unknown user, a spent refresh token).
 //!
 //! A function takes its request by value when the domain value keeps the
 //! request's strings (passwords, message text), by reference otherwise.
