@@ -15,6 +15,7 @@ pub mod error;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod pb;
 pub mod router;
 pub mod service;

@@ -12,8 +12,8 @@ use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, client_event, server_event};
 use chat_server::config::Config;
-use chat_server::{metrics, startup};
 use chat_server::state::AppState;
+use chat_server::{metrics, startup};
 use tempfile::TempDir;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -518,7 +518,11 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
         .get(format!("http://{addr}{path}").parse().unwrap())
         .await
         .expect("an HTTP answer");
-    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(body.to_vec()).expect("a text body")
 }
@@ -538,6 +542,56 @@ impl TestApp {
                 "{name} is {value}, not {expected}, after {PATIENCE:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// What a well-behaved client may wait for its own message to come back
+/// while others misbehave. Far above the few milliseconds it takes on an
+/// idle machine, far below what a starved server would show.
+pub const NORMAL_LATENCY: Duration = Duration::from_millis(500);
+
+/// Carol and dave chat in their own room, on the test app's own
+/// connection: the well-behaved pair that abuse must not disturb.
+pub struct Bystanders {
+    dave: TestUser,
+    carol_stream: EventStream,
+    room: pb::Room,
+}
+
+impl Bystanders {
+    pub async fn join(app: &TestApp) -> Self {
+        let carol = app.user("carol").await;
+        let dave = app.user("dave").await;
+        let room = carol.create_room("quiet corner").await;
+        dave.join(&room).await;
+        let (carol_stream, _) = carol.subscribe().await;
+        Self {
+            dave,
+            carol_stream,
+            room,
+        }
+    }
+
+    /// Dave sends a few messages; each reaches carol's stream within
+    /// [`NORMAL_LATENCY`].
+    pub async fn assert_chat_is_normal(&mut self) {
+        for i in 0..5 {
+            let started = std::time::Instant::now();
+            let sent = self.dave.send(&self.room, &format!("still here {i}")).await;
+            let received = loop {
+                match self.carol_stream.next().await {
+                    server_event::Event::Message(message) => break message,
+                    server_event::Event::Presence(_) | server_event::Event::Pong(_) => continue,
+                    other => panic!("unexpected event {other:?}"),
+                }
+            };
+            let latency = started.elapsed();
+            assert_eq!(received.id, sent.id);
+            assert!(
+                latency < NORMAL_LATENCY,
+                "a well-behaved client waited {latency:?} for its message"
+            );
         }
     }
 }

@@ -1,0 +1,966 @@
+//! Connections, between the listening socket and the services: accepting
+//! them (TLS or plain text), the per-node connection cap, the handshake and
+//! idle timeouts, closing them all when a shutdown's grace runs out, and the
+//! size limits on what a request may carry.
+//!
+//! [`Incoming`] accepts TCP connections and hands tonic's server a [`Conn`]
+//! for each. A `Conn` carries a [`ConnInfo`] that tonic puts into every
+//! request's extensions, where [`ConnectionLayer`] reads it: to refuse the
+//! calls of a connection over the cap, and to count the calls in flight, so
+//! that the `Conn` knows when it has been idle long enough to close. tonic
+//! offers no way to close one connection, so a `Conn` closes itself: its
+//! reads end and its writes fail, and hyper drops the connection.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::{Buf as _, Bytes};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
+use http_body::Frame;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::Stream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::config::Limits;
+use crate::metrics::{Limit, Metrics};
+
+/// The longest a new connection may take to finish its TLS handshake and
+/// send the first bytes of HTTP (the HTTP/2 preface), so that connections
+/// that never speak cannot pile up. Real clients need a few round trips;
+/// ten seconds allows for very slow links. Never longer than the idle
+/// timeout: a connection that has not spoken is not busier than an idle one.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes a connection must send before [`HANDSHAKE_TIMEOUT`]: the length of
+/// the HTTP/2 client preface, and less than any HTTP/1.1 request line.
+const PREFACE_LEN: usize = 24;
+
+/// How long a connection over the cap stays open after its first refused
+/// call: long enough for the answer to reach the client before the close,
+/// short because it holds one of the few places kept for refusals.
+const REFUSED_LINGER: Duration = Duration::from_secs(1);
+
+/// How long accepting pauses after the listener fails (out of file
+/// descriptors, most likely) instead of retrying in a busy loop.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What a refused call is told.
+fn too_many_connections(cap: usize) -> String {
+    format!("too many connections to this server: at most {cap}; retry later")
+}
+
+/// Reads the PEM certificate chain and private key, and makes the TLS
+/// acceptor: HTTP/2 and HTTP/1.1 (for grpc-web) offered by ALPN.
+///
+/// # Errors
+/// When a file cannot be read, holds no certificate or key, or the key does
+/// not match the certificate.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading the TLS certificate chain from {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("no certificate in {}", cert.display());
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the TLS private key from {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("choosing the TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)
+    .with_context(|| {
+        format!(
+            "using the TLS certificate {} with the key {}",
+            cert.display(),
+            key.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The per-node cap: how many connections are served, and how many more
+/// are kept just long enough to be told why they are refused.
+struct Cap {
+    max: usize,
+    served: AtomicUsize,
+    refused: AtomicUsize,
+    metrics: Arc<Metrics>,
+}
+
+enum Admission {
+    Served(Slot),
+    Refused(Slot),
+    Dropped,
+}
+
+impl Cap {
+    /// Called only by the accept loop, so a check and its increment cannot
+    /// interleave with another admission; releases only make room.
+    fn admit(self: &Arc<Self>) -> Admission {
+        if self.served.load(Ordering::Acquire) < self.max {
+            self.served.fetch_add(1, Ordering::AcqRel);
+            self.metrics.connections_open.inc();
+            return Admission::Served(Slot {
+                cap: Arc::clone(self),
+                served: true,
+            });
+        }
+        // As many refused connections as served ones at most: beyond twice
+        // the cap, telling clients why costs more than it helps.
+        if self.refused.load(Ordering::Acquire) < self.max {
+            self.refused.fetch_add(1, Ordering::AcqRel);
+            return Admission::Refused(Slot {
+                cap: Arc::clone(self),
+                served: false,
+            });
+        }
+        self.metrics.rejected(Limit::Connections);
+        Admission::Dropped
+    }
+}
+
+/// A connection's place under the cap, given back when it is dropped.
+struct Slot {
+    cap: Arc<Cap>,
+    served: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.served {
+            self.cap.served.fetch_sub(1, Ordering::AcqRel);
+            self.cap.metrics.connections_open.dec();
+        } else {
+            self.cap.refused.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What every connection is accepted with.
+struct Settings {
+    cap: Arc<Cap>,
+    tls: Option<TlsAcceptor>,
+    idle_timeout: Duration,
+    handshake_timeout: Duration,
+    /// Cancelled when the shutdown's grace is over: every connection closes.
+    closing: CancellationToken,
+}
+
+/// The accepted connections, as tonic's server takes them. TLS handshakes
+/// run concurrently, each in its own task, so a slow one delays nobody.
+pub struct Incoming {
+    tcp: TcpIncoming,
+    settings: Arc<Settings>,
+    handshakes: JoinSet<Option<Conn>>,
+    pause: Option<Pin<Box<Sleep>>>,
+}
+
+impl Incoming {
+    /// Accepts on `listener`; plain text unless `tls` is given. Every
+    /// connection closes once `closing` is cancelled.
+    pub fn new(
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        limits: &Limits,
+        metrics: Arc<Metrics>,
+        closing: CancellationToken,
+    ) -> Self {
+        // Set here because tonic ignores its own TCP settings for a
+        // stream of connections it did not accept itself.
+        let tcp = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(limits.tcp_keepalive));
+        Self {
+            tcp,
+            settings: Arc::new(Settings {
+                cap: Arc::new(Cap {
+                    max: limits.max_connections,
+                    served: AtomicUsize::new(0),
+                    refused: AtomicUsize::new(0),
+                    metrics,
+                }),
+                tls,
+                idle_timeout: limits.idle_timeout,
+                handshake_timeout: HANDSHAKE_TIMEOUT.min(limits.idle_timeout),
+                closing,
+            }),
+            handshakes: JoinSet::new(),
+            pause: None,
+        }
+    }
+
+    /// Takes a new TCP connection: a `Conn` at once in plain text, or later
+    /// from its handshake task with TLS.
+    fn accepted(&mut self, stream: TcpStream) -> Option<Conn> {
+        let settings = Arc::clone(&self.settings);
+        let (slot, admitted) = match settings.cap.admit() {
+            Admission::Served(slot) => (slot, true),
+            Admission::Refused(slot) => (slot, false),
+            Admission::Dropped => {
+                tracing::debug!(
+                    peer = ?stream.peer_addr().ok(),
+                    "connection dropped: too many refused connections"
+                );
+                return None;
+            }
+        };
+        let deadline = Instant::now() + settings.handshake_timeout;
+        let Some(acceptor) = settings.tls.clone() else {
+            return Some(Conn::new(
+                Io::Plain(stream),
+                slot,
+                admitted,
+                deadline,
+                &settings,
+            ));
+        };
+        self.handshakes.spawn(async move {
+            let peer = stream.peer_addr().ok();
+            match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => Some(Conn::new(
+                    Io::Tls(Box::new(tls)),
+                    slot,
+                    admitted,
+                    deadline,
+                    &settings,
+                )),
+                Ok(Err(error)) => {
+                    tracing::debug!(?peer, %error, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(?peer, "TLS handshake timed out");
+                    None
+                }
+            }
+        });
+        None
+    }
+}
+
+impl Stream for Incoming {
+    type Item = io::Result<Conn>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Poll::Ready(Some(done)) = this.handshakes.poll_join_next(cx) {
+                match done {
+                    Ok(Some(conn)) => return Poll::Ready(Some(Ok(conn))),
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::error!(%error, "a TLS handshake task failed");
+                        continue;
+                    }
+                }
+            }
+            if let Some(pause) = &mut this.pause {
+                ready!(pause.as_mut().poll(cx));
+                this.pause = None;
+            }
+            match ready!(Pin::new(&mut this.tcp).poll_next(cx)) {
+                Some(Ok(stream)) => {
+                    if let Some(conn) = this.accepted(stream) {
+                        return Poll::Ready(Some(Ok(conn)));
+                    }
+                }
+                Some(Err(error)) if is_connection_error(&error) => {
+                    tracing::debug!(%error, "a connection failed before it was accepted");
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "accepting connections failed; pausing");
+                    this.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_ERROR_PAUSE)));
+                }
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// Errors of one connection, not of the listener.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// One accepted connection. It closes itself (its reads end, its writes
+/// fail) when it has had no call in flight for the idle timeout, when it
+/// sent nothing before the handshake timeout, some time after refusing a
+/// call over the cap, or when the shutdown's grace is over.
+pub struct Conn {
+    io: Io,
+    info: ConnInfo,
+    /// Resolves, with the reason, when the connection should close.
+    closing: Pin<Box<dyn Future<Output = &'static str> + Send>>,
+    /// Until the preface has arrived: its deadline, and the bytes so far.
+    preface: Option<(Pin<Box<Sleep>>, usize)>,
+    closed: Option<&'static str>,
+    _slot: Slot,
+}
+
+impl Conn {
+    fn new(io: Io, slot: Slot, admitted: bool, deadline: Instant, settings: &Settings) -> Self {
+        let tcp = match &io {
+            Io::Plain(stream) => stream,
+            Io::Tls(stream) => stream.get_ref().0,
+        };
+        let info = ConnInfo(Arc::new(Shared {
+            tcp: TcpConnectInfo {
+                local_addr: tcp.local_addr().ok(),
+                remote_addr: tcp.peer_addr().ok(),
+            },
+            refused_over: (!admitted).then_some(settings.cap.max),
+            calls: watch::Sender::new(0),
+            answered: Notify::new(),
+        }));
+        let shutdown = settings.closing.clone().cancelled_owned();
+        let closing: Pin<Box<dyn Future<Output = &'static str> + Send>> = if admitted {
+            let idle = idle_for(info.0.calls.subscribe(), settings.idle_timeout);
+            Box::pin(async move {
+                tokio::select! {
+                    () = shutdown => "the shutdown's grace period is over",
+                    () = idle => "idle",
+                }
+            })
+        } else {
+            let shared = Arc::clone(&info.0);
+            let lifetime = settings.handshake_timeout;
+            Box::pin(async move {
+                tokio::select! {
+                    () = shutdown => "the shutdown's grace period is over",
+                    () = tokio::time::sleep(lifetime) => "over the connection cap",
+                    () = async {
+                        shared.answered.notified().await;
+                        tokio::time::sleep(REFUSED_LINGER).await;
+                    } => "over the connection cap",
+                }
+            })
+        };
+        Self {
+            io,
+            info,
+            closing,
+            preface: Some((Box::pin(tokio::time::sleep_until(deadline)), 0)),
+            closed: None,
+            _slot: slot,
+        }
+    }
+
+    /// Whether the connection is closed, or must close now.
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        if self.closed.is_some() {
+            return self.closed;
+        }
+        let reason = if let Poll::Ready(reason) = self.closing.as_mut().poll(cx) {
+            Some(reason)
+        } else if let Some((deadline, _)) = &mut self.preface {
+            deadline
+                .as_mut()
+                .poll(cx)
+                .is_ready()
+                .then_some("no HTTP request before the handshake timeout")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            tracing::debug!(peer = ?self.info.0.tcp.remote_addr, reason, "closing the connection");
+            self.closed = Some(reason);
+        }
+        self.closed
+    }
+
+    fn poll_write_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(
+            Pin<&mut (dyn AsyncWrite + Send + Unpin)>,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Some(reason) = self.poll_closed(cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                reason,
+            )));
+        }
+        match &mut self.io {
+            Io::Plain(stream) => write(Pin::new(stream), cx),
+            Io::Tls(stream) => write(Pin::new(stream.as_mut()), cx),
+        }
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.poll_closed(cx).is_some() {
+            // The end of the stream: hyper ends the connection.
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let read = match &mut this.io {
+            Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        };
+        if let Some((_, seen)) = &mut this.preface {
+            *seen += buf.filled().len() - before;
+            if *seen >= PREFACE_LEN {
+                this.preface = None;
+            }
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(stream) => stream.is_write_vectored(),
+            Io::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_write_with(cx, |io, cx| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Resolves once no call has been in flight for `idle`.
+async fn idle_for(mut calls: watch::Receiver<usize>, idle: Duration) {
+    loop {
+        if calls.wait_for(|&n| n == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        if tokio::time::timeout(idle, calls.changed()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What the services know of a connection, in every request's extensions.
+#[derive(Clone)]
+pub struct ConnInfo(Arc<Shared>);
+
+struct Shared {
+    tcp: TcpConnectInfo,
+    /// The cap this connection is over, if it is.
+    refused_over: Option<usize>,
+    /// Calls in flight.
+    calls: watch::Sender<usize>,
+    /// Notified when a refused call has been answered.
+    answered: Notify,
+}
+
+impl ConnInfo {
+    /// The client's address (tonic's `Request::remote_addr` works too).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.0.tcp.remote_addr
+    }
+
+    fn call_started(&self) -> InFlight {
+        self.0.calls.send_modify(|n| *n += 1);
+        InFlight(Arc::clone(&self.0))
+    }
+}
+
+/// One call in flight, until its response has been sent or dropped.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.calls.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Refuses the calls of connections over the cap, counts the calls in
+/// flight on each connection, and holds HTTP/1.1 headers to the same size
+/// limit that HTTP/2 applies to its header lists.
+#[derive(Clone)]
+pub struct ConnectionLayer {
+    metrics: Arc<Metrics>,
+    max_header_list_size: usize,
+}
+
+impl ConnectionLayer {
+    pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            max_header_list_size: limits.max_header_list_size as usize,
+        }
+    }
+}
+
+impl<S> Layer<S> for ConnectionLayer {
+    type Service = ConnectionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConnectionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`ConnectionLayer`].
+#[derive(Clone)]
+pub struct ConnectionService<S> {
+    inner: S,
+    layer: ConnectionLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<B>> for ConnectionService<S>
+where
+    S: Service<Request<B>, Response = Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let info = request.extensions().get::<ConnInfo>().cloned();
+        if let Some(cap) = info.as_ref().and_then(|info| info.0.refused_over) {
+            self.layer.metrics.rejected(Limit::Connections);
+            let response = refusal(&request, cap);
+            if let Some(info) = &info {
+                info.0.answered.notify_one();
+            }
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        // HTTP/2 enforces the limit itself (431 and a reset stream).
+        if request.version() < Version::HTTP_2
+            && header_list_size(request.headers()) > self.layer.max_header_list_size
+        {
+            let mut response = Response::new(tonic::body::Body::empty());
+            *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        let in_flight = info.map(|info| {
+            request.extensions_mut().insert(info.0.tcp.clone());
+            info.call_started()
+        });
+        let responding = self.inner.call(request);
+        Box::pin(async move {
+            let response = responding.await?;
+            Ok(response.map(|body| {
+                tonic::body::Body::new(CallBody {
+                    inner: body,
+                    _in_flight: in_flight,
+                })
+            }))
+        })
+    }
+}
+
+/// The answer to a call on a connection over the cap: RESOURCE_EXHAUSTED
+/// for gRPC and grpc-web, 503 for anything else.
+fn refusal<B>(request: &Request<B>, cap: usize) -> Response<tonic::body::Body> {
+    let message = too_many_connections(cap);
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .filter(|value| value.as_bytes().starts_with(b"application/grpc"));
+    let mut response = match content_type {
+        Some(content_type) => {
+            let mut response = Status::resource_exhausted(message).into_http();
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, content_type.clone());
+            response
+        }
+        None => {
+            let mut response =
+                Response::new(tonic::body::Body::new(axum::body::Body::from(message)));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    };
+    if request.version() < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The size of a header list as HTTP/2 counts it (RFC 9113, 6.5.2): each
+/// name and value, plus 32 bytes per field.
+fn header_list_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
+/// A response body that keeps its call counted as in flight.
+struct CallBody {
+    inner: tonic::body::Body,
+    _in_flight: Option<InFlight>,
+}
+
+impl http_body::Body for CallBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Holds gRPC messages to `max` bytes: a call that sends a larger one fails
+/// with RESOURCE_EXHAUSTED naming the limit, as the gRPC spec asks (tonic's
+/// own check answers OUT_OF_RANGE). Goes inside grpc-web's translation, so
+/// it sees the plain gRPC framing of every call.
+#[derive(Clone)]
+pub struct MessageLimitLayer {
+    max: usize,
+}
+
+impl MessageLimitLayer {
+    pub fn new(max: usize) -> Self {
+        Self { max }
+    }
+}
+
+impl<S> Layer<S> for MessageLimitLayer {
+    type Service = MessageLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MessageLimit {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+/// The service of [`MessageLimitLayer`].
+#[derive(Clone)]
+pub struct MessageLimit<S> {
+    inner: S,
+    max: usize,
+}
+
+impl<S> Service<Request<axum::body::Body>> for MessageLimit<S>
+where
+    S: Service<Request<axum::body::Body>, Response = Response<axum::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<axum::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<axum::body::Body>) -> Self::Future {
+        let too_large = Arc::new(TooLarge {
+            max: self.max,
+            found: OnceLock::new(),
+            signal: CancellationToken::new(),
+        });
+        let request = request.map(|body| {
+            axum::body::Body::new(LimitedBody {
+                inner: body,
+                frames: FrameReader::default(),
+                too_large: Arc::clone(&too_large),
+                done: false,
+            })
+        });
+        let responding = self.inner.call(request);
+        Box::pin(async move {
+            let response = responding.await?;
+            // A trailers-only answer already carries the call's status.
+            if response.headers().contains_key("grpc-status") {
+                return Ok(response);
+            }
+            Ok(response.map(|body| {
+                axum::body::Body::new(EndsWhenTooLarge {
+                    inner: body,
+                    signal: Box::pin(too_large.signal.clone().cancelled_owned()),
+                    too_large,
+                    done: false,
+                })
+            }))
+        })
+    }
+}
+
+/// A call's message over the limit, once its request body has shown one.
+struct TooLarge {
+    max: usize,
+    found: OnceLock<usize>,
+    signal: CancellationToken,
+}
+
+impl TooLarge {
+    fn status(&self) -> Status {
+        let found = self.found.get().copied().unwrap_or_default();
+        Status::resource_exhausted(format!(
+            "message too large: {found} bytes, the limit is {} bytes",
+            self.max
+        ))
+    }
+}
+
+/// Follows the gRPC framing of a request body (a flag byte and a 4-byte
+/// length before each message) to see each message's length first.
+#[derive(Default)]
+struct FrameReader {
+    header: [u8; 5],
+    header_len: usize,
+    /// Bytes of the current message still to come.
+    payload_left: usize,
+}
+
+impl FrameReader {
+    /// Reads a chunk; the length of the first message over `max`, if any.
+    fn read(&mut self, mut chunk: &[u8], max: usize) -> Option<usize> {
+        while !chunk.is_empty() {
+            if self.payload_left > 0 {
+                let skip = self.payload_left.min(chunk.len());
+                self.payload_left -= skip;
+                chunk.advance(skip);
+                continue;
+            }
+            let take = (5 - self.header_len).min(chunk.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&chunk[..take]);
+            self.header_len += take;
+            chunk.advance(take);
+            if self.header_len == 5 {
+                self.header_len = 0;
+                let [_, a, b, c, d] = self.header;
+                let len = u32::from_be_bytes([a, b, c, d]) as usize;
+                if len > max {
+                    return Some(len);
+                }
+                self.payload_left = len;
+            }
+        }
+        None
+    }
+}
+
+/// A request body that fails at the first message over the limit.
+struct LimitedBody {
+    inner: axum::body::Body,
+    frames: FrameReader,
+    too_large: Arc<TooLarge>,
+    done: bool,
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return Poll::Ready(Some(Err(Status::from_error(error.into())))),
+            None => return Poll::Ready(None),
+        };
+        let max = this.too_large.max;
+        if let Some(found) = frame
+            .data_ref()
+            .and_then(|data| this.frames.read(data, max))
+        {
+            this.done = true;
+            let _ = this.too_large.found.set(found);
+            this.too_large.signal.cancel();
+            return Poll::Ready(Some(Err(this.too_large.status())));
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+}
+
+/// A response that ends with the request's RESOURCE_EXHAUSTED as soon as
+/// its request sent a message over the limit. The handler of a stream only
+/// sees its input fail; the client must learn why.
+struct EndsWhenTooLarge {
+    inner: axum::body::Body,
+    signal: Pin<Box<WaitForCancellationFutureOwned>>,
+    too_large: Arc<TooLarge>,
+    done: bool,
+}
+
+impl http_body::Body for EndsWhenTooLarge {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.signal.as_mut().poll(cx).is_ready() {
+            this.done = true;
+            let mut trailers = HeaderMap::new();
+            if let Err(error) = this.too_large.status().add_header(&mut trailers) {
+                tracing::error!(%error, "encoding a status");
+            }
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if frame.is_none() {
+            this.done = true;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(len: u32) -> Vec<u8> {
+        let mut frame = vec![0];
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.resize(5 + len as usize, b'x');
+        frame
+    }
+
+    #[test]
+    fn the_frame_reader_finds_a_message_over_the_limit_across_chunks() {
+        let mut stream = framed(10);
+        stream.extend(framed(3));
+        stream.extend(&framed(100)[..5]);
+        let mut reader = FrameReader::default();
+
+        let found: Vec<_> = stream
+            .chunks(2)
+            .map(|chunk| reader.read(chunk, 10))
+            .collect();
+
+        assert_eq!(found.iter().flatten().collect::<Vec<_>>(), [&100]);
+        assert_eq!(found.last(), Some(&Some(100)));
+    }
+
+    #[test]
+    fn the_frame_reader_lets_messages_at_the_limit_pass() {
+        let mut reader = FrameReader::default();
+
+        assert_eq!(reader.read(&framed(10), 10), None);
+        assert_eq!(reader.read(&framed(0), 10), None);
+        assert_eq!(reader.read(&framed(11)[..5], 10), Some(11));
+    }
+
+    #[test]
+    fn the_header_list_size_counts_32_bytes_per_field() {
+        let mut headers = HeaderMap::new();
+        headers.insert("a", HeaderValue::from_static("bc"));
+        headers.insert("de", HeaderValue::from_static(""));
+
+        assert_eq!(header_list_size(&headers), 3 + 32 + 2 + 32);
+    }
+}
