@@ -348,10 +348,8 @@ impl Hub {
     /// Sends a stored message to every open stream of every member of its
     /// room; the stream that sent it (if any) gets `sent` instead.
     pub fn deliver(&self, message: &Message, origin: Option<StreamId>) {
-        let frame = Frame::live_message(
-            Event::Message(pb::Message::from(message)),
-            message.sent_at,
-        );
+        let frame =
+            Frame::live_message(Event::Message(pb::Message::from(message)), message.sent_at);
         let order = Some(Ordered {
             room_id: message.room_id,
             seq: message.seq,

@@ -152,19 +152,20 @@ impl LoginBackoff {
                 }
             }
         }
-        let entry = failures
-            .entry(username.key())
-            .or_insert(Failures {
-                count: 0,
-                last: now,
-                blocked_until: None,
-            });
+        let entry = failures.entry(username.key()).or_insert(Failures {
+            count: 0,
+            last: now,
+            blocked_until: None,
+        });
         if now.duration_since(entry.last) >= FAILURE_MEMORY {
             entry.count = 0;
         }
         entry.count = entry.count.saturating_add(1);
         entry.last = now;
-        if let Some(beyond) = entry.count.checked_sub(self.free_attempts.saturating_add(1)) {
+        if let Some(beyond) = entry
+            .count
+            .checked_sub(self.free_attempts.saturating_add(1))
+        {
             let backoff = FIRST_BACKOFF
                 .saturating_mul(2u32.saturating_pow(beyond.min(31)))
                 .min(self.max_backoff);
@@ -212,9 +213,9 @@ mod tests {
         let refused = limiter.check(alice).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(
-            refused
-                .client_message()
-                .starts_with("sending too fast: at most 10 messages per second (bursts of 20); retry in "),
+            refused.client_message().starts_with(
+                "sending too fast: at most 10 messages per second (bursts of 20); retry in "
+            ),
             "{}",
             refused.client_message()
         );
@@ -235,7 +236,9 @@ mod tests {
         backoff.failed(&name);
         backoff.check(&name).expect("two failures are free");
         backoff.failed(&name);
-        let refused = backoff.check(&Username::parse("alice").unwrap()).unwrap_err();
+        let refused = backoff
+            .check(&Username::parse("alice").unwrap())
+            .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert_eq!(
             refused.client_message(),
@@ -247,6 +250,8 @@ mod tests {
         let blocked = backoff.lock()[&name.key()].blocked_until.unwrap();
         assert!(blocked <= Instant::now() + Duration::from_secs(4));
         backoff.succeeded(&name);
-        backoff.check(&name).expect("a success forgets the failures");
+        backoff
+            .check(&name)
+            .expect("a success forgets the failures");
     }
 }

@@ -181,7 +181,9 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr().context("reading the metrics address")?;
+    let address = listener
+        .local_addr()
+        .context("reading the metrics address")?;
     tracing::info!(%address, "serving metrics at /metrics");
     let app = axum::Router::new()
         .route("/metrics", get(render))

@@ -543,11 +543,13 @@ impl Store for SqliteStore {
         .into_iter()
         .map(SessionId::from_uuid)
         .collect();
-        sqlx::query("UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL")
-            .bind(user_id.uuid())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id.uuid())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "DELETE FROM refresh_tokens
              WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?1)",

@@ -132,12 +132,14 @@ async fn a_stream_send_over_the_rate_gets_an_error_event_and_the_stream_lives_on
     assert_eq!(error.client_msg_id, "k2");
     assert_eq!(error.code, Code::ResourceExhausted as i32);
     assert!(
-        error
-            .message
-            .starts_with("sending too fast: at most 1 messages per second (bursts of 2); retry in "),
+        error.message.starts_with(
+            "sending too fast: at most 1 messages per second (bursts of 2); retry in "
+        ),
         "{error:?}"
     );
-    stream.send(client_event::Event::Ping(client_event::Ping { nonce: 9 })).await;
+    stream
+        .send(client_event::Event::Ping(client_event::Ping { nonce: 9 }))
+        .await;
     match stream.next().await {
         server_event::Event::Pong(pong) => assert_eq!(pong.nonce, 9),
         other => panic!("expected pong, got {other:?}"),

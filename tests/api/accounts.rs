@@ -385,7 +385,10 @@ async fn a_deleted_account_ends_its_streams_frees_its_name_and_keeps_its_message
     let history = bob.history(&room, 0, 10).await;
     assert_eq!(history.messages.len(), 1);
     assert_eq!(history.messages[0].text, "hello before I go");
-    assert_eq!(history.messages[0].sender.as_ref().unwrap().username, "[deleted]");
+    assert_eq!(
+        history.messages[0].sender.as_ref().unwrap().username,
+        "[deleted]"
+    );
     let login = app
         .auth()
         .login(pb::LoginRequest {
@@ -395,7 +398,10 @@ async fn a_deleted_account_ends_its_streams_frees_its_name_and_keeps_its_message
         .await;
     assert_status(login, Code::Unauthenticated, "invalid username or password");
     let again = app.user("alice").await;
-    assert_ne!(again.user.id, alice.user.id, "the name is free for a new account");
+    assert_ne!(
+        again.user.id, alice.user.id,
+        "the name is free for a new account"
+    );
 }
 
 #[tokio::test]
@@ -413,7 +419,11 @@ async fn unknown_user_and_wrong_password_take_the_same_time() {
                     password: password.into(),
                 })
                 .await;
-            assert_status(result, Code::Unauthenticated, "invalid username or password");
+            assert_status(
+                result,
+                Code::Unauthenticated,
+                "invalid username or password",
+            );
             started.elapsed()
         }
     };

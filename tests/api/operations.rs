@@ -24,10 +24,7 @@ async fn metrics_count_streams_users_messages_and_latencies() {
 
     assert_eq!(app.metric("chat_messages_received_total").await, 3.0);
     assert_eq!(app.metric("chat_messages_delivered_total").await, 6.0);
-    assert_eq!(
-        app.metric("chat_delivery_latency_seconds_count").await,
-        6.0
-    );
+    assert_eq!(app.metric("chat_delivery_latency_seconds_count").await, 6.0);
     assert!(app.metric("chat_db_commit_seconds_count").await >= 1.0);
     let wrong = app
         .auth()
