@@ -90,10 +90,16 @@ pub struct Config {
 /// What any one client may take: every limit that protects the others.
 #[derive(Args, Debug, Clone)]
 pub struct Limits {
-    /// Largest gRPC message decoded or encoded, in bytes. A chat message is
-    /// at most 4 KiB of text; 64 KiB leaves room for history pages.
+    /// Largest gRPC message a client may send, in bytes. A chat message is
+    /// at most 4 KiB of text; 64 KiB is far more than any request needs.
     #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
     pub max_message_size: usize,
+
+    /// Largest gRPC message the server encodes, in bytes: a full history
+    /// page (200 messages of up to 4 KiB) or a long room list is larger than
+    /// any request needs to be.
+    #[arg(long, env = "CHAT_MAX_RESPONSE_SIZE", default_value_t = 4 * 1024 * 1024)]
+    pub max_response_size: usize,
 
     /// Largest HTTP/2 header list (metadata), in bytes.
     #[arg(long, env = "CHAT_MAX_HEADER_LIST_SIZE", default_value_t = 16 * 1024)]

@@ -85,12 +85,12 @@ pub async fn run(
         .build_v1()
         .context("building reflection v1")?
         .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+        .max_encoding_message_size(limits.max_response_size);
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building reflection v1alpha")?
         .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+        .max_encoding_message_size(limits.max_response_size);
 
     let address = listener
         .local_addr()
@@ -119,19 +119,19 @@ pub async fn run(
     let grpc = Routes::new(
         health_service
             .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
+            .max_encoding_message_size(limits.max_response_size),
     )
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
     .add_service(
         AuthServiceServer::new(AuthApi::new(state.clone()))
             .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
+            .max_encoding_message_size(limits.max_response_size),
     )
     .add_service(
         ChatServiceServer::new(ChatApi::new(state.clone()))
             .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
+            .max_encoding_message_size(limits.max_response_size),
     );
     // grpc-web for the gRPC methods only (it refuses other HTTP/1.1
     // requests); whatever is not a gRPC method is the browser app. The

@@ -207,7 +207,7 @@ pub async fn serve_client_events(
         Ok(Ok(None)) => return go_live(&state, id),
         Ok(Err(status)) => {
             tracing::debug!(stream = id, %status, "client stream failed");
-            return;
+            return state.hub.close(id, status);
         }
     }
     loop {
@@ -222,8 +222,11 @@ pub async fn serve_client_events(
                     Ok(Some(event)) => event,
                     // The client closed its side; the stream still runs downwards.
                     Ok(None) => break,
+                    // A broken or oversized request stream: the whole
+                    // stream ends now, not when the hub notices it gone.
                     Err(status) => {
                         tracing::debug!(stream = id, %status, "client stream failed");
+                        state.hub.close(id, status);
                         break;
                     }
                 }

@@ -2,62 +2,12 @@
 //! and password guessing, each refused as specified while a well-behaved
 //! client on the same server keeps chatting with normal latency.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chat_client::pb::{self, client_event, server_event};
 use tonic::Code;
 
-use crate::helpers::{
-    assert_status, spawn_app_with, EventStream, TestApp, TestUser, PASSWORD, PATIENCE,
-};
-
-/// What a well-behaved client may wait for its own message to come back
-/// while others misbehave. Far above the few milliseconds it takes on an
-/// idle machine, far below what a starved server would show.
-const NORMAL_LATENCY: Duration = Duration::from_millis(500);
-
-/// Carol and dave chat in their own room: the well-behaved pair.
-struct Bystanders {
-    dave: TestUser,
-    carol_stream: EventStream,
-    room: pb::Room,
-}
-
-impl Bystanders {
-    async fn join(app: &TestApp) -> Self {
-        let carol = app.user("carol").await;
-        let dave = app.user("dave").await;
-        let room = carol.create_room("quiet corner").await;
-        dave.join(&room).await;
-        let (carol_stream, _) = carol.subscribe().await;
-        Self {
-            dave,
-            carol_stream,
-            room,
-        }
-    }
-
-    /// Dave sends a few messages; each reaches carol's stream in normal time.
-    async fn assert_chat_is_normal(&mut self) {
-        for i in 0..5 {
-            let started = Instant::now();
-            let sent = self.dave.send(&self.room, &format!("still here {i}")).await;
-            let received = loop {
-                match self.carol_stream.next().await {
-                    server_event::Event::Message(message) => break message,
-                    server_event::Event::Presence(_) | server_event::Event::Pong(_) => continue,
-                    other => panic!("unexpected event {other:?}"),
-                }
-            };
-            let latency = started.elapsed();
-            assert_eq!(received.id, sent.id);
-            assert!(
-                latency < NORMAL_LATENCY,
-                "a well-behaved client waited {latency:?} for its message"
-            );
-        }
-    }
-}
+use crate::helpers::{assert_status, spawn_app_with, Bystanders, PASSWORD, PATIENCE};
 
 #[tokio::test]
 async fn a_send_flood_is_refused_beyond_the_rate_while_others_keep_chatting() {

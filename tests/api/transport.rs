@@ -664,3 +664,15 @@ async fn a_call_still_in_flight_does_not_hold_the_stop_beyond_the_grace() {
         "h2 protocol error: error reading a body from connection",
     );
 }
+
+#[tokio::test]
+async fn a_full_history_page_of_the_longest_messages_fits_in_a_response() {
+    let app = spawn_app().await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    alice.flood(&room, 4, 50, 4096 - "w0 m49 ".len()).await;
+    let page = bob.history(&room, 0, 200).await;
+
+    assert_eq!(page.messages.len(), 200);
+    // Far more than a request may be (64 KiB), well within a response.
+    assert!(page.encoded_len() > 800 * 1000, "{}", page.encoded_len());
+}
