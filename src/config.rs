@@ -16,7 +16,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Database URL: `sqlite://PATH` (created if missing).
+    /// Database URL: `sqlite://PATH` (created if missing) or
+    /// `postgres://USER@HOST/DB` (an existing database; several nodes may share it).
     #[arg(
         long,
         env = "CHAT_DATABASE_URL",

@@ -5,6 +5,7 @@
 //! the same behaviour. Every query binds its parameters; none is built from
 //! user input.
 
+mod postgres;
 mod sqlite;
 
 use std::collections::{HashMap, HashSet};
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The name a deleted account's messages show. No username may contain
@@ -306,11 +308,29 @@ pub trait Store: Send + Sync + 'static {
 pub async fn connect(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, synchronous).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        // PostgreSQL's durability is the server's `synchronous_commit`.
+        Ok(Arc::new(PostgresStore::connect(url).await?))
     } else {
         Err(Error::invalid(format!(
-            "unsupported database URL {:?}: expected sqlite://PATH",
+            "unsupported database URL {:?}: expected sqlite://PATH or postgres://HOST/DB",
             url.split(':').next().unwrap_or_default()
         )))
+    }
+}
+
+/// Whether a database error is a unique-constraint violation.
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The one place a unique-constraint violation becomes ALREADY_EXISTS, with
+/// the message `what` gives; every other database error passes through.
+fn already_exists_if_unique(error: sqlx::Error, what: impl FnOnce() -> String) -> Error {
+    if is_unique_violation(&error) {
+        Error::AlreadyExists(what())
+    } else {
+        error.into()
     }
 }
 

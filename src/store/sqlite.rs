@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use super::Synchronous;
 use super::{
-    plan_appends, AppendContext, AppendPlan, Appended, Membership, NewMessage, NewSession,
-    Rotation, Store, DELETED_USERNAME,
+    already_exists_if_unique, plan_appends, AppendContext, AppendPlan, Appended, Membership,
+    NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
@@ -305,10 +305,6 @@ fn user_from_row(row: &SqliteRow) -> Result<User> {
     })
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
 /// The key that makes a pair of users' direct room unique: both ids, ordered.
 fn direct_key(a: UserId, b: UserId) -> Vec<u8> {
     let (low, high) = if a <= b { (a, b) } else { (b, a) };
@@ -355,11 +351,9 @@ impl Store for SqliteStore {
                 id,
                 username: username.as_str().to_owned(),
             }),
-            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists(format!(
-                "username {:?} is already taken",
-                username.as_str()
-            ))),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(already_exists_if_unique(e, || {
+                format!("username {:?} is already taken", username.as_str())
+            })),
         }
     }
 
