@@ -25,6 +25,22 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// PostgreSQL connections per node (ignored for SQLite). Every node of
+    /// a cluster opens this many against one server's `max_connections`.
+    #[arg(long, env = "CHAT_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+    pub database_pool_size: u32,
+
+    /// NATS server(s) linking the nodes of a cluster (`nats://HOST:PORT`,
+    /// comma-separated for several). Without it, this node routes events
+    /// to its own streams only.
+    #[arg(long, env = "CHAT_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+
+    /// The NATS subjects of this cluster start with this (several clusters
+    /// may share one NATS server).
+    #[arg(long, env = "CHAT_NATS_SUBJECT_PREFIX", default_value = "chat", value_parser = parse_subject_prefix)]
+    pub nats_subject_prefix: String,
+
     /// Secret that signs access tokens. When absent, one is generated at
     /// first start and kept in the database, so tokens survive restarts.
     #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
@@ -194,6 +210,38 @@ fn parse_optional_addr(value: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|e| format!("{e}: expected HOST:PORT or off"))
 }
 
+/// A NATS subject prefix: tokens of letters, digits, `-` and `_`, joined
+/// by dots.
+fn parse_subject_prefix(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("expected dot-separated tokens of letters, digits, - and _".into())
+    }
+}
+
+/// A URL fit for logs: any password in it replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Synchronous {
     Full,
@@ -230,5 +278,33 @@ impl FromStr for Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://chat:hunter2@db:5432/chat"),
+            "postgres://chat:***@db:5432/chat"
+        );
+        assert_eq!(
+            redact_url("postgres://chat@db/chat"),
+            "postgres://chat@db/chat"
+        );
+        assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
+        assert_eq!(redact_url("nats://a:b@h:4222"), "nats://a:***@h:4222");
+    }
+
+    #[test]
+    fn subject_prefixes_are_checked() {
+        assert!(parse_subject_prefix("chat").is_ok());
+        assert!(parse_subject_prefix("prod.chat-1").is_ok());
+        for bad in ["", "a..b", "a b", "a.*", "a.>", "."] {
+            assert!(parse_subject_prefix(bad).is_err(), "{bad:?}");
+        }
     }
 }

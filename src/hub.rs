@@ -9,6 +9,15 @@
 //!
 //! The hub holds one std `Mutex`, only for short sections with no `.await`:
 //! every operation is bookkeeping plus `try_send`s.
+//!
+//! Each room with members here remembers the newest seq it delivered, so
+//! messages go out gapless and in order whichever way they arrive (this
+//! node's writer, the bus, a read of the database): `deliver` refuses a
+//! message that would skip one and says where the gap starts.
+//!
+//! With several nodes, the hub also keeps what the other nodes say about
+//! who is online there (`remote_*`): a user is online while any node holds
+//! one of its streams, and presence is announced when that changes.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future as _;
@@ -32,6 +41,31 @@ use crate::stream::Frame;
 /// Identifies one open stream on this node.
 pub type StreamId = u64;
 
+/// Identifies a server node of a cluster.
+pub type NodeId = uuid::Uuid;
+
+/// A user online on a node, with its rooms.
+pub type OnlineUser = (User, Vec<RoomId>);
+
+/// What `deliver` did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Delivered to the room's streams here.
+    Delivered,
+    /// No stream here is in the room, or they have it already.
+    Skipped,
+    /// Not delivered: the room's streams here last got `after`, and the
+    /// messages between must go first.
+    Gap { after: u64 },
+}
+
+/// A change in who is online on this node, for the other nodes.
+#[derive(Clone, Debug)]
+pub enum LocalPresence {
+    Online { user: User, rooms: Vec<RoomId> },
+    Offline { user_id: UserId },
+}
+
 /// Catch-up frames a stream may have waiting: the reader of the database
 /// waits for the client instead of reading ahead.
 const CATCH_UP_CAPACITY: usize = 64;
@@ -43,6 +77,8 @@ pub struct Hub {
     queue_capacity: usize,
     limits: StreamLimits,
     metrics: Arc<Metrics>,
+    /// Where changes of this node's online users go, for the bus.
+    presence: Option<mpsc::Sender<LocalPresence>>,
 }
 
 /// How many streams one client may hold open.
@@ -56,8 +92,14 @@ pub struct StreamLimits {
 struct State {
     streams: HashMap<StreamId, StreamEntry>,
     users: HashMap<UserId, UserEntry>,
-    /// Room -> the connected users who are members.
-    rooms: HashMap<RoomId, HashSet<UserId>>,
+    /// Rooms with members connected here.
+    rooms: HashMap<RoomId, RoomEntry>,
+    /// Users online on other nodes.
+    remote: HashMap<UserId, RemoteUser>,
+    /// Room -> the users online elsewhere who are members.
+    remote_rooms: HashMap<RoomId, HashSet<UserId>>,
+    /// Node -> the users it says are online there.
+    nodes: HashMap<NodeId, HashSet<UserId>>,
     sessions: HashMap<SessionId, Vec<StreamId>>,
     /// Streams by the expiry of the token that opened them.
     expiries: BTreeSet<(Timestamp, StreamId)>,
@@ -108,18 +150,8 @@ struct Hold {
 }
 
 struct HeldMessage {
-    room_id: RoomId,
-    seq: u64,
+    order: Ordered,
     frame: Frame,
-}
-
-impl HeldMessage {
-    fn order(&self) -> Ordered {
-        Ordered {
-            room_id: self.room_id,
-            seq: self.seq,
-        }
-    }
 }
 
 /// Where a frame sits in its room's order, for frames that carry a message.
@@ -127,6 +159,32 @@ impl HeldMessage {
 struct Ordered {
     room_id: RoomId,
     seq: u64,
+    /// The sender's acknowledgement (`sent`): owed even to a stream that
+    /// has the message already.
+    ack: bool,
+}
+
+struct RoomEntry {
+    /// The connected users who are members.
+    members: HashSet<UserId>,
+    /// The newest seq delivered here (or known not to be needed).
+    last_seq: u64,
+}
+
+impl RoomEntry {
+    fn new(last_seq: u64) -> Self {
+        Self {
+            members: HashSet::new(),
+            last_seq,
+        }
+    }
+}
+
+/// A user online on other nodes, as they describe it.
+struct RemoteUser {
+    user: User,
+    rooms: HashSet<RoomId>,
+    nodes: HashSet<NodeId>,
 }
 
 struct UserEntry {
@@ -201,14 +259,32 @@ impl Drop for OutboundStream {
 }
 
 impl Hub {
-    pub fn new(queue_capacity: usize, limits: StreamLimits, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A hub whose streams may each have `queue_capacity` frames waiting.
+    /// With `presence`, changes of who is online here are sent there (for
+    /// the other nodes); when it is full, a change is dropped, and the next
+    /// full account of this node's users (`local_presence`) corrects it.
+    pub fn new(
+        queue_capacity: usize,
+        limits: StreamLimits,
+        metrics: Arc<Metrics>,
+        presence: Option<mpsc::Sender<LocalPresence>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             next_stream: AtomicU64::new(1),
             queue_capacity,
             limits,
             metrics,
+            presence,
         })
+    }
+
+    fn publish_presence(&self, change: LocalPresence) {
+        if let Some(presence) = &self.presence {
+            if presence.try_send(change).is_err() {
+                tracing::debug!("presence queue full: the next snapshot tells the other nodes");
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -301,38 +377,48 @@ impl Hub {
         Ok((id, outbound, catch_up_tx))
     }
 
-    /// Starts a registered stream: records the user's rooms, queues the
-    /// `ready` event, and announces the user if this is its first stream.
-    pub fn activate(&self, id: StreamId, rooms: &[RoomId]) {
+    /// Starts a registered stream: records the user's rooms (each with its
+    /// newest seq, read before this call), queues the `ready` event, and
+    /// announces the user if it was online nowhere.
+    pub fn activate(&self, id: StreamId, rooms: &[(RoomId, u64)]) {
         let mut state = self.lock();
         let Some(user_id) = state.streams.get(&id).map(|s| s.user_id) else {
             return;
         };
-        for &room in rooms {
-            state.rooms.entry(room).or_default().insert(user_id);
+        for &(room, last_seq) in rooms {
+            state
+                .rooms
+                .entry(room)
+                .or_insert_with(|| RoomEntry::new(last_seq))
+                .members
+                .insert(user_id);
         }
         let user_entry = state
             .users
             .get_mut(&user_id)
             .expect("a stream's user is registered");
-        user_entry.rooms.extend(rooms.iter().copied());
-        let announce = !user_entry.online;
+        user_entry.rooms.extend(rooms.iter().map(|&(room, _)| room));
+        let first_here = !user_entry.online;
         user_entry.online = true;
-        if announce {
-            self.metrics.users_online.inc();
-        }
         let user = user_entry.user.clone();
+        let announce = first_here && !state.remote.contains_key(&user_id);
+        if first_here {
+            self.metrics.users_online.inc();
+            self.publish_presence(LocalPresence::Online {
+                user: user.clone(),
+                rooms: state.users[&user_id].rooms.iter().copied().collect(),
+            });
+        }
         let session_id = state.streams[&id].session_id;
 
         let peers = state.peers(user_id);
         let ready = Frame::from_event(Event::Ready(server_event::Ready {
             user: Some(pb::User::from(&user)),
             session_id: session_id.to_string(),
-            online_users: peers
+            online_users: state
+                .online_peers(user_id)
                 .iter()
-                .filter_map(|peer| state.users.get(peer))
-                .filter(|peer| peer.online)
-                .map(|peer| pb::User::from(&peer.user))
+                .map(pb::User::from)
                 .collect(),
         }));
         let entry = state.streams.get_mut(&id).expect("checked above");
@@ -346,19 +432,39 @@ impl Hub {
     }
 
     /// Sends a stored message to every open stream of every member of its
-    /// room; the stream that sent it (if any) gets `sent` instead.
-    pub fn deliver(&self, message: &Message, origin: Option<StreamId>) {
-        let frame =
-            Frame::live_message(Event::Message(pb::Message::from(message)), message.sent_at);
-        let order = Some(Ordered {
+    /// room, unless that would skip a message (see `Delivery::Gap`) or they
+    /// have it already. The stream that sent it (if any) gets `sent`
+    /// instead, once: when the message is delivered or skipped.
+    pub fn deliver(&self, message: &Message, origin: Option<StreamId>) -> Delivery {
+        let mut state = self.lock();
+        let delivery = match state.rooms.get_mut(&message.room_id) {
+            None => Delivery::Skipped,
+            Some(room) if message.seq <= room.last_seq => Delivery::Skipped,
+            Some(room) if message.seq > room.last_seq + 1 => {
+                return Delivery::Gap {
+                    after: room.last_seq,
+                }
+            }
+            Some(room) => {
+                room.last_seq = message.seq;
+                Delivery::Delivered
+            }
+        };
+        let order = Ordered {
             room_id: message.room_id,
             seq: message.seq,
-        });
-        let mut state = self.lock();
+            ack: false,
+        };
         let mut overflow = Vec::new();
-        if let Some(members) = state.rooms.get(&message.room_id) {
-            let members: Vec<UserId> = members.iter().copied().collect();
-            state.tell_users(&members, &frame, order, origin, &mut overflow);
+        if delivery == Delivery::Delivered {
+            let frame =
+                Frame::live_message(Event::Message(pb::Message::from(message)), message.sent_at);
+            let members: Vec<UserId> = state.rooms[&message.room_id]
+                .members
+                .iter()
+                .copied()
+                .collect();
+            state.tell_users(&members, &frame, Some(order), origin, &mut overflow);
         }
         if let Some(origin) = origin {
             if let Some(entry) = state.streams.get_mut(&origin) {
@@ -366,10 +472,43 @@ impl Hub {
                     client_msg_id: message.client_msg_id.clone().unwrap_or_default(),
                     message: Some(pb::Message::from(message)),
                 }));
-                offer(entry, origin, &sent, order, &mut overflow);
+                let ack = Ordered { ack: true, ..order };
+                offer(entry, origin, &sent, Some(ack), &mut overflow);
             }
         }
         self.close_overflowed(&mut state, overflow);
+        delivery
+    }
+
+    /// Tells the streams of a room's members that messages before
+    /// `from_seq` were skipped (to page with History), and moves the room
+    /// on to just before `from_seq`.
+    pub fn resync(&self, room_id: RoomId, from_seq: u64) {
+        let mut state = self.lock();
+        let Some(room) = state.rooms.get_mut(&room_id) else {
+            return;
+        };
+        if from_seq <= room.last_seq + 1 {
+            return;
+        }
+        room.last_seq = from_seq - 1;
+        let members: Vec<UserId> = room.members.iter().copied().collect();
+        let frame = Frame::from_event(Event::Resync(server_event::Resync {
+            room_id: room_id.to_string(),
+            from_seq,
+        }));
+        let mut overflow = Vec::new();
+        state.tell_users(&members, &frame, None, None, &mut overflow);
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Every room with members here, and the newest seq delivered in it.
+    pub fn room_positions(&self) -> Vec<(RoomId, u64)> {
+        self.lock()
+            .rooms
+            .iter()
+            .map(|(&id, room)| (id, room.last_seq))
+            .collect()
     }
 
     /// Tells the other members of a room that `user` is typing.
@@ -379,10 +518,15 @@ impl Hub {
             user: Some(pb::User::from(user)),
         }));
         let mut state = self.lock();
-        let Some(members) = state.rooms.get(&room_id) else {
+        let Some(room) = state.rooms.get(&room_id) else {
             return;
         };
-        let others: Vec<UserId> = members.iter().copied().filter(|&m| m != user.id).collect();
+        let others: Vec<UserId> = room
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| m != user.id)
+            .collect();
         let mut overflow = Vec::new();
         state.tell_users(&others, &frame, None, None, &mut overflow);
         self.close_overflowed(&mut state, overflow);
@@ -397,13 +541,13 @@ impl Hub {
             let held = entry.hold.as_mut().map(|hold| {
                 let (keep, free) = std::mem::take(&mut hold.messages)
                     .into_iter()
-                    .partition(|held| rooms.contains(&held.room_id));
+                    .partition(|held| rooms.contains(&held.order.room_id));
                 hold.messages = keep;
                 hold.rooms = Some(rooms);
                 free
             });
             for held in held.unwrap_or_default() {
-                offer(entry, id, &held.frame, Some(held.order()), &mut overflow);
+                offer(entry, id, &held.frame, Some(held.order), &mut overflow);
             }
         }
         self.close_overflowed(&mut state, overflow);
@@ -428,7 +572,7 @@ impl Hub {
         entry.cursors.clone_from(reached);
         let held = entry.hold.take().map(|hold| hold.messages);
         for held in held.unwrap_or_default() {
-            offer(entry, id, &held.frame, Some(held.order()), &mut overflow);
+            offer(entry, id, &held.frame, Some(held.order), &mut overflow);
         }
         self.close_overflowed(&mut state, overflow);
         true
@@ -444,39 +588,69 @@ impl Hub {
         self.close_overflowed(&mut state, overflow);
     }
 
-    /// Records that a user joined a room; if the user is online, it and the
-    /// room's online members learn of each other.
-    pub fn join(&self, user_id: UserId, room_id: RoomId) {
+    /// Records that a user joined a room whose newest seq was `last_seq`
+    /// (read after the join); if the user is online (here or elsewhere), it
+    /// and the room's online members here learn of each other.
+    pub fn join(&self, user_id: UserId, room_id: RoomId, last_seq: u64) {
         let mut state = self.lock();
-        let Some(entry) = state.users.get_mut(&user_id) else {
-            return;
-        };
-        if !entry.rooms.insert(room_id) {
-            return;
-        }
-        let (online, user) = (entry.online, entry.user.clone());
-        let members = state.rooms.entry(room_id).or_default();
-        members.insert(user_id);
-        let others: Vec<UserId> = members.iter().copied().filter(|&m| m != user_id).collect();
-        if !online {
-            return;
-        }
         let mut overflow = Vec::new();
-        state.tell_users(&others, &presence(&user, true), None, None, &mut overflow);
-        let online_others: Vec<User> = others
-            .iter()
-            .filter_map(|m| state.users.get(m))
-            .filter(|m| m.online)
-            .map(|m| m.user.clone())
-            .collect();
-        for other in online_others {
-            state.tell_users(
-                &[user_id],
-                &presence(&other, true),
-                None,
-                None,
-                &mut overflow,
-            );
+        let here = state.users.get_mut(&user_id).and_then(|entry| {
+            let joined = entry.rooms.insert(room_id);
+            joined.then(|| (entry.online, entry.user.clone()))
+        });
+        if let Some((online, user)) = here {
+            state
+                .rooms
+                .entry(room_id)
+                .or_insert_with(|| RoomEntry::new(last_seq))
+                .members
+                .insert(user_id);
+            if online {
+                let others = state.members_except(room_id, user_id);
+                if !state.remote.contains_key(&user_id) {
+                    state.tell_users(&others, &presence(&user, true), None, None, &mut overflow);
+                }
+                let mut online_others: Vec<User> = others
+                    .iter()
+                    .filter_map(|m| state.users.get(m))
+                    .filter(|m| m.online)
+                    .map(|m| m.user.clone())
+                    .collect();
+                online_others.extend(
+                    state
+                        .remote_rooms
+                        .get(&room_id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|m| **m != user_id && !others.contains(m))
+                        .filter_map(|m| state.remote.get(m))
+                        .map(|m| m.user.clone()),
+                );
+                for other in online_others {
+                    state.tell_users(
+                        &[user_id],
+                        &presence(&other, true),
+                        None,
+                        None,
+                        &mut overflow,
+                    );
+                }
+            }
+        }
+        let online_here = state.users.get(&user_id).is_some_and(|u| u.online);
+        if let Some(remote) = state.remote.get_mut(&user_id) {
+            if remote.rooms.insert(room_id) {
+                let user = remote.user.clone();
+                state
+                    .remote_rooms
+                    .entry(room_id)
+                    .or_default()
+                    .insert(user_id);
+                if !online_here {
+                    let others = state.members_except(room_id, user_id);
+                    state.tell_users(&others, &presence(&user, true), None, None, &mut overflow);
+                }
+            }
         }
         self.close_overflowed(&mut state, overflow);
     }
@@ -488,6 +662,10 @@ impl Hub {
             entry.rooms.remove(&room_id);
         }
         state.forget_member(room_id, user_id);
+        if let Some(remote) = state.remote.get_mut(&user_id) {
+            remote.rooms.remove(&room_id);
+            state.forget_remote_member(room_id, user_id);
+        }
     }
 
     /// Whether the hub knows `user_id` to be a member of `room_id`. `None`
@@ -498,28 +676,122 @@ impl Hub {
         entry.rooms.contains(&room_id).then_some(true)
     }
 
-    /// Online users: every one, or the members of one room.
+    /// Online users, on any node: every one, or the members of one room.
     pub fn online_users(&self, room_id: Option<RoomId>) -> Vec<User> {
         let state = self.lock();
-        let mut users: Vec<User> = match room_id {
+        let mut users: HashMap<UserId, User> = match room_id {
             None => state
                 .users
                 .values()
                 .filter(|u| u.online)
-                .map(|u| u.user.clone())
+                .map(|u| &u.user)
+                .chain(state.remote.values().map(|u| &u.user))
+                .map(|u| (u.id, u.clone()))
                 .collect(),
             Some(room) => state
                 .rooms
                 .get(&room)
                 .into_iter()
-                .flatten()
+                .flat_map(|room| &room.members)
                 .filter_map(|m| state.users.get(m))
                 .filter(|u| u.online)
-                .map(|u| u.user.clone())
+                .map(|u| &u.user)
+                .chain(
+                    state
+                        .remote_rooms
+                        .get(&room)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|m| state.remote.get(m))
+                        .map(|u| &u.user),
+                )
+                .map(|u| (u.id, u.clone()))
                 .collect(),
         };
+        let mut users: Vec<User> = users.drain().map(|(_, user)| user).collect();
         users.sort_by(|a, b| a.username.cmp(&b.username));
         users
+    }
+
+    /// The users online here, with their rooms: this node's full account
+    /// for the other nodes.
+    pub fn local_presence(&self) -> Vec<OnlineUser> {
+        self.lock()
+            .users
+            .values()
+            .filter(|u| u.online)
+            .map(|u| (u.user.clone(), u.rooms.iter().copied().collect()))
+            .collect()
+    }
+
+    /// The sessions with streams open here, and their users.
+    pub fn open_sessions(&self) -> Vec<(SessionId, UserId)> {
+        let state = self.lock();
+        state
+            .sessions
+            .iter()
+            .filter_map(|(&session, streams)| {
+                let stream = state.streams.get(streams.first()?)?;
+                Some((session, stream.user_id))
+            })
+            .collect()
+    }
+
+    /// Another node says `user` is online there, in `rooms`.
+    pub fn remote_online(&self, node: NodeId, user: User, rooms: Vec<RoomId>) {
+        let mut state = self.lock();
+        let mut overflow = Vec::new();
+        state.remote_online(node, user, rooms, &mut overflow);
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Another node says `user_id` has no stream there any more.
+    pub fn remote_offline(&self, node: NodeId, user_id: UserId) {
+        let mut state = self.lock();
+        let mut overflow = Vec::new();
+        state.remote_offline(node, user_id, &mut overflow);
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Another node's full account of its online users: whoever it said
+    /// before and leaves out now is offline there.
+    pub fn remote_snapshot(&self, node: NodeId, users: Vec<OnlineUser>) {
+        let mut state = self.lock();
+        let mut overflow = Vec::new();
+        let listed: HashSet<UserId> = users.iter().map(|(user, _)| user.id).collect();
+        let gone: Vec<UserId> = state
+            .nodes
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter(|user| !listed.contains(user))
+            .copied()
+            .collect();
+        for user_id in gone {
+            state.remote_offline(node, user_id, &mut overflow);
+        }
+        for (user, rooms) in users {
+            state.remote_online(node, user, rooms, &mut overflow);
+        }
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Another node left, or went silent: none of its users is online there.
+    pub fn remote_node_gone(&self, node: NodeId) {
+        let mut state = self.lock();
+        let mut overflow = Vec::new();
+        let users: Vec<UserId> = state
+            .nodes
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        for user_id in users {
+            state.remote_offline(node, user_id, &mut overflow);
+        }
+        state.nodes.remove(&node);
+        self.close_overflowed(&mut state, overflow);
     }
 
     /// Ends every stream of a session with UNAUTHENTICATED.
@@ -669,11 +941,14 @@ impl Hub {
                 let user = state.users.get_mut(&user_id).expect("looked up above");
                 user.online = false;
                 self.metrics.users_online.dec();
-                let gone = user.user.clone();
-                let peers = state.peers(user_id);
-                let mut overflow = Vec::new();
-                state.tell_users(&peers, &presence(&gone, false), None, None, &mut overflow);
-                closing.extend(overflow.into_iter().map(|id| (id, Ending::TooSlow)));
+                self.publish_presence(LocalPresence::Offline { user_id });
+                if !state.remote.contains_key(&user_id) {
+                    let gone = state.users[&user_id].user.clone();
+                    let peers = state.peers(user_id);
+                    let mut overflow = Vec::new();
+                    state.tell_users(&peers, &presence(&gone, false), None, None, &mut overflow);
+                    closing.extend(overflow.into_iter().map(|id| (id, Ending::TooSlow)));
+                }
             }
             if remaining.is_empty() {
                 state.forget_user(user_id);
@@ -688,15 +963,127 @@ impl State {
         let Some(user) = self.users.get(&user_id) else {
             return Vec::new();
         };
-        let peers: HashSet<UserId> = user
-            .rooms
+        self.members_of(&user.rooms, user_id)
+    }
+
+    /// The connected users in any of `rooms`, but `user_id`.
+    fn members_of(&self, rooms: &HashSet<RoomId>, user_id: UserId) -> Vec<UserId> {
+        let peers: HashSet<UserId> = rooms
             .iter()
             .filter_map(|room| self.rooms.get(room))
-            .flatten()
+            .flat_map(|room| &room.members)
             .copied()
             .filter(|&peer| peer != user_id)
             .collect();
         peers.into_iter().collect()
+    }
+
+    /// The connected members of a room, but `user_id`.
+    fn members_except(&self, room_id: RoomId, user_id: UserId) -> Vec<UserId> {
+        self.rooms
+            .get(&room_id)
+            .into_iter()
+            .flat_map(|room| &room.members)
+            .copied()
+            .filter(|&m| m != user_id)
+            .collect()
+    }
+
+    /// The users online on any node who share a room with `user_id`.
+    fn online_peers(&self, user_id: UserId) -> Vec<User> {
+        let Some(user) = self.users.get(&user_id) else {
+            return Vec::new();
+        };
+        let mut online: HashMap<UserId, &User> = self
+            .peers(user_id)
+            .iter()
+            .filter_map(|peer| self.users.get(peer))
+            .filter(|peer| peer.online)
+            .map(|peer| (peer.user.id, &peer.user))
+            .collect();
+        for room in &user.rooms {
+            for peer in self.remote_rooms.get(room).into_iter().flatten() {
+                if *peer != user_id {
+                    if let Some(remote) = self.remote.get(peer) {
+                        online.insert(*peer, &remote.user);
+                    }
+                }
+            }
+        }
+        online.into_values().cloned().collect()
+    }
+
+    /// Records a user online on another node; if it was online nowhere,
+    /// its peers here hear of it.
+    fn remote_online(
+        &mut self,
+        node: NodeId,
+        user: User,
+        rooms: Vec<RoomId>,
+        overflow: &mut Vec<StreamId>,
+    ) {
+        let user_id = user.id;
+        self.nodes.entry(node).or_default().insert(user_id);
+        let rooms: HashSet<RoomId> = rooms.into_iter().collect();
+        let newly = !self.remote.contains_key(&user_id);
+        let entry = self.remote.entry(user_id).or_insert_with(|| RemoteUser {
+            user: user.clone(),
+            rooms: HashSet::new(),
+            nodes: HashSet::new(),
+        });
+        entry.nodes.insert(node);
+        let before = std::mem::replace(&mut entry.rooms, rooms.clone());
+        for room in before.difference(&rooms) {
+            self.forget_remote_member(*room, user_id);
+        }
+        for room in &rooms {
+            self.remote_rooms.entry(*room).or_default().insert(user_id);
+        }
+        let online_here = self.users.get(&user_id).is_some_and(|u| u.online);
+        if online_here {
+            return;
+        }
+        // Newly online, or online in rooms it was not known to be in.
+        let announce_in: HashSet<RoomId> = if newly {
+            rooms
+        } else {
+            rooms.difference(&before).copied().collect()
+        };
+        let peers = self.members_of(&announce_in, user_id);
+        self.tell_users(&peers, &presence(&user, true), None, None, overflow);
+    }
+
+    /// Records a user gone from another node; if it is now online nowhere,
+    /// its peers here hear of it.
+    fn remote_offline(&mut self, node: NodeId, user_id: UserId, overflow: &mut Vec<StreamId>) {
+        if let Some(users) = self.nodes.get_mut(&node) {
+            users.remove(&user_id);
+        }
+        let Some(entry) = self.remote.get_mut(&user_id) else {
+            return;
+        };
+        entry.nodes.remove(&node);
+        if !entry.nodes.is_empty() {
+            return;
+        }
+        let gone = self.remote.remove(&user_id).expect("looked up above");
+        for room in &gone.rooms {
+            self.forget_remote_member(*room, user_id);
+        }
+        if self.users.get(&user_id).is_some_and(|u| u.online) {
+            return;
+        }
+        let peers = self.members_of(&gone.rooms, user_id);
+        self.tell_users(&peers, &presence(&gone.user, false), None, None, overflow);
+    }
+
+    fn forget_remote_member(&mut self, room_id: RoomId, user_id: UserId) {
+        if let Some(members) = self.remote_rooms.get_mut(&room_id) {
+            members.remove(&user_id);
+            if members.is_empty() {
+                self.remote_rooms.remove(&room_id);
+            }
+        }
     }
 
     /// Offers a frame to every active stream of the given users, except
@@ -735,9 +1122,9 @@ impl State {
     }
 
     fn forget_member(&mut self, room_id: RoomId, user_id: UserId) {
-        if let Some(members) = self.rooms.get_mut(&room_id) {
-            members.remove(&user_id);
-            if members.is_empty() {
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.remove(&user_id);
+            if room.members.is_empty() {
                 self.rooms.remove(&room_id);
             }
         }
@@ -753,7 +1140,7 @@ fn offer(
     order: Option<Ordered>,
     overflow: &mut Vec<StreamId>,
 ) {
-    let Some(Ordered { room_id, seq }) = order else {
+    let Some(Ordered { room_id, seq, ack }) = order else {
         return push(entry, id, frame.clone(), overflow);
     };
     let capacity = entry.queue.max_capacity();
@@ -772,8 +1159,7 @@ fn offer(
             None if hold.messages.len() >= capacity => return overflow.push(id),
             _ => {
                 hold.messages.push(HeldMessage {
-                    room_id,
-                    seq,
+                    order: Ordered { room_id, seq, ack },
                     frame: frame.clone(),
                 });
                 return;
@@ -781,10 +1167,10 @@ fn offer(
         }
     }
     if let Some(cursor) = entry.cursors.get_mut(&room_id) {
-        if seq <= *cursor {
+        if seq <= *cursor && !ack {
             return;
         }
-        *cursor = seq;
+        *cursor = seq.max(*cursor);
     }
     push(entry, id, frame.clone(), overflow);
 }
@@ -800,4 +1186,216 @@ fn presence(user: &User, online: bool) -> Frame {
         user: Some(pb::User::from(user)),
         online,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+
+    fn user(name: &str) -> User {
+        User {
+            id: UserId::new(),
+            username: name.into(),
+        }
+    }
+
+    fn hub(presence: Option<mpsc::Sender<LocalPresence>>) -> Arc<Hub> {
+        let limits = StreamLimits {
+            per_session: 10,
+            per_user: 10,
+        };
+        Hub::new(16, limits, Metrics::new(), presence)
+    }
+
+    /// Opens a live stream for `user` in `rooms` and takes its `ready`.
+    fn open(
+        hub: &Arc<Hub>,
+        user: &User,
+        rooms: &[(RoomId, u64)],
+    ) -> (StreamId, OutboundStream, server_event::Ready) {
+        let far = Timestamp::now().plus(std::time::Duration::from_secs(3600));
+        let (id, mut stream, _) = hub.register(user, SessionId::new(), far, false).unwrap();
+        hub.activate(id, rooms);
+        let Some(Event::Ready(ready)) = next(&mut stream) else {
+            panic!("ready comes first");
+        };
+        (id, stream, ready)
+    }
+
+    /// The next queued event, if any, without waiting.
+    fn next(stream: &mut OutboundStream) -> Option<Event> {
+        let frame = stream.next().now_or_never()??.ok()?;
+        Some(frame.event())
+    }
+
+    trait NowOrNever: std::future::Future + Sized {
+        fn now_or_never(self) -> Option<Self::Output> {
+            let waker = std::task::Waker::noop();
+            let mut context = Context::from_waker(waker);
+            match std::pin::pin!(self).poll(&mut context) {
+                Poll::Ready(output) => Some(output),
+                Poll::Pending => None,
+            }
+        }
+    }
+
+    impl<F: std::future::Future> NowOrNever for F {}
+
+    fn message(room_id: RoomId, seq: u64, sender: &User) -> Message {
+        Message {
+            id: crate::domain::MessageId::new(),
+            room_id,
+            seq,
+            sender: sender.clone(),
+            text: format!("#{seq}"),
+            sent_at: Timestamp::now(),
+            client_msg_id: Some(format!("k{seq}")),
+        }
+    }
+
+    fn presence_event(event: Option<Event>) -> (String, bool) {
+        match event {
+            Some(Event::Presence(p)) => (p.user.unwrap().username, p.online),
+            other => panic!("expected presence, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn messages_go_out_in_order_and_a_gap_is_reported_not_skipped() {
+        let hub = hub(None);
+        let (alice, room) = (user("alice"), RoomId::new());
+        let (_, mut stream, _) = open(&hub, &alice, &[(room, 4)]);
+
+        assert_eq!(
+            hub.deliver(&message(room, 4, &alice), None),
+            Delivery::Skipped
+        );
+        assert_eq!(
+            hub.deliver(&message(room, 5, &alice), None),
+            Delivery::Delivered
+        );
+        assert_eq!(
+            hub.deliver(&message(room, 7, &alice), None),
+            Delivery::Gap { after: 5 }
+        );
+        assert_eq!(
+            hub.deliver(&message(room, 6, &alice), None),
+            Delivery::Delivered
+        );
+        assert_eq!(
+            hub.deliver(&message(room, 7, &alice), None),
+            Delivery::Delivered
+        );
+        assert_eq!(
+            hub.deliver(&message(RoomId::new(), 1, &alice), None),
+            Delivery::Skipped
+        );
+
+        let seqs: Vec<u64> = std::iter::from_fn(|| match next(&mut stream)? {
+            Event::Message(m) => Some(m.seq),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+        assert_eq!(seqs, [5, 6, 7]);
+        assert_eq!(hub.room_positions(), [(room, 7)]);
+    }
+
+    #[test]
+    fn the_sender_is_acknowledged_even_when_its_stream_had_the_message() {
+        let hub = hub(None);
+        let (alice, room) = (user("alice"), RoomId::new());
+        let (id, mut stream, _) = open(&hub, &alice, &[(room, 0)]);
+
+        // A read of the store delivered it first, then the writer reports it.
+        hub.deliver(&message(room, 1, &alice), None);
+        assert_eq!(
+            hub.deliver(&message(room, 1, &alice), Some(id)),
+            Delivery::Skipped
+        );
+
+        assert!(matches!(next(&mut stream), Some(Event::Message(m)) if m.seq == 1));
+        assert!(matches!(next(&mut stream), Some(Event::Sent(s)) if s.client_msg_id == "k1"));
+        assert!(next(&mut stream).is_none());
+    }
+
+    #[test]
+    fn resync_moves_a_room_on_and_tells_its_streams() {
+        let hub = hub(None);
+        let (alice, room) = (user("alice"), RoomId::new());
+        let (_, mut stream, _) = open(&hub, &alice, &[(room, 2)]);
+
+        hub.resync(room, 10);
+
+        assert!(matches!(next(&mut stream), Some(Event::Resync(r)) if r.from_seq == 10));
+        assert_eq!(
+            hub.deliver(&message(room, 10, &alice), None),
+            Delivery::Delivered
+        );
+    }
+
+    #[test]
+    fn users_online_on_other_nodes_count_until_every_node_lets_go() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let (node_a, node_b) = (NodeId::new_v4(), NodeId::new_v4());
+        let (_, mut stream, _) = open(&hub, &alice, &[(room, 0)]);
+
+        hub.remote_online(node_a, bob.clone(), vec![room]);
+        hub.remote_online(node_b, bob.clone(), vec![room]);
+        assert_eq!(presence_event(next(&mut stream)), ("bob".into(), true));
+        assert!(next(&mut stream).is_none(), "announced once");
+        let online: Vec<String> = hub
+            .online_users(Some(room))
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(online, ["alice", "bob"]);
+        let (_, _, ready) = open(&hub, &alice, &[(room, 0)]);
+        assert_eq!(ready.online_users.len(), 1, "ready lists bob");
+
+        hub.remote_offline(node_a, bob.id);
+        assert!(next(&mut stream).is_none(), "still online on node b");
+        hub.remote_node_gone(node_b);
+        assert_eq!(presence_event(next(&mut stream)), ("bob".into(), false));
+    }
+
+    #[test]
+    fn a_snapshot_replaces_what_a_node_said_before() {
+        let hub = hub(None);
+        let (alice, bob, carol, room) = (user("alice"), user("bob"), user("carol"), RoomId::new());
+        let node = NodeId::new_v4();
+        let (_, mut stream, _) = open(&hub, &alice, &[(room, 0)]);
+        hub.remote_online(node, bob.clone(), vec![room]);
+        assert_eq!(presence_event(next(&mut stream)), ("bob".into(), true));
+
+        hub.remote_snapshot(node, vec![(carol.clone(), vec![room])]);
+
+        let mut changes = vec![
+            presence_event(next(&mut stream)),
+            presence_event(next(&mut stream)),
+        ];
+        changes.sort();
+        assert_eq!(changes, [("bob".into(), false), ("carol".into(), true)]);
+    }
+
+    #[test]
+    fn this_nodes_presence_changes_are_published() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let hub = hub(Some(tx));
+        let (alice, room) = (user("alice"), RoomId::new());
+
+        let (_, stream, _) = open(&hub, &alice, &[(room, 0)]);
+        drop(stream);
+
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(LocalPresence::Online { user, rooms }) if user.id == alice.id && rooms == [room]
+        ));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(LocalPresence::Offline { user_id }) if user_id == alice.id
+        ));
+    }
 }

@@ -4,11 +4,14 @@
 //! values into domain types (`domain`), check the caller (`auth`), and use
 //! the store (`store`) for everything durable. Messages are stored by the
 //! writer (`writer`) and routed (`router`) to the hub (`hub`), which fans
-//! them out to open streams (`stream`). `startup` wires it all onto one port.
+//! them out to open streams (`stream`); with several nodes, the router also
+//! carries events to the others over NATS (`bus`). `startup` wires it all
+//! onto one port.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -1,15 +1,24 @@
 //! Routing: how events reach the hubs holding the streams that want them.
 //!
 //! Services publish through `dyn Router`. `LocalRouter` hands events to this
-//! node's hub; a bus-backed router (several nodes) publishes them to every
-//! node's hub instead, behind the same interface.
+//! node's hub; `bus::NatsRouter` (several nodes) also publishes them to every
+//! other node, behind the same interface.
+//!
+//! Messages reach a hub through a `Sequencer`, whichever way they come: it
+//! delivers each room's messages gapless and in order, reading from the
+//! store whatever a hub would otherwise skip.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::domain::{Message, RoomId, SessionId, User, UserId};
-use crate::hub::{Hub, StreamId};
+use crate::hub::{Delivery, Hub, StreamId};
+use crate::store::Store;
+
+/// The most missed messages a gap fill delivers per room; before older
+/// ones, the room's streams get `resync` and page them with History.
+const FILL_LIMIT: u32 = 1000;
 
 #[async_trait]
 pub trait Router: Send + Sync + 'static {
@@ -24,28 +33,98 @@ pub trait Router: Send + Sync + 'static {
     /// A session was revoked: its streams must end.
     async fn revoke_session(&self, session_id: SessionId);
 
-    /// A user became a member of a room.
-    async fn joined(&self, user_id: UserId, room_id: RoomId);
+    /// A user became a member of a room whose newest seq was `last_seq`.
+    async fn joined(&self, user_id: UserId, room_id: RoomId, last_seq: u64);
 
     /// A user stopped being a member of a room.
     async fn left(&self, user_id: UserId, room_id: RoomId);
 }
 
+/// Delivers messages to a hub in each room's order, filling gaps from the
+/// store. One delivery at a time, so that a fill and the messages after it
+/// cannot overtake each other.
+pub struct Sequencer {
+    hub: Arc<Hub>,
+    store: Arc<dyn Store>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Sequencer {
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>) -> Self {
+        Self {
+            hub,
+            store,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Delivers a stored message, after the ones before it that this hub's
+    /// streams have not had.
+    pub async fn deliver(&self, message: &Message, origin: Option<StreamId>) {
+        let _turn = self.turn.lock().await;
+        if let Delivery::Gap { after } = self.hub.deliver(message, origin) {
+            tracing::debug!(room_id = %message.room_id, after, seq = message.seq, "filling a gap");
+            self.fill(message.room_id, after, message.seq).await;
+            if let Delivery::Gap { .. } = self.hub.deliver(message, origin) {
+                // The store lacked what the seq promised: never hold the
+                // room back for it.
+                self.hub.resync(message.room_id, message.seq);
+                self.hub.deliver(message, origin);
+            }
+        }
+    }
+
+    /// Delivers what the store holds beyond what this hub delivered, for
+    /// rooms the store is ahead in: messages whose bus delivery was lost.
+    pub async fn catch_up(&self, behind: &[(RoomId, u64)]) {
+        let _turn = self.turn.lock().await;
+        for &(room_id, after) in behind {
+            self.fill(room_id, after, u64::MAX).await;
+        }
+    }
+
+    /// Delivers the room's stored messages after `after` (up to `before`,
+    /// exclusive, or all there are). When the store cannot be read, the
+    /// streams are told to page the missing ones with History.
+    async fn fill(&self, room_id: RoomId, after: u64, before: u64) {
+        match self.store.messages_after(room_id, after, FILL_LIMIT).await {
+            Ok((messages, more)) => {
+                if let (true, Some(first)) = (more, messages.first()) {
+                    self.hub.resync(room_id, first.seq);
+                }
+                for message in messages.iter().filter(|m| m.seq < before) {
+                    self.hub.deliver(message, None);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, %room_id, "reading missed messages failed; streams resync");
+                if before != u64::MAX {
+                    self.hub.resync(room_id, before);
+                }
+            }
+        }
+    }
+}
+
 /// Routes within this node only.
 pub struct LocalRouter {
     hub: Arc<Hub>,
+    sequencer: Sequencer,
 }
 
 impl LocalRouter {
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>) -> Self {
+        Self {
+            sequencer: Sequencer::new(Arc::clone(&hub), store),
+            hub,
+        }
     }
 }
 
 #[async_trait]
 impl Router for LocalRouter {
     async fn message(&self, message: &Message, origin: Option<StreamId>) {
-        self.hub.deliver(message, origin);
+        self.sequencer.deliver(message, origin).await;
     }
 
     async fn typing(&self, room_id: RoomId, user: &User) {
@@ -56,8 +135,8 @@ impl Router for LocalRouter {
         self.hub.revoke_session(session_id);
     }
 
-    async fn joined(&self, user_id: UserId, room_id: RoomId) {
-        self.hub.join(user_id, room_id);
+    async fn joined(&self, user_id: UserId, room_id: RoomId, last_seq: u64) {
+        self.hub.join(user_id, room_id, last_seq);
     }
 
     async fn left(&self, user_id: UserId, room_id: RoomId) {

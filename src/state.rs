@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{password, token};
-use crate::config::Config;
+use crate::bus::NatsRouter;
+use crate::config::{redact_url, Config};
 use crate::domain::Timestamp;
 use crate::hub::{Hub, StreamLimits};
 use crate::limits::{LoginBackoff, SendLimiter};
@@ -22,6 +24,9 @@ use crate::writer::MessageWriter;
 /// How often streams are checked for expired access tokens: a stream ends
 /// at most this long after its token expires.
 const EXPIRY_CHECK: Duration = Duration::from_millis(500);
+/// Presence changes waiting for the bus; beyond that, the next snapshot
+/// carries them.
+const PRESENCE_QUEUE: usize = 16_384;
 /// How often idle rate-limit state is forgotten.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -53,9 +58,18 @@ impl AppState {
     /// # Errors
     /// When the database cannot be opened or migrated.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = store::connect(&config.database_url, config.sqlite_synchronous)
-            .await
-            .with_context(|| format!("opening the database at {}", config.database_url))?;
+        let store = store::connect(
+            &config.database_url,
+            config.sqlite_synchronous,
+            config.database_pool_size,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database at {}",
+                redact_url(&config.database_url)
+            )
+        })?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.expose().to_owned(),
             None => store
@@ -75,6 +89,13 @@ impl AppState {
 
         let metrics = Metrics::new();
         let limits = &config.limits;
+        let (presence, presence_changes) = match &config.nats_url {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(PRESENCE_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let hub = Hub::new(
             config.stream_queue,
             StreamLimits {
@@ -82,9 +103,26 @@ impl AppState {
                 per_user: limits.max_streams_per_user,
             },
             Arc::clone(&metrics),
+            presence,
         );
-        let router: Arc<dyn Router> = Arc::new(LocalRouter::new(Arc::clone(&hub)));
         let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let router: Arc<dyn Router> = match (&config.nats_url, presence_changes) {
+            (Some(url), Some(presence_changes)) => {
+                let (router, bus_tasks) = NatsRouter::start(
+                    url,
+                    &config.nats_subject_prefix,
+                    Arc::clone(&hub),
+                    Arc::clone(&store),
+                    presence_changes,
+                    stop.clone(),
+                )
+                .await?;
+                tasks.extend(bus_tasks);
+                router
+            }
+            _ => Arc::new(LocalRouter::new(Arc::clone(&hub), Arc::clone(&store))),
+        };
         let (writer, writer_task) = MessageWriter::spawn(
             Arc::clone(&store),
             Arc::clone(&router),
@@ -115,7 +153,12 @@ impl AppState {
             metrics,
             background: Arc::new(Background {
                 stop,
-                tasks: Mutex::new(vec![writer_task, maintenance]),
+                tasks: Mutex::new(
+                    [writer_task, maintenance]
+                        .into_iter()
+                        .chain(tasks)
+                        .collect(),
+                ),
             }),
         })
     }

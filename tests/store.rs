@@ -72,7 +72,7 @@ where
 {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}/chat.db", dir.path().display());
-    let store = store::connect(&url, Synchronous::Full)
+    let store = store::connect(&url, Synchronous::Full, 10)
         .await
         .expect("opening SQLite");
     let outcome = tokio::spawn(check(store.clone())).await;
@@ -110,7 +110,7 @@ where
         .execute(format!("CREATE DATABASE {name}").as_str())
         .await
         .expect("creating the test database");
-    let store = store::connect(&with_database(&admin_url, &name), Synchronous::Full).await;
+    let store = store::connect(&with_database(&admin_url, &name), Synchronous::Full, 10).await;
     let outcome = match store {
         Ok(store) => {
             let outcome = tokio::spawn(check(store.clone())).await;
@@ -408,7 +408,7 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
     );
     assert_eq!(joined.name, "lobby");
     assert!(again.joined);
-    assert_eq!(store.room_ids_of(bob.id).await.unwrap(), [lobby]);
+    assert_eq!(store.room_positions_of(bob.id).await.unwrap(), [(lobby, 0)]);
     assert_eq!(
         store.room_position(lobby, bob.id).await.unwrap(),
         (Membership::Member, 0)
@@ -420,7 +420,7 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
         store.membership(lobby, bob.id).await.unwrap(),
         Membership::NotMember
     );
-    assert!(store.room_ids_of(bob.id).await.unwrap().is_empty());
+    assert!(store.room_positions_of(bob.id).await.unwrap().is_empty());
     let missing = RoomId::new();
     assert_eq!(
         store.membership(missing, bob.id).await.unwrap(),
@@ -531,6 +531,14 @@ async fn a_batch_gets_consecutive_seqs_per_room(store: Arc<dyn Store>) {
         store.room_position(b, alice.id).await.unwrap(),
         (Membership::Member, 1)
     );
+    let mut positions = store.room_positions_of(alice.id).await.unwrap();
+    positions.sort();
+    let mut expected = vec![(a, 3), (b, 1)];
+    expected.sort();
+    assert_eq!(positions, expected);
+    let mut newest = store.last_seqs(&[a, b, RoomId::new()]).await.unwrap();
+    newest.sort();
+    assert_eq!(newest, expected, "a room that does not exist is left out");
 }
 
 async fn a_client_msg_id_is_stored_once_within_and_across_batches(store: Arc<dyn Store>) {

@@ -55,7 +55,10 @@ impl ChatApi {
             .open_direct_room(&principal.user, &other, Timestamp::now())
             .await?;
         for member in [principal.user.id, other.id] {
-            self.state.router.joined(member, room.id).await;
+            self.state
+                .router
+                .joined(member, room.id, room.last_seq)
+                .await;
         }
         Ok(pb::OpenDirectRoomResponse {
             room: Some(pb::Room::from(&room)),
@@ -94,7 +97,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
             .store
             .create_room(RoomId::new(), &name, principal.user.id, Timestamp::now())
             .await?;
-        self.state.router.joined(principal.user.id, room.id).await;
+        self.state
+            .router
+            .joined(principal.user.id, room.id, room.last_seq)
+            .await;
         Ok(Response::new(pb::CreateRoomResponse {
             room: Some(pb::Room::from(&room)),
         }))
@@ -111,7 +117,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
             .store
             .join_room(room_id, principal.user.id, Timestamp::now())
             .await?;
-        self.state.router.joined(principal.user.id, room_id).await;
+        self.state
+            .router
+            .joined(principal.user.id, room_id, room.last_seq)
+            .await;
         Ok(Response::new(pb::JoinRoomResponse {
             room: Some(pb::Room::from(&room)),
         }))

@@ -264,8 +264,11 @@ pub trait Store: Send + Sync + 'static {
     /// The direct room of two users, created (with both as members) on first use.
     async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room>;
 
-    /// Every room the user is a member of.
-    async fn room_ids_of(&self, user_id: UserId) -> Result<Vec<RoomId>>;
+    /// Every room the user is a member of, with its newest seq.
+    async fn room_positions_of(&self, user_id: UserId) -> Result<Vec<(RoomId, u64)>>;
+
+    /// The newest seq of each of these rooms that exists.
+    async fn last_seqs(&self, room_ids: &[RoomId]) -> Result<Vec<(RoomId, u64)>>;
 
     async fn membership(&self, room_id: RoomId, user_id: UserId) -> Result<Membership>;
 
@@ -302,15 +305,21 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store a database URL names, creating and migrating it.
+/// `synchronous` is SQLite's durability, `pool_size` PostgreSQL's
+/// connections.
 ///
 /// # Errors
 /// INVALID_ARGUMENT for an unsupported URL; database errors as they come.
-pub async fn connect(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Store>> {
+pub async fn connect(
+    url: &str,
+    synchronous: Synchronous,
+    pool_size: u32,
+) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, synchronous).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         // PostgreSQL's durability is the server's `synchronous_commit`.
-        Ok(Arc::new(PostgresStore::connect(url).await?))
+        Ok(Arc::new(PostgresStore::connect(url, pool_size).await?))
     } else {
         Err(Error::invalid(format!(
             "unsupported database URL {:?}: expected sqlite://PATH or postgres://HOST/DB",

@@ -29,10 +29,6 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 
-/// Connections per node: the message writer holds one, history, room lists
-/// and logins share the rest. Small, because every node of a cluster opens
-/// this many against one server's `max_connections` (100 by default).
-const CONNECTIONS: u32 = 10;
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a batch is planned again after another node used one of its
@@ -59,16 +55,18 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to the database at a `postgres://` URL and brings its schema
-    /// up to date. Nodes starting together are safe: sqlx holds an advisory
-    /// lock while it migrates.
+    /// Connects to the database at a `postgres://` URL, with at most
+    /// `connections` connections, and brings its schema up to date. The
+    /// message writer holds one; history, room lists and logins share the
+    /// rest. Nodes starting together are safe: sqlx holds an advisory lock
+    /// while it migrates.
     ///
     /// # Errors
     /// When the server cannot be reached or a migration fails.
-    pub async fn connect(url: &str) -> Result<Self> {
+    pub async fn connect(url: &str, connections: u32) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(CONNECTIONS)
+            .max_connections(connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
@@ -713,13 +711,31 @@ impl Store for PostgresStore {
         Ok(room)
     }
 
-    async fn room_ids_of(&self, user_id: UserId) -> Result<Vec<RoomId>> {
-        let ids: Vec<Uuid> =
-            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
-                .bind(user_id.uuid())
+    async fn room_positions_of(&self, user_id: UserId) -> Result<Vec<(RoomId, u64)>> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT r.id, r.last_seq FROM room_members m JOIN rooms r ON r.id = m.room_id
+             WHERE m.user_id = $1",
+        )
+        .bind(user_id.uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
+            .collect())
+    }
+
+    async fn last_seqs(&self, room_ids: &[RoomId]) -> Result<Vec<(RoomId, u64)>> {
+        let ids: Vec<Uuid> = room_ids.iter().map(|id| id.uuid()).collect();
+        let rows: Vec<(Uuid, i64)> =
+            sqlx::query_as("SELECT id, last_seq FROM rooms WHERE id = ANY($1)")
+                .bind(ids)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(ids.into_iter().map(RoomId::from_uuid).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
+            .collect())
     }
 
     async fn membership(&self, room_id: RoomId, user_id: UserId) -> Result<Membership> {

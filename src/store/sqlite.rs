@@ -707,13 +707,38 @@ impl Store for SqliteStore {
         Ok(room)
     }
 
-    async fn room_ids_of(&self, user_id: UserId) -> Result<Vec<RoomId>> {
-        let ids: Vec<Uuid> =
-            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = ?1")
-                .bind(user_id.uuid())
-                .fetch_all(&self.reader)
-                .await?;
-        Ok(ids.into_iter().map(RoomId::from_uuid).collect())
+    async fn room_positions_of(&self, user_id: UserId) -> Result<Vec<(RoomId, u64)>> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT r.id, r.last_seq FROM room_members m JOIN rooms r ON r.id = m.room_id
+             WHERE m.user_id = ?1",
+        )
+        .bind(user_id.uuid())
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
+            .collect())
+    }
+
+    async fn last_seqs(&self, room_ids: &[RoomId]) -> Result<Vec<(RoomId, u64)>> {
+        let mut found = Vec::with_capacity(room_ids.len());
+        // SQLite binds at most 32 766 parameters per statement.
+        for chunk in room_ids.chunks(1000) {
+            let mut query =
+                QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
+            let mut ids = query.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.uuid());
+            }
+            query.push(")");
+            let rows: Vec<(Uuid, i64)> = query.build_query_as().fetch_all(&self.reader).await?;
+            found.extend(
+                rows.into_iter()
+                    .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq))),
+            );
+        }
+        Ok(found)
     }
 
     async fn membership(&self, room_id: RoomId, user_id: UserId) -> Result<Membership> {

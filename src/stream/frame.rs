@@ -52,6 +52,15 @@ impl Frame {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+
+    /// The event, decoded again (for tests).
+    #[cfg(test)]
+    pub fn event(&self) -> pb::server_event::Event {
+        pb::ServerEvent::decode(self.bytes.clone())
+            .expect("a frame holds a ServerEvent")
+            .event
+            .expect("with an event")
+    }
 }
 
 /// The codec of the two RPCs that stream `ServerEvent`s: frames out,

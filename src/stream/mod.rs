@@ -51,7 +51,7 @@ pub async fn open(state: &AppState, principal: &Principal, hold: bool) -> Result
         hold,
     )?;
     // Registered first, so a room joined while the list loads is not missed.
-    let rooms = state.store.room_ids_of(principal.user.id).await?;
+    let rooms = state.store.room_positions_of(principal.user.id).await?;
     state.hub.activate(id, &rooms);
     if let Err(error) = state
         .store

@@ -26,9 +26,16 @@ impl ChildServer {
 
     /// Starts the binary with extra flags and a `RUST_LOG` filter.
     pub async fn start_with(database: &Path, args: &[&str], log_filter: &str) -> Self {
+        let database_url = format!("sqlite://{}", database.display());
+        let mut all = vec!["--database-url", &database_url];
+        all.extend_from_slice(args);
+        Self::start_with_args(&all, log_filter).await
+    }
+
+    /// Starts the binary on port 0 with exactly these flags besides.
+    pub async fn start_with_args(args: &[&str], log_filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--listen", "127.0.0.1:0", "--database-url"])
-            .arg(format!("sqlite://{}", database.display()))
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", log_filter)
             // Several servers run at once: no fixed metrics port; and the

@@ -1,0 +1,248 @@
+//! What nodes say to each other over NATS: one protobuf `Envelope` per bus
+//! message, internal to a cluster (all its nodes run one version).
+//!
+//! Ids travel as 16 raw bytes and times as microseconds, as the store keeps
+//! them. Anything that does not decode is dropped by the receiver.
+
+use uuid::Uuid;
+
+use crate::domain::{Message, MessageId, RoomId, SessionId, Timestamp, User, UserId};
+use crate::hub::NodeId;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Envelope {
+    /// The node that published it.
+    #[prost(bytes = "vec", tag = "1")]
+    pub node: Vec<u8>,
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    pub body: Option<Body>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    /// A stored message.
+    #[prost(message, tag = "2")]
+    Message(WireMessage),
+    #[prost(message, tag = "3")]
+    Typing(Typing),
+    /// A revoked session's id.
+    #[prost(bytes = "vec", tag = "4")]
+    Revoke(Vec<u8>),
+    #[prost(message, tag = "5")]
+    Joined(Membership),
+    #[prost(message, tag = "6")]
+    Left(Membership),
+    /// A user whose first stream on the node opened.
+    #[prost(message, tag = "7")]
+    Online(WireUser),
+    /// A user whose last stream on the node closed.
+    #[prost(bytes = "vec", tag = "8")]
+    Offline(Vec<u8>),
+    /// Part of the node's full account of its online users; also its
+    /// heartbeat.
+    #[prost(message, tag = "9")]
+    Snapshot(Snapshot),
+    /// The node is shutting down: none of its users is online there now.
+    #[prost(bool, tag = "10")]
+    Goodbye(bool),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub room_id: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub seq: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub sender_id: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub sender_name: String,
+    #[prost(string, tag = "6")]
+    pub text: String,
+    #[prost(int64, tag = "7")]
+    pub sent_at: i64,
+    #[prost(string, optional, tag = "8")]
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Typing {
+    #[prost(bytes = "vec", tag = "1")]
+    pub room_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub user_id: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub username: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Membership {
+    #[prost(bytes = "vec", tag = "1")]
+    pub user_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub room_id: Vec<u8>,
+    /// For a join: the room's newest seq, read after the join.
+    #[prost(uint64, tag = "3")]
+    pub last_seq: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireUser {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub username: String,
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub rooms: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Snapshot {
+    /// Counts the node's snapshots; every part of one has the same.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// Parts are numbered from 0 and sent in order.
+    #[prost(uint32, tag = "2")]
+    pub part: u32,
+    #[prost(bool, tag = "3")]
+    pub last: bool,
+    #[prost(message, repeated, tag = "4")]
+    pub users: Vec<WireUser>,
+}
+
+/// Why a bus message was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    #[error("undecodable envelope: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("a field that must be a 16-byte id is not")]
+    Id,
+    #[error("an envelope without a body")]
+    Empty,
+}
+
+fn uuid(bytes: &[u8]) -> Result<Uuid, Malformed> {
+    Uuid::from_slice(bytes).map_err(|_| Malformed::Id)
+}
+
+pub fn node_id(bytes: &[u8]) -> Result<NodeId, Malformed> {
+    uuid(bytes)
+}
+
+pub fn room_id(bytes: &[u8]) -> Result<RoomId, Malformed> {
+    uuid(bytes).map(RoomId::from_uuid)
+}
+
+pub fn user_id(bytes: &[u8]) -> Result<UserId, Malformed> {
+    uuid(bytes).map(UserId::from_uuid)
+}
+
+pub fn session_id(bytes: &[u8]) -> Result<SessionId, Malformed> {
+    uuid(bytes).map(SessionId::from_uuid)
+}
+
+impl From<&Message> for WireMessage {
+    fn from(message: &Message) -> Self {
+        Self {
+            id: message.id.uuid().as_bytes().to_vec(),
+            room_id: message.room_id.uuid().as_bytes().to_vec(),
+            seq: message.seq,
+            sender_id: message.sender.id.uuid().as_bytes().to_vec(),
+            sender_name: message.sender.username.clone(),
+            text: message.text.clone(),
+            sent_at: message.sent_at.0,
+            client_msg_id: message.client_msg_id.clone(),
+        }
+    }
+}
+
+impl TryFrom<WireMessage> for Message {
+    type Error = Malformed;
+
+    fn try_from(wire: WireMessage) -> Result<Self, Malformed> {
+        Ok(Self {
+            id: MessageId::from_uuid(uuid(&wire.id)?),
+            room_id: room_id(&wire.room_id)?,
+            seq: wire.seq,
+            sender: User {
+                id: user_id(&wire.sender_id)?,
+                username: wire.sender_name,
+            },
+            text: wire.text,
+            sent_at: Timestamp(wire.sent_at),
+            client_msg_id: wire.client_msg_id,
+        })
+    }
+}
+
+impl WireUser {
+    pub fn new(user: &User, rooms: &[RoomId]) -> Self {
+        Self {
+            id: user.id.uuid().as_bytes().to_vec(),
+            username: user.username.clone(),
+            rooms: rooms
+                .iter()
+                .map(|room| room.uuid().as_bytes().to_vec())
+                .collect(),
+        }
+    }
+
+    pub fn parse(self) -> Result<(User, Vec<RoomId>), Malformed> {
+        let rooms = self
+            .rooms
+            .iter()
+            .map(|room| room_id(room))
+            .collect::<Result<_, _>>()?;
+        let user = User {
+            id: user_id(&self.id)?,
+            username: self.username,
+        };
+        Ok((user, rooms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    #[test]
+    fn a_message_survives_the_wire() {
+        let message = Message {
+            id: MessageId::new(),
+            room_id: RoomId::new(),
+            seq: 42,
+            sender: User {
+                id: UserId::new(),
+                username: "alice".into(),
+            },
+            text: "héllo".into(),
+            sent_at: Timestamp(1_700_000_000_123_456),
+            client_msg_id: Some("k1".into()),
+        };
+        let envelope = Envelope {
+            node: Uuid::new_v4().as_bytes().to_vec(),
+            body: Some(Body::Message(WireMessage::from(&message))),
+        };
+
+        let decoded = Envelope::decode(envelope.encode_to_vec().as_slice()).unwrap();
+
+        let Some(Body::Message(wire)) = decoded.body else {
+            panic!("not a message: {decoded:?}");
+        };
+        assert_eq!(Message::try_from(wire).unwrap(), message);
+    }
+
+    #[test]
+    fn a_short_id_is_malformed() {
+        let wire = WireUser {
+            id: vec![1, 2, 3],
+            username: "bob".into(),
+            rooms: Vec::new(),
+        };
+        assert!(matches!(wire.parse(), Err(Malformed::Id)));
+    }
+}
