@@ -328,6 +328,18 @@ pub async fn connect(
     }
 }
 
+/// A seq as both databases keep it (a signed 64-bit integer).
+fn to_seq(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+/// Rows of (room id, newest seq) as the store interface returns them.
+fn room_seqs(rows: Vec<(uuid::Uuid, i64)>) -> Vec<(RoomId, u64)> {
+    rows.into_iter()
+        .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
+        .collect()
+}
+
 /// Whether a database error is a unique-constraint violation.
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())

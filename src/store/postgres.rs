@@ -20,8 +20,8 @@ use sqlx::{Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
 use super::{
-    already_exists_if_unique, is_unique_violation, plan_appends, AppendContext, AppendPlan,
-    Appended, Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
+    already_exists_if_unique, is_unique_violation, plan_appends, room_seqs, to_seq, AppendContext,
+    AppendPlan, Appended, Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
@@ -252,10 +252,6 @@ async fn room_kind(tx: &mut Transaction<'_, Postgres>, room_id: RoomId) -> Resul
         .await?;
     let kind = kind.ok_or_else(|| Error::not_found(format!("room {room_id} does not exist")))?;
     RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
-}
-
-fn to_seq(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or_default()
 }
 
 fn from_seq(seq: u64) -> i64 {
@@ -719,10 +715,7 @@ impl Store for PostgresStore {
         .bind(user_id.uuid())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
-            .collect())
+        Ok(room_seqs(rows))
     }
 
     async fn last_seqs(&self, room_ids: &[RoomId]) -> Result<Vec<(RoomId, u64)>> {
@@ -732,10 +725,7 @@ impl Store for PostgresStore {
                 .bind(ids)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
-            .collect())
+        Ok(room_seqs(rows))
     }
 
     async fn membership(&self, room_id: RoomId, user_id: UserId) -> Result<Membership> {

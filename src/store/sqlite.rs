@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use super::Synchronous;
 use super::{
-    already_exists_if_unique, plan_appends, AppendContext, AppendPlan, Appended, Membership,
-    NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
+    already_exists_if_unique, plan_appends, room_seqs, to_seq, AppendContext, AppendPlan, Appended,
+    Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
@@ -253,10 +253,6 @@ async fn room_kind(tx: &mut Transaction<'_, Sqlite>, room_id: RoomId) -> Result<
         .await?;
     let kind = kind.ok_or_else(|| Error::not_found(format!("room {room_id} does not exist")))?;
     RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
-}
-
-fn to_seq(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or_default()
 }
 
 fn room_from_row(row: &SqliteRow) -> Result<Room> {
@@ -715,10 +711,7 @@ impl Store for SqliteStore {
         .bind(user_id.uuid())
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
-            .collect())
+        Ok(room_seqs(rows))
     }
 
     async fn last_seqs(&self, room_ids: &[RoomId]) -> Result<Vec<(RoomId, u64)>> {
@@ -733,10 +726,7 @@ impl Store for SqliteStore {
             }
             query.push(")");
             let rows: Vec<(Uuid, i64)> = query.build_query_as().fetch_all(&self.reader).await?;
-            found.extend(
-                rows.into_iter()
-                    .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq))),
-            );
+            found.extend(room_seqs(rows));
         }
         Ok(found)
     }
