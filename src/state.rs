@@ -130,7 +130,7 @@ impl AppState {
             Arc::clone(&metrics),
             stop.clone(),
         );
-        let hashers = Arc::new(password::Hashers::new(limits, Arc::clone(&metrics)));
+        let hashers = Arc::new(password::Hashers::new(limits, Arc::clone(&metrics))?);
         let send_limiter = Arc::new(SendLimiter::new(limits, Arc::clone(&metrics)));
         let login_backoff = Arc::new(LoginBackoff::new(limits, Arc::clone(&metrics)));
         let maintenance = tokio::spawn(maintain(

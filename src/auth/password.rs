@@ -1,42 +1,63 @@
 //! Password hashing: argon2id at OWASP's parameters, off the async runtime,
-//! a bounded number at a time.
+//! a bounded number at a time, on threads of lower priority than the chat.
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{mpsc, Arc, LazyLock, Mutex};
 
 use anyhow::Context as _;
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
 use tracing::Span;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::Limits;
 use crate::domain::Password;
 use crate::error::{Error, Result};
 use crate::metrics::{Limit, Metrics};
 
-/// Runs password hashes a few at a time: each takes 19 MiB and a core for
-/// tens of milliseconds, so a login storm must queue rather than exhaust
-/// memory or take every core from the chat. The queue is bounded too.
+/// How much less CPU priority the hashing threads have (a Unix nice
+/// value): while streams have work, a hash waits, so a login storm takes
+/// the idle CPU but little from message delivery.
+const HASHER_NICENESS: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs password hashes a few at a time, on threads of their own: each
+/// takes 19 MiB and a core for tens of milliseconds, so a login storm must
+/// queue rather than exhaust memory or take the cores from the chat. The
+/// queue is bounded too.
 pub struct Hashers {
-    /// Hashes running now.
-    running: Semaphore,
     /// Hashes running or waiting; past it, requests are refused.
     admitted: Semaphore,
+    /// The hashing threads' queue; they end when it is dropped.
+    jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
 }
 
 impl Hashers {
-    pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> Self {
+    /// Starts the hashing threads (one per CPU unless the limits say).
+    ///
+    /// # Errors
+    /// When a thread cannot be started.
+    pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let workers = match limits.password_hashers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        Self {
-            running: Semaphore::new(workers),
-            admitted: Semaphore::new(workers + limits.password_queue),
-            metrics,
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..workers {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || run_hasher(&queue))
+                .context("starting a password hashing thread")?;
         }
+        Ok(Self {
+            admitted: Semaphore::new(workers + limits.password_queue),
+            jobs,
+            metrics,
+        })
     }
 
     /// Hashes a password into a PHC string.
@@ -45,8 +66,7 @@ impl Hashers {
     /// RESOURCE_EXHAUSTED when too many hashes wait already; internal errors.
     pub async fn hash(&self, password: Password) -> Result<String> {
         let _admitted = self.admit()?;
-        let _running = self.running.acquire().await.map_err(closed)?;
-        hash(password).await
+        self.run(move || hash(&password)).await
     }
 
     /// Checks a password against a stored PHC string, or against the dummy
@@ -56,8 +76,27 @@ impl Hashers {
     /// RESOURCE_EXHAUSTED when too many hashes wait already; internal errors.
     pub async fn verify(&self, stored: Option<String>, password: Password) -> Result<bool> {
         let _admitted = self.admit()?;
-        let _running = self.running.acquire().await.map_err(closed)?;
-        verify(stored, password).await
+        self.run(move || verify(stored, &password)).await
+    }
+
+    /// Runs `work` on a hashing thread, in the caller's tracing span.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, result) = oneshot::channel();
+        let span = Span::current();
+        let job: Job = Box::new(move || {
+            // The caller may have gone; nothing to tell then.
+            let _ = done.send(span.in_scope(work));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+        let result = result
+            .await
+            .map_err(|_| anyhow::anyhow!("a password hashing thread failed"))?;
+        Ok(result?)
     }
 
     fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
@@ -70,8 +109,31 @@ impl Hashers {
     }
 }
 
-fn closed(_: tokio::sync::AcquireError) -> Error {
-    Error::Unavailable("server is shutting down".into())
+/// A hashing thread: lowers its own priority, then runs jobs until the
+/// queue is dropped.
+fn run_hasher(queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .recv();
+        match job {
+            Ok(job) => job(),
+            Err(mpsc::RecvError) => return,
+        }
+    }
+}
+
+/// Gives the current thread `HASHER_NICENESS` (on Linux, nice values are
+/// per thread). Without it the hashes still run, at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHER_NICENESS)
+    {
+        tracing::warn!(%error, "could not lower the password hashing threads' priority");
+    }
 }
 
 /// OWASP's argon2id recommendation: 19 MiB of memory, 2 passes, 1 lane.
@@ -95,51 +157,45 @@ pub fn warm_up() {
     LazyLock::force(&DUMMY_HASH);
 }
 
-/// Hashes a password into a PHC string, unbounded: see `Hashers`.
+/// Hashes a password into a PHC string, on this thread: see `Hashers`.
 ///
 /// # Errors
-/// Internal, if the blocking pool is gone or argon2 fails.
-async fn hash(password: Password) -> Result<String> {
-    spawn_blocking_in_span(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        let argon2 = hasher();
-        let params = argon2.params().clone();
-        let mut salt_bytes = [0u8; 64];
-        let salt_bytes = salt
-            .as_salt()
-            .decode_b64(&mut salt_bytes)
-            .map_err(|e| anyhow::anyhow!("decoding a salt: {e}"))?;
-        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-        with_memory(params.block_count(), |blocks| {
-            argon2.hash_password_into_with_memory(password.expose(), salt_bytes, &mut out, blocks)
-        })
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
-        let phc = PasswordHash {
-            algorithm: Algorithm::Argon2id.ident(),
-            version: Some(Version::V0x13.into()),
-            params: ParamsString::try_from(&params)
-                .map_err(|e| anyhow::anyhow!("encoding argon2 parameters: {e}"))?,
-            salt: Some(salt.as_salt()),
-            hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("a hash output: {e}"))?),
-        };
-        Ok(phc.to_string())
+/// When argon2 fails.
+fn hash(password: &Password) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let argon2 = hasher();
+    let params = argon2.params().clone();
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| anyhow::anyhow!("decoding a salt: {e}"))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    with_memory(params.block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(password.expose(), salt_bytes, &mut out, blocks)
     })
-    .await
+    .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)
+            .map_err(|e| anyhow::anyhow!("encoding argon2 parameters: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("a hash output: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
-/// `Hashers::verify`, unbounded.
+/// `Hashers::verify`, on this thread.
 ///
 /// # Errors
-/// Internal, if the stored hash is not a valid PHC string.
-async fn verify(stored: Option<String>, password: Password) -> Result<bool> {
-    spawn_blocking_in_span(move || {
-        let known = stored.is_some();
-        let phc = stored.unwrap_or_else(|| DUMMY_HASH.clone());
-        let matches = matches(&phc, password.expose())
-            .map_err(|e| anyhow::anyhow!("checking against a stored hash: {e}"))?;
-        Ok(known && matches)
-    })
-    .await
+/// When the stored hash is not a valid PHC string.
+fn verify(stored: Option<String>, password: &Password) -> anyhow::Result<bool> {
+    let known = stored.is_some();
+    let phc = stored.unwrap_or_else(|| DUMMY_HASH.clone());
+    let matches = matches(&phc, password.expose())
+        .map_err(|e| anyhow::anyhow!("checking against a stored hash: {e}"))?;
+    Ok(known && matches)
 }
 
 /// Whether `password` hashes to the PHC string `phc`, computed in pooled
@@ -187,33 +243,46 @@ fn with_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
     result
 }
 
-async fn spawn_blocking_in_span<T: Send + 'static>(
-    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T> {
-    let span = Span::current();
-    let result = tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .context("password hashing task")?;
-    Ok(result?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_hash_verifies_its_password_only() {
+    #[test]
+    fn a_hash_verifies_its_password_only() {
         let password = Password::parse("correct horse".into()).unwrap();
-        let phc = hash(password.clone()).await.unwrap();
+        let phc = hash(&password).unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(verify(Some(phc.clone()), password.clone()).await.unwrap());
+        assert!(verify(Some(phc.clone()), &password).unwrap());
         let wrong = Password::parse("wrong horse".into()).unwrap();
-        assert!(!verify(Some(phc), wrong).await.unwrap());
-        assert!(!verify(None, password).await.unwrap());
+        assert!(!verify(Some(phc), &wrong).unwrap());
+        assert!(!verify(None, &password).unwrap());
     }
 
     #[tokio::test]
-    async fn hashes_agree_with_the_argon2_crates_own() {
+    async fn the_hashing_threads_hash_and_verify() {
+        let hashers =
+            Hashers::new(&crate::config::Config::defaults().limits, Metrics::new()).unwrap();
+        let password = Password::parse("correct horse".into()).unwrap();
+        let phc = hashers.hash(password.clone()).await.unwrap();
+        assert!(hashers.verify(Some(phc), password).await.unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_at_a_lower_priority_than_the_chat() {
+        let hashers = Hashers::new(&crate::config::Config::defaults().limits, Metrics::new())
+            .unwrap();
+        let current = || {
+            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+                .map_err(anyhow::Error::from)
+        };
+        let chat = current().unwrap();
+        let hashing = hashers.run(current).await.unwrap();
+        assert_eq!(hashing, (chat + HASHER_NICENESS).min(19));
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crates_own() {
         use argon2::PasswordVerifier as _;
         let password = Password::parse("correct horse".into()).unwrap();
         let salt = SaltString::generate(&mut OsRng);
@@ -224,7 +293,7 @@ mod tests {
         assert!(matches(&theirs, password.expose()).unwrap());
         assert!(!matches(&theirs, b"wrong horse").unwrap());
 
-        let ours = hash(password.clone()).await.unwrap();
+        let ours = hash(&password).unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(hasher().verify_password(password.expose(), &parsed).is_ok());
     }
