@@ -63,6 +63,19 @@ impl Frame {
     }
 }
 
+/// Each stream's buffers start at this many bytes (tonic's default is
+/// 8 KiB for each direction, allocated up front). Events and client events
+/// are small; an idle stream should cost little, and a burst grows the
+/// buffer as it needs.
+const STREAM_BUFFER: usize = 512;
+/// How many bytes of waiting events go out in one write, at most (tonic's
+/// default): under load a stream's events leave in batches.
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+fn buffer_settings() -> BufferSettings {
+    BufferSettings::new(STREAM_BUFFER, YIELD_THRESHOLD)
+}
+
 /// The codec of the two RPCs that stream `ServerEvent`s: frames out,
 /// protobuf messages in.
 #[derive(Debug)]
@@ -88,7 +101,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstCodec::<pb::ServerEvent, U>::raw_decoder(BufferSettings::default())
+        tonic_prost::ProstCodec::<pb::ServerEvent, U>::raw_decoder(buffer_settings())
     }
 }
 
@@ -98,6 +111,10 @@ pub struct FrameEncoder;
 impl Encoder for FrameEncoder {
     type Item = Frame;
     type Error = Status;
+
+    fn buffer_settings(&self) -> BufferSettings {
+        buffer_settings()
+    }
 
     fn encode(&mut self, frame: Frame, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.put_slice(&frame.bytes);

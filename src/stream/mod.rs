@@ -142,8 +142,10 @@ pub async fn catch_up(
     }
 }
 
-/// Ends the hold of a stream that catches up on nothing.
-fn go_live(state: &AppState, id: StreamId) {
+/// Ends the hold of a stream that catches up on nothing, and closes its
+/// catch-up channel (which frees it).
+fn go_live(state: &AppState, id: StreamId, catch_up: mpsc::Sender<Frame>) {
+    drop(catch_up);
     // Only rooms being caught up on can fall behind: this cannot fail.
     let released = state.hub.release(id, &HashMap::new());
     debug_assert!(released);
@@ -193,18 +195,18 @@ pub async fn serve_client_events(
                 Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
                 Err(error) => {
                     state.hub.send_to(id, error_frame("", &error));
-                    go_live(&state, id);
+                    go_live(&state, id, catch_up_frames);
                 }
             }
         }
         Ok(Ok(Some(event))) => {
-            go_live(&state, id);
+            go_live(&state, id, catch_up_frames);
             next = Some(event);
         }
         // No first event in time: nothing to resume.
-        Err(_) => go_live(&state, id),
+        Err(_) => go_live(&state, id, catch_up_frames),
         // The client closed its side at once: the stream still runs downwards.
-        Ok(Ok(None)) => return go_live(&state, id),
+        Ok(Ok(None)) => return go_live(&state, id, catch_up_frames),
         Ok(Err(status)) => {
             tracing::debug!(stream = id, %status, "client stream failed");
             return state.hub.close(id, status);
