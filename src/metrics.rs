@@ -72,6 +72,10 @@ pub struct Metrics {
     pub login_failures: Counter,
     /// One transaction of the message writer, from begin to commit.
     pub commit_latency: Histogram,
+    /// Messages read from the store because a room's delivery had a gap.
+    pub gap_fills: Counter,
+    /// Events not published to the other nodes: the bus queue was full.
+    pub bus_dropped: Counter,
 }
 
 impl Metrics {
@@ -138,6 +142,18 @@ impl Metrics {
             "Duration of a message batch's database transaction",
             commit_latency.clone(),
         );
+        let gap_fills = Counter::default();
+        registry.register(
+            "gap_fills",
+            "Messages read from the database to fill a gap in a room's delivery",
+            gap_fills.clone(),
+        );
+        let bus_dropped = Counter::default();
+        registry.register(
+            "bus_dropped",
+            "Events not published to the other nodes because the bus queue was full",
+            bus_dropped.clone(),
+        );
         Arc::new(Self {
             registry,
             connections_open,
@@ -150,6 +166,8 @@ impl Metrics {
             rejections,
             login_failures,
             commit_latency,
+            gap_fills,
+            bus_dropped,
         })
     }
 

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use crate::domain::{Message, RoomId, SessionId, User, UserId};
 use crate::hub::{Delivery, Hub, StreamId};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The most missed messages a gap fill delivers per room; before older
@@ -46,14 +47,16 @@ pub trait Router: Send + Sync + 'static {
 pub struct Sequencer {
     hub: Arc<Hub>,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     turn: tokio::sync::Mutex<()>,
 }
 
 impl Sequencer {
-    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>) -> Self {
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         Self {
             hub,
             store,
+            metrics,
             turn: tokio::sync::Mutex::new(()),
         }
     }
@@ -93,7 +96,9 @@ impl Sequencer {
                     self.hub.resync(room_id, first.seq);
                 }
                 for message in messages.iter().filter(|m| m.seq < before) {
-                    self.hub.deliver(message, None);
+                    if self.hub.deliver(message, None) == Delivery::Delivered {
+                        self.metrics.gap_fills.inc();
+                    }
                 }
             }
             Err(error) => {
@@ -113,9 +118,9 @@ pub struct LocalRouter {
 }
 
 impl LocalRouter {
-    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>) -> Self {
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         Self {
-            sequencer: Sequencer::new(Arc::clone(&hub), store),
+            sequencer: Sequencer::new(Arc::clone(&hub), store, metrics),
             hub,
         }
     }

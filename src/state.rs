@@ -114,6 +114,7 @@ impl AppState {
                     &config.nats_subject_prefix,
                     Arc::clone(&hub),
                     Arc::clone(&store),
+                    Arc::clone(&metrics),
                     presence_changes,
                     stop.clone(),
                 )
@@ -121,7 +122,11 @@ impl AppState {
                 tasks.extend(bus_tasks);
                 router
             }
-            _ => Arc::new(LocalRouter::new(Arc::clone(&hub), Arc::clone(&store))),
+            _ => Arc::new(LocalRouter::new(
+                Arc::clone(&hub),
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+            )),
         };
         let (writer, writer_task) = MessageWriter::spawn(
             Arc::clone(&store),

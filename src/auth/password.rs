@@ -270,8 +270,8 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashes_run_at_a_lower_priority_than_the_chat() {
-        let hashers = Hashers::new(&crate::config::Config::defaults().limits, Metrics::new())
-            .unwrap();
+        let hashers =
+            Hashers::new(&crate::config::Config::defaults().limits, Metrics::new()).unwrap();
         let current = || {
             rustix::process::getpriority_process(Some(rustix::thread::gettid()))
                 .map_err(anyhow::Error::from)

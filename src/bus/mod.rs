@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::redact_url;
 use crate::domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
 use crate::hub::{Hub, LocalPresence, NodeId, OnlineUser, StreamId};
+use crate::metrics::Metrics;
 use crate::router::{Router, Sequencer};
 use crate::store::Store;
 use wire::{Body, Envelope, Malformed, Membership, Snapshot, WireMessage, WireUser};
@@ -72,6 +73,7 @@ pub struct NatsRouter {
 struct Outbound {
     node: NodeId,
     queue: mpsc::Sender<(String, Bytes)>,
+    metrics: Arc<Metrics>,
 }
 
 impl Outbound {
@@ -83,6 +85,7 @@ impl Outbound {
         };
         let payload = Bytes::from(envelope.encode_to_vec());
         if self.queue.try_send((subject, payload)).is_err() {
+            self.metrics.bus_dropped.inc();
             tracing::debug!("bus queue full: an event is dropped");
         }
     }
@@ -99,6 +102,7 @@ impl NatsRouter {
         prefix: &str,
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
         presence: mpsc::Receiver<LocalPresence>,
         stop: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, Vec<JoinHandle<()>>)> {
@@ -134,8 +138,16 @@ impl NatsRouter {
         tracing::info!(%node, prefix, "joined the cluster bus");
 
         let (queue, outgoing) = mpsc::channel(OUTBOUND_CAPACITY);
-        let outbound = Outbound { node, queue };
-        let sequencer = Arc::new(Sequencer::new(Arc::clone(&hub), Arc::clone(&store)));
+        let outbound = Outbound {
+            node,
+            queue,
+            metrics: Arc::clone(&metrics),
+        };
+        let sequencer = Arc::new(Sequencer::new(
+            Arc::clone(&hub),
+            Arc::clone(&store),
+            metrics,
+        ));
         let router = Arc::new(Self {
             hub: Arc::clone(&hub),
             sequencer: Arc::clone(&sequencer),
