@@ -588,6 +588,7 @@ async fn revoking_a_session_on_one_node_ends_its_stream_on_another_within_a_seco
         (status.code(), status.message()),
         (Code::Unauthenticated, "session revoked")
     );
+    eprintln!("the revoked stream on another node ended {took:?} after the revocation");
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
@@ -661,6 +662,10 @@ async fn a_killed_node_loses_nothing_and_its_users_go_offline() {
             presence_of(event, "carol", false)
         })
         .await;
+    eprintln!(
+        "carol went offline {:?} after her node was killed",
+        killed.elapsed()
+    );
     assert!(killed.elapsed() < Duration::from_secs(30));
     cluster.until_online_on(0, &alice, &["alice", "bob"]).await;
 }
