@@ -199,13 +199,22 @@ impl PostgresStore {
             .execute(&mut **tx)
             .await?;
         }
-        for (room, seq) in &plan.last_seq {
-            sqlx::query("UPDATE rooms SET last_seq = $1 WHERE id = $2")
-                .bind(from_seq(*seq))
-                .bind(room.uuid())
-                .execute(&mut **tx)
-                .await
-                .context("bumping a room's seq")?;
+        if !plan.last_seq.is_empty() {
+            // One statement for every room of the batch, not one each.
+            let (rooms, seqs): (Vec<Uuid>, Vec<i64>) = plan
+                .last_seq
+                .iter()
+                .map(|(room, seq)| (room.uuid(), from_seq(*seq)))
+                .unzip();
+            sqlx::query(
+                "UPDATE rooms SET last_seq = k.seq
+                 FROM UNNEST($1::uuid[], $2::int8[]) AS k (id, seq) WHERE rooms.id = k.id",
+            )
+            .bind(&rooms)
+            .bind(&seqs)
+            .execute(&mut **tx)
+            .await
+            .context("bumping the rooms' seqs")?;
         }
         Ok(())
     }

@@ -125,9 +125,10 @@ impl SqliteStore {
             .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
             .collect();
         let keys: Vec<_> = keys.into_iter().collect();
+        // Joins against a table of the keys: SQLite plans a row-value
+        // `IN (VALUES …)` as a scan of the whole table, this as index lookups.
         for chunk in keys.chunks(PAIRS_PER_QUERY) {
-            let mut query = QueryBuilder::<Sqlite>::new(MESSAGE_SELECT);
-            query.push(" WHERE (m.sender_id, m.client_msg_id) IN (VALUES ");
+            let mut query = QueryBuilder::<Sqlite>::new("WITH k (sender_id, key) AS (VALUES ");
             for (i, (sender, key)) in chunk.iter().enumerate() {
                 query.push(if i == 0 { "(" } else { ", (" });
                 query
@@ -136,7 +137,9 @@ impl SqliteStore {
                     .push_bind(*key)
                     .push(")");
             }
-            query.push(")");
+            query.push(") ");
+            query.push(MESSAGE_SELECT);
+            query.push(" JOIN k ON m.sender_id = k.sender_id AND m.client_msg_id = k.key");
             for row in query.build().fetch_all(&mut **tx).await? {
                 let message = message_from_row(&row)?;
                 let key = message.client_msg_id.clone().unwrap_or_default();
@@ -168,14 +171,15 @@ impl SqliteStore {
             .collect();
         let pairs: Vec<_> = pairs.into_iter().collect();
         for chunk in pairs.chunks(PAIRS_PER_QUERY) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT room_id, user_id FROM room_members WHERE (room_id, user_id) IN (VALUES ",
-            );
+            let mut query = QueryBuilder::<Sqlite>::new("WITH k (room_id, user_id) AS (VALUES ");
             for (i, (room, user)) in chunk.iter().enumerate() {
                 query.push(if i == 0 { "(" } else { ", (" });
                 query.push_bind(*room).push(", ").push_bind(*user).push(")");
             }
-            query.push(")");
+            query.push(
+                ") SELECT m.room_id, m.user_id FROM k \
+                 JOIN room_members m ON m.room_id = k.room_id AND m.user_id = k.user_id",
+            );
             for row in query.build().fetch_all(&mut **tx).await? {
                 context.members.insert((
                     RoomId::from_uuid(row.try_get("room_id")?),
@@ -203,12 +207,21 @@ impl SqliteStore {
             });
             insert.build().execute(&mut **tx).await?;
         }
-        for (room, seq) in &plan.last_seq {
-            sqlx::query("UPDATE rooms SET last_seq = ?1 WHERE id = ?2")
-                .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
-                .bind(room.uuid())
-                .execute(&mut **tx)
-                .await?;
+        // One statement for many rooms, not one each: every statement is a
+        // round trip to the connection's thread.
+        let rooms: Vec<_> = plan.last_seq.iter().collect();
+        for chunk in rooms.chunks(PAIRS_PER_QUERY) {
+            let mut update = QueryBuilder::<Sqlite>::new("WITH k (id, seq) AS (VALUES ");
+            for (i, (room, seq)) in chunk.iter().enumerate() {
+                update.push(if i == 0 { "(" } else { ", (" });
+                update
+                    .push_bind(room.uuid())
+                    .push(", ")
+                    .push_bind(i64::try_from(**seq).unwrap_or(i64::MAX))
+                    .push(")");
+            }
+            update.push(") UPDATE rooms SET last_seq = k.seq FROM k WHERE rooms.id = k.id");
+            update.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
