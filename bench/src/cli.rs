@@ -1,0 +1,292 @@
+//! The command line: one subcommand per scenario, `all` for every scenario
+//! in one run, and `smoke` for every scenario at a small size (CI).
+//!
+//! Each scenario's options are a struct that derives `Parser` as well as
+//! `Args`, so `all` and `smoke` build them from argument lists and get the
+//! same defaults as the subcommands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-bench",
+    version,
+    about = "Load generator for chat-server over real gRPC connections (one HTTP/2 connection per simulated user)",
+    after_help = "Examples:\n  cargo run --release -p chat-bench -- all\n  cargo run --release -p chat-bench -- fanout --streams 1000\n  cargo run --release -p chat-bench -- idle --streams 50000\n  cargo run --release -p chat-bench -- smoke"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub target: TargetOpts,
+    #[command(flatten)]
+    pub output: OutputOpts,
+    #[command(flatten)]
+    pub guard: GuardOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scenario 1 (with the NATS baseline of scenario 6 unless --no-nats):
+    /// one room, N member streams, sustained deliveries/s and latency.
+    Fanout(FanoutOpts),
+    /// Scenario 2: many 1:1 conversations at steady rates.
+    Direct(DirectOpts),
+    /// Scenario 3: N open authenticated streams; server memory per stream.
+    Idle(IdleOpts),
+    /// Scenario 4: concurrent logins while a fan-out runs at a moderate rate.
+    Storm(StormOpts),
+    /// Scenario 5: acknowledged sends with many concurrent senders.
+    Durable(DurableOpts),
+    /// Scenario 6 alone: the fan-out against NATS core pub/sub.
+    Baseline(FanoutOpts),
+    /// Every scenario at full size, one report.
+    All(AllOpts),
+    /// Every scenario once at a small size: checks that every message
+    /// arrives, exits non-zero on any loss or error. Not a timing.
+    Smoke,
+}
+
+/// Which server to drive, and where NATS is.
+#[derive(Clone, Debug, Args)]
+pub struct TargetOpts {
+    /// Drive an already running server at this address instead of starting
+    /// one (its limits must allow the load: see BENCHMARKS.md).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub server: Option<SocketAddr>,
+    /// The pid of --server, to read its memory from /proc.
+    #[arg(long, global = true, requires = "server")]
+    pub server_pid: Option<u32>,
+    /// The server binary to start [default: chat-server beside this binary].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// One more flag for the started server (repeatable), e.g.
+    /// --server-arg=--stream-queue=4096.
+    #[arg(long, global = true, value_name = "FLAG", allow_hyphen_values = true)]
+    pub server_arg: Vec<String>,
+    /// NATS server for the baseline.
+    #[arg(long, global = true, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Skip the NATS baseline.
+    #[arg(long, global = true)]
+    pub no_nats: bool,
+}
+
+/// Where results go.
+#[derive(Clone, Debug, Args)]
+pub struct OutputOpts {
+    /// JSON result file [default: target/bench/results.json].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Folder for the SVG plots [default: target/bench].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub plots_dir: Option<PathBuf>,
+    /// No progress bars or phase notes; only the table.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+/// Patience on a shared machine: measurements are only comparable when
+/// nothing else runs. `smoke` ignores these (it times nothing).
+#[derive(Clone, Debug, Args)]
+pub struct GuardOpts {
+    /// A step during which other processes used more CPU than this (in
+    /// cores) counts as disturbed.
+    #[arg(long, global = true, default_value_t = 0.2)]
+    pub other_cpu_limit: f64,
+    /// Before each step, wait up to this many seconds for other processes
+    /// to use less than --other-cpu-limit (0: never wait).
+    #[arg(long, global = true, default_value_t = 900.0)]
+    pub quiet_wait: f64,
+    /// How often a disturbed step is measured again.
+    #[arg(long, global = true, default_value_t = 2)]
+    pub retries: u32,
+}
+
+#[derive(Clone, Debug, Parser, Serialize)]
+pub struct FanoutOpts {
+    /// Member streams in the room (one user and one connection each).
+    #[arg(long, default_value_t = 1000)]
+    pub streams: usize,
+    /// Senders (members too, each on its own ChatStream); messages go
+    /// round-robin over them.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Bytes of each message text (the send instant is embedded in it).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(48..=4096))]
+    pub message_bytes: u16,
+    /// The fixed-rate run, in deliveries per second (messages/s × streams).
+    #[arg(long, default_value_t = 100_000)]
+    pub fixed_rate: u64,
+    /// Length of the fixed-rate run.
+    #[arg(long, default_value_t = 10.0)]
+    pub fixed_secs: f64,
+    /// Length of each step of the rate ladder (a p99 over fewer bursts of
+    /// N deliveries varies a lot from run to run).
+    #[arg(long, default_value_t = 10.0)]
+    pub step_secs: f64,
+    /// Explicit ladder of deliveries/s (comma-separated) instead of the
+    /// geometric one.
+    #[arg(long, value_delimiter = ',')]
+    pub ladder: Vec<u64>,
+    /// First step of the geometric ladder, in deliveries/s.
+    #[arg(long, default_value_t = 5_000)]
+    pub ladder_start: u64,
+    /// Each step's rate is the previous one times this.
+    #[arg(long, default_value_t = 1.5)]
+    pub ladder_factor: f64,
+    /// The ladder stops here even if every step passed.
+    #[arg(long, default_value_t = 4_000_000)]
+    pub ladder_max: u64,
+    /// Bisection steps between the last passing and the first failing rate.
+    #[arg(long, default_value_t = 2)]
+    pub refine: u32,
+    /// A step passes when its p99 is under this (and nothing was lost).
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_limit_ms: f64,
+    /// How long to wait after a step's last send for its deliveries.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_secs: f64,
+}
+
+#[derive(Clone, Debug, Parser, Serialize)]
+pub struct StormOpts {
+    #[command(flatten)]
+    pub fanout: FanoutOpts,
+    /// Concurrent logins, each on its own new connection.
+    #[arg(long, default_value_t = 200)]
+    pub logins: usize,
+    /// The fan-out's moderate rate during both windows, in deliveries/s.
+    #[arg(long, default_value_t = 10_000)]
+    pub storm_rate: u64,
+    /// Length of the window without the storm; the one with it lasts at
+    /// least this, and until the last login has answered.
+    #[arg(long, default_value_t = 10.0)]
+    pub storm_secs: f64,
+}
+
+#[derive(Clone, Debug, Parser, Serialize)]
+pub struct DirectOpts {
+    /// Users, paired into users/2 direct rooms; each has a ChatStream.
+    #[arg(long, default_value_t = 2000)]
+    pub users: usize,
+    /// Total send rates to step through, in messages/s over all users
+    /// (each message is one delivery); stops at the first failing one.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,4000,8000,16000,32000"
+    )]
+    pub rates: Vec<u64>,
+    /// Bisection steps between the last passing and the first failing rate.
+    #[arg(long, default_value_t = 2)]
+    pub refine: u32,
+    /// Length of each rate step.
+    #[arg(long, default_value_t = 5.0)]
+    pub step_secs: f64,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(48..=4096))]
+    pub message_bytes: u16,
+    /// A step passes when its p99 is under this (and nothing was lost).
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_limit_ms: f64,
+    /// How long to wait after a step's last send for its deliveries.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_secs: f64,
+}
+
+#[derive(Clone, Debug, Parser, Serialize)]
+pub struct IdleOpts {
+    /// Streams to open, each on its own connection.
+    #[arg(long, default_value_t = 20_000)]
+    pub streams: usize,
+    /// Accounts the streams are spread over (each login costs an argon2
+    /// hash, so streams share the sessions of this many users).
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Streams being opened at once.
+    #[arg(long, default_value_t = 256)]
+    pub open_concurrency: usize,
+    /// Loopback source addresses (127.0.0.1, .2, …) the connections are
+    /// spread over [default: one per 20 000 streams].
+    #[arg(long)]
+    pub source_addresses: Option<u8>,
+    /// How long every stream is held open, after the last one opened,
+    /// before checking that none ended.
+    #[arg(long, default_value_t = 5.0)]
+    pub hold_secs: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendPath {
+    /// `send` events on a ChatStream, acknowledged by `sent`.
+    Stream,
+    /// Unary SendMessage calls.
+    Unary,
+}
+
+#[derive(Clone, Debug, Parser, Serialize)]
+pub struct DurableOpts {
+    /// Concurrent senders, each a user with its own connection and room.
+    #[arg(long, default_value_t = 256)]
+    pub senders: usize,
+    /// Sends each sender keeps in flight.
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Length of each run.
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    /// SQLite synchronous settings to run (a fresh server each).
+    #[arg(long, value_delimiter = ',', default_value = "full,normal")]
+    pub modes: Vec<Synchronous>,
+    /// Send paths to run on each server.
+    #[arg(long, value_delimiter = ',', default_value = "stream,unary")]
+    pub paths: Vec<SendPath>,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(48..=4096))]
+    pub message_bytes: u16,
+}
+
+/// The sizes of `all`; every other option keeps its scenario's default.
+#[derive(Clone, Debug, Args)]
+pub struct AllOpts {
+    #[arg(long, default_value_t = 1000)]
+    pub fanout_streams: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub direct_users: usize,
+    #[arg(long, default_value_t = 20_000)]
+    pub idle_streams: usize,
+    #[arg(long, default_value_t = 200)]
+    pub logins: usize,
+    #[arg(long, default_value_t = 256)]
+    pub durable_senders: usize,
+}
+
+/// Options of one scenario from an argument list, with its defaults.
+///
+/// # Panics
+/// When the arguments are not valid for `T`: they are written in this
+/// crate, so that is a bug here.
+pub fn scenario_opts<T: Parser>(args: &[&str]) -> T {
+    let argv = std::iter::once("scenario").chain(args.iter().copied());
+    T::try_parse_from(argv).unwrap_or_else(|error| panic!("built-in options {args:?}: {error}"))
+}
