@@ -6,6 +6,7 @@
 //! user input.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::collections::{HashMap, HashSet};

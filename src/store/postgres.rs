@@ -15,17 +15,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
+use super::rows::{message_from_row, newest_first_page, room_from_row, user_from_row};
 use super::{
     already_exists_if_unique, is_unique_violation, plan_appends, room_seqs, to_seq, AppendContext,
     AppendPlan, Appended, Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
-    Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
-    UserId, Username,
+    Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
+    Username,
 };
 use crate::error::{Error, Result};
 
@@ -265,52 +266,6 @@ async fn room_kind(tx: &mut Transaction<'_, Postgres>, room_id: RoomId) -> Resul
 
 fn from_seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-fn room_from_row(row: &PgRow) -> Result<Room> {
-    let kind: i64 = row.try_get("kind")?;
-    Ok(Room {
-        id: RoomId::from_uuid(row.try_get("id")?),
-        name: row.try_get("name")?,
-        kind: RoomKind::from_i64(kind).context("unknown room kind in the database")?,
-        joined: row.try_get("joined")?,
-        last_seq: to_seq(row.try_get("last_seq")?),
-    })
-}
-
-fn message_from_row(row: &PgRow) -> Result<Message> {
-    Ok(Message {
-        id: MessageId::from_uuid(row.try_get("id")?),
-        room_id: RoomId::from_uuid(row.try_get("room_id")?),
-        seq: to_seq(row.try_get("seq")?),
-        sender: User {
-            id: UserId::from_uuid(row.try_get("sender_id")?),
-            username: row.try_get("username")?,
-        },
-        text: row.try_get("text")?,
-        sent_at: Timestamp(row.try_get("sent_at")?),
-        client_msg_id: row.try_get("client_msg_id")?,
-    })
-}
-
-/// Turns up to `limit + 1` rows, newest first, into at most `limit`
-/// messages in ascending order, and whether there were more.
-fn newest_first_page(rows: &[PgRow], limit: u32) -> Result<(Vec<Message>, bool)> {
-    let has_more = rows.len() > limit as usize;
-    let mut messages = rows
-        .iter()
-        .take(limit as usize)
-        .map(message_from_row)
-        .collect::<Result<Vec<_>>>()?;
-    messages.reverse();
-    Ok((messages, has_more))
-}
-
-fn user_from_row(row: &PgRow) -> Result<User> {
-    Ok(User {
-        id: UserId::from_uuid(row.try_get("id")?),
-        username: row.try_get("username")?,
-    })
 }
 
 /// The key that makes a pair of users' direct room unique: both ids, ordered.

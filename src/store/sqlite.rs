@@ -14,20 +14,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row as _, Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::rows::{message_from_row, newest_first_page, room_from_row, user_from_row};
 use super::Synchronous;
 use super::{
     already_exists_if_unique, plan_appends, room_seqs, to_seq, AppendContext, AppendPlan, Appended,
     Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
-    Message, MessageId, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
-    UserId, Username,
+    Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
+    Username,
 };
 use crate::error::{Error, Result};
 
@@ -266,52 +266,6 @@ async fn room_kind(tx: &mut Transaction<'_, Sqlite>, room_id: RoomId) -> Result<
         .await?;
     let kind = kind.ok_or_else(|| Error::not_found(format!("room {room_id} does not exist")))?;
     RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
-}
-
-fn room_from_row(row: &SqliteRow) -> Result<Room> {
-    let kind: i64 = row.try_get("kind")?;
-    Ok(Room {
-        id: RoomId::from_uuid(row.try_get("id")?),
-        name: row.try_get("name")?,
-        kind: RoomKind::from_i64(kind).context("unknown room kind in the database")?,
-        joined: row.try_get("joined")?,
-        last_seq: to_seq(row.try_get("last_seq")?),
-    })
-}
-
-fn message_from_row(row: &SqliteRow) -> Result<Message> {
-    Ok(Message {
-        id: MessageId::from_uuid(row.try_get("id")?),
-        room_id: RoomId::from_uuid(row.try_get("room_id")?),
-        seq: to_seq(row.try_get("seq")?),
-        sender: User {
-            id: UserId::from_uuid(row.try_get("sender_id")?),
-            username: row.try_get("username")?,
-        },
-        text: row.try_get("text")?,
-        sent_at: Timestamp(row.try_get("sent_at")?),
-        client_msg_id: row.try_get("client_msg_id")?,
-    })
-}
-
-/// Turns up to `limit + 1` rows, newest first, into at most `limit`
-/// messages in ascending order, and whether there were more.
-fn newest_first_page(rows: &[SqliteRow], limit: u32) -> Result<(Vec<Message>, bool)> {
-    let has_more = rows.len() > limit as usize;
-    let mut messages = rows
-        .iter()
-        .take(limit as usize)
-        .map(message_from_row)
-        .collect::<Result<Vec<_>>>()?;
-    messages.reverse();
-    Ok((messages, has_more))
-}
-
-fn user_from_row(row: &SqliteRow) -> Result<User> {
-    Ok(User {
-        id: UserId::from_uuid(row.try_get("id")?),
-        username: row.try_get("username")?,
-    })
 }
 
 /// The key that makes a pair of users' direct room unique: both ids, ordered.

@@ -1,0 +1,99 @@
+//! Rows into domain types, the same for both databases: the queries of
+//! both stores name their columns alike.
+
+use anyhow::Context as _;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use uuid::Uuid;
+
+use super::to_seq;
+use crate::domain::{Message, MessageId, Room, RoomId, RoomKind, Timestamp, User, UserId};
+use crate::error::Result;
+
+/// What a row must offer to be read here: these column types, by name.
+pub trait ChatRow: Row
+where
+    for<'a> &'a str: ColumnIndex<Self>,
+{
+    fn field<'r, T>(&'r self, name: &str) -> Result<T>
+    where
+        T: Decode<'r, Self::Database> + Type<Self::Database>,
+    {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl<R: Row> ChatRow for R where for<'a> &'a str: ColumnIndex<R> {}
+
+pub fn room_from_row<R>(row: &R) -> Result<Room>
+where
+    R: ChatRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kind: i64 = row.field("kind")?;
+    Ok(Room {
+        id: RoomId::from_uuid(row.field("id")?),
+        name: row.field("name")?,
+        kind: RoomKind::from_i64(kind).context("unknown room kind in the database")?,
+        joined: row.field("joined")?,
+        last_seq: to_seq(row.field("last_seq")?),
+    })
+}
+
+pub fn message_from_row<R>(row: &R) -> Result<Message>
+where
+    R: ChatRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Message {
+        id: MessageId::from_uuid(row.field("id")?),
+        room_id: RoomId::from_uuid(row.field("room_id")?),
+        seq: to_seq(row.field("seq")?),
+        sender: User {
+            id: UserId::from_uuid(row.field("sender_id")?),
+            username: row.field("username")?,
+        },
+        text: row.field("text")?,
+        sent_at: Timestamp(row.field("sent_at")?),
+        client_msg_id: row.field("client_msg_id")?,
+    })
+}
+
+/// Turns up to `limit + 1` rows, newest first, into at most `limit`
+/// messages in ascending order, and whether there were more.
+pub fn newest_first_page<R>(rows: &[R], limit: u32) -> Result<(Vec<Message>, bool)>
+where
+    R: ChatRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let has_more = rows.len() > limit as usize;
+    let mut messages = rows
+        .iter()
+        .take(limit as usize)
+        .map(message_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    messages.reverse();
+    Ok((messages, has_more))
+}
+
+pub fn user_from_row<R>(row: &R) -> Result<User>
+where
+    R: ChatRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(User {
+        id: UserId::from_uuid(row.field("id")?),
+        username: row.field("username")?,
+    })
+}
