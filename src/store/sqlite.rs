@@ -41,6 +41,18 @@ const PAIRS_PER_QUERY: usize = 500;
 const ROWS_PER_INSERT: usize = 500;
 /// How long a statement waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page cache of the writer, in KiB (SQLite's default is 2 MiB). A batch
+/// of messages to many rooms dirties a page of each index per room; with
+/// the default, those pages were evicted between batches and read back
+/// from the file on the next one.
+const WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// Page cache of each reader, in KiB.
+const READER_CACHE_KIB: u32 = 16 * 1024;
+/// WAL pages after which a commit copies them into the database (SQLite's
+/// default is 1000). Busy pages (index tails, room rows) are rewritten by
+/// almost every batch: a longer WAL copies each once per checkpoint instead
+/// of once per few batches, and fsyncs the database file less often.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// A room as the user bound to `?1` sees it: a direct room is named after
 /// the other member.
@@ -52,9 +64,18 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = ?1) AS joined
     FROM rooms r";
 
-const MESSAGE_SELECT: &str = "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text,
-        m.sent_at, m.client_msg_id
-    FROM messages m JOIN users u ON u.id = m.sender_id";
+/// The columns of a message, from `messages m` and its sender `users u`.
+macro_rules! message_columns {
+    () => {
+        "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at,
+            m.client_msg_id"
+    };
+}
+
+const MESSAGE_SELECT: &str = concat!(
+    message_columns!(),
+    " FROM messages m JOIN users u ON u.id = m.sender_id"
+);
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -77,7 +98,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Statement journals (a multi-row INSERT keeps one, to undo
+            // just that statement) stay in memory, not in a temporary file.
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
@@ -86,7 +111,11 @@ impl SqliteStore {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+            )
             .await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&writer)
@@ -94,7 +123,7 @@ impl SqliteStore {
             .context("migrating the SQLite database")?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")))
             .await?;
         Ok(Self { writer, reader })
     }
@@ -128,18 +157,8 @@ impl SqliteStore {
         // Joins against a table of the keys: SQLite plans a row-value
         // `IN (VALUES …)` as a scan of the whole table, this as index lookups.
         for chunk in keys.chunks(PAIRS_PER_QUERY) {
-            let mut query = QueryBuilder::<Sqlite>::new("WITH k (sender_id, key) AS (VALUES ");
-            for (i, (sender, key)) in chunk.iter().enumerate() {
-                query.push(if i == 0 { "(" } else { ", (" });
-                query
-                    .push_bind(*sender)
-                    .push(", ")
-                    .push_bind(*key)
-                    .push(")");
-            }
-            query.push(") ");
-            query.push(MESSAGE_SELECT);
-            query.push(" JOIN k ON m.sender_id = k.sender_id AND m.client_msg_id = k.key");
+            let mut query = QueryBuilder::new("");
+            push_earlier_sends(&mut query, chunk);
             for row in query.build().fetch_all(&mut **tx).await? {
                 let message = message_from_row(&row)?;
                 let key = message.client_msg_id.clone().unwrap_or_default();
@@ -225,6 +244,31 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// The stored messages of these (sender, client_msg_id) pairs.
+///
+/// `CROSS JOIN` makes SQLite take the pairs as the outer loop, so each is
+/// one search of the idempotency index. With a plain join it may instead
+/// scan that whole index and probe the pairs, once per batch: it did, and
+/// the scan grew with the table.
+fn push_earlier_sends<'a>(query: &mut QueryBuilder<'a, Sqlite>, pairs: &[(Uuid, &'a str)]) {
+    query.push("WITH k (sender_id, key) AS (VALUES ");
+    for (i, (sender, key)) in pairs.iter().enumerate() {
+        query.push(if i == 0 { "(" } else { ", (" });
+        query
+            .push_bind(*sender)
+            .push(", ")
+            .push_bind(*key)
+            .push(")");
+    }
+    query.push(") ");
+    query.push(message_columns!());
+    query.push(
+        " FROM k CROSS JOIN messages m CROSS JOIN users u \
+         WHERE m.sender_id = k.sender_id AND m.client_msg_id = k.key \
+           AND m.client_msg_id IS NOT NULL AND u.id = m.sender_id",
+    );
 }
 
 async fn membership_in<'e>(
@@ -757,5 +801,44 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan of the idempotency lookup for a full chunk of pairs: every
+    /// step that reads `messages` must be a search of its index.
+    #[tokio::test]
+    async fn earlier_sends_are_looked_up_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+        let store = SqliteStore::connect(&url, Synchronous::Normal)
+            .await
+            .unwrap();
+        let keys: Vec<String> = (0..PAIRS_PER_QUERY).map(|i| format!("key-{i}")).collect();
+        let pairs: Vec<(Uuid, &str)> = keys
+            .iter()
+            .map(|key| (Uuid::now_v7(), key.as_str()))
+            .collect();
+        let mut query = QueryBuilder::new("EXPLAIN QUERY PLAN ");
+        push_earlier_sends(&mut query, &pairs);
+        let steps: Vec<String> = query
+            .build()
+            .fetch_all(&store.reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+        let reads: Vec<_> = steps.iter().filter(|s| s.contains(" m ")).collect();
+        assert!(!reads.is_empty(), "no step reads messages: {steps:?}");
+        for step in reads {
+            assert!(
+                step.starts_with("SEARCH m USING INDEX messages_idempotency"),
+                "{steps:?}"
+            );
+        }
     }
 }
