@@ -2,9 +2,11 @@
 //!
 //! Sends from every stream and unary call queue here. One task takes what is
 //! waiting, stores it in a single transaction (group commit: one durable
-//! commit for many messages), and only then acknowledges and routes each
-//! message, in seq order. Running in its own task, a send completes even if
-//! its client goes away mid-flight, so a stored message is always delivered.
+//! commit for many messages), and hands the stored batch to a second task,
+//! which routes and acknowledges each message, batch after batch, in seq
+//! order; meanwhile the first stores the next batch. Running in tasks of
+//! their own, a send completes even if its client goes away mid-flight, so a
+//! stored message is always delivered.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,8 +28,9 @@ use crate::stream::Frame;
 /// reading its client), which pushes back on clients instead of growing.
 const QUEUE_CAPACITY: usize = 8192;
 /// The most messages stored in one transaction: large enough to amortise a
-/// durable commit, small enough to keep each transaction short.
-const MAX_BATCH: usize = 512;
+/// durable commit and the index pages of a busy room over many messages,
+/// small enough to keep each transaction under a few hundred milliseconds.
+const MAX_BATCH: usize = 4096;
 
 /// Where the outcome of a send goes.
 pub enum Reply {
@@ -85,13 +88,40 @@ impl MessageWriter {
     }
 }
 
+/// A stored batch on its way to its streams and callers.
+struct Stored {
+    messages: Vec<NewMessage>,
+    replies: Vec<Reply>,
+    results: Result<Vec<Result<Appended>>>,
+}
+
+/// Stored batches waiting to be delivered. Delivery runs in a task of its
+/// own, so the next batch is being stored while the last one is delivered.
+const DELIVERY_QUEUE: usize = 2;
+
 async fn run(
     store: Arc<dyn Store>,
     router: Arc<dyn Router>,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
+    queue: mpsc::Receiver<Job>,
+    stop: CancellationToken,
+) {
+    let (stored, batches) = mpsc::channel(DELIVERY_QUEUE);
+    let delivery = tokio::spawn(deliver(router, hub, Arc::clone(&metrics), batches));
+    store_batches(store, metrics, queue, stop, stored).await;
+    // The store loop has dropped its sender: delivery ends after the last batch.
+    if let Err(error) = delivery.await {
+        tracing::error!(error = %error, "message delivery failed");
+    }
+}
+
+async fn store_batches(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     mut queue: mpsc::Receiver<Job>,
     stop: CancellationToken,
+    stored: mpsc::Sender<Stored>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
@@ -108,43 +138,66 @@ async fn run(
         if received == 0 {
             break;
         }
-        let batch: Vec<NewMessage> = jobs.iter().map(|job| job.message.clone()).collect();
+        let (messages, replies): (Vec<_>, Vec<_>) =
+            jobs.drain(..).map(|job| (job.message, job.reply)).unzip();
         let started = Instant::now();
-        let stored = store.append_messages(&batch).await;
+        let results = store.append_messages(&messages).await;
         metrics
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
-        match stored {
+        let batch = Stored {
+            messages,
+            replies,
+            results,
+        };
+        if stored.send(batch).await.is_err() {
+            tracing::error!("message delivery has stopped; no more messages are stored");
+            break;
+        }
+    }
+}
+
+/// Routes each stored batch's fresh messages and answers every send, batch
+/// after batch, in seq order.
+async fn deliver(
+    router: Arc<dyn Router>,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    mut batches: mpsc::Receiver<Stored>,
+) {
+    while let Some(batch) = batches.recv().await {
+        let sends = batch.replies.into_iter().zip(&batch.messages);
+        match batch.results {
             Ok(results) => {
-                for (job, result) in jobs.drain(..).zip(results) {
+                for ((reply, message), result) in sends.zip(results) {
                     if let Ok(appended) = &result {
                         if appended.fresh {
                             metrics.messages_received.inc();
-                            let origin = match job.reply {
+                            let origin = match reply {
                                 Reply::Stream(id) => Some(id),
                                 Reply::Call(_) => None,
                             };
                             router.message(&appended.message, origin).await;
                         }
                     }
-                    answer(&hub, job, result);
+                    answer(&hub, reply, message, result);
                 }
             }
             Err(error) => {
-                tracing::error!(error = %error, count = jobs.len(), "storing messages failed");
-                for job in jobs.drain(..) {
+                tracing::error!(error = %error, count = batch.messages.len(), "storing messages failed");
+                for (reply, message) in sends {
                     let failed = Error::Unavailable(
                         "the message could not be stored; retry with the same client_msg_id".into(),
                     );
-                    answer(&hub, job, Err(failed));
+                    answer(&hub, reply, message, Err(failed));
                 }
             }
         }
     }
 }
 
-fn answer(hub: &Hub, job: Job, result: Result<Appended>) {
-    match job.reply {
+fn answer(hub: &Hub, reply: Reply, message: &NewMessage, result: Result<Appended>) {
+    match reply {
         Reply::Call(tx) => {
             // The caller may have gone; the message is stored all the same.
             let _ = tx.send(result);
@@ -161,10 +214,7 @@ fn answer(hub: &Hub, job: Job, result: Result<Appended>) {
             ),
             Err(error) => hub.send_to(
                 id,
-                error_frame(
-                    job.message.client_msg_id.as_deref().unwrap_or_default(),
-                    &error,
-                ),
+                error_frame(message.client_msg_id.as_deref().unwrap_or_default(), &error),
             ),
         },
     }
