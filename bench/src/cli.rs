@@ -250,9 +250,11 @@ pub struct DurableOpts {
     /// Concurrent senders, each a user with its own connection and room.
     #[arg(long, default_value_t = 256)]
     pub senders: usize,
-    /// Sends each sender keeps in flight.
-    #[arg(long, default_value_t = 1)]
-    pub in_flight: usize,
+    /// Sends each sender keeps in flight; each value is a run of its own.
+    /// One is a person waiting for each acknowledgement; more is a client
+    /// that pipelines its sends (a bridge, a bot, a burst after a reconnect).
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub in_flight: Vec<usize>,
     /// Length of each run.
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,

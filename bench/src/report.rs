@@ -142,7 +142,11 @@ impl Results {
         }
         for run in self.durable.iter().filter(|r| r.synchronous == "full") {
             checks.push(TargetCheck {
-                name: format!("durable sends at synchronous=FULL ({:?})", run.path).to_lowercase(),
+                name: format!(
+                    "durable sends at synchronous=FULL ({:?}, {} in flight per sender)",
+                    run.path, run.in_flight
+                )
+                .to_lowercase(),
                 target: format!("≥ {} acknowledged/s", thousands(DURABLE_PER_SEC)),
                 measured: format!("{}/s", thousands(run.acknowledged_per_sec)),
                 met: Some(run.acknowledged_per_sec >= DURABLE_PER_SEC),

@@ -492,12 +492,16 @@ async fn durable_sends(
             .await
             .context("preparing the senders")?;
         for &path in &opts.paths {
-            let run = durable_run(&senders, opts, path, label, &context.progress).await?;
-            context.progress.note(format!(
-                "durable/{label} {path:?}: {:.0} acknowledged/s ({} acked, {} stored, {} errors)",
-                run.acknowledged_per_sec, run.acknowledged, run.stored, run.errors
-            ));
-            runs.push(run);
+            for &in_flight in &opts.in_flight {
+                let run =
+                    durable_run(&senders, opts, in_flight, path, label, &context.progress).await?;
+                context.progress.note(format!(
+                    "durable/{label} {path:?} × {in_flight}: {:.0} acknowledged/s \
+                     ({} acked, {} stored, {} errors)",
+                    run.acknowledged_per_sec, run.acknowledged, run.stored, run.errors
+                ));
+                runs.push(run);
+            }
         }
         server.stop().await;
     }
@@ -509,6 +513,7 @@ async fn durable_sends(
 async fn durable_run(
     senders: &[durable::Sender],
     opts: &DurableOpts,
+    in_flight: usize,
     path: crate::cli::SendPath,
     label: &str,
     progress: &Progress,
@@ -517,7 +522,7 @@ async fn durable_run(
     let mut attempts = 1;
     loop {
         cpu::wait_until_quiet(progress).await;
-        let run = durable::run(senders, opts, path, label, progress).await?;
+        let run = durable::run(senders, opts, in_flight, path, label, progress).await?;
         if run.other_cpu_cores <= guard.limit_cores || attempts > guard.retries {
             return Ok(run);
         }

@@ -122,6 +122,7 @@ impl Tally {
 pub async fn run(
     senders: &[Sender],
     opts: &DurableOpts,
+    in_flight: usize,
     path: SendPath,
     synchronous: &str,
     progress: &Progress,
@@ -135,7 +136,7 @@ pub async fn run(
         .enumerate()
         .map(|(index, sender)| {
             let (sender, start) = (sender.clone(), Arc::clone(&start));
-            let (in_flight, bytes) = (opts.in_flight.max(1), usize::from(opts.message_bytes));
+            let (in_flight, bytes) = (in_flight.max(1), usize::from(opts.message_bytes));
             tokio::spawn(async move {
                 match path {
                     SendPath::Stream => {
@@ -184,7 +185,7 @@ pub async fn run(
         synchronous: synchronous.into(),
         path,
         senders: senders.len(),
-        in_flight: opts.in_flight.max(1),
+        in_flight: in_flight.max(1),
         secs: elapsed,
         acknowledged: total.acknowledged,
         acknowledged_per_sec: total.acknowledged as f64 / elapsed.max(f64::MIN_POSITIVE),
