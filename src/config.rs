@@ -62,6 +62,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_REFRESH_TOKEN_TTL", default_value = "30days", value_parser = humantime::parse_duration)]
     pub refresh_token_ttl: Duration,
 
+    /// How long a session found live is trusted before the database is
+    /// asked again (`0s`: on every call). A revocation this node hears of
+    /// takes effect at once; this bounds only one lost on its way from
+    /// another node.
+    #[arg(long, env = "CHAT_SESSION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub session_cache_ttl: Duration,
+
     /// How often idle streams get a heartbeat, so proxies keep them open.
     #[arg(long, env = "CHAT_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,

@@ -25,12 +25,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::auth::live::LiveSessions;
 use crate::domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
 use crate::error::{Error, Result};
 use crate::metrics::{Limit, Metrics};
@@ -79,6 +81,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// Where changes of this node's online users go, for the bus.
     presence: Option<mpsc::Sender<LocalPresence>>,
+    /// Sessions recently found live; every revocation goes through here.
+    live_sessions: LiveSessions,
 }
 
 /// How many streams one client may hold open.
@@ -268,6 +272,7 @@ impl Hub {
         limits: StreamLimits,
         metrics: Arc<Metrics>,
         presence: Option<mpsc::Sender<LocalPresence>>,
+        session_cache_ttl: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
@@ -276,6 +281,7 @@ impl Hub {
             limits,
             metrics,
             presence,
+            live_sessions: LiveSessions::new(session_cache_ttl),
         })
     }
 
@@ -794,8 +800,16 @@ impl Hub {
         self.close_overflowed(&mut state, overflow);
     }
 
-    /// Ends every stream of a session with UNAUTHENTICATED.
+    /// Sessions recently found live, which calls consult before the
+    /// database.
+    pub fn live_sessions(&self) -> &LiveSessions {
+        &self.live_sessions
+    }
+
+    /// Forgets a revoked session, so its next call is refused, and ends
+    /// every stream of it with UNAUTHENTICATED.
     pub fn revoke_session(&self, session_id: SessionId) {
+        self.live_sessions.revoke(session_id);
         let mut state = self.lock();
         let ids = state.sessions.get(&session_id).cloned().unwrap_or_default();
         let closing = ids
@@ -1206,7 +1220,7 @@ mod tests {
             per_session: 10,
             per_user: 10,
         };
-        Hub::new(16, limits, Metrics::new(), presence)
+        Hub::new(16, limits, Metrics::new(), presence, crate::auth::live::TTL)
     }
 
     /// Opens a live stream for `user` in `rooms` and takes its `ready`.
@@ -1215,7 +1229,7 @@ mod tests {
         user: &User,
         rooms: &[(RoomId, u64)],
     ) -> (StreamId, OutboundStream, server_event::Ready) {
-        let far = Timestamp::now().plus(std::time::Duration::from_secs(3600));
+        let far = Timestamp::now().plus(Duration::from_secs(3600));
         let (id, mut stream, _) = hub.register(user, SessionId::new(), far, false).unwrap();
         hub.activate(id, rooms);
         let Some(Event::Ready(ready)) = next(&mut stream) else {

@@ -104,6 +104,7 @@ impl AppState {
             },
             Arc::clone(&metrics),
             presence,
+            config.session_cache_ttl,
         );
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();

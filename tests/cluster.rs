@@ -163,6 +163,11 @@ impl Cluster {
                 &self.prefix,
                 "--database-pool-size",
                 "4",
+                // A session found live stays trusted for the whole test
+                // unless a revocation reaches the node: calls refused after
+                // one on another node prove that revocations cross nodes.
+                "--session-cache-ttl",
+                "1h",
             ],
             "info",
         )
@@ -562,6 +567,12 @@ async fn revoking_a_session_on_one_node_ends_its_stream_on_another_within_a_seco
     let phone = cluster.user(0, "bob").await;
     let laptop = cluster.login(0, "bob").await;
     let (mut phone_events, _) = cluster.subscribe(2, &phone).await;
+    let mut phone_on_c =
+        ChatServiceClient::with_interceptor(cluster.channel(2).await, phone.bearer());
+    phone_on_c
+        .list_rooms(pb::ListRoomsRequest {})
+        .await
+        .expect("the phone calls node C");
 
     let mut auth = AuthServiceClient::with_interceptor(cluster.channel(0).await, laptop.bearer());
     auth.revoke_session(pb::RevokeSessionRequest {
@@ -590,6 +601,14 @@ async fn revoking_a_session_on_one_node_ends_its_stream_on_another_within_a_seco
     );
     eprintln!("the revoked stream on another node ended {took:?} after the revocation");
     assert!(took < Duration::from_secs(1), "took {took:?}");
+    let refused = phone_on_c
+        .list_rooms(pb::ListRoomsRequest {})
+        .await
+        .expect_err("a revoked session's call on node C");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::Unauthenticated, "session revoked or expired")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,8 +3,10 @@
 //!
 //! The JWT proves who signed in and when it expires; the session lookup
 //! proves the session has not been revoked since (Logout, RevokeSession,
-//! refresh-token reuse) and the user still exists.
+//! refresh-token reuse) and the user still exists. A session found live is
+//! remembered for a second ([`live`]), and forgotten at once when revoked.
 
+pub mod live;
 pub mod password;
 pub mod token;
 
@@ -13,6 +15,7 @@ use tonic::metadata::MetadataMap;
 use crate::domain::{SessionId, Timestamp, User};
 use crate::error::{Error, Result};
 use crate::store::Store;
+use live::LiveSessions;
 use token::TokenCodec;
 
 /// An authenticated caller.
@@ -32,14 +35,23 @@ pub struct Principal {
 pub async fn authenticate(
     tokens: &TokenCodec,
     store: &dyn Store,
+    live: &LiveSessions,
     metadata: &MetadataMap,
 ) -> Result<Principal> {
     let token = bearer_token(metadata)?;
     let subject = tokens.verify(token)?;
-    let user = store
-        .live_session(subject.session_id, subject.user_id, Timestamp::now())
-        .await?
-        .ok_or_else(|| Error::unauthenticated("session revoked or expired"))?;
+    let user = match live.get(subject.session_id, subject.user_id) {
+        Some(user) => user,
+        None => {
+            let lookup = live.begin();
+            let user = store
+                .live_session(subject.session_id, subject.user_id, Timestamp::now())
+                .await?
+                .ok_or_else(|| Error::unauthenticated("session revoked or expired"))?;
+            live.remember(lookup, subject.session_id, user.clone());
+            user
+        }
+    };
     Ok(Principal {
         user,
         session_id: subject.session_id,

@@ -23,7 +23,13 @@ impl AuthApi {
     }
 
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
-        authenticate(&self.state.tokens, &*self.state.store, request.metadata()).await
+        authenticate(
+            &self.state.tokens,
+            &*self.state.store,
+            self.state.hub.live_sessions(),
+            request.metadata(),
+        )
+        .await
     }
 
     async fn register(&self, request: pb::RegisterRequest) -> Result<pb::RegisterResponse> {

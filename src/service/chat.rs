@@ -21,7 +21,13 @@ impl ChatApi {
     }
 
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
-        authenticate(&self.state.tokens, &*self.state.store, request.metadata()).await
+        authenticate(
+            &self.state.tokens,
+            &*self.state.store,
+            self.state.hub.live_sessions(),
+            request.metadata(),
+        )
+        .await
     }
 
     async fn require_member(&self, principal: &Principal, room_id: RoomId) -> Result<()> {

@@ -237,6 +237,13 @@ async fn a_revoked_session_can_no_longer_call() {
     let app = spawn_app().await;
     let phone = app.user("alice").await;
     let laptop = app.login("alice").await;
+    // The server now remembers the phone's session as live.
+    phone
+        .chat
+        .clone()
+        .list_rooms(pb::ListRoomsRequest {})
+        .await
+        .unwrap();
 
     laptop
         .auth
