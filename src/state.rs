@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataMap;
 
-use crate::auth::{password, token};
+use crate::auth::{self, password, token, Principal};
 use crate::bus::NatsRouter;
 use crate::config::{redact_url, Config};
 use crate::domain::Timestamp;
@@ -167,6 +168,20 @@ impl AppState {
                 ),
             }),
         })
+    }
+
+    /// Checks a call's bearer token, and that its session is still live.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED, saying why.
+    pub async fn authenticate(&self, metadata: &MetadataMap) -> crate::error::Result<Principal> {
+        auth::authenticate(
+            &self.tokens,
+            &*self.store,
+            self.hub.live_sessions(),
+            metadata,
+        )
+        .await
     }
 
     /// Ends every open stream and refuses new ones.

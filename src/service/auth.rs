@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::auth::{authenticate, token, Principal};
+use crate::auth::{token, Principal};
 use crate::domain::{Password, SessionId, Timestamp, UserId, Username};
 use crate::error::{Error, Result};
 use crate::pb;
@@ -23,13 +23,7 @@ impl AuthApi {
     }
 
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
-        authenticate(
-            &self.state.tokens,
-            &*self.state.store,
-            self.state.hub.live_sessions(),
-            request.metadata(),
-        )
-        .await
+        self.state.authenticate(request.metadata()).await
     }
 
     async fn register(&self, request: pb::RegisterRequest) -> Result<pb::RegisterResponse> {

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{authenticate, Principal};
+use crate::auth::Principal;
 use crate::domain::{RoomId, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::OutboundStream;
@@ -21,13 +21,7 @@ impl ChatApi {
     }
 
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
-        authenticate(
-            &self.state.tokens,
-            &*self.state.store,
-            self.state.hub.live_sessions(),
-            request.metadata(),
-        )
-        .await
+        self.state.authenticate(request.metadata()).await
     }
 
     async fn require_member(&self, principal: &Principal, room_id: RoomId) -> Result<()> {
