@@ -20,6 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod pb;
+mod poll_on_wake;
 pub mod router;
 pub mod service;
 pub mod startup;

@@ -44,6 +44,7 @@ use tower::{Layer, Service};
 
 use crate::config::Limits;
 use crate::metrics::{Limit, Metrics};
+use crate::poll_on_wake::PollOnWake;
 
 /// The longest a new connection may take to finish its TLS handshake and
 /// send the first bytes of HTTP (the HTTP/2 preface), so that connections
@@ -325,7 +326,7 @@ pub struct Conn {
     io: Io,
     info: ConnInfo,
     /// Resolves, with the reason, when the connection should close.
-    closing: Pin<Box<dyn Future<Output = &'static str> + Send>>,
+    closing: PollOnWake<dyn Future<Output = &'static str> + Send>,
     /// Until the preface has arrived: its deadline, and the bytes so far.
     preface: Option<(Pin<Box<Sleep>>, usize)>,
     closed: Option<&'static str>,
@@ -373,7 +374,7 @@ impl Conn {
         Self {
             io,
             info,
-            closing,
+            closing: PollOnWake::new(closing),
             preface: Some((Box::pin(tokio::time::sleep_until(deadline)), 0)),
             closed: None,
             _slot: slot,
@@ -385,7 +386,7 @@ impl Conn {
         if self.closed.is_some() {
             return self.closed;
         }
-        let reason = if let Poll::Ready(reason) = self.closing.as_mut().poll(cx) {
+        let reason = if let Poll::Ready(reason) = self.closing.poll(cx) {
             Some(reason)
         } else if let Some((deadline, _)) = &mut self.preface {
             deadline
@@ -770,7 +771,7 @@ where
             Ok(response.map(|body| {
                 axum::body::Body::new(EndsWhenTooLarge {
                     inner: body,
-                    signal: Box::pin(too_large.signal.clone().cancelled_owned()),
+                    signal: PollOnWake::new(Box::pin(too_large.signal.clone().cancelled_owned())),
                     too_large,
                     done: false,
                 })
@@ -882,7 +883,7 @@ impl http_body::Body for LimitedBody {
 /// sees its input fail; the client must learn why.
 struct EndsWhenTooLarge {
     inner: axum::body::Body,
-    signal: Pin<Box<WaitForCancellationFutureOwned>>,
+    signal: PollOnWake<WaitForCancellationFutureOwned>,
     too_large: Arc<TooLarge>,
     done: bool,
 }
@@ -899,7 +900,7 @@ impl http_body::Body for EndsWhenTooLarge {
         if this.done {
             return Poll::Ready(None);
         }
-        if this.signal.as_mut().poll(cx).is_ready() {
+        if this.signal.poll(cx).is_ready() {
             this.done = true;
             let mut trailers = HeaderMap::new();
             if let Err(error) = this.too_large.status().add_header(&mut trailers) {
