@@ -7,18 +7,78 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _};
-use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, client_event, server_event};
 use chat_client::BearerToken;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::Streaming;
+use tonic::{Request, Streaming};
+use tonic_prost::ProstCodec;
 
 use crate::payload;
 use crate::recorder::{self, Recorder};
+
+/// The method a member streams on.
+const CHAT_STREAM: &str = "/chat.v1.ChatService/ChatStream";
+
+/// What a member reads of each `ServerEvent`: the texts of messages and of
+/// acknowledgements, and errors. The rest of each event arrives on the wire
+/// as usual and is skipped unread (a prost message passes over the fields
+/// it does not declare), as a client that only shows the texts would: the
+/// chat client then does per delivery what the NATS subscriber does, and
+/// no more. The tags are those of `proto/chat/v1/chat.proto`.
+pub mod lean {
+    use bytes::Bytes;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerEvent {
+        #[prost(oneof = "Event", tags = "1, 2, 3, 7")]
+        pub event: Option<Event>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Event {
+        #[prost(message, tag = "1")]
+        Ready(Skipped),
+        #[prost(message, tag = "2")]
+        Message(Text),
+        #[prost(message, tag = "3")]
+        Sent(Sent),
+        #[prost(message, tag = "7")]
+        Error(Error),
+    }
+
+    /// An event whose fields are not read.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Skipped {}
+
+    /// A `Message`, of which only the text is read (as bytes: the payload
+    /// is ASCII, and the recorder reads bytes).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Text {
+        #[prost(bytes = "bytes", tag = "5")]
+        pub text: Bytes,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sent {
+        #[prost(message, optional, tag = "2")]
+        pub message: Option<Text>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Error {
+        #[prost(int32, tag = "2")]
+        pub code: i32,
+        #[prost(string, tag = "3")]
+        pub message: String,
+    }
+}
 
 /// Events a member may have waiting to go up its stream: a sender that
 /// gets this far ahead of the connection waits (and falls behind its pace,
@@ -52,12 +112,9 @@ impl Default for MemberStats {
 }
 
 impl MemberStats {
-    fn acknowledged(&self, sent: &server_event::Sent) {
+    fn acknowledged(&self, sent: &lean::Sent) {
         self.acks.fetch_add(1, Ordering::Relaxed);
-        let stamp = sent
-            .message
-            .as_ref()
-            .and_then(|m| payload::decode(m.text.as_bytes()));
+        let stamp = sent.message.as_ref().and_then(|m| payload::decode(&m.text));
         if let Some(stamp) = stamp {
             let mut histogram = self
                 .ack_latency
@@ -105,13 +162,24 @@ impl Member {
     /// When the stream cannot be opened or does not start with `ready`.
     pub async fn open(channel: Channel, token: BearerToken, sink: Sink) -> anyhow::Result<Self> {
         let (outbox, requests) = mpsc::channel(OUTBOX);
-        let mut chat = ChatServiceClient::with_interceptor(channel.clone(), token);
-        let mut events = chat
-            .chat_stream(ReceiverStream::new(requests))
+        let mut grpc = Grpc::new(InterceptedService::new(channel.clone(), token));
+        grpc.ready().await.context("connecting")?;
+        let mut events = grpc
+            .streaming(
+                Request::new(ReceiverStream::new(requests)),
+                PathAndQuery::from_static(CHAT_STREAM),
+                ProstCodec::<pb::ClientEvent, lean::ServerEvent>::default(),
+            )
             .await
             .context("opening a ChatStream")?
             .into_inner();
-        expect_ready(&mut events).await?;
+        match events.message().await.context("waiting for ready")? {
+            Some(lean::ServerEvent {
+                event: Some(lean::Event::Ready(_)),
+            }) => {}
+            Some(other) => bail!("the stream started with {other:?} instead of ready"),
+            None => bail!("the stream ended before ready"),
+        }
         outbox
             .send(ping(1))
             .await
@@ -170,17 +238,17 @@ pub fn ping(nonce: u64) -> pb::ClientEvent {
     }
 }
 
-async fn read(mut events: Streaming<pb::ServerEvent>, stats: Arc<MemberStats>, sink: Sink) {
+async fn read(mut events: Streaming<lean::ServerEvent>, stats: Arc<MemberStats>, sink: Sink) {
     loop {
         match events.message().await {
             Ok(Some(event)) => match event.event {
-                Some(server_event::Event::Message(message)) => {
+                Some(lean::Event::Message(message)) => {
                     if let Some((recorder, index)) = &sink {
-                        recorder.record(*index, message.text.as_bytes());
+                        recorder.record(*index, &message.text);
                     }
                 }
-                Some(server_event::Event::Sent(sent)) => stats.acknowledged(&sent),
-                Some(server_event::Event::Error(error)) => {
+                Some(lean::Event::Sent(sent)) => stats.acknowledged(&sent),
+                Some(lean::Event::Error(error)) => {
                     stats.error(format!("error event {}: {}", error.code, error.message));
                 }
                 _ => {}
