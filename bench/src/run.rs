@@ -123,6 +123,8 @@ impl Plan {
             "0",
             "--p99-limit-ms",
             "5000",
+            "--min-step-messages",
+            "0",
         ]);
         Self {
             baseline: (!target.no_nats).then(|| fanout.clone()),

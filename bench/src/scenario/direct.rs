@@ -86,6 +86,8 @@ pub async fn run(
             busy: None,
         },
         name: "direct".into(),
+        // Every message is one delivery: a step holds thousands.
+        min_messages: 0,
     };
     let ladder = super::ladder(&mut publisher, &recorder, &plan, ids, progress).await?;
     for member in members {

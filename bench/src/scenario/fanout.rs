@@ -78,6 +78,7 @@ pub async fn measure<P: Publisher>(
         refine: opts.refine,
         step: template,
         name: format!("fanout/{system}"),
+        min_messages: opts.min_step_messages,
     };
     let ladder = super::ladder(publisher, recorder, &plan, ids, progress).await?;
     Ok((fixed_result, ladder))

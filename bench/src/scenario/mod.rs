@@ -374,6 +374,8 @@ pub struct LadderPlan {
     /// A template for each step (its id, rate and label are set here).
     pub step: Step,
     pub name: String,
+    /// Each step lasts at least long enough to send this many messages.
+    pub min_messages: u64,
 }
 
 /// The lowest rate a ladder descends to, as a fraction of its first rate.
@@ -517,6 +519,9 @@ async fn run_ladder_step<P: Publisher>(
 ) -> anyhow::Result<StepResult> {
     let mut step = plan.step.clone();
     step.messages_per_sec = rate as f64 / step.fanout;
+    step.secs = step
+        .secs
+        .max(plan.min_messages as f64 / step.messages_per_sec);
     step.label = format!("{} {rate}/s", plan.name);
     let result = run_step(publisher, recorder, &step, ids, progress).await?;
     progress.note(format!(
