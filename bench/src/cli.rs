@@ -125,11 +125,6 @@ pub struct FanoutOpts {
     /// Length of the fixed-rate run.
     #[arg(long, default_value_t = 10.0)]
     pub fixed_secs: f64,
-    /// Seconds at the fixed rate just before the fixed-rate run, not
-    /// counted: the first bursts after the streams open grow every stream's
-    /// buffers and queues (0: none).
-    #[arg(long, default_value_t = 5.0)]
-    pub warm_up_secs: f64,
     /// Length of each step of the rate ladder (a p99 over fewer bursts of
     /// N deliveries varies a lot from run to run).
     #[arg(long, default_value_t = 10.0)]

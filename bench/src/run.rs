@@ -115,8 +115,6 @@ impl Plan {
             "5000",
             "--fixed-secs",
             "2",
-            "--warm-up-secs",
-            "1",
             "--step-secs",
             "1",
             "--ladder",

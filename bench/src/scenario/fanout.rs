@@ -39,8 +39,7 @@ pub struct FanoutResult {
     pub ladder: LadderResult,
 }
 
-/// Warm-up (until every receiver has a message, then `--warm-up-secs` at
-/// the fixed rate), fixed-rate run, then the ladder, on any transport.
+/// Warm-up, fixed-rate run, then the ladder, on any transport.
 ///
 /// # Errors
 /// When the warm-up fails or the transport fails outright.
@@ -60,16 +59,6 @@ pub async fn measure<P: Publisher>(
     fixed.secs = opts.fixed_secs;
     fixed.messages_per_sec = opts.fixed_rate as f64 / fixed.fanout;
     fixed.label = format!("fanout/{system} fixed {}/s", opts.fixed_rate);
-    if opts.warm_up_secs > 0.0 {
-        let mut warm = fixed.clone();
-        warm.secs = opts.warm_up_secs;
-        warm.label = format!("fanout/{system} warm-up at {}/s", opts.fixed_rate);
-        let warmed = super::run_step(publisher, recorder, &warm, ids, progress).await?;
-        progress.note(format!(
-            "{}: p50 {:.2} ms, p99 {:.2} ms, {} lost (not counted)",
-            warm.label, warmed.latency.p50_ms, warmed.latency.p99_ms, warmed.lost
-        ));
-    }
     let fixed_result = super::run_step(publisher, recorder, &fixed, ids, progress).await?;
     progress.note(format!(
         "{}: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, {} lost: {}",
