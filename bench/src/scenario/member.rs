@@ -292,3 +292,70 @@ pub fn health<'a>(members: impl Iterator<Item = &'a Member>) -> super::Health {
     }
     health
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    /// A full event as the server encodes it, read the lean way.
+    fn lean_of(event: server_event::Event) -> Option<lean::Event> {
+        let bytes = pb::ServerEvent { event: Some(event) }.encode_to_vec();
+        lean::ServerEvent::decode(bytes.as_slice())
+            .expect("a ServerEvent decodes")
+            .event
+    }
+
+    fn text(text: &str) -> lean::Text {
+        lean::Text {
+            text: bytes::Bytes::copy_from_slice(text.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn the_lean_reading_of_full_events_keeps_their_texts_and_errors() {
+        let message = pb::Message {
+            id: "0193a0d2-8f1e-7c3a-9b1d-2f0e4a5b6c7d".into(),
+            room_id: "0193a0d2-8f1e-7c3a-9b1d-2f0e4a5b6c7e".into(),
+            seq: 7,
+            sender: Some(pb::User::default()),
+            text: "hello".into(),
+            sent_at: None,
+            client_msg_id: "k1".into(),
+        };
+
+        assert_eq!(
+            lean_of(server_event::Event::Message(message.clone())),
+            Some(lean::Event::Message(text("hello")))
+        );
+        assert_eq!(
+            lean_of(server_event::Event::Sent(server_event::Sent {
+                client_msg_id: "k1".into(),
+                message: Some(message),
+            })),
+            Some(lean::Event::Sent(lean::Sent {
+                message: Some(text("hello")),
+            }))
+        );
+        assert_eq!(
+            lean_of(server_event::Event::Error(server_event::Error {
+                client_msg_id: String::new(),
+                code: 8,
+                message: "too slow".into(),
+            })),
+            Some(lean::Event::Error(lean::Error {
+                code: 8,
+                message: "too slow".into(),
+            }))
+        );
+        assert_eq!(
+            lean_of(server_event::Event::Ready(server_event::Ready::default())),
+            Some(lean::Event::Ready(lean::Skipped {}))
+        );
+        assert_eq!(
+            lean_of(server_event::Event::Pong(server_event::Pong { nonce: 1 })),
+            None
+        );
+    }
+}
