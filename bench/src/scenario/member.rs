@@ -173,13 +173,7 @@ impl Member {
             .await
             .context("opening a ChatStream")?
             .into_inner();
-        match events.message().await.context("waiting for ready")? {
-            Some(lean::ServerEvent {
-                event: Some(lean::Event::Ready(_)),
-            }) => {}
-            Some(other) => bail!("the stream started with {other:?} instead of ready"),
-            None => bail!("the stream ended before ready"),
-        }
+        expect_ready(&mut events).await?;
         outbox
             .send(ping(1))
             .await
@@ -222,13 +216,28 @@ impl Member {
 ///
 /// # Errors
 /// When the stream fails or starts with anything else.
-pub async fn expect_ready(events: &mut Streaming<pb::ServerEvent>) -> anyhow::Result<()> {
+pub async fn expect_ready<E: ServerEvent>(events: &mut Streaming<E>) -> anyhow::Result<()> {
     match events.message().await.context("waiting for ready")? {
-        Some(pb::ServerEvent {
-            event: Some(server_event::Event::Ready(_)),
-        }) => Ok(()),
+        Some(event) if event.is_ready() => Ok(()),
         Some(other) => bail!("the stream started with {other:?} instead of ready"),
         None => bail!("the stream ended before ready"),
+    }
+}
+
+/// A `ServerEvent` as read in full or the lean way.
+pub trait ServerEvent: std::fmt::Debug {
+    fn is_ready(&self) -> bool;
+}
+
+impl ServerEvent for pb::ServerEvent {
+    fn is_ready(&self) -> bool {
+        matches!(self.event, Some(server_event::Event::Ready(_)))
+    }
+}
+
+impl ServerEvent for lean::ServerEvent {
+    fn is_ready(&self) -> bool {
+        matches!(self.event, Some(lean::Event::Ready(_)))
     }
 }
 
