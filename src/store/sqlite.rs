@@ -6,6 +6,11 @@
 //! single connection means no lock contention, and the message writer batches
 //! sends into few transactions). Reads use a small pool of their own, which
 //! WAL lets run beside the writer.
+//!
+//! Message batches are stored from a thread of their own (see
+//! [`AppendThread`]): a transaction is several round trips between a task
+//! and the connection's thread, and on the server's runtime each waited its
+//! turn behind the tasks of the last fan-out.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -80,6 +85,52 @@ const MESSAGE_SELECT: &str = concat!(
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    appends: AppendThread,
+}
+
+/// A one-thread runtime that runs only the message writer's transactions.
+///
+/// Each statement of a transaction is a round trip to the connection's
+/// thread, and the reply wakes the task that sent it. On the server's
+/// runtime that task was queued behind every stream task woken by the last
+/// fan-out: under a fan-out of 100 000 deliveries/s a one-message commit
+/// took 10 ms on average, most of it waiting to be polled. Here nothing
+/// else waits in line.
+struct AppendThread {
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl AppendThread {
+    fn start() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_name("sqlite-append")
+            .enable_time()
+            .build()
+            .context("starting the SQLite append thread")?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("the runtime is there until dropped")
+            .handle()
+    }
+}
+
+impl Drop for AppendThread {
+    fn drop(&mut self) {
+        // The store is dropped on the server's runtime, where a runtime may
+        // not be dropped by waiting for its thread.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -109,8 +160,11 @@ impl SqliteStore {
                     .with_context(|| format!("creating the database folder {}", dir.display()))?;
             }
         }
+        // No ping before each use: the database is a local file, and the
+        // ping is one more round trip to the connection's thread.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(
                 options
                     .clone()
@@ -123,9 +177,14 @@ impl SqliteStore {
             .context("migrating the SQLite database")?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            appends: AppendThread::start()?,
+        })
     }
 
     async fn room_in(
@@ -751,12 +810,20 @@ impl Store for SqliteStore {
     }
 
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-        let mut tx = self.writer.begin().await?;
-        let context = Self::append_context(&mut tx, batch).await?;
-        let plan = plan_appends(batch, context);
-        Self::write_plan(&mut tx, &plan).await?;
-        tx.commit().await.context("committing messages")?;
-        Ok(plan.results)
+        let writer = self.writer.clone();
+        let batch = batch.to_vec();
+        self.appends
+            .handle()
+            .spawn(async move {
+                let mut tx = writer.begin().await?;
+                let context = Self::append_context(&mut tx, &batch).await?;
+                let plan = plan_appends(&batch, context);
+                Self::write_plan(&mut tx, &plan).await?;
+                tx.commit().await.context("committing messages")?;
+                Ok(plan.results)
+            })
+            .await
+            .context("the SQLite append thread stopped")?
     }
 
     async fn history(
