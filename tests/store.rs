@@ -63,6 +63,7 @@ store_tests!(
     history_pages_backwards_and_messages_after_reads_forwards,
     concurrent_appends_to_one_room_get_gapless_seqs,
     a_key_sent_at_once_from_many_tasks_is_stored_once,
+    batches_larger_than_one_statement_keep_every_room_counter,
 );
 
 async fn on_sqlite<F, Fut>(check: F)
@@ -695,6 +696,43 @@ async fn concurrent_appends_to_one_room_get_gapless_seqs(store: Arc<dyn Store>) 
         store.room_position(other, alice.id).await.unwrap().1,
         (TASKS * BATCHES) as u64
     );
+}
+
+/// Batches split into several INSERTs and counter UPDATEs (500 rows or
+/// rooms each): one that ends on a split, one that does not.
+async fn batches_larger_than_one_statement_keep_every_room_counter(store: Arc<dyn Store>) {
+    const ROOMS: usize = 600;
+    let alice = user(&store, "alice").await;
+    let mut rooms = Vec::with_capacity(ROOMS);
+    for i in 0..ROOMS {
+        rooms.push(room(&store, &format!("room-{i}"), &alice).await);
+    }
+    let batch = |len: usize, tag: &str| -> Vec<NewMessage> {
+        (0..len)
+            .map(|i| send(rooms[i % ROOMS], &alice, &format!("{tag}-{i}"), "x"))
+            .collect()
+    };
+
+    for (len, tag) in [(1000, "a"), (1001, "b")] {
+        let results = store.append_messages(&batch(len, tag)).await.unwrap();
+        assert_eq!(results.len(), len);
+        assert!(results.iter().all(|r| r.as_ref().is_ok_and(|a| a.fresh)));
+    }
+
+    // Counted the way they were sent: round-robin over the rooms.
+    let mut expected = vec![0u64; ROOMS];
+    for len in [1000, 1001] {
+        for i in 0..len {
+            expected[i % ROOMS] += 1;
+        }
+    }
+    for (room, count) in rooms.iter().zip(expected) {
+        assert_eq!(store.room_position(*room, alice.id).await.unwrap().1, count);
+        let (messages, more) = store.history(*room, 0, 10).await.unwrap();
+        assert!(!more);
+        let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=count).collect::<Vec<_>>());
+    }
 }
 
 async fn a_key_sent_at_once_from_many_tasks_is_stored_once(store: Arc<dyn Store>) {

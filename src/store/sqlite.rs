@@ -225,24 +225,8 @@ impl SqliteStore {
             }
         }
 
-        let rooms: BTreeSet<Uuid> = batch.iter().map(|m| m.room_id.uuid()).collect();
-        let rooms: Vec<_> = rooms.into_iter().collect();
-        for chunk in rooms.chunks(PAIRS_PER_QUERY) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
-            let mut ids = query.separated(", ");
-            for room in chunk {
-                ids.push_bind(*room);
-            }
-            query.push(")");
-            for row in query.build().fetch_all(&mut **tx).await? {
-                let room = RoomId::from_uuid(row.try_get("id")?);
-                context
-                    .last_seq
-                    .insert(room, to_seq(row.try_get("last_seq")?));
-            }
-        }
-
+        // Each room's newest seq and whether the sender is a member, in one
+        // query: every statement is a round trip to the connection's thread.
         let pairs: BTreeSet<(Uuid, Uuid)> = batch
             .iter()
             .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
@@ -255,14 +239,21 @@ impl SqliteStore {
                 query.push_bind(*room).push(", ").push_bind(*user).push(")");
             }
             query.push(
-                ") SELECT m.room_id, m.user_id FROM k \
-                 JOIN room_members m ON m.room_id = k.room_id AND m.user_id = k.user_id",
+                ") SELECT k.room_id, k.user_id, r.last_seq, \
+                 EXISTS (SELECT 1 FROM room_members m \
+                         WHERE m.room_id = k.room_id AND m.user_id = k.user_id) AS member \
+                 FROM k JOIN rooms r ON r.id = k.room_id",
             );
             for row in query.build().fetch_all(&mut **tx).await? {
-                context.members.insert((
-                    RoomId::from_uuid(row.try_get("room_id")?),
-                    UserId::from_uuid(row.try_get("user_id")?),
-                ));
+                let room = RoomId::from_uuid(row.try_get("room_id")?);
+                context
+                    .last_seq
+                    .insert(room, to_seq(row.try_get("last_seq")?));
+                if row.try_get("member")? {
+                    context
+                        .members
+                        .insert((room, UserId::from_uuid(row.try_get("user_id")?)));
+                }
             }
         }
         Ok(context)
