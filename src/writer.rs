@@ -90,7 +90,7 @@ impl MessageWriter {
 
 /// A stored batch on its way to its streams and callers.
 struct Stored {
-    messages: Vec<NewMessage>,
+    messages: Arc<[NewMessage]>,
     replies: Vec<Reply>,
     results: Result<Vec<Result<Appended>>>,
 }
@@ -140,8 +140,9 @@ async fn store_batches(
         }
         let (messages, replies): (Vec<_>, Vec<_>) =
             jobs.drain(..).map(|job| (job.message, job.reply)).unzip();
+        let messages: Arc<[NewMessage]> = messages.into();
         let started = Instant::now();
-        let results = store.append_messages(&messages).await;
+        let results = store.append_messages(Arc::clone(&messages)).await;
         metrics
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
@@ -166,7 +167,7 @@ async fn deliver(
     mut batches: mpsc::Receiver<Stored>,
 ) {
     while let Some(batch) = batches.recv().await {
-        let sends = batch.replies.into_iter().zip(&batch.messages);
+        let sends = batch.replies.into_iter().zip(batch.messages.iter());
         match batch.results {
             Ok(results) => {
                 for ((reply, message), result) in sends.zip(results) {

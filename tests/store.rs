@@ -351,7 +351,7 @@ async fn deleting_a_user_frees_the_name_and_keeps_the_messages(store: Arc<dyn St
     let lobby = room(&store, "lobby", &bob).await;
     store.join_room(lobby, alice.id, now()).await.unwrap();
     store
-        .append_messages(&[send(lobby, &alice, "", "hello")])
+        .append_messages(Arc::new([send(lobby, &alice, "", "hello")]))
         .await
         .unwrap();
     let live = new_session(&store, &alice, b"a1").await;
@@ -503,15 +503,15 @@ async fn a_batch_gets_consecutive_seqs_per_room(store: Arc<dyn Store>) {
     let b = room(&store, "b", &alice).await;
 
     let first = store
-        .append_messages(&[
+        .append_messages(Arc::new([
             send(a, &alice, "", "a1"),
             send(b, &alice, "", "b1"),
             send(a, &alice, "", "a2"),
-        ])
+        ]))
         .await
         .unwrap();
     let second = store
-        .append_messages(&[send(a, &alice, "", "a3")])
+        .append_messages(Arc::new([send(a, &alice, "", "a3")]))
         .await
         .unwrap();
 
@@ -549,15 +549,15 @@ async fn a_client_msg_id_is_stored_once_within_and_across_batches(store: Arc<dyn
     store.join_room(lobby, bob.id, now()).await.unwrap();
 
     let first = store
-        .append_messages(&[
+        .append_messages(Arc::new([
             send(lobby, &alice, "k1", "first"),
             send(lobby, &alice, "k1", "retry"),
             send(lobby, &bob, "k1", "bob's own k1"),
-        ])
+        ]))
         .await
         .unwrap();
     let retry = store
-        .append_messages(&[send(lobby, &alice, "k1", "late retry")])
+        .append_messages(Arc::new([send(lobby, &alice, "k1", "late retry")]))
         .await
         .unwrap();
 
@@ -580,12 +580,15 @@ async fn a_client_msg_id_reused_in_another_room_is_already_exists(store: Arc<dyn
     let a = room(&store, "a", &alice).await;
     let b = room(&store, "b", &alice).await;
     store
-        .append_messages(&[send(a, &alice, "k1", "in a")])
+        .append_messages(Arc::new([send(a, &alice, "k1", "in a")]))
         .await
         .unwrap();
 
     let elsewhere = store
-        .append_messages(&[send(b, &alice, "k1", "in b"), send(b, &alice, "k2", "ok")])
+        .append_messages(Arc::new([
+            send(b, &alice, "k1", "in b"),
+            send(b, &alice, "k2", "ok"),
+        ]))
         .await
         .unwrap();
 
@@ -602,11 +605,11 @@ async fn non_members_and_missing_rooms_fail_only_their_own_message(store: Arc<dy
     let lobby = room(&store, "lobby", &alice).await;
 
     let results = store
-        .append_messages(&[
+        .append_messages(Arc::new([
             send(lobby, &eve, "", "intruder"),
             send(RoomId::new(), &alice, "", "nowhere"),
             send(lobby, &alice, "", "hello"),
-        ])
+        ]))
         .await
         .unwrap();
 
@@ -627,7 +630,7 @@ async fn history_pages_backwards_and_messages_after_reads_forwards(store: Arc<dy
     let batch: Vec<_> = (1..=10)
         .map(|i| send(lobby, &alice, "", &format!("m{i}")))
         .collect();
-    store.append_messages(&batch).await.unwrap();
+    store.append_messages(batch.into()).await.unwrap();
     let seqs = |page: &(Vec<chat_server::domain::Message>, bool)| {
         (page.0.iter().map(|m| m.seq).collect::<Vec<_>>(), page.1)
     };
@@ -675,7 +678,7 @@ async fn concurrent_appends_to_one_room_get_gapless_seqs(store: Arc<dyn Store>) 
                     // A second room in every batch: locks taken in two
                     // rooms at once must not deadlock.
                     batch.push(send(other, &alice, "", "y"));
-                    for result in store.append_messages(&batch).await.unwrap() {
+                    for result in store.append_messages(batch.into()).await.unwrap() {
                         assert!(result.unwrap().fresh);
                     }
                 }
@@ -714,7 +717,7 @@ async fn batches_larger_than_one_statement_keep_every_room_counter(store: Arc<dy
     };
 
     for (len, tag) in [(1000, "a"), (1001, "b")] {
-        let results = store.append_messages(&batch(len, tag)).await.unwrap();
+        let results = store.append_messages(batch(len, tag).into()).await.unwrap();
         assert_eq!(results.len(), len);
         assert!(results.iter().all(|r| r.as_ref().is_ok_and(|a| a.fresh)));
     }
@@ -750,7 +753,7 @@ async fn a_key_sent_at_once_from_many_tasks_is_stored_once(store: Arc<dyn Store>
             let target = if t % 2 == 0 { rooms[0] } else { rooms[t] };
             tokio::spawn(async move {
                 let mut results = store
-                    .append_messages(&[send(target, &alice, "same", "x")])
+                    .append_messages(Arc::new([send(target, &alice, "same", "x")]))
                     .await
                     .unwrap();
                 (target, results.remove(0))

@@ -280,8 +280,10 @@ pub trait Store: Send + Sync + 'static {
     /// Appends messages in one transaction, as `plan_appends` decides. One
     /// result per message: a client error (not a member, no such room, key
     /// reused elsewhere) fails only its own message; a database error fails
-    /// the call, and nothing of the batch is stored.
-    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>>;
+    /// the call, and nothing of the batch is stored. The batch is shared,
+    /// not borrowed: a store may hand it to a thread of its own without
+    /// copying it.
+    async fn append_messages(&self, batch: Arc<[NewMessage]>) -> Result<Vec<Result<Appended>>>;
 
     /// Up to `limit` messages with seq below `before_seq`, ascending, and
     /// whether older ones remain.

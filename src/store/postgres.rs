@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -700,10 +701,10 @@ impl Store for PostgresStore {
         position_in(&self.pool, room_id, user_id).await
     }
 
-    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+    async fn append_messages(&self, batch: Arc<[NewMessage]>) -> Result<Vec<Result<Appended>>> {
         let mut attempt = 1;
         loop {
-            match self.try_append(batch).await {
+            match self.try_append(&batch).await {
                 Err(Error::Database(e)) if is_unique_violation(&e) => {
                     if attempt == APPEND_ATTEMPTS {
                         return Err(already_exists_if_unique(e, || {

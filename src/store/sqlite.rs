@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -800,9 +801,8 @@ impl Store for SqliteStore {
         position_in(&self.reader, room_id, user_id).await
     }
 
-    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+    async fn append_messages(&self, batch: Arc<[NewMessage]>) -> Result<Vec<Result<Appended>>> {
         let writer = self.writer.clone();
-        let batch = batch.to_vec();
         self.appends
             .handle()
             .spawn(async move {
