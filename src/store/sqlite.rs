@@ -7,12 +7,13 @@
 //! sends into few transactions). Reads use a small pool of their own, which
 //! WAL lets run beside the writer.
 //!
-//! Message batches are stored from a thread of their own (see
-//! [`AppendThread`]): a transaction is several round trips between a task
-//! and the connection's thread, and on the server's runtime each waited its
-//! turn behind the tasks of the last fan-out.
+//! Message batches are stored from a thread of their own, in one go (see
+//! `append.rs`).
 
-use std::collections::BTreeSet;
+mod append;
+
+use self::append::AppendThread;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +26,11 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row as _, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::rows::{message_from_row, newest_first_page, room_from_row, user_from_row};
+use super::rows::{newest_first_page, room_from_row, user_from_row};
 use super::Synchronous;
 use super::{
-    already_exists_if_unique, plan_appends, room_seqs, to_seq, AppendContext, AppendPlan, Appended,
-    Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
+    already_exists_if_unique, room_seqs, to_seq, Appended, Membership, NewMessage, NewSession,
+    Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
@@ -40,11 +41,6 @@ use crate::error::{Error, Result};
 /// Readers beside the one writer: enough for history and room lists under
 /// load on a small machine, few enough to keep file handles bounded.
 const READ_CONNECTIONS: u32 = 4;
-/// Pairs bound in one lookup query: two parameters each, well under
-/// SQLite's limit of 32 766 parameters per statement.
-const PAIRS_PER_QUERY: usize = 500;
-/// Messages per INSERT statement: seven parameters each.
-const ROWS_PER_INSERT: usize = 500;
 /// How long a statement waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache of the writer, in KiB (SQLite's default is 2 MiB). A batch
@@ -87,51 +83,6 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     appends: AppendThread,
-}
-
-/// A one-thread runtime that runs only the message writer's transactions.
-///
-/// Each statement of a transaction is a round trip to the connection's
-/// thread, and the reply wakes the task that sent it. On the server's
-/// runtime that task was queued behind every stream task woken by the last
-/// fan-out: under a fan-out of 100 000 deliveries/s a one-message commit
-/// took 7.3 ms on average, here 4 to 5.5 ms (BENCHMARKS.md). Nothing else
-/// waits in line here; what is left is the machine's busy cores.
-struct AppendThread {
-    /// Always `Some` until dropped.
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl AppendThread {
-    fn start() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(1)
-            .thread_name("sqlite-append")
-            .enable_time()
-            .build()
-            .context("starting the SQLite append thread")?;
-        Ok(Self {
-            runtime: Some(runtime),
-        })
-    }
-
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.runtime
-            .as_ref()
-            .expect("the runtime is there until dropped")
-            .handle()
-    }
-}
-
-impl Drop for AppendThread {
-    fn drop(&mut self) {
-        // The store is dropped on the server's runtime, where a runtime may
-        // not be dropped by waiting for its thread.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 impl SqliteStore {
@@ -200,126 +151,6 @@ impl SqliteStore {
             .await?;
         room_from_row(&row)
     }
-
-    /// Reads what `plan_appends` needs for a batch, a few queries for the
-    /// whole batch rather than several per message.
-    async fn append_context(
-        tx: &mut Transaction<'_, Sqlite>,
-        batch: &[NewMessage],
-    ) -> Result<AppendContext> {
-        let mut context = AppendContext::default();
-
-        let keys: BTreeSet<(Uuid, &str)> = batch
-            .iter()
-            .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
-            .collect();
-        let keys: Vec<_> = keys.into_iter().collect();
-        // Joins against a table of the keys: SQLite plans a row-value
-        // `IN (VALUES …)` as a scan of the whole table, this as index lookups.
-        for chunk in keys.chunks(PAIRS_PER_QUERY) {
-            let mut query = QueryBuilder::new("");
-            push_earlier_sends(&mut query, chunk);
-            for row in query.build().fetch_all(&mut **tx).await? {
-                let message = message_from_row(&row)?;
-                let key = message.client_msg_id.clone().unwrap_or_default();
-                context.earlier.insert((message.sender.id, key), message);
-            }
-        }
-
-        // Each room's newest seq and whether the sender is a member, in one
-        // query: every statement is a round trip to the connection's thread.
-        let pairs: BTreeSet<(Uuid, Uuid)> = batch
-            .iter()
-            .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
-            .collect();
-        let pairs: Vec<_> = pairs.into_iter().collect();
-        for chunk in pairs.chunks(PAIRS_PER_QUERY) {
-            let mut query = QueryBuilder::<Sqlite>::new("WITH k (room_id, user_id) AS (VALUES ");
-            for (i, (room, user)) in chunk.iter().enumerate() {
-                query.push(if i == 0 { "(" } else { ", (" });
-                query.push_bind(*room).push(", ").push_bind(*user).push(")");
-            }
-            query.push(
-                ") SELECT k.room_id, k.user_id, r.last_seq, \
-                 EXISTS (SELECT 1 FROM room_members m \
-                         WHERE m.room_id = k.room_id AND m.user_id = k.user_id) AS member \
-                 FROM k JOIN rooms r ON r.id = k.room_id",
-            );
-            for row in query.build().fetch_all(&mut **tx).await? {
-                let room = RoomId::from_uuid(row.try_get("room_id")?);
-                context
-                    .last_seq
-                    .insert(room, to_seq(row.try_get("last_seq")?));
-                if row.try_get("member")? {
-                    context
-                        .members
-                        .insert((room, UserId::from_uuid(row.try_get("user_id")?)));
-                }
-            }
-        }
-        Ok(context)
-    }
-
-    /// Writes a batch's plan: the new messages, then the rooms' counters.
-    async fn write_plan(tx: &mut Transaction<'_, Sqlite>, plan: &AppendPlan) -> Result<()> {
-        for chunk in plan.fresh.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id) ",
-            );
-            insert.push_values(chunk, |mut row, message| {
-                row.push_bind(message.id.uuid())
-                    .push_bind(message.room_id.uuid())
-                    .push_bind(i64::try_from(message.seq).unwrap_or(i64::MAX))
-                    .push_bind(message.sender.id.uuid())
-                    .push_bind(message.text.as_str())
-                    .push_bind(message.sent_at.0)
-                    .push_bind(message.client_msg_id.as_deref());
-            });
-            insert.build().execute(&mut **tx).await?;
-        }
-        // One statement for many rooms, not one each: every statement is a
-        // round trip to the connection's thread.
-        let rooms: Vec<_> = plan.last_seq.iter().collect();
-        for chunk in rooms.chunks(PAIRS_PER_QUERY) {
-            let mut update = QueryBuilder::<Sqlite>::new("WITH k (id, seq) AS (VALUES ");
-            for (i, (room, seq)) in chunk.iter().enumerate() {
-                update.push(if i == 0 { "(" } else { ", (" });
-                update
-                    .push_bind(room.uuid())
-                    .push(", ")
-                    .push_bind(i64::try_from(**seq).unwrap_or(i64::MAX))
-                    .push(")");
-            }
-            update.push(") UPDATE rooms SET last_seq = k.seq FROM k WHERE rooms.id = k.id");
-            update.build().execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-}
-
-/// The stored messages of these (sender, client_msg_id) pairs.
-///
-/// `CROSS JOIN` makes SQLite take the pairs as the outer loop, so each is
-/// one search of the idempotency index. With a plain join it may instead
-/// scan that whole index and probe the pairs, once per batch: it did, and
-/// the scan grew with the table.
-fn push_earlier_sends<'a>(query: &mut QueryBuilder<'a, Sqlite>, pairs: &[(Uuid, &'a str)]) {
-    query.push("WITH k (sender_id, key) AS (VALUES ");
-    for (i, (sender, key)) in pairs.iter().enumerate() {
-        query.push(if i == 0 { "(" } else { ", (" });
-        query
-            .push_bind(*sender)
-            .push(", ")
-            .push_bind(*key)
-            .push(")");
-    }
-    query.push(") ");
-    query.push(message_columns!());
-    query.push(
-        " FROM k CROSS JOIN messages m CROSS JOIN users u \
-         WHERE m.sender_id = k.sender_id AND m.client_msg_id = k.key \
-           AND m.client_msg_id IS NOT NULL AND u.id = m.sender_id",
-    );
 }
 
 async fn membership_in<'e>(
@@ -802,19 +633,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_messages(&self, batch: Arc<[NewMessage]>) -> Result<Vec<Result<Appended>>> {
-        let writer = self.writer.clone();
-        self.appends
-            .handle()
-            .spawn(async move {
-                let mut tx = writer.begin().await?;
-                let context = Self::append_context(&mut tx, &batch).await?;
-                let plan = plan_appends(&batch, context);
-                Self::write_plan(&mut tx, &plan).await?;
-                tx.commit().await.context("committing messages")?;
-                Ok(plan.results)
-            })
-            .await
-            .context("storing a batch on the SQLite append thread")?
+        self.appends.append(self.writer.clone(), batch).await
     }
 
     async fn history(
@@ -859,44 +678,5 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The plan of the idempotency lookup for a full chunk of pairs: every
-    /// step that reads `messages` must be a search of its index.
-    #[tokio::test]
-    async fn earlier_sends_are_looked_up_by_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("chat.db").display());
-        let store = SqliteStore::connect(&url, Synchronous::Normal)
-            .await
-            .unwrap();
-        let keys: Vec<String> = (0..PAIRS_PER_QUERY).map(|i| format!("key-{i}")).collect();
-        let pairs: Vec<(Uuid, &str)> = keys
-            .iter()
-            .map(|key| (Uuid::now_v7(), key.as_str()))
-            .collect();
-        let mut query = QueryBuilder::new("EXPLAIN QUERY PLAN ");
-        push_earlier_sends(&mut query, &pairs);
-        let steps: Vec<String> = query
-            .build()
-            .fetch_all(&store.reader)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get::<String, _>("detail"))
-            .collect();
-        let reads: Vec<_> = steps.iter().filter(|s| s.contains(" m ")).collect();
-        assert!(!reads.is_empty(), "no step reads messages: {steps:?}");
-        for step in reads {
-            assert!(
-                step.starts_with("SEARCH m USING INDEX messages_idempotency"),
-                "{steps:?}"
-            );
-        }
     }
 }

@@ -1,0 +1,386 @@
+//! Storing a batch of messages: one transaction, run in one go on a thread
+//! of its own.
+//!
+//! Through sqlx, every statement of a transaction is a round trip to the
+//! connection's thread, and every reply wakes the task that waits for it.
+//! With both cores busy with a fan-out, those wakes were most of a commit.
+//! Here the append thread borrows the writer connection's SQLite handle
+//! (sqlx's thread waits meanwhile) and runs the whole transaction itself
+//! through rusqlite, on the same bundled SQLite.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rusqlite::types::ToSql;
+use sqlx::SqlitePool;
+use uuid::Uuid;
+
+use crate::domain::{Message, MessageId, RoomId, Timestamp, User, UserId};
+use crate::error::Result;
+use crate::store::{plan_appends, to_seq, AppendContext, AppendPlan, Appended, NewMessage};
+
+/// Pairs bound in one lookup query: two parameters each, well under
+/// SQLite's limit of 32 766 parameters per statement.
+pub(super) const PAIRS_PER_QUERY: usize = 500;
+/// Messages per INSERT statement: seven parameters each.
+const ROWS_PER_INSERT: usize = 500;
+
+/// A one-thread runtime that runs only the message writer's transactions,
+/// so that they do not wait in line behind the server's stream tasks.
+pub(super) struct AppendThread {
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl AppendThread {
+    pub(super) fn start() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_name("sqlite-append")
+            .enable_time()
+            .build()
+            .context("starting the SQLite append thread")?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Stores `batch` in one transaction on the writer connection.
+    pub(super) async fn append(
+        &self,
+        writer: SqlitePool,
+        batch: Arc<[NewMessage]>,
+    ) -> Result<Vec<Result<Appended>>> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime is there until dropped");
+        runtime
+            .spawn(async move {
+                let mut connection = writer.acquire().await?;
+                let mut locked = connection.lock_handle().await?;
+                let handle = locked.as_raw_handle();
+                // SAFETY: `handle` is the writer's open connection. While
+                // `locked` lives, nothing else uses or closes it: sqlx's
+                // connection thread waits for the lock, and the pool keeps
+                // the connection until `connection` is returned. rusqlite
+                // does not own a connection made by `from_handle`: dropping
+                // `db` finalizes the statements prepared on it and leaves the
+                // connection open, and `db` is dropped before `locked`.
+                #[allow(unsafe_code)]
+                let db = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }
+                    .context("borrowing the writer connection")?;
+                let results = append_in(&db, &batch);
+                drop(db);
+                drop(locked);
+                results
+            })
+            .await
+            .context("storing a batch on the SQLite append thread")?
+    }
+}
+
+impl Drop for AppendThread {
+    fn drop(&mut self) {
+        // The store is dropped on the server's runtime, where a runtime may
+        // not be dropped by waiting for its thread.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Stores a batch in one transaction, and says what became of each send.
+fn append_in(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+    let tx = db
+        .unchecked_transaction()
+        .context("beginning to store messages")?;
+    let context = append_context(&tx, batch)?;
+    let plan = plan_appends(batch, context);
+    write_plan(&tx, &plan)?;
+    tx.commit().context("committing messages")?;
+    Ok(plan.results)
+}
+
+/// Reads what `plan_appends` needs for a batch, a few queries for the whole
+/// batch rather than several per message.
+fn append_context(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<AppendContext> {
+    let mut context = AppendContext::default();
+
+    let keys: BTreeSet<(Uuid, &str)> = batch
+        .iter()
+        .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
+        .collect();
+    let keys: Vec<_> = keys.into_iter().collect();
+    for chunk in keys.chunks(PAIRS_PER_QUERY) {
+        let mut query = db
+            .prepare(&earlier_sends_sql(chunk.len()))
+            .context("preparing the lookup of earlier sends")?;
+        let params = chunk
+            .iter()
+            .flat_map(|(sender, key)| [sender as &dyn ToSql, key as &dyn ToSql]);
+        let mut rows = query
+            .query(rusqlite::params_from_iter(params))
+            .context("looking up earlier sends")?;
+        while let Some(row) = rows.next().context("reading earlier sends")? {
+            let message = message_from_row(row).context("reading an earlier send")?;
+            let key = message.client_msg_id.clone().unwrap_or_default();
+            context.earlier.insert((message.sender.id, key), message);
+        }
+    }
+
+    // Each room's newest seq and whether the sender is a member, in one
+    // query.
+    let pairs: BTreeSet<(Uuid, Uuid)> = batch
+        .iter()
+        .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
+        .collect();
+    let pairs: Vec<_> = pairs.into_iter().collect();
+    for chunk in pairs.chunks(PAIRS_PER_QUERY) {
+        let sql = format!(
+            "WITH k (room_id, user_id) AS (VALUES {}) \
+             SELECT k.room_id, k.user_id, r.last_seq, \
+                 EXISTS (SELECT 1 FROM room_members m \
+                         WHERE m.room_id = k.room_id AND m.user_id = k.user_id) \
+             FROM k JOIN rooms r ON r.id = k.room_id",
+            placeholders(chunk.len(), 2)
+        );
+        let mut query = db.prepare(&sql).context("preparing the lookup of rooms")?;
+        let params = chunk
+            .iter()
+            .flat_map(|(room, user)| [room as &dyn ToSql, user as &dyn ToSql]);
+        let mut rows = query
+            .query(rusqlite::params_from_iter(params))
+            .context("looking up the batch's rooms")?;
+        while let Some(row) = rows.next().context("reading the batch's rooms")? {
+            let room = RoomId::from_uuid(row.get(0).context("reading a room id")?);
+            let last_seq: i64 = row.get(2).context("reading a room's last seq")?;
+            context.last_seq.insert(room, to_seq(last_seq));
+            if row.get(3).context("reading a membership")? {
+                let user = UserId::from_uuid(row.get(1).context("reading a user id")?);
+                context.members.insert((room, user));
+            }
+        }
+    }
+    Ok(context)
+}
+
+/// Writes a batch's plan: the new messages, then the rooms' counters.
+fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
+    for chunk in plan.fresh.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id) \
+             VALUES {}",
+            placeholders(chunk.len(), 7)
+        );
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|m| {
+                (
+                    m.id.uuid(),
+                    m.room_id.uuid(),
+                    i64::try_from(m.seq).unwrap_or(i64::MAX),
+                    m.sender.id.uuid(),
+                )
+            })
+            .collect();
+        let params = chunk
+            .iter()
+            .zip(&rows)
+            .flat_map(|(m, (id, room, seq, sender))| {
+                [
+                    id as &dyn ToSql,
+                    room,
+                    seq,
+                    sender,
+                    &m.text,
+                    &m.sent_at.0,
+                    &m.client_msg_id,
+                ]
+            });
+        db.prepare(&sql)
+            .context("preparing to insert messages")?
+            .execute(rusqlite::params_from_iter(params))
+            .context("inserting messages")?;
+    }
+    let rooms: Vec<_> = plan
+        .last_seq
+        .iter()
+        .map(|(room, seq)| (room.uuid(), i64::try_from(*seq).unwrap_or(i64::MAX)))
+        .collect();
+    for chunk in rooms.chunks(PAIRS_PER_QUERY) {
+        let sql = format!(
+            "WITH k (id, seq) AS (VALUES {}) \
+             UPDATE rooms SET last_seq = k.seq FROM k WHERE rooms.id = k.id",
+            placeholders(chunk.len(), 2)
+        );
+        let params = chunk
+            .iter()
+            .flat_map(|(room, seq)| [room as &dyn ToSql, seq as &dyn ToSql]);
+        db.prepare(&sql)
+            .context("preparing to update room counters")?
+            .execute(rusqlite::params_from_iter(params))
+            .context("updating room counters")?;
+    }
+    Ok(())
+}
+
+/// The stored messages of `pairs` (sender, client_msg_id) pairs, bound in
+/// that order.
+///
+/// `CROSS JOIN` makes SQLite take the pairs as the outer loop, so each is
+/// one search of the idempotency index. With a plain join it may instead
+/// scan that whole index and probe the pairs, once per batch: it did, and
+/// the scan grew with the table.
+pub(super) fn earlier_sends_sql(pairs: usize) -> String {
+    format!(
+        "WITH k (sender_id, key) AS (VALUES {}) \
+         SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, \
+             m.client_msg_id \
+         FROM k CROSS JOIN messages m CROSS JOIN users u \
+         WHERE m.sender_id = k.sender_id AND m.client_msg_id = k.key \
+           AND m.client_msg_id IS NOT NULL AND u.id = m.sender_id",
+        placeholders(pairs, 2)
+    )
+}
+
+/// `rows` tuples of `columns` placeholders each: `(?, ?), (?, ?)`.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * (columns * 3 + 2));
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            out.push_str(if column == 0 { "?" } else { ", ?" });
+        }
+        out.push(')');
+    }
+    out
+}
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: MessageId::from_uuid(row.get("id")?),
+        room_id: RoomId::from_uuid(row.get("room_id")?),
+        seq: to_seq(row.get("seq")?),
+        sender: User {
+            id: UserId::from_uuid(row.get("sender_id")?),
+            username: row.get("username")?,
+        },
+        text: row.get("text")?,
+        sent_at: Timestamp(row.get("sent_at")?),
+        client_msg_id: row.get("client_msg_id")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClientMsgId, MessageText, RoomName, Username};
+    use crate::store::{SqliteStore, Store as _};
+
+    async fn open(path: &std::path::Path) -> SqliteStore {
+        let url = format!("sqlite://{}", path.display());
+        SqliteStore::connect(&url, crate::config::Synchronous::Normal)
+            .await
+            .unwrap()
+    }
+
+    fn send(room_id: RoomId, sender: &User, text: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId::new(),
+            room_id,
+            sender: sender.clone(),
+            text: MessageText::parse(text.into()).unwrap(),
+            sent_at: Timestamp::from_secs(1_700_000_000),
+            client_msg_id: ClientMsgId::parse(String::new()).unwrap(),
+        }
+    }
+
+    /// A batch that fails in the database leaves nothing behind, and the
+    /// writer connection it borrowed is whole again: not left inside the
+    /// transaction, and usable by sqlx's writes and by the next batch.
+    #[tokio::test]
+    async fn a_failed_batch_is_rolled_back_and_the_writer_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let store = open(&path).await;
+        let now = Timestamp::from_secs(1_700_000_000);
+        let alice = store
+            .create_user(UserId::new(), &Username::parse("alice").unwrap(), "h", now)
+            .await
+            .unwrap();
+        let room = RoomId::new();
+        store
+            .create_room(room, &RoomName::parse("general").unwrap(), alice.id, now)
+            .await
+            .unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.text = 'refused' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap();
+
+        let batch = [send(room, &alice, "kept?"), send(room, &alice, "refused")];
+        let error = store.append_messages(Arc::new(batch)).await.unwrap_err();
+        assert!(
+            format!("{:#}", anyhow::Error::from(error)).contains("refused by the test"),
+            "the cause is kept for the log"
+        );
+        assert_eq!(store.history(room, 0, 10).await.unwrap().0, []);
+        assert_eq!(store.last_seqs(&[room]).await.unwrap(), [(room, 0)]);
+
+        let other = RoomId::new();
+        store
+            .create_room(other, &RoomName::parse("other").unwrap(), alice.id, now)
+            .await
+            .expect("sqlx writes on the writer connection after the failure");
+        let results = store
+            .append_messages(Arc::new([send(room, &alice, "stored")]))
+            .await
+            .unwrap();
+        assert_eq!(results[0].as_ref().unwrap().message.seq, 1);
+        store.close().await;
+        let (messages, _) = open(&path).await.history(room, 0, 10).await.unwrap();
+        let texts: Vec<_> = messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["stored"],
+            "committed, not left in an open transaction"
+        );
+    }
+
+    /// The plan of the idempotency lookup for a full chunk of pairs: every
+    /// step that reads `messages` must be a search of its index.
+    #[tokio::test]
+    async fn earlier_sends_are_looked_up_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        open(&path).await.close().await;
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", earlier_sends_sql(PAIRS_PER_QUERY));
+        let pairs: Vec<(Uuid, String)> = (0..PAIRS_PER_QUERY)
+            .map(|i| (Uuid::now_v7(), format!("key-{i}")))
+            .collect();
+        let params = pairs
+            .iter()
+            .flat_map(|(sender, key)| [sender as &dyn ToSql, key as &dyn ToSql]);
+        let mut query = db.prepare(&sql).unwrap();
+        let steps: Vec<String> = query
+            .query_map(rusqlite::params_from_iter(params), |row| row.get("detail"))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let reads: Vec<_> = steps.iter().filter(|s| s.contains(" m ")).collect();
+        assert!(!reads.is_empty(), "no step reads messages: {steps:?}");
+        for step in reads {
+            assert!(
+                step.starts_with("SEARCH m USING INDEX messages_idempotency"),
+                "{steps:?}"
+            );
+        }
+    }
+}
