@@ -9,7 +9,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -57,6 +57,31 @@ pub struct AppendContext {
     pub last_seq: HashMap<RoomId, u64>,
     /// Which of the batch's (room, sender) pairs are memberships.
     pub members: HashSet<(RoomId, UserId)>,
+}
+
+impl AppendContext {
+    /// Keeps an earlier send found for one of the batch's keys.
+    pub fn remember_earlier(&mut self, message: Message) {
+        let key = message.client_msg_id.clone().unwrap_or_default();
+        self.earlier.insert((message.sender.id, key), message);
+    }
+}
+
+/// The batch's distinct (sender, client_msg_id) pairs, of sends with a key:
+/// what to look up earlier sends by.
+pub fn batch_keys(batch: &[NewMessage]) -> BTreeSet<(uuid::Uuid, &str)> {
+    batch
+        .iter()
+        .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
+        .collect()
+}
+
+/// The batch's distinct (room, sender) pairs: what to check memberships of.
+pub fn batch_room_senders(batch: &[NewMessage]) -> BTreeSet<(uuid::Uuid, uuid::Uuid)> {
+    batch
+        .iter()
+        .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
+        .collect()
 }
 
 /// What to write for a batch, and each message's outcome.

@@ -22,8 +22,9 @@ use uuid::Uuid;
 
 use super::rows::{message_from_row, newest_first_page, room_from_row, user_from_row};
 use super::{
-    already_exists_if_unique, is_unique_violation, plan_appends, room_seqs, to_seq, AppendContext,
-    AppendPlan, Appended, Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
+    already_exists_if_unique, batch_keys, batch_room_senders, is_unique_violation, plan_appends,
+    room_seqs, to_seq, AppendContext, AppendPlan, Appended, Membership, NewMessage, NewSession,
+    Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
@@ -119,10 +120,7 @@ impl PostgresStore {
                 .insert(room, to_seq(row.try_get("last_seq")?));
         }
 
-        let keys: BTreeSet<(Uuid, &str)> = batch
-            .iter()
-            .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
-            .collect();
+        let keys = batch_keys(batch);
         if !keys.is_empty() {
             let (senders, keys): (Vec<Uuid>, Vec<String>) = keys
                 .into_iter()
@@ -138,17 +136,12 @@ impl PostgresStore {
             .await
             .context("reading earlier sends of the batch's keys")?;
             for row in rows {
-                let message = message_from_row(&row)?;
-                let key = message.client_msg_id.clone().unwrap_or_default();
-                context.earlier.insert((message.sender.id, key), message);
+                context.remember_earlier(message_from_row(&row)?);
             }
         }
 
-        let pairs: BTreeSet<(Uuid, Uuid)> = batch
-            .iter()
-            .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
-            .collect();
-        let (room_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) = pairs.into_iter().unzip();
+        let (room_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) =
+            batch_room_senders(batch).into_iter().unzip();
         let rows = sqlx::query(
             "SELECT room_id, user_id FROM room_members WHERE (room_id, user_id) IN
                 (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]))",

@@ -11,17 +11,18 @@
 //! 17% (BENCHMARKS.md); most of what is left is waiting for a core, and the
 //! `fsync`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use rusqlite::types::ToSql;
 use sqlx::SqlitePool;
-use uuid::Uuid;
 
 use crate::domain::{Message, MessageId, RoomId, Timestamp, User, UserId};
 use crate::error::Result;
-use crate::store::{plan_appends, to_seq, AppendContext, AppendPlan, Appended, NewMessage};
+use crate::store::{
+    batch_keys, batch_room_senders, plan_appends, to_seq, AppendContext, AppendPlan, Appended,
+    NewMessage,
+};
 
 /// Pairs bound in one lookup query: two parameters each, well under
 /// SQLite's limit of 32 766 parameters per statement.
@@ -118,35 +119,18 @@ fn append_in(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<Vec<Resu
 fn append_context(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<AppendContext> {
     let mut context = AppendContext::default();
 
-    let keys: BTreeSet<(Uuid, &str)> = batch
-        .iter()
-        .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
-        .collect();
-    let keys: Vec<_> = keys.into_iter().collect();
+    let keys: Vec<_> = batch_keys(batch).into_iter().collect();
     for chunk in keys.chunks(PAIRS_PER_QUERY) {
-        let mut query = db
-            .prepare(&earlier_sends_sql(chunk.len()))
-            .context("preparing the lookup of earlier sends")?;
-        let params = chunk
-            .iter()
-            .flat_map(|(sender, key)| [sender as &dyn ToSql, key as &dyn ToSql]);
-        let mut rows = query
-            .query(rusqlite::params_from_iter(params))
-            .context("looking up earlier sends")?;
-        while let Some(row) = rows.next().context("reading earlier sends")? {
-            let message = message_from_row(row).context("reading an earlier send")?;
-            let key = message.client_msg_id.clone().unwrap_or_default();
-            context.earlier.insert((message.sender.id, key), message);
-        }
+        let sql = earlier_sends_sql(chunk.len());
+        query_pairs(db, &sql, chunk, "the lookup of earlier sends", |row| {
+            context.remember_earlier(message_from_row(row)?);
+            Ok(())
+        })?;
     }
 
     // Each room's newest seq and whether the sender is a member, in one
     // query.
-    let pairs: BTreeSet<(Uuid, Uuid)> = batch
-        .iter()
-        .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
-        .collect();
-    let pairs: Vec<_> = pairs.into_iter().collect();
+    let pairs: Vec<_> = batch_room_senders(batch).into_iter().collect();
     for chunk in pairs.chunks(PAIRS_PER_QUERY) {
         let sql = format!(
             "WITH k (room_id, user_id) AS (VALUES {}) \
@@ -156,24 +140,46 @@ fn append_context(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<App
              FROM k JOIN rooms r ON r.id = k.room_id",
             placeholders(chunk.len(), 2)
         );
-        let mut query = db.prepare(&sql).context("preparing the lookup of rooms")?;
-        let params = chunk
-            .iter()
-            .flat_map(|(room, user)| [room as &dyn ToSql, user as &dyn ToSql]);
-        let mut rows = query
-            .query(rusqlite::params_from_iter(params))
-            .context("looking up the batch's rooms")?;
-        while let Some(row) = rows.next().context("reading the batch's rooms")? {
-            let room = RoomId::from_uuid(row.get(0).context("reading a room id")?);
-            let last_seq: i64 = row.get(2).context("reading a room's last seq")?;
-            context.last_seq.insert(room, to_seq(last_seq));
-            if row.get(3).context("reading a membership")? {
-                let user = UserId::from_uuid(row.get(1).context("reading a user id")?);
-                context.members.insert((room, user));
+        query_pairs(db, &sql, chunk, "the lookup of the batch's rooms", |row| {
+            let room = RoomId::from_uuid(row.get(0)?);
+            context.last_seq.insert(room, to_seq(row.get(2)?));
+            if row.get(3)? {
+                context
+                    .members
+                    .insert((room, UserId::from_uuid(row.get(1)?)));
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(context)
+}
+
+/// Runs `sql` with `pairs` bound in order, two parameters each, and hands
+/// each row to `each`. `what` names the query in errors.
+fn query_pairs<A: ToSql, B: ToSql>(
+    db: &rusqlite::Connection,
+    sql: &str,
+    pairs: &[(A, B)],
+    what: &str,
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let mut query = db
+        .prepare(sql)
+        .with_context(|| format!("preparing {what}"))?;
+    let mut rows = query
+        .query(rusqlite::params_from_iter(pair_params(pairs)))
+        .with_context(|| format!("running {what}"))?;
+    while let Some(row) = rows.next().with_context(|| format!("reading {what}"))? {
+        each(row).with_context(|| format!("reading a row of {what}"))?;
+    }
+    Ok(())
+}
+
+/// Pairs as the flat list of parameters of `(?, ?), (?, ?)`.
+fn pair_params<A: ToSql, B: ToSql>(pairs: &[(A, B)]) -> impl Iterator<Item = &dyn ToSql> {
+    pairs
+        .iter()
+        .flat_map(|(a, b)| [a as &dyn ToSql, b as &dyn ToSql])
 }
 
 /// Writes a batch's plan: the new messages, then the rooms' counters.
@@ -225,12 +231,9 @@ fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
              UPDATE rooms SET last_seq = k.seq FROM k WHERE rooms.id = k.id",
             placeholders(chunk.len(), 2)
         );
-        let params = chunk
-            .iter()
-            .flat_map(|(room, seq)| [room as &dyn ToSql, seq as &dyn ToSql]);
         db.prepare(&sql)
             .context("preparing to update room counters")?
-            .execute(rusqlite::params_from_iter(params))
+            .execute(rusqlite::params_from_iter(pair_params(chunk)))
             .context("updating room counters")?;
     }
     Ok(())
@@ -285,6 +288,8 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
     use crate::domain::{ClientMsgId, MessageText, RoomName, Username};
     use crate::store::{SqliteStore, Store as _};
@@ -374,12 +379,11 @@ mod tests {
         let pairs: Vec<(Uuid, String)> = (0..PAIRS_PER_QUERY)
             .map(|i| (Uuid::now_v7(), format!("key-{i}")))
             .collect();
-        let params = pairs
-            .iter()
-            .flat_map(|(sender, key)| [sender as &dyn ToSql, key as &dyn ToSql]);
         let mut query = db.prepare(&sql).unwrap();
         let steps: Vec<String> = query
-            .query_map(rusqlite::params_from_iter(params), |row| row.get("detail"))
+            .query_map(rusqlite::params_from_iter(pair_params(&pairs)), |row| {
+                row.get("detail")
+            })
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
