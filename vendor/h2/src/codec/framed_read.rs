@@ -58,8 +58,13 @@ enum Continuable {
     PushPromise(frame::PushPromise),
 }
 
+/// The read buffer's size while the connection is reading, as tokio-util's.
+const READ_BUFFER_CAPACITY: usize = 8 * 1024;
+
 impl<T> FramedRead<T> {
-    pub fn new(inner: InnerFramedRead<T, LengthDelimitedCodec>) -> FramedRead<T> {
+    pub fn new(mut inner: InnerFramedRead<T, LengthDelimitedCodec>) -> FramedRead<T> {
+        // Allocated when the connection first reads.
+        *inner.read_buffer_mut() = BytesMut::new();
         let decoder = FrameDecoder::new(inner.decoder().max_frame_length());
         FramedRead { inner, decoder }
     }
@@ -421,7 +426,16 @@ where
         let _e = span.enter();
         loop {
             tracing::trace!("poll");
-            let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+            if self.inner.read_buffer().capacity() == 0 {
+                self.inner.read_buffer_mut().reserve(READ_BUFFER_CAPACITY);
+            }
+            let polled = Pin::new(&mut self.inner).poll_next(cx);
+            if polled.is_pending() && self.inner.read_buffer().is_empty() {
+                // Nothing partial is waiting: an idle connection holds no
+                // read buffer.
+                *self.inner.read_buffer_mut() = BytesMut::new();
+            }
+            let bytes = match ready!(polled) {
                 Some(Ok(bytes)) => bytes,
                 Some(Err(e)) => return Poll::Ready(Some(Err(map_err(e)))),
                 None => return Poll::Ready(None),
@@ -488,6 +502,69 @@ impl<T> From<Continuable> for Frame<T> {
                 push.set_end_headers();
                 push.into()
             }
+        }
+    }
+}
+
+// Added with the buffer release (vendor/README.md).
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+    use tokio_util::codec::length_delimited;
+
+    /// A reader set up as `Codec` sets up its own.
+    fn reader(io: DuplexStream) -> FramedRead<DuplexStream> {
+        FramedRead::new(
+            length_delimited::Builder::new()
+                .big_endian()
+                .length_field_length(3)
+                .length_adjustment(9)
+                .num_skip(0)
+                .new_read(io),
+        )
+    }
+
+    async fn poll_once(read: &mut FramedRead<DuplexStream>) -> Poll<Option<Result<Frame, Error>>> {
+        poll_fn(|cx| Poll::Ready(Pin::new(&mut *read).poll_next(cx))).await
+    }
+
+    fn ping(payload: u8) -> Vec<u8> {
+        let mut frame = vec![0, 0, 8, 6, 0, 0, 0, 0, 0];
+        frame.extend([payload; 8]);
+        frame
+    }
+
+    #[tokio::test]
+    async fn the_read_buffer_is_given_back_while_no_frame_is_partly_read() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut read = reader(near);
+        assert_eq!(read.inner.read_buffer().capacity(), 0);
+        assert!(poll_once(&mut read).await.is_pending());
+        assert_eq!(read.inner.read_buffer().capacity(), 0);
+
+        let frame = ping(3);
+        far.write_all(&frame[..5]).await.unwrap();
+        assert!(poll_once(&mut read).await.is_pending());
+        assert_eq!(
+            read.inner.read_buffer().len(),
+            5,
+            "the partial frame is kept"
+        );
+
+        far.write_all(&frame[5..]).await.unwrap();
+        match poll_once(&mut read).await {
+            Poll::Ready(Some(Ok(Frame::Ping(ping)))) => assert_eq!(ping.into_payload(), [3; 8]),
+            other => panic!("expected the ping, got {other:?}"),
+        }
+        assert!(poll_once(&mut read).await.is_pending());
+        assert_eq!(read.inner.read_buffer().capacity(), 0);
+
+        far.write_all(&ping(4)).await.unwrap();
+        match poll_once(&mut read).await {
+            Poll::Ready(Some(Ok(Frame::Ping(ping)))) => assert_eq!(ping.into_payload(), [4; 8]),
+            other => panic!("expected the second ping, got {other:?}"),
         }
     }
 }

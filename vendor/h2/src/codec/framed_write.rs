@@ -93,7 +93,10 @@ where
             final_flush_done: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
-                buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
+                // Allocated when the first frame is buffered, and given back
+                // whenever everything buffered has been written, so that an
+                // idle connection holds no write buffer.
+                buf: Cursor::new(BytesMut::new()),
                 next: None,
                 last_data_frame: None,
                 max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
@@ -169,6 +172,8 @@ where
             }
         }
 
+        self.encoder.release_buffer();
+
         tracing::trace!("flushing buffer");
         // Flush the upstream
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
@@ -223,6 +228,9 @@ where
     fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
+        if self.buf.get_ref().capacity() == 0 {
+            *self.buf.get_mut() = BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY);
+        }
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
         let _e = span.enter();
 
@@ -307,9 +315,18 @@ where
     }
 
     fn has_capacity(&self) -> bool {
+        let buf = self.buf.get_ref();
+        // A released buffer is empty and is allocated again by `buffer`.
         self.next.is_none()
-            && (self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                >= self.min_buffer_capacity)
+            && (buf.capacity() == 0 || buf.capacity() - buf.len() >= self.min_buffer_capacity)
+    }
+
+    /// Gives the write buffer back to the allocator once everything in it has
+    /// been written.
+    fn release_buffer(&mut self) {
+        if self.next.is_none() && !self.buf.has_remaining() {
+            self.buf = Cursor::new(BytesMut::new());
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -374,5 +391,57 @@ mod unstable {
         pub fn get_ref(&self) -> &T {
             &self.inner
         }
+    }
+}
+
+// Added with the buffer release (vendor/README.md).
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::AsyncReadExt;
+
+    const PING_LEN: usize = frame::HEADER_LEN + 8;
+
+    fn capacity<T>(write: &FramedWrite<T, bytes::Bytes>) -> usize {
+        write.encoder.buf.get_ref().capacity()
+    }
+
+    #[tokio::test]
+    async fn the_write_buffer_is_given_back_once_written_and_taken_again() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut write = FramedWrite::<_, bytes::Bytes>::new(near);
+        assert_eq!(capacity(&write), 0);
+        for round in 1..=2u8 {
+            poll_fn(|cx| write.poll_ready(cx)).await.unwrap();
+            write.buffer(frame::Ping::new([round; 8]).into()).unwrap();
+            assert_eq!(capacity(&write), DEFAULT_BUFFER_CAPACITY);
+            poll_fn(|cx| write.flush(cx)).await.unwrap();
+            assert_eq!(capacity(&write), 0);
+            let mut ping = [0; PING_LEN];
+            far.read_exact(&mut ping).await.unwrap();
+            assert_eq!(ping[3], 6, "frame type PING");
+            assert_eq!(&ping[frame::HEADER_LEN..], &[round; 8]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partly_written_buffer_is_kept_until_the_rest_is_written() {
+        // Room for less than one frame, so a flush stops halfway.
+        let (near, mut far) = tokio::io::duplex(10);
+        let mut write = FramedWrite::<_, bytes::Bytes>::new(near);
+        poll_fn(|cx| write.poll_ready(cx)).await.unwrap();
+        write.buffer(frame::Ping::new([7; 8]).into()).unwrap();
+        let flushed = poll_fn(|cx| Poll::Ready(write.flush(cx))).await;
+        assert!(flushed.is_pending());
+        assert_eq!(capacity(&write), DEFAULT_BUFFER_CAPACITY);
+
+        let mut ping = [0; PING_LEN];
+        let reading = far.read_exact(&mut ping);
+        let (read, flushed) = tokio::join!(reading, poll_fn(|cx| write.flush(cx)));
+        read.unwrap();
+        flushed.unwrap();
+        assert_eq!(&ping[frame::HEADER_LEN..], &[7; 8]);
+        assert_eq!(capacity(&write), 0);
     }
 }

@@ -158,7 +158,9 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            // Grown by the first Huffman-coded string: most connections
+            // decode few, as repeated headers come from the dynamic table.
+            buffer: BytesMut::new(),
         }
     }
 
