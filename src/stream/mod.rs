@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use crate::auth::Principal;
@@ -168,50 +169,32 @@ pub fn spawn_catch_up(
 /// Reads a ChatStream's client events until the client stops sending or the
 /// stream ends. Answers go into the stream's own queue, in order with
 /// everything else it receives.
+///
+/// This task lives as long as the stream, mostly waiting: the first event
+/// (with its timer and resume lookups) and each event's handling run in
+/// futures of their own, boxed, so that the waiting task stays small.
 pub async fn serve_client_events(
     state: AppState,
     principal: Principal,
-    opened_id: StreamId,
+    id: StreamId,
     catch_up_frames: mpsc::Sender<Frame>,
     mut inbound: Streaming<pb::ClientEvent>,
 ) {
-    let id = opened_id;
     let ended = state.hub.ended(id);
-    // The first event decides whether the stream resumes.
-    let first = tokio::select! {
-        () = ended.cancelled() => return,
-        first = tokio::time::timeout(RESUME_WINDOW, inbound.message()) => first,
+    let first = Box::pin(first_event(
+        &state,
+        &principal,
+        id,
+        catch_up_frames,
+        &mut inbound,
+        &ended,
+    ))
+    .await;
+    let mut next = match first {
+        FirstEvent::Other(event) => Some(event),
+        FirstEvent::Handled => None,
+        FirstEvent::Done => return,
     };
-    let mut next = None;
-    match first {
-        Ok(Ok(Some(pb::ClientEvent {
-            event: Some(Event::Resume(resume)),
-        }))) => {
-            let checked = match requests::cursors(&resume.cursors) {
-                Ok(cursors) => check_cursors(&state, &principal, cursors).await,
-                Err(error) => Err(error),
-            };
-            match checked {
-                Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
-                Err(error) => {
-                    state.hub.send_to(id, error_frame("", &error));
-                    go_live(&state, id, catch_up_frames);
-                }
-            }
-        }
-        Ok(Ok(Some(event))) => {
-            go_live(&state, id, catch_up_frames);
-            next = Some(event);
-        }
-        // No first event in time: nothing to resume.
-        Err(_) => go_live(&state, id, catch_up_frames),
-        // The client closed its side at once: the stream still runs downwards.
-        Ok(Ok(None)) => return go_live(&state, id, catch_up_frames),
-        Ok(Err(status)) => {
-            tracing::debug!(stream = id, %status, "client stream failed");
-            return state.hub.close(id, status);
-        }
-    }
     loop {
         let event = match next.take() {
             Some(event) => event,
@@ -234,8 +217,72 @@ pub async fn serve_client_events(
                 }
             }
         };
-        if let Err((client_msg_id, error)) = handle(&state, &principal, id, event).await {
+        if let Err((client_msg_id, error)) = Box::pin(handle(&state, &principal, id, event)).await
+        {
             state.hub.send_to(id, error_frame(&client_msg_id, &error));
+        }
+    }
+}
+
+/// What the first client event left to do.
+enum FirstEvent {
+    /// An event other than `resume`, still to be handled.
+    Other(pb::ClientEvent),
+    /// A `resume` (or nothing in time): handled.
+    Handled,
+    /// The stream, or the client's side of it, is over.
+    Done,
+}
+
+/// Waits for the first client event, which decides whether the stream
+/// resumes, and starts the stream's live messages accordingly.
+async fn first_event(
+    state: &AppState,
+    principal: &Principal,
+    id: StreamId,
+    catch_up_frames: mpsc::Sender<Frame>,
+    inbound: &mut Streaming<pb::ClientEvent>,
+    ended: &CancellationToken,
+) -> FirstEvent {
+    let first = tokio::select! {
+        () = ended.cancelled() => return FirstEvent::Done,
+        first = tokio::time::timeout(RESUME_WINDOW, inbound.message()) => first,
+    };
+    match first {
+        Ok(Ok(Some(pb::ClientEvent {
+            event: Some(Event::Resume(resume)),
+        }))) => {
+            let checked = match requests::cursors(&resume.cursors) {
+                Ok(cursors) => check_cursors(state, principal, cursors).await,
+                Err(error) => Err(error),
+            };
+            match checked {
+                Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
+                Err(error) => {
+                    state.hub.send_to(id, error_frame("", &error));
+                    go_live(state, id, catch_up_frames);
+                }
+            }
+            FirstEvent::Handled
+        }
+        Ok(Ok(Some(event))) => {
+            go_live(state, id, catch_up_frames);
+            FirstEvent::Other(event)
+        }
+        // No first event in time: nothing to resume.
+        Err(_) => {
+            go_live(state, id, catch_up_frames);
+            FirstEvent::Handled
+        }
+        // The client closed its side at once: the stream still runs downwards.
+        Ok(Ok(None)) => {
+            go_live(state, id, catch_up_frames);
+            FirstEvent::Done
+        }
+        Ok(Err(status)) => {
+            tracing::debug!(stream = id, %status, "client stream failed");
+            state.hub.close(id, status);
+            FirstEvent::Done
         }
     }
 }
