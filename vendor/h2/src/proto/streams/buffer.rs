@@ -82,6 +82,9 @@ impl Deque {
         match self.indices {
             Some(mut idxs) => {
                 let mut slot = buf.slab.remove(idxs.head);
+                // Patched: frames are buffered only briefly, and an idle
+                // connection keeps no room for them (see `store.rs`).
+                super::store::release_if_empty(&mut buf.slab);
 
                 if idxs.head == idxs.tail {
                     assert!(slot.next.is_none());
@@ -95,5 +98,29 @@ impl Deque {
             }
             None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::{Buffer, Deque};
+
+    #[test]
+    fn a_drained_buffer_gives_its_memory_back() {
+        let mut buf = Buffer::new();
+        let (mut a, mut b) = (Deque::new(), Deque::new());
+        a.push_back(&mut buf, 1);
+        b.push_back(&mut buf, 2);
+        a.push_back(&mut buf, 3);
+        assert_eq!(a.pop_front(&mut buf), Some(1));
+        assert!(buf.slab.capacity() > 0, "frames are still buffered");
+        assert_eq!(b.pop_front(&mut buf), Some(2));
+        assert_eq!(a.pop_front(&mut buf), Some(3));
+        assert!(buf.is_empty());
+        assert_eq!(buf.slab.capacity(), 0);
+        assert_eq!(a.pop_front(&mut buf), None);
+        b.push_front(&mut buf, 4);
+        assert_eq!(b.pop_front(&mut buf), Some(4));
+        assert_eq!(buf.slab.capacity(), 0);
     }
 }

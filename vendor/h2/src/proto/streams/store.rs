@@ -102,6 +102,7 @@ impl Store {
     }
 
     pub fn insert(&mut self, id: StreamId, val: Stream) -> Ptr<'_> {
+        reserve_one(&mut self.slab);
         let index = SlabIndex(self.slab.insert(val) as u32);
         assert!(self.ids.insert(id, index).is_none());
 
@@ -406,6 +407,7 @@ impl<'a> Ptr<'a> {
         // Remove the stream state
         let stream = self.store.slab.remove(self.key.index.0 as usize);
         assert_eq!(stream.id, self.key.stream_id);
+        release_if_empty(&mut self.store.slab);
         stream.id
     }
 
@@ -458,17 +460,82 @@ impl<'a> OccupiedEntry<'a> {
     }
 }
 
+/// Makes room for one more value, growing the slab by its own size (1, 2,
+/// 4, ...) rather than by `Vec`'s minimum of four: most connections hold
+/// one stream at a time, and a `Stream` is some 300 bytes. (Patched: see
+/// `vendor/README.md` of the chat server.)
+fn reserve_one<T>(slab: &mut slab::Slab<T>) {
+    if slab.len() == slab.capacity() {
+        slab.reserve_exact(slab.capacity().max(1));
+    }
+}
+
+/// Gives an empty slab's memory back: an idle connection holds no streams.
+/// (Patched: see `vendor/README.md` of the chat server.)
+pub(super) fn release_if_empty<T>(slab: &mut slab::Slab<T>) {
+    if slab.is_empty() && slab.capacity() > 0 {
+        *slab = slab::Slab::new();
+    }
+}
+
 // ===== impl VacantEntry =====
 
 impl<'a> VacantEntry<'a> {
     pub fn insert(self, value: Stream) -> Key {
         // Insert the value in the slab
         let stream_id = value.id;
+        reserve_one(self.slab);
         let index = SlabIndex(self.slab.insert(value) as u32);
 
         // Insert the handle in the ID map
         self.ids.insert(index);
 
         Key { index, stream_id }
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::{release_if_empty, reserve_one};
+
+    #[test]
+    fn a_slab_grows_one_value_at_first_then_by_doubling() {
+        let mut slab = slab::Slab::new();
+        let mut capacities = Vec::new();
+        for i in 0..5 {
+            reserve_one(&mut slab);
+            slab.insert(i);
+            capacities.push(slab.capacity());
+        }
+        assert_eq!(capacities, [1, 2, 4, 4, 8]);
+    }
+
+    #[test]
+    fn a_vacant_slot_is_reused_without_growing() {
+        let mut slab = slab::Slab::new();
+        reserve_one(&mut slab);
+        let first = slab.insert(1);
+        reserve_one(&mut slab);
+        slab.insert(2);
+        slab.remove(first);
+        reserve_one(&mut slab);
+        assert_eq!(slab.insert(3), first);
+        assert_eq!(slab.capacity(), 2);
+    }
+
+    #[test]
+    fn an_empty_slab_gives_its_memory_back_and_a_busy_one_keeps_it() {
+        let mut slab = slab::Slab::new();
+        reserve_one(&mut slab);
+        let first = slab.insert(1);
+        reserve_one(&mut slab);
+        let second = slab.insert(2);
+        slab.remove(first);
+        release_if_empty(&mut slab);
+        assert_eq!(slab.capacity(), 2, "a value is still stored");
+        assert_eq!(slab[second], 2);
+        slab.remove(second);
+        release_if_empty(&mut slab);
+        assert_eq!(slab.capacity(), 0);
     }
 }
