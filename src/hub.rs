@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{Limit, Metrics};
 use crate::pb::server_event::Event;
 use crate::pb::{self, server_event};
+use crate::stream::queue::{self, TrySendError};
 use crate::stream::Frame;
 
 /// Identifies one open stream on this node.
@@ -125,9 +126,9 @@ struct StreamEntry {
     user_id: UserId,
     session_id: SessionId,
     expires_at: Timestamp,
-    queue: mpsc::Sender<Frame>,
+    queue: queue::Sender<Frame>,
     /// Ends the stream with a status, ahead of anything still queued.
-    end: Option<oneshot::Sender<Status>>,
+    end: Option<oneshot::Sender<Box<Status>>>,
     /// False until the stream's `ready` event is queued: nothing may come
     /// before it.
     active: bool,
@@ -205,11 +206,11 @@ struct UserEntry {
 pub struct OutboundStream {
     id: StreamId,
     hub: Arc<Hub>,
-    queue: mpsc::Receiver<Frame>,
+    queue: queue::Receiver<Frame>,
     /// Missed messages being caught up on; they go out before anything in
     /// `queue` but the `ready` event. `None` once the catch-up is over.
-    catch_up: Option<mpsc::Receiver<Frame>>,
-    end: oneshot::Receiver<Status>,
+    catch_up: Option<queue::Receiver<Frame>>,
+    end: oneshot::Receiver<Box<Status>>,
     metrics: Arc<Metrics>,
     /// Whether `ready`, always first in `queue`, has gone out.
     ready_sent: bool,
@@ -225,7 +226,7 @@ impl Stream for OutboundStream {
         }
         if let Poll::Ready(Ok(status)) = Pin::new(&mut self.end).poll(cx) {
             self.finished = true;
-            return Poll::Ready(Some(Err(status)));
+            return Poll::Ready(Some(Err(*status)));
         }
         if self.ready_sent {
             if let Some(catch_up) = &mut self.catch_up {
@@ -316,10 +317,10 @@ impl Hub {
         session_id: SessionId,
         expires_at: Timestamp,
         hold: bool,
-    ) -> Result<(StreamId, OutboundStream, mpsc::Sender<Frame>)> {
+    ) -> Result<(StreamId, OutboundStream, queue::Sender<Frame>)> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let (queue_tx, queue_rx) = mpsc::channel(self.queue_capacity);
-        let (catch_up_tx, catch_up_rx) = mpsc::channel(CATCH_UP_CAPACITY);
+        let (queue_tx, queue_rx) = queue::queue(self.queue_capacity);
+        let (catch_up_tx, catch_up_rx) = queue::queue(CATCH_UP_CAPACITY);
         let (end_tx, end_rx) = oneshot::channel();
         let mut state = self.lock();
         if state.closed {
@@ -933,7 +934,7 @@ impl Hub {
             };
             if let (Some(end), Some(status)) = (entry.end.take(), status) {
                 // The receiver may be gone already; then there is no one to tell.
-                let _ = end.send(status);
+                let _ = end.send(Box::new(status));
             }
             state.expiries.remove(&(entry.expires_at, id));
             if let Some(ids) = state.sessions.get_mut(&entry.session_id) {
@@ -1190,7 +1191,7 @@ fn offer(
 }
 
 fn push(entry: &mut StreamEntry, id: StreamId, frame: Frame, overflow: &mut Vec<StreamId>) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = entry.queue.try_send(frame) {
+    if let Err(TrySendError::Full(_)) = entry.queue.try_send(frame) {
         overflow.push(id);
     }
 }

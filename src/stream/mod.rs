@@ -2,13 +2,13 @@
 //! client side of a ChatStream.
 
 mod frame;
+pub mod queue;
 
 pub use frame::{Frame, FrameCodec};
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
@@ -35,7 +35,7 @@ pub struct Opened {
     pub id: StreamId,
     pub outbound: OutboundStream,
     /// Where a catch-up sends missed messages; dropped when there is none.
-    pub catch_up: mpsc::Sender<Frame>,
+    pub catch_up: queue::Sender<Frame>,
 }
 
 /// Opens a stream for an authenticated caller: registers it, loads the
@@ -104,7 +104,7 @@ pub async fn catch_up(
     state: &AppState,
     id: StreamId,
     cursors: Vec<(RoomId, u64)>,
-    frames: mpsc::Sender<Frame>,
+    frames: queue::Sender<Frame>,
 ) -> Result<()> {
     state
         .hub
@@ -145,7 +145,7 @@ pub async fn catch_up(
 
 /// Ends the hold of a stream that catches up on nothing, and closes its
 /// catch-up channel (which frees it).
-fn go_live(state: &AppState, id: StreamId, catch_up: mpsc::Sender<Frame>) {
+fn go_live(state: &AppState, id: StreamId, catch_up: queue::Sender<Frame>) {
     drop(catch_up);
     // Only rooms being caught up on can fall behind: this cannot fail.
     let released = state.hub.release(id, &HashMap::new());
@@ -157,7 +157,7 @@ pub fn spawn_catch_up(
     state: AppState,
     id: StreamId,
     cursors: Vec<(RoomId, u64)>,
-    frames: mpsc::Sender<Frame>,
+    frames: queue::Sender<Frame>,
 ) {
     tokio::spawn(async move {
         if let Err(error) = catch_up(&state, id, cursors, frames).await {
@@ -177,7 +177,7 @@ pub async fn serve_client_events(
     state: AppState,
     principal: Principal,
     id: StreamId,
-    catch_up_frames: mpsc::Sender<Frame>,
+    catch_up_frames: queue::Sender<Frame>,
     mut inbound: Streaming<pb::ClientEvent>,
 ) {
     let ended = state.hub.ended(id);
@@ -240,7 +240,7 @@ async fn first_event(
     state: &AppState,
     principal: &Principal,
     id: StreamId,
-    catch_up_frames: mpsc::Sender<Frame>,
+    catch_up_frames: queue::Sender<Frame>,
     inbound: &mut Streaming<pb::ClientEvent>,
     ended: &CancellationToken,
 ) -> FirstEvent {
