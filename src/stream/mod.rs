@@ -217,8 +217,7 @@ pub async fn serve_client_events(
                 }
             }
         };
-        if let Err((client_msg_id, error)) = Box::pin(handle(&state, &principal, id, event)).await
-        {
+        if let Err((client_msg_id, error)) = Box::pin(handle(&state, &principal, id, event)).await {
             state.hub.send_to(id, error_frame(&client_msg_id, &error));
         }
     }

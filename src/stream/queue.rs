@@ -289,10 +289,7 @@ mod tests {
         let (_, receiver_waker) = counter();
         let mut receiver_cx = Context::from_waker(&receiver_waker);
 
-        assert_eq!(
-            pin!(tx.send(1)).poll(&mut sender_cx),
-            Poll::Ready(Ok(()))
-        );
+        assert_eq!(pin!(tx.send(1)).poll(&mut sender_cx), Poll::Ready(Ok(())));
         let mut second = pin!(tx.send(2));
         assert_eq!(second.as_mut().poll(&mut sender_cx), Poll::Pending);
         assert_eq!(rx.poll_recv(&mut receiver_cx), Poll::Ready(Some(1)));
