@@ -22,13 +22,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use atomic_waker::AtomicWaker;
 use bytes::{Buf as _, Bytes};
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::rustls;
@@ -325,8 +326,10 @@ enum Io {
 pub struct Conn {
     io: Io,
     info: ConnInfo,
-    /// Resolves, with the reason, when the connection should close.
-    closing: PollOnWake<dyn Future<Output = &'static str> + Send>,
+    /// Resolves when the shutdown's grace is over.
+    shutdown: PollOnWake<WaitForCancellationFutureOwned>,
+    /// Why else it closes: idle for too long, or refused.
+    ending: Ending,
     /// Until the preface has arrived: its deadline, and the bytes so far.
     preface: Option<(Pin<Box<Sleep>>, usize)>,
     closed: Option<&'static str>,
@@ -345,36 +348,30 @@ impl Conn {
                 remote_addr: tcp.peer_addr().ok(),
             },
             refused_over: (!admitted).then_some(settings.cap.max),
-            calls: watch::Sender::new(0),
+            calls: Calls::default(),
             answered: Notify::new(),
         }));
-        let shutdown = settings.closing.clone().cancelled_owned();
-        let closing: Pin<Box<dyn Future<Output = &'static str> + Send>> = if admitted {
-            let idle = idle_for(info.0.calls.subscribe(), settings.idle_timeout);
-            Box::pin(async move {
-                tokio::select! {
-                    () = shutdown => "the shutdown's grace period is over",
-                    () = idle => "idle",
-                }
-            })
+        let shutdown = Box::pin(settings.closing.clone().cancelled_owned());
+        let ending = if admitted {
+            Ending::Idle(IdleTimer::new(settings.idle_timeout))
         } else {
             let shared = Arc::clone(&info.0);
             let lifetime = settings.handshake_timeout;
-            Box::pin(async move {
+            Ending::Refused(PollOnWake::new(Box::pin(async move {
                 tokio::select! {
-                    () = shutdown => "the shutdown's grace period is over",
-                    () = tokio::time::sleep(lifetime) => "over the connection cap",
+                    () = tokio::time::sleep(lifetime) => {}
                     () = async {
                         shared.answered.notified().await;
                         tokio::time::sleep(REFUSED_LINGER).await;
-                    } => "over the connection cap",
+                    } => {}
                 }
-            })
+            })))
         };
         Self {
             io,
             info,
-            closing: PollOnWake::new(closing),
+            shutdown: PollOnWake::new(shutdown),
+            ending,
             preface: Some((Box::pin(tokio::time::sleep_until(deadline)), 0)),
             closed: None,
             _slot: slot,
@@ -386,7 +383,9 @@ impl Conn {
         if self.closed.is_some() {
             return self.closed;
         }
-        let reason = if let Poll::Ready(reason) = self.closing.poll(cx) {
+        let reason = if self.shutdown.poll(cx).is_ready() {
+            Some("the shutdown's grace period is over")
+        } else if let Some(reason) = self.poll_ending(cx) {
             Some(reason)
         } else if let Some((deadline, _)) = &mut self.preface {
             deadline
@@ -402,6 +401,17 @@ impl Conn {
             self.closed = Some(reason);
         }
         self.closed
+    }
+
+    /// Whether it must close for want of calls: idle, or refused.
+    fn poll_ending(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        match &mut self.ending {
+            Ending::Idle(timer) => timer.poll_expired(&self.info.0.calls, cx).then_some("idle"),
+            Ending::Refused(refused) => refused
+                .poll(cx)
+                .is_ready()
+                .then_some("over the connection cap"),
+        }
     }
 
     fn poll_write_with<T>(
@@ -495,15 +505,74 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// Resolves once no call has been in flight for `idle`.
-async fn idle_for(mut calls: watch::Receiver<usize>, idle: Duration) {
-    loop {
-        if calls.wait_for(|&n| n == 0).await.is_err() {
-            return std::future::pending().await;
+/// Why a connection closes, besides the shutdown.
+enum Ending {
+    /// Admitted: when it has had no call in flight for a while.
+    Idle(IdleTimer),
+    /// Over the cap: some time after its refusal is answered, or at the
+    /// handshake timeout.
+    Refused(PollOnWake<dyn Future<Output = ()> + Send>),
+}
+
+/// The calls of one connection, counted by the calls and read by the
+/// connection.
+#[derive(Default)]
+struct Calls {
+    in_flight: AtomicUsize,
+    /// Calls started so far: tells the connection that calls came and went
+    /// between two of its polls.
+    started: AtomicUsize,
+    /// The connection's task, woken when its last call in flight ends.
+    connection: AtomicWaker,
+}
+
+impl Calls {
+    fn start(&self) {
+        self.started.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.connection.wake();
         }
-        if tokio::time::timeout(idle, calls.changed()).await.is_err() {
-            return;
+    }
+}
+
+/// Expires once a connection has had no call in flight for `after`. Its
+/// timer exists only while no call is in flight: a connection holding a
+/// stream open holds no timer.
+struct IdleTimer {
+    after: Duration,
+    /// While idle: how many calls had started when the timer was set, and
+    /// the timer.
+    armed: Option<(usize, Pin<Box<Sleep>>)>,
+}
+
+impl IdleTimer {
+    fn new(after: Duration) -> Self {
+        Self { after, armed: None }
+    }
+
+    /// Whether the connection has been idle for long enough. The task is
+    /// woken when its last call ends, and when the timer expires.
+    fn poll_expired(&mut self, calls: &Calls, cx: &mut Context<'_>) -> bool {
+        // Registered before the counts are read: an end in between wakes it.
+        calls.connection.register(cx.waker());
+        let started = calls.started.load(Ordering::Acquire);
+        if calls.in_flight.load(Ordering::Acquire) > 0 {
+            self.armed = None;
+            return false;
         }
+        let timer = match &mut self.armed {
+            // Idle since the timer was set: no call started meanwhile.
+            Some((armed_at, timer)) if *armed_at == started => timer,
+            _ => {
+                let timer = Box::pin(tokio::time::sleep(self.after));
+                &mut self.armed.insert((started, timer)).1
+            }
+        };
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -515,8 +584,7 @@ struct Shared {
     tcp: TcpConnectInfo,
     /// The cap this connection is over, if it is.
     refused_over: Option<usize>,
-    /// Calls in flight.
-    calls: watch::Sender<usize>,
+    calls: Calls,
     /// Notified when a refused call has been answered.
     answered: Notify,
 }
@@ -528,7 +596,7 @@ impl ConnInfo {
     }
 
     fn call_started(&self) -> InFlight {
-        self.0.calls.send_modify(|n| *n += 1);
+        self.0.calls.start();
         InFlight(Arc::clone(&self.0))
     }
 }
@@ -538,7 +606,7 @@ struct InFlight(Arc<Shared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.calls.send_modify(|n| *n -= 1);
+        self.0.calls.end();
     }
 }
 
@@ -751,7 +819,7 @@ where
         let too_large = Arc::new(TooLarge {
             max: self.max,
             found: OnceLock::new(),
-            signal: CancellationToken::new(),
+            response: AtomicWaker::new(),
         });
         let request = request.map(|body| {
             axum::body::Body::new(LimitedBody {
@@ -771,7 +839,6 @@ where
             Ok(response.map(|body| {
                 axum::body::Body::new(EndsWhenTooLarge {
                     inner: body,
-                    signal: PollOnWake::new(Box::pin(too_large.signal.clone().cancelled_owned())),
                     too_large,
                     done: false,
                 })
@@ -784,7 +851,8 @@ where
 struct TooLarge {
     max: usize,
     found: OnceLock<usize>,
-    signal: CancellationToken,
+    /// The response body's task, woken when the request body finds one.
+    response: AtomicWaker,
 }
 
 impl TooLarge {
@@ -867,7 +935,7 @@ impl http_body::Body for LimitedBody {
         {
             this.done = true;
             let _ = this.too_large.found.set(found);
-            this.too_large.signal.cancel();
+            this.too_large.response.wake();
             return Poll::Ready(Some(Err(this.too_large.status())));
         }
         Poll::Ready(Some(Ok(frame)))
@@ -883,7 +951,6 @@ impl http_body::Body for LimitedBody {
 /// sees its input fail; the client must learn why.
 struct EndsWhenTooLarge {
     inner: axum::body::Body,
-    signal: PollOnWake<WaitForCancellationFutureOwned>,
     too_large: Arc<TooLarge>,
     done: bool,
 }
@@ -900,7 +967,9 @@ impl http_body::Body for EndsWhenTooLarge {
         if this.done {
             return Poll::Ready(None);
         }
-        if this.signal.poll(cx).is_ready() {
+        // Registered before the check: a message found in between wakes it.
+        this.too_large.response.register(cx.waker());
+        if this.too_large.found.get().is_some() {
             this.done = true;
             let mut trailers = HeaderMap::new();
             if let Err(error) = this.too_large.status().add_header(&mut trailers) {
@@ -922,7 +991,87 @@ impl http_body::Body for EndsWhenTooLarge {
 
 #[cfg(test)]
 mod tests {
+    use std::task::{Wake, Waker};
+
     use super::*;
+
+    const IDLE: Duration = Duration::from_secs(10);
+    const TICK: Duration = Duration::from_millis(1);
+
+    fn expired(timer: &mut IdleTimer, calls: &Calls) -> bool {
+        timer.poll_expired(calls, &mut Context::from_waker(Waker::noop()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_calls_expires_after_the_idle_time() {
+        let (calls, mut timer) = (Calls::default(), IdleTimer::new(IDLE));
+        assert!(!expired(&mut timer, &calls));
+        tokio::time::advance(IDLE - TICK).await;
+        assert!(!expired(&mut timer, &calls));
+        tokio::time::advance(TICK).await;
+        assert!(expired(&mut timer, &calls));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_in_flight_holds_no_timer_and_its_end_starts_the_wait() {
+        let (calls, mut timer) = (Calls::default(), IdleTimer::new(IDLE));
+        assert!(!expired(&mut timer, &calls));
+        calls.start();
+        assert!(!expired(&mut timer, &calls));
+        assert!(timer.armed.is_none(), "no timer while a call is in flight");
+        tokio::time::advance(IDLE * 2).await;
+        assert!(!expired(&mut timer, &calls));
+
+        calls.end();
+        assert!(!expired(&mut timer, &calls));
+        tokio::time::advance(IDLE - TICK).await;
+        assert!(!expired(&mut timer, &calls));
+        tokio::time::advance(TICK).await;
+        assert!(expired(&mut timer, &calls));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_that_came_and_went_between_two_polls_restart_the_wait() {
+        let (calls, mut timer) = (Calls::default(), IdleTimer::new(IDLE));
+        assert!(!expired(&mut timer, &calls));
+        tokio::time::advance(IDLE - TICK).await;
+        calls.start();
+        calls.end();
+        tokio::time::advance(TICK).await;
+        assert!(!expired(&mut timer, &calls));
+        tokio::time::advance(IDLE - TICK).await;
+        assert!(!expired(&mut timer, &calls));
+        tokio::time::advance(TICK).await;
+        assert!(expired(&mut timer, &calls));
+    }
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_connection_is_woken_when_its_last_call_ends() {
+        let (calls, mut timer) = (Calls::default(), IdleTimer::new(IDLE));
+        let woken = Arc::new(Counter::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        calls.start();
+        calls.start();
+        assert!(!timer.poll_expired(&calls, &mut Context::from_waker(&waker)));
+        calls.end();
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            0,
+            "a call is still in flight"
+        );
+        calls.end();
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+    }
 
     fn framed(len: u32) -> Vec<u8> {
         let mut frame = vec![0];

@@ -1,11 +1,10 @@
 //! A future polled again only once it has woken its task.
 //!
-//! A connection checks whether it must close on every read and write, and a
-//! streaming response whether its request broke a limit on every frame. The
-//! futures that tell them (a cancellation token, a watch, a timer) take a
-//! lock each time they are polled, once per delivered message under load.
-//! Behind [`PollOnWake`], such a check costs two atomic operations while
-//! nothing has changed.
+//! A connection checks whether it must close on every read and write. The
+//! futures that tell it (the shutdown's cancellation token, the refusal of
+//! a connection over the cap) take a lock each time they are polled, once
+//! per delivered message under load. Behind [`PollOnWake`], such a check
+//! costs two atomic operations while nothing has changed.
 
 use std::future::Future;
 use std::pin::Pin;
