@@ -136,7 +136,9 @@ struct StreamEntry {
     ended: CancellationToken,
     /// While the stream catches up on missed messages (or waits to learn
     /// whether it will), live messages wait here instead of the queue.
-    hold: Option<Hold>,
+    /// Boxed: the hub's table holds every stream's entry, and most streams
+    /// hold back messages only briefly, if at all.
+    hold: Option<Box<Hold>>,
     /// For rooms it resumed: the newest seq the stream has been given, so
     /// a message read during catch-up and then delivered live is dropped.
     cursors: HashMap<RoomId, u64>,
@@ -353,7 +355,7 @@ impl Hub {
                 end: Some(end_tx),
                 active: false,
                 ended: CancellationToken::new(),
-                hold: hold.then(Hold::default),
+                hold: hold.then(Box::default),
                 cursors: HashMap::new(),
             },
         );
