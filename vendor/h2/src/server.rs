@@ -654,11 +654,19 @@ impl Builder {
     /// # pub fn main() {}
     /// ```
     pub fn new() -> Builder {
+        // Patched (see `vendor/README.md` of the chat server): a server
+        // asks its clients for no HPACK dynamic table. A table holds the
+        // headers of past requests (a bearer token among them) for as long
+        // as the connection lives, and a chat server's connections mostly
+        // idle with one long stream. `header_table_size` still sets any
+        // size.
+        let mut settings = Settings::default();
+        settings.set_header_table_size(Some(0));
         Builder {
             reset_stream_duration: Duration::from_secs(proto::DEFAULT_RESET_STREAM_SECS),
             reset_stream_max: proto::DEFAULT_RESET_STREAM_MAX,
             pending_accept_reset_stream_max: proto::DEFAULT_REMOTE_RESET_STREAM_MAX,
-            settings: Settings::default(),
+            settings,
             initial_target_connection_window_size: None,
             max_send_buffer_size: proto::DEFAULT_MAX_SEND_BUFFER_SIZE,
             local_max_error_reset_streams: Some(proto::DEFAULT_LOCAL_RESET_COUNT_MAX),
@@ -1784,5 +1792,18 @@ where
             Handshaking::ReadingPreface(_) => f.write_str("ReadingPreface(_)"),
             Handshaking::Done => f.write_str("Done"),
         }
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::Builder;
+
+    #[test]
+    fn a_server_asks_for_no_dynamic_table_unless_told_otherwise() {
+        assert_eq!(Builder::new().settings.header_table_size(), Some(0));
+        let mut builder = Builder::new();
+        builder.header_table_size(4096);
+        assert_eq!(builder.settings.header_table_size(), Some(4096));
     }
 }

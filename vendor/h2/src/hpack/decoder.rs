@@ -173,6 +173,14 @@ impl Decoder {
         };
 
         self.max_size_update = Some(size);
+        // Patched (see `vendor/README.md` of the chat server): called once
+        // the peer has acknowledged a smaller table. Its next header block
+        // must open with a size update no larger than this, which evicts
+        // what is over it; evict it now, so that a connection that sends
+        // no further header block (one long stream) does not keep it.
+        if size < self.table.max_size {
+            self.table.set_max_size(size);
+        }
     }
 
     /// Decodes the headers found in the given buffer.
@@ -256,6 +264,13 @@ impl Decoder {
                     consume(src);
                 }
             }
+        }
+
+        // Patched: the strings decoded into the Huffman buffer share its
+        // memory; let them keep it alone, so that it goes with the last of
+        // them rather than live as long as the connection.
+        if self.buffer.is_empty() {
+            self.buffer = BytesMut::new();
         }
 
         Ok(())
@@ -550,6 +565,10 @@ impl Table {
         self.max_size = size;
         // Make the table size fit within the new constraints.
         self.consolidate();
+        // Patched: an emptied table keeps no room for entries.
+        if self.entries.is_empty() {
+            self.entries = VecDeque::new();
+        }
     }
 
     fn reserve(&mut self, size: usize) {
@@ -891,6 +910,66 @@ mod test {
                 ref name,
                 ref value,
             } => {
+                assert_eq!(name, "foo");
+                assert_eq!(value, "bar");
+            }
+            _ => panic!(),
+        }
+    }
+
+    /// A header block that adds `foo: bar` to the table, its strings
+    /// Huffman-coded.
+    fn indexed_foo_bar() -> BytesMut {
+        let mut buf = BytesMut::new();
+        buf.extend([0b01000000, 0x80 | 2]);
+        buf.extend(huff_encode(b"foo"));
+        buf.extend([0x80 | 3]);
+        buf.extend(huff_encode(b"bar"));
+        buf
+    }
+
+    #[test]
+    fn release_a_smaller_table_once_acknowledged_is_evicted_at_once() {
+        let mut de = Decoder::new(4096);
+        let mut buf = indexed_foo_bar();
+        de.decode(&mut Cursor::new(&mut buf), |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(de.table.entries.len(), 1);
+
+        de.queue_size_update(0);
+        assert_eq!(de.table.size(), 0);
+        assert_eq!(de.table.entries.capacity(), 0);
+
+        // The peer's next block opens with its size update, as it must,
+        // then a literal field without indexing.
+        let mut buf = BytesMut::new();
+        buf.extend([0b0010_0000, 0, 3]);
+        buf.extend(b"baz");
+        buf.extend([1]);
+        buf.extend(b"q");
+        let mut res = vec![];
+        de.decode(&mut Cursor::new(&mut buf), |h| {
+            res.push(h);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(res.len(), 1);
+        assert_eq!(de.table.size(), 0);
+    }
+
+    #[test]
+    fn release_the_huffman_buffer_goes_with_the_decoded_strings() {
+        let mut de = Decoder::new(0);
+        let mut buf = indexed_foo_bar();
+        let mut res = vec![];
+        de.decode(&mut Cursor::new(&mut buf), |h| {
+            res.push(h);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(de.buffer.capacity(), 0);
+        match &res[0] {
+            Header::Field { name, value } => {
                 assert_eq!(name, "foo");
                 assert_eq!(value, "bar");
             }
