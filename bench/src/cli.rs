@@ -212,7 +212,13 @@ pub struct IdleOpts {
     /// hash, so streams share the sessions of this many users).
     #[arg(long, default_value_t = 100)]
     pub users: usize,
-    /// Streams being opened at once.
+    /// Streams on each connection. The targets are for one (each user on
+    /// a connection of its own, as native clients do); more, as a
+    /// browser's tabs share one connection, hold more streams within an
+    /// open-file limit, and the report then judges no target.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub streams_per_connection: u32,
+    /// Connections being opened at once.
     #[arg(long, default_value_t = 256)]
     pub open_concurrency: usize,
     /// Loopback source addresses (127.0.0.1, .2, …) the connections are

@@ -153,9 +153,13 @@ impl Plan {
                 "--p99-limit-ms",
                 "5000",
             ])),
+            // Two streams to a connection, the last one alone: both ways
+            // of opening them.
             idle: Some(scenario_opts(&[
                 "--streams",
-                "200",
+                "201",
+                "--streams-per-connection",
+                "2",
                 "--users",
                 "10",
                 "--source-addresses",

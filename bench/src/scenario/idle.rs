@@ -1,5 +1,6 @@
 //! Scenario 3, idle streams: N authenticated ChatStreams, each on its own
-//! connection, opened and held. Measures the server's resident memory per
+//! connection (or K to a connection, as a browser's tabs share one), opened
+//! and held. Measures the server's resident memory per
 //! open stream ((RSS after − RSS before) / N), samples it as the streams
 //! open (for the plot), and the time to open them all. The connections come
 //! from several loopback source addresses when one would run out of ports.
@@ -47,6 +48,10 @@ pub struct IdleResult {
     pub streams: usize,
     /// The open-file limit that capped the streams, if one did.
     pub capped_by_open_files: Option<u64>,
+    /// Streams on each connection (the last may have fewer).
+    pub streams_per_connection: usize,
+    /// Connections the streams were opened on.
+    pub connections: usize,
     pub users: usize,
     pub source_addresses: Vec<IpAddr>,
     pub opened: usize,
@@ -69,10 +74,10 @@ pub struct IdleResult {
     pub samples: Vec<(usize, u64)>,
 }
 
-/// One open idle stream.
-struct IdleStream {
+/// One connection's open idle streams.
+struct IdleConnection {
     _channel: Channel,
-    reader: JoinHandle<()>,
+    readers: Vec<JoinHandle<()>>,
 }
 
 /// Opens and holds the streams on `server` as `accounts` (round-robin).
@@ -90,7 +95,10 @@ pub async fn run(
         .open_file_limit()
         .unwrap_or(u64::MAX)
         .min(net::fd_limit());
-    let fits = usize::try_from(limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    let per_connection = opts.streams_per_connection as usize;
+    let fits = usize::try_from(limit.saturating_sub(FD_RESERVE))
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per_connection);
     let streams = opts.streams.min(fits);
     let capped = (streams < opts.streams).then_some(limit);
     if let Some(limit) = capped {
@@ -99,7 +107,8 @@ pub async fn run(
             opts.streams
         ));
     }
-    let sources = net::loopback_sources(streams, opts.source_addresses);
+    let connections = streams.div_ceil(per_connection);
+    let sources = net::loopback_sources(connections, opts.source_addresses);
     tokio::time::sleep(SETTLE).await;
     let rss_before = server.rss_kib();
     let bench_before = server::own_rss_kib();
@@ -118,6 +127,7 @@ pub async fn run(
         accounts,
         sources: &sources,
         count: streams,
+        per_connection,
         concurrency: opts.open_concurrency.max(1),
     };
     let opening = open_all(&plan, &opened, &ended, progress).await;
@@ -125,8 +135,9 @@ pub async fn run(
     let other_cpu_cores = cpu::Snapshot::take().other_cores_since(&cpu_before);
     sampler.abort();
     let (open, failed, first_error) = opening?;
+    let opened_streams: usize = open.iter().map(|c| c.readers.len()).sum();
     progress.note(format!(
-        "idle: {} streams open in {open_secs:.1} s ({failed} failed); holding {} s",
+        "idle: {opened_streams} streams open on {} connections in {open_secs:.1} s ({failed} failed); holding {} s",
         open.len(),
         opts.hold_secs
     ));
@@ -136,22 +147,24 @@ pub async fn run(
     let bench_after = server::own_rss_kib();
     let mut samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(rss) = rss_after {
-        samples.push((open.len(), rss));
+        samples.push((opened_streams, rss));
     }
     let result = IdleResult {
         requested: opts.streams,
         streams,
         capped_by_open_files: capped,
+        streams_per_connection: per_connection,
+        connections: open.len(),
         users: accounts.len(),
         source_addresses: sources,
-        opened: open.len(),
+        opened: opened_streams,
         failed,
         first_error,
         open_secs,
-        opens_per_sec: open.len() as f64 / open_secs.max(f64::MIN_POSITIVE),
+        opens_per_sec: opened_streams as f64 / open_secs.max(f64::MIN_POSITIVE),
         server_rss_before_kib: rss_before,
         server_rss_after_kib: rss_after,
-        server_kib_per_stream: per_stream(rss_before, rss_after, open.len()),
+        server_kib_per_stream: per_stream(rss_before, rss_after, opened_streams),
         bench_rss_before_kib: bench_before,
         bench_rss_after_kib: bench_after,
         held_secs: opts.hold_secs,
@@ -159,8 +172,8 @@ pub async fn run(
         ended_while_held: ended.load(Ordering::Relaxed) - ended_before_hold,
         samples,
     };
-    for stream in open {
-        stream.reader.abort();
+    for reader in open.into_iter().flat_map(|c| c.readers) {
+        reader.abort();
     }
     Ok(result)
 }
@@ -170,38 +183,53 @@ fn per_stream(before: Option<u64>, after: Option<u64>, streams: usize) -> Option
     (streams > 0).then(|| (after as f64 - before as f64) / streams as f64)
 }
 
-/// What to open: `count` streams to `server` as `accounts` (round-robin)
-/// from `sources` (round-robin), `concurrency` at a time.
+/// What to open: `count` streams to `server`, `per_connection` to a
+/// connection, as `accounts` (round-robin, a connection's streams as one
+/// user) from `sources` (round-robin), `concurrency` connections at a
+/// time.
 struct Opening<'a> {
     server: SocketAddr,
     accounts: &'a [Account],
     sources: &'a [IpAddr],
     count: usize,
+    per_connection: usize,
     concurrency: usize,
 }
 
-/// Opens every stream, a bounded number at a time. Returns the open
-/// streams, how many failed, and the first failure.
+/// Opens every connection and its streams, a bounded number at a time.
+/// Returns the open connections, how many failed, and the first failure.
 async fn open_all(
     plan: &Opening<'_>,
     opened: &Arc<AtomicUsize>,
     ended: &Arc<AtomicU64>,
     progress: &Progress,
-) -> anyhow::Result<(Vec<IdleStream>, usize, Option<String>)> {
-    let (server, accounts, sources, count) = (plan.server, plan.accounts, plan.sources, plan.count);
-    let bar = progress.counter(count as u64, "idle streams");
+) -> anyhow::Result<(Vec<IdleConnection>, usize, Option<String>)> {
+    let (server, accounts, sources) = (plan.server, plan.accounts, plan.sources);
+    let connections = plan.count.div_ceil(plan.per_connection);
+    let bar = progress.counter(plan.count as u64, "idle streams");
     let mut running = JoinSet::new();
-    let mut streams = Vec::with_capacity(count);
+    let mut open = Vec::with_capacity(connections);
     let (mut failed, mut first_error) = (0, None);
     let mut next = 0;
-    while next < count || !running.is_empty() {
-        while next < count && running.len() < plan.concurrency {
+    while next < connections || !running.is_empty() {
+        while next < connections && running.len() < plan.concurrency {
             let account = &accounts[next % accounts.len()];
             let source = sources[next % sources.len()];
+            let streams = plan
+                .per_connection
+                .min(plan.count - next * plan.per_connection);
             let (token, ended) = (account.token.clone(), Arc::clone(ended));
             running.spawn(async move {
                 let channel = net::connect(server, Some(source)).await?;
-                open_one(channel, token, ended).await
+                let mut readers = Vec::with_capacity(streams);
+                for _ in 0..streams {
+                    readers
+                        .push(open_one(channel.clone(), token.clone(), Arc::clone(&ended)).await?);
+                }
+                anyhow::Ok(IdleConnection {
+                    _channel: channel,
+                    readers,
+                })
             });
             next += 1;
         }
@@ -209,10 +237,11 @@ async fn open_all(
             break;
         };
         match joined.context("an opening task panicked")? {
-            Ok(stream) => {
-                streams.push(stream);
-                opened.fetch_add(1, Ordering::Relaxed);
-                bar.inc(1);
+            Ok(connection) => {
+                let streams = connection.readers.len();
+                open.push(connection);
+                opened.fetch_add(streams, Ordering::Relaxed);
+                bar.inc(streams as u64);
             }
             Err(error) => {
                 failed += 1;
@@ -221,8 +250,8 @@ async fn open_all(
                     running.abort_all();
                     bar.finish_and_clear();
                     anyhow::bail!(
-                        "{failed} idle streams failed to open (after {} opened); the first: {}",
-                        streams.len(),
+                        "{failed} idle connections failed to open their streams (after {} streams opened); the first: {}",
+                        opened.load(Ordering::Relaxed),
                         first_error.unwrap_or_default()
                     );
                 }
@@ -230,7 +259,7 @@ async fn open_all(
         }
     }
     bar.finish_and_clear();
-    Ok((streams, failed, first_error))
+    Ok((open, failed, first_error))
 }
 
 /// Opens a ChatStream that never sends (its request side stays open),
@@ -239,8 +268,8 @@ async fn open_one(
     channel: Channel,
     token: chat_client::BearerToken,
     ended: Arc<AtomicU64>,
-) -> anyhow::Result<IdleStream> {
-    let mut chat = ChatServiceClient::with_interceptor(channel.clone(), token);
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut chat = ChatServiceClient::with_interceptor(channel, token);
     let mut events = chat
         .chat_stream(tokio_stream::pending::<pb::ClientEvent>())
         .await
@@ -251,10 +280,7 @@ async fn open_one(
         while let Ok(Some(_)) = events.message().await {}
         ended.fetch_add(1, Ordering::Relaxed);
     });
-    Ok(IdleStream {
-        _channel: channel,
-        reader,
-    })
+    Ok(reader)
 }
 
 /// Samples (open streams, RSS) until aborted.
