@@ -31,5 +31,7 @@ pub mod state;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod web;
 pub mod writer;

@@ -991,9 +991,10 @@ impl http_body::Body for EndsWhenTooLarge {
 
 #[cfg(test)]
 mod tests {
-    use std::task::{Wake, Waker};
+    use std::task::Waker;
 
     use super::*;
+    use crate::test_support::WakeCounter;
 
     const IDLE: Duration = Duration::from_secs(10);
     const TICK: Duration = Duration::from_millis(1);
@@ -1045,32 +1046,17 @@ mod tests {
         assert!(expired(&mut timer, &calls));
     }
 
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     #[test]
     fn the_connection_is_woken_when_its_last_call_ends() {
         let (calls, mut timer) = (Calls::default(), IdleTimer::new(IDLE));
-        let woken = Arc::new(Counter::default());
-        let waker = Waker::from(Arc::clone(&woken));
+        let (woken, waker) = WakeCounter::new();
         calls.start();
         calls.start();
         assert!(!timer.poll_expired(&calls, &mut Context::from_waker(&waker)));
         calls.end();
-        assert_eq!(
-            woken.0.load(Ordering::SeqCst),
-            0,
-            "a call is still in flight"
-        );
+        assert_eq!(woken.wakes(), 0, "a call is still in flight");
         calls.end();
-        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert_eq!(woken.wakes(), 1);
     }
 
     fn framed(len: u32) -> Vec<u8> {

@@ -72,6 +72,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::test_support::WakeCounter;
 
     /// Counts its polls; ready once `ready` is set.
     #[derive(Default)]
@@ -98,34 +99,24 @@ mod tests {
         }
     }
 
-    /// A waker that counts its wakes.
-    struct Counter(std::sync::atomic::AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     #[test]
     fn the_inner_future_is_polled_again_only_after_it_woke_the_task() {
         let probe = Arc::new(Mutex::new(Probe::default()));
         let mut polled = PollOnWake::new(Box::pin(Probed(Arc::clone(&probe))));
-        let task = Arc::new(Counter(0.into()));
-        let waker = Waker::from(Arc::clone(&task));
+        let (task, waker) = WakeCounter::new();
         let mut cx = Context::from_waker(&waker);
 
         for _ in 0..5 {
             assert!(polled.poll(&mut cx).is_pending());
         }
         assert_eq!(probe.lock().unwrap().polls, 1);
-        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+        assert_eq!(task.wakes(), 0);
 
         let inner_waker = probe.lock().unwrap().waker.take().unwrap();
         probe.lock().unwrap().ready = true;
         inner_waker.wake();
 
-        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task was woken");
+        assert_eq!(task.wakes(), 1, "the task was woken");
         assert!(polled.poll(&mut cx).is_ready());
         assert_eq!(probe.lock().unwrap().polls, 2);
     }

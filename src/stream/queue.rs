@@ -205,35 +205,14 @@ fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
 mod tests {
     use std::future::Future as _;
     use std::pin::pin;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
 
     use super::*;
-
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Counter>, Waker) {
-        let counter = Arc::new(Counter::default());
-        let waker = Waker::from(Arc::clone(&counter));
-        (counter, waker)
-    }
-
-    fn wakes(counter: &Counter) -> usize {
-        counter.0.load(Ordering::SeqCst)
-    }
+    use crate::test_support::WakeCounter;
 
     #[test]
     fn items_come_out_in_order_and_a_full_queue_refuses_more() {
         let (tx, mut rx) = queue(2);
-        let (_, waker) = counter();
+        let (_, waker) = WakeCounter::new();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(tx.try_send(1), Ok(()));
         assert_eq!(tx.try_send(2), Ok(()));
@@ -248,16 +227,16 @@ mod tests {
     #[test]
     fn a_waiting_receiver_is_woken_by_an_item_and_by_the_end() {
         let (tx, mut rx) = queue(4);
-        let (woken, waker) = counter();
+        let (woken, waker) = WakeCounter::new();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
         tx.try_send(7).unwrap();
-        assert_eq!(wakes(&woken), 1);
+        assert_eq!(woken.wakes(), 1);
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(7)));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
         tx.try_send(8).unwrap();
         drop(tx);
-        assert_eq!(wakes(&woken), 2);
+        assert_eq!(woken.wakes(), 2);
         // What was queued before the end still comes out.
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(8)));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(None));
@@ -266,7 +245,7 @@ mod tests {
     #[test]
     fn a_drained_queue_holds_no_memory() {
         let (tx, mut rx) = queue(100);
-        let (_, waker) = counter();
+        let (_, waker) = WakeCounter::new();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(rx.allocated(), 0);
         for i in 0..10 {
@@ -284,22 +263,22 @@ mod tests {
     #[test]
     fn send_waits_for_room_and_fails_once_the_receiver_is_gone() {
         let (tx, mut rx) = queue(1);
-        let (sender_woken, sender_waker) = counter();
+        let (sender_woken, sender_waker) = WakeCounter::new();
         let mut sender_cx = Context::from_waker(&sender_waker);
-        let (_, receiver_waker) = counter();
+        let (_, receiver_waker) = WakeCounter::new();
         let mut receiver_cx = Context::from_waker(&receiver_waker);
 
         assert_eq!(pin!(tx.send(1)).poll(&mut sender_cx), Poll::Ready(Ok(())));
         let mut second = pin!(tx.send(2));
         assert_eq!(second.as_mut().poll(&mut sender_cx), Poll::Pending);
         assert_eq!(rx.poll_recv(&mut receiver_cx), Poll::Ready(Some(1)));
-        assert_eq!(wakes(&sender_woken), 1, "room was made");
+        assert_eq!(sender_woken.wakes(), 1, "room was made");
         assert_eq!(second.as_mut().poll(&mut sender_cx), Poll::Ready(Ok(())));
 
         let mut third = pin!(tx.send(3));
         assert_eq!(third.as_mut().poll(&mut sender_cx), Poll::Pending);
         drop(rx);
-        assert_eq!(wakes(&sender_woken), 2, "the receiver went away");
+        assert_eq!(sender_woken.wakes(), 2, "the receiver went away");
         assert_eq!(third.as_mut().poll(&mut sender_cx), Poll::Ready(Err(3)));
         assert_eq!(tx.try_send(4), Err(TrySendError::Closed(4)));
     }
