@@ -1003,14 +1003,19 @@ mod tests {
         timer.poll_expired(calls, &mut Context::from_waker(Waker::noop()))
     }
 
+    /// Not expired a tick before `IDLE` has passed, expired once it has.
+    async fn expires_one_idle_time_from_now(timer: &mut IdleTimer, calls: &Calls) {
+        tokio::time::advance(IDLE - TICK).await;
+        assert!(!expired(timer, calls));
+        tokio::time::advance(TICK).await;
+        assert!(expired(timer, calls));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_connection_without_calls_expires_after_the_idle_time() {
         let (calls, mut timer) = (Calls::default(), IdleTimer::new(IDLE));
         assert!(!expired(&mut timer, &calls));
-        tokio::time::advance(IDLE - TICK).await;
-        assert!(!expired(&mut timer, &calls));
-        tokio::time::advance(TICK).await;
-        assert!(expired(&mut timer, &calls));
+        expires_one_idle_time_from_now(&mut timer, &calls).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -1025,10 +1030,7 @@ mod tests {
 
         calls.end();
         assert!(!expired(&mut timer, &calls));
-        tokio::time::advance(IDLE - TICK).await;
-        assert!(!expired(&mut timer, &calls));
-        tokio::time::advance(TICK).await;
-        assert!(expired(&mut timer, &calls));
+        expires_one_idle_time_from_now(&mut timer, &calls).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -1040,10 +1042,7 @@ mod tests {
         calls.end();
         tokio::time::advance(TICK).await;
         assert!(!expired(&mut timer, &calls));
-        tokio::time::advance(IDLE - TICK).await;
-        assert!(!expired(&mut timer, &calls));
-        tokio::time::advance(TICK).await;
-        assert!(expired(&mut timer, &calls));
+        expires_one_idle_time_from_now(&mut timer, &calls).await;
     }
 
     #[test]
