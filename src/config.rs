@@ -41,10 +41,25 @@ pub struct Config {
     #[arg(long, env = "CHAT_NATS_SUBJECT_PREFIX", default_value = "chat", value_parser = parse_subject_prefix)]
     pub nats_subject_prefix: String,
 
-    /// Secret that signs access tokens. When absent, one is generated at
-    /// first start and kept in the database, so tokens survive restarts.
-    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    /// Secret that signs access tokens, at least 16 bytes. On the command
+    /// line it shows in `ps`: prefer the environment variable or
+    /// `--jwt-secret-file`. With neither, a SQLite server generates one at
+    /// first start into a file readable only by its user beside the
+    /// database; a PostgreSQL cluster must be given one.
+    #[arg(
+        long,
+        env = "CHAT_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_secret_file"
+    )]
     pub jwt_secret: Option<Secret>,
+
+    /// File of signing secrets, one per line (at least 16 bytes each): the
+    /// first signs new tokens, every one verifies, so a key can be rotated
+    /// without logging anyone out (add the new key first, drop the old one
+    /// after the access-token lifetime).
+    #[arg(long, env = "CHAT_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
 
     /// The `iss` claim of access tokens.
     #[arg(long, env = "CHAT_JWT_ISSUER", default_value = "chat-server")]
@@ -61,6 +76,16 @@ pub struct Config {
     /// Lifetime of refresh tokens, and so of an unused session.
     #[arg(long, env = "CHAT_REFRESH_TOKEN_TTL", default_value = "30days", value_parser = humantime::parse_duration)]
     pub refresh_token_ttl: Duration,
+
+    /// The longest a session lives, however often it is refreshed: then
+    /// its user logs in again.
+    #[arg(long, env = "CHAT_SESSION_MAX_AGE", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub session_max_age: Duration,
+
+    /// Live sessions (logins) per user; a new login beyond it ends the
+    /// oldest session, and its streams.
+    #[arg(long, env = "CHAT_MAX_SESSIONS_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions_per_user: u32,
 
     /// How long a session found live is trusted before the database is
     /// asked again (`0s`: on every call). A revocation this node hears of
@@ -133,9 +158,22 @@ pub struct Limits {
     #[arg(long, env = "CHAT_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
     pub max_concurrent_streams: u32,
 
-    /// Open connections per node; more get RESOURCE_EXHAUSTED.
+    /// Open connections per node; more get RESOURCE_EXHAUSTED. When the
+    /// cap is reached, a connection with no call in flight is closed to
+    /// make room before a new one is refused.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
+
+    /// Open connections per client address (an IPv6 client's /64); more
+    /// get RESOURCE_EXHAUSTED. 0 turns it off.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// How long a new connection may take to send its first request
+    /// (after the TLS handshake, if any): a socket that only opens, or only
+    /// sends the HTTP/2 preface, is closed then.
+    #[arg(long, env = "CHAT_FIRST_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub first_request_timeout: Duration,
 
     /// How often an HTTP/2 connection is pinged to find dead peers.
     #[arg(long, env = "CHAT_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -169,7 +207,8 @@ pub struct Limits {
     #[arg(long, env = "CHAT_SEND_BURST", default_value_t = 20)]
     pub send_burst: u32,
 
-    /// Failed logins an account may have before it backs off.
+    /// Failed logins an account may have from one client address before
+    /// logins to it from that address back off.
     #[arg(long, env = "CHAT_LOGIN_FREE_ATTEMPTS", default_value_t = 5)]
     pub login_free_attempts: u32,
 
@@ -177,6 +216,40 @@ pub struct Limits {
     /// one second up to this, so nobody can lock an account for longer.
     #[arg(long, env = "CHAT_LOGIN_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
     pub login_max_backoff: Duration,
+
+    /// Failed logins one client address may have per minute, over all
+    /// accounts, before its logins are refused for a while. Generous, so an
+    /// office behind one address is not locked out. 0 turns it off.
+    #[arg(long, env = "CHAT_MAX_LOGIN_FAILURES_PER_IP", default_value_t = 100)]
+    pub max_login_failures_per_ip: u32,
+
+    /// Reverse proxies (addresses or CIDR blocks, comma-separated) whose
+    /// `x-forwarded-for` header names the client. From any other peer the
+    /// header is ignored and the peer address is the client's.
+    #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ProxyNet>,
+
+    /// Group rooms a user may create per minute, on average (token
+    /// bucket); 0 turns it off.
+    #[arg(long, env = "CHAT_ROOM_CREATE_RATE", default_value_t = 10)]
+    pub room_create_rate: u32,
+
+    /// Group rooms a user may create at once after a quiet spell.
+    #[arg(long, env = "CHAT_ROOM_CREATE_BURST", default_value_t = 20)]
+    pub room_create_burst: u32,
+
+    /// Rooms a user may join (or direct rooms open) per minute, on average;
+    /// 0 turns it off.
+    #[arg(long, env = "CHAT_ROOM_JOIN_RATE", default_value_t = 60)]
+    pub room_join_rate: u32,
+
+    /// Rooms a user may join at once after a quiet spell.
+    #[arg(long, env = "CHAT_ROOM_JOIN_BURST", default_value_t = 60)]
+    pub room_join_burst: u32,
+
+    /// Group rooms a user may be a member of at once.
+    #[arg(long, env = "CHAT_MAX_ROOMS_PER_USER", default_value_t = 1000)]
+    pub max_rooms_per_user: u32,
 
     /// Password hashes computed at once (argon2id takes 19 MiB and a core
     /// each); 0 means one per CPU.
@@ -246,6 +319,31 @@ pub fn redact_url(url: &str) -> String {
     match rest[..at].split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
         None => url.to_owned(),
+    }
+}
+
+/// An address or a CIDR block of trusted reverse proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyNet(ipnet::IpNet);
+
+impl ProxyNet {
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        self.0.contains(&address)
+    }
+}
+
+impl FromStr for ProxyNet {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        if let Ok(address) = value.parse::<std::net::IpAddr>() {
+            return Ok(Self(ipnet::IpNet::from(address)));
+        }
+        value
+            .parse()
+            .map(Self)
+            .map_err(|_| format!("{value:?} is neither an IP address nor a CIDR block"))
     }
 }
 

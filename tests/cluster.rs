@@ -570,7 +570,7 @@ async fn revoking_a_session_on_one_node_ends_its_stream_on_another_within_a_seco
     let mut phone_on_c =
         ChatServiceClient::with_interceptor(cluster.channel(2).await, phone.bearer());
     phone_on_c
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await
         .expect("the phone calls node C");
 
@@ -602,7 +602,7 @@ async fn revoking_a_session_on_one_node_ends_its_stream_on_another_within_a_seco
     eprintln!("the revoked stream on another node ended {took:?} after the revocation");
     assert!(took < Duration::from_secs(1), "took {took:?}");
     let refused = phone_on_c
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await
         .expect_err("a revoked session's call on node C");
     assert_eq!(

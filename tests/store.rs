@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use chat_server::config::Synchronous;
 use chat_server::domain::{
-    ClientMsgId, MessageId, MessageText, RoomId, RoomKind, RoomName, SessionId, Timestamp, User,
-    UserId, Username,
+    ClientMsgId, MessageId, MessageText, Room, RoomId, RoomKind, RoomName, SessionId, Timestamp,
+    User, UserId, Username,
 };
 use chat_server::store::{
-    self, Appended, Membership, NewMessage, NewSession, Rotation, Store, DELETED_USERNAME,
+    self, Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, Store, DELETED_USERNAME,
 };
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use tonic::Code;
@@ -55,6 +55,7 @@ store_tests!(
     a_reused_refresh_token_revokes_its_session,
     deleting_a_user_frees_the_name_and_keeps_the_messages,
     group_rooms_can_be_joined_listed_and_left,
+    rooms_are_listed_in_pages_in_creation_order,
     a_pair_of_users_has_one_direct_room,
     a_batch_gets_consecutive_seqs_per_room,
     a_client_msg_id_is_stored_once_within_and_across_batches,
@@ -387,6 +388,53 @@ async fn deleting_a_user_frees_the_name_and_keeps_the_messages(store: Arc<dyn St
     assert_ne!(again.id, alice.id, "the name is free again");
 }
 
+/// The first page of the rooms `user_id` may see, as large as pages go.
+async fn every_room(store: &Arc<dyn Store>, user_id: UserId) -> Vec<Room> {
+    let page = RoomPage {
+        after: None,
+        limit: 1000,
+        joined_only: false,
+    };
+    store.list_rooms(user_id, page).await.unwrap()
+}
+
+async fn rooms_are_listed_in_pages_in_creation_order(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let mut created: Vec<RoomId> = Vec::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        created.push(room(&store, name, &alice).await);
+    }
+    store.join_room(created[3], bob.id, now()).await.unwrap();
+    let direct = store.open_direct_room(&alice, &bob, now()).await.unwrap();
+
+    let page = |after, limit, joined_only| RoomPage {
+        after,
+        limit,
+        joined_only,
+    };
+    let first = store
+        .list_rooms(bob.id, page(None, 2, false))
+        .await
+        .unwrap();
+    let second = store
+        .list_rooms(bob.id, page(Some(first[1].id), 10, false))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let ids: Vec<RoomId> = first.iter().chain(&second).map(|r| r.id).collect();
+    let mut expected = created.clone();
+    expected.push(direct.id);
+    assert_eq!(ids, expected, "every room once, in creation order");
+
+    let joined = store
+        .list_rooms(bob.id, page(None, 10, true))
+        .await
+        .unwrap();
+    let joined: Vec<RoomId> = joined.iter().map(|r| r.id).collect();
+    assert_eq!(joined, [created[3], direct.id]);
+}
+
 async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
@@ -396,7 +444,7 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
         store.membership(lobby, bob.id).await.unwrap(),
         Membership::NotMember
     );
-    let listed = store.list_rooms(bob.id).await.unwrap();
+    let listed = every_room(&store, bob.id).await;
     assert_eq!(listed.len(), 1, "group rooms are listed to everyone");
     assert!(!listed[0].joined);
 
@@ -491,8 +539,8 @@ async fn a_pair_of_users_has_one_direct_room(store: Arc<dyn Store>) {
         store.leave_room(direct, alice.id).await.unwrap_err().code(),
         Code::FailedPrecondition
     );
-    assert!(store.list_rooms(carol.id).await.unwrap().is_empty());
-    let bobs = store.list_rooms(bob.id).await.unwrap();
+    assert!(every_room(&store, carol.id).await.is_empty());
+    let bobs = every_room(&store, bob.id).await;
     assert_eq!(bobs.len(), 1);
     assert_eq!(bobs[0].name, "alice");
 }

@@ -154,7 +154,7 @@ impl AuthApi {
         if !self.state.hashers.verify(stored, password).await? {
             self.state.metrics.login_failures.inc();
             self.state.login_backoff.failed(&username);
-            return Err(Error::PermissionDenied("wrong password".into()));
+            return Err(requests::wrong_password());
         }
         let sessions = self
             .state
@@ -166,6 +166,52 @@ impl AuthApi {
         }
         tracing::info!(%user_id, "account deleted");
         Ok(())
+    }
+}
+
+impl AuthApi {
+    async fn change_password(
+        &self,
+        principal: &Principal,
+        current: Password,
+        new: Password,
+    ) -> Result<()> {
+        let user_id = principal.user.id;
+        let username = Username::parse(&principal.user.username)?;
+        self.state.login_backoff.check(&username)?;
+        let credentials = self.state.store.credentials(&username).await?;
+        let stored = credentials
+            .filter(|(user, _)| user.id == user_id)
+            .map(|(_, hash)| hash);
+        if !self.state.hashers.verify(stored, current).await? {
+            self.state.metrics.login_failures.inc();
+            self.state.login_backoff.failed(&username);
+            return Err(requests::wrong_password());
+        }
+        let hash = self.state.hashers.hash(new).await?;
+        let revoked = self
+            .state
+            .store
+            .change_password(user_id, &hash, principal.session_id, Timestamp::now())
+            .await?;
+        for session_id in &revoked {
+            self.state.router.revoke_session(*session_id).await;
+        }
+        tracing::info!(%user_id, revoked = revoked.len(), "password changed");
+        Ok(())
+    }
+
+    async fn revoke_other_sessions(&self, principal: &Principal) -> Result<u32> {
+        let revoked = self
+            .state
+            .store
+            .revoke_other_sessions(principal.user.id, principal.session_id, Timestamp::now())
+            .await?;
+        for session_id in &revoked {
+            self.state.router.revoke_session(*session_id).await;
+        }
+        tracing::info!(user_id = %principal.user.id, revoked = revoked.len(), "other sessions revoked");
+        Ok(u32::try_from(revoked.len()).unwrap_or(u32::MAX))
     }
 }
 
@@ -252,8 +298,27 @@ impl pb::auth_service_server::AuthService for AuthApi {
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
         let principal = self.principal(&request).await?;
         let password = Password::parse(request.into_inner().password)
-            .map_err(|_| Error::PermissionDenied("wrong password".into()))?;
+            .map_err(|_| requests::wrong_password())?;
         self.delete_account(&principal, password).await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let (current, new) = requests::change_password(request.into_inner())?;
+        self.change_password(&principal, current, new).await?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn revoke_other_sessions(
+        &self,
+        request: Request<pb::RevokeOtherSessionsRequest>,
+    ) -> Result<Response<pb::RevokeOtherSessionsResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let revoked = self.revoke_other_sessions(&principal).await?;
+        Ok(Response::new(pb::RevokeOtherSessionsResponse { revoked }))
     }
 }

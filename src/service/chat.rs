@@ -9,6 +9,7 @@ use crate::hub::OutboundStream;
 use crate::pb;
 use crate::service::requests;
 use crate::state::AppState;
+use crate::store::RoomPage;
 use crate::stream;
 
 pub struct ChatApi {
@@ -145,9 +146,31 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let rooms = self.state.store.list_rooms(principal.user.id).await?;
+        let page = requests::list_rooms(request.get_ref())?;
+        // One more than asked: whether it comes says whether a page follows.
+        let mut rooms = self
+            .state
+            .store
+            .list_rooms(
+                principal.user.id,
+                RoomPage {
+                    limit: page.limit + 1,
+                    ..page
+                },
+            )
+            .await?;
+        let next_page_token = if rooms.len() > page.limit as usize {
+            rooms.truncate(page.limit as usize);
+            rooms
+                .last()
+                .map(|last| requests::room_page_token(last.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(pb::ListRoomsResponse {
             rooms: rooms.iter().map(pb::Room::from).collect(),
+            next_page_token,
         }))
     }
 

@@ -12,9 +12,13 @@
 //! request's strings (passwords, message text), by reference otherwise.
 
 use crate::domain::{ClientMsgId, MessageText, Password, RoomId, RoomName, SessionId, Username};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::pb::client_event::Event;
+use crate::store::RoomPage;
 
 /// History page size when the request says 0.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
@@ -23,6 +27,11 @@ pub const MAX_HISTORY_LIMIT: u32 = 200;
 /// The most rooms one Subscribe or resume may name: each costs a database
 /// look-up before the stream starts.
 pub const MAX_CURSORS: usize = 1000;
+
+/// Rooms per ListRooms page when the request says 0.
+pub const DEFAULT_ROOM_PAGE: u32 = 100;
+/// The largest ListRooms page: bounds one response's size and query time.
+pub const MAX_ROOM_PAGE: u32 = 1000;
 
 /// Where a client's copy of a room ends: the room, and the last seq it has.
 pub type Cursor = (RoomId, u64);
@@ -88,6 +97,57 @@ pub fn join_room(request: &pb::JoinRoomRequest) -> Result<RoomId> {
 /// INVALID_ARGUMENT for a missing or malformed `room_id`.
 pub fn leave_room(request: &pb::LeaveRoomRequest) -> Result<RoomId> {
     RoomId::parse("room_id", &request.room_id)
+}
+
+/// A page of ListRooms, checked: a page size of 0 means
+/// [`DEFAULT_ROOM_PAGE`]; larger ones than [`MAX_ROOM_PAGE`] are capped.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a page token this server did not issue.
+pub fn list_rooms(request: &pb::ListRoomsRequest) -> Result<RoomPage> {
+    let after = if request.page_token.is_empty() {
+        None
+    } else {
+        Some(parse_room_page_token(&request.page_token)?)
+    };
+    Ok(RoomPage {
+        after,
+        limit: match request.page_size {
+            0 => DEFAULT_ROOM_PAGE,
+            n => n.min(MAX_ROOM_PAGE),
+        },
+        joined_only: request.joined_only,
+    })
+}
+
+/// The page token that continues after `last`: its id, URL-safe base64.
+pub fn room_page_token(last: RoomId) -> String {
+    URL_SAFE_NO_PAD.encode(last.uuid().as_bytes())
+}
+
+fn parse_room_page_token(token: &str) -> Result<RoomId> {
+    let invalid = || Error::invalid("page_token is not one this server issued");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let id = uuid::Uuid::from_slice(&bytes).map_err(|_| invalid())?;
+    Ok(RoomId::from_uuid(id))
+}
+
+/// The current and the new password of a ChangePassword.
+///
+/// # Errors
+/// PERMISSION_DENIED when the current password cannot be one (too short or
+/// long: the same answer as a wrong one); INVALID_ARGUMENT for a new
+/// password that breaks the rules.
+pub fn change_password(request: pb::ChangePasswordRequest) -> Result<(Password, Password)> {
+    let current = Password::parse(request.current_password).map_err(|_| wrong_password())?;
+    let new = Password::parse(request.new_password)
+        .map_err(|error| Error::invalid(format!("new_password: {}", error.client_message())))?;
+    Ok((current, new))
+}
+
+/// The answer to a wrong current password (ChangePassword, DeleteAccount).
+pub fn wrong_password() -> Error {
+    Error::denied("wrong password")
 }
 
 /// The other user's name.

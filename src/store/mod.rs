@@ -190,6 +190,23 @@ pub enum Rotation {
     Invalid,
 }
 
+/// Which rooms `Store::list_rooms` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomPage {
+    /// Only rooms with a greater id (the last room of the previous page).
+    pub after: Option<RoomId>,
+    pub limit: u32,
+    /// Only the rooms the user is a member of.
+    pub joined_only: bool,
+}
+
+impl RoomPage {
+    /// `after` as the smallest id to exceed: the nil UUID on the first page.
+    pub fn after_uuid(&self) -> uuid::Uuid {
+        self.after.map_or(uuid::Uuid::nil(), RoomId::uuid)
+    }
+}
+
 /// How a user relates to a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Membership {
@@ -263,6 +280,24 @@ pub trait Store: Send + Sync + 'static {
 
     async fn touch_session(&self, session_id: SessionId, now: Timestamp) -> Result<()>;
 
+    /// Revokes every live session of the user but `keep`, and returns them.
+    async fn revoke_other_sessions(
+        &self,
+        user_id: UserId,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>>;
+
+    /// Replaces the user's password hash and, in the same transaction,
+    /// revokes every live session but `keep`; returns those sessions.
+    async fn change_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>>;
+
     /// Deletes an account: its sessions are revoked, its refresh tokens and
     /// memberships removed, its username freed and shown as `[deleted]`.
     /// Its messages stay, so every room's history keeps its seqs. Returns
@@ -285,7 +320,11 @@ pub trait Store: Send + Sync + 'static {
     /// NOT_FOUND for no such room, FAILED_PRECONDITION for a direct room.
     async fn leave_room(&self, room_id: RoomId, user_id: UserId) -> Result<()>;
 
-    async fn list_rooms(&self, user_id: UserId) -> Result<Vec<Room>>;
+    /// A page of the rooms the user may see (every group room and the
+    /// user's direct rooms, or only the rooms it is in), in id order, which
+    /// is creation order: at most `page.limit` rooms with an id above
+    /// `page.after`.
+    async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>>;
 
     /// The direct room of two users, created (with both as members) on first use.
     async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room>;

@@ -24,7 +24,7 @@ use super::rows::{message_from_row, newest_first_page, room_from_row, user_from_
 use super::{
     already_exists_if_unique, batch_keys, batch_room_senders, is_unique_violation, plan_appends,
     room_seqs, to_seq, AppendContext, AppendPlan, Appended, Membership, NewMessage, NewSession,
-    Rotation, Store, DELETED_USERNAME,
+    RoomPage, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
@@ -260,6 +260,26 @@ async fn room_kind(tx: &mut Transaction<'_, Postgres>, room_id: RoomId) -> Resul
 
 fn from_seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// Revokes the user's live sessions but `keep`, returning them.
+async fn revoke_others_in(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: UserId,
+    keep: SessionId,
+    now: Timestamp,
+) -> Result<Vec<SessionId>> {
+    let revoked: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $1
+         WHERE user_id = $2 AND id <> $3 AND revoked_at IS NULL AND expires_at > $1
+         RETURNING id",
+    )
+    .bind(now.0)
+    .bind(user_id.uuid())
+    .bind(keep.uuid())
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(revoked.into_iter().map(SessionId::from_uuid).collect())
 }
 
 /// The key that makes a pair of users' direct room unique: both ids, ordered.
@@ -539,6 +559,36 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn revoke_other_sessions(
+        &self,
+        user_id: UserId,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>> {
+        let mut tx = self.pool.begin().await?;
+        let revoked = revoke_others_in(&mut tx, user_id, keep, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn change_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND deleted_at IS NULL")
+            .bind(password_hash)
+            .bind(user_id.uuid())
+            .execute(&mut *tx)
+            .await?;
+        let revoked = revoke_others_in(&mut tx, user_id, keep, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
     async fn create_room(
         &self,
         id: RoomId,
@@ -612,13 +662,18 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn list_rooms(&self, user_id: UserId) -> Result<Vec<Room>> {
+    async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>> {
+        let visible = if page.joined_only {
+            "r.id IN (SELECT room_id FROM room_members WHERE user_id = $1)"
+        } else {
+            "(r.kind = 1 OR r.id IN (SELECT room_id FROM room_members WHERE user_id = $1))"
+        };
         let rows = sqlx::query(&format!(
-            "{ROOM_SELECT} WHERE r.kind = 1
-                OR r.id IN (SELECT room_id FROM room_members WHERE user_id = $1)
-             ORDER BY r.created_at, r.id"
+            "{ROOM_SELECT} WHERE {visible} AND r.id > $2 ORDER BY r.id LIMIT $3"
         ))
         .bind(user_id.uuid())
+        .bind(page.after_uuid())
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(room_from_row).collect()

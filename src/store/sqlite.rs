@@ -30,7 +30,7 @@ use super::rows::{newest_first_page, room_from_row, user_from_row};
 use super::Synchronous;
 use super::{
     already_exists_if_unique, room_seqs, to_seq, Appended, Membership, NewMessage, NewSession,
-    Rotation, Store, DELETED_USERNAME,
+    RoomPage, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
@@ -192,6 +192,26 @@ async fn room_kind(tx: &mut Transaction<'_, Sqlite>, room_id: RoomId) -> Result<
         .await?;
     let kind = kind.ok_or_else(|| Error::not_found(format!("room {room_id} does not exist")))?;
     RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
+}
+
+/// Revokes the user's live sessions but `keep`, returning them.
+async fn revoke_others_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    user_id: UserId,
+    keep: SessionId,
+    now: Timestamp,
+) -> Result<Vec<SessionId>> {
+    let revoked: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = ?1
+         WHERE user_id = ?2 AND id <> ?3 AND revoked_at IS NULL AND expires_at > ?1
+         RETURNING id",
+    )
+    .bind(now.0)
+    .bind(user_id.uuid())
+    .bind(keep.uuid())
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(revoked.into_iter().map(SessionId::from_uuid).collect())
 }
 
 /// The key that makes a pair of users' direct room unique: both ids, ordered.
@@ -468,6 +488,36 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn revoke_other_sessions(
+        &self,
+        user_id: UserId,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>> {
+        let mut tx = self.writer.begin().await?;
+        let revoked = revoke_others_in(&mut tx, user_id, keep, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn change_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = ?1 WHERE id = ?2 AND deleted_at IS NULL")
+            .bind(password_hash)
+            .bind(user_id.uuid())
+            .execute(&mut *tx)
+            .await?;
+        let revoked = revoke_others_in(&mut tx, user_id, keep, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
     async fn create_room(
         &self,
         id: RoomId,
@@ -541,13 +591,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn list_rooms(&self, user_id: UserId) -> Result<Vec<Room>> {
+    async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>> {
+        let visible = if page.joined_only {
+            "r.id IN (SELECT room_id FROM room_members WHERE user_id = ?1)"
+        } else {
+            "(r.kind = 1 OR r.id IN (SELECT room_id FROM room_members WHERE user_id = ?1))"
+        };
         let rows = sqlx::query(&format!(
-            "{ROOM_SELECT} WHERE r.kind = 1
-                OR r.id IN (SELECT room_id FROM room_members WHERE user_id = ?1)
-             ORDER BY r.created_at, r.id"
+            "{ROOM_SELECT} WHERE {visible} AND r.id > ?2 ORDER BY r.id LIMIT ?3"
         ))
         .bind(user_id.uuid())
+        .bind(page.after_uuid())
+        .bind(i64::from(page.limit))
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(room_from_row).collect()

@@ -127,7 +127,7 @@ async fn refresh_rotates_the_refresh_token() {
     let bearer = format!("Bearer {}", refreshed.access_token);
     let rooms = app
         .chat_with_authorization(Some(&bearer))
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await;
     assert!(rooms.is_ok(), "{rooms:?}");
     // The new refresh token works once more.
@@ -173,7 +173,11 @@ async fn a_reused_refresh_token_revokes_the_session() {
         "invalid or expired refresh token",
     );
     assert_status(
-        alice.chat.clone().list_rooms(pb::ListRoomsRequest {}).await,
+        alice
+            .chat
+            .clone()
+            .list_rooms(pb::ListRoomsRequest::default())
+            .await,
         Code::Unauthenticated,
         "session revoked or expired",
     );
@@ -241,7 +245,7 @@ async fn a_revoked_session_can_no_longer_call() {
     phone
         .chat
         .clone()
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await
         .unwrap();
 
@@ -255,7 +259,11 @@ async fn a_revoked_session_can_no_longer_call() {
         .unwrap();
 
     assert_status(
-        phone.chat.clone().list_rooms(pb::ListRoomsRequest {}).await,
+        phone
+            .chat
+            .clone()
+            .list_rooms(pb::ListRoomsRequest::default())
+            .await,
         Code::Unauthenticated,
         "session revoked or expired",
     );
@@ -293,7 +301,7 @@ async fn nobody_can_revoke_another_users_session() {
     assert!(alice
         .chat
         .clone()
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await
         .is_ok());
 }
@@ -340,7 +348,7 @@ async fn tokens_survive_a_restart() {
 
     let result = app
         .chat_with_authorization(Some(&format!("Bearer {token}")))
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await;
     assert!(result.is_ok(), "{result:?}");
 }

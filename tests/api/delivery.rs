@@ -160,7 +160,7 @@ async fn resuming_while_a_sender_floods_leaves_no_gap_and_no_duplicate() {
 async fn bob_last_seq(bob: &TestUser, room: &pb::Room) -> u64 {
     bob.chat
         .clone()
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -92,7 +92,9 @@ async fn logs_never_contain_a_password_or_a_token() {
         channel,
         BearerToken::new(&refreshed.access_token).unwrap(),
     );
-    chat.list_rooms(pb::ListRoomsRequest {}).await.unwrap();
+    chat.list_rooms(pb::ListRoomsRequest::default())
+        .await
+        .unwrap();
 
     let logs = server.stop_and_read_logs().await;
 

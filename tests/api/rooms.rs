@@ -32,7 +32,7 @@ async fn rooms_are_listed_with_membership_and_last_seq() {
     let list = |user: &crate::helpers::TestUser| {
         let mut chat = user.chat.clone();
         async move {
-            chat.list_rooms(pb::ListRoomsRequest {})
+            chat.list_rooms(pb::ListRoomsRequest::default())
                 .await
                 .unwrap()
                 .into_inner()

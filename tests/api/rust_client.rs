@@ -165,7 +165,9 @@ async fn the_client_refreshes_its_token_and_resumes_its_stream() {
     let mut chat = client.chat().await.unwrap();
     let after = client.session().unwrap();
     assert_ne!(after.refresh_token, before.refresh_token);
-    chat.list_rooms(pb::ListRoomsRequest {}).await.unwrap();
+    chat.list_rooms(pb::ListRoomsRequest::default())
+        .await
+        .unwrap();
 
     let mut cursors = Cursors::default();
     cursors.track(&room.id, 0);

@@ -38,7 +38,10 @@ fn now() -> i64 {
 /// all three must fail UNAUTHENTICATED with `message`.
 async fn assert_rejected(app: &TestApp, authorization: Option<&str>, message: &str) {
     let mut chat = app.chat_with_authorization(authorization);
-    let unary = chat.list_rooms(pb::ListRoomsRequest {}).await.unwrap_err();
+    let unary = chat
+        .list_rooms(pb::ListRoomsRequest::default())
+        .await
+        .unwrap_err();
     let subscribe = chat
         .subscribe(pb::SubscribeRequest::default())
         .await
@@ -180,7 +183,7 @@ async fn every_kind_of_bad_token_is_unauthenticated() {
     // The untampered token works: the cases above fail for their flaw alone.
     let ok = app
         .chat_with_authorization(Some(&format!("Bearer {valid}")))
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await;
     assert!(ok.is_ok(), "{ok:?}");
 }

@@ -278,13 +278,26 @@ fn show_message(message: &pb::Message) -> String {
     )
 }
 
+/// Every room the server lists, page after page.
 async fn list_rooms(chat: &mut AuthorizedChat) -> anyhow::Result<Vec<pb::Room>> {
-    Ok(chat
-        .list_rooms(pb::ListRoomsRequest {})
-        .await
-        .map_err(status)?
-        .into_inner()
-        .rooms)
+    let mut rooms = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = chat
+            .list_rooms(pb::ListRoomsRequest {
+                page_size: 1000,
+                page_token,
+                joined_only: false,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        rooms.extend(page.rooms);
+        if page.next_page_token.is_empty() {
+            return Ok(rooms);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// A room by id, or by name (a direct room is named after the other user).
