@@ -159,6 +159,24 @@ class ChatClient:
         with self._token_lock:
             self._access_token = self._refresh_token = None
 
+    def change_password(self, current_password: str, new_password: str) -> None:
+        """Changes the account's password; the server checks the current one.
+
+        Every other session of the account ends (its tokens are refused and
+        its streams end); this client's session goes on. Raises `ChatError`
+        with PERMISSION_DENIED "wrong password" when `current_password` is
+        wrong, INVALID_ARGUMENT when `new_password` is not acceptable.
+        """
+        request = pb.ChangePasswordRequest(
+            current_password=current_password, new_password=new_password
+        )
+        self._call(self._auth.ChangePassword, request)
+
+    def revoke_other_sessions(self) -> int:
+        """Ends every session of the account but this one ("log out other
+        devices"); returns how many were ended."""
+        return self._call(self._auth.RevokeOtherSessions, pb.RevokeOtherSessionsRequest()).revoked
+
     @property
     def access_token(self) -> str | None:
         return self._access_token
@@ -239,12 +257,32 @@ class ChatClient:
         for stream in list(self._streams):
             stream._forget(room_id)
 
-    def list_rooms(self) -> list[pb.Room]:
-        return list(self._call(self._chat.ListRooms, pb.ListRoomsRequest()).rooms)
+    def list_rooms(self, *, page_size: int = 0, joined_only: bool = False) -> list[pb.Room]:
+        """Every group room and the caller's direct rooms, in order of creation.
+
+        ListRooms answers a page at a time; this follows the pages to the
+        last. `page_size` is the rooms asked for per call (0: the server's
+        default, 100; at most 1000); `joined_only` keeps to the rooms the
+        caller is a member of.
+        """
+        return list(self.iter_rooms(page_size=page_size, joined_only=joined_only))
+
+    def iter_rooms(self, *, page_size: int = 0, joined_only: bool = False) -> Iterator[pb.Room]:
+        """The rooms of `list_rooms`, fetching each page only when it is reached."""
+        page_token = ""
+        while True:
+            request = pb.ListRoomsRequest(
+                page_size=page_size, page_token=page_token, joined_only=joined_only
+            )
+            page = self._call(self._chat.ListRooms, request)
+            yield from page.rooms
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
 
     def find_room(self, name: str) -> pb.Room | None:
         """The group room with this name, if there is one."""
-        for room in self.list_rooms():
+        for room in self.iter_rooms():
             if room.kind == pb.ROOM_KIND_GROUP and room.name == name:
                 return room
         return None
@@ -389,10 +427,9 @@ class EventStream:
 
     def _start_rooms(self) -> None:
         # Rooms not resumed yet start at their newest message, so a
-        # reconnect resumes them too.
-        for room in self._client.list_rooms():
-            if room.joined:
-                self.cursors.start(room.id, room.last_seq)
+        # reconnect resumes them too. Only the rooms one is in matter.
+        for room in self._client.iter_rooms(joined_only=True):
+            self.cursors.start(room.id, room.last_seq)
 
     def _run(self) -> Iterator[pb.ServerEvent]:
         backoff = FIRST_BACKOFF

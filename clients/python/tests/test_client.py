@@ -135,6 +135,89 @@ def test_rooms(server):
     assert missing.value.code == grpc.StatusCode.NOT_FOUND
 
 
+def test_list_rooms_follows_every_page(server):
+    alice, bob = user(server, "alice"), user(server, "bob")
+    created = [alice.create_room(f"room-{i}") for i in range(7)]
+    for room in created[1::2]:
+        bob.join_room(room.id)
+    direct = alice.open_direct_room("bob")
+
+    # Three pages of three for alice: every room once, in order of creation.
+    listed = alice.list_rooms(page_size=3)
+    assert [r.id for r in listed] == [r.id for r in created] + [direct.id]
+    # The server's default page size gives the same.
+    assert [r.id for r in alice.list_rooms()] == [r.id for r in listed]
+
+    # bob sees every group room, and only his own direct room.
+    assert [r.id for r in bob.list_rooms(page_size=2)] == [r.id for r in listed]
+    mine = bob.list_rooms(page_size=2, joined_only=True)
+    assert [r.id for r in mine] == [r.id for r in created[1::2]] + [direct.id]
+    assert all(r.joined for r in mine)
+    assert [r.name for r in bob.iter_rooms(page_size=1, joined_only=True)] == [r.name for r in mine]
+    assert bob.find_room("room-6").id == created[6].id
+
+
+def test_an_event_stream_starts_only_the_rooms_one_is_in(server):
+    alice, bob = user(server, "alice"), user(server, "bob")
+    rooms = [alice.create_room(f"room-{i}") for i in range(5)]
+    bob.join_room(rooms[3].id)
+    stream = bob.events()
+    try:
+        assert stream.cursors.as_dict() == {rooms[3].id: 0}
+    finally:
+        stream.close()
+
+
+def test_change_password_ends_the_other_sessions(server):
+    alice = user(server, "alice")
+    phone = ChatClient(server.address)
+    phone.login("alice", PASSWORD)
+    assert phone.list_rooms() == []
+
+    with pytest.raises(ChatError) as wrong:
+        alice.change_password("not the password", "a brand new secret")
+    assert (wrong.value.code, wrong.value.details) == (grpc.StatusCode.PERMISSION_DENIED, "wrong password")
+
+    alice.change_password(PASSWORD, "a brand new secret")
+    # This session goes on; the other one is refused.
+    assert alice.create_room("still-mine").joined
+    with pytest.raises(ChatError) as revoked:
+        phone.list_rooms()
+    assert revoked.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+    with pytest.raises(ChatError) as old:
+        ChatClient(server.address).login("alice", PASSWORD)
+    assert (old.value.code, old.value.details) == (
+        grpc.StatusCode.UNAUTHENTICATED, "invalid username or password")
+    fresh = ChatClient(server.address)
+    assert fresh.login("alice", "a brand new secret").username == "alice"
+    assert [r.name for r in fresh.list_rooms()] == ["still-mine"]
+
+
+def test_revoke_other_sessions_returns_how_many_ended(server):
+    alice = user(server, "alice")
+    others = [ChatClient(server.address) for _ in range(2)]
+    for other in others:
+        other.login("alice", PASSWORD)
+    events = Collector(others[0].events())
+    try:
+        events.next("ready")
+        assert alice.revoke_other_sessions() == 2
+        for other in others:
+            with pytest.raises(ChatError) as refused:
+                other.list_rooms()
+            assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+        # The other session's open stream ends, and does not come back.
+        events.thread.join(10)
+        assert isinstance(events.error, ChatError)
+        assert events.error.code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        events.close()
+    # The calling session still works, and nothing is left to revoke.
+    assert alice.create_room("general").joined
+    assert alice.revoke_other_sessions() == 0
+
+
 def test_send_history_and_live_events(server):
     alice, bob = user(server, "alice"), user(server, "bob")
     room = alice.create_room("general")
