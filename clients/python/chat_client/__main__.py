@@ -4,6 +4,10 @@ Logs in (registering first with --register), joins the room by name
 (creating it when there is none), prints the others' lines and who comes
 online or goes offline, and sends every line typed on stdin. Ctrl-D or
 `/quit` leaves.
+
+Everything that comes from the server (message text, usernames, room names,
+error messages) is printed through `terminal.escape`, so control and bidi
+characters in it show as escapes instead of acting on the terminal.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import threading
 
 import grpc
 
-from .client import ChatClient, ChatError
+from .client import ChatClient, ChatError, pb
+from .terminal import escape
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,27 +53,31 @@ def join_or_create(client: ChatClient, name: str):
         return client.join_room(client.find_room(name).id)
 
 
+def show_event(event: pb.ServerEvent, room_id: str, me: str) -> list[str]:
+    """The lines to print for an event (none for those not worth showing)."""
+    kind = event.WhichOneof("event")
+    if kind == "ready":
+        return [f"* {escape(user.username)} is online" for user in event.ready.online_users]
+    if kind == "message":
+        message = event.message
+        if message.room_id == room_id and message.sender.id != me:
+            return [f"<{escape(message.sender.username)}> {escape(message.text)}"]
+    elif kind == "presence":
+        state = "online" if event.presence.online else "offline"
+        return [f"* {escape(event.presence.user.username)} is {state}"]
+    elif kind == "error":
+        return [f"! {escape(event.error.message)}"]
+    return []
+
+
 def follow(client: ChatClient, stream, room_id: str, me: str) -> None:
     """Prints the room's events; runs in its own thread."""
     try:
         for event in stream:
-            kind = event.WhichOneof("event")
-            if kind == "ready":
-                for user in event.ready.online_users:
-                    say(f"* {user.username} is online")
-            elif kind == "message":
-                message = event.message
-                if message.room_id == room_id and message.sender.id != me:
-                    say(f"<{message.sender.username}> {message.text}")
-            elif kind == "presence":
-                state = "online" if event.presence.online else "offline"
-                say(f"* {event.presence.user.username} is {state}")
-            elif kind == "typing":
-                pass
-            elif kind == "error":
-                say(f"! {event.error.message}")
+            for line in show_event(event, room_id, me):
+                say(line)
     except ChatError as error:
-        say(f"! live events stopped: {error}")
+        say(f"! live events stopped: {escape(str(error))}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,21 +88,21 @@ def main(argv: list[str] | None = None) -> int:
             if args.register:
                 try:
                     client.register(args.user, password)
-                    say(f"* registered {args.user}")
+                    say(f"* registered {escape(args.user)}")
                 except ChatError as error:
                     if error.code != grpc.StatusCode.ALREADY_EXISTS:
                         raise
             me = client.login(args.user, password)
             room = join_or_create(client, args.room)
         except ChatError as error:
-            print(f"error: {error.details} ({error.code.name})", file=sys.stderr)
+            print(f"error: {escape(error.details)} ({error.code.name})", file=sys.stderr)
             return 1
         # Resume from the room's newest message at join: nothing sent after
         # it is missed, even before the stream opens.
         stream = client.events({room.id: room.last_seq})
         thread = threading.Thread(target=follow, args=(client, stream, room.id, me.id), daemon=True)
         thread.start()
-        say(f"* joined #{room.name} as {me.username} (Ctrl-D or /quit to leave)")
+        say(f"* joined #{escape(room.name)} as {escape(me.username)} (Ctrl-D or /quit to leave)")
         try:
             for line in sys.stdin:
                 text = line.rstrip("\n")
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     client.send(room.id, text)
                 except ChatError as error:
-                    say(f"! not sent: {error.details}")
+                    say(f"! not sent: {escape(error.details)}")
         except KeyboardInterrupt:
             pass
         stream.close()
