@@ -36,6 +36,14 @@ export interface ChatClientOptions {
   accessToken?: string;
 }
 
+/** Options of `listRooms`. */
+export interface ListRoomsOptions {
+  /** Rooms asked for per call: 0 (the default) means the server's 100; at most 1000. */
+  pageSize?: number;
+  /** Only the rooms the caller is a member of. */
+  joinedOnly?: boolean;
+}
+
 /** The calls that need no token. */
 const PUBLIC = new Set(["Register", "Login", "Refresh"]);
 
@@ -120,6 +128,20 @@ export class ChatClient {
     this.accessToken = undefined;
   }
 
+  /**
+   * Changes the account's password; the server checks the current one
+   * (PermissionDenied "wrong password" when it is wrong). Every other
+   * session of the account ends; this one goes on.
+   */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.authService.changePassword({ currentPassword, newPassword });
+  }
+
+  /** Ends every session of the account but this one ("log out other devices"); resolves with how many ended. */
+  async revokeOtherSessions(): Promise<number> {
+    return (await this.authService.revokeOtherSessions({})).revoked;
+  }
+
   async createRoom(name: string): Promise<Room> {
     return (await this.chatService.createRoom({ name })).room!;
   }
@@ -132,9 +154,29 @@ export class ChatClient {
     await this.chatService.leaveRoom({ roomId });
   }
 
-  /** Every group room, and our direct rooms. */
-  async listRooms(): Promise<Room[]> {
-    return (await this.chatService.listRooms({})).rooms;
+  /**
+   * Every group room and our direct rooms (or, with `joinedOnly`, only the
+   * rooms we are in), in order of creation. ListRooms answers a page at a
+   * time; this follows the pages to the last.
+   */
+  async listRooms(options: ListRoomsOptions = {}): Promise<Room[]> {
+    const rooms: Room[] = [];
+    for await (const room of this.rooms(options)) rooms.push(room);
+    return rooms;
+  }
+
+  /** The rooms of `listRooms`, fetching each page only when it is reached. */
+  async *rooms(options: ListRoomsOptions = {}): AsyncGenerator<Room> {
+    let pageToken = "";
+    do {
+      const page = await this.chatService.listRooms({
+        pageSize: options.pageSize ?? 0,
+        pageToken,
+        joinedOnly: options.joinedOnly ?? false,
+      });
+      yield* page.rooms;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
   }
 
   /** The direct room with another user, created on first use. */
@@ -187,7 +229,10 @@ export class ChatClient {
   }
 }
 
-/** Cursors at each room's newest message, e.g. from `listRooms()`: a stream then gets only new messages. */
+/**
+ * Cursors at each joined room's newest message, e.g. from
+ * `listRooms({ joinedOnly: true })`: a stream then gets only new messages.
+ */
 export function cursorsAt(rooms: Room[]): Cursors {
   return new Map(rooms.filter((r) => r.joined).map((r) => [r.id, r.lastSeq]));
 }

@@ -1,3 +1,3 @@
-export { ChatClient, cursorsAt, type ChatClientOptions, type Session } from "./client.js";
+export { ChatClient, cursorsAt, type ChatClientOptions, type ListRoomsOptions, type Session } from "./client.js";
 export { ChatStream, type ChatStreamOptions, type Cursors } from "./chat-stream.js";
 export * from "./gen/chat/v1/chat_pb.js";

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { cursorsAt } from "../src/index.js";
+import { ChatClient, cursorsAt } from "../src/index.js";
 import { newUser, Recorder, startServer, type Server } from "./helpers.js";
 
 let server: Server;
@@ -173,6 +173,87 @@ describe("unary calls", { timeout: 30_000 }, () => {
     assert.equal((await bob.openDirectRoom(alice.session!.user.username)).id, direct.id);
     await alice.refresh();
     assert.ok((await alice.listRooms()).length >= 2, "calls work with the refreshed token");
+  });
+});
+
+describe("rooms, a page at a time", { timeout: 30_000 }, () => {
+  test("listRooms follows every page and returns each room once", async () => {
+    const alice = await newUser(server.address, "alice");
+    const bob = await newUser(server.address, "bob");
+    const stamp = Date.now();
+    const created = [];
+    for (let i = 0; i < 7; i++) created.push(await alice.createRoom(`paged-${stamp}-${i}`));
+    for (const room of created.filter((_, i) => i % 2 === 1)) await bob.joinRoom(room.id);
+    const direct = await alice.openDirectRoom(bob.session!.user.username);
+
+    // Pages of three: the rooms of earlier tests, then ours, in order of creation.
+    const paged = (await alice.listRooms({ pageSize: 3 })).map((r) => r.id);
+    assert.equal(new Set(paged).size, paged.length, "no room twice");
+    assert.deepEqual(paged.slice(-8), [...created.map((r) => r.id), direct.id]);
+    assert.deepEqual((await alice.listRooms()).map((r) => r.id), paged, "the default page size gives the same");
+    const oneByOne = [];
+    for await (const room of alice.rooms({ pageSize: 1 })) oneByOne.push(room.id);
+    assert.deepEqual(oneByOne, paged);
+
+    const mine = await bob.listRooms({ pageSize: 2, joinedOnly: true });
+    assert.deepEqual(
+      mine.map((r) => r.id),
+      [...created.filter((_, i) => i % 2 === 1).map((r) => r.id), direct.id],
+    );
+    assert.ok(mine.every((r) => r.joined));
+    assert.deepEqual([...cursorsAt(mine).keys()], mine.map((r) => r.id));
+  });
+});
+
+describe("account security", { timeout: 30_000 }, () => {
+  test("changePassword: the new password logs in, the old one fails, other sessions end", async () => {
+    const alice = await newUser(server.address, "alice");
+    const username = alice.session!.user.username;
+    const phone = new ChatClient(server.address);
+    await phone.login(username, "correct horse battery");
+    await phone.listRooms({ joinedOnly: true });
+
+    await assert.rejects(alice.changePassword("not the password", "a brand new secret"), (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.equal(e.code, Code.PermissionDenied);
+      assert.equal(e.rawMessage, "wrong password");
+      return true;
+    });
+    await alice.changePassword("correct horse battery", "a brand new secret");
+
+    const still = await alice.createRoom(`after-change-${Date.now()}`);
+    assert.ok(still.joined, "this session goes on");
+    await assert.rejects(phone.listRooms(), (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.equal(e.code, Code.Unauthenticated);
+      return true;
+    });
+    await assert.rejects(new ChatClient(server.address).login(username, "correct horse battery"), (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.equal(e.code, Code.Unauthenticated);
+      return true;
+    });
+    const fresh = await new ChatClient(server.address).login(username, "a brand new secret");
+    assert.equal(fresh.user.username, username);
+  });
+
+  test("revokeOtherSessions ends the others, says how many, and keeps this one", async () => {
+    const alice = await newUser(server.address, "alice");
+    const username = alice.session!.user.username;
+    const others = [new ChatClient(server.address), new ChatClient(server.address)];
+    for (const other of others) await other.login(username, "correct horse battery");
+    const stream = others[0].chatStream();
+    await stream.ready;
+
+    assert.equal(await alice.revokeOtherSessions(), 2);
+    const ended = await stream.done;
+    assert.ok(ended instanceof ConnectError, "the other session's stream ends with an error");
+    assert.equal(ended.code, Code.Unauthenticated);
+    for (const other of others) {
+      await assert.rejects(other.listRooms(), (e: unknown) => e instanceof ConnectError && e.code === Code.Unauthenticated);
+    }
+    assert.ok((await alice.createRoom(`after-revoke-${Date.now()}`)).joined, "this session goes on");
+    assert.equal(await alice.revokeOtherSessions(), 0);
   });
 });
 
