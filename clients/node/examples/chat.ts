@@ -1,13 +1,15 @@
 // A terminal chat over ChatStream: logs in, joins a room (creating it if
 // needed), prints the room's recent messages and every live event, and sends
 // each line typed on stdin. Ends when stdin does (Ctrl-D), once every line
-// sent is acknowledged.
+// sent is acknowledged. Everything from the server is printed through
+// escapeControls, so control and bidi characters in it cannot act on the
+// terminal.
 //
 //   node dist/examples/chat.js --addr 127.0.0.1:50051 --user alice --password 'correct horse battery' --room general [--register]
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ChatClient, cursorsAt, type Message } from "../src/index.js";
+import { ChatClient, cursorsAt, escapeControls as esc, type Message, type Room } from "../src/index.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -33,16 +35,21 @@ if (args.register) {
 }
 const { user } = await client.login(args.user, args.password);
 
-const rooms = await client.listRooms();
-const found = rooms.find((r) => r.name === args.room);
+let found: Room | undefined;
+for await (const r of client.rooms()) {
+  if (r.name === args.room) {
+    found = r;
+    break;
+  }
+}
 const room = found ? await client.joinRoom(found.id) : await client.createRoom(args.room!);
-const show = (m: Message) => console.log(`<${m.sender?.username}> ${m.text}`);
+const show = (m: Message) => console.log(`<${esc(m.sender?.username ?? "?")}> ${esc(m.text)}`);
 for (const m of (await client.history(room.id, { limit: 10 })).messages) show(m);
 
 // Start at the newest message of every room we are in: only new ones follow.
-const stream = client.chatStream({ cursors: cursorsAt(await client.listRooms()) });
+const stream = client.chatStream({ cursors: cursorsAt(await client.listRooms({ joinedOnly: true })) });
 const ready = await stream.ready;
-console.log(`* ${user.username} in #${room.name}; online: ${ready.onlineUsers.map((u) => u.username).join(", ") || "nobody else"}`);
+console.log(`* ${esc(user.username)} in #${esc(room.name)}; online: ${ready.onlineUsers.map((u) => esc(u.username)).join(", ") || "nobody else"}`);
 
 const printing = (async () => {
   for await (const { event } of stream) {
@@ -51,16 +58,16 @@ const printing = (async () => {
         if (event.value.roomId === room.id) show(event.value);
         break;
       case "sent":
-        console.log(`sent #${event.value.message?.seq}: ${event.value.message?.text}`);
+        console.log(`sent #${event.value.message?.seq}: ${esc(event.value.message?.text ?? "")}`);
         break;
       case "presence":
-        console.log(`* ${event.value.user?.username} is ${event.value.online ? "online" : "offline"}`);
+        console.log(`* ${esc(event.value.user?.username ?? "?")} is ${event.value.online ? "online" : "offline"}`);
         break;
       case "typing":
-        if (event.value.roomId === room.id) console.log(`* ${event.value.user?.username} is typing`);
+        if (event.value.roomId === room.id) console.log(`* ${esc(event.value.user?.username ?? "?")} is typing`);
         break;
       case "error":
-        console.log(`! ${event.value.message}`);
+        console.log(`! ${esc(event.value.message)}`);
         break;
       default: // pong (heartbeats), resync, ready
     }
@@ -71,10 +78,10 @@ const sends: Promise<unknown>[] = [];
 for await (const line of createInterface({ input: process.stdin })) {
   if (line.trim() === "") continue;
   stream.typing(room.id);
-  sends.push(stream.send(room.id, line).catch((e) => console.log(`! not sent: ${ConnectError.from(e).message}`)));
+  sends.push(stream.send(room.id, line).catch((e) => console.log(`! not sent: ${esc(ConnectError.from(e).message)}`)));
 }
 await Promise.all(sends);
 stream.close();
-await printing.catch((e) => console.error(`stream ended: ${ConnectError.from(e).message}`));
+await printing.catch((e) => console.error(`stream ended: ${esc(ConnectError.from(e).message)}`));
 const failed = await stream.done;
 process.exitCode = failed ? 1 : 0;

@@ -1,3 +1,4 @@
 export { ChatClient, cursorsAt, type ChatClientOptions, type ListRoomsOptions, type Session } from "./client.js";
 export { ChatStream, type ChatStreamOptions, type Cursors } from "./chat-stream.js";
+export { escapeControls } from "./terminal.js";
 export * from "./gen/chat/v1/chat_pb.js";
