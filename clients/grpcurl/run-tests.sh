@@ -151,4 +151,47 @@ wait_for "subscribe.sh AFTER_SEQ replays seq 4" "$WORK/resume.out" '"seq":"4"'
 RESUMED=$(compact <"$WORK/resume.out")
 if grep -qE '"seq":"(1|2)"' <<<"$RESUMED"; then fail "resume replays nothing at or before seq 2" "$(cat "$WORK/resume.out")"; else ok "subscribe.sh AFTER_SEQ replays nothing at or before it"; fi
 
+# ListRooms pages: more rooms than a page, every room listed once, in order
+# of creation; join-room.sh finds a room on a later page.
+for i in 1 2 3 4 5; do TOKEN=$BOB ./create-room.sh "paged-$i" >/dev/null; done
+OUT=$("$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" -d '{"page_size": 2}' "$ADDR" chat.v1.ChatService/ListRooms)
+expect "ListRooms with page_size 2 answers one page and a next_page_token" "$OUT" '"nextPageToken":"'
+names() { python3 -c 'import json, sys; print(" ".join(json.loads(line)["name"] for line in sys.stdin))'; }
+OUT=$(PAGE_SIZE=2 ./list-rooms.sh | names)
+[ "$OUT" = "general paged-1 paged-2 paged-3 paged-4 paged-5" ] && ok "list-rooms.sh follows every page, each room once" || fail "list-rooms.sh pages" "$OUT"
+[ "$(./list-rooms.sh | names)" = "$OUT" ] && ok "list-rooms.sh with the default page size lists the same" || fail "list-rooms.sh default page size" "$(./list-rooms.sh)"
+JOINED=$(PAGE_SIZE=2 ./join-room.sh paged-5)
+[ "$JOINED" = "$(PAGE_SIZE=2 ./list-rooms.sh | python3 -c 'import json, sys; print([r["id"] for r in map(json.loads, sys.stdin) if r["name"] == "paged-5"][0])')" ] &&
+  ok "join-room.sh finds a room on the third page" || fail "join-room.sh paged-5" "$JOINED"
+OUT=$(PAGE_SIZE=1 ./list-rooms.sh --joined | names)
+[ "$OUT" = "general paged-5" ] && ok "list-rooms.sh --joined lists only the rooms one is in" || fail "list-rooms.sh --joined" "$OUT"
+
+# ChangePassword from a second session of alice's: the new password logs
+# in, the old one fails, and the first session's token is refused.
+SECOND=$(./login.sh alice 'correct horse battery')
+if OUT=$(TOKEN=$SECOND ./change-password.sh 'not the password' 'a brand new secret' 2>&1); then fail "change-password.sh with a wrong current password must fail" "$OUT"; fi
+grep -q PermissionDenied <<<"$OUT" && grep -q 'wrong password' <<<"$OUT" && ok "change-password.sh with a wrong current password fails with PermissionDenied" || fail "wrong current password" "$OUT"
+OUT=$(TOKEN=$SECOND ./change-password.sh 'correct horse battery' 'a brand new secret')
+[ "$OUT" = "password changed; other sessions ended" ] && ok "change-password.sh says it changed the password" || fail "change-password.sh output" "$OUT"
+if OUT=$(./list-rooms.sh 2>&1); then fail "the other session's token must be refused after a password change" "$OUT"; fi
+grep -q Unauthenticated <<<"$OUT" && ok "the other session's token is refused (Unauthenticated)" || fail "other session after change-password.sh" "$OUT"
+[ "$(TOKEN=$SECOND ./list-rooms.sh --joined | names)" = "general paged-5" ] && ok "the session that changed the password goes on" || fail "changing session"
+if OUT=$(./login.sh alice 'correct horse battery' 2>&1); then fail "login.sh with the old password must fail" "$OUT"; else ok "login.sh with the old password fails"; fi
+NEWER=$(./login.sh alice 'a brand new secret')
+[[ $NEWER =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] && ok "login.sh with the new password works" || fail "login.sh new password" "$NEWER"
+
+# RevokeOtherSessions: alice has two live sessions (SECOND and NEWER); a
+# third one ends them and goes on.
+THIRD=$(./login.sh alice 'a brand new secret')
+OUT=$(TOKEN=$THIRD ./logout-others.sh)
+[ "$OUT" = 2 ] && ok "logout-others.sh prints how many sessions ended" || fail "logout-others.sh output" "$OUT"
+for other in "$SECOND" "$NEWER"; do
+  if OUT=$(TOKEN=$other ./list-rooms.sh 2>&1); then fail "a revoked session's token must be refused" "$OUT"; fi
+  grep -q Unauthenticated <<<"$OUT" || fail "revoked session's error" "$OUT"
+done
+ok "the other sessions' tokens are refused (Unauthenticated)"
+[ "$(TOKEN=$THIRD ./list-rooms.sh --joined | names)" = "general paged-5" ] && ok "the session that revoked the others goes on" || fail "revoking session"
+OUT=$(TOKEN=$THIRD ./logout-others.sh)
+[ "$OUT" = 0 ] && ok "logout-others.sh with no other session prints 0" || fail "logout-others.sh again" "$OUT"
+
 echo "$PASSED passed, $FAILED failed"
