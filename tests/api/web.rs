@@ -196,3 +196,48 @@ async fn the_browser_app_is_served_at_the_root() {
     assert_eq!(app_route.status(), 200);
     assert_eq!(app_route.headers()["content-type"], "text/html");
 }
+
+/// The policy the app is written to: scripts, styles and connections from
+/// its own origin only, no inline script or style, never framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+#[tokio::test]
+async fn every_response_of_the_browser_app_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |path: String| {
+        let request = http::Request::get(format!("http://{}{path}", app.addr))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.request(request)
+    };
+    let index = get("/".into()).await.unwrap();
+    let html = index.into_body().collect().await.unwrap().to_bytes();
+    let html = String::from_utf8_lossy(&html);
+    let script = html
+        .split('"')
+        .find(|part| part.starts_with("/assets/") && part.ends_with(".js"))
+        .unwrap_or_else(|| panic!("no script under /assets/ in {html}"))
+        .to_owned();
+
+    for (path, status) in [
+        ("/".to_owned(), 200),
+        (script, 200),
+        ("/rooms".to_owned(), 200),
+        ("/no-such-file.js".to_owned(), 404),
+    ] {
+        let response = get(path.clone()).await.unwrap();
+
+        assert_eq!(response.status(), status, "{path}");
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-security-policy"], CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+    }
+}
