@@ -132,7 +132,21 @@ function serveDist() {
   return new Promise((resolve) => staticServer.listen(0, "127.0.0.1", () => resolve(staticServer.address().port)));
 }
 
-async function launch() {
+/**
+ * Content-Security-Policy violations, per browser context: the server's
+ * policy (src/web.rs) forbids inline script and style and `eval`, and a
+ * violation is a bug in the app even when nothing visibly breaks.
+ */
+const cspViolationsOf = new WeakMap();
+
+/**
+ * A fresh browser profile. `csp` collects the CSP violations of its pages:
+ * each page reports `securitypolicyviolation` events (kept in
+ * `window.__cspViolations` too), and openPage adds the console's
+ * "Content Security Policy" messages.
+ */
+async function launch(csp) {
+  assert.ok(Array.isArray(csp), "launch(csp): pass the test's list of CSP violations");
   const context = await chromium.launchPersistentContext(tempDir("chat-web-profile-"), {
     executablePath: chromiumPath,
     headless: true,
@@ -142,7 +156,29 @@ async function launch() {
     reducedMotion: "reduce",
   });
   browsers.push(context);
+  cspViolationsOf.set(context, csp);
+  // Reported to this process as they happen, so that none is lost with a
+  // reload or a closed page.
+  await context.exposeBinding("__reportCspViolation", ({ page }, text) => csp.push(`${page.url()}: ${text}`));
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener("securitypolicyviolation", (e) => {
+      const text = `${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`;
+      window.__cspViolations.push(text);
+      window.__reportCspViolation(text);
+    });
+  });
   return context;
+}
+
+/** Fails when any page saw a CSP violation (the live pages are asked too). */
+async function assertNoCspViolations(csp, pages) {
+  for (const page of pages) {
+    if (page.isClosed()) continue;
+    const seen = await page.evaluate(() => window.__cspViolations ?? ["no CSP watcher in this page"]);
+    for (const v of seen) if (!csp.some((c) => c.endsWith(v))) csp.push(`${page.url()}: ${v}`);
+  }
+  assert.deepEqual(csp, [], "no Content-Security-Policy violations");
 }
 
 /** A page that records every console error and uncaught exception. */
@@ -150,6 +186,7 @@ async function openPage(context, errors, name, url) {
   const page = await context.newPage();
   page.on("console", (msg) => {
     if (msg.type() === "error") errors.push(`${name} console: ${msg.text()}`);
+    if (msg.text().includes("Content Security Policy")) cspViolationsOf.get(context)?.push(`${name} console: ${msg.text()}`);
   });
   page.on("pageerror", (err) => errors.push(`${name} pageerror: ${err.message}`));
   page.setDefaultTimeout(UI_TIMEOUT);
@@ -209,14 +246,15 @@ after(async () => {
 test("two people chat in a room and directly, through reloads", { timeout: 180_000 }, async () => {
   const { appUrl } = await startServer("chat");
   const errors = [];
+  const csp = [];
   const suffix = Date.now().toString(36).slice(-5);
   const alice = `alice_${suffix}`;
   const bob = `bob_${suffix}`;
   const password = "correct horse battery";
   const room = `general-${suffix}`;
 
-  const aliceCtx = await launch();
-  const bobCtx = await launch();
+  const aliceCtx = await launch(csp);
+  const bobCtx = await launch(csp);
   const a = await openPage(aliceCtx, errors, "alice", appUrl);
   let b = await openPage(bobCtx, errors, "bob", appUrl);
 
@@ -348,20 +386,22 @@ test("two people chat in a room and directly, through reloads", { timeout: 180_0
   assert.deepEqual(await byTestId(a, "error").allInnerTexts(), [], "no error shown to Alice");
   assert.deepEqual(await byTestId(b, "error").allInnerTexts(), [], "no error shown to Bob");
   assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [a, b]);
 });
 
 test("expiring tokens are refreshed, streams resume, history pages back, sessions revoke", { timeout: 180_000 }, async () => {
   // Access tokens live 5 s here: the test outlives several of them.
   const { appUrl } = await startServer("short-tokens", ["--access-token-ttl", "5s"]);
   const errors = [];
+  const csp = [];
   const suffix = Date.now().toString(36).slice(-5);
   const carol = `carol_${suffix}`;
   const dave = `dave_${suffix}`;
   const password = "correct horse battery";
   const room = `paging-${suffix}`;
 
-  const carolCtx = await launch();
-  const daveCtx = await launch();
+  const carolCtx = await launch(csp);
+  const daveCtx = await launch(csp);
   const c = await openPage(carolCtx, errors, "carol", appUrl);
   const d = await openPage(daveCtx, errors, "dave", appUrl);
   await register(c, carol, password);
@@ -415,7 +455,7 @@ test("expiring tokens are refreshed, streams resume, history pages back, session
   await byTestId(d, "load-older").waitFor({ state: "hidden" });
 
   // Dave logs in on a second device, then revokes it from the first.
-  const dave2Ctx = await launch();
+  const dave2Ctx = await launch(csp);
   const d2 = await openPage(dave2Ctx, errors, "dave-2", appUrl);
   await byTestId(d2, "login-username").fill(dave);
   await byTestId(d2, "login-password").fill(password);
@@ -436,19 +476,21 @@ test("expiring tokens are refreshed, streams resume, history pages back, session
   assert.deepEqual(await byTestId(c, "error").allInnerTexts(), [], "no error shown to Carol");
   assert.deepEqual(await byTestId(d, "error").allInnerTexts(), [], "no error shown to Dave");
   assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [c, d, d2]);
 });
 
 test("a server restart loses no message: sends are retried, the stream resumes", { timeout: 180_000 }, async () => {
   const first = await startServer("restart-1");
   const errors = [];
+  const csp = [];
   const suffix = Date.now().toString(36).slice(-5);
   const erin = `erin_${suffix}`;
   const frank = `frank_${suffix}`;
   const password = "correct horse battery";
   const room = `restart-${suffix}`;
 
-  const erinCtx = await launch();
-  const frankCtx = await launch();
+  const erinCtx = await launch(csp);
+  const frankCtx = await launch(csp);
   const e = await openPage(erinCtx, errors, "erin", first.appUrl);
   const f = await openPage(frankCtx, errors, "frank", first.appUrl);
   await register(e, erin, password);
@@ -487,4 +529,47 @@ test("a server restart loses no message: sends are retried, the stream resumes",
   // While the server is down, Chromium itself logs each refused connection.
   const appErrors = errors.filter((m) => !m.includes("net::ERR_CONNECTION_REFUSED"));
   assert.deepEqual(appErrors, [], "no console errors but the browser's own refused connections");
+  await assertNoCspViolations(csp, [e, f]);
+});
+
+test("the app is served under a strict Content-Security-Policy, and a breach of it fails the suite", { timeout: 60_000 }, async (t) => {
+  if (process.env.WEB_DEV_STATIC === "1") {
+    t.skip("the development file server sends no security headers");
+    return;
+  }
+  const { appUrl } = await startServer("csp");
+  const csp = [];
+  const ctx = await launch(csp);
+  const page = await ctx.newPage();
+  page.on("console", (msg) => {
+    if (msg.text().includes("Content Security Policy")) csp.push(`console: ${msg.text()}`);
+  });
+  const res = await page.goto(appUrl);
+  const headers = res.headers();
+  assert.match(headers["content-security-policy"], /script-src 'self';/);
+  assert.match(headers["content-security-policy"], /frame-ancestors 'none'/);
+  assert.equal(headers["x-frame-options"], "DENY");
+  await byTestId(page, "login-submit").waitFor();
+  assert.deepEqual(csp, [], "the login page loads without a violation");
+
+  // What the app must never do: an inline script does not run, and the
+  // watchers every test relies on see it.
+  await page.evaluate(() => {
+    const script = document.createElement("script");
+    script.textContent = "window.__inlineRan = true";
+    document.body.append(script);
+    document.body.append(Object.assign(document.createElement("div"), { id: "styled" }));
+    document.getElementById("styled").setAttribute("style", "color: red");
+  });
+  await page.waitForFunction(() => window.__cspViolations.length >= 2);
+  assert.equal(await page.evaluate(() => window.__inlineRan), undefined, "the inline script was blocked");
+  const seen = await page.evaluate(() => window.__cspViolations);
+  assert.ok(seen.some((v) => v.startsWith("script-src")), JSON.stringify(seen));
+  assert.ok(seen.some((v) => v.startsWith("style-src")), JSON.stringify(seen));
+  const deadline = Date.now() + UI_TIMEOUT;
+  while (!csp.some((v) => v.startsWith("console: "))) {
+    assert.ok(Date.now() < deadline, `the console reported it: ${JSON.stringify(csp)}`);
+    await page.waitForTimeout(100);
+  }
+  await assert.rejects(assertNoCspViolations(csp, [page]), /Content-Security-Policy/);
 });

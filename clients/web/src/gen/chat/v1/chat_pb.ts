@@ -18,7 +18,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/chat.proto.
  */
 export const file_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCJjCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHwoEa2luZBgDIAEoDjIRLmNoYXQudjEuUm9vbUtpbmQSDgoGam9pbmVkGAQgASgIEhAKCGxhc3Rfc2VxGAUgASgEIqQBCgdNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Jvb21faWQYAiABKAkSCwoDc2VxGAMgASgEEh0KBnNlbmRlchgEIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAUgASgJEisKB3NlbnRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNsaWVudF9tc2dfaWQYByABKAkiNQoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIi8KEFJlZ2lzdGVyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlciIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiqgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgFIAEoCSInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJInsKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjoKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuY2hhdC52MS5TZXNzaW9uIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIigKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhAKCHBhc3N3b3JkGAEgASgJIhcKFURlbGV0ZUFjY291bnRSZXNwb25zZSIhChFDcmVhdGVSb29tUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEkNyZWF0ZVJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiIKD0pvaW5Sb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIi8KEEpvaW5Sb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSIjChBMZWF2ZVJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiEwoRTGVhdmVSb29tUmVzcG9uc2UiEgoQTGlzdFJvb21zUmVxdWVzdCIxChFMaXN0Um9vbXNSZXNwb25zZRIcCgVyb29tcxgBIAMoCzINLmNoYXQudjEuUm9vbSIpChVPcGVuRGlyZWN0Um9vbVJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkiNQoWT3BlbkRpcmVjdFJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIkoKElNlbmRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSI4ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiJAoRU2VuZFR5cGluZ1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiMAoKUm9vbUN1cnNvchIPCgdyb29tX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI4ChBTdWJzY3JpYmVSZXF1ZXN0EiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3IiRAoOSGlzdG9yeVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIkcKD0hpc3RvcnlSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCIpChZMaXN0T25saW5lVXNlcnNSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiNwoXTGlzdE9ubGluZVVzZXJzUmVzcG9uc2USHAoFdXNlcnMYASADKAsyDS5jaGF0LnYxLlVzZXIirgIKC0NsaWVudEV2ZW50EisKBHNlbmQYASABKAsyGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdEgAEi0KBnR5cGluZxgCIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuVHlwaW5nSAASKQoEcGluZxgDIAEoCzIZLmNoYXQudjEuQ2xpZW50RXZlbnQuUGluZ0gAEi0KBnJlc3VtZRgEIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuUmVzdW1lSAAaGQoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkaFQoEUGluZxINCgVub25jZRgBIAEoBBouCgZSZXN1bWUSJAoHY3Vyc29ycxgBIAMoCzITLmNoYXQudjEuUm9vbUN1cnNvckIHCgVldmVudCKRBgoLU2VydmVyRXZlbnQSKwoFcmVhZHkYASABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LlJlYWR5SAASIwoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZUgAEikKBHNlbnQYAyABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlNlbnRIABIxCghwcmVzZW5jZRgEIAEoCzIdLmNoYXQudjEuU2VydmVyRXZlbnQuUHJlc2VuY2VIABItCgZ0eXBpbmcYBSABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlR5cGluZ0gAEikKBHBvbmcYBiABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlBvbmdIABIrCgVlcnJvchgHIAEoCzIaLmNoYXQudjEuU2VydmVyRXZlbnQuRXJyb3JIABItCgZyZXN5bmMYCCABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlJlc3luY0gAGl0KBVJlYWR5EhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIjCgxvbmxpbmVfdXNlcnMYAyADKAsyDS5jaGF0LnYxLlVzZXIaQAoEU2VudBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2UaNwoIUHJlc2VuY2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchIOCgZvbmxpbmUYAiABKAgaNgoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkSGwoEdXNlchgCIAEoCzINLmNoYXQudjEuVXNlchoVCgRQb25nEg0KBW5vbmNlGAEgASgEGj0KBUVycm9yEhUKDWNsaWVudF9tc2dfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJGisKBlJlc3luYxIPCgdyb29tX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEQgcKBWV2ZW50KlAKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhMKD1JPT01fS0lORF9HUk9VUBABEhQKEFJPT01fS0lORF9ESVJFQ1QQAjLsAwoLQXV0aFNlcnZpY2USPwoIUmVnaXN0ZXISGC5jaGF0LnYxLlJlZ2lzdGVyUmVxdWVzdBoZLmNoYXQudjEuUmVnaXN0ZXJSZXNwb25zZRI2CgVMb2dpbhIVLmNoYXQudjEuTG9naW5SZXF1ZXN0GhYuY2hhdC52MS5Mb2dpblJlc3BvbnNlEjwKB1JlZnJlc2gSFy5jaGF0LnYxLlJlZnJlc2hSZXF1ZXN0GhguY2hhdC52MS5SZWZyZXNoUmVzcG9uc2USOQoGTG9nb3V0EhYuY2hhdC52MS5Mb2dvdXRSZXF1ZXN0GhcuY2hhdC52MS5Mb2dvdXRSZXNwb25zZRJLCgxMaXN0U2Vzc2lvbnMSHC5jaGF0LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEk4KDVJldm9rZVNlc3Npb24SHS5jaGF0LnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0Gh4uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVzcG9uc2USTgoNRGVsZXRlQWNjb3VudBIdLmNoYXQudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZTKTBgoLQ2hhdFNlcnZpY2USRQoKQ3JlYXRlUm9vbRIaLmNoYXQudjEuQ3JlYXRlUm9vbVJlcXVlc3QaGy5jaGF0LnYxLkNyZWF0ZVJvb21SZXNwb25zZRI/CghKb2luUm9vbRIYLmNoYXQudjEuSm9pblJvb21SZXF1ZXN0GhkuY2hhdC52MS5Kb2luUm9vbVJlc3BvbnNlEkIKCUxlYXZlUm9vbRIZLmNoYXQudjEuTGVhdmVSb29tUmVxdWVzdBoaLmNoYXQudjEuTGVhdmVSb29tUmVzcG9uc2USQgoJTGlzdFJvb21zEhkuY2hhdC52MS5MaXN0Um9vbXNSZXF1ZXN0GhouY2hhdC52MS5MaXN0Um9vbXNSZXNwb25zZRJRCg5PcGVuRGlyZWN0Um9vbRIeLmNoYXQudjEuT3BlbkRpcmVjdFJvb21SZXF1ZXN0Gh8uY2hhdC52MS5PcGVuRGlyZWN0Um9vbVJlc3BvbnNlEkgKC1NlbmRNZXNzYWdlEhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USRQoKU2VuZFR5cGluZxIaLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaGy5jaGF0LnYxLlNlbmRUeXBpbmdSZXNwb25zZRI8CgpDaGF0U3RyZWFtEhQuY2hhdC52MS5DbGllbnRFdmVudBoULmNoYXQudjEuU2VydmVyRXZlbnQoATABEj4KCVN1YnNjcmliZRIZLmNoYXQudjEuU3Vic2NyaWJlUmVxdWVzdBoULmNoYXQudjEuU2VydmVyRXZlbnQwARI8CgdIaXN0b3J5EhcuY2hhdC52MS5IaXN0b3J5UmVxdWVzdBoYLmNoYXQudjEuSGlzdG9yeVJlc3BvbnNlElQKD0xpc3RPbmxpbmVVc2VycxIfLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVxdWVzdBogLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCJjCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHwoEa2luZBgDIAEoDjIRLmNoYXQudjEuUm9vbUtpbmQSDgoGam9pbmVkGAQgASgIEhAKCGxhc3Rfc2VxGAUgASgEIqQBCgdNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Jvb21faWQYAiABKAkSCwoDc2VxGAMgASgEEh0KBnNlbmRlchgEIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAUgASgJEisKB3NlbnRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNsaWVudF9tc2dfaWQYByABKAkiNQoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIi8KEFJlZ2lzdGVyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlciIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiqgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgFIAEoCSInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJInsKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjoKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuY2hhdC52MS5TZXNzaW9uIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIigKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhAKCHBhc3N3b3JkGAEgASgJIhcKFURlbGV0ZUFjY291bnRSZXNwb25zZSJHChVDaGFuZ2VQYXNzd29yZFJlcXVlc3QSGAoQY3VycmVudF9wYXNzd29yZBgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiGAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIcChpSZXZva2VPdGhlclNlc3Npb25zUmVxdWVzdCIuChtSZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoDSIhChFDcmVhdGVSb29tUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEkNyZWF0ZVJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiIKD0pvaW5Sb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIi8KEEpvaW5Sb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSIjChBMZWF2ZVJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiEwoRTGVhdmVSb29tUmVzcG9uc2UiTgoQTGlzdFJvb21zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRITCgtqb2luZWRfb25seRgDIAEoCCJKChFMaXN0Um9vbXNSZXNwb25zZRIcCgVyb29tcxgBIAMoCzINLmNoYXQudjEuUm9vbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoVT3BlbkRpcmVjdFJvb21SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIjUKFk9wZW5EaXJlY3RSb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSJKChJTZW5kTWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkiOAoTU2VuZE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIiQKEVNlbmRUeXBpbmdSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiFAoSU2VuZFR5cGluZ1Jlc3BvbnNlIjAKClJvb21DdXJzb3ISDwoHcm9vbV9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOAoQU3Vic2NyaWJlUmVxdWVzdBIkCgdjdXJzb3JzGAEgAygLMhMuY2hhdC52MS5Sb29tQ3Vyc29yIkQKDkhpc3RvcnlSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBINCgVsaW1pdBgDIAEoDSJHCg9IaXN0b3J5UmVzcG9uc2USIgoIbWVzc2FnZXMYASADKAsyEC5jaGF0LnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiKQoWTGlzdE9ubGluZVVzZXJzUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIjcKF0xpc3RPbmxpbmVVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIq4CCgtDbGllbnRFdmVudBIrCgRzZW5kGAEgASgLMhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3RIABItCgZ0eXBpbmcYAiABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlR5cGluZ0gAEikKBHBpbmcYAyABKAsyGS5jaGF0LnYxLkNsaWVudEV2ZW50LlBpbmdIABItCgZyZXN1bWUYBCABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlJlc3VtZUgAGhkKBlR5cGluZxIPCgdyb29tX2lkGAEgASgJGhUKBFBpbmcSDQoFbm9uY2UYASABKAQaLgoGUmVzdW1lEiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3JCBwoFZXZlbnQikQYKC1NlcnZlckV2ZW50EisKBXJlYWR5GAEgASgLMhouY2hhdC52MS5TZXJ2ZXJFdmVudC5SZWFkeUgAEiMKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2VIABIpCgRzZW50GAMgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5TZW50SAASMQoIcHJlc2VuY2UYBCABKAsyHS5jaGF0LnYxLlNlcnZlckV2ZW50LlByZXNlbmNlSAASLQoGdHlwaW5nGAUgASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5UeXBpbmdIABIpCgRwb25nGAYgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5Qb25nSAASKwoFZXJyb3IYByABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LkVycm9ySAASLQoGcmVzeW5jGAggASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5SZXN5bmNIABpdCgVSZWFkeRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyEhIKCnNlc3Npb25faWQYAiABKAkSIwoMb25saW5lX3VzZXJzGAMgAygLMg0uY2hhdC52MS5Vc2VyGkAKBFNlbnQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlGjcKCFByZXNlbmNlEhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISDgoGb25saW5lGAIgASgIGjYKBlR5cGluZxIPCgdyb29tX2lkGAEgASgJEhsKBHVzZXIYAiABKAsyDS5jaGF0LnYxLlVzZXIaFQoEUG9uZxINCgVub25jZRgBIAEoBBo9CgVFcnJvchIVCg1jbGllbnRfbXNnX2lkGAEgASgJEgwKBGNvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCRorCgZSZXN5bmMSDwoHcm9vbV9pZBgBIAEoCRIQCghmcm9tX3NlcRgCIAEoBEIHCgVldmVudCpQCghSb29tS2luZBIZChVST09NX0tJTkRfVU5TUEVDSUZJRUQQABITCg9ST09NX0tJTkRfR1JPVVAQARIUChBST09NX0tJTkRfRElSRUNUEAIyoQUKC0F1dGhTZXJ2aWNlEj8KCFJlZ2lzdGVyEhguY2hhdC52MS5SZWdpc3RlclJlcXVlc3QaGS5jaGF0LnYxLlJlZ2lzdGVyUmVzcG9uc2USNgoFTG9naW4SFS5jaGF0LnYxLkxvZ2luUmVxdWVzdBoWLmNoYXQudjEuTG9naW5SZXNwb25zZRI8CgdSZWZyZXNoEhcuY2hhdC52MS5SZWZyZXNoUmVxdWVzdBoYLmNoYXQudjEuUmVmcmVzaFJlc3BvbnNlEjkKBkxvZ291dBIWLmNoYXQudjEuTG9nb3V0UmVxdWVzdBoXLmNoYXQudjEuTG9nb3V0UmVzcG9uc2USSwoMTGlzdFNlc3Npb25zEhwuY2hhdC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJOCg1SZXZva2VTZXNzaW9uEh0uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoeLmNoYXQudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlEk4KDURlbGV0ZUFjY291bnQSHS5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXF1ZXN0Gh4uY2hhdC52MS5EZWxldGVBY2NvdW50UmVzcG9uc2USUQoOQ2hhbmdlUGFzc3dvcmQSHi5jaGF0LnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBofLmNoYXQudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRJgChNSZXZva2VPdGhlclNlc3Npb25zEiMuY2hhdC52MS5SZXZva2VPdGhlclNlc3Npb25zUmVxdWVzdBokLmNoYXQudjEuUmV2b2tlT3RoZXJTZXNzaW9uc1Jlc3BvbnNlMpMGCgtDaGF0U2VydmljZRJFCgpDcmVhdGVSb29tEhouY2hhdC52MS5DcmVhdGVSb29tUmVxdWVzdBobLmNoYXQudjEuQ3JlYXRlUm9vbVJlc3BvbnNlEj8KCEpvaW5Sb29tEhguY2hhdC52MS5Kb2luUm9vbVJlcXVlc3QaGS5jaGF0LnYxLkpvaW5Sb29tUmVzcG9uc2USQgoJTGVhdmVSb29tEhkuY2hhdC52MS5MZWF2ZVJvb21SZXF1ZXN0GhouY2hhdC52MS5MZWF2ZVJvb21SZXNwb25zZRJCCglMaXN0Um9vbXMSGS5jaGF0LnYxLkxpc3RSb29tc1JlcXVlc3QaGi5jaGF0LnYxLkxpc3RSb29tc1Jlc3BvbnNlElEKDk9wZW5EaXJlY3RSb29tEh4uY2hhdC52MS5PcGVuRGlyZWN0Um9vbVJlcXVlc3QaHy5jaGF0LnYxLk9wZW5EaXJlY3RSb29tUmVzcG9uc2USSAoLU2VuZE1lc3NhZ2USGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJFCgpTZW5kVHlwaW5nEhouY2hhdC52MS5TZW5kVHlwaW5nUmVxdWVzdBobLmNoYXQudjEuU2VuZFR5cGluZ1Jlc3BvbnNlEjwKCkNoYXRTdHJlYW0SFC5jaGF0LnYxLkNsaWVudEV2ZW50GhQuY2hhdC52MS5TZXJ2ZXJFdmVudCgBMAESPgoJU3Vic2NyaWJlEhkuY2hhdC52MS5TdWJzY3JpYmVSZXF1ZXN0GhQuY2hhdC52MS5TZXJ2ZXJFdmVudDABEjwKB0hpc3RvcnkSFy5jaGF0LnYxLkhpc3RvcnlSZXF1ZXN0GhguY2hhdC52MS5IaXN0b3J5UmVzcG9uc2USVAoPTGlzdE9ubGluZVVzZXJzEh8uY2hhdC52MS5MaXN0T25saW5lVXNlcnNSZXF1ZXN0GiAuY2hhdC52MS5MaXN0T25saW5lVXNlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.User
@@ -444,11 +444,84 @@ export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*
   messageDesc(file_chat_v1_chat, 17);
 
 /**
+ * @generated from message chat.v1.ChangePasswordRequest
+ */
+export type ChangePasswordRequest = Message$1<"chat.v1.ChangePasswordRequest"> & {
+  /**
+   * The password the account has now: a stolen access token alone cannot
+   * change it (PERMISSION_DENIED when wrong).
+   *
+   * @generated from field: string current_password = 1;
+   */
+  currentPassword: string;
+
+  /**
+   * 8 to 1024 bytes.
+   *
+   * @generated from field: string new_password = 2;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message chat.v1.ChangePasswordRequest.
+ * Use `create(ChangePasswordRequestSchema)` to create a new message.
+ */
+export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 18);
+
+/**
+ * @generated from message chat.v1.ChangePasswordResponse
+ */
+export type ChangePasswordResponse = Message$1<"chat.v1.ChangePasswordResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.ChangePasswordResponse.
+ * Use `create(ChangePasswordResponseSchema)` to create a new message.
+ */
+export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 19);
+
+/**
+ * @generated from message chat.v1.RevokeOtherSessionsRequest
+ */
+export type RevokeOtherSessionsRequest = Message$1<"chat.v1.RevokeOtherSessionsRequest"> & {
+};
+
+/**
+ * Describes the message chat.v1.RevokeOtherSessionsRequest.
+ * Use `create(RevokeOtherSessionsRequestSchema)` to create a new message.
+ */
+export const RevokeOtherSessionsRequestSchema: GenMessage<RevokeOtherSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 20);
+
+/**
+ * @generated from message chat.v1.RevokeOtherSessionsResponse
+ */
+export type RevokeOtherSessionsResponse = Message$1<"chat.v1.RevokeOtherSessionsResponse"> & {
+  /**
+   * How many sessions were revoked.
+   *
+   * @generated from field: uint32 revoked = 1;
+   */
+  revoked: number;
+};
+
+/**
+ * Describes the message chat.v1.RevokeOtherSessionsResponse.
+ * Use `create(RevokeOtherSessionsResponseSchema)` to create a new message.
+ */
+export const RevokeOtherSessionsResponseSchema: GenMessage<RevokeOtherSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 21);
+
+/**
  * @generated from message chat.v1.CreateRoomRequest
  */
 export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
   /**
-   * 1 to 64 characters.
+   * 1 to 64 characters after Unicode NFKC normalisation, with no control,
+   * invisible (zero-width) or bidirectional-control characters.
    *
    * @generated from field: string name = 1;
    */
@@ -460,7 +533,7 @@ export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
  * Use `create(CreateRoomRequestSchema)` to create a new message.
  */
 export const CreateRoomRequestSchema: GenMessage<CreateRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 18);
+  messageDesc(file_chat_v1_chat, 22);
 
 /**
  * @generated from message chat.v1.CreateRoomResponse
@@ -477,7 +550,7 @@ export type CreateRoomResponse = Message$1<"chat.v1.CreateRoomResponse"> & {
  * Use `create(CreateRoomResponseSchema)` to create a new message.
  */
 export const CreateRoomResponseSchema: GenMessage<CreateRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 19);
+  messageDesc(file_chat_v1_chat, 23);
 
 /**
  * @generated from message chat.v1.JoinRoomRequest
@@ -494,7 +567,7 @@ export type JoinRoomRequest = Message$1<"chat.v1.JoinRoomRequest"> & {
  * Use `create(JoinRoomRequestSchema)` to create a new message.
  */
 export const JoinRoomRequestSchema: GenMessage<JoinRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 20);
+  messageDesc(file_chat_v1_chat, 24);
 
 /**
  * @generated from message chat.v1.JoinRoomResponse
@@ -511,7 +584,7 @@ export type JoinRoomResponse = Message$1<"chat.v1.JoinRoomResponse"> & {
  * Use `create(JoinRoomResponseSchema)` to create a new message.
  */
 export const JoinRoomResponseSchema: GenMessage<JoinRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 21);
+  messageDesc(file_chat_v1_chat, 25);
 
 /**
  * @generated from message chat.v1.LeaveRoomRequest
@@ -528,7 +601,7 @@ export type LeaveRoomRequest = Message$1<"chat.v1.LeaveRoomRequest"> & {
  * Use `create(LeaveRoomRequestSchema)` to create a new message.
  */
 export const LeaveRoomRequestSchema: GenMessage<LeaveRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 22);
+  messageDesc(file_chat_v1_chat, 26);
 
 /**
  * @generated from message chat.v1.LeaveRoomResponse
@@ -541,12 +614,33 @@ export type LeaveRoomResponse = Message$1<"chat.v1.LeaveRoomResponse"> & {
  * Use `create(LeaveRoomResponseSchema)` to create a new message.
  */
 export const LeaveRoomResponseSchema: GenMessage<LeaveRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 23);
+  messageDesc(file_chat_v1_chat, 27);
 
 /**
  * @generated from message chat.v1.ListRoomsRequest
  */
 export type ListRoomsRequest = Message$1<"chat.v1.ListRoomsRequest"> & {
+  /**
+   * Rooms per page: 0 means 100; at most 1000 (larger values are capped).
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Where to go on: a previous response's next_page_token; empty for the
+   * first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only the rooms the caller is a member of.
+   *
+   * @generated from field: bool joined_only = 3;
+   */
+  joinedOnly: boolean;
 };
 
 /**
@@ -554,16 +648,25 @@ export type ListRoomsRequest = Message$1<"chat.v1.ListRoomsRequest"> & {
  * Use `create(ListRoomsRequestSchema)` to create a new message.
  */
 export const ListRoomsRequestSchema: GenMessage<ListRoomsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 24);
+  messageDesc(file_chat_v1_chat, 28);
 
 /**
  * @generated from message chat.v1.ListRoomsResponse
  */
 export type ListRoomsResponse = Message$1<"chat.v1.ListRoomsResponse"> & {
   /**
+   * In order of creation.
+   *
    * @generated from field: repeated chat.v1.Room rooms = 1;
    */
   rooms: Room[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -571,7 +674,7 @@ export type ListRoomsResponse = Message$1<"chat.v1.ListRoomsResponse"> & {
  * Use `create(ListRoomsResponseSchema)` to create a new message.
  */
 export const ListRoomsResponseSchema: GenMessage<ListRoomsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 25);
+  messageDesc(file_chat_v1_chat, 29);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomRequest
@@ -590,7 +693,7 @@ export type OpenDirectRoomRequest = Message$1<"chat.v1.OpenDirectRoomRequest"> &
  * Use `create(OpenDirectRoomRequestSchema)` to create a new message.
  */
 export const OpenDirectRoomRequestSchema: GenMessage<OpenDirectRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 26);
+  messageDesc(file_chat_v1_chat, 30);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomResponse
@@ -607,7 +710,7 @@ export type OpenDirectRoomResponse = Message$1<"chat.v1.OpenDirectRoomResponse">
  * Use `create(OpenDirectRoomResponseSchema)` to create a new message.
  */
 export const OpenDirectRoomResponseSchema: GenMessage<OpenDirectRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 27);
+  messageDesc(file_chat_v1_chat, 31);
 
 /**
  * @generated from message chat.v1.SendMessageRequest
@@ -619,7 +722,8 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
   roomId: string;
 
   /**
-   * 1 to 4096 bytes, not only white space.
+   * 1 to 4096 bytes, not only white space, with no control characters but
+   * newline and tab.
    *
    * @generated from field: string text = 2;
    */
@@ -639,7 +743,7 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 28);
+  messageDesc(file_chat_v1_chat, 32);
 
 /**
  * @generated from message chat.v1.SendMessageResponse
@@ -656,7 +760,7 @@ export type SendMessageResponse = Message$1<"chat.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 29);
+  messageDesc(file_chat_v1_chat, 33);
 
 /**
  * @generated from message chat.v1.SendTypingRequest
@@ -673,7 +777,7 @@ export type SendTypingRequest = Message$1<"chat.v1.SendTypingRequest"> & {
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 30);
+  messageDesc(file_chat_v1_chat, 34);
 
 /**
  * @generated from message chat.v1.SendTypingResponse
@@ -686,7 +790,7 @@ export type SendTypingResponse = Message$1<"chat.v1.SendTypingResponse"> & {
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 31);
+  messageDesc(file_chat_v1_chat, 35);
 
 /**
  * Where a client's copy of a room ends: it has every message up to and
@@ -711,7 +815,7 @@ export type RoomCursor = Message$1<"chat.v1.RoomCursor"> & {
  * Use `create(RoomCursorSchema)` to create a new message.
  */
 export const RoomCursorSchema: GenMessage<RoomCursor> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 32);
+  messageDesc(file_chat_v1_chat, 36);
 
 /**
  * @generated from message chat.v1.SubscribeRequest
@@ -731,7 +835,7 @@ export type SubscribeRequest = Message$1<"chat.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 33);
+  messageDesc(file_chat_v1_chat, 37);
 
 /**
  * @generated from message chat.v1.HistoryRequest
@@ -762,7 +866,7 @@ export type HistoryRequest = Message$1<"chat.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 34);
+  messageDesc(file_chat_v1_chat, 38);
 
 /**
  * @generated from message chat.v1.HistoryResponse
@@ -788,14 +892,15 @@ export type HistoryResponse = Message$1<"chat.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 35);
+  messageDesc(file_chat_v1_chat, 39);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersRequest
  */
 export type ListOnlineUsersRequest = Message$1<"chat.v1.ListOnlineUsersRequest"> & {
   /**
-   * Empty: every online user.
+   * Empty: the online users who share a room with the caller (the caller
+   * included when online).
    *
    * @generated from field: string room_id = 1;
    */
@@ -807,7 +912,7 @@ export type ListOnlineUsersRequest = Message$1<"chat.v1.ListOnlineUsersRequest">
  * Use `create(ListOnlineUsersRequestSchema)` to create a new message.
  */
 export const ListOnlineUsersRequestSchema: GenMessage<ListOnlineUsersRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36);
+  messageDesc(file_chat_v1_chat, 40);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersResponse
@@ -824,7 +929,7 @@ export type ListOnlineUsersResponse = Message$1<"chat.v1.ListOnlineUsersResponse
  * Use `create(ListOnlineUsersResponseSchema)` to create a new message.
  */
 export const ListOnlineUsersResponseSchema: GenMessage<ListOnlineUsersResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37);
+  messageDesc(file_chat_v1_chat, 41);
 
 /**
  * What a client sends on ChatStream.
@@ -871,7 +976,7 @@ export type ClientEvent = Message$1<"chat.v1.ClientEvent"> & {
  * Use `create(ClientEventSchema)` to create a new message.
  */
 export const ClientEventSchema: GenMessage<ClientEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 38);
+  messageDesc(file_chat_v1_chat, 42);
 
 /**
  * @generated from message chat.v1.ClientEvent.Typing
@@ -888,7 +993,7 @@ export type ClientEvent_Typing = Message$1<"chat.v1.ClientEvent.Typing"> & {
  * Use `create(ClientEvent_TypingSchema)` to create a new message.
  */
 export const ClientEvent_TypingSchema: GenMessage<ClientEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 38, 0);
+  messageDesc(file_chat_v1_chat, 42, 0);
 
 /**
  * @generated from message chat.v1.ClientEvent.Ping
@@ -905,7 +1010,7 @@ export type ClientEvent_Ping = Message$1<"chat.v1.ClientEvent.Ping"> & {
  * Use `create(ClientEvent_PingSchema)` to create a new message.
  */
 export const ClientEvent_PingSchema: GenMessage<ClientEvent_Ping> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 38, 1);
+  messageDesc(file_chat_v1_chat, 42, 1);
 
 /**
  * Valid only as the first event of a stream: catch up on these rooms
@@ -925,7 +1030,7 @@ export type ClientEvent_Resume = Message$1<"chat.v1.ClientEvent.Resume"> & {
  * Use `create(ClientEvent_ResumeSchema)` to create a new message.
  */
 export const ClientEvent_ResumeSchema: GenMessage<ClientEvent_Resume> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 38, 2);
+  messageDesc(file_chat_v1_chat, 42, 2);
 
 /**
  * What the server sends on ChatStream and Subscribe.
@@ -992,7 +1097,7 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
  * Use `create(ServerEventSchema)` to create a new message.
  */
 export const ServerEventSchema: GenMessage<ServerEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39);
+  messageDesc(file_chat_v1_chat, 43);
 
 /**
  * Always the first event of a stream.
@@ -1023,7 +1128,7 @@ export type ServerEvent_Ready = Message$1<"chat.v1.ServerEvent.Ready"> & {
  * Use `create(ServerEvent_ReadySchema)` to create a new message.
  */
 export const ServerEvent_ReadySchema: GenMessage<ServerEvent_Ready> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39, 0);
+  messageDesc(file_chat_v1_chat, 43, 0);
 
 /**
  * The acknowledgement of the caller's own ChatStream send; the sending
@@ -1048,7 +1153,7 @@ export type ServerEvent_Sent = Message$1<"chat.v1.ServerEvent.Sent"> & {
  * Use `create(ServerEvent_SentSchema)` to create a new message.
  */
 export const ServerEvent_SentSchema: GenMessage<ServerEvent_Sent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39, 1);
+  messageDesc(file_chat_v1_chat, 43, 1);
 
 /**
  * A user who shares a room with the caller came online or went offline.
@@ -1072,7 +1177,7 @@ export type ServerEvent_Presence = Message$1<"chat.v1.ServerEvent.Presence"> & {
  * Use `create(ServerEvent_PresenceSchema)` to create a new message.
  */
 export const ServerEvent_PresenceSchema: GenMessage<ServerEvent_Presence> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39, 2);
+  messageDesc(file_chat_v1_chat, 43, 2);
 
 /**
  * @generated from message chat.v1.ServerEvent.Typing
@@ -1094,7 +1199,7 @@ export type ServerEvent_Typing = Message$1<"chat.v1.ServerEvent.Typing"> & {
  * Use `create(ServerEvent_TypingSchema)` to create a new message.
  */
 export const ServerEvent_TypingSchema: GenMessage<ServerEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39, 3);
+  messageDesc(file_chat_v1_chat, 43, 3);
 
 /**
  * The answer to a ping; nonce 0 is the server's idle-stream heartbeat.
@@ -1113,7 +1218,7 @@ export type ServerEvent_Pong = Message$1<"chat.v1.ServerEvent.Pong"> & {
  * Use `create(ServerEvent_PongSchema)` to create a new message.
  */
 export const ServerEvent_PongSchema: GenMessage<ServerEvent_Pong> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39, 4);
+  messageDesc(file_chat_v1_chat, 43, 4);
 
 /**
  * A stream request failed; the stream goes on.
@@ -1146,7 +1251,7 @@ export type ServerEvent_Error = Message$1<"chat.v1.ServerEvent.Error"> & {
  * Use `create(ServerEvent_ErrorSchema)` to create a new message.
  */
 export const ServerEvent_ErrorSchema: GenMessage<ServerEvent_Error> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39, 5);
+  messageDesc(file_chat_v1_chat, 43, 5);
 
 /**
  * More messages were missed in a room than a resume sends: the stream
@@ -1172,7 +1277,7 @@ export type ServerEvent_Resync = Message$1<"chat.v1.ServerEvent.Resync"> & {
  * Use `create(ServerEvent_ResyncSchema)` to create a new message.
  */
 export const ServerEvent_ResyncSchema: GenMessage<ServerEvent_Resync> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39, 6);
+  messageDesc(file_chat_v1_chat, 43, 6);
 
 /**
  * @generated from enum chat.v1.RoomKind
@@ -1205,14 +1310,17 @@ export const RoomKindSchema: GenEnum<RoomKind> = /*@__PURE__*/
   enumDesc(file_chat_v1_chat, 0);
 
 /**
- * Accounts and sessions. Register, Login and Refresh need no token; Logout,
- * ListSessions and RevokeSession need `authorization: Bearer <access_token>`.
+ * Accounts and sessions. Register, Login and Refresh need no token; every
+ * other RPC needs `authorization: Bearer <access_token>`.
  *
  * @generated from service chat.v1.AuthService
  */
 export const AuthService: GenService<{
   /**
-   * Creates an account. Usernames are unique case-insensitively.
+   * Creates an account. Usernames are unique case-insensitively, and a name
+   * that looks like an existing one (Unicode TR39 confusables: `paypa1`
+   * beside `paypal`) is refused as too similar. A name is never reused,
+   * even after its account is deleted.
    *
    * @generated from rpc chat.v1.AuthService.Register
    */
@@ -1223,6 +1331,9 @@ export const AuthService: GenService<{
   },
   /**
    * Checks a password and opens a new session (one per device or login).
+   * Repeated failures back off per account and client address
+   * (RESOURCE_EXHAUSTED, saying how long to wait). A login beyond the
+   * server's sessions per user ends the oldest session.
    *
    * @generated from rpc chat.v1.AuthService.Login
    */
@@ -1274,9 +1385,9 @@ export const AuthService: GenService<{
   },
   /**
    * Deletes the caller's account, after checking its password again: every
-   * session is revoked and its streams end, the account leaves every room,
-   * and the username is free again. Its messages stay in history, sent by
-   * "[deleted]".
+   * session is revoked and its streams end, the account leaves every room.
+   * Its messages stay in history, sent by "[deleted]"; its username is never
+   * given to anyone else.
    *
    * @generated from rpc chat.v1.AuthService.DeleteAccount
    */
@@ -1284,6 +1395,29 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof DeleteAccountRequestSchema;
     output: typeof DeleteAccountResponseSchema;
+  },
+  /**
+   * Changes the caller's password, after checking the current one: every
+   * other session of the account is revoked and its streams end; the
+   * calling session stays.
+   *
+   * @generated from rpc chat.v1.AuthService.ChangePassword
+   */
+  changePassword: {
+    methodKind: "unary";
+    input: typeof ChangePasswordRequestSchema;
+    output: typeof ChangePasswordResponseSchema;
+  },
+  /**
+   * Revokes every session of the caller but the calling one ("log out other
+   * devices"); their streams end.
+   *
+   * @generated from rpc chat.v1.AuthService.RevokeOtherSessions
+   */
+  revokeOtherSessions: {
+    methodKind: "unary";
+    input: typeof RevokeOtherSessionsRequestSchema;
+    output: typeof RevokeOtherSessionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_chat, 0);
@@ -1296,7 +1430,8 @@ export const AuthService: GenService<{
  */
 export const ChatService: GenService<{
   /**
-   * Creates a group room; the creator is its first member.
+   * Creates a group room; the creator is its first member. Group room names
+   * are unique regardless of case (ALREADY_EXISTS).
    *
    * @generated from rpc chat.v1.ChatService.CreateRoom
    */
@@ -1326,7 +1461,8 @@ export const ChatService: GenService<{
     output: typeof LeaveRoomResponseSchema;
   },
   /**
-   * Every group room, and the caller's direct rooms.
+   * Every group room, and the caller's direct rooms (or only the rooms the
+   * caller is in), a page at a time.
    *
    * @generated from rpc chat.v1.ChatService.ListRooms
    */
@@ -1404,7 +1540,8 @@ export const ChatService: GenService<{
     output: typeof HistoryResponseSchema;
   },
   /**
-   * The online members of a room, or every online user when room_id is empty.
+   * The online members of a room, or, when room_id is empty, the online users
+   * who share a room with the caller.
    *
    * @generated from rpc chat.v1.ChatService.ListOnlineUsers
    */
