@@ -4,7 +4,7 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { AuthService, ChatService, type User } from "./gen/chat/v1/chat_pb";
+import { AuthService, ChatService, type Room, type User } from "./gen/chat/v1/chat_pb";
 
 /** Where the server is: this page's origin, or `?server=URL` for development. */
 export const serverUrl: string =
@@ -151,6 +151,28 @@ const transport = createGrpcWebTransport({
 
 export const authClient = createClient(AuthService, transport);
 export const chatClient = createClient(ChatService, transport);
+
+/** Rooms asked for per ListRooms page: the most the server gives at once. */
+const ROOMS_PAGE_SIZE = 1000;
+
+/**
+ * Every room ListRooms knows, following its pages until the last: one page
+ * alone would leave rooms out of the list once there are more than fit on it.
+ */
+export async function listAllRooms(): Promise<Room[]> {
+  const rooms: Room[] = [];
+  const seen = new Set<string>();
+  let pageToken = "";
+  for (;;) {
+    const res = await chatClient.listRooms({ pageSize: ROOMS_PAGE_SIZE, pageToken });
+    rooms.push(...res.rooms);
+    if (!res.nextPageToken) return rooms;
+    // A server that hands back a token twice would otherwise loop forever.
+    if (seen.has(res.nextPageToken)) throw new ConnectError("room list pages repeat", Code.Internal);
+    seen.add(res.nextPageToken);
+    pageToken = res.nextPageToken;
+  }
+}
 
 export function authFromLogin(res: {
   accessToken: string;

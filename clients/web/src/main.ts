@@ -17,6 +17,7 @@ import {
   chatClient,
   currentAuth,
   describe,
+  listAllRooms,
   refreshNow,
   saveAuth,
   setOnSessionLost,
@@ -33,6 +34,12 @@ const TYPING_SHOW_MS = 3_000;
 const MAX_BACKOFF_MS = 30_000;
 /** Send attempts before a message is shown as failed. */
 const SEND_ATTEMPTS = 5;
+/**
+ * The most rooms one Subscribe may resume (the server's MAX_CURSORS): it
+ * refuses the whole stream beyond that, and a person may be in more rooms
+ * (a thousand groups, and direct ones besides).
+ */
+const MAX_RESUME_CURSORS = 1000;
 
 /** A message on its way to the server; kept across reloads until it lands. */
 interface Pending {
@@ -474,9 +481,9 @@ async function boot(): Promise<void> {
 }
 
 async function refreshRooms(): Promise<void> {
-  const res = await attempt("Could not list rooms", () => chatClient.listRooms({}));
-  if (!res) return;
-  for (const room of res.rooms) addRoom(room, false);
+  const rooms = await attempt("Could not list rooms", listAllRooms);
+  if (!rooms) return;
+  for (const room of rooms) addRoom(room, false);
   renderRooms();
 }
 
@@ -954,9 +961,7 @@ async function runStream(): Promise<void> {
   while (gen === state.streamGen && currentAuth()) {
     const abort = new AbortController();
     state.streamAbort = abort;
-    const cursors = [...state.cursors]
-      .filter(([roomId]) => state.rooms.get(roomId)?.room.joined)
-      .map(([roomId, afterSeq]) => ({ roomId, afterSeq }));
+    const cursors = resumeCursors();
     try {
       for await (const ev of chatClient.subscribe({ cursors }, { signal: abort.signal })) {
         if (gen !== state.streamGen) return;
@@ -991,6 +996,23 @@ async function runStream(): Promise<void> {
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     }
   }
+}
+
+/**
+ * Where to resume each joined room, at most MAX_RESUME_CURSORS of them:
+ * the open room first, then the rooms whose messages are on screen. Live
+ * messages come for every room regardless; a room left out misses only
+ * the replay of what was sent while the stream was down, which History
+ * brings when it is opened and the next room list marks unread.
+ */
+function resumeCursors(): { roomId: string; afterSeq: bigint }[] {
+  const rank = (roomId: string) =>
+    roomId === state.activeRoomId ? 0 : state.rooms.get(roomId)?.messages.size ? 1 : 2;
+  return [...state.cursors]
+    .filter(([roomId]) => state.rooms.get(roomId)?.room.joined)
+    .sort(([a], [b]) => rank(a) - rank(b))
+    .slice(0, MAX_RESUME_CURSORS)
+    .map(([roomId, afterSeq]) => ({ roomId, afterSeq }));
 }
 
 function setConnection(c: typeof state.connection): void {

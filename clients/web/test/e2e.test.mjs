@@ -228,6 +228,60 @@ async function waitForMessage(page, text) {
     .waitFor({ state: "visible" });
 }
 
+/** The access token the page keeps, to call the API from this process as its user. */
+async function accessToken(page) {
+  return page.evaluate(() => JSON.parse(localStorage.getItem("chat.auth")).accessToken);
+}
+
+/** A protobuf varint. */
+function varint(n) {
+  const bytes = [];
+  while (n > 0x7f) {
+    bytes.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  bytes.push(n);
+  return Buffer.from(bytes);
+}
+
+/** A protobuf message whose fields are all strings: `{ 1: "general" }`. */
+function stringFields(fields) {
+  return Buffer.concat(
+    Object.entries(fields).flatMap(([number, value]) => {
+      const bytes = Buffer.from(value, "utf8");
+      return [varint((Number(number) << 3) | 2), varint(bytes.length), bytes];
+    }),
+  );
+}
+
+/**
+ * Calls a unary method over grpc-web from this process, as the browser
+ * does, and resolves to its grpc-status and grpc-message.
+ */
+async function grpcWebCall(address, method, request, token) {
+  const frame = Buffer.concat([Buffer.from([0]), Buffer.alloc(4), request]);
+  frame.writeUInt32BE(request.length, 1);
+  const res = await fetch(`http://${address}/${method}`, {
+    method: "POST",
+    headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", authorization: `Bearer ${token}` },
+    body: frame,
+  });
+  assert.equal(res.status, 200, `${method}: HTTP ${res.status}`);
+  const body = Buffer.from(await res.arrayBuffer());
+  let status = res.headers.get("grpc-status");
+  let message = res.headers.get("grpc-message") ?? "";
+  for (let i = 0; i + 5 <= body.length; ) {
+    const len = body.readUInt32BE(i + 1);
+    if (body[i] & 0x80) {
+      const trailers = body.subarray(i + 5, i + 5 + len).toString("utf8");
+      status = /grpc-status:\s*(\d+)/i.exec(trailers)?.[1] ?? status;
+      message = /grpc-message:\s*(.*)/i.exec(trailers)?.[1]?.trim() ?? message;
+    }
+    i += 5 + len;
+  }
+  return { status: Number(status), message: decodeURIComponent(message) };
+}
+
 before(() => {
   mkdirSync(artifacts, { recursive: true });
 });
@@ -572,4 +626,79 @@ test("the app is served under a strict Content-Security-Policy, and a breach of 
     await page.waitForTimeout(100);
   }
   await assert.rejects(assertNoCspViolations(csp, [page]), /Content-Security-Policy/);
+});
+
+test("every room shows, however many ListRooms pages it takes, and all stay live", { timeout: 180_000 }, async () => {
+  // One more room than the largest ListRooms page, and than one Subscribe
+  // may resume: Pat is a member of every one (the server lets a member
+  // have that many here; by default 1000 groups, and direct rooms besides).
+  const ROOMS = 1001;
+  const { address, appUrl } = await startServer("many-rooms", [
+    "--room-create-rate",
+    "0",
+    "--max-rooms-per-user",
+    "2000",
+  ]);
+  const errors = [];
+  const csp = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const password = "correct horse battery";
+  const patCtx = await launch(csp);
+  const quinnCtx = await launch(csp);
+  const p = await openPage(patCtx, errors, "pat", appUrl);
+  const q = await openPage(quinnCtx, errors, "quinn", appUrl);
+  await register(p, `pat_${suffix}`, password);
+  await register(q, `quinn_${suffix}`, password);
+
+  // Pat creates the rooms through the API, a few calls at a time.
+  const token = await accessToken(p);
+  const names = Array.from({ length: ROOMS }, (_, i) => `bulk-${suffix}-${String(i + 1).padStart(4, "0")}`);
+  const queue = [...names];
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let name = queue.shift(); name; name = queue.shift()) {
+        const res = await grpcWebCall(address, "chat.v1.ChatService/CreateRoom", stringFields({ 1: name }), token);
+        assert.equal(res.status, 0, `CreateRoom ${name}: ${res.message}`);
+      }
+    }),
+  );
+  const count = (page, testId) =>
+    page.evaluate((id) => document.querySelectorAll(`[data-testid="${id}"]`).length, testId);
+
+  // Quinn, in none of them, finds every one under "Browse rooms": the app
+  // asks for pages of 1000 (field 1, varint 1000) and follows the token to
+  // the last page.
+  const listRooms = [];
+  q.on("request", (r) => r.url().endsWith("/chat.v1.ChatService/ListRooms") && listRooms.push(r.postDataBuffer()));
+  await byTestId(q, "browse-rooms").click();
+  await q.waitForFunction((n) => document.querySelectorAll('[data-testid="browse-room"]').length === n, ROOMS);
+  for (const name of [names[0], names[999], names[1000]]) {
+    await q.locator(`[data-testid="browse-room"][data-room-name="${name}"]`).waitFor({ state: "attached" });
+  }
+  assert.ok(listRooms.length >= 2, `ListRooms was called ${listRooms.length} times`);
+  assert.deepEqual([...listRooms[0].subarray(5, 8)], [0x08, 0xe8, 0x07], "page_size 1000");
+
+  // Pat, after a reload, has every room in the room list, and a live
+  // stream although it cannot resume them all.
+  await p.reload();
+  await assertText(byTestId(p, "me"), `pat_${suffix}`);
+  await p.waitForFunction((n) => document.querySelectorAll('[data-testid="room"]').length === n, ROOMS);
+  await assertText(byTestId(p, "connection"), "online");
+  await assertText(byTestId(p, "room-title"), `# ${names[0]}`);
+
+  // Quinn joins the last room and writes: Pat's list marks it unread, then
+  // it opens with the message.
+  await q.locator(`[data-testid="browse-room"][data-room-name="${names[1000]}"] [data-testid="join-room"]`).click();
+  await assertText(byTestId(q, "room-title"), `# ${names[1000]}`);
+  await send(q, "hello from the last room");
+  const last = p.locator(`[data-testid="room"][data-room-name="${names[1000]}"]`);
+  await last.and(p.locator('[data-unread="true"]')).waitFor();
+  await last.click();
+  await waitForMessage(p, "hello from the last room");
+  assert.equal(await count(p, "room"), ROOMS);
+
+  assert.deepEqual(await byTestId(p, "error").allInnerTexts(), [], "no error shown to Pat");
+  assert.deepEqual(await byTestId(q, "error").allInnerTexts(), [], "no error shown to Quinn");
+  assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [p, q]);
 });
