@@ -1,5 +1,9 @@
 //! The `chat` command-line client: one subcommand per thing a person does,
 //! and `live` for an interactive chat in the terminal.
+//!
+//! Everything from the server that it prints (message text, usernames, room
+//! names, error messages) goes through `terminal::escape`, so control and
+//! bidi characters in it show as escapes instead of acting on the terminal.
 
 use std::io::Write;
 
@@ -10,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::pb::{self, client_event, server_event, RoomKind};
-use crate::{AuthorizedChat, Client, Cursors};
+use crate::terminal::escape;
+use crate::{AuthorizedChat, Client, Cursors, ListRooms};
 
 /// Chat from the terminal.
 #[derive(Parser, Debug)]
@@ -33,8 +38,16 @@ pub struct Cli {
 pub enum Command {
     /// Creates the account --user with --password.
     Register,
-    /// Lists the rooms you can see.
-    Rooms,
+    /// Lists the rooms you can see: every group room and your direct rooms.
+    Rooms {
+        /// Only the rooms you are in.
+        #[arg(long)]
+        joined: bool,
+        /// Rooms asked of the server per call (0: its default, 100; at most
+        /// 1000). Every page is listed whatever the size.
+        #[arg(long, default_value_t = 1000)]
+        page_size: u32,
+    },
     /// Creates a group room (you join it).
     CreateRoom { name: String },
     /// Joins a group room, by name or id.
@@ -56,6 +69,15 @@ pub enum Command {
     /// Chats live in a room: prints what happens there, sends each line you
     /// type; ends at end of input.
     Live { room: String },
+    /// Changes your password (--password is the current one); every other
+    /// session of yours ends.
+    Passwd {
+        /// The new password (better given through the environment).
+        #[arg(long, env = "CHAT_NEW_PASSWORD", hide_env_values = true)]
+        new_password: String,
+    },
+    /// Ends every other session of yours ("log out other devices").
+    LogoutOthers,
 }
 
 /// Runs one command, reading typed lines from `input` and printing to `out`.
@@ -85,8 +107,12 @@ pub async fn run(
     let mut chat = client.chat().await.map_err(status)?;
     match cli.command {
         Command::Register => unreachable!("handled above"),
-        Command::Rooms => {
-            for room in list_rooms(&mut chat).await? {
+        Command::Rooms { joined, page_size } => {
+            let options = ListRooms {
+                page_size,
+                joined_only: joined,
+            };
+            for room in client.list_rooms(options).await.map_err(status)? {
                 let kind = if room.kind == RoomKind::Direct as i32 {
                     "direct"
                 } else {
@@ -96,7 +122,9 @@ pub async fn run(
                 writeln!(
                     out,
                     "{}\t{kind}\t{joined}\t{} messages\t{}",
-                    room.name, room.last_seq, room.id
+                    escape(&room.name),
+                    room.last_seq,
+                    escape(&room.id)
                 )?;
             }
         }
@@ -108,12 +136,17 @@ pub async fn run(
                 .into_inner()
                 .room
                 .ok_or_else(|| anyhow!("the server sent no room"))?;
-            writeln!(out, "created room {} ({})", room.name, room.id)?;
+            writeln!(
+                out,
+                "created room {} ({})",
+                escape(&room.name),
+                escape(&room.id)
+            )?;
         }
         Command::Join { room } => {
-            let room = find_room(&mut chat, &room).await?;
+            let room = find_room(&client, &room).await?;
             join(&mut chat, &room).await?;
-            writeln!(out, "joined {}", room.name)?;
+            writeln!(out, "joined {}", escape(&room.name))?;
         }
         Command::Dm { username } => {
             let room = chat
@@ -123,10 +156,15 @@ pub async fn run(
                 .into_inner()
                 .room
                 .ok_or_else(|| anyhow!("the server sent no room"))?;
-            writeln!(out, "direct room with {} ({})", room.name, room.id)?;
+            writeln!(
+                out,
+                "direct room with {} ({})",
+                escape(&room.name),
+                escape(&room.id)
+            )?;
         }
         Command::Send { room, text } => {
-            let room = find_room(&mut chat, &room).await?;
+            let room = find_room(&client, &room).await?;
             let message = chat
                 .send_message(pb::SendMessageRequest {
                     room_id: room.id,
@@ -138,10 +176,10 @@ pub async fn run(
                 .into_inner()
                 .message
                 .ok_or_else(|| anyhow!("the server sent no message"))?;
-            writeln!(out, "sent #{} to {}", message.seq, room.name)?;
+            writeln!(out, "sent #{} to {}", message.seq, escape(&room.name))?;
         }
         Command::History { room, limit } => {
-            let room = find_room(&mut chat, &room).await?;
+            let room = find_room(&client, &room).await?;
             let history = chat
                 .history(pb::HistoryRequest {
                     room_id: room.id,
@@ -156,11 +194,27 @@ pub async fn run(
             }
         }
         Command::Live { room } => {
-            let room = find_room(&mut chat, &room).await?;
+            let room = find_room(&client, &room).await?;
             if !room.joined {
                 join(&mut chat, &room).await?;
             }
             live(&mut chat, &room, input, out).await?;
+        }
+        Command::Passwd { new_password } => {
+            client
+                .change_password(&cli.password, &new_password)
+                .await
+                .map_err(status)?;
+            writeln!(
+                out,
+                "password changed for {}; your other sessions ended",
+                escape(&cli.user)
+            )?;
+        }
+        Command::LogoutOthers => {
+            let revoked = client.revoke_other_sessions().await.map_err(status)?;
+            let plural = if revoked == 1 { "" } else { "s" };
+            writeln!(out, "ended {revoked} other session{plural}")?;
         }
     }
     Ok(())
@@ -227,13 +281,16 @@ async fn live(
 
 /// One line for an event, or nothing for events not worth showing.
 fn show_event(event: &server_event::Event, room_id: &str) -> Option<String> {
-    let name = |user: &Option<pb::User>| user.as_ref().map_or("?".into(), |u| u.username.clone());
+    let name = |user: &Option<pb::User>| {
+        user.as_ref()
+            .map_or("?".into(), |u| escape(&u.username).into_owned())
+    };
     match event {
         server_event::Event::Ready(ready) => {
             let online: Vec<_> = ready
                 .online_users
                 .iter()
-                .map(|u| u.username.as_str())
+                .map(|u| escape(&u.username))
                 .collect();
             Some(format!(
                 "* connected as {}; online: {}",
@@ -257,7 +314,7 @@ fn show_event(event: &server_event::Event, room_id: &str) -> Option<String> {
         server_event::Event::Typing(typing) if typing.room_id == room_id => {
             Some(format!("* {} is typing", name(&typing.user)))
         }
-        server_event::Event::Error(error) => Some(format!("! {}", error.message)),
+        server_event::Event::Error(error) => Some(format!("! {}", escape(&error.message))),
         _ => None,
     }
 }
@@ -273,36 +330,19 @@ fn show_message(message: &pb::Message) -> String {
         secs / 3600,
         secs / 60 % 60,
         secs % 60,
-        message.sender.as_ref().map_or("?", |u| u.username.as_str()),
-        message.text
+        escape(message.sender.as_ref().map_or("?", |u| u.username.as_str())),
+        escape(&message.text)
     )
 }
 
-/// Every room the server lists, page after page.
-async fn list_rooms(chat: &mut AuthorizedChat) -> anyhow::Result<Vec<pb::Room>> {
-    let mut rooms = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = chat
-            .list_rooms(pb::ListRoomsRequest {
-                page_size: 1000,
-                page_token,
-                joined_only: false,
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        rooms.extend(page.rooms);
-        if page.next_page_token.is_empty() {
-            return Ok(rooms);
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-/// A room by id, or by name (a direct room is named after the other user).
-async fn find_room(chat: &mut AuthorizedChat, name_or_id: &str) -> anyhow::Result<pb::Room> {
-    let rooms = list_rooms(chat).await?;
+/// A room by id, or by name (a direct room is named after the other user),
+/// from every page of the rooms the server lists.
+async fn find_room(client: &Client, name_or_id: &str) -> anyhow::Result<pb::Room> {
+    let every_room = ListRooms {
+        page_size: 1000,
+        joined_only: false,
+    };
+    let rooms = client.list_rooms(every_room).await.map_err(status)?;
     rooms
         .iter()
         .find(|room| room.id == name_or_id)
@@ -322,5 +362,66 @@ async fn join(chat: &mut AuthorizedChat, room: &pb::Room) -> anyhow::Result<()> 
 
 /// A refusal as the person should read it: the server's own words.
 fn status(status: tonic::Status) -> anyhow::Error {
-    anyhow!("{:?}: {}", status.code(), status.message())
+    anyhow!("{:?}: {}", status.code(), escape(status.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Option<pb::User> {
+        Some(pb::User {
+            id: "u1".into(),
+            username: name.into(),
+        })
+    }
+
+    #[test]
+    fn messages_print_with_their_control_characters_escaped() {
+        let message = pb::Message {
+            room_id: "r1".into(),
+            sender: user("bob\x1b[31m"),
+            text: "hi\r\x1b[2Kalice: send me your password\u{202e}".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            show_message(&message),
+            "[00:00:00] bob\\x1b[31m: hi\\x0d\\x1b[2Kalice: send me your password\\u202e"
+        );
+        let multiline = pb::Message {
+            sender: user("bob"),
+            text: "a\n\tb 👋".into(),
+            ..Default::default()
+        };
+        assert_eq!(show_message(&multiline), "[00:00:00] bob: a\n\tb 👋");
+    }
+
+    #[test]
+    fn events_print_names_and_errors_escaped() {
+        let presence = server_event::Event::Presence(server_event::Presence {
+            user: user("eve\x07"),
+            online: true,
+        });
+        assert_eq!(
+            show_event(&presence, "r1").as_deref(),
+            Some("* eve\\x07 is online")
+        );
+        let ready = server_event::Event::Ready(server_event::Ready {
+            user: user("me\0"),
+            online_users: vec![user("a\u{2066}").unwrap(), user("b").unwrap()],
+            ..Default::default()
+        });
+        assert_eq!(
+            show_event(&ready, "r1").as_deref(),
+            Some("* connected as me\\x00; online: a\\u2066, b")
+        );
+        let error = server_event::Event::Error(server_event::Error {
+            message: "bad \x1b]0;x\x07".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            show_event(&error, "r1").as_deref(),
+            Some("! bad \\x1b]0;x\\x07")
+        );
+    }
 }

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
@@ -14,6 +15,16 @@ use crate::resume::{AuthorizedChat, BearerToken, Cursors, ResumingSubscription};
 
 /// A token this close to expiry is refreshed before it is used.
 const REFRESH_AHEAD: Duration = Duration::from_secs(60);
+
+/// What `Client::list_rooms` asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListRooms {
+    /// Rooms per call: 0 means the server's default (100); the server caps
+    /// it at 1000. Only the number of round trips depends on it.
+    pub page_size: u32,
+    /// Only the rooms the caller is a member of.
+    pub joined_only: bool,
+}
 
 /// What a login gives.
 #[derive(Clone, Debug)]
@@ -144,6 +155,93 @@ impl Client {
             self.refresh().await?;
         }
         BearerToken::new(&self.session().ok_or_else(not_logged_in)?.access_token)
+    }
+
+    /// Changes the account's password after the server checks the current
+    /// one. Every other session of the account ends; this one goes on.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED "wrong password" when `current` is wrong;
+    /// INVALID_ARGUMENT when `new` is not an acceptable password.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), Status> {
+        self.auth()
+            .await?
+            .change_password(pb::ChangePasswordRequest {
+                current_password: current.into(),
+                new_password: new.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of the account but this one ("log out other
+    /// devices"); returns how many ended.
+    ///
+    /// # Errors
+    /// As `token`, or the server's status.
+    pub async fn revoke_other_sessions(&self) -> Result<u32, Status> {
+        Ok(self
+            .auth()
+            .await?
+            .revoke_other_sessions(pb::RevokeOtherSessionsRequest {})
+            .await?
+            .into_inner()
+            .revoked)
+    }
+
+    /// Every group room and the caller's direct rooms (or, with
+    /// `joined_only`, the rooms the caller is in), in order of creation.
+    /// ListRooms answers a page at a time; this follows the pages to the
+    /// last.
+    ///
+    /// # Errors
+    /// As `token`, or the server's status.
+    pub async fn list_rooms(&self, options: ListRooms) -> Result<Vec<pb::Room>, Status> {
+        let mut chat = self.chat().await?;
+        let mut rooms = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = chat
+                .list_rooms(pb::ListRoomsRequest {
+                    page_size: options.page_size,
+                    page_token,
+                    joined_only: options.joined_only,
+                })
+                .await?
+                .into_inner();
+            rooms.extend(page.rooms);
+            if page.next_page_token.is_empty() {
+                return Ok(rooms);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Cursors at the newest message of every room the caller is in: a
+    /// subscription from them gets only what is sent from now on.
+    ///
+    /// # Errors
+    /// As `list_rooms`.
+    pub async fn cursors_at_newest(&self) -> Result<Cursors, Status> {
+        let mut cursors = Cursors::default();
+        let joined = ListRooms {
+            page_size: 1000,
+            joined_only: true,
+        };
+        for room in self.list_rooms(joined).await? {
+            cursors.track(&room.id, room.last_seq);
+        }
+        Ok(cursors)
+    }
+
+    /// An AuthService client carrying the session's token.
+    async fn auth(
+        &self,
+    ) -> Result<AuthServiceClient<InterceptedService<Channel, BearerToken>>, Status> {
+        Ok(AuthServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.token().await?,
+        ))
     }
 
     /// A ChatService client carrying the session's token.

@@ -8,12 +8,14 @@
 //!   that reconnects and resumes without losing or repeating a message.
 //! - `cli`: the `chat` command-line client, as a library so it can be
 //!   embedded and tested.
+//! - `terminal`: server text made safe to print on a terminal.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 mod client;
 pub mod resume;
+pub mod terminal;
 
 /// The generated `chat.v1` code.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -21,5 +23,5 @@ pub mod pb {
     tonic::include_proto!("chat.v1");
 }
 
-pub use client::{Client, Session};
+pub use client::{Client, ListRooms, Session};
 pub use resume::{AuthorizedChat, BearerToken, Cursors, ResumingSubscription};
