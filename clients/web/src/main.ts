@@ -1103,12 +1103,17 @@ function showChat(): void {
   el.sessions.hidden = true;
 }
 
+/**
+ * The sessions page: where this account is logged in, and the ways to end
+ * other logins (one at a time, all at once, or by changing the password).
+ */
 async function showSessions(): Promise<void> {
   state.view = "sessions";
   el.main.hidden = true;
   el.sessions.hidden = false;
   closeDrawer();
   clear(el.sessions);
+  const list = h("ul", { class: "session-list", "data-testid": "sessions", "aria-label": "Sessions" });
   el.sessions.append(
     h(
       "div",
@@ -1117,12 +1122,20 @@ async function showSessions(): Promise<void> {
       h("button", { "data-testid": "sessions-close", onclick: () => showChat() }, "Back to chat"),
     ),
     h("p", { class: "muted" }, "Every device or browser where you are logged in."),
+    list,
+    otherDevicesSection(list),
+    changePasswordForm(list),
   );
+  await renderSessionList(list);
+}
+
+/** Fetches the sessions again and shows them in `list`. */
+async function renderSessionList(list: HTMLElement): Promise<void> {
   const res = await attempt("Could not list sessions", () => authClient.listSessions({}));
   if (!res) return;
-  const list = h("ul", { class: "session-list", "data-testid": "sessions" });
   const fmt = (t?: { seconds: bigint; nanos: number }) =>
     t ? timestampDate(t as Parameters<typeof timestampDate>[0]).toLocaleString() : "—";
+  clear(list);
   for (const s of res.sessions as Session[]) {
     list.append(
       h(
@@ -1148,7 +1161,7 @@ async function showSessions(): Promise<void> {
                 saveAuth(null);
                 renderLogin("This session was revoked. Log in again.");
               } else {
-                void showSessions();
+                void renderSessionList(list);
               }
             },
           },
@@ -1157,7 +1170,143 @@ async function showSessions(): Promise<void> {
       ),
     );
   }
-  el.sessions.append(list);
+}
+
+/** A status line under a form: what happened, in words, read out by screen readers. */
+function formStatus(testId: string): { node: HTMLElement; say: (text: string, bad?: boolean) => void } {
+  const node = h("p", { class: "form-status", role: "status", "data-testid": testId });
+  return {
+    node,
+    say: (text, bad = false) => {
+      node.className = bad ? "form-status bad" : "form-status";
+      node.textContent = text;
+    },
+  };
+}
+
+/** "Log out other devices": ends every session but this one. */
+function otherDevicesSection(list: HTMLElement): HTMLElement {
+  const status = formStatus("revoke-others-status");
+  const button = h(
+    "button",
+    {
+      type: "button",
+      "data-testid": "revoke-others",
+      onclick: async () => {
+        button.disabled = true;
+        status.say("Logging out your other devices…");
+        try {
+          const { revoked } = await authClient.revokeOtherSessions({});
+          status.say(
+            revoked === 0
+              ? "No other device was logged in."
+              : `Logged out ${revoked} other device${revoked === 1 ? "" : "s"}.`,
+          );
+          await renderSessionList(list);
+        } catch (e) {
+          status.say(`Could not log out your other devices: ${describe(e)}`, true);
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+    "Log out other devices",
+  ) as HTMLButtonElement;
+  return h(
+    "section",
+    { class: "account-section", "aria-labelledby": "other-devices-heading" },
+    h("h3", { id: "other-devices-heading" }, "Other devices"),
+    h("p", { class: "muted" }, "Ends every session but this one, say after using a shared computer."),
+    button,
+    status.node,
+  );
+}
+
+/**
+ * "Change password": needs the current password, so that someone holding
+ * only this browser's tokens cannot take the account; every other session
+ * ends with it.
+ */
+function changePasswordForm(list: HTMLElement): HTMLElement {
+  const current = h("input", {
+    id: "current-password",
+    name: "current-password",
+    type: "password",
+    autocomplete: "current-password",
+    required: true,
+    "data-testid": "current-password",
+  }) as HTMLInputElement;
+  const next = h("input", {
+    id: "new-password",
+    name: "new-password",
+    type: "password",
+    autocomplete: "new-password",
+    required: true,
+    minlength: 8,
+    "aria-describedby": "new-password-hint",
+    "data-testid": "new-password",
+  }) as HTMLInputElement;
+  const submit = h(
+    "button",
+    { type: "submit", class: "primary", "data-testid": "change-password-submit" },
+    "Change password",
+  ) as HTMLButtonElement;
+  const status = formStatus("password-status");
+  return h(
+    "form",
+    {
+      class: "account-section account-form",
+      "data-testid": "change-password-form",
+      "aria-labelledby": "change-password-heading",
+      onsubmit: async (ev: Event) => {
+        ev.preventDefault();
+        submit.disabled = true;
+        current.removeAttribute("aria-invalid");
+        next.removeAttribute("aria-invalid");
+        status.say("Changing your password…");
+        try {
+          await authClient.changePassword({ currentPassword: current.value, newPassword: next.value });
+          current.value = "";
+          next.value = "";
+          status.say("Password changed. Your other devices were logged out.");
+          await renderSessionList(list);
+        } catch (e) {
+          const err = ConnectError.from(e);
+          if (err.code === Code.PermissionDenied) {
+            status.say("The current password is wrong. Your password was not changed.", true);
+            current.setAttribute("aria-invalid", "true");
+            current.select();
+            current.focus();
+          } else if (err.code === Code.InvalidArgument) {
+            status.say(`The new password was refused: ${describe(err)}`, true);
+            next.setAttribute("aria-invalid", "true");
+            next.focus();
+          } else {
+            status.say(`Could not change your password: ${describe(err)}`, true);
+          }
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    h("h3", { id: "change-password-heading" }, "Change password"),
+    // For password managers: whose password this is.
+    h("input", {
+      type: "text",
+      name: "username",
+      autocomplete: "username",
+      value: currentAuth()?.user.username ?? "",
+      readonly: true,
+      hidden: true,
+    }),
+    h("label", { for: "current-password" }, "Current password"),
+    current,
+    h("label", { for: "new-password" }, "New password"),
+    next,
+    h("p", { id: "new-password-hint", class: "muted small" }, "At least 8 characters. Your other devices will be logged out."),
+    h("div", { class: "row" }, submit),
+    status.node,
+  );
 }
 
 async function logout(): Promise<void> {

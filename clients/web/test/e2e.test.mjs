@@ -702,3 +702,102 @@ test("every room shows, however many ListRooms pages it takes, and all stay live
   assert.deepEqual(errors, [], "no console errors");
   await assertNoCspViolations(csp, [p, q]);
 });
+
+/** Opens the sessions page and waits for its list. */
+async function openSessions(page) {
+  await byTestId(page, "sessions-button").click();
+  await page.locator('[data-testid="session"][data-current="true"]').waitFor();
+}
+
+/** Logs in on the login page; the chat shows, live. */
+async function logIn(page, username, password) {
+  await byTestId(page, "login-username").fill(username);
+  await byTestId(page, "login-password").fill(password);
+  await byTestId(page, "login-submit").click();
+  await assertText(byTestId(page, "me"), username);
+  await assertText(byTestId(page, "connection"), "online");
+}
+
+/** The other device is back at the login page, told why, within a few seconds. */
+async function assertLoggedOut(page) {
+  const opts = { timeout: 8_000 };
+  await byTestId(page, "login-submit").waitFor(opts);
+  await byTestId(page, "auth-status").filter({ hasText: "session ended" }).waitFor(opts);
+  assert.equal(await page.evaluate(() => localStorage.getItem("chat.auth")), null, "its tokens are gone");
+}
+
+test("changing the password or logging out other devices ends every other session, not this one", { timeout: 180_000 }, async () => {
+  const { appUrl } = await startServer("password");
+  const errors = [];
+  const csp = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const gina = `gina_${suffix}`;
+  const oldPassword = "correct horse battery";
+  const newPassword = "staple battery horse";
+  const room = `secure-${suffix}`;
+
+  const laptopCtx = await launch(csp);
+  const phoneCtx = await launch(csp);
+  const laptop = await openPage(laptopCtx, errors, "laptop", appUrl);
+  const phone = await openPage(phoneCtx, errors, "phone", appUrl);
+  await register(laptop, gina, oldPassword);
+  await logIn(phone, gina, oldPassword);
+  await openSessions(laptop);
+  await laptop.waitForFunction(() => document.querySelectorAll('[data-testid="session"]').length === 2);
+
+  // A wrong current password: said so, nothing changes. The form is used
+  // with the keyboard alone, its fields found by their labels.
+  await laptop.getByLabel("Current password").focus();
+  await laptop.keyboard.type("not my password");
+  await laptop.keyboard.press("Tab");
+  assert.equal(await laptop.evaluate(() => document.activeElement.id), "new-password");
+  await laptop.keyboard.type(newPassword);
+  await laptop.keyboard.press("Enter");
+  await assertText(byTestId(laptop, "password-status"), "The current password is wrong");
+  assert.equal(await laptop.getByLabel("Current password").getAttribute("aria-invalid"), "true");
+  assert.equal(await laptop.evaluate(() => document.activeElement.id), "current-password");
+  await assertText(byTestId(phone, "connection"), "online");
+
+  // The right one: the password changes and the phone is logged out.
+  await laptop.keyboard.type(oldPassword);
+  await laptop.keyboard.press("Enter");
+  await assertText(byTestId(laptop, "password-status"), "Password changed. Your other devices were logged out.");
+  await laptop.waitForFunction(() => document.querySelectorAll('[data-testid="session"]').length === 1);
+  assert.equal(await laptop.getByLabel("Current password").inputValue(), "", "the fields are emptied");
+  await assertLoggedOut(phone);
+  await laptop.screenshot({ path: path.join(artifacts, "change-password.png") });
+
+  // The old password no longer logs in; the new one does.
+  await byTestId(phone, "login-username").fill(gina);
+  await byTestId(phone, "login-password").fill(oldPassword);
+  await byTestId(phone, "login-submit").click();
+  await byTestId(phone, "auth-status").filter({ hasText: /invalid|incorrect|wrong/i }).waitFor();
+  await logIn(phone, gina, newPassword);
+
+  // "Log out other devices" ends the phone's session again, and says so.
+  await byTestId(laptop, "sessions-close").click();
+  await openSessions(laptop);
+  await laptop.waitForFunction(() => document.querySelectorAll('[data-testid="session"]').length === 2);
+  await byTestId(laptop, "revoke-others").focus();
+  await laptop.keyboard.press("Enter");
+  await assertText(byTestId(laptop, "revoke-others-status"), "Logged out 1 other device.");
+  await laptop.waitForFunction(() => document.querySelectorAll('[data-testid="session"]').length === 1);
+  await laptop.locator('[data-testid="session"][data-current="true"]').waitFor();
+  await assertLoggedOut(phone);
+
+  // The laptop goes on working: its stream is live and its calls succeed.
+  await byTestId(laptop, "sessions-close").click();
+  await assertText(byTestId(laptop, "connection"), "online");
+  await byTestId(laptop, "create-room-name").fill(room);
+  await byTestId(laptop, "create-room-submit").click();
+  await assertText(byTestId(laptop, "room-title"), `# ${room}`);
+  await send(laptop, "still logged in here");
+  await byTestId(laptop, "sessions-button").click();
+  await byTestId(laptop, "revoke-others").click();
+  await assertText(byTestId(laptop, "revoke-others-status"), "No other device was logged in.");
+
+  assert.deepEqual(await byTestId(laptop, "error").allInnerTexts(), [], "no error shown on the laptop");
+  assert.deepEqual(await byTestId(phone, "error").allInnerTexts(), [], "no error shown on the phone");
+  assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [laptop, phone]);
+});
