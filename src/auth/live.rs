@@ -67,9 +67,16 @@ impl LiveSessions {
         (entry.user.id == user_id && entry.checked.elapsed() < self.ttl).then(|| entry.user.clone())
     }
 
-    /// Call before reading the session from the database.
+    /// Call before looking the session up (here or in the database).
     pub fn begin(&self) -> Lookup {
         Lookup(self.revocations.load(Ordering::Acquire))
+    }
+
+    /// Whether any session was revoked since `lookup` began. A stream
+    /// opened with a session that was live at `lookup` checks this once it
+    /// is registered: a revocation since may have missed it.
+    pub fn revoked_since(&self, lookup: Lookup) -> bool {
+        self.revocations.load(Ordering::Acquire) != lookup.0
     }
 
     /// Remembers a session the database found live, unless a revocation
@@ -103,8 +110,12 @@ impl LiveSessions {
 
     /// Forgets a revoked session.
     pub fn revoke(&self, session_id: SessionId) {
+        let mut entries = self.lock();
+        // Counted under the lock that `get` takes: a lookup whose `begin`
+        // came before this count sees it moved; one whose `begin` came
+        // after finds the entry gone, since its `get` waits for this lock.
         self.revocations.fetch_add(1, Ordering::AcqRel);
-        self.lock().remove(&session_id);
+        entries.remove(&session_id);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry>> {
@@ -168,6 +179,16 @@ mod tests {
         assert!(live.get(session, alice.id).is_none());
         live.remember(live.begin(), session, alice.clone());
         assert!(live.get(session, alice.id).is_some());
+    }
+
+    #[test]
+    fn a_revocation_is_seen_by_lookups_that_began_before_it() {
+        let live = LiveSessions::new(TTL);
+        let before = live.begin();
+        assert!(!live.revoked_since(before));
+        live.revoke(SessionId::new());
+        assert!(live.revoked_since(before));
+        assert!(!live.revoked_since(live.begin()));
     }
 
     #[test]

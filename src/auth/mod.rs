@@ -25,6 +25,10 @@ pub struct Principal {
     pub session_id: SessionId,
     /// When the caller's access token expires; streams end then.
     pub expires_at: Timestamp,
+    /// The count of revocations before the session was found live: a
+    /// stream checks it again once registered (`stream::open`), since a
+    /// revocation meanwhile found no stream to end.
+    pub revocations: live::Lookup,
 }
 
 /// Checks the `authorization: Bearer <token>` metadata of a call.
@@ -40,10 +44,13 @@ pub async fn authenticate(
 ) -> Result<Principal> {
     let token = bearer_token(metadata)?;
     let subject = tokens.verify(token)?;
+    // Before the cache, not only before the database: a revocation counted
+    // after this is seen by `revoked_since`, one counted before has removed
+    // the cache entry and reached the database.
+    let lookup = live.begin();
     let user = match live.get(subject.session_id, subject.user_id) {
         Some(user) => user,
         None => {
-            let lookup = live.begin();
             let user = store
                 .live_session(subject.session_id, subject.user_id, Timestamp::now())
                 .await?
@@ -56,6 +63,7 @@ pub async fn authenticate(
         user,
         session_id: subject.session_id,
         expires_at: subject.expires_at,
+        revocations: lookup,
     })
 }
 

@@ -51,6 +51,7 @@ pub async fn open(state: &AppState, principal: &Principal, hold: bool) -> Result
         principal.expires_at,
         hold,
     )?;
+    recheck_session(state, principal).await?;
     // Registered first, so a room joined while the list loads is not missed.
     let rooms = state.store.room_positions_of(principal.user.id).await?;
     state.hub.activate(id, &rooms);
@@ -67,6 +68,45 @@ pub async fn open(state: &AppState, principal: &Principal, hold: bool) -> Result
         outbound,
         catch_up,
     })
+}
+
+/// Makes sure the session was not revoked between its check
+/// (`authenticate`) and the stream's registration, when the revocation
+/// found no stream to end. A Subscribe checks its cursors in between, which
+/// takes a while with many rooms.
+///
+/// A revocation is stored first, then counted (`LiveSessions::revoke`),
+/// then ends the session's streams under the hub's lock (`revoke_session`;
+/// a revocation from another node comes over the bus to the same call,
+/// after that node stored it). Against a stream registered under that lock:
+/// - the revocation takes the hub's lock after the registration: it finds
+///   the stream and ends it;
+/// - it takes the lock before: it was counted before the registration, so
+///   the count read here, after it, has moved since `authenticate` began
+///   (or, counted before that, `authenticate` found the session revoked),
+///   and the session read here, after it was stored, is not live.
+///
+/// Any revocation moves the count, so a stream opened meanwhile reads its
+/// session once more: rare, and one query.
+///
+/// # Errors
+/// UNAUTHENTICATED when the session is no longer live; database errors.
+async fn recheck_session(state: &AppState, principal: &Principal) -> Result<()> {
+    if !state
+        .hub
+        .live_sessions()
+        .revoked_since(principal.revocations)
+    {
+        return Ok(());
+    }
+    let live = state
+        .store
+        .live_session(principal.session_id, principal.user.id, Timestamp::now())
+        .await?;
+    match live {
+        Some(_) => Ok(()),
+        None => Err(Error::unauthenticated("session revoked")),
+    }
 }
 
 /// Checks resume cursors, already checked by `requests::cursors`, against

@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod helpers;
 mod operations;
+mod pressure;
 mod rooms;
 mod rust_client;
 mod streams;
