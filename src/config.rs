@@ -41,6 +41,71 @@ pub struct Config {
     #[arg(long, env = "CHAT_NATS_SUBJECT_PREFIX", default_value = "chat", value_parser = parse_subject_prefix)]
     pub nats_subject_prefix: String,
 
+    /// File of cluster secrets, one per line (at least 16 bytes each),
+    /// the same on every node: the first seals what this node says on the
+    /// bus, every one opens what it hears, so a secret can be rotated
+    /// without stopping the cluster. Required with `--nats-url` unless
+    /// `CHAT_CLUSTER_SECRET` holds the secret.
+    #[arg(
+        long,
+        env = "CHAT_CLUSTER_SECRET_FILE",
+        conflicts_with = "cluster_secret"
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// The cluster secret itself (at least 16 bytes), from the environment
+    /// (a flag would show in `ps`): prefer `--cluster-secret-file`.
+    #[arg(long, env = "CHAT_CLUSTER_SECRET", hide = true, hide_env_values = true)]
+    pub cluster_secret: Option<Hidden>,
+
+    /// NATS user name; its password comes from `CHAT_NATS_PASSWORD`. (A
+    /// `nats://user:password@host` URL works too.)
+    #[arg(long, env = "CHAT_NATS_USER", requires = "nats_password")]
+    pub nats_user: Option<String>,
+
+    /// The password of `--nats-user`, from the environment.
+    #[arg(
+        long,
+        env = "CHAT_NATS_PASSWORD",
+        hide = true,
+        hide_env_values = true,
+        requires = "nats_user"
+    )]
+    pub nats_password: Option<Hidden>,
+
+    /// File holding the NATS authentication token (or `CHAT_NATS_TOKEN`
+    /// holding it).
+    #[arg(long, env = "CHAT_NATS_TOKEN_FILE", conflicts_with = "nats_token")]
+    pub nats_token_file: Option<PathBuf>,
+
+    /// The NATS authentication token itself, from the environment.
+    #[arg(long, env = "CHAT_NATS_TOKEN", hide = true, hide_env_values = true)]
+    pub nats_token: Option<Hidden>,
+
+    /// File holding the NKey seed (`SU…`) this node authenticates to NATS
+    /// with.
+    #[arg(long, env = "CHAT_NATS_NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
+
+    /// NATS credentials file (a user JWT and its NKey seed, as `nsc`
+    /// writes them).
+    #[arg(long, env = "CHAT_NATS_CREDS_FILE")]
+    pub nats_creds_file: Option<PathBuf>,
+
+    /// PEM CA certificate(s) that NATS servers' certificates must chain
+    /// to. Any `--nats-tls-*` flag makes TLS required.
+    #[arg(long, env = "CHAT_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate for NATS (TLS client authentication), with
+    /// `--nats-tls-key`.
+    #[arg(long, env = "CHAT_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--nats-tls-cert`.
+    #[arg(long, env = "CHAT_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+
     /// Secret that signs access tokens, at least 16 bytes. On the command
     /// line it shows in `ps`: prefer the environment variable or
     /// `--jwt-secret-file`. With neither, a SQLite server generates one at
@@ -304,6 +369,36 @@ fn parse_subject_prefix(value: &str) -> Result<String, String> {
         Ok(value.to_owned())
     } else {
         Err("expected dot-separated tokens of letters, digits, - and _".into())
+    }
+}
+
+/// A credential (a NATS password or token, the cluster secret): usable,
+/// but never printed. Checked where it is used, so that a refusal does not
+/// echo it either.
+#[derive(Clone)]
+pub struct Hidden(String);
+
+impl Hidden {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Hidden {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hidden(<redacted>)")
     }
 }
 

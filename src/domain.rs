@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use unicode_normalization::UnicodeNormalization as _;
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -117,6 +118,18 @@ impl Username {
     pub fn key(&self) -> String {
         self.0.to_ascii_lowercase()
     }
+
+    /// The key that makes usernames unique regardless of look-alikes: the
+    /// Unicode TR39 skeleton, taken again after lower-casing, so that
+    /// `paypal`, `PayPaI` and `paypa1` (and `mary`, `Mary` and `rnary`)
+    /// share one. The migration that filled it for existing accounts
+    /// (`migrations/*/0003_security.sql`, `0002_security.sql`) spells out
+    /// the same mapping for the characters a username may hold; a unit
+    /// test keeps the two in step.
+    pub fn skeleton(&self) -> String {
+        let once: String = unicode_security::skeleton(&self.0).collect();
+        unicode_security::skeleton(&once.to_lowercase()).collect()
+    }
 }
 
 /// 8 to 1024 bytes. Never printed: its `Debug` hides the value.
@@ -152,7 +165,10 @@ impl fmt::Debug for Password {
     }
 }
 
-/// 1 to 64 characters, trimmed, not only white space.
+/// 1 to 64 characters after NFKC normalisation, trimmed, not only white
+/// space, without control, invisible or bidirectional-control characters:
+/// what people read as the same name is stored as the same text, and no
+/// name can hide text or reorder what follows it on screen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomName(String);
 
@@ -160,9 +176,11 @@ impl RoomName {
     pub const MAX_CHARS: usize = 64;
 
     /// # Errors
-    /// INVALID_ARGUMENT when empty, blank or too long.
+    /// INVALID_ARGUMENT when empty, blank, too long, or holding a control,
+    /// invisible or bidirectional-control character.
     pub fn parse(value: &str) -> Result<Self, Error> {
-        let trimmed = value.trim();
+        let normalized: String = value.nfkc().collect();
+        let trimmed = normalized.trim();
         if trimmed.is_empty() {
             return Err(Error::invalid("room name must not be empty"));
         }
@@ -173,20 +191,82 @@ impl RoomName {
                 Self::MAX_CHARS
             )));
         }
-        if trimmed.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "room name must not contain control characters",
-            ));
-        }
+        check_name_characters("room name", trimmed)?;
         Ok(Self(trimmed.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key that makes group room names unique regardless of case.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
 }
 
-/// 1 to 4096 bytes, not only white space. Kept as sent (no trimming).
+/// Refuses the characters a name people read must not hold.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming the first such character.
+fn check_name_characters(what: &str, name: &str) -> Result<(), Error> {
+    for c in name.chars() {
+        let problem = if c.is_control() {
+            "control"
+        } else if is_bidi_control(c) {
+            "bidirectional-control"
+        } else if is_invisible(c) {
+            "invisible"
+        } else {
+            continue;
+        };
+        return Err(Error::invalid(format!(
+            "{what} must not contain {problem} characters, found U+{:04X}",
+            u32::from(c)
+        )));
+    }
+    Ok(())
+}
+
+/// Characters that reorder the text around them (Unicode's bidirectional
+/// formatting characters): in a name, they make what follows it read
+/// backwards.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show nothing: Unicode's Default_Ignorable_Code_Point
+/// (DerivedCoreProperties.txt), written out here because no maintained
+/// crate exports it, less the emoji variation selectors U+FE0E and U+FE0F,
+/// which only choose how the emoji before them is drawn. The zero-width
+/// joiner of emoji sequences is refused with the rest.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0D}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// 1 to 4096 bytes, not only white space, and no control characters (C0,
+/// DEL, C1) but newline and tab: no terminal escape, bell, NUL or bare
+/// carriage return reaches another user's screen. Kept as sent (no
+/// trimming).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageText(String);
 
@@ -194,8 +274,18 @@ impl MessageText {
     pub const MAX_BYTES: usize = 4096;
 
     /// # Errors
-    /// INVALID_ARGUMENT when empty, blank or too long.
+    /// INVALID_ARGUMENT when empty, blank, too long, or holding a control
+    /// character other than newline and tab.
     pub fn parse(value: String) -> Result<Self, Error> {
+        if let Some(bad) = value
+            .chars()
+            .find(|&c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(Error::invalid(format!(
+                "message text must not contain control characters other than newline and tab, found U+{:04X}",
+                u32::from(bad)
+            )));
+        }
         if value.len() > Self::MAX_BYTES {
             return Err(Error::invalid(format!(
                 "message text must be at most {} bytes, got {}",
@@ -385,6 +475,84 @@ mod tests {
         assert!(RoomName::parse("   ").is_err());
         assert!(RoomName::parse(&"é".repeat(64)).is_ok());
         assert!(RoomName::parse(&"é".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn room_names_are_normalised_and_hold_nothing_invisible() {
+        assert_eq!(
+            RoomName::parse("ｇｅｎｅｒａｌ").unwrap().as_str(),
+            "general"
+        );
+        assert_eq!(RoomName::parse("Café ☕").unwrap().key(), "café ☕");
+        assert_eq!(
+            RoomName::parse("flag 🏳\u{FE0F}").unwrap().as_str(),
+            "flag 🏳\u{FE0F}"
+        );
+        for (bad, what) in [
+            ("gen\u{200B}eral", "invisible"),
+            ("admin\u{202E}nimda", "bidirectional-control"),
+            ("\u{2066}x\u{2069}", "bidirectional-control"),
+            ("a\u{FEFF}b", "invisible"),
+            ("tag\u{E0041}", "invisible"),
+            ("bell\u{7}", "control"),
+        ] {
+            let error = RoomName::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(what), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn message_text_holds_no_control_characters_but_newline_and_tab() {
+        assert!(MessageText::parse("line one\n\tline two".into()).is_ok());
+        assert!(MessageText::parse("héllo 👋 \u{202E}".into()).is_ok());
+        for bad in [
+            "\u{1b}[2J",
+            "ding\u{7}",
+            "nul\u{0}",
+            "cr\rlf",
+            "del\u{7f}",
+            "c1\u{9b}",
+        ] {
+            let error = MessageText::parse(bad.into()).unwrap_err();
+            assert_eq!(error.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(error.to_string().contains("control characters"), "{error}");
+        }
+    }
+
+    #[test]
+    fn look_alike_usernames_share_a_skeleton() {
+        let key = |name: &str| Username::parse(name).unwrap().skeleton();
+        assert_eq!(key("paypal"), key("paypaI"));
+        assert_eq!(key("paypal"), key("paypa1"));
+        assert_eq!(key("paypal"), key("PAYPAL"));
+        assert_eq!(key("mary"), key("rnary"));
+        assert_eq!(key("Mary"), key("rnary"));
+        assert_eq!(key("b0b"), key("bOb"));
+        assert_ne!(key("alice"), key("alicia"));
+    }
+
+    /// The migrations spell the skeleton out for the characters usernames
+    /// may hold: `replace(lower(f(name)), 'm', 'rn')` where `f` maps `m` to
+    /// `rn`, `0` to `O`, and `1` and `I` to `l`.
+    #[test]
+    fn the_migrations_skeleton_agrees_for_every_username_character() {
+        let f = |name: &str| {
+            name.replace('m', "rn")
+                .replace('0', "O")
+                .replace('1', "l")
+                .replace('I', "l")
+        };
+        let alphabet: String = ('a'..='z')
+            .chain('A'..='Z')
+            .chain('0'..='9')
+            .chain(['_', '.', '-'])
+            .collect();
+        for chunk in alphabet.as_bytes().chunks(3) {
+            let name = std::str::from_utf8(chunk).unwrap();
+            let name = format!("{name}x");
+            let sql = f(&name).to_lowercase().replace('m', "rn");
+            assert_eq!(Username::parse(&name).unwrap().skeleton(), sql, "{name}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_server::config::Synchronous;
 use chat_server::domain::{
@@ -53,9 +54,16 @@ store_tests!(
     usernames_are_unique_regardless_of_case,
     a_session_is_live_until_revoked_or_expired,
     a_reused_refresh_token_revokes_its_session,
-    deleting_a_user_frees_the_name_and_keeps_the_messages,
+    a_login_beyond_the_cap_revokes_the_oldest_sessions,
+    a_session_lives_no_longer_than_its_maximum_age,
+    changing_the_password_revokes_every_other_session,
+    expired_tokens_and_long_ended_sessions_are_purged,
+    a_removed_setting_is_gone,
+    deleting_a_user_keeps_the_name_taken_and_the_messages,
     group_rooms_can_be_joined_listed_and_left,
     rooms_are_listed_in_pages_in_creation_order,
+    look_alike_usernames_and_room_names_are_refused,
+    a_user_is_in_at_most_the_cap_of_group_rooms,
     a_pair_of_users_has_one_direct_room,
     a_batch_gets_consecutive_seqs_per_room,
     a_client_msg_id_is_stored_once_within_and_across_batches,
@@ -169,7 +177,13 @@ async fn user(store: &Arc<dyn Store>, name: &str) -> User {
 async fn room(store: &Arc<dyn Store>, name: &str, creator: &User) -> RoomId {
     let id = RoomId::new();
     store
-        .create_room(id, &RoomName::parse(name).unwrap(), creator.id, now())
+        .create_room(
+            id,
+            &RoomName::parse(name).unwrap(),
+            creator.id,
+            MAX_ROOMS,
+            now(),
+        )
         .await
         .expect("creating a room");
     id
@@ -211,12 +225,19 @@ async fn new_session(store: &Arc<dyn Store>, user: &User, refresh: &[u8]) -> Ses
             user_agent: "test".into(),
             refresh_hash: refresh.to_vec(),
             expires_at: later(3600),
+            max_sessions: 100,
             now: now(),
         })
         .await
         .expect("creating a session");
     id
 }
+
+/// Group rooms a user may be in, beyond what a test reaches.
+const MAX_ROOMS: u32 = 1000;
+
+/// A session's longest life, far beyond any test's clock.
+const FOREVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 // ---- the contract -----------------------------------------------------
 
@@ -307,15 +328,15 @@ async fn a_reused_refresh_token_revokes_its_session(store: Arc<dyn Store>) {
     let session = new_session(&store, &alice, b"r1").await;
 
     let first = store
-        .rotate_refresh_token(b"r1", b"r2", later(7200), later(10))
+        .rotate_refresh_token(b"r1", b"r2", later(7200), FOREVER, later(10))
         .await
         .unwrap();
     let reuse = store
-        .rotate_refresh_token(b"r1", b"r3", later(7200), later(20))
+        .rotate_refresh_token(b"r1", b"r3", later(7200), FOREVER, later(20))
         .await
         .unwrap();
     let successor = store
-        .rotate_refresh_token(b"r2", b"r4", later(7200), later(30))
+        .rotate_refresh_token(b"r2", b"r4", later(7200), FOREVER, later(30))
         .await
         .unwrap();
 
@@ -339,18 +360,186 @@ async fn a_reused_refresh_token_revokes_its_session(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .rotate_refresh_token(b"unknown", b"r5", later(7200), now())
+            .rotate_refresh_token(b"unknown", b"r5", later(7200), FOREVER, now())
             .await
             .unwrap(),
         Rotation::Invalid
     );
 }
 
-async fn deleting_a_user_frees_the_name_and_keeps_the_messages(store: Arc<dyn Store>) {
+async fn a_login_beyond_the_cap_revokes_the_oldest_sessions(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let bobs = new_session(&store, &bob, b"b").await;
+    let mut sessions = Vec::new();
+    for (n, refresh) in [b"1", b"2", b"3"].iter().enumerate() {
+        let id = SessionId::new();
+        let evicted = store
+            .create_session(NewSession {
+                id,
+                user_id: alice.id,
+                user_agent: "test".into(),
+                refresh_hash: refresh.to_vec(),
+                expires_at: later(3600),
+                max_sessions: 2,
+                now: later(n as u64),
+            })
+            .await
+            .unwrap();
+        sessions.push((id, evicted));
+    }
+    assert!(sessions[0].1.is_empty() && sessions[1].1.is_empty());
+    assert_eq!(sessions[2].1, [sessions[0].0], "the oldest goes");
+    let live: Vec<SessionId> = store
+        .list_sessions(alice.id, later(5))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live, [sessions[1].0, sessions[2].0]);
+    assert!(store
+        .live_session(bobs, bob.id, now())
+        .await
+        .unwrap()
+        .is_some());
+}
+
+async fn a_session_lives_no_longer_than_its_maximum_age(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let session = new_session(&store, &alice, b"r1").await;
+    let max_age = Duration::from_secs(100);
+
+    let early = store
+        .rotate_refresh_token(b"r1", b"r2", later(3600), max_age, later(10))
+        .await
+        .unwrap();
+    assert!(matches!(early, Rotation::Rotated { .. }));
+    assert!(store
+        .live_session(session, alice.id, later(99))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        store
+            .live_session(session, alice.id, later(101))
+            .await
+            .unwrap(),
+        None,
+        "refreshing does not carry a session past its maximum age"
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token(b"r2", b"r3", later(7200), max_age, later(101))
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+}
+
+async fn changing_the_password_revokes_every_other_session(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let (here, phone, laptop) = (
+        new_session(&store, &alice, b"h").await,
+        new_session(&store, &alice, b"p").await,
+        new_session(&store, &alice, b"l").await,
+    );
+
+    let mut revoked = store
+        .change_password(alice.id, "new hash", here, now())
+        .await
+        .unwrap();
+    revoked.sort();
+    let mut expected = vec![phone, laptop];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    let (_, hash) = store
+        .credentials(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash, "new hash");
+    assert!(store
+        .live_session(here, alice.id, now())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .live_session(phone, alice.id, now())
+        .await
+        .unwrap()
+        .is_none());
+
+    let tablet = new_session(&store, &alice, b"t").await;
+    assert_eq!(
+        store
+            .revoke_other_sessions(alice.id, here, now())
+            .await
+            .unwrap(),
+        [tablet]
+    );
+    assert!(store
+        .revoke_other_sessions(alice.id, here, now())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn expired_tokens_and_long_ended_sessions_are_purged(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let ended = new_session(&store, &alice, b"e1").await;
+    let live = new_session(&store, &alice, b"l1").await;
+    store.revoke_session(alice.id, ended, now()).await.unwrap();
+    store
+        .rotate_refresh_token(b"l1", b"l2", later(200_000), FOREVER, now())
+        .await
+        .unwrap();
+
+    // An hour on, every token issued above has expired; a day on, the
+    // revoked session is a day old.
+    let purged = store
+        .purge_sessions(later(86_400), Duration::from_secs(3600))
+        .await
+        .unwrap();
+
+    assert_eq!(purged, 3, "two expired tokens and the ended session");
+    assert_eq!(
+        store
+            .rotate_refresh_token(b"e1", b"x", later(90_000), FOREVER, later(86_400))
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert!(store
+        .live_session(live, alice.id, later(86_400))
+        .await
+        .unwrap()
+        .is_some());
+    let kept = store
+        .purge_sessions(now(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "nothing live is purged");
+}
+
+async fn a_removed_setting_is_gone(store: Arc<dyn Store>) {
+    store.setting_or_init("k", "one").await.unwrap();
+    assert_eq!(
+        store.remove_setting("k").await.unwrap().as_deref(),
+        Some("one")
+    );
+    assert_eq!(store.remove_setting("k").await.unwrap(), None);
+    assert_eq!(store.setting_or_init("k", "two").await.unwrap(), "two");
+}
+
+async fn deleting_a_user_keeps_the_name_taken_and_the_messages(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
     let lobby = room(&store, "lobby", &bob).await;
-    store.join_room(lobby, alice.id, now()).await.unwrap();
+    store
+        .join_room(lobby, alice.id, MAX_ROOMS, now())
+        .await
+        .unwrap();
     store
         .append_messages(Arc::new([send(lobby, &alice, "", "hello")]))
         .await
@@ -371,7 +560,7 @@ async fn deleting_a_user_frees_the_name_and_keeps_the_messages(store: Arc<dyn St
     );
     assert_eq!(
         store
-            .rotate_refresh_token(b"a1", b"a3", later(60), now())
+            .rotate_refresh_token(b"a1", b"a3", later(60), FOREVER, now())
             .await
             .unwrap(),
         Rotation::Invalid
@@ -384,8 +573,21 @@ async fn deleting_a_user_frees_the_name_and_keeps_the_messages(store: Arc<dyn St
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].sender.username, DELETED_USERNAME);
     assert_eq!(history[0].sender.id, alice.id);
-    let again = user(&store, "ALICE").await;
-    assert_ne!(again.id, alice.id, "the name is free again");
+    let taken = store
+        .create_user(
+            UserId::new(),
+            &Username::parse("ALICE").unwrap(),
+            "hash",
+            now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists, "a name is never reused");
+    assert!(store
+        .credentials(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// The first page of the rooms `user_id` may see, as large as pages go.
@@ -405,7 +607,10 @@ async fn rooms_are_listed_in_pages_in_creation_order(store: Arc<dyn Store>) {
     for name in ["a", "b", "c", "d", "e"] {
         created.push(room(&store, name, &alice).await);
     }
-    store.join_room(created[3], bob.id, now()).await.unwrap();
+    store
+        .join_room(created[3], bob.id, MAX_ROOMS, now())
+        .await
+        .unwrap();
     let direct = store.open_direct_room(&alice, &bob, now()).await.unwrap();
 
     let page = |after, limit, joined_only| RoomPage {
@@ -435,6 +640,85 @@ async fn rooms_are_listed_in_pages_in_creation_order(store: Arc<dyn Store>) {
     assert_eq!(joined, [created[3], direct.id]);
 }
 
+async fn look_alike_usernames_and_room_names_are_refused(store: Arc<dyn Store>) {
+    user(&store, "paypal").await;
+    let alice = user(&store, "alice").await;
+    for look_alike in ["paypaI", "paypa1", "PayPal"] {
+        let refused = store
+            .create_user(
+                UserId::new(),
+                &Username::parse(look_alike).unwrap(),
+                "hash",
+                now(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::AlreadyExists, "{look_alike}");
+    }
+    let similar = store
+        .create_user(
+            UserId::new(),
+            &Username::parse("paypa1").unwrap(),
+            "hash",
+            now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        similar.to_string(),
+        "username \"paypa1\" is too similar to an existing name"
+    );
+
+    room(&store, "General", &alice).await;
+    let duplicate = store
+        .create_room(
+            RoomId::new(),
+            &RoomName::parse("gEnErAl").unwrap(),
+            alice.id,
+            MAX_ROOMS,
+            now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+}
+
+async fn a_user_is_in_at_most_the_cap_of_group_rooms(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let a = room(&store, "a", &bob).await;
+    store
+        .create_room(
+            RoomId::new(),
+            &RoomName::parse("b").unwrap(),
+            alice.id,
+            2,
+            now(),
+        )
+        .await
+        .unwrap();
+    store.join_room(a, alice.id, 2, now()).await.unwrap();
+    store
+        .join_room(a, alice.id, 2, now())
+        .await
+        .expect("joining a room one is in is no new membership");
+    let refused = store
+        .create_room(
+            RoomId::new(),
+            &RoomName::parse("c").unwrap(),
+            alice.id,
+            2,
+            now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    store
+        .open_direct_room(&alice, &bob, now())
+        .await
+        .expect("direct rooms are not group rooms");
+}
+
 async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
@@ -448,8 +732,14 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
     assert_eq!(listed.len(), 1, "group rooms are listed to everyone");
     assert!(!listed[0].joined);
 
-    let joined = store.join_room(lobby, bob.id, now()).await.unwrap();
-    let again = store.join_room(lobby, bob.id, now()).await.unwrap();
+    let joined = store
+        .join_room(lobby, bob.id, MAX_ROOMS, now())
+        .await
+        .unwrap();
+    let again = store
+        .join_room(lobby, bob.id, MAX_ROOMS, now())
+        .await
+        .unwrap();
 
     assert_eq!(
         (joined.id, joined.joined, joined.kind),
@@ -477,7 +767,7 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .join_room(missing, bob.id, now())
+            .join_room(missing, bob.id, MAX_ROOMS, now())
             .await
             .unwrap_err()
             .code(),
@@ -529,7 +819,7 @@ async fn a_pair_of_users_has_one_direct_room(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .join_room(direct, carol.id, now())
+            .join_room(direct, carol.id, MAX_ROOMS, now())
             .await
             .unwrap_err()
             .code(),
@@ -594,7 +884,10 @@ async fn a_client_msg_id_is_stored_once_within_and_across_batches(store: Arc<dyn
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
     let lobby = room(&store, "lobby", &alice).await;
-    store.join_room(lobby, bob.id, now()).await.unwrap();
+    store
+        .join_room(lobby, bob.id, MAX_ROOMS, now())
+        .await
+        .unwrap();
 
     let first = store
         .append_messages(Arc::new([

@@ -35,10 +35,15 @@ pub struct TokenSubject {
     pub expires_at: Timestamp,
 }
 
-/// Signs and checks access tokens.
+/// Signs and checks access tokens. The first key signs (its id in the
+/// token's `kid` header); every key verifies, so a new key can be added
+/// first and an old one dropped once the tokens it signed have expired.
 pub struct TokenCodec {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The signing key's id.
+    kid: String,
+    /// Every key, by id.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -49,7 +54,17 @@ impl TokenCodec {
     /// Seconds of clock skew tolerated on `exp`.
     const LEEWAY_SECS: u64 = 5;
 
+    /// A codec with one key.
     pub fn new(secret: &[u8], issuer: &str, audience: &str, lifetime: Duration) -> Self {
+        Self::with_keys(&[secret], issuer, audience, lifetime)
+    }
+
+    /// A codec whose first key signs and whose every key verifies.
+    ///
+    /// # Panics
+    /// When `secrets` is empty.
+    pub fn with_keys(secrets: &[&[u8]], issuer: &str, audience: &str, lifetime: Duration) -> Self {
+        assert!(!secrets.is_empty(), "at least one signing key");
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -57,8 +72,12 @@ impl TokenCodec {
         validation.leeway = Self::LEEWAY_SECS;
         validation.validate_nbf = true;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(secrets[0]),
+            kid: key_id(secrets[0]),
+            decoding: secrets
+                .iter()
+                .map(|secret| (key_id(secret), DecodingKey::from_secret(secret)))
+                .collect(),
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -85,7 +104,9 @@ impl TokenCodec {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| anyhow::anyhow!("signing an access token: {e}"))?;
         Ok((token, expires_at))
     }
@@ -95,16 +116,40 @@ impl TokenCodec {
     /// # Errors
     /// UNAUTHENTICATED for any token that is not one of ours and current.
     pub fn verify(&self, token: &str) -> Result<TokenSubject> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                let reason = match e.kind() {
-                    ErrorKind::ExpiredSignature => "access token expired",
-                    ErrorKind::ImmatureSignature => "access token not valid yet",
-                    _ => "invalid access token",
-                };
-                Error::unauthenticated(reason)
-            })?;
+        let invalid = || Error::unauthenticated("invalid access token");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        // A token names its key; one without a `kid` (issued before keys
+        // had ids) is tried against each.
+        let keys: Vec<&DecodingKey> = match &header.kid {
+            Some(kid) => self
+                .decoding
+                .iter()
+                .filter(|(id, _)| id == kid)
+                .map(|(_, key)| key)
+                .collect(),
+            None => self.decoding.iter().map(|(_, key)| key).collect(),
+        };
+        let mut outcome = None;
+        for key in keys {
+            let decoded = jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+            let wrong_key = matches!(
+                &decoded,
+                Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature)
+            );
+            outcome = Some(decoded);
+            if !wrong_key {
+                break;
+            }
+        }
+        let data = outcome.ok_or_else(invalid)?.map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            let reason = match e.kind() {
+                ErrorKind::ExpiredSignature => "access token expired",
+                ErrorKind::ImmatureSignature => "access token not valid yet",
+                _ => "invalid access token",
+            };
+            Error::unauthenticated(reason)
+        })?;
         let claims = data.claims;
         let bad = || Error::unauthenticated("invalid access token");
         Ok(TokenSubject {
@@ -113,6 +158,13 @@ impl TokenCodec {
             expires_at: Timestamp::from_secs(claims.exp),
         })
     }
+}
+
+/// A key's id: the first 8 bytes of its SHA-256, which name the key
+/// without revealing it.
+fn key_id(secret: &[u8]) -> String {
+    let digest = Sha256::digest(secret);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A fresh refresh token: 256 random bits, URL-safe base64.
@@ -175,6 +227,48 @@ mod tests {
             codec("one").verify(&old).unwrap_err().to_string(),
             "access token expired"
         );
+    }
+
+    #[test]
+    fn the_first_key_signs_and_every_key_verifies() {
+        let (user, session, now) = (UserId::new(), SessionId::new(), Timestamp::now());
+        let lifetime = Duration::from_secs(900);
+        let old = TokenCodec::with_keys(&[b"old key".as_slice()], "chat", "chat-clients", lifetime);
+        let rotated = TokenCodec::with_keys(
+            &[b"new key".as_slice(), b"old key".as_slice()],
+            "chat",
+            "chat-clients",
+            lifetime,
+        );
+        let (by_old, _) = old.issue(user, session, now).unwrap();
+        let (by_new, _) = rotated.issue(user, session, now).unwrap();
+
+        assert_eq!(rotated.verify(&by_old).unwrap().user_id, user);
+        assert_eq!(rotated.verify(&by_new).unwrap().user_id, user);
+        assert!(
+            old.verify(&by_new).is_err(),
+            "the old set lacks the new key"
+        );
+        let header = jsonwebtoken::decode_header(&by_new).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key_id(b"new key").as_str()));
+        assert_eq!(key_id(b"new key").len(), 16);
+
+        // A token without a kid, as issued before keys had ids.
+        let claims = Claims {
+            sub: user.to_string(),
+            sid: session.to_string(),
+            iat: now.secs(),
+            exp: now.secs() + 900,
+            iss: "chat".into(),
+            aud: "chat-clients".into(),
+        };
+        let bare = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"old key"),
+        )
+        .unwrap();
+        assert_eq!(rotated.verify(&bare).unwrap().session_id, session);
     }
 
     #[test]

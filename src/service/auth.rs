@@ -1,11 +1,16 @@
 //! `chat.v1.AuthService`: accounts and sessions.
 
+use std::net::IpAddr;
+
 use tonic::{Request, Response, Status};
 
+use crate::audit;
 use crate::auth::{token, Principal};
 use crate::domain::{Password, SessionId, Timestamp, UserId, Username};
 use crate::error::{Error, Result};
+use crate::limits::LoginAttempt;
 use crate::pb;
+use crate::service::client_addr::{address_key, client_ip};
 use crate::service::requests;
 use crate::state::AppState;
 use crate::store::{NewSession, Rotation};
@@ -17,6 +22,13 @@ pub struct AuthApi {
     state: AppState,
 }
 
+/// Where a call came from: its client address, and what the audit log
+/// calls the caller before it is known.
+struct Caller {
+    client: Option<IpAddr>,
+    user_agent: String,
+}
+
 impl AuthApi {
     pub fn new(state: AppState) -> Self {
         Self { state }
@@ -26,7 +38,22 @@ impl AuthApi {
         self.state.authenticate(request.metadata()).await
     }
 
-    async fn register(&self, request: pb::RegisterRequest) -> Result<pb::RegisterResponse> {
+    fn caller<T>(&self, request: &Request<T>) -> Caller {
+        Caller {
+            client: client_ip(request, &self.state.config.limits.trusted_proxies),
+            user_agent: user_agent(request),
+        }
+    }
+
+    fn audit(&self, event: audit::Event, subject: audit::Subject<'_>, detail: &str) {
+        audit::record(&self.state.metrics, event, subject, detail);
+    }
+
+    async fn register(
+        &self,
+        caller: &Caller,
+        request: pb::RegisterRequest,
+    ) -> Result<pb::RegisterResponse> {
         let (username, password) = requests::register(request)?;
         let hash = self.state.hashers.hash(password).await?;
         let user = self
@@ -34,20 +61,46 @@ impl AuthApi {
             .store
             .create_user(UserId::new(), &username, &hash, Timestamp::now())
             .await?;
-        tracing::info!(user_id = %user.id, username = %user.username, "registered");
+        self.audit(
+            audit::Event::Registered,
+            audit::Subject {
+                user_id: Some(user.id),
+                username: Some(&user.username),
+                session_id: None,
+                client: caller.client,
+            },
+            "",
+        );
         Ok(pb::RegisterResponse {
             user: Some(pb::User::from(&user)),
         })
     }
 
-    async fn login(
-        &self,
-        user_agent: String,
-        request: pb::LoginRequest,
-    ) -> Result<pb::LoginResponse> {
+    /// Admits a password check for `username` from the caller's address.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED while backing off (and audited as such).
+    fn admit(&self, caller: &Caller, username: &Username) -> Result<LoginAttempt<'_>> {
+        self.state
+            .login_backoff
+            .begin(username, address_key(caller.client))
+            .inspect_err(|refused| {
+                self.audit(
+                    audit::Event::LoginBackoff,
+                    audit::Subject {
+                        username: Some(username.as_str()),
+                        client: caller.client,
+                        ..audit::Subject::default()
+                    },
+                    &refused.client_message(),
+                );
+            })
+    }
+
+    async fn login(&self, caller: Caller, request: pb::LoginRequest) -> Result<pb::LoginResponse> {
         let (username, password) = requests::login(request)?;
-        // Before any hashing: a name backing off costs the server nothing.
-        self.state.login_backoff.check(&username)?;
+        // Before any hashing: an account backing off costs the server nothing.
+        let attempt = self.admit(&caller, &username)?;
         let credentials = self.state.store.credentials(&username).await?;
         let (user, hash) = match credentials {
             Some((user, hash)) => (Some(user), Some(hash)),
@@ -57,29 +110,57 @@ impl AuthApi {
         let user = match user {
             Some(user) if verified => user,
             _ => {
-                tracing::info!(username = %username.as_str(), "login failed");
                 self.state.metrics.login_failures.inc();
-                self.state.login_backoff.failed(&username);
+                attempt.failed();
+                self.audit(
+                    audit::Event::LoginFailed,
+                    audit::Subject {
+                        username: Some(username.as_str()),
+                        client: caller.client,
+                        ..audit::Subject::default()
+                    },
+                    "",
+                );
                 return Err(requests::bad_credentials());
             }
         };
-        self.state.login_backoff.succeeded(&username);
+        attempt.succeeded();
+        let config = &self.state.config;
         let now = Timestamp::now();
         let session_id = SessionId::new();
         let refresh_token = token::new_refresh_token();
-        self.state
+        let evicted = self
+            .state
             .store
             .create_session(NewSession {
                 id: session_id,
                 user_id: user.id,
-                user_agent,
+                user_agent: caller.user_agent,
                 refresh_hash: token::refresh_token_hash(&refresh_token),
-                expires_at: now.plus(self.state.config.refresh_token_ttl),
+                expires_at: now.plus(config.refresh_token_ttl.min(config.session_max_age)),
+                max_sessions: config.max_sessions_per_user,
                 now,
             })
             .await?;
         let (access_token, expires_at) = self.state.tokens.issue(user.id, session_id, now)?;
-        tracing::info!(user_id = %user.id, %session_id, "logged in");
+        let subject = audit::Subject {
+            user_id: Some(user.id),
+            username: Some(&user.username),
+            session_id: Some(session_id),
+            client: caller.client,
+        };
+        self.audit(audit::Event::Login, subject, "");
+        for old in evicted {
+            self.state.router.revoke_session(old).await;
+            self.audit(
+                audit::Event::SessionEvicted,
+                audit::Subject {
+                    session_id: Some(old),
+                    ..subject
+                },
+                "the oldest session, ended by a login beyond the sessions per user",
+            );
+        }
         Ok(pb::LoginResponse {
             access_token,
             refresh_token,
@@ -89,8 +170,13 @@ impl AuthApi {
         })
     }
 
-    async fn refresh(&self, request: pb::RefreshRequest) -> Result<pb::RefreshResponse> {
+    async fn refresh(
+        &self,
+        caller: &Caller,
+        request: pb::RefreshRequest,
+    ) -> Result<pb::RefreshResponse> {
         let refresh_token = requests::refresh(&request)?;
+        let config = &self.state.config;
         let now = Timestamp::now();
         let next = token::new_refresh_token();
         let rotation = self
@@ -99,7 +185,8 @@ impl AuthApi {
             .rotate_refresh_token(
                 &token::refresh_token_hash(refresh_token),
                 &token::refresh_token_hash(&next),
-                now.plus(self.state.config.refresh_token_ttl),
+                now.plus(config.refresh_token_ttl),
+                config.session_max_age,
                 now,
             )
             .await?;
@@ -117,7 +204,15 @@ impl AuthApi {
                 })
             }
             Rotation::Reused { session_id } => {
-                tracing::warn!(%session_id, "a spent refresh token came back: session revoked");
+                self.audit(
+                    audit::Event::RefreshTokenReused,
+                    audit::Subject {
+                        session_id: Some(session_id),
+                        client: caller.client,
+                        ..audit::Subject::default()
+                    },
+                    "a spent refresh token came back: session revoked",
+                );
                 self.state.router.revoke_session(session_id).await;
                 Err(Error::unauthenticated(
                     "refresh token already used: the session has been revoked",
@@ -127,7 +222,12 @@ impl AuthApi {
         }
     }
 
-    async fn revoke(&self, principal: &Principal, session_id: SessionId) -> Result<()> {
+    async fn revoke(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        session_id: SessionId,
+    ) -> Result<()> {
         let revoked = self
             .state
             .store
@@ -137,71 +237,127 @@ impl AuthApi {
             return Err(Error::not_found(format!("session {session_id} not found")));
         }
         self.state.router.revoke_session(session_id).await;
-        tracing::info!(user_id = %principal.user.id, %session_id, "session revoked");
+        let detail = if session_id == principal.session_id {
+            "logout"
+        } else {
+            "revoked by another session of the account"
+        };
+        self.audit(
+            audit::Event::SessionRevoked,
+            audit::Subject {
+                user_id: Some(principal.user.id),
+                username: Some(&principal.user.username),
+                session_id: Some(session_id),
+                client: caller.client,
+            },
+            detail,
+        );
         Ok(())
     }
-}
 
-impl AuthApi {
-    async fn delete_account(&self, principal: &Principal, password: Password) -> Result<()> {
+    /// Checks the caller's own password again (DeleteAccount,
+    /// ChangePassword), under the login back-off.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED for a wrong password; RESOURCE_EXHAUSTED while
+    /// backing off.
+    async fn check_password(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        password: Password,
+    ) -> Result<()> {
         let user_id = principal.user.id;
         let username = Username::parse(&principal.user.username)?;
-        self.state.login_backoff.check(&username)?;
+        let attempt = self.admit(caller, &username)?;
         let credentials = self.state.store.credentials(&username).await?;
         let stored = credentials
             .filter(|(user, _)| user.id == user_id)
             .map(|(_, hash)| hash);
-        if !self.state.hashers.verify(stored, password).await? {
-            self.state.metrics.login_failures.inc();
-            self.state.login_backoff.failed(&username);
-            return Err(requests::wrong_password());
+        if self.state.hashers.verify(stored, password).await? {
+            attempt.succeeded();
+            return Ok(());
         }
+        self.state.metrics.login_failures.inc();
+        attempt.failed();
+        self.audit(
+            audit::Event::PasswordCheckFailed,
+            audit::Subject {
+                user_id: Some(user_id),
+                username: Some(username.as_str()),
+                session_id: Some(principal.session_id),
+                client: caller.client,
+            },
+            "",
+        );
+        Err(requests::wrong_password())
+    }
+
+    async fn delete_account(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        password: Password,
+    ) -> Result<()> {
+        self.check_password(caller, principal, password).await?;
+        let user_id = principal.user.id;
         let sessions = self
             .state
             .store
             .delete_user(user_id, Timestamp::now())
             .await?;
-        for session_id in sessions {
-            self.state.router.revoke_session(session_id).await;
+        for session_id in &sessions {
+            self.state.router.revoke_session(*session_id).await;
         }
-        tracing::info!(%user_id, "account deleted");
+        self.audit(
+            audit::Event::AccountDeleted,
+            audit::Subject {
+                user_id: Some(user_id),
+                username: Some(&principal.user.username),
+                session_id: Some(principal.session_id),
+                client: caller.client,
+            },
+            &format!("{} sessions ended", sessions.len()),
+        );
         Ok(())
     }
-}
 
-impl AuthApi {
     async fn change_password(
         &self,
+        caller: &Caller,
         principal: &Principal,
         current: Password,
         new: Password,
     ) -> Result<()> {
-        let user_id = principal.user.id;
-        let username = Username::parse(&principal.user.username)?;
-        self.state.login_backoff.check(&username)?;
-        let credentials = self.state.store.credentials(&username).await?;
-        let stored = credentials
-            .filter(|(user, _)| user.id == user_id)
-            .map(|(_, hash)| hash);
-        if !self.state.hashers.verify(stored, current).await? {
-            self.state.metrics.login_failures.inc();
-            self.state.login_backoff.failed(&username);
-            return Err(requests::wrong_password());
-        }
+        self.check_password(caller, principal, current).await?;
         let hash = self.state.hashers.hash(new).await?;
         let revoked = self
             .state
             .store
-            .change_password(user_id, &hash, principal.session_id, Timestamp::now())
+            .change_password(
+                principal.user.id,
+                &hash,
+                principal.session_id,
+                Timestamp::now(),
+            )
             .await?;
         for session_id in &revoked {
             self.state.router.revoke_session(*session_id).await;
         }
-        tracing::info!(%user_id, revoked = revoked.len(), "password changed");
+        self.audit(
+            audit::Event::PasswordChanged,
+            audit::Subject {
+                user_id: Some(principal.user.id),
+                username: Some(&principal.user.username),
+                session_id: Some(principal.session_id),
+                client: caller.client,
+            },
+            &format!("{} other sessions ended", revoked.len()),
+        );
         Ok(())
     }
 
-    async fn revoke_other_sessions(&self, principal: &Principal) -> Result<u32> {
+    async fn revoke_other_sessions(&self, caller: &Caller, principal: &Principal) -> Result<u32> {
         let revoked = self
             .state
             .store
@@ -209,8 +365,17 @@ impl AuthApi {
             .await?;
         for session_id in &revoked {
             self.state.router.revoke_session(*session_id).await;
+            self.audit(
+                audit::Event::SessionRevoked,
+                audit::Subject {
+                    user_id: Some(principal.user.id),
+                    username: Some(&principal.user.username),
+                    session_id: Some(*session_id),
+                    client: caller.client,
+                },
+                "revoked with the account's other sessions",
+            );
         }
-        tracing::info!(user_id = %principal.user.id, revoked = revoked.len(), "other sessions revoked");
         Ok(u32::try_from(revoked.len()).unwrap_or(u32::MAX))
     }
 }
@@ -230,16 +395,19 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        Ok(Response::new(self.register(request.into_inner()).await?))
+        let caller = self.caller(&request);
+        Ok(Response::new(
+            self.register(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn login(
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let agent = user_agent(&request);
+        let caller = self.caller(&request);
         Ok(Response::new(
-            self.login(agent, request.into_inner()).await?,
+            self.login(caller, request.into_inner()).await?,
         ))
     }
 
@@ -247,7 +415,10 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
-        Ok(Response::new(self.refresh(request.into_inner()).await?))
+        let caller = self.caller(&request);
+        Ok(Response::new(
+            self.refresh(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn logout(
@@ -255,7 +426,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         let principal = self.principal(&request).await?;
-        self.revoke(&principal, principal.session_id).await?;
+        let caller = self.caller(&request);
+        self.revoke(&caller, &principal, principal.session_id)
+            .await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -287,8 +460,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
         let principal = self.principal(&request).await?;
+        let caller = self.caller(&request);
         let session_id = requests::revoke_session(request.get_ref())?;
-        self.revoke(&principal, session_id).await?;
+        self.revoke(&caller, &principal, session_id).await?;
         Ok(Response::new(pb::RevokeSessionResponse {}))
     }
 
@@ -297,9 +471,10 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
         let principal = self.principal(&request).await?;
+        let caller = self.caller(&request);
         let password = Password::parse(request.into_inner().password)
             .map_err(|_| requests::wrong_password())?;
-        self.delete_account(&principal, password).await?;
+        self.delete_account(&caller, &principal, password).await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
     }
 
@@ -308,8 +483,10 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let principal = self.principal(&request).await?;
+        let caller = self.caller(&request);
         let (current, new) = requests::change_password(request.into_inner())?;
-        self.change_password(&principal, current, new).await?;
+        self.change_password(&caller, &principal, current, new)
+            .await?;
         Ok(Response::new(pb::ChangePasswordResponse {}))
     }
 
@@ -318,7 +495,8 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::RevokeOtherSessionsRequest>,
     ) -> Result<Response<pb::RevokeOtherSessionsResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let revoked = self.revoke_other_sessions(&principal).await?;
+        let caller = self.caller(&request);
+        let revoked = self.revoke_other_sessions(&caller, &principal).await?;
         Ok(Response::new(pb::RevokeOtherSessionsResponse { revoked }))
     }
 }

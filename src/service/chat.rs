@@ -1,11 +1,14 @@
 //! `chat.v1.ChatService`: rooms, messages, presence and live streams.
 
+use std::collections::BTreeMap;
+
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Principal;
 use crate::domain::{RoomId, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::OutboundStream;
+use crate::metrics::Limit;
 use crate::pb;
 use crate::service::requests;
 use crate::state::AppState;
@@ -50,6 +53,9 @@ impl ChatApi {
         if other.id == principal.user.id {
             return Err(Error::invalid("cannot open a direct room with yourself"));
         }
+        self.state
+            .room_join
+            .check(principal.user.id, &self.state.metrics)?;
         let room = self
             .state
             .store
@@ -64,6 +70,34 @@ impl ChatApi {
         Ok(pb::OpenDirectRoomResponse {
             room: Some(pb::Room::from(&room)),
         })
+    }
+
+    /// Counts a refusal by the cap on rooms per user.
+    fn count_room_cap(&self, error: &Error) {
+        if let Error::ResourceExhausted(_) = error {
+            self.state.metrics.rejected(Limit::RoomsPerUser);
+        }
+    }
+
+    /// The online users who share a room with the caller (the caller too,
+    /// when online), on any node.
+    async fn online_peers(&self, principal: &Principal) -> Result<Vec<pb::User>> {
+        let rooms = self
+            .state
+            .store
+            .room_positions_of(principal.user.id)
+            .await?;
+        let mut users: BTreeMap<String, pb::User> = BTreeMap::new();
+        for (room_id, _) in rooms {
+            for user in self.state.hub.online_users(Some(room_id)) {
+                users
+                    .entry(user.id.to_string())
+                    .or_insert_with(|| pb::User::from(&user));
+            }
+        }
+        let mut users: Vec<pb::User> = users.into_values().collect();
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(users)
     }
 
     async fn history(
@@ -93,11 +127,21 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
         let principal = self.principal(&request).await?;
         let name = requests::create_room(request.get_ref())?;
+        self.state
+            .room_create
+            .check(principal.user.id, &self.state.metrics)?;
         let room = self
             .state
             .store
-            .create_room(RoomId::new(), &name, principal.user.id, Timestamp::now())
-            .await?;
+            .create_room(
+                RoomId::new(),
+                &name,
+                principal.user.id,
+                self.state.config.limits.max_rooms_per_user,
+                Timestamp::now(),
+            )
+            .await
+            .inspect_err(|error| self.count_room_cap(error))?;
         self.state
             .router
             .joined(principal.user.id, room.id, room.last_seq)
@@ -113,11 +157,20 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<pb::JoinRoomResponse>, Status> {
         let principal = self.principal(&request).await?;
         let room_id = requests::join_room(request.get_ref())?;
+        self.state
+            .room_join
+            .check(principal.user.id, &self.state.metrics)?;
         let room = self
             .state
             .store
-            .join_room(room_id, principal.user.id, Timestamp::now())
-            .await?;
+            .join_room(
+                room_id,
+                principal.user.id,
+                self.state.config.limits.max_rooms_per_user,
+                Timestamp::now(),
+            )
+            .await
+            .inspect_err(|error| self.count_room_cap(error))?;
         self.state
             .router
             .joined(principal.user.id, room_id, room.last_seq)
@@ -260,13 +313,14 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::ListOnlineUsersRequest>,
     ) -> Result<Response<pb::ListOnlineUsersResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let room_id = requests::list_online_users(request.get_ref())?;
-        if let Some(room_id) = room_id {
-            self.require_member(&principal, room_id).await?;
-        }
-        let users = self.state.hub.online_users(room_id);
-        Ok(Response::new(pb::ListOnlineUsersResponse {
-            users: users.iter().map(pb::User::from).collect(),
-        }))
+        let users = match requests::list_online_users(request.get_ref())? {
+            Some(room_id) => {
+                self.require_member(&principal, room_id).await?;
+                let users = self.state.hub.online_users(Some(room_id));
+                users.iter().map(pb::User::from).collect()
+            }
+            None => self.online_peers(&principal).await?,
+        };
+        Ok(Response::new(pb::ListOnlineUsersResponse { users }))
     }
 }

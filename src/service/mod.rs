@@ -2,6 +2,7 @@
 
 mod auth;
 mod chat;
+pub mod client_addr;
 pub mod requests;
 
 pub use auth::AuthApi;

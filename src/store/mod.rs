@@ -173,6 +173,8 @@ pub struct NewSession {
     pub user_agent: String,
     pub refresh_hash: Vec<u8>,
     pub expires_at: Timestamp,
+    /// Live sessions the user may have: the oldest beyond it are revoked.
+    pub max_sessions: u32,
     pub now: Timestamp,
 }
 
@@ -234,8 +236,12 @@ pub trait Store: Send + Sync + 'static {
     /// The value of a server setting, storing `default` first if it has none.
     async fn setting_or_init(&self, key: &str, default: &str) -> Result<String>;
 
+    /// Removes a server setting, returning the value it had.
+    async fn remove_setting(&self, key: &str) -> Result<Option<String>>;
+
     /// # Errors
-    /// ALREADY_EXISTS when the username is taken (in any case).
+    /// ALREADY_EXISTS when the username is taken (in any case, or by a
+    /// deleted account), or looks like one that is (its skeleton).
     async fn create_user(
         &self,
         id: UserId,
@@ -249,7 +255,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn user_by_name(&self, username: &Username) -> Result<Option<User>>;
 
-    async fn create_session(&self, session: NewSession) -> Result<()>;
+    /// Stores a new session and, in the same transaction, revokes the
+    /// user's oldest live sessions beyond `session.max_sessions`; returns
+    /// those, whose streams must end.
+    async fn create_session(&self, session: NewSession) -> Result<Vec<SessionId>>;
 
     /// The session's user, if the session is live (not revoked, not expired).
     async fn live_session(
@@ -260,13 +269,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<User>>;
 
     /// Spends a refresh token and stores its successor, detecting reuse.
+    /// The session lives on until `expires_at`, but never beyond `max_age`
+    /// after it was created.
     async fn rotate_refresh_token(
         &self,
         presented_hash: &[u8],
         next_hash: &[u8],
         expires_at: Timestamp,
+        max_age: std::time::Duration,
         now: Timestamp,
     ) -> Result<Rotation>;
+
+    /// Deletes refresh tokens past their expiry (spent or not), and the
+    /// sessions that ended (revoked or expired) more than `keep_ended` ago.
+    /// Returns how many rows went. Works in small batches, so that the
+    /// writer is never held for long.
+    async fn purge_sessions(&self, now: Timestamp, keep_ended: std::time::Duration) -> Result<u64>;
 
     async fn list_sessions(&self, user_id: UserId, now: Timestamp) -> Result<Vec<Session>>;
 
@@ -304,17 +322,28 @@ pub trait Store: Send + Sync + 'static {
     /// the sessions that were live, whose streams must end.
     async fn delete_user(&self, user_id: UserId, now: Timestamp) -> Result<Vec<SessionId>>;
 
+    /// # Errors
+    /// ALREADY_EXISTS when a group room has the name (in any case);
+    /// RESOURCE_EXHAUSTED when the creator is in `max_rooms` group rooms.
     async fn create_room(
         &self,
         id: RoomId,
         name: &RoomName,
         creator: UserId,
+        max_rooms: u32,
         now: Timestamp,
     ) -> Result<Room>;
 
     /// # Errors
-    /// NOT_FOUND for no such room, PERMISSION_DENIED for a direct room.
-    async fn join_room(&self, room_id: RoomId, user_id: UserId, now: Timestamp) -> Result<Room>;
+    /// NOT_FOUND for no such room, PERMISSION_DENIED for a direct room;
+    /// RESOURCE_EXHAUSTED when the user is in `max_rooms` group rooms.
+    async fn join_room(
+        &self,
+        room_id: RoomId,
+        user_id: UserId,
+        max_rooms: u32,
+        now: Timestamp,
+    ) -> Result<Room>;
 
     /// # Errors
     /// NOT_FOUND for no such room, FAILED_PRECONDITION for a direct room.
@@ -395,6 +424,19 @@ pub async fn connect(
     }
 }
 
+/// The file of a `sqlite://` database URL; `None` for other databases
+/// (and for an in-memory SQLite database).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr as _;
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    (!file.as_os_str().is_empty() && file != std::path::Path::new(":memory:"))
+        .then(|| file.to_path_buf())
+}
+
 /// A seq as both databases keep it (a signed 64-bit integer).
 fn to_seq(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()
@@ -410,6 +452,14 @@ fn room_seqs(rows: Vec<(uuid::Uuid, i64)>) -> Vec<(RoomId, u64)> {
 /// Whether a database error is a unique-constraint violation.
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The refusal of a user already in as many group rooms as allowed.
+fn too_many_rooms(max_rooms: u32) -> Error {
+    Error::ResourceExhausted(format!(
+        "too many rooms: a user may be in at most {max_rooms} group rooms \
+         (--max-rooms-per-user); leave one first"
+    ))
 }
 
 /// The one place a unique-constraint violation becomes ALREADY_EXISTS, with

@@ -29,8 +29,8 @@ use uuid::Uuid;
 use super::rows::{newest_first_page, room_from_row, user_from_row};
 use super::Synchronous;
 use super::{
-    already_exists_if_unique, room_seqs, to_seq, Appended, Membership, NewMessage, NewSession,
-    RoomPage, Rotation, Store, DELETED_USERNAME,
+    already_exists_if_unique, is_unique_violation, room_seqs, to_seq, too_many_rooms, Appended,
+    Membership, NewMessage, NewSession, RoomPage, Rotation, Store, DELETED_USERNAME,
 };
 use crate::domain::{
     Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
@@ -194,6 +194,21 @@ async fn room_kind(tx: &mut Transaction<'_, Sqlite>, room_id: RoomId) -> Result<
     RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
 }
 
+/// How many group rooms the user is in.
+async fn group_rooms_of(tx: &mut Transaction<'_, Sqlite>, user_id: UserId) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM room_members m JOIN rooms r ON r.id = m.room_id
+         WHERE m.user_id = ?1 AND r.kind = 1",
+    )
+    .bind(user_id.uuid())
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Rows one purge statement deletes at most: a short transaction, so that
+/// sends are not held up behind it.
+const PURGE_BATCH: i64 = 5000;
+
 /// Revokes the user's live sessions but `keep`, returning them.
 async fn revoke_others_in(
     tx: &mut Transaction<'_, Sqlite>,
@@ -237,6 +252,14 @@ impl Store for SqliteStore {
         Ok(value)
     }
 
+    async fn remove_setting(&self, key: &str) -> Result<Option<String>> {
+        let value = sqlx::query_scalar("DELETE FROM settings WHERE key = ?1 RETURNING value")
+            .bind(key)
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(value)
+    }
+
     async fn create_user(
         &self,
         id: UserId,
@@ -245,46 +268,65 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<User> {
         let inserted = sqlx::query(
-            "INSERT INTO users (id, username, username_key, password_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO users (id, username, username_key, username_skeleton, password_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(id.uuid())
         .bind(username.as_str())
         .bind(username.key())
+        .bind(username.skeleton())
         .bind(password_hash)
         .bind(now.0)
         .execute(&self.writer)
         .await;
-        match inserted {
-            Ok(_) => Ok(User {
+        let Err(error) = inserted else {
+            return Ok(User {
                 id,
                 username: username.as_str().to_owned(),
-            }),
-            Err(e) => Err(already_exists_if_unique(e, || {
-                format!("username {:?} is already taken", username.as_str())
-            })),
+            });
+        };
+        if !is_unique_violation(&error) {
+            return Err(error.into());
         }
+        // Which name it collides with says which answer to give.
+        let taken: Option<bool> =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username_key = ?1)")
+                .bind(username.key())
+                .fetch_optional(&self.writer)
+                .await?;
+        Err(Error::AlreadyExists(if taken == Some(true) {
+            format!("username {:?} is already taken", username.as_str())
+        } else {
+            format!(
+                "username {:?} is too similar to an existing name",
+                username.as_str()
+            )
+        }))
     }
 
     async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>> {
-        let row =
-            sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = ?1")
-                .bind(username.key())
-                .fetch_optional(&self.reader)
-                .await?;
+        let row = sqlx::query(
+            "SELECT id, username, password_hash FROM users
+                 WHERE username_key = ?1 AND deleted_at IS NULL",
+        )
+        .bind(username.key())
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?)))
             .transpose()
     }
 
     async fn user_by_name(&self, username: &Username) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, username FROM users WHERE username_key = ?1")
-            .bind(username.key())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, username FROM users WHERE username_key = ?1 AND deleted_at IS NULL",
+        )
+        .bind(username.key())
+        .fetch_optional(&self.reader)
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn create_session(&self, session: NewSession) -> Result<()> {
+    async fn create_session(&self, session: NewSession) -> Result<Vec<SessionId>> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, user_agent, created_at, last_seen_at, expires_at)
@@ -305,8 +347,30 @@ impl Store for SqliteStore {
         .bind(session.expires_at.0)
         .execute(&mut *tx)
         .await?;
+        // Newest first: whatever lies beyond the cap is the oldest.
+        let live: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sessions
+             WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(session.user_id.uuid())
+        .bind(session.now.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let evicted: Vec<SessionId> = live
+            .into_iter()
+            .skip(session.max_sessions as usize)
+            .map(SessionId::from_uuid)
+            .collect();
+        for old in &evicted {
+            sqlx::query("UPDATE sessions SET revoked_at = ?1 WHERE id = ?2")
+                .bind(session.now.0)
+                .bind(old.uuid())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(evicted)
     }
 
     async fn live_session(
@@ -333,11 +397,12 @@ impl Store for SqliteStore {
         presented_hash: &[u8],
         next_hash: &[u8],
         expires_at: Timestamp,
+        max_age: std::time::Duration,
         now: Timestamp,
     ) -> Result<Rotation> {
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
-            "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.revoked_at
+            "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.revoked_at, s.created_at
              FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
              WHERE t.token_hash = ?1",
         )
@@ -352,6 +417,8 @@ impl Store for SqliteStore {
         let used_at: Option<i64> = row.try_get("used_at")?;
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         let token_expires_at: i64 = row.try_get("expires_at")?;
+        let created_at = Timestamp(row.try_get("created_at")?);
+        let expires_at = expires_at.min(created_at.plus(max_age));
         if revoked_at.is_some() {
             return Ok(Rotation::Invalid);
         }
@@ -364,7 +431,7 @@ impl Store for SqliteStore {
             tx.commit().await?;
             return Ok(Rotation::Reused { session_id });
         }
-        if token_expires_at <= now.0 {
+        if token_expires_at <= now.0 || expires_at <= now {
             return Ok(Rotation::Invalid);
         }
         sqlx::query("UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2")
@@ -464,10 +531,8 @@ impl Store for SqliteStore {
             .bind(user_id.uuid())
             .execute(&mut *tx)
             .await?;
-        // ':' is in no valid username, so the key frees the name for good.
         sqlx::query(
-            "UPDATE users SET username = ?2, username_key = 'deleted:' || hex(id),
-                    password_hash = '', deleted_at = ?3
+            "UPDATE users SET username = ?2, password_hash = '', deleted_at = ?3
              WHERE id = ?1",
         )
         .bind(user_id.uuid())
@@ -486,6 +551,35 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn purge_sessions(&self, now: Timestamp, keep_ended: std::time::Duration) -> Result<u64> {
+        let ended_before = Timestamp(now.0 - Timestamp(0).plus(keep_ended).0);
+        let mut purged = 0;
+        loop {
+            let tokens = sqlx::query(
+                "DELETE FROM refresh_tokens WHERE token_hash IN
+                    (SELECT token_hash FROM refresh_tokens WHERE expires_at < ?1 LIMIT ?2)",
+            )
+            .bind(now.0)
+            .bind(PURGE_BATCH)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            let sessions = sqlx::query(
+                "DELETE FROM sessions WHERE id IN
+                    (SELECT id FROM sessions WHERE revoked_at < ?1 OR expires_at < ?1 LIMIT ?2)",
+            )
+            .bind(ended_before.0)
+            .bind(PURGE_BATCH)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            purged += tokens + sessions;
+            if tokens < PURGE_BATCH as u64 && sessions < PURGE_BATCH as u64 {
+                return Ok(purged);
+            }
+        }
     }
 
     async fn revoke_other_sessions(
@@ -523,16 +617,28 @@ impl Store for SqliteStore {
         id: RoomId,
         name: &RoomName,
         creator: UserId,
+        max_rooms: u32,
         now: Timestamp,
     ) -> Result<Room> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("INSERT INTO rooms (id, name, kind, created_at) VALUES (?1, ?2, ?3, ?4)")
-            .bind(id.uuid())
-            .bind(name.as_str())
-            .bind(RoomKind::Group.as_i64())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+        if group_rooms_of(&mut tx, creator).await? >= i64::from(max_rooms) {
+            return Err(too_many_rooms(max_rooms));
+        }
+        sqlx::query(
+            "INSERT INTO rooms (id, name, name_key, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id.uuid())
+        .bind(name.as_str())
+        .bind(name.key())
+        .bind(RoomKind::Group.as_i64())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            already_exists_if_unique(e, || {
+                format!("a room named {:?} already exists", name.as_str())
+            })
+        })?;
         sqlx::query("INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)")
             .bind(id.uuid())
             .bind(creator.uuid())
@@ -549,7 +655,13 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn join_room(&self, room_id: RoomId, user_id: UserId, now: Timestamp) -> Result<Room> {
+    async fn join_room(
+        &self,
+        room_id: RoomId,
+        user_id: UserId,
+        max_rooms: u32,
+        now: Timestamp,
+    ) -> Result<Room> {
         let mut tx = self.writer.begin().await?;
         if room_kind(&mut tx, room_id).await? == RoomKind::Direct {
             let room = Self::room_in(&mut tx, room_id, user_id).await?;
@@ -560,6 +672,10 @@ impl Store for SqliteStore {
                     "room {room_id} is a direct room: nobody else can join it"
                 )))
             };
+        }
+        let already = membership_in(&mut *tx, room_id, user_id).await? == Membership::Member;
+        if !already && group_rooms_of(&mut tx, user_id).await? >= i64::from(max_rooms) {
+            return Err(too_many_rooms(max_rooms));
         }
         sqlx::query(
             "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)

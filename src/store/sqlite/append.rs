@@ -327,7 +327,13 @@ mod tests {
             .unwrap();
         let room = RoomId::new();
         store
-            .create_room(room, &RoomName::parse("general").unwrap(), alice.id, now)
+            .create_room(
+                room,
+                &RoomName::parse("general").unwrap(),
+                alice.id,
+                1000,
+                now,
+            )
             .await
             .unwrap();
         rusqlite::Connection::open(&path)
@@ -349,7 +355,13 @@ mod tests {
 
         let other = RoomId::new();
         store
-            .create_room(other, &RoomName::parse("other").unwrap(), alice.id, now)
+            .create_room(
+                other,
+                &RoomName::parse("other").unwrap(),
+                alice.id,
+                1000,
+                now,
+            )
             .await
             .expect("sqlx writes on the writer connection after the failure");
         let results = store
