@@ -26,8 +26,12 @@ import { h, clear } from "./dom";
 
 /** Messages fetched per History page. */
 const PAGE = 50;
-/** How often to tell others we are typing while we type. */
-const TYPING_THROTTLE_MS = 2_000;
+/**
+ * How often to tell others we are typing while we type: a little over the
+ * 2 s in which a server relays one typing event per person and room, so
+ * that the one sent after a message is not the one it drops.
+ */
+const TYPING_THROTTLE_MS = 2_500;
 /** How long "x is typing…" stays after their last typing event. */
 const TYPING_SHOW_MS = 3_000;
 /** Longest wait between reconnection attempts. */
@@ -120,6 +124,8 @@ const state = {
   streamGen: 0,
   /** Per room: when we last told others we are typing. */
   lastTypingSent: new Map<string, number>(),
+  /** Tells of typing at the end of the throttle window, if it went on. */
+  typingTimer: undefined as number | undefined,
   view: "chat" as "chat" | "sessions",
   drawerOpen: false,
 };
@@ -394,21 +400,7 @@ function buildShell(username: string): void {
       }
     }
   };
-  el.composer.oninput = () => {
-    const now = Date.now();
-    const roomId = state.activeRoomId;
-    if (roomId && el.composer.value.trim() && now - (state.lastTypingSent.get(roomId) ?? 0) > TYPING_THROTTLE_MS) {
-      state.lastTypingSent.set(roomId, now);
-      chatClient.sendTyping({ roomId }).catch((e) => {
-        // A lost typing hint matters little. A lost connection already shows
-        // as "reconnecting…"; anything else the person hears of.
-        const err = ConnectError.from(e);
-        if (err.code !== Code.Unavailable && err.code !== Code.Unknown) {
-          showError(`Typing indicator not sent: ${describe(err)}`);
-        }
-      });
-    }
-  };
+  el.composer.oninput = () => noteTyping();
 
   clear(el.main);
   el.main.append(
@@ -595,6 +587,7 @@ function renderRooms(): void {
 }
 
 function selectRoom(roomId: string): void {
+  cancelTyping();
   state.activeRoomId = roomId;
   localStorage.setItem(storageKey("active"), roomId);
   showChat();
@@ -828,6 +821,7 @@ function renderMessages(toBottom = false): void {
 async function send(roomId: string, text: string): Promise<void> {
   const p: Pending = { clientMsgId: crypto.randomUUID(), roomId, text };
   // The message ends the typing hint on the other side: typing again is news.
+  cancelTyping();
   state.lastTypingSent.delete(roomId);
   state.pending.push(p);
   savePending();
@@ -875,6 +869,45 @@ async function deliver(p: Pending): Promise<void> {
 }
 
 // ---------- typing and presence ----------
+
+/**
+ * Tells the open room's other members we are typing: at once, then at most
+ * once per TYPING_THROTTLE_MS while the typing goes on. Typing within a
+ * window is told when the window ends, so the hint lasts as long as the
+ * typing, and the other side hears of it even if the server dropped the
+ * first event.
+ */
+function noteTyping(): void {
+  const roomId = state.activeRoomId;
+  if (!roomId || !el.composer.value.trim() || state.typingTimer !== undefined) return;
+  const wait = (state.lastTypingSent.get(roomId) ?? 0) + TYPING_THROTTLE_MS - Date.now();
+  if (wait <= 0) {
+    sendTyping(roomId);
+    return;
+  }
+  state.typingTimer = window.setTimeout(() => {
+    state.typingTimer = undefined;
+    if (state.activeRoomId === roomId && el.composer.value.trim()) sendTyping(roomId);
+  }, wait);
+}
+
+function sendTyping(roomId: string): void {
+  state.lastTypingSent.set(roomId, Date.now());
+  chatClient.sendTyping({ roomId }).catch((e) => {
+    // A lost typing hint matters little. A lost connection already shows
+    // as "reconnecting…"; anything else the person hears of.
+    const err = ConnectError.from(e);
+    if (err.code !== Code.Unavailable && err.code !== Code.Unknown) {
+      showError(`Typing indicator not sent: ${describe(err)}`);
+    }
+  });
+}
+
+/** No typing hint is due any more (a message went out, or another room opened). */
+function cancelTyping(): void {
+  window.clearTimeout(state.typingTimer);
+  state.typingTimer = undefined;
+}
 
 function clearTyping(rs: RoomState, username?: string): void {
   if (username && rs.typing.delete(username) && rs.room.id === state.activeRoomId) renderTyping();
