@@ -357,7 +357,7 @@ async fn create_rooms(args: &Args, owner: &str) -> anyhow::Result<(Vec<String>, 
     client.login(owner, PASSWORD).await.context("logging in")?;
     let mut chat = client.chat().await?;
     let existing: HashMap<String, String> = chat
-        .list_rooms(pb::ListRoomsRequest {})
+        .list_rooms(pb::ListRoomsRequest::default())
         .await?
         .into_inner()
         .rooms

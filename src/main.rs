@@ -19,6 +19,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(config.log_format);
+    if std::env::args().any(|arg| arg == "--jwt-secret" || arg.starts_with("--jwt-secret=")) {
+        tracing::warn!(
+            "--jwt-secret on the command line shows in `ps` to every user of this machine: \
+             use CHAT_JWT_SECRET or --jwt-secret-file"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -27,13 +27,22 @@ const START_POLL: Duration = Duration::from_millis(100);
 const LOG_TAIL_LINES: usize = 30;
 
 /// Flags every started server gets, besides its address and database:
-/// no per-user send limit, connection and stream limits far above any
-/// scenario, queues deep enough that a benchmark step overloading the
-/// server shows as latency before streams are cut, tokens that outlive the
-/// longest run, and no metrics listener to compete for a port.
+/// no per-user send, room or login limit (a login storm logs the same
+/// accounts in at once, from one address), connection and stream limits
+/// far above any scenario, queues deep enough that a benchmark step
+/// overloading the server shows as latency before streams are cut, tokens
+/// that outlive the longest run, and no metrics listener to compete for a
+/// port.
 const SERVER_FLAGS: &[&str] = &[
     "--metrics-listen=off",
     "--send-rate=0",
+    "--room-create-rate=0",
+    "--room-join-rate=0",
+    "--max-rooms-per-user=1000000",
+    "--max-sessions-per-user=1000000",
+    "--login-free-attempts=1000000",
+    "--max-login-failures-per-ip=0",
+    "--max-connections-per-ip=0",
     "--max-connections=1000000",
     "--max-streams-per-session=1000000",
     "--max-streams-per-user=1000000",

@@ -58,6 +58,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     // Tests push thousands of messages; the abuse tests set the real rate.
     config.limits.send_rate = 1_000_000;
     config.limits.send_burst = 1_000_000;
+    // And create and join rooms by the hundred; tests/api/security.rs sets
+    // the real rates.
+    config.limits.room_create_rate = 1_000_000;
+    config.limits.room_create_burst = 1_000_000;
+    config.limits.room_join_rate = 1_000_000;
+    config.limits.room_join_burst = 1_000_000;
     configure(&mut config);
     start(config, dir).await
 }
