@@ -19,6 +19,9 @@ pub struct Frame {
     bytes: Bytes,
     /// For a live message: when its send arrived, to measure delivery.
     sent_at: Option<Timestamp>,
+    /// A hint the client can do without (typing, presence, a heartbeat):
+    /// dropped rather than queued when the stream is behind.
+    ephemeral: bool,
 }
 
 impl Frame {
@@ -26,6 +29,7 @@ impl Frame {
         Self {
             bytes: Bytes::from(event.encode_to_vec()),
             sent_at: None,
+            ephemeral: false,
         }
     }
 
@@ -39,6 +43,19 @@ impl Frame {
             sent_at: Some(sent_at),
             ..Self::from_event(event)
         }
+    }
+
+    /// An event the client can do without: typing, presence, the
+    /// heartbeat. A stream that is behind drops it instead of queueing it.
+    pub fn ephemeral(event: pb::server_event::Event) -> Self {
+        Self {
+            ephemeral: true,
+            ..Self::from_event(event)
+        }
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
     }
 
     pub fn sent_at(&self) -> Option<Timestamp> {
@@ -63,6 +80,12 @@ impl Frame {
     }
 }
 
+impl crate::stream::queue::Weigh for Frame {
+    fn weight(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// Each stream's buffers start at this many bytes (tonic's default is
 /// 8 KiB for each direction, allocated up front). Events and client events
 /// are small; an idle stream should cost little, and a burst grows the
@@ -77,7 +100,8 @@ fn buffer_settings() -> BufferSettings {
 }
 
 /// The codec of the two RPCs that stream `ServerEvent`s: frames out,
-/// protobuf messages in.
+/// protobuf messages in (a request that does not decode is the client's
+/// INVALID_ARGUMENT).
 #[derive(Debug)]
 pub struct FrameCodec<U>(std::marker::PhantomData<U>);
 
@@ -94,14 +118,14 @@ where
     type Encode = Frame;
     type Decode = U;
     type Encoder = FrameEncoder;
-    type Decoder = tonic_prost::ProstDecoder<U>;
+    type Decoder = crate::codec::RequestDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         FrameEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstCodec::<pb::ServerEvent, U>::raw_decoder(buffer_settings())
+        crate::codec::RequestDecoder::new(buffer_settings())
     }
 }
 

@@ -8,20 +8,38 @@
 //! again whenever the receiver drains it, so an idle stream's queue costs
 //! its small shared header only.
 //!
+//! A queue may be bounded by bytes as well as items ([`Weigh`]): a
+//! catch-up of large messages holds no more than its byte budget.
+//!
 //! The hub pushes with `try_send` (a full queue means a slow consumer); a
-//! catch-up task pushes with `send`, which waits for room.
+//! catch-up task waits for room (`wait_for_room`, `send`) and watches
+//! whether the receiver takes anything at all (`taken`).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+/// What an item weighs against a queue's byte budget.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
 /// A queue holding at most `capacity` items.
-pub fn queue<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+pub fn queue<T: Weigh>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    bounded(capacity, usize::MAX)
+}
+
+/// A queue holding at most `capacity` items weighing at most `max_bytes`
+/// together; a single heavier item still goes into an empty queue.
+pub fn bounded<T: Weigh>(capacity: usize, max_bytes: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         capacity,
+        max_bytes,
         state: Mutex::new(State {
             items: VecDeque::new(),
+            bytes: 0,
+            taken: 0,
             receiver: None,
             sender: None,
             sender_alive: true,
@@ -38,11 +56,16 @@ pub fn queue<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 
 struct Shared<T> {
     capacity: usize,
+    max_bytes: usize,
     state: Mutex<State<T>>,
 }
 
 struct State<T> {
     items: VecDeque<T>,
+    /// What `items` weigh together.
+    bytes: usize,
+    /// Items the receiver has taken, ever.
+    taken: u64,
     /// The receiver's task, waiting for an item.
     receiver: Option<Waker>,
     /// The sender's task, waiting for room.
@@ -61,6 +84,25 @@ impl<T> Shared<T> {
     }
 }
 
+impl<T: Weigh> Shared<T> {
+    fn has_room_for(&self, state: &State<T>, item: &T) -> bool {
+        state.items.is_empty()
+            || (state.items.len() < self.capacity
+                && state.bytes.saturating_add(item.weight()) <= self.max_bytes)
+    }
+
+    /// Queues an item there is room for, and wakes the receiver.
+    fn push(&self, mut state: MutexGuard<'_, State<T>>, item: T) {
+        state.bytes += item.weight();
+        state.items.push_back(item);
+        let receiver = state.receiver.take();
+        drop(state);
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+    }
+}
+
 /// Why `try_send` gave the item back.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TrySendError<T> {
@@ -76,10 +118,20 @@ pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
 
-impl<T> Sender<T> {
+impl<T: Weigh> Sender<T> {
     /// How many items the queue holds at most.
     pub fn max_capacity(&self) -> usize {
         self.shared.capacity
+    }
+
+    /// How many items are waiting.
+    pub fn len(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// Whether no item is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Queues `item` if there is room, without waiting.
@@ -87,20 +139,38 @@ impl<T> Sender<T> {
     /// # Errors
     /// Gives the item back when the queue is full or the receiver is gone.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
-        let mut state = self.shared.lock();
+        let state = self.shared.lock();
         if !state.receiver_alive {
             return Err(TrySendError::Closed(item));
         }
-        if state.items.len() >= self.shared.capacity {
+        if !self.shared.has_room_for(&state, &item) {
             return Err(TrySendError::Full(item));
         }
-        state.items.push_back(item);
-        let receiver = state.receiver.take();
-        drop(state);
-        if let Some(receiver) = receiver {
-            receiver.wake();
-        }
+        self.shared.push(state, item);
         Ok(())
+    }
+
+    /// Waits until at most `items` items weighing at most `bytes` are
+    /// queued. Returns false once the receiver is gone.
+    pub async fn wait_for_room(&self, items: usize, bytes: usize) -> bool {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if !state.receiver_alive {
+                return Poll::Ready(false);
+            }
+            if state.items.len() <= items && state.bytes <= bytes {
+                return Poll::Ready(true);
+            }
+            set_waker(&mut state.sender, cx);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// How many items the receiver has taken so far: whether it makes any
+    /// progress at all.
+    pub fn taken(&self) -> u64 {
+        self.shared.lock().taken
     }
 
     /// Queues `item`, waiting for room.
@@ -115,17 +185,12 @@ impl<T> Sender<T> {
             if !state.receiver_alive {
                 return Poll::Ready(Err(taken));
             }
-            if state.items.len() >= self.shared.capacity {
+            if !self.shared.has_room_for(&state, &taken) {
                 item = Some(taken);
                 set_waker(&mut state.sender, cx);
                 return Poll::Pending;
             }
-            state.items.push_back(taken);
-            let receiver = state.receiver.take();
-            drop(state);
-            if let Some(receiver) = receiver {
-                receiver.wake();
-            }
+            self.shared.push(state, taken);
             Poll::Ready(Ok(()))
         })
         .await
@@ -149,7 +214,7 @@ pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
 
-impl<T> Receiver<T> {
+impl<T: Weigh> Receiver<T> {
     /// The next item; `None` once the sender is gone and the queue empty.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.shared.lock();
@@ -160,6 +225,8 @@ impl<T> Receiver<T> {
             set_waker(&mut state.receiver, cx);
             return Poll::Pending;
         };
+        state.bytes -= item.weight();
+        state.taken += 1;
         if state.items.is_empty() {
             // Drained: give the memory back (an idle stream holds none).
             state.items = VecDeque::new();
@@ -208,6 +275,13 @@ mod tests {
 
     use super::*;
     use crate::test_support::WakeCounter;
+
+    /// In these tests an item weighs its value.
+    impl Weigh for i32 {
+        fn weight(&self) -> usize {
+            self.unsigned_abs() as usize
+        }
+    }
 
     #[test]
     fn items_come_out_in_order_and_a_full_queue_refuses_more() {
@@ -281,5 +355,42 @@ mod tests {
         assert_eq!(sender_woken.wakes(), 2, "the receiver went away");
         assert_eq!(third.as_mut().poll(&mut sender_cx), Poll::Ready(Err(3)));
         assert_eq!(tx.try_send(4), Err(TrySendError::Closed(4)));
+    }
+
+    #[test]
+    fn a_byte_budget_bounds_the_queue_but_one_heavy_item_still_fits() {
+        let (tx, mut rx) = bounded(10, 100);
+        let (_, waker) = WakeCounter::new();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(tx.try_send(60), Ok(()));
+        assert_eq!(tx.try_send(50), Err(TrySendError::Full(50)));
+        assert_eq!(tx.try_send(40), Ok(()));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(60)));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(40)));
+        assert_eq!(tx.try_send(500), Ok(()), "alone, it may exceed the budget");
+        assert_eq!(tx.try_send(1), Err(TrySendError::Full(1)));
+        assert_eq!(tx.taken(), 2);
+    }
+
+    #[test]
+    fn waiting_for_room_ends_when_the_receiver_drains_or_goes() {
+        let (tx, mut rx) = bounded(10, 1000);
+        let (woken, waker) = WakeCounter::new();
+        let mut cx = Context::from_waker(&waker);
+        for item in [100, 200, 300] {
+            tx.try_send(item).unwrap();
+        }
+        let mut room = pin!(tx.wait_for_room(1, 300));
+        assert_eq!(room.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(100)));
+        assert_eq!(room.as_mut().poll(&mut cx), Poll::Pending, "two left");
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(200)));
+        assert!(woken.wakes() >= 2);
+        assert_eq!(room.as_mut().poll(&mut cx), Poll::Ready(true));
+
+        let mut empty = pin!(tx.wait_for_room(0, 0));
+        assert_eq!(empty.as_mut().poll(&mut cx), Poll::Pending);
+        drop(rx);
+        assert_eq!(empty.as_mut().poll(&mut cx), Poll::Ready(false));
     }
 }
