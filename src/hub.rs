@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
@@ -110,6 +110,47 @@ struct State {
     expiries: BTreeSet<(Timestamp, StreamId)>,
     /// Set by shutdown: no new streams.
     closed: bool,
+    /// When each user last had its typing relayed, per room.
+    typing: TypingTimes,
+}
+
+/// At most one typing event per user and room is relayed in this time: a
+/// client that sends one per keystroke costs its room's members one event.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+/// Users and rooms whose last typing event is remembered, at most: about
+/// 5 MiB. When full, typing older than [`TYPING_INTERVAL`] is forgotten;
+/// if that frees nothing, new typing is dropped (it is only a hint).
+const TYPING_CAPACITY: usize = 100_000;
+
+/// When each (user, room) last had its typing relayed.
+#[derive(Default)]
+struct TypingTimes {
+    last: HashMap<(UserId, RoomId), Instant>,
+}
+
+impl TypingTimes {
+    /// Records typing at `now`, unless it was relayed less than the
+    /// interval ago or the table is full of recent typing: then false.
+    fn note(&mut self, user_id: UserId, room_id: RoomId, now: Instant) -> bool {
+        let key = (user_id, room_id);
+        if let Some(&last) = self.last.get(&key) {
+            if now.saturating_duration_since(last) < TYPING_INTERVAL {
+                return false;
+            }
+        } else if self.last.len() >= TYPING_CAPACITY {
+            self.sweep(now);
+            if self.last.len() >= TYPING_CAPACITY {
+                return false;
+            }
+        }
+        self.last.insert(key, now);
+        true
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.last
+            .retain(|_, last| now.saturating_duration_since(*last) < TYPING_INTERVAL);
+    }
 }
 
 /// Why a stream is being removed.
@@ -432,7 +473,7 @@ impl Hub {
         }));
         let entry = state.streams.get_mut(&id).expect("checked above");
         entry.active = true;
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         push(entry, id, ready, &mut overflow);
         if announce {
             state.tell_users(&peers, &presence(&user, true), None, None, &mut overflow);
@@ -464,7 +505,7 @@ impl Hub {
             seq: message.seq,
             ack: false,
         };
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         if delivery == Delivery::Delivered {
             let frame =
                 Frame::live_message(Event::Message(pb::Message::from(message)), message.sent_at);
@@ -506,7 +547,7 @@ impl Hub {
             room_id: room_id.to_string(),
             from_seq,
         }));
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         state.tell_users(&members, &frame, None, None, &mut overflow);
         self.close_overflowed(&mut state, overflow);
     }
@@ -520,15 +561,21 @@ impl Hub {
             .collect()
     }
 
-    /// Tells the other members of a room that `user` is typing.
-    pub fn typing(&self, room_id: RoomId, user: &User) {
-        let frame = Frame::from_event(Event::Typing(server_event::Typing {
-            room_id: room_id.to_string(),
-            user: Some(pb::User::from(user)),
-        }));
+    /// Tells the other members of a room that `user` is typing, unless it
+    /// was told less than [`TYPING_INTERVAL`] ago. Returns whether it was
+    /// told (here, if anyone here is a member): only then do the other
+    /// nodes need to hear of it.
+    pub fn typing(&self, room_id: RoomId, user: &User) -> bool {
+        self.typing_at(room_id, user, Instant::now())
+    }
+
+    fn typing_at(&self, room_id: RoomId, user: &User, now: Instant) -> bool {
         let mut state = self.lock();
+        if !state.typing.note(user.id, room_id, now) {
+            return false;
+        }
         let Some(room) = state.rooms.get(&room_id) else {
-            return;
+            return true;
         };
         let others: Vec<UserId> = room
             .members
@@ -536,16 +583,29 @@ impl Hub {
             .copied()
             .filter(|&m| m != user.id)
             .collect();
-        let mut overflow = Vec::new();
+        let frame = Frame::ephemeral(Event::Typing(server_event::Typing {
+            room_id: room_id.to_string(),
+            user: Some(pb::User::from(user)),
+        }));
+        let mut overflow = Overflow::default();
         state.tell_users(&others, &frame, None, None, &mut overflow);
         self.close_overflowed(&mut state, overflow);
+        true
+    }
+
+    /// Forgets what no longer matters: typing older than the interval, and
+    /// the room its tables kept after they shrank.
+    pub fn sweep(&self) {
+        let mut state = self.lock();
+        state.typing.sweep(Instant::now());
+        state.shrink();
     }
 
     /// Narrows a stream's hold to the rooms it catches up on: messages of
     /// other rooms (held or to come) go out live.
     pub fn catch_up_on(&self, id: StreamId, rooms: HashSet<RoomId>) {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         if let Some(entry) = state.streams.get_mut(&id) {
             let held = entry.hold.as_mut().map(|hold| {
                 let (keep, free) = std::mem::take(&mut hold.messages)
@@ -568,7 +628,7 @@ impl Hub {
     /// released, the stream gets live messages, none it has already.
     pub fn release(&self, id: StreamId, reached: &HashMap<RoomId, u64>) -> bool {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         let Some(entry) = state.streams.get_mut(&id) else {
             return true;
         };
@@ -590,7 +650,7 @@ impl Hub {
     /// Queues one frame for one stream.
     pub fn send_to(&self, id: StreamId, frame: Frame) {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         if let Some(entry) = state.streams.get_mut(&id) {
             push(entry, id, frame, &mut overflow);
         }
@@ -602,7 +662,7 @@ impl Hub {
     /// and the room's online members here learn of each other.
     pub fn join(&self, user_id: UserId, room_id: RoomId, last_seq: u64) {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         let here = state.users.get_mut(&user_id).and_then(|entry| {
             let joined = entry.rooms.insert(room_id);
             joined.then(|| (entry.online, entry.user.clone()))
@@ -749,7 +809,7 @@ impl Hub {
     /// Another node says `user` is online there, in `rooms`.
     pub fn remote_online(&self, node: NodeId, user: User, rooms: Vec<RoomId>) {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         state.remote_online(node, user, rooms, &mut overflow);
         self.close_overflowed(&mut state, overflow);
     }
@@ -757,7 +817,7 @@ impl Hub {
     /// Another node says `user_id` has no stream there any more.
     pub fn remote_offline(&self, node: NodeId, user_id: UserId) {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         state.remote_offline(node, user_id, &mut overflow);
         self.close_overflowed(&mut state, overflow);
     }
@@ -766,7 +826,7 @@ impl Hub {
     /// before and leaves out now is offline there.
     pub fn remote_snapshot(&self, node: NodeId, users: Vec<OnlineUser>) {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         let listed: HashSet<UserId> = users.iter().map(|(user, _)| user.id).collect();
         let gone: Vec<UserId> = state
             .nodes
@@ -788,7 +848,7 @@ impl Hub {
     /// Another node left, or went silent: none of its users is online there.
     pub fn remote_node_gone(&self, node: NodeId) {
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         let users: Vec<UserId> = state
             .nodes
             .get(&node)
@@ -850,9 +910,9 @@ impl Hub {
 
     /// Sends the idle-stream heartbeat (a `pong` with nonce 0) to every stream.
     pub fn heartbeat(&self) {
-        let frame = Frame::from_event(Event::Pong(server_event::Pong { nonce: 0 }));
+        let frame = Frame::ephemeral(Event::Pong(server_event::Pong { nonce: 0 }));
         let mut state = self.lock();
-        let mut overflow = Vec::new();
+        let mut overflow = Overflow::default();
         for (&id, entry) in state.streams.iter_mut().filter(|(_, e)| e.active) {
             push(entry, id, frame.clone(), &mut overflow);
         }
@@ -906,9 +966,19 @@ impl Hub {
         ))
     }
 
-    fn close_overflowed(&self, state: &mut State, overflow: Vec<StreamId>) {
-        if !overflow.is_empty() {
+    fn count_dropped(&self, overflow: &Overflow) {
+        if overflow.ephemeral_dropped > 0 {
+            self.metrics
+                .ephemeral_dropped
+                .inc_by(overflow.ephemeral_dropped);
+        }
+    }
+
+    fn close_overflowed(&self, state: &mut State, overflow: Overflow) {
+        self.count_dropped(&overflow);
+        if !overflow.streams.is_empty() {
             let closing = overflow
+                .streams
                 .into_iter()
                 .map(|id| (id, Ending::TooSlow))
                 .collect();
@@ -962,9 +1032,10 @@ impl Hub {
                 if !state.remote.contains_key(&user_id) {
                     let gone = state.users[&user_id].user.clone();
                     let peers = state.peers(user_id);
-                    let mut overflow = Vec::new();
+                    let mut overflow = Overflow::default();
                     state.tell_users(&peers, &presence(&gone, false), None, None, &mut overflow);
-                    closing.extend(overflow.into_iter().map(|id| (id, Ending::TooSlow)));
+                    self.count_dropped(&overflow);
+                    closing.extend(overflow.streams.into_iter().map(|id| (id, Ending::TooSlow)));
                 }
             }
             if remaining.is_empty() {
@@ -975,6 +1046,26 @@ impl Hub {
 }
 
 impl State {
+    /// Gives back the room of tables that grew for a crowd now gone: a
+    /// `HashMap` otherwise keeps its largest size for good.
+    fn shrink(&mut self) {
+        fn shrink<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+            // Some slack, so that a table that breathes is not rebuilt
+            // at every sweep.
+            if map.capacity() > 4 * map.len() + 64 {
+                map.shrink_to(2 * map.len());
+            }
+        }
+        shrink(&mut self.streams);
+        shrink(&mut self.users);
+        shrink(&mut self.rooms);
+        shrink(&mut self.remote);
+        shrink(&mut self.remote_rooms);
+        shrink(&mut self.nodes);
+        shrink(&mut self.sessions);
+        shrink(&mut self.typing.last);
+    }
+
     /// The other connected users who share a room with `user_id`.
     fn peers(&self, user_id: UserId) -> Vec<UserId> {
         let Some(user) = self.users.get(&user_id) else {
@@ -1037,7 +1128,7 @@ impl State {
         node: NodeId,
         user: User,
         rooms: Vec<RoomId>,
-        overflow: &mut Vec<StreamId>,
+        overflow: &mut Overflow,
     ) {
         let user_id = user.id;
         self.nodes.entry(node).or_default().insert(user_id);
@@ -1072,7 +1163,7 @@ impl State {
 
     /// Records a user gone from another node; if it is now online nowhere,
     /// its peers here hear of it.
-    fn remote_offline(&mut self, node: NodeId, user_id: UserId, overflow: &mut Vec<StreamId>) {
+    fn remote_offline(&mut self, node: NodeId, user_id: UserId, overflow: &mut Overflow) {
         if let Some(users) = self.nodes.get_mut(&node) {
             users.remove(&user_id);
         }
@@ -1111,7 +1202,7 @@ impl State {
         frame: &Frame,
         order: Option<Ordered>,
         skip: Option<StreamId>,
-        overflow: &mut Vec<StreamId>,
+        overflow: &mut Overflow,
     ) {
         for user_id in users {
             let Some(user) = self.users.get(user_id) else {
@@ -1155,7 +1246,7 @@ fn offer(
     id: StreamId,
     frame: &Frame,
     order: Option<Ordered>,
-    overflow: &mut Vec<StreamId>,
+    overflow: &mut Overflow,
 ) {
     let Some(Ordered { room_id, seq, ack }) = order else {
         return push(entry, id, frame.clone(), overflow);
@@ -1192,14 +1283,44 @@ fn offer(
     push(entry, id, frame.clone(), overflow);
 }
 
-fn push(entry: &mut StreamEntry, id: StreamId, frame: Frame, overflow: &mut Vec<StreamId>) {
-    if let Err(TrySendError::Full(_)) = entry.queue.try_send(frame) {
-        overflow.push(id);
+/// Queues a frame for a stream. An ephemeral frame (typing, presence, a
+/// heartbeat) is dropped instead when the queue is under pressure, and
+/// never ends a stream: only what the client cannot do without does.
+fn push(entry: &mut StreamEntry, id: StreamId, frame: Frame, overflow: &mut Overflow) {
+    if frame.is_ephemeral() && entry.queue.len() >= pressure_threshold(entry.queue.max_capacity()) {
+        overflow.ephemeral_dropped += 1;
+        return;
+    }
+    match entry.queue.try_send(frame) {
+        Err(TrySendError::Full(frame)) if frame.is_ephemeral() => overflow.ephemeral_dropped += 1,
+        Err(TrySendError::Full(_)) => overflow.push(id),
+        Ok(()) | Err(TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Frames waiting past which a stream's queue counts as under pressure:
+/// half of it, so that the other half stays free for messages while the
+/// client catches up.
+fn pressure_threshold(capacity: usize) -> usize {
+    capacity / 2
+}
+
+/// What a fan-out left to do once it is over: streams to end as too slow,
+/// and ephemeral frames dropped, to count.
+#[derive(Default)]
+struct Overflow {
+    streams: Vec<StreamId>,
+    ephemeral_dropped: u64,
+}
+
+impl Overflow {
+    fn push(&mut self, id: StreamId) {
+        self.streams.push(id);
     }
 }
 
 fn presence(user: &User, online: bool) -> Frame {
-    Frame::from_event(Event::Presence(server_event::Presence {
+    Frame::ephemeral(Event::Presence(server_event::Presence {
         user: Some(pb::User::from(user)),
         online,
     }))
@@ -1414,5 +1535,71 @@ mod tests {
             rx.try_recv(),
             Ok(LocalPresence::Offline { user_id }) if user_id == alice.id
         ));
+    }
+
+    #[test]
+    fn typing_is_relayed_once_per_user_and_room_in_each_interval() {
+        let hub = hub(None);
+        let (alice, bob, room, other) = (user("alice"), user("bob"), RoomId::new(), RoomId::new());
+        let (_, mut stream, _) = open(&hub, &bob, &[(room, 0)]);
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+
+        assert!(hub.typing_at(room, &alice, start));
+        assert!(!hub.typing_at(room, &alice, start + second));
+        assert!(
+            hub.typing_at(other, &alice, start + second),
+            "a room of its own"
+        );
+        assert!(
+            hub.typing_at(room, &bob, start + second),
+            "a user of its own"
+        );
+        assert!(hub.typing_at(room, &alice, start + TYPING_INTERVAL));
+
+        let typing = std::iter::from_fn(|| next(&mut stream))
+            .filter(|event| matches!(event, Event::Typing(t) if t.user.as_ref().unwrap().username == "alice"))
+            .count();
+        assert_eq!(typing, 2);
+        hub.lock().typing.sweep(start + 3 * TYPING_INTERVAL);
+        assert!(hub.lock().typing.last.is_empty());
+    }
+
+    #[test]
+    fn a_stream_under_pressure_drops_ephemeral_events_and_keeps_its_messages() {
+        let hub = hub(None);
+        let (alice, bob) = (user("alice"), user("bob"));
+        let rooms: Vec<(RoomId, u64)> = (0..40).map(|_| (RoomId::new(), 0)).collect();
+        let (_, mut stream, _) = open(&hub, &bob, &rooms);
+
+        for &(room, _) in &rooms {
+            hub.typing(room, &alice);
+        }
+        hub.heartbeat();
+        for seq in 1..=8 {
+            assert_eq!(
+                hub.deliver(&message(rooms[0].0, seq, &alice), None),
+                Delivery::Delivered
+            );
+        }
+
+        let events: Vec<Event> = std::iter::from_fn(|| next(&mut stream)).collect();
+        let typing = events
+            .iter()
+            .filter(|e| matches!(e, Event::Typing(_)))
+            .count();
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m.seq),
+                _ => None,
+            })
+            .collect();
+        // Half the queue of 16 takes ephemeral events; the rest waits for
+        // messages.
+        assert_eq!(typing, 8);
+        assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+        assert_eq!(hub.metrics.ephemeral_dropped.get(), 33);
+        assert_eq!(hub.open_streams(), 1);
     }
 }

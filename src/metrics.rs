@@ -76,6 +76,9 @@ pub struct Metrics {
     pub gap_fills: Counter,
     /// Events not published to the other nodes: the bus queue was full.
     pub bus_dropped: Counter,
+    /// Ephemeral events (typing, presence, heartbeats) not queued for a
+    /// stream that was behind.
+    pub ephemeral_dropped: Counter,
 }
 
 impl Metrics {
@@ -154,6 +157,12 @@ impl Metrics {
             "Events not published to the other nodes because the bus queue was full",
             bus_dropped.clone(),
         );
+        let ephemeral_dropped = Counter::default();
+        registry.register(
+            "ephemeral_dropped",
+            "Typing, presence and heartbeat events dropped for streams that were behind",
+            ephemeral_dropped.clone(),
+        );
         Arc::new(Self {
             registry,
             connections_open,
@@ -168,6 +177,7 @@ impl Metrics {
             commit_latency,
             gap_fills,
             bus_dropped,
+            ephemeral_dropped,
         })
     }
 

@@ -133,7 +133,8 @@ impl Router for LocalRouter {
     }
 
     async fn typing(&self, room_id: RoomId, user: &User) {
-        self.hub.typing(room_id, user);
+        // Coalesced by the hub; nothing else to tell.
+        let _relayed = self.hub.typing(room_id, user);
     }
 
     async fn revoke_session(&self, session_id: SessionId) {

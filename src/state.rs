@@ -230,6 +230,7 @@ async fn maintain(
             _ = expiry.tick() => hub.expire(Timestamp::now()),
             _ = beat.tick() => hub.heartbeat(),
             _ = sweep.tick() => {
+                hub.sweep();
                 send_limiter.sweep();
                 login_backoff.sweep();
             }

@@ -3,13 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use chat_client::pb::{self, client_event};
+use chat_client::pb::chat_service_client::ChatServiceClient;
+use chat_client::pb::{self, client_event, server_event};
+use chat_client::BearerToken;
 use chat_server::stream;
 use tokio_stream::StreamExt as _;
 use tonic::metadata::MetadataMap;
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
-use crate::helpers::{spawn_app_with, TestUser};
+use crate::helpers::{spawn_app_with, TestUser, PATIENCE};
 
 /// How soon a revoked session's streams must end.
 const REVOCATION_REACH: Duration = Duration::from_secs(1);
@@ -195,4 +198,135 @@ async fn create_rooms(owner: &TestUser, count: usize) -> Vec<pb::Room> {
         rooms.extend(task.await.unwrap());
     }
     rooms
+}
+
+/// Typing events `user` may relay in `elapsed`: one at once, then one more
+/// every two seconds.
+fn typing_allowance(elapsed: Duration) -> usize {
+    1 + (elapsed.as_millis() / 2000) as usize
+}
+
+#[tokio::test]
+async fn a_flood_of_typing_reaches_another_member_as_one_event_every_two_seconds() {
+    const TYPING: usize = 5000;
+    const WORKERS: usize = 16;
+    let app = spawn_app_with(|_| {}).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    let (mut bob_stream, _) = bob.subscribe().await;
+
+    let started = Instant::now();
+    let flood: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let mut chat = alice.chat.clone();
+            let room_id = room.id.clone();
+            tokio::spawn(async move {
+                for _ in 0..TYPING / WORKERS {
+                    chat.send_typing(pb::SendTypingRequest {
+                        room_id: room_id.clone(),
+                    })
+                    .await
+                    .expect("send typing");
+                }
+            })
+        })
+        .collect();
+    for worker in flood {
+        worker.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let sent = alice.send(&room, "done typing").await;
+
+    let mut typing = 0;
+    loop {
+        match bob_stream.next().await {
+            server_event::Event::Typing(event) => {
+                assert_eq!(event.user.as_ref(), Some(&alice.user));
+                typing += 1;
+            }
+            server_event::Event::Message(message) => {
+                assert_eq!(message.id, sent.id);
+                break;
+            }
+            server_event::Event::Presence(_) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert!(
+        (1..=typing_allowance(elapsed)).contains(&typing),
+        "{typing} typing events for {TYPING} sent in {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_member_who_reads_slowly_is_not_evicted_by_typing_and_gets_every_message() {
+    const ROOMS: usize = 100;
+    const TYPING: usize = 5000;
+    const MESSAGES: u64 = 20;
+    let app = spawn_app_with(|config| {
+        config.stream_queue = 16;
+        config.limits.room_create_rate = 0;
+        config.limits.room_join_rate = 0;
+    })
+    .await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    let rooms = create_rooms(&alice, ROOMS).await;
+    for other in &rooms {
+        bob.join(other).await;
+    }
+    // Bob's connection takes 1 KiB at a time: what he has not read waits
+    // in his queue on the server.
+    let narrow = Endpoint::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .initial_stream_window_size(1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut bob_events = ChatServiceClient::with_interceptor(
+        narrow,
+        BearerToken::new(&bob.login.access_token).unwrap(),
+    )
+    .subscribe(pb::SubscribeRequest::default())
+    .await
+    .unwrap()
+    .into_inner();
+    let room_id = room.id.clone();
+    let reader = tokio::spawn(async move {
+        let (mut seqs, mut typing) = (Vec::new(), 0);
+        while seqs.len() < MESSAGES as usize {
+            let event = tokio::time::timeout(PATIENCE, bob_events.message()).await;
+            match event
+                .expect("events keep coming")
+                .map(|e| e.and_then(|e| e.event))
+            {
+                Ok(Some(server_event::Event::Message(m))) if m.room_id == room_id => {
+                    seqs.push(m.seq);
+                }
+                Ok(Some(server_event::Event::Typing(_))) => typing += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended"),
+                Err(status) => return Err(status),
+            }
+            // A slow reader.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok((seqs, typing))
+    });
+    let (alice_stream, _) = alice.chat_stream().await;
+
+    for i in 0..TYPING {
+        alice_stream
+            .send(client_event::Event::Typing(client_event::Typing {
+                room_id: rooms[i % ROOMS].id.clone(),
+            }))
+            .await;
+    }
+    for i in 0..MESSAGES {
+        alice.send(&room, &format!("m{i}")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (seqs, typing) = reader.await.unwrap().expect("bob's stream goes on");
+    assert_eq!(seqs, (1..=MESSAGES).collect::<Vec<_>>());
+    assert!(typing <= ROOMS, "{typing} typing events");
+    assert!(app.metric("chat_ephemeral_dropped_total").await > 0.0);
 }
