@@ -5,7 +5,9 @@
 //! same descriptors with `tonic-build`'s manual builder, so that the two
 //! streaming RPCs that answer with `ServerEvent` can send pre-encoded frames:
 //! every event is encoded once and its bytes shared by all receiving streams
-//! (see `src/stream/frame.rs`).
+//! (see `src/stream/frame.rs`), and so that every request is decoded by the
+//! server's own decoder, which answers INVALID_ARGUMENT for a request that
+//! does not decode (see `src/codec.rs`).
 
 use std::path::PathBuf;
 
@@ -58,7 +60,7 @@ fn manual_server(service: &prost_types::ServiceDescriptorProto) -> tonic_build::
             .codec_path(if frames {
                 "crate::stream::FrameCodec"
             } else {
-                "tonic_prost::ProstCodec"
+                "crate::codec::RequestCodec"
             });
         if method.client_streaming() {
             m = m.client_streaming();

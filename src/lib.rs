@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;

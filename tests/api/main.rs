@@ -7,6 +7,7 @@ mod child;
 mod crash;
 mod delivery;
 mod helpers;
+mod malformed;
 mod operations;
 mod pressure;
 mod rooms;
