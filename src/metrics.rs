@@ -28,6 +28,8 @@ pub enum Limit {
     StreamsPerSession,
     StreamsPerUser,
     Connections,
+    /// The per-client-address connection cap (`--max-connections-per-ip`).
+    ConnectionsPerAddress,
     LoginBackoff,
     PasswordQueue,
 }
@@ -39,6 +41,7 @@ impl Limit {
             Self::StreamsPerSession => "streams_per_session",
             Self::StreamsPerUser => "streams_per_user",
             Self::Connections => "connections",
+            Self::ConnectionsPerAddress => "connections_per_ip",
             Self::LoginBackoff => "login_backoff",
             Self::PasswordQueue => "password_queue",
         }
@@ -60,6 +63,9 @@ struct LimitLabel {
 pub struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
+    /// Connections without a call in flight closed to make room for a new
+    /// one at the connection cap.
+    pub connections_evicted: Counter,
     pub streams_open: Gauge,
     pub users_online: Gauge,
     pub messages_received: Counter,
@@ -89,6 +95,12 @@ impl Metrics {
             "connections_open",
             "Open client connections",
             connections_open.clone(),
+        );
+        let connections_evicted = Counter::default();
+        registry.register(
+            "connections_evicted",
+            "Idle connections closed to make room for a new one at the connection cap",
+            connections_evicted.clone(),
         );
         let streams_open = Gauge::default();
         registry.register(
@@ -166,6 +178,7 @@ impl Metrics {
         Arc::new(Self {
             registry,
             connections_open,
+            connections_evicted,
             streams_open,
             users_online,
             messages_received,

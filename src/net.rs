@@ -1,23 +1,31 @@
 //! Connections, between the listening socket and the services: accepting
-//! them (TLS or plain text), the per-node connection cap, the handshake and
-//! idle timeouts, closing them all when a shutdown's grace runs out, and the
-//! size limits on what a request may carry.
+//! them (TLS or plain text), the per-node and per-address connection caps,
+//! the first-request and idle timeouts, closing them all when a shutdown's
+//! grace runs out, and the size limits on what a request may carry.
 //!
 //! [`Incoming`] accepts TCP connections and hands tonic's server a [`Conn`]
 //! for each. A `Conn` carries a [`ConnInfo`] that tonic puts into every
 //! request's extensions, where [`ConnectionLayer`] reads it: to refuse the
-//! calls of a connection over the cap, and to count the calls in flight, so
-//! that the `Conn` knows when it has been idle long enough to close. tonic
-//! offers no way to close one connection, so a `Conn` closes itself: its
-//! reads end and its writes fail, and hyper drops the connection.
+//! calls of a connection over a cap, and to count the calls in flight, so
+//! that the `Conn` knows whether it has sent a first request in time, when
+//! it has been idle long enough to close, and whether it may be closed to
+//! make room at the cap. tonic offers no way to close one connection, so a
+//! `Conn` closes itself: its reads end and its writes fail, and hyper drops
+//! the connection.
+//!
+//! The per-address cap counts the peer address of the TCP connection: behind
+//! a reverse proxy or a load balancer that does not pass it through, every
+//! client shares the proxy's address, and it is the operator's to raise or
+//! turn off the cap (`--max-connections-per-ip=0`) and limit clients there.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -47,16 +55,12 @@ use crate::config::Limits;
 use crate::metrics::{Limit, Metrics};
 use crate::poll_on_wake::PollOnWake;
 
-/// The longest a new connection may take to finish its TLS handshake and
-/// send the first bytes of HTTP (the HTTP/2 preface), so that connections
-/// that never speak cannot pile up. Real clients need a few round trips;
-/// ten seconds allows for very slow links. Never longer than the idle
-/// timeout: a connection that has not spoken is not busier than an idle one.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bytes a connection must send before [`HANDSHAKE_TIMEOUT`]: the length of
-/// the HTTP/2 client preface, and less than any HTTP/1.1 request line.
-const PREFACE_LEN: usize = 24;
+/// Connections a newcomer at the node cap looks at, at most, for an idle
+/// one to close in its place: enough to find one among a few dozen busy
+/// ones, few enough that an accept at the cap costs no scan of every
+/// connection. Busy ones looked at go to the back of the line, so the next
+/// newcomer looks at others.
+const EVICTION_CANDIDATES: usize = 64;
 
 /// How long a connection over the cap stays open after its first refused
 /// call: long enough for the answer to reach the client before the close,
@@ -67,9 +71,56 @@ const REFUSED_LINGER: Duration = Duration::from_secs(1);
 /// descriptors, most likely) instead of retrying in a busy loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// What a refused call is told.
-fn too_many_connections(cap: usize) -> String {
-    format!("too many connections to this server: at most {cap}; retry later")
+/// The cap a refused connection is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The node's: at most this many connections.
+    Node(usize),
+    /// The client address's: at most this many connections from it.
+    Address(usize),
+}
+
+impl Refusal {
+    /// What a refused call is told.
+    fn message(self) -> String {
+        match self {
+            Self::Node(max) => {
+                format!("too many connections to this server: at most {max}; retry later")
+            }
+            Self::Address(max) => {
+                format!("too many connections from your address: at most {max}; retry later")
+            }
+        }
+    }
+
+    fn limit(self) -> Limit {
+        match self {
+            Self::Node(_) => Limit::Connections,
+            Self::Address(_) => Limit::ConnectionsPerAddress,
+        }
+    }
+}
+
+/// A client as the per-address cap counts it: an IPv4 address, or the /64
+/// of an IPv6 one, since a single host is commonly given a whole /64 and
+/// may use any address in it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum ClientKey {
+    V4(Ipv4Addr),
+    V6(u64),
+}
+
+impl ClientKey {
+    fn of(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(v4) => Self::V4(v4),
+            // A dual-stack listener sees IPv4 clients as mapped addresses.
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(v4),
+                None => Self::V6((v6.to_bits() >> 64) as u64),
+            },
+        }
+    }
 }
 
 /// Reads the PEM certificate chain and private key, and makes the TLS
@@ -105,13 +156,59 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The per-node cap: how many connections are served, and how many more
-/// are kept just long enough to be told why they are refused.
+/// The caps: how many connections are served, in all and per client
+/// address, and how many more are kept just long enough to be told why
+/// they are refused.
 struct Cap {
     max: usize,
+    /// 0 when off.
+    max_per_address: usize,
     served: AtomicUsize,
     refused: AtomicUsize,
+    /// Served connections per client, while the per-address cap is on.
+    per_address: Mutex<HashMap<ClientKey, usize>>,
     metrics: Arc<Metrics>,
+}
+
+impl Cap {
+    /// Takes a place for `client` under the per-address cap; the cap if it
+    /// is full.
+    fn take_address(&self, client: Option<ClientKey>) -> Result<(), usize> {
+        let Some(client) = client else {
+            return Ok(());
+        };
+        let mut per_address = self.per_address.lock().expect("per-address counts");
+        let count = per_address.entry(client).or_default();
+        if *count >= self.max_per_address {
+            return Err(self.max_per_address);
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    fn give_back_address(&self, client: Option<ClientKey>) {
+        let Some(client) = client else {
+            return;
+        };
+        let mut per_address = self.per_address.lock().expect("per-address counts");
+        if let Some(count) = per_address.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                per_address.remove(&client);
+            }
+        }
+    }
+
+    /// Gives back a served connection's places, once: when it closes, or
+    /// when it is closed to make room.
+    fn release(&self, conn: &Shared) {
+        if conn.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.served.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.connections_open.dec();
+        self.give_back_address(conn.client);
+    }
 }
 
 enum Admission {
@@ -120,55 +217,140 @@ enum Admission {
     Dropped,
 }
 
-impl Cap {
-    /// Called only by the accept loop, so a check and its increment cannot
-    /// interleave with another admission; releases only make room.
-    fn admit(self: &Arc<Self>) -> Admission {
-        if self.served.load(Ordering::Acquire) < self.max {
-            self.served.fetch_add(1, Ordering::AcqRel);
-            self.metrics.connections_open.inc();
-            return Admission::Served(Slot {
-                cap: Arc::clone(self),
-                served: true,
-            });
+/// Admits new connections. Owned by the accept loop, so a check and its
+/// increment cannot interleave with another admission; closing connections
+/// only make room.
+struct Admissions {
+    cap: Arc<Cap>,
+    /// The served connections, oldest first but for those found busy at
+    /// the cap, which went to the back: where a newcomer at the cap looks
+    /// for an idle one. Entries of closed connections linger until looked
+    /// at or swept.
+    line: VecDeque<Weak<Shared>>,
+}
+
+impl Admissions {
+    fn new(cap: Arc<Cap>) -> Self {
+        Self {
+            cap,
+            line: VecDeque::new(),
         }
+    }
+
+    /// Admits a connection from `tcp.remote_addr`: served, or kept only to
+    /// be told which cap it is over, or dropped at once.
+    fn admit(&mut self, tcp: TcpConnectInfo) -> Admission {
+        let cap = Arc::clone(&self.cap);
+        let client = tcp
+            .remote_addr
+            .filter(|_| cap.max_per_address > 0)
+            .map(|address| ClientKey::of(address.ip()));
+        let refusal = match cap.take_address(client) {
+            Err(max) => Some(Refusal::Address(max)),
+            Ok(()) if cap.served.load(Ordering::Acquire) < cap.max || self.evict_idle() => None,
+            Ok(()) => {
+                cap.give_back_address(client);
+                Some(Refusal::Node(cap.max))
+            }
+        };
+        let Some(refusal) = refusal else {
+            cap.served.fetch_add(1, Ordering::AcqRel);
+            cap.metrics.connections_open.inc();
+            let conn = Shared::new(tcp, client, None);
+            self.line.push_back(Arc::downgrade(&conn));
+            self.sweep();
+            return Admission::Served(Slot { cap, conn });
+        };
         // As many refused connections as served ones at most: beyond twice
         // the cap, telling clients why costs more than it helps.
-        if self.refused.load(Ordering::Acquire) < self.max {
-            self.refused.fetch_add(1, Ordering::AcqRel);
-            return Admission::Refused(Slot {
-                cap: Arc::clone(self),
-                served: false,
+        if cap.refused.load(Ordering::Acquire) < cap.max {
+            cap.refused.fetch_add(1, Ordering::AcqRel);
+            let conn = Shared::new(tcp, None, Some(refusal));
+            return Admission::Refused(Slot { cap, conn });
+        }
+        cap.metrics.rejected(refusal.limit());
+        Admission::Dropped
+    }
+
+    /// Closes the connection that has waited longest without a call in
+    /// flight among the first [`EVICTION_CANDIDATES`] in line, to make room
+    /// for a newcomer at the node cap: those that never sent a request
+    /// first, oldest first, then the longest idle. Whether one was closed.
+    fn evict_idle(&mut self) -> bool {
+        let mut looked = Vec::with_capacity(EVICTION_CANDIDATES.min(self.line.len()));
+        while looked.len() < EVICTION_CANDIDATES {
+            let Some(entry) = self.line.pop_front() else {
+                break;
+            };
+            if let Some(conn) = entry.upgrade() {
+                if !conn.released.load(Ordering::Acquire) {
+                    looked.push(conn);
+                }
+            }
+        }
+        let chosen = looked
+            .iter()
+            .enumerate()
+            .filter_map(|(at, conn)| conn.calls.idle_for_eviction().map(|key| (key, at)))
+            .min()
+            .map(|(_, at)| at);
+        let mut idle = Vec::new();
+        for (at, conn) in looked.into_iter().enumerate() {
+            if Some(at) == chosen {
+                tracing::debug!(peer = ?conn.tcp.remote_addr, "closing an idle connection to make room");
+                self.cap.release(&conn);
+                self.cap.metrics.connections_evicted.inc();
+                conn.calls.connection.wake();
+            } else if conn.calls.in_flight.load(Ordering::Acquire) == 0 {
+                idle.push(Arc::downgrade(&conn));
+            } else {
+                self.line.push_back(Arc::downgrade(&conn));
+            }
+        }
+        for entry in idle.into_iter().rev() {
+            self.line.push_front(entry);
+        }
+        chosen.is_some()
+    }
+
+    /// Forgets closed connections once they make up half the line, so that
+    /// it stays within twice the connections served, at a cost spread over
+    /// the admissions.
+    fn sweep(&mut self) {
+        let served = self.cap.served.load(Ordering::Acquire);
+        if self.line.len() > 2 * served.max(EVICTION_CANDIDATES) {
+            self.line.retain(|entry| {
+                entry
+                    .upgrade()
+                    .is_some_and(|conn| !conn.released.load(Ordering::Acquire))
             });
         }
-        self.metrics.rejected(Limit::Connections);
-        Admission::Dropped
     }
 }
 
-/// A connection's place under the cap, given back when it is dropped.
+/// A connection's places under the caps, given back when it is dropped.
 struct Slot {
     cap: Arc<Cap>,
-    served: bool,
+    conn: Arc<Shared>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.served {
-            self.cap.served.fetch_sub(1, Ordering::AcqRel);
-            self.cap.metrics.connections_open.dec();
-        } else {
+        if self.conn.refused.is_some() {
             self.cap.refused.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.cap.release(&self.conn);
         }
     }
 }
 
 /// What every connection is accepted with.
 struct Settings {
-    cap: Arc<Cap>,
     tls: Option<TlsAcceptor>,
     idle_timeout: Duration,
-    handshake_timeout: Duration,
+    /// From acceptance to the first call (TLS handshake included); the
+    /// life of a refused connection too.
+    first_request_timeout: Duration,
     /// Cancelled when the shutdown's grace is over: every connection closes.
     closing: CancellationToken,
 }
@@ -177,6 +359,7 @@ struct Settings {
 /// run concurrently, each in its own task, so a slow one delays nobody.
 pub struct Incoming {
     tcp: TcpIncoming,
+    admissions: Admissions,
     settings: Arc<Settings>,
     handshakes: JoinSet<Option<Conn>>,
     pause: Option<Pin<Box<Sleep>>>,
@@ -197,18 +380,23 @@ impl Incoming {
         let tcp = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(limits.tcp_keepalive));
+        let cap = Cap {
+            max: limits.max_connections,
+            max_per_address: limits.max_connections_per_ip,
+            served: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
+            metrics,
+        };
         Self {
             tcp,
+            admissions: Admissions::new(Arc::new(cap)),
             settings: Arc::new(Settings {
-                cap: Arc::new(Cap {
-                    max: limits.max_connections,
-                    served: AtomicUsize::new(0),
-                    refused: AtomicUsize::new(0),
-                    metrics,
-                }),
                 tls,
                 idle_timeout: limits.idle_timeout,
-                handshake_timeout: HANDSHAKE_TIMEOUT.min(limits.idle_timeout),
+                // A connection without calls closes at the idle timeout in
+                // any case.
+                first_request_timeout: limits.first_request_timeout.min(limits.idle_timeout),
                 closing,
             }),
             handshakes: JoinSet::new(),
@@ -220,9 +408,12 @@ impl Incoming {
     /// from its handshake task with TLS.
     fn accepted(&mut self, stream: TcpStream) -> Option<Conn> {
         let settings = Arc::clone(&self.settings);
-        let (slot, admitted) = match settings.cap.admit() {
-            Admission::Served(slot) => (slot, true),
-            Admission::Refused(slot) => (slot, false),
+        let tcp = TcpConnectInfo {
+            local_addr: stream.local_addr().ok(),
+            remote_addr: stream.peer_addr().ok(),
+        };
+        let slot = match self.admissions.admit(tcp) {
+            Admission::Served(slot) | Admission::Refused(slot) => slot,
             Admission::Dropped => {
                 tracing::debug!(
                     peer = ?stream.peer_addr().ok(),
@@ -231,26 +422,14 @@ impl Incoming {
                 return None;
             }
         };
-        let deadline = Instant::now() + settings.handshake_timeout;
+        let deadline = Instant::now() + settings.first_request_timeout;
         let Some(acceptor) = settings.tls.clone() else {
-            return Some(Conn::new(
-                Io::Plain(stream),
-                slot,
-                admitted,
-                deadline,
-                &settings,
-            ));
+            return Some(Conn::new(Io::Plain(stream), slot, deadline, &settings));
         };
         self.handshakes.spawn(async move {
             let peer = stream.peer_addr().ok();
             match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => Some(Conn::new(
-                    Io::Tls(Box::new(tls)),
-                    slot,
-                    admitted,
-                    deadline,
-                    &settings,
-                )),
+                Ok(Ok(tls)) => Some(Conn::new(Io::Tls(Box::new(tls)), slot, deadline, &settings)),
                 Ok(Err(error)) => {
                     tracing::debug!(?peer, %error, "TLS handshake failed");
                     None
@@ -321,8 +500,9 @@ enum Io {
 
 /// One accepted connection. It closes itself (its reads end, its writes
 /// fail) when it has had no call in flight for the idle timeout, when it
-/// sent nothing before the handshake timeout, some time after refusing a
-/// call over the cap, or when the shutdown's grace is over.
+/// started no call before the first-request timeout, when the cap closes it
+/// to make room, some time after refusing a call over a cap, or when the
+/// shutdown's grace is over.
 pub struct Conn {
     io: Io,
     info: ConnInfo,
@@ -330,33 +510,21 @@ pub struct Conn {
     shutdown: PollOnWake<WaitForCancellationFutureOwned>,
     /// Why else it closes: idle for too long, or refused.
     ending: Ending,
-    /// Until the preface has arrived: its deadline, and the bytes so far.
-    preface: Option<(Pin<Box<Sleep>>, usize)>,
+    /// Until its first call has started: the deadline for it.
+    first_request: Option<Pin<Box<Sleep>>>,
     closed: Option<&'static str>,
     _slot: Slot,
 }
 
 impl Conn {
-    fn new(io: Io, slot: Slot, admitted: bool, deadline: Instant, settings: &Settings) -> Self {
-        let tcp = match &io {
-            Io::Plain(stream) => stream,
-            Io::Tls(stream) => stream.get_ref().0,
-        };
-        let info = ConnInfo(Arc::new(Shared {
-            tcp: TcpConnectInfo {
-                local_addr: tcp.local_addr().ok(),
-                remote_addr: tcp.peer_addr().ok(),
-            },
-            refused_over: (!admitted).then_some(settings.cap.max),
-            calls: Calls::default(),
-            answered: Notify::new(),
-        }));
+    fn new(io: Io, slot: Slot, deadline: Instant, settings: &Settings) -> Self {
+        let info = ConnInfo(Arc::clone(&slot.conn));
         let shutdown = Box::pin(settings.closing.clone().cancelled_owned());
-        let ending = if admitted {
+        let ending = if info.0.refused.is_none() {
             Ending::Idle(IdleTimer::new(settings.idle_timeout))
         } else {
             let shared = Arc::clone(&info.0);
-            let lifetime = settings.handshake_timeout;
+            let lifetime = settings.first_request_timeout;
             Ending::Refused(PollOnWake::new(Box::pin(async move {
                 tokio::select! {
                     () = tokio::time::sleep(lifetime) => {}
@@ -372,7 +540,7 @@ impl Conn {
             info,
             shutdown: PollOnWake::new(shutdown),
             ending,
-            preface: Some((Box::pin(tokio::time::sleep_until(deadline)), 0)),
+            first_request: Some(Box::pin(tokio::time::sleep_until(deadline))),
             closed: None,
             _slot: slot,
         }
@@ -387,20 +555,30 @@ impl Conn {
             Some("the shutdown's grace period is over")
         } else if let Some(reason) = self.poll_ending(cx) {
             Some(reason)
-        } else if let Some((deadline, _)) = &mut self.preface {
-            deadline
-                .as_mut()
-                .poll(cx)
-                .is_ready()
-                .then_some("no HTTP request before the handshake timeout")
+        } else if self.info.0.released.load(Ordering::Acquire) {
+            Some("closed to make room for a new connection")
         } else {
-            None
+            self.poll_first_request(cx)
         };
         if let Some(reason) = reason {
             tracing::debug!(peer = ?self.info.0.tcp.remote_addr, reason, "closing the connection");
             self.closed = Some(reason);
         }
         self.closed
+    }
+
+    /// Whether it must close for having started no call in time.
+    fn poll_first_request(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        let deadline = self.first_request.as_mut()?;
+        if self.info.0.calls.started.load(Ordering::Acquire) > 0 {
+            self.first_request = None;
+            return None;
+        }
+        deadline
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then_some("no request before the first-request timeout")
     }
 
     /// Whether it must close for want of calls: idle, or refused.
@@ -454,18 +632,10 @@ impl AsyncRead for Conn {
             // The end of the stream: hyper ends the connection.
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        let read = match &mut this.io {
+        match &mut this.io {
             Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        };
-        if let Some((_, seen)) = &mut this.preface {
-            *seen += buf.filled().len() - before;
-            if *seen >= PREFACE_LEN {
-                this.preface = None;
-            }
         }
-        read
     }
 }
 
@@ -509,20 +679,23 @@ impl AsyncWrite for Conn {
 enum Ending {
     /// Admitted: when it has had no call in flight for a while.
     Idle(IdleTimer),
-    /// Over the cap: some time after its refusal is answered, or at the
-    /// handshake timeout.
+    /// Over a cap: some time after its refusal is answered, or at the
+    /// first-request timeout.
     Refused(PollOnWake<dyn Future<Output = ()> + Send>),
 }
 
 /// The calls of one connection, counted by the calls and read by the
-/// connection.
+/// connection and by the cap.
 #[derive(Default)]
 struct Calls {
     in_flight: AtomicUsize,
     /// Calls started so far: tells the connection that calls came and went
-    /// between two of its polls.
+    /// between two of its polls, and whether it ever sent a request.
     started: AtomicUsize,
-    /// The connection's task, woken when its last call in flight ends.
+    /// When its last call ended, as [`clock`] counts.
+    idle_since: AtomicU64,
+    /// The connection's task, woken when its last call in flight ends, and
+    /// when the cap closes it.
     connection: AtomicWaker,
 }
 
@@ -534,9 +707,31 @@ impl Calls {
 
     fn end(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since.store(clock(), Ordering::Release);
             self.connection.wake();
         }
     }
+
+    /// Without a call in flight: which goes first when the cap makes room,
+    /// the least first. Those that never sent a request go before those
+    /// that did, and of these the longest idle.
+    fn idle_for_eviction(&self) -> Option<(bool, u64)> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if self.started.load(Ordering::Acquire) == 0 {
+            return Some((false, 0));
+        }
+        Some((true, self.idle_since.load(Ordering::Acquire)))
+    }
+}
+
+/// Nanoseconds since the first call: a time that fits an atomic. The
+/// system's clock, not tokio's, which tests pause and move.
+fn clock() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Expires once a connection has had no call in flight for `after`. Its
@@ -582,11 +777,29 @@ pub struct ConnInfo(Arc<Shared>);
 
 struct Shared {
     tcp: TcpConnectInfo,
+    /// Whom the per-address cap counts it for, while that cap is on.
+    client: Option<ClientKey>,
     /// The cap this connection is over, if it is.
-    refused_over: Option<usize>,
+    refused: Option<Refusal>,
     calls: Calls,
     /// Notified when a refused call has been answered.
     answered: Notify,
+    /// Set once its places under the caps are given back: when it closes,
+    /// or when the cap closes it to make room, which it then must.
+    released: AtomicBool,
+}
+
+impl Shared {
+    fn new(tcp: TcpConnectInfo, client: Option<ClientKey>, refused: Option<Refusal>) -> Arc<Self> {
+        Arc::new(Self {
+            tcp,
+            client,
+            refused,
+            calls: Calls::default(),
+            answered: Notify::new(),
+            released: AtomicBool::new(false),
+        })
+    }
 }
 
 impl ConnInfo {
@@ -610,7 +823,7 @@ impl Drop for InFlight {
     }
 }
 
-/// Refuses the calls of connections over the cap, counts the calls in
+/// Refuses the calls of connections over a cap, counts the calls in
 /// flight on each connection, and holds HTTP/1.1 headers to the same size
 /// limit that HTTP/2 applies to its header lists.
 #[derive(Clone)]
@@ -664,9 +877,9 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let info = request.extensions().get::<ConnInfo>().cloned();
-        if let Some(cap) = info.as_ref().and_then(|info| info.0.refused_over) {
-            self.layer.metrics.rejected(Limit::Connections);
-            let response = refusal(&request, cap);
+        if let Some(refused) = info.as_ref().and_then(|info| info.0.refused) {
+            self.layer.metrics.rejected(refused.limit());
+            let response = refusal(&request, refused);
             if let Some(info) = &info {
                 info.0.answered.notify_one();
             }
@@ -697,10 +910,10 @@ where
     }
 }
 
-/// The answer to a call on a connection over the cap: RESOURCE_EXHAUSTED
+/// The answer to a call on a connection over a cap: RESOURCE_EXHAUSTED
 /// for gRPC and grpc-web, 503 for anything else.
-fn refusal<B>(request: &Request<B>, cap: usize) -> Response<tonic::body::Body> {
-    let message = too_many_connections(cap);
+fn refusal<B>(request: &Request<B>, refused: Refusal) -> Response<tonic::body::Body> {
+    let message = refused.message();
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -1097,5 +1310,135 @@ mod tests {
         headers.insert("de", HeaderValue::from_static(""));
 
         assert_eq!(header_list_size(&headers), 3 + 32 + 2 + 32);
+    }
+
+    fn admissions(max: usize, max_per_address: usize) -> Admissions {
+        Admissions::new(Arc::new(Cap {
+            max,
+            max_per_address,
+            served: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            per_address: Mutex::default(),
+            metrics: Metrics::new(),
+        }))
+    }
+
+    fn from(address: &str) -> TcpConnectInfo {
+        TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(SocketAddr::new(address.parse().unwrap(), 40_000)),
+        }
+    }
+
+    fn served(admission: Admission) -> Slot {
+        match admission {
+            Admission::Served(slot) => slot,
+            Admission::Refused(slot) => panic!("refused: {:?}", slot.conn.refused),
+            Admission::Dropped => panic!("dropped"),
+        }
+    }
+
+    fn refused(admission: Admission) -> Refusal {
+        match admission {
+            Admission::Refused(slot) => slot.conn.refused.unwrap(),
+            Admission::Served(_) => panic!("served"),
+            Admission::Dropped => panic!("dropped"),
+        }
+    }
+
+    fn closed_to_make_room(slot: &Slot) -> bool {
+        slot.conn.released.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_newcomer_at_the_cap_closes_an_idle_connection_and_never_a_busy_one() {
+        let mut admissions = admissions(2, 0);
+        let busy = served(admissions.admit(from("10.0.0.1")));
+        busy.conn.calls.start();
+        let idle = served(admissions.admit(from("10.0.0.2")));
+
+        let newcomer = served(admissions.admit(from("10.0.0.3")));
+        newcomer.conn.calls.start();
+        let refusal = refused(admissions.admit(from("10.0.0.4")));
+
+        assert!(closed_to_make_room(&idle));
+        assert!(!closed_to_make_room(&busy) && !closed_to_make_room(&newcomer));
+        assert_eq!(refusal, Refusal::Node(2));
+        drop(idle);
+        assert_eq!(
+            admissions.cap.served.load(Ordering::Acquire),
+            2,
+            "released once"
+        );
+    }
+
+    #[test]
+    fn connections_that_never_called_make_room_first_then_the_longest_idle() {
+        let mut admissions = admissions(3, 0);
+        let first_idle = served(admissions.admit(from("10.0.0.1")));
+        let silent = served(admissions.admit(from("10.0.0.2")));
+        let last_idle = served(admissions.admit(from("10.0.0.3")));
+        for slot in [&first_idle, &last_idle] {
+            slot.conn.calls.start();
+        }
+        first_idle.conn.calls.end();
+        std::thread::sleep(Duration::from_millis(2));
+        last_idle.conn.calls.end();
+
+        let (mut closed, mut newcomers) = (Vec::new(), Vec::new());
+        for address in ["10.0.1.1", "10.0.1.2"] {
+            let newcomer = served(admissions.admit(from(address)));
+            newcomer.conn.calls.start();
+            newcomers.push(newcomer);
+            closed.push([&first_idle, &silent, &last_idle].map(closed_to_make_room));
+        }
+
+        assert_eq!(closed, [[false, true, false], [true, true, false]]);
+    }
+
+    #[test]
+    fn a_client_address_over_its_cap_is_refused_and_an_ipv6_client_is_its_64() {
+        let mut admissions = admissions(100, 2);
+        let mut open = Vec::new();
+        for address in ["10.0.0.1", "10.0.0.1", "2001:db8::1", "2001:db8::ffff:1"] {
+            open.push(served(admissions.admit(from(address))));
+        }
+
+        let refusals = ["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::2"]
+            .map(|address| refused(admissions.admit(from(address))));
+
+        assert_eq!(refusals, [Refusal::Address(2); 3]);
+        for other in ["10.0.0.2", "2001:db8:0:1::1"] {
+            served(admissions.admit(from(other)));
+        }
+        open.remove(0);
+        served(admissions.admit(from("10.0.0.1")));
+    }
+
+    #[test]
+    fn a_client_address_at_its_cap_closes_no_idle_connection_of_others() {
+        let mut admissions = admissions(2, 1);
+        let idle = served(admissions.admit(from("10.0.0.1")));
+        let _busy = served(admissions.admit(from("10.0.0.2")));
+
+        let refusal = refused(admissions.admit(from("10.0.0.2")));
+
+        assert_eq!(refusal, Refusal::Address(1));
+        assert!(!closed_to_make_room(&idle));
+    }
+
+    #[test]
+    fn the_line_of_connections_keeps_no_more_than_twice_those_served() {
+        let mut admissions = admissions(10_000, 0);
+        let kept: Vec<_> = (0..10)
+            .map(|_| served(admissions.admit(from("10.0.0.1"))))
+            .collect();
+
+        for _ in 0..1_000 {
+            drop(served(admissions.admit(from("10.0.0.2"))));
+        }
+
+        assert!(admissions.line.len() <= 2 * EVICTION_CANDIDATES + 1);
+        assert_eq!(admissions.cap.served.load(Ordering::Acquire), kept.len());
     }
 }

@@ -1,5 +1,6 @@
 //! Transport limits, connections, TLS, CORS and shutdown.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::{self, client_event, server_event};
 use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
@@ -16,13 +18,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::helpers::{assert_status, spawn_app, spawn_app_with, Bystanders, PASSWORD, PATIENCE};
+use crate::helpers::{
+    assert_status, spawn_app, spawn_app_with, Bystanders, TestApp, PASSWORD, PATIENCE,
+};
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: what a client
 /// sends first.
@@ -52,6 +56,31 @@ async fn closed_by_server(mut stream: TcpStream) -> Duration {
             Err(_) => panic!("the server did not close the connection within {PATIENCE:?}"),
         }
     }
+}
+
+/// A new connection to the server from `source`, a local address (any of
+/// 127.0.0.0/8 on Linux), as a client elsewhere would have.
+async fn channel_from(app: &TestApp, source: &str) -> Channel {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(source.parse::<IpAddr>().unwrap()));
+    Endpoint::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .unwrap()
+}
+
+/// A health watch, which never ends by itself: it holds a stream open on
+/// its connection.
+async fn watch_health(channel: Channel) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
+    let mut watch = HealthClient::new(channel)
+        .watch(health_request(""))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    watch
 }
 
 /// Asserts that the server keeps the connection open for `quiet`.
@@ -219,15 +248,13 @@ async fn calls_beyond_the_concurrent_stream_limit_wait_for_a_free_stream() {
 }
 
 #[tokio::test]
-async fn connections_over_the_cap_are_refused_until_one_closes() {
-    // The test app's own connection is the first of the two.
+async fn connections_over_the_cap_are_refused_while_all_have_calls_in_flight() {
+    // The test app's own connection, where the bystanders' stream is open,
+    // is the first of the two.
     let app = spawn_app_with(|config| config.limits.max_connections = 2).await;
     let mut bystanders = Bystanders::join(&app).await;
     let second = app.channel().await;
-    assert_eq!(
-        check(second.clone()).await.unwrap(),
-        ServingStatus::Serving as i32
-    );
+    let watch = watch_health(second.clone()).await;
     app.metric_becomes("chat_connections_open", 2.0).await;
 
     let third = check(app.channel().await).await;
@@ -243,8 +270,9 @@ async fn connections_over_the_cap_are_refused_until_one_closes() {
         1.0
     );
     assert_eq!(app.metric("chat_connections_open").await, 2.0);
+    assert_eq!(app.metric("chat_connections_evicted_total").await, 0.0);
     bystanders.assert_chat_is_normal().await;
-    drop(second);
+    drop((watch, second));
     app.metric_becomes("chat_connections_open", 1.0).await;
     let fourth = app.channel().await;
     assert_eq!(
@@ -257,6 +285,7 @@ async fn connections_over_the_cap_are_refused_until_one_closes() {
 #[tokio::test]
 async fn a_refused_http1_connection_is_told_why_and_closed() {
     let app = spawn_app_with(|config| config.limits.max_connections = 1).await;
+    let _busy = Bystanders::join(&app).await;
     let mut refused = TcpStream::connect(app.addr).await.unwrap();
 
     refused
@@ -283,8 +312,9 @@ async fn a_refused_http1_connection_is_told_why_and_closed() {
 
 #[tokio::test]
 async fn beyond_twice_the_cap_connections_are_dropped_at_once() {
-    // The test app's own connection fills the cap of one.
+    // The test app's own connection, holding a stream, fills the cap of one.
     let app = spawn_app_with(|config| config.limits.max_connections = 1).await;
+    let _busy = Bystanders::join(&app).await;
     let mut refused = TcpStream::connect(app.addr).await.unwrap();
     still_open(&mut refused, Duration::from_millis(200)).await;
 
@@ -312,16 +342,134 @@ async fn a_connection_without_calls_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
-async fn a_connection_that_never_speaks_is_closed_after_the_handshake_timeout() {
-    let app =
-        spawn_app_with(|config| config.limits.idle_timeout = Duration::from_millis(300)).await;
+async fn a_connection_that_never_speaks_is_closed_after_the_first_request_timeout() {
+    let timeout = Duration::from_millis(300);
+    let app = spawn_app_with(|config| config.limits.first_request_timeout = timeout).await;
     let silent = TcpStream::connect(app.addr).await.unwrap();
 
     let open_for = closed_by_server(silent).await;
 
+    assert!(open_for >= timeout, "closed after {open_for:?}");
+}
+
+#[tokio::test]
+async fn sockets_that_send_only_the_preface_are_closed_at_the_first_request_timeout() {
+    let timeout = Duration::from_millis(500);
+    let app = spawn_app_with(|config| {
+        config.limits.max_connections = 3;
+        config.limits.first_request_timeout = timeout;
+    })
+    .await;
+    // The test app's own connection holds the bystanders' stream.
+    let mut bystanders = Bystanders::join(&app).await;
+    let opened = Instant::now();
+    let mut half_open = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(app.addr).await.unwrap();
+        socket.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
+        half_open.push(socket);
+    }
+    app.metric_becomes("chat_connections_open", 3.0).await;
+
+    // Meanwhile, a client that calls gets in: one of them makes room.
+    let legitimate = app.channel().await;
+    let served = check(legitimate.clone()).await;
+    for socket in half_open {
+        closed_by_server(socket).await;
+    }
+    let all_closed_after = opened.elapsed();
+
+    assert_eq!(served.unwrap(), ServingStatus::Serving as i32);
     assert!(
-        open_for >= Duration::from_millis(300),
-        "closed after {open_for:?}"
+        all_closed_after >= timeout && all_closed_after < timeout + Duration::from_secs(1),
+        "the half-open connections were closed after {all_closed_after:?}"
+    );
+    // The client that called is past its own deadline, and still connected.
+    tokio::time::sleep(timeout).await;
+    assert_eq!(app.metric("chat_connections_open").await, 2.0);
+    assert_eq!(app.metric("chat_connections_evicted_total").await, 1.0);
+    assert_eq!(
+        app.metric("chat_rejections_total{limit=\"connections\"}")
+            .await,
+        0.0
+    );
+    bystanders.assert_chat_is_normal().await;
+}
+
+#[tokio::test]
+async fn at_the_cap_an_idle_connection_makes_room_and_one_with_an_open_stream_is_kept() {
+    let app = spawn_app_with(|config| config.limits.max_connections = 2).await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    // The test app's own connection holds alice's stream.
+    let (mut stream, _) = alice.chat_stream().await;
+    // The other one made a call over HTTP/1.1 and keeps the connection
+    // alive, idle.
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (mut idle, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let page = idle
+        .send_request(
+            http::Request::get("/")
+                .header("host", "chat")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    page.into_body().collect().await.unwrap();
+    app.metric_becomes("chat_connections_open", 2.0).await;
+
+    let newcomer = app.channel().await;
+    let served = check(newcomer.clone()).await;
+
+    assert_eq!(served.unwrap(), ServingStatus::Serving as i32);
+    tokio::time::timeout(Duration::from_millis(500), connection)
+        .await
+        .expect("the idle connection should be closed")
+        .unwrap()
+        .expect("closed cleanly");
+    assert_eq!(app.metric("chat_connections_open").await, 2.0);
+    assert_eq!(app.metric("chat_connections_evicted_total").await, 1.0);
+    bob.send(&room, "still with us?").await;
+    assert_eq!(stream.next_message().await.text, "still with us?");
+}
+
+#[tokio::test]
+async fn a_client_address_over_its_connection_cap_is_refused_while_another_address_connects() {
+    // The test app's own connection, from 127.0.0.1, is the first of two.
+    let app = spawn_app_with(|config| config.limits.max_connections_per_ip = 2).await;
+    let second = app.channel().await;
+    assert_eq!(
+        check(second.clone()).await.unwrap(),
+        ServingStatus::Serving as i32
+    );
+    app.metric_becomes("chat_connections_open", 2.0).await;
+
+    let third = check(app.channel().await).await;
+    let elsewhere = channel_from(&app, "127.0.0.2").await;
+    let served_elsewhere = check(elsewhere.clone()).await;
+
+    assert_status(
+        third,
+        Code::ResourceExhausted,
+        "too many connections from your address: at most 2; retry later",
+    );
+    assert_eq!(served_elsewhere.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        app.metric("chat_rejections_total{limit=\"connections_per_ip\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(app.metric("chat_connections_open").await, 3.0);
+    drop(second);
+    app.metric_becomes("chat_connections_open", 2.0).await;
+    assert_eq!(
+        check(app.channel().await).await.unwrap(),
+        ServingStatus::Serving as i32,
+        "a place given back is free for the same address"
     );
 }
 
