@@ -230,13 +230,15 @@ pub struct Limits {
     pub max_connections: usize,
 
     /// Open connections per client address (an IPv6 client's /64); more
-    /// get RESOURCE_EXHAUSTED. 0 turns it off.
+    /// get RESOURCE_EXHAUSTED. 0 turns it off. The address is the TCP
+    /// peer's: behind a proxy that hides clients' addresses, raise it or
+    /// turn it off.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
 
     /// How long a new connection may take to send its first request
-    /// (after the TLS handshake, if any): a socket that only opens, or only
-    /// sends the HTTP/2 preface, is closed then.
+    /// (TLS handshake included): a socket that only opens, or only sends
+    /// the HTTP/2 preface, is closed then.
     #[arg(long, env = "CHAT_FIRST_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub first_request_timeout: Duration,
 
