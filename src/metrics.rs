@@ -59,6 +59,45 @@ struct LimitLabel {
     limit: Limit,
 }
 
+/// Why a message from the cluster bus was not acted on.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum BusRejection {
+    /// Not sealed at all.
+    Unsigned,
+    /// Sealed with no key of this cluster, or for another subject.
+    BadMac,
+    /// Sealed too long ago (or ahead): a replay, or held up in a buffer.
+    Stale,
+    /// Does not decode, or a field is not what it must be.
+    Malformed,
+    /// Authentic, but the database does not confirm it: a membership,
+    /// revocation or message seq the store does not have.
+    Unconfirmed,
+}
+
+impl BusRejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unsigned => "unsigned",
+            Self::BadMac => "bad_mac",
+            Self::Stale => "stale",
+            Self::Malformed => "malformed",
+            Self::Unconfirmed => "unconfirmed",
+        }
+    }
+}
+
+impl EncodeLabelValue for BusRejection {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BusRejectionLabel {
+    reason: BusRejection,
+}
+
 /// The server's metrics. Cheap to share: every metric is an `Arc` inside.
 pub struct Metrics {
     registry: Registry,
@@ -85,6 +124,7 @@ pub struct Metrics {
     /// Ephemeral events (typing, presence, heartbeats) not queued for a
     /// stream that was behind.
     pub ephemeral_dropped: Counter,
+    bus_rejections: Family<BusRejectionLabel, Counter>,
 }
 
 impl Metrics {
@@ -175,6 +215,12 @@ impl Metrics {
             "Typing, presence and heartbeat events dropped for streams that were behind",
             ephemeral_dropped.clone(),
         );
+        let bus_rejections = Family::<BusRejectionLabel, Counter>::default();
+        registry.register(
+            "bus_rejected",
+            "Messages from the cluster bus not acted on, by reason",
+            bus_rejections.clone(),
+        );
         Arc::new(Self {
             registry,
             connections_open,
@@ -191,12 +237,20 @@ impl Metrics {
             gap_fills,
             bus_dropped,
             ephemeral_dropped,
+            bus_rejections,
         })
     }
 
     /// Counts a request refused by `limit`.
     pub fn rejected(&self, limit: Limit) {
         self.rejections.get_or_create(&LimitLabel { limit }).inc();
+    }
+
+    /// Counts a message from the cluster bus that was not acted on.
+    pub fn bus_rejected(&self, reason: BusRejection) {
+        self.bus_rejections
+            .get_or_create(&BusRejectionLabel { reason })
+            .inc();
     }
 
     pub fn observe_delivery(&self, latency: Duration) {

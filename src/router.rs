@@ -44,12 +44,32 @@ pub trait Router: Send + Sync + 'static {
 /// Delivers messages to a hub in each room's order, filling gaps from the
 /// store. One delivery at a time, so that a fill and the messages after it
 /// cannot overtake each other.
+///
+/// Only the store moves a room on: a seq it does not hold never reaches a
+/// stream, and a gap it cannot fill is skipped (streams get `resync`),
+/// never waited on.
 pub struct Sequencer {
     hub: Arc<Hub>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     turn: tokio::sync::Mutex<()>,
 }
+
+/// What became of a message another node announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Delivered, or had here already, or wanted by no stream here.
+    Delivered,
+    /// It would skip seqs, and the store does not hold its seq: nothing of
+    /// it was delivered.
+    Unconfirmed,
+    /// It would skip seqs, and the store could not be read: the tail check
+    /// delivers it once the store can be.
+    Unchecked,
+}
+
+/// The store could not be read (and that was logged).
+struct Unread;
 
 impl Sequencer {
     pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
@@ -61,13 +81,19 @@ impl Sequencer {
         }
     }
 
-    /// Delivers a stored message, after the ones before it that this hub's
-    /// streams have not had.
+    /// Delivers a message this node stored, after the ones before it that
+    /// this hub's streams have not had.
     pub async fn deliver(&self, message: &Message, origin: Option<StreamId>) {
         let _turn = self.turn.lock().await;
         if let Delivery::Gap { after } = self.hub.deliver(message, origin) {
             tracing::debug!(room_id = %message.room_id, after, seq = message.seq, "filling a gap");
-            self.fill(message.room_id, after, message.seq).await;
+            if self
+                .fill(message.room_id, after, message.seq)
+                .await
+                .is_err()
+            {
+                self.hub.resync(message.room_id, message.seq);
+            }
             if let Delivery::Gap { .. } = self.hub.deliver(message, origin) {
                 // The store lacked what the seq promised: never hold the
                 // room back for it.
@@ -77,37 +103,67 @@ impl Sequencer {
         }
     }
 
+    /// Delivers a message another node says it stored. The one a room
+    /// expects next is delivered as it came: the bus is authenticated, and
+    /// a read of the store for every message would slow the fan-out. One
+    /// that would skip seqs is only the occasion to deliver what the store
+    /// holds after this hub's position, the store's copies; so a seq the
+    /// store does not hold reaches no stream and moves no room on.
+    pub async fn deliver_remote(&self, message: &Message) -> Confirmation {
+        let _turn = self.turn.lock().await;
+        let Delivery::Gap { after } = self.hub.deliver(message, None) else {
+            return Confirmation::Delivered;
+        };
+        tracing::debug!(room_id = %message.room_id, after, seq = message.seq, "filling a gap");
+        match self.fill(message.room_id, after, u64::MAX).await {
+            Ok(newest) if newest >= message.seq => Confirmation::Delivered,
+            Ok(_) => Confirmation::Unconfirmed,
+            Err(Unread) => Confirmation::Unchecked,
+        }
+    }
+
     /// Delivers what the store holds beyond what this hub delivered, for
     /// rooms the store is ahead in: messages whose bus delivery was lost.
     pub async fn catch_up(&self, behind: &[(RoomId, u64)]) {
         let _turn = self.turn.lock().await;
         for &(room_id, after) in behind {
-            self.fill(room_id, after, u64::MAX).await;
+            // Logged; the next check tries again.
+            let _ = self.fill(room_id, after, u64::MAX).await;
         }
     }
 
     /// Delivers the room's stored messages after `after` (up to `before`,
-    /// exclusive, or all there are). When the store cannot be read, the
-    /// streams are told to page the missing ones with History.
-    async fn fill(&self, room_id: RoomId, after: u64, before: u64) {
-        match self.store.messages_after(room_id, after, FILL_LIMIT).await {
-            Ok((messages, more)) => {
-                if let (true, Some(first)) = (more, messages.first()) {
-                    self.hub.resync(room_id, first.seq);
-                }
-                for message in messages.iter().filter(|m| m.seq < before) {
-                    if self.hub.deliver(message, None) == Delivery::Delivered {
-                        self.metrics.gap_fills.inc();
-                    }
-                }
-            }
+    /// exclusive, or all there are), and returns the newest seq read, or
+    /// `after` when there was none. Seqs the store lacks are skipped: the
+    /// streams are told to page them with History.
+    async fn fill(&self, room_id: RoomId, after: u64, before: u64) -> Result<u64, Unread> {
+        let (messages, more) = match self.store.messages_after(room_id, after, FILL_LIMIT).await {
+            Ok(read) => read,
             Err(error) => {
-                tracing::warn!(%error, %room_id, "reading missed messages failed; streams resync");
-                if before != u64::MAX {
-                    self.hub.resync(room_id, before);
-                }
+                tracing::warn!(%error, %room_id, "reading missed messages failed");
+                return Err(Unread);
+            }
+        };
+        if let (true, Some(first)) = (more, messages.first()) {
+            self.hub.resync(room_id, first.seq);
+        }
+        for message in messages.iter().filter(|m| m.seq < before) {
+            let mut delivery = self.hub.deliver(message, None);
+            if let Delivery::Gap { after } = delivery {
+                tracing::warn!(
+                    %room_id,
+                    after,
+                    seq = message.seq,
+                    "the database lacks the messages before this one: streams resync past them"
+                );
+                self.hub.resync(room_id, message.seq);
+                delivery = self.hub.deliver(message, None);
+            }
+            if delivery == Delivery::Delivered {
+                self.metrics.gap_fills.inc();
             }
         }
+        Ok(messages.last().map_or(after, |last| last.seq))
     }
 }
 

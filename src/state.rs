@@ -109,11 +109,10 @@ impl AppState {
         );
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        let router: Arc<dyn Router> = match (&config.nats_url, presence_changes) {
-            (Some(url), Some(presence_changes)) => {
+        let router: Arc<dyn Router> = match presence_changes {
+            Some(presence_changes) => {
                 let (router, bus_tasks) = NatsRouter::start(
-                    url,
-                    &config.nats_subject_prefix,
+                    &config,
                     Arc::clone(&hub),
                     Arc::clone(&store),
                     Arc::clone(&metrics),
@@ -124,7 +123,7 @@ impl AppState {
                 tasks.extend(bus_tasks);
                 router
             }
-            _ => Arc::new(LocalRouter::new(
+            None => Arc::new(LocalRouter::new(
                 Arc::clone(&hub),
                 Arc::clone(&store),
                 Arc::clone(&metrics),

@@ -15,18 +15,29 @@
 //! - revocations: after the connection to NATS comes back, every session
 //!   with a stream here is checked against the store.
 //!
+//! Nothing heard on the bus is believed unless it is sealed with the
+//! cluster secret (`seal`), for its subject, within the last minute; the
+//! rest is counted (`chat_bus_rejected_total`) and dropped. Even then the
+//! bus never makes a node believe more than the store confirms: a join is
+//! applied only when the store lists the member, a leave only when it no
+//! longer does, a revocation ends streams only when the store has the
+//! session revoked, and a message that would skip seqs delivers only the
+//! store's copies (see `Sequencer::deliver_remote`).
+//!
 //! Publishing never waits: events go into a bounded queue that a task sends
 //! on, and when it is full (NATS unreachable for long) they are dropped; the
 //! rules above make up for them.
 
-mod wire;
+mod connect;
+pub mod seal;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::{ConnectOptions, Event, ServerAddr};
+use async_nats::{Event, ServerAddr};
 use async_trait::async_trait;
 use bytes::Bytes;
 use prost::Message as _;
@@ -36,12 +47,13 @@ use tokio::time::Instant;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::redact_url;
+use crate::config::{redact_url, Config};
 use crate::domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
 use crate::hub::{Hub, LocalPresence, NodeId, OnlineUser, StreamId};
-use crate::metrics::Metrics;
-use crate::router::{Router, Sequencer};
-use crate::store::Store;
+use crate::metrics::{BusRejection, Metrics};
+use crate::router::{Confirmation, Router, Sequencer};
+use crate::store::{self, Store};
+use seal::ClusterKeys;
 use wire::{Body, Envelope, Malformed, Membership, Snapshot, WireMessage, WireUser};
 
 /// Events waiting to be published.
@@ -59,6 +71,9 @@ const SNAPSHOT_PART: usize = 1000;
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// The longest wait between attempts to reach NATS again.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// At most one warning per this long about rejected bus messages: a flood
+/// of forgeries is counted, not written out one line each.
+const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Routes to this node's hub and, through NATS, to every other node's.
 pub struct NatsRouter {
@@ -92,20 +107,27 @@ impl Outbound {
 }
 
 impl NatsRouter {
-    /// Connects to NATS and starts the tasks that publish and receive.
-    /// `presence` carries this node's presence changes, from its hub.
+    /// Connects to the NATS of `config.nats_url` and starts the tasks that
+    /// publish and receive. `presence` carries this node's presence
+    /// changes, from its hub.
     ///
     /// # Errors
-    /// When NATS cannot be reached or the URL is not one.
+    /// When there is no cluster secret, NATS cannot be reached or refuses
+    /// the credentials, or the URL is not one.
     pub async fn start(
-        url: &str,
-        prefix: &str,
+        config: &Config,
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         presence: mpsc::Receiver<LocalPresence>,
         stop: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, Vec<JoinHandle<()>>)> {
+        let url = config
+            .nats_url
+            .as_deref()
+            .context("no NATS URL to connect to")?;
+        let prefix = config.nats_subject_prefix.as_str();
+        let keys = ClusterKeys::from_config(config)?;
         let node = NodeId::new_v4();
         let addresses = url
             .split(',')
@@ -113,7 +135,8 @@ impl NatsRouter {
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("parsing the NATS URL {}", redact_url(url)))?;
         let (events_tx, events) = mpsc::channel(64);
-        let client = ConnectOptions::new()
+        let client = connect::options(config)
+            .await?
             .name(format!("chat-server {node}"))
             .no_echo()
             .max_reconnects(None)
@@ -146,7 +169,7 @@ impl NatsRouter {
         let sequencer = Arc::new(Sequencer::new(
             Arc::clone(&hub),
             Arc::clone(&store),
-            metrics,
+            Arc::clone(&metrics),
         ));
         let router = Arc::new(Self {
             hub: Arc::clone(&hub),
@@ -154,7 +177,7 @@ impl NatsRouter {
             outbound: outbound.clone(),
             prefix: prefix.to_owned(),
         });
-        let sender = tokio::spawn(send(client.clone(), outgoing, stop.clone()));
+        let sender = tokio::spawn(send(client.clone(), keys.clone(), outgoing, stop.clone()));
         let node_task = Node {
             me: node,
             prefix: prefix.to_owned(),
@@ -162,6 +185,8 @@ impl NatsRouter {
             store,
             sequencer,
             outbound,
+            keys,
+            rejections: Rejections::new(metrics),
             heard: HashMap::new(),
             snapshots: HashMap::new(),
             epoch: 0,
@@ -195,6 +220,11 @@ impl Router for NatsRouter {
     }
 
     async fn typing(&self, room_id: RoomId, user: &User) {
+        // The hub coalesces a user's typing per room: what it does not
+        // relay here, the other nodes need not hear either.
+        if !self.hub.typing(room_id, user) {
+            return;
+        }
         self.outbound.publish(
             self.room_subject(room_id),
             Body::Typing(wire::Typing {
@@ -203,7 +233,6 @@ impl Router for NatsRouter {
                 username: user.username.clone(),
             }),
         );
-        self.hub.typing(room_id, user);
     }
 
     async fn revoke_session(&self, session_id: SessionId) {
@@ -239,16 +268,20 @@ fn membership(user_id: UserId, room_id: RoomId, last_seq: u64) -> Membership {
     }
 }
 
-/// Publishes queued events in order. While NATS is unreachable the client
-/// buffers what it can; the queue in front of it bounds the rest. Once
-/// `stop` is cancelled, what is queued gets a moment to go out.
+/// Seals and publishes queued events in order. While NATS is unreachable
+/// the client buffers what it can; the queue in front of it bounds the
+/// rest. Once `stop` is cancelled, what is queued gets a moment to go out.
+/// Events are sealed as they leave the queue, so that one that waited in
+/// it is not taken for a replay.
 async fn send(
     client: async_nats::Client,
+    keys: ClusterKeys,
     mut outgoing: mpsc::Receiver<(String, Bytes)>,
     stop: CancellationToken,
 ) {
-    let publish = |(subject, payload): (String, Bytes)| {
+    let publish = |(subject, envelope): (String, Bytes)| {
         let client = client.clone();
+        let payload = keys.seal(&subject, envelope);
         async move {
             if let Err(error) = client.publish(subject, payload).await {
                 tracing::debug!(%error, "publishing to the bus failed");
@@ -284,6 +317,8 @@ struct Node {
     store: Arc<dyn Store>,
     sequencer: Arc<Sequencer>,
     outbound: Outbound,
+    keys: ClusterKeys,
+    rejections: Rejections,
     /// When each other node was last heard from.
     heard: HashMap<NodeId, Instant>,
     /// Snapshots being received, by node: their epoch and users so far.
@@ -312,9 +347,7 @@ impl Node {
             tokio::select! {
                 received = subscription.next() => {
                     let Some(received) = received else { break };
-                    if let Err(error) = self.receive(&received.payload).await {
-                        tracing::debug!(%error, subject = %received.subject, "dropped a bus message");
-                    }
+                    self.receive(received).await;
                 }
                 Some(change) = presence.recv() => self.tell_presence(change),
                 _ = snapshot.tick() => {
@@ -330,10 +363,10 @@ impl Node {
             node: self.me.as_bytes().to_vec(),
             body: Some(Body::Goodbye(true)),
         };
+        let subject = node_subject(&self.prefix);
+        let sealed = self.keys.seal(&subject, goodbye.encode_to_vec().into());
         let said = async {
-            client
-                .publish(node_subject(&self.prefix), goodbye.encode_to_vec().into())
-                .await?;
+            client.publish(subject, sealed).await?;
             client.flush().await?;
             Ok::<_, async_nats::Error>(())
         };
@@ -342,34 +375,72 @@ impl Node {
         }
     }
 
-    async fn receive(&mut self, payload: &[u8]) -> Result<(), Malformed> {
-        let envelope = Envelope::decode(payload)?;
+    /// Acts on a bus message if it is authentic, and counts it if not.
+    async fn receive(&mut self, received: async_nats::Message) {
+        let subject = received.subject.as_str();
+        let envelope = match self.keys.open(subject, received.payload, Timestamp::now()) {
+            Ok(envelope) => envelope,
+            Err(unopened) => {
+                self.rejections.count(unopened.reason(), subject, &unopened);
+                return;
+            }
+        };
+        match self.apply(&envelope).await {
+            Ok(Applied::Yes) => {}
+            Ok(Applied::Unconfirmed(what)) => {
+                self.rejections
+                    .count(BusRejection::Unconfirmed, subject, &what);
+            }
+            Err(malformed) => {
+                self.rejections
+                    .count(BusRejection::Malformed, subject, &malformed);
+            }
+        }
+    }
+
+    /// Acts on an authentic envelope, as far as the store confirms it.
+    async fn apply(&mut self, envelope: &[u8]) -> Result<Applied, Malformed> {
+        let envelope = Envelope::decode(envelope)?;
         let node = wire::node_id(&envelope.node)?;
         if node == self.me {
-            return Ok(());
+            return Ok(Applied::Yes);
         }
         self.heard.insert(node, Instant::now());
         match envelope.body.ok_or(Malformed::Empty)? {
             Body::Message(message) => {
                 let message = Message::try_from(message)?;
-                self.sequencer.deliver(&message, None).await;
+                match self.sequencer.deliver_remote(&message).await {
+                    Confirmation::Delivered | Confirmation::Unchecked => {}
+                    Confirmation::Unconfirmed => {
+                        return Ok(Applied::Unconfirmed(
+                            "a message whose seq the database does not hold",
+                        ))
+                    }
+                }
             }
             Body::Typing(typing) => {
                 let user = User {
                     id: wire::user_id(&typing.user_id)?,
                     username: typing.username,
                 };
-                self.hub.typing(wire::room_id(&typing.room_id)?, &user);
+                // Coalesced by the hub; nothing to tell further.
+                let _relayed = self.hub.typing(wire::room_id(&typing.room_id)?, &user);
             }
-            Body::Revoke(session) => self.hub.revoke_session(wire::session_id(&session)?),
-            Body::Joined(joined) => self.hub.join(
-                wire::user_id(&joined.user_id)?,
-                wire::room_id(&joined.room_id)?,
-                joined.last_seq,
-            ),
-            Body::Left(left) => self
-                .hub
-                .leave(wire::user_id(&left.user_id)?, wire::room_id(&left.room_id)?),
+            Body::Revoke(session) => return Ok(self.revoke(wire::session_id(&session)?).await),
+            Body::Joined(joined) => {
+                return Ok(self
+                    .join(
+                        wire::user_id(&joined.user_id)?,
+                        wire::room_id(&joined.room_id)?,
+                        joined.last_seq,
+                    )
+                    .await)
+            }
+            Body::Left(left) => {
+                return Ok(self
+                    .leave(wire::user_id(&left.user_id)?, wire::room_id(&left.room_id)?)
+                    .await)
+            }
             Body::Online(user) => {
                 let (user, rooms) = user.parse()?;
                 self.hub.remote_online(node, user, rooms);
@@ -383,7 +454,77 @@ impl Node {
                 self.hub.remote_node_gone(node);
             }
         }
-        Ok(())
+        Ok(Applied::Yes)
+    }
+
+    /// A join, if the store lists the member: the room's streams here
+    /// start from the older of the two newest seqs (the store's and the
+    /// envelope's), so the bus cannot move a room past what is stored.
+    /// Read in line, so that the room's next messages find the member.
+    async fn join(&self, user_id: UserId, room_id: RoomId, said_last_seq: u64) -> Applied {
+        match self.store.room_position(room_id, user_id).await {
+            Ok((store::Membership::Member, last_seq)) => {
+                self.hub.join(user_id, room_id, said_last_seq.min(last_seq));
+                Applied::Yes
+            }
+            Ok(_) => Applied::Unconfirmed("a join the database does not list"),
+            Err(error) => {
+                // Nothing is let in unconfirmed; the member's next stream
+                // reads its rooms from the store.
+                tracing::warn!(%error, %user_id, %room_id, "could not confirm a join from the bus: ignored");
+                Applied::Yes
+            }
+        }
+    }
+
+    /// A leave, unless the store still lists the member. When the store
+    /// cannot say, the leave is applied: it only takes away.
+    async fn leave(&self, user_id: UserId, room_id: RoomId) -> Applied {
+        match self.store.membership(room_id, user_id).await {
+            Ok(store::Membership::Member) => {
+                Applied::Unconfirmed("a leave of someone the database lists as a member")
+            }
+            Ok(_) => {
+                self.hub.leave(user_id, room_id);
+                Applied::Yes
+            }
+            Err(error) => {
+                tracing::warn!(%error, %user_id, %room_id, "could not confirm a leave from the bus: applied");
+                self.hub.leave(user_id, room_id);
+                Applied::Yes
+            }
+        }
+    }
+
+    /// A revocation. The session is forgotten as live either way (its next
+    /// call asks the store); its streams here end if the store has it
+    /// revoked, or cannot say.
+    async fn revoke(&self, session_id: SessionId) -> Applied {
+        let user_id = self
+            .hub
+            .open_sessions()
+            .into_iter()
+            .find_map(|(session, user)| (session == session_id).then_some(user));
+        let Some(user_id) = user_id else {
+            self.hub.live_sessions().revoke(session_id);
+            return Applied::Yes;
+        };
+        match self
+            .store
+            .live_session(session_id, user_id, Timestamp::now())
+            .await
+        {
+            Ok(Some(_)) => Applied::Unconfirmed("a revocation of a session the database has live"),
+            Ok(None) => {
+                self.hub.revoke_session(session_id);
+                Applied::Yes
+            }
+            Err(error) => {
+                tracing::warn!(%error, %session_id, "could not confirm a revocation from the bus: applied");
+                self.hub.revoke_session(session_id);
+                Applied::Yes
+            }
+        }
     }
 
     /// Collects a snapshot's parts; the last one replaces what the node
@@ -516,6 +657,54 @@ impl Node {
             Event::Disconnected => tracing::warn!("bus: disconnected from NATS; reconnecting"),
             other => tracing::debug!(event = %other, "bus event"),
         }
+    }
+}
+
+/// Whether an authentic envelope was acted on.
+enum Applied {
+    /// Acted on (or nothing to do here).
+    Yes,
+    /// The store does not confirm what it says.
+    Unconfirmed(&'static str),
+}
+
+/// Counts the bus messages not acted on, and says so in the log without
+/// letting a flood of them flood it.
+struct Rejections {
+    metrics: Arc<Metrics>,
+    /// No warning before then; only counting.
+    quiet_until: Option<Instant>,
+    /// Rejections since the last warning.
+    unlogged: u64,
+}
+
+impl Rejections {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            quiet_until: None,
+            unlogged: 0,
+        }
+    }
+
+    fn count(&mut self, reason: BusRejection, subject: &str, why: &dyn std::fmt::Display) {
+        self.metrics.bus_rejected(reason);
+        tracing::debug!(reason = reason.as_str(), subject, %why, "rejected a bus message");
+        let now = Instant::now();
+        if self.quiet_until.is_some_and(|until| now < until) {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            reason = reason.as_str(),
+            subject,
+            %why,
+            rejected_since_last_warning = self.unlogged,
+            "rejected a bus message; more within {REJECTION_LOG_INTERVAL:?} are only counted \
+             (chat_bus_rejected_total)"
+        );
+        self.quiet_until = Some(now + REJECTION_LOG_INTERVAL);
+        self.unlogged = 0;
     }
 }
 

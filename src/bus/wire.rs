@@ -1,13 +1,32 @@
 //! What nodes say to each other over NATS: one protobuf `Envelope` per bus
-//! message, internal to a cluster (all its nodes run one version).
+//! message, internal to a cluster (all its nodes run one version), inside
+//! a `Sealed` that authenticates it (see `bus::seal`).
 //!
 //! Ids travel as 16 raw bytes and times as microseconds, as the store keeps
 //! them. Anything that does not decode is dropped by the receiver.
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::domain::{Message, MessageId, RoomId, SessionId, Timestamp, User, UserId};
 use crate::hub::NodeId;
+
+/// What travels on NATS: an encoded `Envelope`, when it was sealed and
+/// the MAC that proves a holder of the cluster secret sealed it, for this
+/// subject, then. Its first field is a varint where an `Envelope` has
+/// bytes, so an unsealed `Envelope` does not decode as one.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sealed {
+    /// Microseconds since the Unix epoch.
+    #[prost(int64, tag = "1")]
+    pub sealed_at: i64,
+    /// An encoded `Envelope`.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub envelope: Bytes,
+    /// HMAC-SHA256 of the subject, `sealed_at` and `envelope`.
+    #[prost(bytes = "vec", tag = "3")]
+    pub mac: Vec<u8>,
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Envelope {

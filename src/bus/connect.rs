@@ -1,0 +1,74 @@
+//! How a node authenticates to NATS itself: a user and password, a token,
+//! an NKey, a credentials file, and TLS, from the configuration. (What the
+//! nodes say to each other is authenticated apart from this, by
+//! `bus::seal`: NATS credentials decide who may publish on the cluster's
+//! subjects, the cluster secret decides what a node believes.)
+
+use anyhow::Context as _;
+use async_nats::ConnectOptions;
+
+use crate::config::Config;
+
+/// The options a node connects to NATS with, besides its own behaviour.
+///
+/// # Errors
+/// When a file cannot be read, or more than one way to authenticate is
+/// given.
+pub async fn options(config: &Config) -> anyhow::Result<ConnectOptions> {
+    let given: Vec<&str> = [
+        ("--nats-user", config.nats_user.is_some()),
+        (
+            "--nats-token-file / CHAT_NATS_TOKEN",
+            config.nats_token_file.is_some() || config.nats_token.is_some(),
+        ),
+        ("--nats-nkey-file", config.nats_nkey_file.is_some()),
+        ("--nats-creds-file", config.nats_creds_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    anyhow::ensure!(
+        given.len() <= 1,
+        "NATS takes one way to authenticate, not {}",
+        given.join(" and ")
+    );
+
+    let mut options = ConnectOptions::new();
+    if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if let Some(token) = &config.nats_token {
+        options = options.token(token.expose().to_owned());
+    }
+    if let Some(path) = &config.nats_token_file {
+        options = options.token(read_secret(path, "NATS token")?);
+    }
+    if let Some(path) = &config.nats_nkey_file {
+        options = options.nkey(read_secret(path, "NATS NKey seed")?);
+    }
+    if let Some(path) = &config.nats_creds_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .with_context(|| format!("reading the NATS credentials file {}", path.display()))?;
+    }
+    let mut tls = false;
+    if let Some(ca) = &config.nats_tls_ca {
+        options = options.add_root_certificates(ca.clone());
+        tls = true;
+    }
+    if let (Some(cert), Some(key)) = (&config.nats_tls_cert, &config.nats_tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+        tls = true;
+    }
+    Ok(options.require_tls(tls))
+}
+
+/// The first line of a file holding one secret.
+fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} from {}", path.display()))?;
+    let secret = text.trim().to_owned();
+    anyhow::ensure!(!secret.is_empty(), "{} holds no {what}", path.display());
+    Ok(secret)
+}
