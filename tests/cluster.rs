@@ -11,6 +11,10 @@
 //!
 //! The tests run one at a time: each holds three servers, and the timing
 //! promises (a revoked stream ends within 1 s) are checked as such.
+//!
+//! Every node is given the cluster secret (`--cluster-secret-file`); the
+//! forgery tests publish on the cluster's subjects with a NATS client of
+//! their own, as anyone who can reach the NATS server could.
 
 #[allow(dead_code)]
 #[path = "api/child.rs"]
@@ -29,7 +33,12 @@ use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, server_event::Event};
 use chat_client::{AuthorizedChat, BearerToken, Cursors, ResumingSubscription};
+use chat_server::bus::seal::ClusterKeys;
+use chat_server::bus::wire::{Body, Envelope, Membership, Typing, WireMessage, WireUser};
+use chat_server::domain::Timestamp;
+use prost::Message as _;
 use sqlx::{Connection as _, Executor as _, PgConnection};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
 use tokio::time::{timeout, Instant};
 use tonic::transport::Channel;
@@ -65,9 +74,16 @@ fn skip(why: &str) {
 struct Cluster {
     nodes: Vec<Option<ChildServer>>,
     addrs: Vec<SocketAddr>,
+    /// Where each node serves its metrics.
+    metrics: Vec<SocketAddr>,
     nats_url: String,
     prefix: String,
     database_url: String,
+    /// The cluster secret, in the file every node is given.
+    secret: String,
+    secret_file: tempfile::NamedTempFile,
+    /// Given to every node besides the usual ones.
+    extra_args: Vec<String>,
     /// Dropped with the cluster.
     _database: Database,
 }
@@ -117,6 +133,11 @@ impl Cluster {
     }
 
     async fn start_on(size: usize, nats_url: String) -> Option<Self> {
+        Self::start_with(size, nats_url, &[]).await
+    }
+
+    /// Starts `size` nodes on this NATS, each given `extra_args` too.
+    async fn start_with(size: usize, nats_url: String, extra_args: &[&str]) -> Option<Self> {
         let admin_url =
             std::env::var("CHAT_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
         let mut admin = match PgConnection::connect(&admin_url).await {
@@ -136,42 +157,97 @@ impl Cluster {
             admin_url: admin_url.clone(),
             name: name.clone(),
         };
+        let secret = format!("cluster secret {id}");
+        let mut secret_file = tempfile::NamedTempFile::new().expect("a secret file");
+        writeln!(secret_file, "{secret}").expect("writing the secret file");
         let mut cluster = Self {
             nodes: Vec::new(),
             addrs: Vec::new(),
+            metrics: Vec::new(),
             nats_url,
             prefix: format!("chat_test_{id}"),
             database_url: with_database(&admin_url, &name),
+            secret,
+            secret_file,
+            extra_args: extra_args.iter().map(|&arg| arg.to_owned()).collect(),
             _database: database,
         };
         for _ in 0..size {
-            let node = cluster.start_node().await;
+            let metrics = free_address();
+            let node = cluster.start_node(metrics).await;
             cluster.addrs.push(node.addr);
+            cluster.metrics.push(metrics);
             cluster.nodes.push(Some(node));
         }
         Some(cluster)
     }
 
-    async fn start_node(&self) -> ChildServer {
-        ChildServer::start_with_args(
-            &[
-                "--database-url",
-                &self.database_url,
-                "--nats-url",
-                &self.nats_url,
-                "--nats-subject-prefix",
-                &self.prefix,
-                "--database-pool-size",
-                "4",
-                // A session found live stays trusted for the whole test
-                // unless a revocation reaches the node: calls refused after
-                // one on another node prove that revocations cross nodes.
-                "--session-cache-ttl",
-                "1h",
-            ],
-            "info",
-        )
-        .await
+    async fn start_node(&self, metrics: SocketAddr) -> ChildServer {
+        let metrics = metrics.to_string();
+        let secret_file = self.secret_file.path().display().to_string();
+        let mut args = vec![
+            "--database-url",
+            &self.database_url,
+            "--nats-url",
+            &self.nats_url,
+            "--nats-subject-prefix",
+            &self.prefix,
+            "--cluster-secret-file",
+            &secret_file,
+            // Shared by the nodes, so that a token from one works on all.
+            "--jwt-secret",
+            "the cluster tests' signing secret",
+            "--metrics-listen",
+            &metrics,
+            "--database-pool-size",
+            "4",
+            // A session found live stays trusted for the whole test
+            // unless a revocation reaches the node: calls refused after
+            // one on another node prove that revocations cross nodes.
+            "--session-cache-ttl",
+            "1h",
+        ];
+        args.extend(self.extra_args.iter().map(String::as_str));
+        // The first `address=` logged must be the gRPC one: the metrics
+        // endpoint's is not logged.
+        ChildServer::start_with_args(&args, "info,chat_server::metrics=warn").await
+    }
+
+    /// The value of a metric (name and labels as exposed) on a node; 0
+    /// while it was never counted.
+    async fn metric(&self, node: usize, series: &str) -> f64 {
+        let mut connection = tokio::net::TcpStream::connect(self.metrics[node])
+            .await
+            .expect("connecting to the metrics endpoint");
+        connection
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("asking for metrics");
+        let mut response = String::new();
+        connection
+            .read_to_string(&mut response)
+            .await
+            .expect("reading metrics");
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
+    }
+
+    /// Waits until a node's metric reaches `at_least`.
+    async fn until_metric(&self, node: usize, series: &str, at_least: f64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let value = self.metric(node, series).await;
+            if value >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node}: {series} is {value}, not at least {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn channel(&self, node: usize) -> Channel {
@@ -267,6 +343,13 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A local address free a moment ago.
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
 }
 
 /// The URL with its database name replaced.
@@ -693,6 +776,8 @@ async fn a_killed_node_loses_nothing_and_its_users_go_offline() {
 struct NatsServer {
     binary: PathBuf,
     port: u16,
+    /// Flags besides the address and port.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -700,6 +785,11 @@ impl NatsServer {
     /// Starts one on a free port, or returns `None` (after saying why)
     /// when there is no `nats-server` outside CI.
     async fn start() -> Option<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts one with these flags besides (e.g. `--user`).
+    async fn start_with(args: &[&str]) -> Option<Self> {
         let binary = match std::env::var_os("CHAT_TEST_NATS_SERVER") {
             Some(binary) => PathBuf::from(binary),
             None => [
@@ -724,6 +814,7 @@ impl NatsServer {
         let mut server = Self {
             binary,
             port,
+            args: args.iter().map(|&arg| arg.to_owned()).collect(),
             child: None,
         };
         server.run().await;
@@ -737,6 +828,7 @@ impl NatsServer {
     async fn run(&mut self) {
         let child = Command::new(&self.binary)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -795,6 +887,495 @@ async fn restarting_nats_mid_traffic_loses_nothing() {
         assert!(got.iter().all(|m| acked.get(&m.seq) == Some(&m.id)));
     }
     assert_eq!(cluster.nodes.len(), 3);
+    drop(cluster);
+    nats.kill().await;
+}
+
+/// Publishes on a cluster's subjects as anyone who can reach its NATS
+/// server can.
+struct Forger {
+    client: async_nats::Client,
+    prefix: String,
+    /// Names the forged envelopes' node: one the cluster never saw.
+    node: uuid::Uuid,
+}
+
+/// How a forged envelope is sealed.
+enum Seal<'a> {
+    /// Not at all: a bare `Envelope`, as before the bus was authenticated.
+    None,
+    With(&'a ClusterKeys),
+    /// With these keys, as if at this time.
+    At(&'a ClusterKeys, Timestamp),
+}
+
+impl Forger {
+    async fn connect(cluster: &Cluster) -> Self {
+        Self {
+            client: async_nats::connect(&cluster.nats_url)
+                .await
+                .expect("a NATS client of the forger's own"),
+            prefix: cluster.prefix.clone(),
+            node: uuid::Uuid::new_v4(),
+        }
+    }
+
+    async fn publish(&self, subject: &str, body: Body, seal: &Seal<'_>) {
+        let subject = format!("{}.{subject}", self.prefix);
+        let envelope = bytes::Bytes::from(
+            Envelope {
+                node: self.node.as_bytes().to_vec(),
+                body: Some(body),
+            }
+            .encode_to_vec(),
+        );
+        let payload = match seal {
+            Seal::None => envelope,
+            Seal::With(keys) => keys.seal(&subject, envelope),
+            Seal::At(keys, at) => keys.seal_at(&subject, envelope, *at),
+        };
+        self.client
+            .publish(subject, payload)
+            .await
+            .expect("publishing a forgery");
+        self.client.flush().await.expect("flushing the forgeries");
+    }
+}
+
+fn id_bytes(id: &str) -> Vec<u8> {
+    uuid::Uuid::parse_str(id)
+        .expect("a UUID")
+        .as_bytes()
+        .to_vec()
+}
+
+/// A message as a node would announce it, in `room`, at `seq`, claiming
+/// to be from `sender`.
+fn forged_message(room: &pb::Room, seq: u64, sender: &pb::User, text: &str) -> Body {
+    Body::Message(WireMessage {
+        id: uuid::Uuid::now_v7().as_bytes().to_vec(),
+        room_id: id_bytes(&room.id),
+        seq,
+        sender_id: id_bytes(&sender.id),
+        sender_name: sender.username.clone(),
+        text: text.into(),
+        sent_at: Timestamp::now().0,
+        client_msg_id: None,
+    })
+}
+
+fn forged_membership(user: &pb::User, room: &pb::Room) -> Membership {
+    Membership {
+        user_id: id_bytes(&user.id),
+        room_id: id_bytes(&room.id),
+        last_seq: 0,
+    }
+}
+
+/// What the forgery tests hold: two nodes, and on node 0 the streams of
+/// alice, of bob (a session of his that is live), and of mallory, who
+/// shares the room `general` with them but not their direct room.
+struct Scene {
+    cluster: Cluster,
+    alice: User,
+    bob: User,
+    mallory: User,
+    general: pb::Room,
+    direct: pb::Room,
+    alice_events: Events,
+    bob_events: Events,
+    mallory_events: Events,
+    bob_chat: AuthorizedChat,
+}
+
+const FORGED: &str = "forged";
+
+impl Scene {
+    async fn set() -> Option<Self> {
+        let cluster = Cluster::start(2).await?;
+        let alice = cluster.user(0, "alice").await;
+        let bob = cluster.user(1, "bob").await;
+        let mallory = cluster.user(0, "mallory").await;
+        let mut alice_chat = cluster.chat(0, &alice).await;
+        let mut bob_chat = cluster.chat(1, &bob).await;
+        let general = create_room(&mut alice_chat, "general").await;
+        join(&mut bob_chat, &general).await;
+        join(&mut cluster.chat(0, &mallory).await, &general).await;
+        let direct = alice_chat
+            .open_direct_room(pb::OpenDirectRoomRequest {
+                username: "bob".into(),
+            })
+            .await
+            .expect("open a direct room")
+            .into_inner()
+            .room
+            .unwrap();
+        let (mut alice_events, _) = cluster.subscribe(0, &alice).await;
+        let (bob_events, _) = cluster.subscribe(0, &bob).await;
+        let (mallory_events, _) = cluster.subscribe(0, &mallory).await;
+        // Node 0 follows both rooms from seq 1 on.
+        send(&mut bob_chat, &general, "hello", "").await;
+        send(&mut bob_chat, &direct, "hi alice", "").await;
+        alice_events.messages(2, PATIENCE).await;
+        Some(Self {
+            cluster,
+            alice,
+            bob,
+            mallory,
+            general,
+            direct,
+            alice_events,
+            bob_events,
+            mallory_events,
+            bob_chat,
+        })
+    }
+
+    /// bob writes to alice in their direct room, then to `general`; the
+    /// streams on node 0 must get exactly these, live, and nothing forged
+    /// before them, and bob's stream and session must still be open.
+    async fn real_messages_still_flow(&mut self) {
+        let private = send(&mut self.bob_chat, &self.direct, "just us", "").await;
+        let marker = send(&mut self.bob_chat, &self.general, "still here", "").await;
+        assert_eq!((private.seq, marker.seq), (2, 2), "seqs the store gave");
+
+        let alice_got = until_message(&mut self.alice_events, &marker).await;
+        let texts: Vec<&str> = alice_got
+            .iter()
+            .filter_map(|event| match event {
+                Event::Message(message) => Some(message.text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["just us", "still here"], "alice's messages, live");
+        assert_nothing_forged(&alice_got);
+
+        let mallory_got = until_message(&mut self.mallory_events, &marker).await;
+        assert!(
+            !mallory_got.iter().any(|event| matches!(
+                event,
+                Event::Message(message) if message.room_id == self.direct.id
+            )),
+            "mallory got a message of alice and bob's direct room: {mallory_got:?}"
+        );
+        assert_nothing_forged(&mallory_got);
+
+        let bob_got = until_message(&mut self.bob_events, &marker).await;
+        assert_nothing_forged(&bob_got);
+        self.cluster
+            .chat(0, &self.bob)
+            .await
+            .list_rooms(pb::ListRoomsRequest::default())
+            .await
+            .expect("bob's session still works on node 0");
+        assert_eq!(
+            (self.alice.name(), self.mallory.name()),
+            ("alice", "mallory")
+        );
+    }
+}
+
+/// Every event up to and including `last`'s message; fails if the stream
+/// ends.
+async fn until_message(events: &mut Events, last: &pb::Message) -> Vec<Event> {
+    let mut got = Vec::new();
+    events
+        .wait_for(|event| {
+            got.push(event.clone());
+            match event {
+                Event::Message(message) if message.id == last.id => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+    got
+}
+
+#[track_caller]
+fn assert_nothing_forged(events: &[Event]) {
+    for event in events {
+        match event {
+            Event::Message(message) => assert_ne!(message.text, FORGED, "{events:?}"),
+            Event::Typing(_) | Event::Resync(_) => panic!("a forgery came through: {events:?}"),
+            Event::Presence(presence) => assert!(
+                presence
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| u.username != "ghost"),
+                "{events:?}"
+            ),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn envelopes_not_sealed_with_the_cluster_secret_are_counted_and_change_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(mut scene) = Scene::set().await else {
+        return;
+    };
+    let forger = Forger::connect(&scene.cluster).await;
+    let wrong_keys = ClusterKeys::new(&["not this cluster's secret"]).unwrap();
+    let right_keys = ClusterKeys::new(&[scene.cluster.secret.as_str()]).unwrap();
+    let (general, direct) = (&scene.general, &scene.direct);
+    let (alice, bob, mallory) = (
+        scene.alice.user.clone(),
+        scene.bob.user.clone(),
+        scene.mallory.user.clone(),
+    );
+    let general_subject = format!("room.{}", general.id);
+    let ghost = pb::User {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: "ghost".into(),
+    };
+    let forgeries: Vec<(&str, Body)> = vec![
+        // bob's name on words he never wrote, at the seq the room expects.
+        (&general_subject, forged_message(general, 2, &bob, FORGED)),
+        // A seq so high that a room believing it would wait forever.
+        (
+            &general_subject,
+            forged_message(general, 1 << 40, &bob, FORGED),
+        ),
+        // mallory let into alice and bob's direct room.
+        ("node", Body::Joined(forged_membership(&mallory, direct))),
+        // alice put out of general.
+        ("node", Body::Left(forged_membership(&alice, general))),
+        // bob's live session revoked.
+        ("node", Body::Revoke(id_bytes(&scene.bob.session_id))),
+        (
+            &general_subject,
+            Body::Typing(Typing {
+                room_id: id_bytes(&general.id),
+                user_id: id_bytes(&bob.id),
+                username: bob.username.clone(),
+            }),
+        ),
+        (
+            "node",
+            Body::Online(WireUser {
+                id: id_bytes(&ghost.id),
+                username: ghost.username.clone(),
+                rooms: vec![id_bytes(&general.id)],
+            }),
+        ),
+    ];
+    for (subject, body) in &forgeries {
+        forger.publish(subject, body.clone(), &Seal::None).await;
+        forger
+            .publish(subject, body.clone(), &Seal::With(&wrong_keys))
+            .await;
+    }
+    // Sealed with the right secret ten minutes ago: a replay.
+    let long_ago = Timestamp(Timestamp::now().0 - 600_000_000);
+    forger
+        .publish(
+            "node",
+            Body::Joined(forged_membership(&mallory, direct)),
+            &Seal::At(&right_keys, long_ago),
+        )
+        .await;
+    forger
+        .publish(
+            &general_subject,
+            bytes_of_nothing(),
+            &Seal::With(&right_keys),
+        )
+        .await;
+
+    let forged = forgeries.len() as f64;
+    for node in 0..2 {
+        let cluster = &scene.cluster;
+        cluster
+            .until_metric(
+                node,
+                r#"chat_bus_rejected_total{reason="unsigned"}"#,
+                forged,
+            )
+            .await;
+        cluster
+            .until_metric(node, r#"chat_bus_rejected_total{reason="bad_mac"}"#, forged)
+            .await;
+        cluster
+            .until_metric(node, r#"chat_bus_rejected_total{reason="stale"}"#, 1.0)
+            .await;
+        cluster
+            .until_metric(node, r#"chat_bus_rejected_total{reason="malformed"}"#, 1.0)
+            .await;
+    }
+
+    scene.real_messages_still_flow().await;
+    assert_eq!(
+        scene
+            .cluster
+            .metric(0, r#"chat_bus_rejected_total{reason="unconfirmed"}"#)
+            .await,
+        0.0,
+        "nothing unsealed got as far as the database checks"
+    );
+}
+
+/// An envelope with no body: sealed right, but malformed.
+fn bytes_of_nothing() -> Body {
+    Body::Offline(vec![1, 2, 3])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_forgeries_change_nothing_the_database_does_not_confirm() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(mut scene) = Scene::set().await else {
+        return;
+    };
+    // Whoever holds the secret (or a node with a bug) still cannot make a
+    // node believe what the database does not say.
+    let forger = Forger::connect(&scene.cluster).await;
+    let keys = ClusterKeys::new(&[scene.cluster.secret.as_str()]).unwrap();
+    let (general, direct) = (&scene.general, &scene.direct);
+    let (alice, bob, mallory) = (
+        scene.alice.user.clone(),
+        scene.bob.user.clone(),
+        scene.mallory.user.clone(),
+    );
+    let general_subject = format!("room.{}", general.id);
+    let forgeries: Vec<(&str, Body)> = vec![
+        (
+            &general_subject,
+            forged_message(general, 1 << 40, &bob, FORGED),
+        ),
+        // One past the seq the room expects: a gap the store cannot fill.
+        (&general_subject, forged_message(general, 3, &bob, FORGED)),
+        ("node", Body::Joined(forged_membership(&mallory, direct))),
+        ("node", Body::Left(forged_membership(&alice, general))),
+        ("node", Body::Revoke(id_bytes(&scene.bob.session_id))),
+    ];
+    for (subject, body) in &forgeries {
+        forger
+            .publish(subject, body.clone(), &Seal::With(&keys))
+            .await;
+    }
+
+    // Node 1 holds no stream: it has no room to move on and no stream of
+    // bob's session to end, and checks only the join and the leave.
+    for (node, unconfirmed) in [(0, forgeries.len()), (1, 2)] {
+        scene
+            .cluster
+            .until_metric(
+                node,
+                r#"chat_bus_rejected_total{reason="unconfirmed"}"#,
+                unconfirmed as f64,
+            )
+            .await;
+    }
+
+    scene.real_messages_still_flow().await;
+}
+
+/// Runs the server binary to its exit, and returns its status and what
+/// it wrote to stderr.
+async fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let data = tempfile::tempdir().expect("a directory");
+    let database_url = format!("sqlite://{}", data.path().join("chat.db").display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+        .args(["--database-url", &database_url])
+        .args(args)
+        .env_remove("CHAT_CLUSTER_SECRET")
+        .env_remove("CHAT_CLUSTER_SECRET_FILE")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("the server gives up within 30 s")
+        .expect("running chat-server");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_node_given_nats_without_a_cluster_secret_refuses_to_start_and_says_why() {
+    // No NATS is needed: the node stops before it connects.
+    let nats = ["--nats-url", "nats://127.0.0.1:1"];
+
+    let (status, stderr) = run_to_exit(&nats, &[]).await;
+
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--nats-url needs a cluster secret, the same on every node, to authenticate what \
+             the nodes say to each other: give --cluster-secret-file PATH (one secret per line, \
+             at least 16 bytes) or set CHAT_CLUSTER_SECRET"
+        ),
+        "{stderr}"
+    );
+
+    let (status, stderr) = run_to_exit(&nats, &[("CHAT_CLUSTER_SECRET", "too short")]).await;
+
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in CHAT_CLUSTER_SECRET")
+            && stderr.contains("cluster secret 1 is 9 bytes: each must be at least 16"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("too short"),
+        "the secret is not echoed: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_log_in_to_nats_with_its_credentials_and_refuse_to_start_with_wrong_ones() {
+    const PASSWORD_OF_NATS: &str = "nats password 7f3a";
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(mut nats) =
+        NatsServer::start_with(&["--user", "chat", "--pass", PASSWORD_OF_NATS]).await
+    else {
+        skip("no nats-server binary (set CHAT_TEST_NATS_SERVER)");
+        return;
+    };
+    let Some(cluster) = Cluster::start_with(
+        2,
+        nats.url(),
+        &["--nats-user", "chat", "--nats-password", PASSWORD_OF_NATS],
+    )
+    .await
+    else {
+        return;
+    };
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(1, "bob").await;
+    let mut alice_chat = cluster.chat(0, &alice).await;
+    let room = create_room(&mut alice_chat, "general").await;
+    join(&mut cluster.chat(1, &bob).await, &room).await;
+    let (mut bob_events, _) = cluster.subscribe(1, &bob).await;
+    let sent = send(&mut alice_chat, &room, "over an authenticated NATS", "").await;
+    let got = bob_events.messages(1, PATIENCE).await;
+    assert_eq!(got[0].id, sent.id, "the nodes talk through NATS");
+
+    let secret_file = cluster.secret_file.path().display().to_string();
+    let url = nats.url();
+    let node = ["--nats-url", &url, "--cluster-secret-file", &secret_file];
+    for (what, credentials) in [
+        (
+            "a wrong password",
+            vec!["--nats-user", "chat", "--nats-password", "wrong"],
+        ),
+        ("no credentials", vec![]),
+    ] {
+        let args: Vec<&str> = node.iter().copied().chain(credentials).collect();
+        let (status, stderr) = run_to_exit(&args, &[]).await;
+        assert!(!status.success(), "started with {what}: {stderr}");
+        assert!(
+            stderr.contains("connecting to NATS at") && stderr.contains("authorization violation"),
+            "with {what}: {stderr}"
+        );
+        assert!(!stderr.contains(PASSWORD_OF_NATS), "{stderr}");
+    }
     drop(cluster);
     nats.kill().await;
 }
