@@ -1379,3 +1379,45 @@ async fn nodes_log_in_to_nats_with_its_credentials_and_refuse_to_start_with_wron
     drop(cluster);
     nats.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_logs_in_to_nats_with_a_token_from_a_file_and_refuses_to_start_with_a_wrong_one() {
+    const TOKEN: &str = "a nats token 91c2";
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(mut nats) = NatsServer::start_with(&["--auth", TOKEN]).await else {
+        skip("no nats-server binary (set CHAT_TEST_NATS_SERVER)");
+        return;
+    };
+    let mut right = tempfile::NamedTempFile::new().expect("a token file");
+    writeln!(right, "{TOKEN}").expect("writing the token");
+    let mut wrong = tempfile::NamedTempFile::new().expect("a token file");
+    writeln!(wrong, "not the token").expect("writing the token");
+    let right = right.path().display().to_string();
+    let wrong = wrong.path().display().to_string();
+
+    // A node logs its address only once it joined the bus.
+    let Some(cluster) = Cluster::start_with(1, nats.url(), &["--nats-token-file", &right]).await
+    else {
+        return;
+    };
+
+    let secret_file = cluster.secret_file.path().display().to_string();
+    let url = nats.url();
+    let (status, stderr) = run_to_exit(
+        &[
+            "--nats-url",
+            &url,
+            "--cluster-secret-file",
+            &secret_file,
+            "--nats-token-file",
+            &wrong,
+        ],
+        &[],
+    )
+    .await;
+    assert!(!status.success(), "started with a wrong token: {stderr}");
+    assert!(stderr.contains("authorization violation"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+    drop(cluster);
+    nats.kill().await;
+}

@@ -72,3 +72,40 @@ fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
     anyhow::ensure!(!secret.is_empty(), "{} holds no {what}", path.display());
     Ok(secret)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::Hidden;
+
+    #[tokio::test]
+    async fn one_way_to_authenticate_at_most() {
+        let mut config = Config::defaults();
+        config.nats_user = Some("chat".into());
+        config.nats_password = Some(Hidden::new("password"));
+        config.nats_nkey_file = Some(PathBuf::from("/nonexistent/seed"));
+
+        let error = options(&config).await.unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            "NATS takes one way to authenticate, not --nats-user and --nats-nkey-file"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_token_file_is_refused() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut config = Config::defaults();
+        config.nats_token_file = Some(file.path().to_owned());
+
+        let error = options(&config).await.unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            format!("{} holds no NATS token", file.path().display())
+        );
+    }
+}
