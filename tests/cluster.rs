@@ -1178,7 +1178,7 @@ async fn envelopes_not_sealed_with_the_cluster_secret_are_counted_and_change_not
     forger
         .publish(
             &general_subject,
-            bytes_of_nothing(),
+            a_body_with_a_short_id(),
             &Seal::With(&right_keys),
         )
         .await;
@@ -1215,8 +1215,9 @@ async fn envelopes_not_sealed_with_the_cluster_secret_are_counted_and_change_not
     );
 }
 
-/// An envelope with no body: sealed right, but malformed.
-fn bytes_of_nothing() -> Body {
+/// A body whose user id is 3 bytes, not 16: sealed right, it is still
+/// malformed.
+fn a_body_with_a_short_id() -> Body {
     Body::Offline(vec![1, 2, 3])
 }
 
