@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -70,8 +70,19 @@ pub enum LocalPresence {
 }
 
 /// Catch-up frames a stream may have waiting: the reader of the database
-/// waits for the client instead of reading ahead.
-const CATCH_UP_CAPACITY: usize = 64;
+/// waits for the client instead of reading ahead. Twice a catch-up page
+/// (`stream::catch_up`), so that the next page is read while the client
+/// takes the last.
+const CATCH_UP_CAPACITY: usize = 128;
+/// Bytes of catch-up frames a stream may have waiting: 64 messages of the
+/// largest size. With the page being read, a catch-up holds about twice
+/// this.
+const CATCH_UP_BYTES: usize = 256 * 1024;
+/// Catch-ups one user runs at once; the user's other resumed streams wait
+/// their turn (their live messages held, then read from the database).
+/// A user's streams are many (`--max-streams-per-user`); what their
+/// catch-ups hold at once is this many times a catch-up's bound.
+const CATCH_UPS_PER_USER: usize = 4;
 
 pub struct Hub {
     state: Mutex<State>,
@@ -241,6 +252,8 @@ struct UserEntry {
     rooms: HashSet<RoomId>,
     /// Whether others have been told this user is online.
     online: bool,
+    /// Turns to catch up, made on the first catch-up.
+    catch_ups: Option<Arc<Semaphore>>,
 }
 
 /// The receiving end of a stream: the frames the hub queued for it, ended
@@ -363,7 +376,7 @@ impl Hub {
     ) -> Result<(StreamId, OutboundStream, queue::Sender<Frame>)> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (queue_tx, queue_rx) = queue::queue(self.queue_capacity);
-        let (catch_up_tx, catch_up_rx) = queue::queue(CATCH_UP_CAPACITY);
+        let (catch_up_tx, catch_up_rx) = queue::bounded(CATCH_UP_CAPACITY, CATCH_UP_BYTES);
         let (end_tx, end_rx) = oneshot::channel();
         let mut state = self.lock();
         if state.closed {
@@ -408,6 +421,7 @@ impl Hub {
                 streams: Vec::new(),
                 rooms: HashSet::new(),
                 online: false,
+                catch_ups: None,
             })
             .streams
             .push(id);
@@ -599,6 +613,18 @@ impl Hub {
         let mut state = self.lock();
         state.typing.sweep(Instant::now());
         state.shrink();
+    }
+
+    /// The turns of the stream's user to catch up: a catch-up runs while
+    /// it holds one. `None` once the stream is gone.
+    pub fn catch_up_turns(&self, id: StreamId) -> Option<Arc<Semaphore>> {
+        let mut state = self.lock();
+        let user_id = state.streams.get(&id)?.user_id;
+        let user = state.users.get_mut(&user_id)?;
+        let turns = user
+            .catch_ups
+            .get_or_insert_with(|| Arc::new(Semaphore::new(CATCH_UPS_PER_USER)));
+        Some(Arc::clone(turns))
     }
 
     /// Narrows a stream's hold to the rooms it catches up on: messages of
@@ -1601,5 +1627,20 @@ mod tests {
         assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
         assert_eq!(hub.metrics.ephemeral_dropped.get(), 33);
         assert_eq!(hub.open_streams(), 1);
+    }
+
+    #[test]
+    fn a_users_streams_share_its_few_turns_to_catch_up() {
+        let hub = hub(None);
+        let (alice, bob) = (user("alice"), user("bob"));
+        let (first, _s1, _) = open(&hub, &alice, &[]);
+        let (second, _s2, _) = open(&hub, &alice, &[]);
+        let (other, _s3, _) = open(&hub, &bob, &[]);
+
+        let turns = hub.catch_up_turns(first).unwrap();
+        assert!(Arc::ptr_eq(&turns, &hub.catch_up_turns(second).unwrap()));
+        assert!(!Arc::ptr_eq(&turns, &hub.catch_up_turns(other).unwrap()));
+        assert_eq!(turns.available_permits(), CATCH_UPS_PER_USER);
+        assert!(hub.catch_up_turns(StreamId::MAX).is_none());
     }
 }

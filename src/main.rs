@@ -15,6 +15,19 @@ use chat_server::{metrics, startup, telemetry};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's settings, read once at start (`_RJEM_MALLOC_CONF` in the
+/// environment overrides them). Without a background thread, jemalloc
+/// returns freed pages only while the program goes on allocating: after a
+/// burst (resumes catching up, a crowd leaving) an idle server kept its
+/// peak size for good, 262 MiB of 270 in tests/api/pressure.rs. With one,
+/// and pages unused for a second given back at once (muzzy pages would
+/// count in RSS until the kernel wants them), it was back to 90 MiB within
+/// five seconds.
+#[cfg(not(target_env = "msvc"))]
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

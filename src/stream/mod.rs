@@ -22,6 +22,7 @@ use crate::service::requests::{self, ClientEvent, Cursor, SendMessage};
 use crate::state::AppState;
 use crate::store::NewMessage;
 use crate::writer::{error_frame, Reply};
+use queue::TrySendError;
 
 /// The most missed messages a resume sends per room; older ones are
 /// announced with `resync` and paged with History.
@@ -29,6 +30,14 @@ pub const RESUME_LIMIT: u32 = 1000;
 /// How long a ChatStream holds live messages waiting for its first client
 /// event, which may be a `resume`. Any first event ends the wait at once.
 const RESUME_WINDOW: Duration = Duration::from_millis(500);
+/// Missed messages a catch-up reads from the database at once: 64 of the
+/// largest (4 KiB) are 256 KiB, about what the catch-up queue holds.
+const CATCH_UP_PAGE: u32 = 64;
+/// How long a catch-up waits for a client that takes nothing before ending
+/// its stream: far beyond any client that reads at all, and short enough
+/// that a client that stopped does not keep its catch-up (and its turn)
+/// for long.
+pub const CATCH_UP_STALL: Duration = Duration::from_secs(30);
 
 /// An open stream, before it is handed to tonic.
 pub struct Opened {
@@ -138,8 +147,16 @@ pub async fn check_cursors(
 /// A client slower than the room reads on from the database, at its own
 /// pace, until it has caught up.
 ///
+/// What a catch-up holds is bounded whatever the client does: it reads
+/// [`CATCH_UP_PAGE`] messages at a time, only once the client has taken
+/// most of the page before (the stream's catch-up queue is bounded by
+/// frames and bytes, `Hub::register`); a user runs a few catch-ups at a
+/// time (`Hub::catch_up_turns`); and a client that takes nothing for
+/// [`CATCH_UP_STALL`] loses the stream.
+///
 /// # Errors
-/// Database errors. A stream that goes away meanwhile is not an error.
+/// Database errors; RESOURCE_EXHAUSTED for a stalled client. A stream that
+/// goes away meanwhile is not an error.
 pub async fn catch_up(
     state: &AppState,
     id: StreamId,
@@ -149,36 +166,133 @@ pub async fn catch_up(
     state
         .hub
         .catch_up_on(id, cursors.iter().map(|&(room, _)| room).collect());
+    let Some(turns) = state.hub.catch_up_turns(id) else {
+        return Ok(());
+    };
+    let ended = state.hub.ended(id);
+    let _turn = tokio::select! {
+        () = ended.cancelled() => return Ok(()),
+        turn = turns.acquire_owned() => match turn {
+            Ok(turn) => turn,
+            Err(_) => return Ok(()),
+        },
+    };
     let mut reached: HashMap<RoomId, u64> = cursors.into_iter().collect();
     loop {
+        let rooms: Vec<RoomId> = reached.keys().copied().collect();
+        let newest: HashMap<RoomId, u64> =
+            state.store.last_seqs(&rooms).await?.into_iter().collect();
         for (&room_id, last) in &mut reached {
-            let (messages, more) = state
-                .store
-                .messages_after(room_id, *last, RESUME_LIMIT)
-                .await?;
-            let mut out = Vec::with_capacity(messages.len() + 1);
-            if let (true, Some(first)) = (more, messages.first()) {
-                out.push(Frame::from_event(server_event::Event::Resync(
-                    server_event::Resync {
-                        room_id: room_id.to_string(),
-                        from_seq: first.seq,
-                    },
-                )));
-            }
-            for message in &messages {
-                out.push(Frame::from_event(server_event::Event::Message(
-                    pb::Message::from(message),
-                )));
-                *last = message.seq;
-            }
-            for frame in out {
-                if frames.send(frame).await.is_err() {
-                    return Ok(());
-                }
+            let newest = newest.get(&room_id).copied().unwrap_or(0);
+            if !send_missed(state, room_id, last, newest, &frames).await? {
+                return Ok(());
             }
         }
         if state.hub.release(id, &reached) {
             return Ok(());
+        }
+    }
+}
+
+/// Sends a room's messages after `*last` up to `newest` (the newest
+/// `RESUME_LIMIT` of them, after a `resync` when there are more), a page at
+/// a time as the client takes them, moving `*last` on. Returns false once
+/// the stream is gone.
+///
+/// Seqs are dense (each room's messages are numbered 1, 2, 3... as they
+/// are stored), so a page is the window of seqs after `*last`; History
+/// reads it, oldest first.
+async fn send_missed(
+    state: &AppState,
+    room_id: RoomId,
+    last: &mut u64,
+    newest: u64,
+    frames: &queue::Sender<Frame>,
+) -> Result<bool> {
+    let mut resync = false;
+    if newest.saturating_sub(*last) > u64::from(RESUME_LIMIT) {
+        *last = newest - u64::from(RESUME_LIMIT);
+        resync = true;
+    }
+    while *last < newest {
+        let page_end = newest.min(*last + u64::from(CATCH_UP_PAGE));
+        // Room for a page before reading it: what waits is at most the
+        // queue's bound and one page.
+        let (items, bytes) = (
+            frames.max_capacity().saturating_sub(CATCH_UP_PAGE as usize),
+            frames.max_bytes() / 2,
+        );
+        if !wait_for_room(frames, items, bytes).await? {
+            return Ok(false);
+        }
+        let (messages, _) = state
+            .store
+            .history(room_id, page_end + 1, CATCH_UP_PAGE)
+            .await?;
+        let after = *last;
+        for message in messages.into_iter().filter(|m| m.seq > after) {
+            if std::mem::take(&mut resync) {
+                let resync = Frame::from_event(server_event::Event::Resync(server_event::Resync {
+                    room_id: room_id.to_string(),
+                    from_seq: message.seq,
+                }));
+                if !give(frames, resync).await? {
+                    return Ok(false);
+                }
+            }
+            let seq = message.seq;
+            let frame =
+                Frame::from_event(server_event::Event::Message(pb::Message::from(&message)));
+            drop(message);
+            if !give(frames, frame).await? {
+                return Ok(false);
+            }
+            *last = seq;
+        }
+        *last = page_end;
+    }
+    Ok(true)
+}
+
+/// Queues a catch-up frame, waiting for room. Returns false once the
+/// stream is gone.
+///
+/// # Errors
+/// RESOURCE_EXHAUSTED when the client stalls.
+async fn give(frames: &queue::Sender<Frame>, frame: Frame) -> Result<bool> {
+    let mut frame = frame;
+    loop {
+        match frames.try_send(frame) {
+            Ok(()) => return Ok(true),
+            Err(TrySendError::Closed(_)) => return Ok(false),
+            Err(TrySendError::Full(back)) => {
+                let bytes = frames.max_bytes().saturating_sub(back.len());
+                if !wait_for_room(frames, frames.max_capacity() - 1, bytes).await? {
+                    return Ok(false);
+                }
+                frame = back;
+            }
+        }
+    }
+}
+
+/// Waits until at most `items` frames of at most `bytes` wait in a
+/// catch-up queue. Returns false once the stream is gone.
+///
+/// # Errors
+/// RESOURCE_EXHAUSTED when the client took nothing for [`CATCH_UP_STALL`].
+async fn wait_for_room(frames: &queue::Sender<Frame>, items: usize, bytes: usize) -> Result<bool> {
+    loop {
+        let taken = frames.taken();
+        match tokio::time::timeout(CATCH_UP_STALL, frames.wait_for_room(items, bytes)).await {
+            Ok(open) => return Ok(open),
+            Err(_) if frames.taken() != taken => {}
+            Err(_) => {
+                return Err(Error::ResourceExhausted(format!(
+                    "catch-up stalled: nothing was read for {}s; reconnect and resume",
+                    CATCH_UP_STALL.as_secs()
+                )))
+            }
         }
     }
 }
@@ -387,4 +501,56 @@ pub async fn typing_in(state: &AppState, principal: &Principal, room_id: RoomId)
     }
     state.router.typing(room_id, &principal.user).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Frame {
+        Frame::from_event(server_event::Event::Pong(server_event::Pong { nonce: 1 }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_whose_client_takes_nothing_ends_at_the_deadline() {
+        let (frames, _client) = queue::bounded(2, usize::MAX);
+        frames.try_send(frame()).unwrap();
+        frames.try_send(frame()).unwrap();
+        let started = tokio::time::Instant::now();
+
+        let error = give(&frames, frame()).await.unwrap_err();
+
+        assert_eq!(started.elapsed(), CATCH_UP_STALL);
+        let status = Status::from(error);
+        assert_eq!(
+            (status.code(), status.message()),
+            (
+                tonic::Code::ResourceExhausted,
+                "catch-up stalled: nothing was read for 30s; reconnect and resume"
+            )
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_waits_as_long_as_its_client_takes_something() {
+        let (frames, mut client) = queue::bounded(3, usize::MAX);
+        for _ in 0..3 {
+            frames.try_send(frame()).unwrap();
+        }
+        let pace = CATCH_UP_STALL * 2 / 3;
+        let reader = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(pace).await;
+                std::future::poll_fn(|cx| client.poll_recv(cx)).await;
+            }
+            client
+        });
+        let started = tokio::time::Instant::now();
+
+        assert!(wait_for_room(&frames, 0, 0).await.unwrap());
+        assert_eq!(started.elapsed(), pace * 3);
+
+        drop(reader.await.unwrap());
+        assert!(!give(&frames, frame()).await.unwrap(), "the client is gone");
+    }
 }

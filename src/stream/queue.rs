@@ -124,6 +124,11 @@ impl<T: Weigh> Sender<T> {
         self.shared.capacity
     }
 
+    /// How many bytes the queue holds at most (but a single item).
+    pub fn max_bytes(&self) -> usize {
+        self.shared.max_bytes
+    }
+
     /// How many items are waiting.
     pub fn len(&self) -> usize {
         self.shared.lock().items.len()

@@ -3,16 +3,18 @@
 
 use std::time::{Duration, Instant};
 
+use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, client_event, server_event};
 use chat_client::BearerToken;
 use chat_server::stream;
 use tokio_stream::StreamExt as _;
 use tonic::metadata::MetadataMap;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::helpers::{spawn_app_with, TestUser, PATIENCE};
+use crate::child::ChildServer;
+use crate::helpers::{spawn_app_with, TestUser, PASSWORD, PATIENCE};
 
 /// How soon a revoked session's streams must end.
 const REVOCATION_REACH: Duration = Duration::from_secs(1);
@@ -329,4 +331,152 @@ async fn a_member_who_reads_slowly_is_not_evicted_by_typing_and_gets_every_messa
     assert_eq!(seqs, (1..=MESSAGES).collect::<Vec<_>>());
     assert!(typing <= ROOMS, "{typing} typing events");
     assert!(app.metric("chat_ephemeral_dropped_total").await > 0.0);
+}
+
+/// The resident memory of a process, in MiB.
+fn resident_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// A user of the child server, registered and logged in: a client, and
+/// its access token.
+async fn child_user(channel: &Channel, username: &str) -> (Chat, String) {
+    let mut auth = AuthServiceClient::new(channel.clone());
+    auth.register(pb::RegisterRequest {
+        username: username.into(),
+        password: PASSWORD.into(),
+    })
+    .await
+    .expect("register");
+    let login = auth
+        .login(pb::LoginRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("login")
+        .into_inner();
+    let chat = ChatServiceClient::with_interceptor(
+        channel.clone(),
+        BearerToken::new(&login.access_token).unwrap(),
+    );
+    (chat, login.access_token)
+}
+
+type Chat =
+    ChatServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerToken>>;
+
+#[tokio::test]
+async fn resumes_that_are_never_read_hold_little_memory_and_give_it_back() {
+    const READERS: usize = 20;
+    const MESSAGES: usize = 1000;
+    const TEXT_BYTES: usize = 4000;
+    /// What 20 catch-ups of 4 MB each may add at most: a fraction of the
+    /// 80 MB they would hold if read all at once.
+    const HELD_MIB: u64 = 60;
+    /// How close to where it started the server must come back.
+    const RETURNED_MIB: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(&dir.path().join("chat.db")).await;
+    let pid = server.child.id().expect("a running server");
+    let channel = server.channel().await;
+    let (sender, _) = child_user(&channel, "sender").await;
+    let room = sender
+        .clone()
+        .create_room(pb::CreateRoomRequest {
+            name: "archive".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .room
+        .unwrap();
+    let mut readers = Vec::new();
+    for i in 0..READERS {
+        let (mut reader, token) = child_user(&channel, &format!("reader{i}")).await;
+        reader
+            .join_room(pb::JoinRoomRequest {
+                room_id: room.id.clone(),
+            })
+            .await
+            .unwrap();
+        readers.push(token);
+    }
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let mut sender = sender.clone();
+            let room_id = room.id.clone();
+            tokio::spawn(async move {
+                for i in (worker..MESSAGES).step_by(8) {
+                    sender
+                        .send_message(pb::SendMessageRequest {
+                            room_id: room_id.clone(),
+                            text: format!("{i} {}", "x".repeat(TEXT_BYTES)),
+                            client_msg_id: String::new(),
+                        })
+                        .await
+                        .expect("send");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = resident_mib(pid);
+
+    // Each resumes from the start on a connection of its own that takes
+    // 64 KiB and then nothing: the rest waits on the server.
+    let mut held = Vec::new();
+    for token in &readers {
+        let narrow = Endpoint::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .connect()
+            .await
+            .unwrap();
+        let events = ChatServiceClient::with_interceptor(narrow, BearerToken::new(token).unwrap())
+            .subscribe(pb::SubscribeRequest {
+                cursors: vec![pb::RoomCursor {
+                    room_id: room.id.clone(),
+                    after_seq: 0,
+                }],
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        held.push(events);
+    }
+    let mut peak = start;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(resident_mib(pid));
+    }
+    drop(held);
+    let mut end = resident_mib(pid);
+    for _ in 0..50 {
+        if end <= start + RETURNED_MIB {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        end = resident_mib(pid);
+    }
+    eprintln!("resident: {start} MiB before, {peak} MiB at most while held, {end} MiB after");
+
+    assert!(
+        peak - start < HELD_MIB,
+        "{READERS} unread resumes grew the server from {start} to {peak} MiB"
+    );
+    assert!(
+        end <= start + RETURNED_MIB,
+        "the server stayed at {end} MiB after the resumes ended (from {start} MiB)"
+    );
 }
