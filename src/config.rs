@@ -115,7 +115,8 @@ pub struct Config {
         long,
         env = "CHAT_JWT_SECRET",
         hide_env_values = true,
-        conflicts_with = "jwt_secret_file"
+        conflicts_with = "jwt_secret_file",
+        value_parser = Secret::unchecked
     )]
     pub jwt_secret: Option<Secret>,
 
@@ -463,6 +464,24 @@ pub struct Secret(String);
 impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Takes any value, to be checked later (`checked`): clap echoes a
+    /// value it refuses, and a refused secret must not reach a terminal or
+    /// a log either.
+    ///
+    /// # Errors
+    /// Never; the signature is clap's.
+    pub fn unchecked(value: &str) -> Result<Self, String> {
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The secret, if it is long enough to sign with.
+    ///
+    /// # Errors
+    /// When it is under 16 bytes, without showing it.
+    pub fn checked(self) -> Result<Self, String> {
+        self.0.parse()
     }
 }
 

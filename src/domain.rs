@@ -539,8 +539,7 @@ mod tests {
         let f = |name: &str| {
             name.replace('m', "rn")
                 .replace('0', "O")
-                .replace('1', "l")
-                .replace('I', "l")
+                .replace(['1', 'I'], "l")
         };
         let alphabet: String = ('a'..='z')
             .chain('A'..='Z')

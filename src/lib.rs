@@ -13,6 +13,7 @@
 // (`store/sqlite/append.rs`, BENCHMARKS.md).
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod codec;

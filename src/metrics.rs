@@ -32,6 +32,9 @@ pub enum Limit {
     ConnectionsPerAddress,
     LoginBackoff,
     PasswordQueue,
+    RoomCreate,
+    RoomJoin,
+    RoomsPerUser,
 }
 
 impl Limit {
@@ -44,6 +47,9 @@ impl Limit {
             Self::ConnectionsPerAddress => "connections_per_ip",
             Self::LoginBackoff => "login_backoff",
             Self::PasswordQueue => "password_queue",
+            Self::RoomCreate => "room_create",
+            Self::RoomJoin => "room_join",
+            Self::RoomsPerUser => "rooms_per_user",
         }
     }
 }
@@ -98,6 +104,11 @@ struct BusRejectionLabel {
     reason: BusRejection,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabel {
+    event: &'static str,
+}
+
 /// The server's metrics. Cheap to share: every metric is an `Arc` inside.
 pub struct Metrics {
     registry: Registry,
@@ -114,6 +125,8 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     pub slow_consumer_disconnects: Counter,
     rejections: Family<LimitLabel, Counter>,
+    /// Security events of the audit log (`audit.rs`), by kind.
+    audit_events: Family<AuditLabel, Counter>,
     pub login_failures: Counter,
     /// One transaction of the message writer, from begin to commit.
     pub commit_latency: Histogram,
@@ -185,6 +198,12 @@ impl Metrics {
             "Requests refused by a limit, by limit",
             rejections.clone(),
         );
+        let audit_events = Family::<AuditLabel, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Security events (logins, failures, back-offs, password changes, revocations, deletions), by event",
+            audit_events.clone(),
+        );
         let login_failures = Counter::default();
         registry.register(
             "login_failures",
@@ -209,17 +228,17 @@ impl Metrics {
             "Events not published to the other nodes because the bus queue was full",
             bus_dropped.clone(),
         );
-        let ephemeral_dropped = Counter::default();
-        registry.register(
-            "ephemeral_dropped",
-            "Typing, presence and heartbeat events dropped for streams that were behind",
-            ephemeral_dropped.clone(),
-        );
         let bus_rejections = Family::<BusRejectionLabel, Counter>::default();
         registry.register(
             "bus_rejected",
             "Messages from the cluster bus not acted on, by reason",
             bus_rejections.clone(),
+        );
+        let ephemeral_dropped = Counter::default();
+        registry.register(
+            "ephemeral_dropped",
+            "Typing, presence and heartbeat events dropped for streams that were behind",
+            ephemeral_dropped.clone(),
         );
         Arc::new(Self {
             registry,
@@ -232,6 +251,7 @@ impl Metrics {
             delivery_latency,
             slow_consumer_disconnects,
             rejections,
+            audit_events,
             login_failures,
             commit_latency,
             gap_fills,
@@ -244,6 +264,11 @@ impl Metrics {
     /// Counts a request refused by `limit`.
     pub fn rejected(&self, limit: Limit) {
         self.rejections.get_or_create(&LimitLabel { limit }).inc();
+    }
+
+    /// Counts an event of the audit log.
+    pub fn audited(&self, event: &'static str) {
+        self.audit_events.get_or_create(&AuditLabel { event }).inc();
     }
 
     /// Counts a message from the cluster bus that was not acted on.

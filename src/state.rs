@@ -16,7 +16,7 @@ use crate::bus::NatsRouter;
 use crate::config::{redact_url, Config};
 use crate::domain::Timestamp;
 use crate::hub::{Hub, StreamLimits};
-use crate::limits::{LoginBackoff, SendLimiter};
+use crate::limits::{LoginBackoff, RoomRate, SendLimiter};
 use crate::metrics::Metrics;
 use crate::router::{LocalRouter, Router};
 use crate::store::{self, Store};
@@ -28,6 +28,12 @@ const EXPIRY_CHECK: Duration = Duration::from_millis(500);
 /// Presence changes waiting for the bus; beyond that, the next snapshot
 /// carries them.
 const PRESENCE_QUEUE: usize = 16_384;
+/// How often expired refresh tokens and ended sessions are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// How long an ended (revoked or expired) session is kept before it is
+/// purged with its refresh tokens: a spent token presented within that
+/// time is still recognised, and revokes nothing more.
+const KEEP_ENDED_SESSIONS: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How often idle rate-limit state is forgotten.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -44,6 +50,10 @@ pub struct AppState {
     pub hashers: Arc<password::Hashers>,
     pub send_limiter: Arc<SendLimiter>,
     pub login_backoff: Arc<LoginBackoff>,
+    /// Room creations per user.
+    pub room_create: Arc<RoomRate>,
+    /// Room joins (and direct rooms opened) per user.
+    pub room_join: Arc<RoomRate>,
     background: Arc<Background>,
 }
 
@@ -71,15 +81,12 @@ impl AppState {
                 redact_url(&config.database_url)
             )
         })?;
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.expose().to_owned(),
-            None => store
-                .setting_or_init("jwt_secret", &token::new_secret())
-                .await
-                .context("loading the token signing secret")?,
-        };
-        let tokens = Arc::new(token::TokenCodec::new(
-            secret.as_bytes(),
+        let keys = auth::keys::load(&config, &*store)
+            .await
+            .context("loading the token signing keys")?;
+        let keys: Vec<&[u8]> = keys.iter().map(|key| key.expose().as_bytes()).collect();
+        let tokens = Arc::new(token::TokenCodec::with_keys(
+            &keys,
             &config.jwt_issuer,
             &config.jwt_audience,
             config.access_token_ttl,
@@ -139,13 +146,20 @@ impl AppState {
         let hashers = Arc::new(password::Hashers::new(limits, Arc::clone(&metrics))?);
         let send_limiter = Arc::new(SendLimiter::new(limits, Arc::clone(&metrics)));
         let login_backoff = Arc::new(LoginBackoff::new(limits, Arc::clone(&metrics)));
+        let room_create = Arc::new(RoomRate::creating(limits));
+        let room_join = Arc::new(RoomRate::joining(limits));
         let maintenance = tokio::spawn(maintain(
             Arc::clone(&hub),
             Arc::clone(&send_limiter),
             Arc::clone(&login_backoff),
+            [Arc::clone(&room_create), Arc::clone(&room_join)],
             config.heartbeat_interval,
             stop.clone(),
         ));
+        tasks.push(tokio::spawn(purge_sessions(
+            Arc::clone(&store),
+            stop.clone(),
+        )));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -156,6 +170,8 @@ impl AppState {
             hashers,
             send_limiter,
             login_backoff,
+            room_create,
+            room_join,
             metrics,
             background: Arc::new(Background {
                 stop,
@@ -209,12 +225,36 @@ impl AppState {
     }
 }
 
+/// Purges spent and expired refresh tokens and long-ended sessions, at
+/// start and then every [`PURGE_INTERVAL`].
+async fn purge_sessions(store: Arc<dyn Store>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(PURGE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match store
+            .purge_sessions(Timestamp::now(), KEEP_ENDED_SESSIONS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => {
+                tracing::info!(purged, "purged expired refresh tokens and ended sessions")
+            }
+            Err(error) => tracing::warn!(%error, "purging expired sessions failed; retrying later"),
+        }
+    }
+}
+
 /// Ends streams whose token expired, sends heartbeats to idle streams, and
 /// forgets the rate-limit state nobody needs any more.
 async fn maintain(
     hub: Arc<Hub>,
     send_limiter: Arc<SendLimiter>,
     login_backoff: Arc<LoginBackoff>,
+    room_rates: [Arc<RoomRate>; 2],
     heartbeat: Duration,
     stop: CancellationToken,
 ) {
@@ -232,6 +272,9 @@ async fn maintain(
                 hub.sweep();
                 send_limiter.sweep();
                 login_backoff.sweep();
+                for rate in &room_rates {
+                    rate.sweep();
+                }
             }
             () = stop.cancelled() => break,
         }

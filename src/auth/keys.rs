@@ -41,8 +41,12 @@ pub async fn load(config: &Config, store: &dyn Store) -> anyhow::Result<Vec<Secr
         return Ok(keys);
     }
     if let Some(secret) = &config.jwt_secret {
+        let secret = secret
+            .clone()
+            .checked()
+            .map_err(|why| anyhow::anyhow!("--jwt-secret (CHAT_JWT_SECRET): {why}"))?;
         forget_legacy(store).await?;
-        return Ok(vec![secret.clone()]);
+        return Ok(vec![secret]);
     }
     let Some(database) = store::sqlite_file(&config.database_url) else {
         bail!(

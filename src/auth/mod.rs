@@ -6,6 +6,7 @@
 //! refresh-token reuse) and the user still exists. A session found live is
 //! remembered for a second ([`live`]), and forgotten at once when revoked.
 
+pub mod keys;
 pub mod live;
 pub mod password;
 pub mod token;

@@ -12,6 +12,7 @@ mod operations;
 mod pressure;
 mod rooms;
 mod rust_client;
+mod security;
 mod streams;
 mod tokens;
 mod transport;

@@ -655,3 +655,68 @@ async fn a_generated_key_lives_in_a_private_file_beside_the_database_not_in_it()
         "nor in its file"
     );
 }
+
+/// A channel to `app` whose connections leave from `source`, another
+/// loopback address (all of 127.0.0.0/8 is this machine on Linux).
+async fn channel_from(app: &TestApp, source: &str) -> tonic::transport::Channel {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(Some(source.parse().unwrap()));
+    connector.enforce_http(false);
+    tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .expect("connecting from another loopback address")
+}
+
+#[tokio::test]
+async fn the_back_off_is_keyed_on_the_peer_address_without_any_proxy() {
+    let app = spawn_app_with(|config| {
+        config.limits.login_free_attempts = 2;
+        config.limits.login_max_backoff = Duration::from_secs(30);
+    })
+    .await;
+    app.register("alice").await;
+    let login = |channel: tonic::transport::Channel, password: &'static str| async move {
+        AuthServiceClient::new(channel)
+            .login(pb::LoginRequest {
+                username: "alice".into(),
+                password: password.into(),
+            })
+            .await
+    };
+
+    let attacker = channel_from(&app, "127.0.0.2").await;
+    let mut refused = None;
+    for _ in 0..10 {
+        match login(attacker.clone(), "a wrong guess").await {
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                refused = Some(status);
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::Unauthenticated),
+            Ok(_) => panic!("a wrong password logged in"),
+        }
+    }
+    assert!(refused.is_some(), "the attacker's address backs off");
+
+    login(channel_from(&app, "127.0.0.3").await, PASSWORD)
+        .await
+        .expect("the owner's address does not");
+}
+
+#[tokio::test]
+async fn a_short_signing_key_stops_the_start_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chat_server::config::Config::defaults();
+    config.database_url = format!("sqlite://{}/chat.db", dir.path().display());
+    config.jwt_secret = Some(chat_server::config::Secret::unchecked("tooshort").unwrap());
+
+    let error = match chat_server::state::AppState::build(config).await {
+        Ok(_) => panic!("a server started with an 8-byte key"),
+        Err(error) => format!("{error:#}"),
+    };
+
+    assert!(error.contains("at least 16 bytes"), "{error}");
+    assert!(!error.contains("tooshort"), "{error}");
+}
