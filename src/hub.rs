@@ -144,11 +144,10 @@ impl TypingTimes {
     /// interval ago or the table is full of recent typing: then false.
     fn note(&mut self, user_id: UserId, room_id: RoomId, now: Instant) -> bool {
         let key = (user_id, room_id);
-        if let Some(&last) = self.last.get(&key) {
-            if now.saturating_duration_since(last) < TYPING_INTERVAL {
-                return false;
-            }
-        } else if self.last.len() >= TYPING_CAPACITY {
+        if !self.is_due(key, now) {
+            return false;
+        }
+        if !self.last.contains_key(&key) && self.last.len() >= TYPING_CAPACITY {
             self.sweep(now);
             if self.last.len() >= TYPING_CAPACITY {
                 return false;
@@ -156,6 +155,13 @@ impl TypingTimes {
         }
         self.last.insert(key, now);
         true
+    }
+
+    /// Whether typing would be relayed at `now`.
+    fn is_due(&self, key: (UserId, RoomId), now: Instant) -> bool {
+        self.last
+            .get(&key)
+            .is_none_or(|&last| now.saturating_duration_since(last) >= TYPING_INTERVAL)
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -581,6 +587,14 @@ impl Hub {
     /// nodes need to hear of it.
     pub fn typing(&self, room_id: RoomId, user: &User) -> bool {
         self.typing_at(room_id, user, Instant::now())
+    }
+
+    /// Whether typing by `user_id` in `room_id` would be relayed now: not
+    /// while the one relayed last is younger than [`TYPING_INTERVAL`].
+    pub fn typing_is_due(&self, user_id: UserId, room_id: RoomId) -> bool {
+        self.lock()
+            .typing
+            .is_due((user_id, room_id), Instant::now())
     }
 
     fn typing_at(&self, room_id: RoomId, user: &User, now: Instant) -> bool {
@@ -1571,7 +1585,9 @@ mod tests {
         let start = Instant::now();
         let second = Duration::from_secs(1);
 
+        assert!(hub.typing_is_due(alice.id, room));
         assert!(hub.typing_at(room, &alice, start));
+        assert!(!hub.typing_is_due(alice.id, room));
         assert!(!hub.typing_at(room, &alice, start + second));
         assert!(
             hub.typing_at(other, &alice, start + second),

@@ -492,6 +492,12 @@ pub fn new_message(principal: &Principal, send: SendMessage) -> NewMessage {
 /// # Errors
 /// NOT_FOUND or PERMISSION_DENIED unless the caller is a member.
 pub async fn typing_in(state: &AppState, principal: &Principal, room_id: RoomId) -> Result<()> {
+    // Typing the hub would coalesce anyway costs no lookup: the caller's
+    // typing relayed there moments ago was checked (here or on the node
+    // that relayed it).
+    if !state.hub.typing_is_due(principal.user.id, room_id) {
+        return Ok(());
+    }
     if state.hub.is_member(principal.user.id, room_id) != Some(true) {
         state
             .store
