@@ -39,7 +39,7 @@ use crate::metrics::{Limit, Metrics};
 use crate::pb::server_event::Event;
 use crate::pb::{self, server_event};
 use crate::stream::queue::{self, TrySendError};
-use crate::stream::Frame;
+use crate::stream::{Droppable, Frame};
 
 /// Identifies one open stream on this node.
 pub type StreamId = u64;
@@ -167,6 +167,13 @@ impl TypingTimes {
     fn sweep(&mut self, now: Instant) {
         self.last
             .retain(|_, last| now.saturating_duration_since(*last) < TYPING_INTERVAL);
+    }
+
+    /// The user sent a message in the room: its next typing is relayed.
+    fn forget(&mut self, user_id: UserId, room_id: RoomId) {
+        if !self.last.is_empty() {
+            self.last.remove(&(user_id, room_id));
+        }
     }
 }
 
@@ -517,6 +524,9 @@ impl Hub {
             }
             Some(room) => {
                 room.last_seq = message.seq;
+                // A message ends its sender's typing: the next keystroke
+                // is news again, not a repeat within the interval.
+                state.typing.forget(message.sender.id, message.room_id);
                 Delivery::Delivered
             }
         };
@@ -1323,16 +1333,20 @@ fn offer(
     push(entry, id, frame.clone(), overflow);
 }
 
-/// Queues a frame for a stream. An ephemeral frame (typing, presence, a
-/// heartbeat) is dropped instead when the queue is under pressure, and
-/// never ends a stream: only what the client cannot do without does.
+/// Queues a frame for a stream. Typing and heartbeats are dropped instead
+/// once the queue is under pressure, presence only when it is full; none of
+/// them ever ends a stream: only what the client cannot do without does.
 fn push(entry: &mut StreamEntry, id: StreamId, frame: Frame, overflow: &mut Overflow) {
-    if frame.is_ephemeral() && entry.queue.len() >= pressure_threshold(entry.queue.max_capacity()) {
+    if frame.droppable() == Droppable::UnderPressure
+        && entry.queue.len() >= pressure_threshold(entry.queue.max_capacity())
+    {
         overflow.ephemeral_dropped += 1;
         return;
     }
     match entry.queue.try_send(frame) {
-        Err(TrySendError::Full(frame)) if frame.is_ephemeral() => overflow.ephemeral_dropped += 1,
+        Err(TrySendError::Full(frame)) if frame.droppable() != Droppable::Never => {
+            overflow.ephemeral_dropped += 1;
+        }
         Err(TrySendError::Full(_)) => overflow.push(id),
         Ok(()) | Err(TrySendError::Closed(_)) => {}
     }
@@ -1360,7 +1374,7 @@ impl Overflow {
 }
 
 fn presence(user: &User, online: bool) -> Frame {
-    Frame::ephemeral(Event::Presence(server_event::Presence {
+    Frame::state_hint(Event::Presence(server_event::Presence {
         user: Some(pb::User::from(user)),
         online,
     }))
@@ -1605,6 +1619,27 @@ mod tests {
         assert_eq!(typing, 2);
         hub.lock().typing.sweep(start + 3 * TYPING_INTERVAL);
         assert!(hub.lock().typing.last.is_empty());
+    }
+
+    #[test]
+    fn a_message_makes_its_senders_next_typing_news_again() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let (_, _stream, _) = open(&hub, &bob, &[(room, 0)]);
+        let now = Instant::now();
+
+        assert!(hub.typing_at(room, &alice, now));
+        hub.deliver(&message(room, 1, &alice), None);
+
+        assert!(
+            hub.typing_at(room, &alice, now),
+            "typing right after a message is relayed"
+        );
+        hub.deliver(&message(room, 2, &bob), None);
+        assert!(
+            !hub.typing_at(room, &alice, now),
+            "another's message changes nothing"
+        );
     }
 
     #[test]

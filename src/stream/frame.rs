@@ -19,9 +19,22 @@ pub struct Frame {
     bytes: Bytes,
     /// For a live message: when its send arrived, to measure delivery.
     sent_at: Option<Timestamp>,
-    /// A hint the client can do without (typing, presence, a heartbeat):
-    /// dropped rather than queued when the stream is behind.
-    ephemeral: bool,
+    /// Whether the client can do without it, and when it is dropped.
+    droppable: Droppable,
+}
+
+/// When a frame may be dropped rather than queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Droppable {
+    /// Never: a full queue ends the stream instead (messages, answers).
+    Never,
+    /// Once the stream is behind (typing, the heartbeat): a hint that is
+    /// stale by the time a slow client would read it.
+    UnderPressure,
+    /// Only when the queue is full (presence): a change of state the
+    /// client would miss until it reconnects, so kept as long as there is
+    /// room, but never worth ending a stream over.
+    WhenFull,
 }
 
 impl Frame {
@@ -29,7 +42,7 @@ impl Frame {
         Self {
             bytes: Bytes::from(event.encode_to_vec()),
             sent_at: None,
-            ephemeral: false,
+            droppable: Droppable::Never,
         }
     }
 
@@ -45,17 +58,27 @@ impl Frame {
         }
     }
 
-    /// An event the client can do without: typing, presence, the
-    /// heartbeat. A stream that is behind drops it instead of queueing it.
+    /// An event the client can do without: typing, the heartbeat. A
+    /// stream that is behind drops it instead of queueing it.
     pub fn ephemeral(event: pb::server_event::Event) -> Self {
         Self {
-            ephemeral: true,
+            droppable: Droppable::UnderPressure,
             ..Self::from_event(event)
         }
     }
 
-    pub fn is_ephemeral(&self) -> bool {
-        self.ephemeral
+    /// A change of state the client can live without for a while
+    /// (presence): dropped only when the stream's queue is full, instead of
+    /// ending the stream.
+    pub fn state_hint(event: pb::server_event::Event) -> Self {
+        Self {
+            droppable: Droppable::WhenFull,
+            ..Self::from_event(event)
+        }
+    }
+
+    pub fn droppable(&self) -> Droppable {
+        self.droppable
     }
 
     pub fn sent_at(&self) -> Option<Timestamp> {

@@ -4,7 +4,7 @@
 mod frame;
 pub mod queue;
 
-pub use frame::{Frame, FrameCodec};
+pub use frame::{Droppable, Frame, FrameCodec};
 
 use std::collections::HashMap;
 use std::time::Duration;
