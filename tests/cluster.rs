@@ -1422,3 +1422,152 @@ async fn a_node_logs_in_to_nats_with_a_token_from_a_file_and_refuses_to_start_wi
     drop(cluster);
     nats.kill().await;
 }
+
+/// Two users, one on each of a two-node cluster's nodes, in one room: what
+/// the first sends reaches the second's stream, which only NATS can carry.
+async fn assert_nodes_chat_through_nats(cluster: &Cluster, text: &str) {
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(1, "bob").await;
+    let mut alice_chat = cluster.chat(0, &alice).await;
+    let room = create_room(&mut alice_chat, "general").await;
+    join(&mut cluster.chat(1, &bob).await, &room).await;
+    let (mut bob_events, _) = cluster.subscribe(1, &bob).await;
+
+    let sent = send(&mut alice_chat, &room, text, "").await;
+
+    let got = bob_events.messages(1, PATIENCE).await;
+    assert_eq!(
+        (got[0].id.as_str(), got[0].text.as_str()),
+        (sent.id.as_str(), text),
+        "the nodes talk through NATS"
+    );
+}
+
+/// A self-signed certificate (no CA above it) for `localhost` and
+/// 127.0.0.1, written to `NAME.pem` and `NAME.key` in `dir`; returns their
+/// paths.
+fn self_signed_localhost(dir: &std::path::Path, name: &str) -> (String, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("a certificate");
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, certified.cert.pem()).expect("writing the certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("writing the key");
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_trusting_its_certificate_reach_nats_over_tls_and_others_refuse_to_start() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let certificates = tempfile::tempdir().expect("a directory");
+    let (cert, key) = self_signed_localhost(certificates.path(), "nats");
+    let (another_cert, _) = self_signed_localhost(certificates.path(), "another");
+    // A server with `--tls` talks to no client that does not upgrade.
+    let Some(mut nats) =
+        NatsServer::start_with(&["--tls", "--tlscert", &cert, "--tlskey", &key]).await
+    else {
+        skip("no nats-server binary (set CHAT_TEST_NATS_SERVER)");
+        return;
+    };
+    let Some(cluster) = Cluster::start_with(2, nats.url(), &["--nats-tls-ca", &cert]).await else {
+        return;
+    };
+
+    assert_nodes_chat_through_nats(&cluster, "over NATS with TLS").await;
+
+    let secret_file = cluster.secret_file.path().display().to_string();
+    let url = nats.url();
+    let tls_url = url.replace("nats://", "tls://");
+    for (what, node) in [
+        (
+            "no CA",
+            vec!["--nats-url", &url, "--cluster-secret-file", &secret_file],
+        ),
+        (
+            "no CA and a tls:// URL",
+            vec![
+                "--nats-url",
+                &tls_url,
+                "--cluster-secret-file",
+                &secret_file,
+            ],
+        ),
+        (
+            "another certificate as its CA",
+            vec![
+                "--nats-url",
+                &url,
+                "--cluster-secret-file",
+                &secret_file,
+                "--nats-tls-ca",
+                &another_cert,
+            ],
+        ),
+    ] {
+        let (status, stderr) = run_to_exit(&node, &[]).await;
+        assert!(!status.success(), "started with {what}: {stderr}");
+        assert!(
+            stderr.contains("connecting to NATS at") && stderr.contains("invalid peer certificate"),
+            "with {what}: {stderr}"
+        );
+    }
+    drop(cluster);
+    nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_log_in_to_nats_with_an_nkey_seed_and_refuse_to_start_with_another() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let node_key = nkeys::KeyPair::new_user();
+    let mut seed = tempfile::NamedTempFile::new().expect("a seed file");
+    writeln!(seed, "{}", node_key.seed().expect("a seed")).expect("writing the seed");
+    let mut another_seed = tempfile::NamedTempFile::new().expect("a seed file");
+    let another_key = nkeys::KeyPair::new_user().seed().expect("a seed");
+    writeln!(another_seed, "{another_key}").expect("writing the seed");
+    let mut config = tempfile::NamedTempFile::new().expect("a config file");
+    writeln!(
+        config,
+        "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}",
+        node_key.public_key()
+    )
+    .expect("writing the config");
+    let config = config.into_temp_path();
+    let Some(mut nats) = NatsServer::start_with(&["-c", &config.display().to_string()]).await
+    else {
+        skip("no nats-server binary (set CHAT_TEST_NATS_SERVER)");
+        return;
+    };
+    let seed = seed.path().display().to_string();
+    let Some(cluster) = Cluster::start_with(2, nats.url(), &["--nats-nkey-file", &seed]).await
+    else {
+        return;
+    };
+
+    assert_nodes_chat_through_nats(&cluster, "over NATS with an NKey").await;
+
+    let secret_file = cluster.secret_file.path().display().to_string();
+    let another_seed = another_seed.path().display().to_string();
+    let url = nats.url();
+    for (what, credentials) in [
+        ("another seed", vec!["--nats-nkey-file", &another_seed]),
+        ("no credentials", vec![]),
+    ] {
+        let args: Vec<&str> = ["--nats-url", &url, "--cluster-secret-file", &secret_file]
+            .into_iter()
+            .chain(credentials)
+            .collect();
+        let (status, stderr) = run_to_exit(&args, &[]).await;
+        assert!(!status.success(), "started with {what}: {stderr}");
+        assert!(
+            stderr.contains("connecting to NATS at") && stderr.contains("authorization violation"),
+            "with {what}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(&another_key),
+            "the seed is not echoed: {stderr}"
+        );
+    }
+    drop(cluster);
+    nats.kill().await;
+}
