@@ -44,7 +44,15 @@ pub async fn options(config: &Config) -> anyhow::Result<ConnectOptions> {
         options = options.token(read_secret(path, "NATS token")?);
     }
     if let Some(path) = &config.nats_nkey_file {
-        options = options.nkey(read_secret(path, "NATS NKey seed")?);
+        let seed = read_secret(path, "NATS NKey seed")?;
+        // async-nats would only fail later, signing the server's nonce,
+        // with an error that does not say the seed is at fault.
+        anyhow::ensure!(
+            nkeys::KeyPair::from_seed(&seed).is_ok(),
+            "{} does not hold a valid NKey seed (it starts with S and is 58 characters)",
+            path.display()
+        );
+        options = options.nkey(seed);
     }
     if let Some(path) = &config.nats_creds_file {
         options = options
@@ -78,6 +86,20 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_that_holds_no_nkey_seed_is_named_as_the_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed");
+        std::fs::write(&path, "not a seed at all\n").unwrap();
+        let mut config = Config::defaults();
+        config.nats_nkey_file = Some(path.clone());
+
+        let error = options(&config).await.err().expect("refused").to_string();
+
+        assert!(error.contains("does not hold a valid NKey seed"), "{error}");
+        assert!(!error.contains("not a seed at all"), "{error}");
+    }
     use crate::config::Hidden;
 
     #[tokio::test]
