@@ -95,7 +95,10 @@ mod tests {
         let mut config = Config::defaults();
         config.nats_nkey_file = Some(path.clone());
 
-        let error = options(&config).await.err().expect("refused").to_string();
+        let Err(error) = options(&config).await else {
+            panic!("a file without a seed was taken");
+        };
+        let error = error.to_string();
 
         assert!(error.contains("does not hold a valid NKey seed"), "{error}");
         assert!(!error.contains("not a seed at all"), "{error}");
