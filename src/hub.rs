@@ -795,39 +795,29 @@ impl Hub {
         entry.rooms.contains(&room_id).then_some(true)
     }
 
-    /// Online users, on any node: every one, or the members of one room.
-    pub fn online_users(&self, room_id: Option<RoomId>) -> Vec<User> {
+    /// The online members of these rooms, on any node, each once, by name.
+    pub fn online_users(&self, rooms: &[RoomId]) -> Vec<User> {
         let state = self.lock();
-        let mut users: HashMap<UserId, User> = match room_id {
-            None => state
-                .users
-                .values()
-                .filter(|u| u.online)
-                .map(|u| &u.user)
-                .chain(state.remote.values().map(|u| &u.user))
-                .map(|u| (u.id, u.clone()))
-                .collect(),
-            Some(room) => state
+        let mut users: HashMap<UserId, &User> = HashMap::new();
+        for room in rooms {
+            let here = state
                 .rooms
-                .get(&room)
+                .get(room)
                 .into_iter()
                 .flat_map(|room| &room.members)
                 .filter_map(|m| state.users.get(m))
                 .filter(|u| u.online)
-                .map(|u| &u.user)
-                .chain(
-                    state
-                        .remote_rooms
-                        .get(&room)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|m| state.remote.get(m))
-                        .map(|u| &u.user),
-                )
-                .map(|u| (u.id, u.clone()))
-                .collect(),
-        };
-        let mut users: Vec<User> = users.drain().map(|(_, user)| user).collect();
+                .map(|u| &u.user);
+            let elsewhere = state
+                .remote_rooms
+                .get(room)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| state.remote.get(m))
+                .map(|u| &u.user);
+            users.extend(here.chain(elsewhere).map(|u| (u.id, u)));
+        }
+        let mut users: Vec<User> = users.into_values().cloned().collect();
         users.sort_by(|a, b| a.username.cmp(&b.username));
         users
     }
@@ -1539,7 +1529,7 @@ mod tests {
         assert_eq!(presence_event(next(&mut stream)), ("bob".into(), true));
         assert!(next(&mut stream).is_none(), "announced once");
         let online: Vec<String> = hub
-            .online_users(Some(room))
+            .online_users(&[room])
             .into_iter()
             .map(|u| u.username)
             .collect();

@@ -1,7 +1,5 @@
 //! `chat.v1.ChatService`: rooms, messages, presence and live streams.
 
-use std::collections::BTreeMap;
-
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Principal;
@@ -82,22 +80,16 @@ impl ChatApi {
     /// The online users who share a room with the caller (the caller too,
     /// when online), on any node.
     async fn online_peers(&self, principal: &Principal) -> Result<Vec<pb::User>> {
-        let rooms = self
+        let rooms: Vec<RoomId> = self
             .state
             .store
             .room_positions_of(principal.user.id)
-            .await?;
-        let mut users: BTreeMap<String, pb::User> = BTreeMap::new();
-        for (room_id, _) in rooms {
-            for user in self.state.hub.online_users(Some(room_id)) {
-                users
-                    .entry(user.id.to_string())
-                    .or_insert_with(|| pb::User::from(&user));
-            }
-        }
-        let mut users: Vec<pb::User> = users.into_values().collect();
-        users.sort_by(|a, b| a.username.cmp(&b.username));
-        Ok(users)
+            .await?
+            .into_iter()
+            .map(|(room_id, _)| room_id)
+            .collect();
+        let users = self.state.hub.online_users(&rooms);
+        Ok(users.iter().map(pb::User::from).collect())
     }
 
     async fn history(
@@ -316,7 +308,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let users = match requests::list_online_users(request.get_ref())? {
             Some(room_id) => {
                 self.require_member(&principal, room_id).await?;
-                let users = self.state.hub.online_users(Some(room_id));
+                let users = self.state.hub.online_users(&[room_id]);
                 users.iter().map(pb::User::from).collect()
             }
             None => self.online_peers(&principal).await?,
