@@ -52,7 +52,7 @@ pub async fn create(
         channels.push(net::connect(server, None).await?);
     }
     let bar = progress.counter(count as u64, "accounts");
-    let names: Vec<(usize, String)> = (0..count).map(|i| (i, format!("{prefix}-{i}"))).collect();
+    let names: Vec<(usize, String)> = (0..count).map(|i| (i, username(prefix, i))).collect();
     let accounts = tasks::map_bounded(names, CONCURRENCY, |(index, username)| {
         let channel = channels[index % channels.len()].clone();
         let bar = bar.clone();
@@ -66,6 +66,38 @@ pub async fn create(
     .await;
     bar.finish_and_clear();
     accounts
+}
+
+/// The name of simulated user `index`.
+pub fn username(prefix: &str, index: usize) -> String {
+    format!("{prefix}-{index}")
+}
+
+/// Registers `names` without logging them in, `concurrency` at a time, on
+/// one connection: for users who log in on their own later (the soak). An
+/// existing account (a rerun) is fine.
+///
+/// # Errors
+/// The first registration that fails for good.
+pub async fn register_all(
+    server: SocketAddr,
+    names: &[String],
+    concurrency: usize,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let channel = net::connect(server, None).await?;
+    let bar = progress.counter(names.len() as u64, "registrations");
+    let registered = tasks::map_bounded(names.to_vec(), concurrency, |username| {
+        let (channel, bar) = (channel.clone(), bar.clone());
+        async move {
+            register(channel, &username).await?;
+            bar.inc(1);
+            Ok(())
+        }
+    })
+    .await;
+    bar.finish_and_clear();
+    registered.map(|_| ())
 }
 
 fn account(username: String, login: pb::LoginResponse) -> anyhow::Result<Account> {

@@ -1,5 +1,6 @@
-//! The command line: one subcommand per scenario, `all` for every scenario
-//! in one run, and `smoke` for every scenario at a small size (CI).
+//! The command line: one subcommand per scenario, `all` for every
+//! benchmark scenario in one run, and `smoke` for every scenario at a small
+//! size (CI).
 //!
 //! Each scenario's options are a struct that derives `Parser` as well as
 //! `Args`, so `all` and `smoke` build them from argument lists and get the
@@ -7,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -16,7 +18,7 @@ use serde::Serialize;
     name = "chat-bench",
     version,
     about = "Load generator for chat-server over real gRPC connections (one HTTP/2 connection per simulated user)",
-    after_help = "Examples:\n  cargo run --release -p chat-bench -- all\n  cargo run --release -p chat-bench -- fanout --streams 1000\n  cargo run --release -p chat-bench -- idle --streams 50000\n  cargo run --release -p chat-bench -- smoke"
+    after_help = "Examples:\n  cargo run --release -p chat-bench -- all\n  cargo run --release -p chat-bench -- fanout --streams 1000\n  cargo run --release -p chat-bench -- idle --streams 50000\n  cargo run --release -p chat-bench -- soak --users 50 --duration 2m\n  cargo run --release -p chat-bench -- smoke"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -44,7 +46,12 @@ pub enum Command {
     Durable(DurableOpts),
     /// Scenario 6 alone: the fan-out against NATS core pub/sub.
     Baseline(FanoutOpts),
-    /// Every scenario at full size, one report.
+    /// The soak: users come and go for a long time (10 minutes by
+    /// default), every message they receive checked for gaps and
+    /// duplicates. `scripts/soak` runs it and samples the server meanwhile.
+    Soak(SoakOpts),
+    /// Every benchmark scenario at full size, one report (not the soak: it
+    /// measures no rate, and takes as long as it is asked to).
     All(AllOpts),
     /// Every scenario once at a small size: checks that every message
     /// arrives, exits non-zero on any loss or error. Not a timing.
@@ -279,6 +286,122 @@ pub struct DurableOpts {
     pub message_bytes: u16,
 }
 
+/// The soak's users and what they do on each visit. The defaults stay
+/// inside every limit of a server started with its own defaults, so that
+/// `scripts/soak` needs no server flags: a user sends at most one message
+/// per 1.5 s, holds one stream per session and one session at a time, and
+/// never fails a login.
+#[derive(Clone, Debug, Parser, Serialize)]
+pub struct SoakOpts {
+    /// Simulated users, registered once at the start.
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// How long the churn runs; then every user disconnects.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Shared group rooms.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Shared rooms each user is a member of.
+    #[arg(long, default_value_t = 3)]
+    pub rooms_per_user: usize,
+    /// Shortest stay of one visit.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub online_min: Duration,
+    /// Longest stay of one visit.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub online_max: Duration,
+    /// Shortest pause between visits.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub pause_min: Duration,
+    /// Longest pause between visits.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub pause_max: Duration,
+    /// Mean time between one connected user's sends (each wait is drawn
+    /// between half and one and a half times this). The default stays far
+    /// below the server's per-user send rate (10/s, bursts of 20).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub send_interval: Duration,
+    /// Share of visits that open a direct room with a random other user
+    /// and write there first.
+    #[arg(long, default_value_t = 0.2)]
+    pub direct_share: f64,
+    /// Share of visits that join the lobby room, write there, and leave it
+    /// before disconnecting.
+    #[arg(long, default_value_t = 0.1)]
+    pub lobby_share: f64,
+    /// Share of visits that use `ChatStream`; the others use `Subscribe`
+    /// and send with the unary RPCs.
+    #[arg(long, default_value_t = 0.67)]
+    pub chat_stream_share: f64,
+    /// Share of visits that end with Logout; the others drop the
+    /// connection without a word.
+    #[arg(long, default_value_t = 0.5)]
+    pub logout_share: f64,
+    /// Registrations in flight at once (each costs an argon2 hash).
+    #[arg(long, default_value_t = 4)]
+    pub register_concurrency: usize,
+    /// The users exist already (an earlier run on the same server): skip
+    /// registering them.
+    #[arg(long)]
+    pub skip_register: bool,
+    /// How often a progress line is printed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub progress: Duration,
+    /// Usernames are PREFIX-0, PREFIX-1, …; rooms PREFIX-room-0, … and
+    /// PREFIX-lobby.
+    #[arg(long, default_value = "soak")]
+    pub prefix: String,
+    /// How long to wait between setting up (registering) and the churn, so
+    /// that a sampler can take its starting measurement in between.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub start_delay: Duration,
+    /// Seed of the random choices, for a repeatable run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// A duration as the soak's flags are written: numbers each followed by a
+/// unit (`ms`, `s`, `m`, `h`), as in `500ms`, `90s`, `10m` or `1m 30s`; `0`
+/// alone is none.
+///
+/// # Errors
+/// When the text is not such a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err("a duration such as 30s or 10m".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: each unit needs a number before it"))?;
+        let secs = match unit {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(format!("{text:?}: the units are ms, s, m and h")),
+        };
+        total += Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))?;
+        rest = after.trim_start();
+    }
+    Ok(total)
+}
+
 /// The sizes of `all`; every other option keeps its scenario's default.
 #[derive(Clone, Debug, Args)]
 pub struct AllOpts {
@@ -302,4 +425,40 @@ pub struct AllOpts {
 pub fn scenario_opts<T: Parser>(args: &[&str]) -> T {
     let argv = std::iter::once("scenario").chain(args.iter().copied());
     T::try_parse_from(argv).unwrap_or_else(|error| panic!("built-in options {args:?}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_with_their_units() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_duration_without_a_known_unit_is_refused() {
+        for text in ["", "10", "5d", "s", "m10", "1m x"] {
+            assert!(parse_duration(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_soak_defaults_are_those_of_a_ten_minute_run() {
+        let opts: SoakOpts = scenario_opts(&[]);
+        assert_eq!(opts.users, 200);
+        assert_eq!(opts.duration, Duration::from_secs(600));
+        assert_eq!(
+            (opts.online_min, opts.online_max),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+        assert_eq!(opts.send_interval, Duration::from_secs(3));
+        assert_eq!(opts.start_delay, Duration::ZERO);
+    }
 }

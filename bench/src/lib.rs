@@ -14,7 +14,8 @@
 //! - `payload`, `recorder`, `pacer`: what a message carries (its send
 //!   instant), how deliveries are counted and timed, how sends are paced.
 //! - `scenario`: fan-out (against the chat server and NATS), direct chats,
-//!   idle streams, the login storm and durable sends.
+//!   idle streams, the login storm, durable sends, and the soak (users who
+//!   come and go for a long time, every message checked).
 //! - `report`, `plot`, `progress`: results as a table, JSON and SVG;
 //!   `cpu`: how busy the rest of the machine was meanwhile.
 

@@ -13,6 +13,7 @@ use crate::scenario::direct::DirectResult;
 use crate::scenario::durable::DurableRun;
 use crate::scenario::fanout::FanoutResult;
 use crate::scenario::idle::IdleResult;
+use crate::scenario::soak::SoakResult;
 use crate::scenario::storm::StormResult;
 use crate::scenario::StepResult;
 use crate::server::BinaryInfo;
@@ -56,6 +57,7 @@ pub struct Results {
     pub direct: Option<DirectResult>,
     pub idle: Option<IdleResult>,
     pub durable: Vec<DurableRun>,
+    pub soak: Option<SoakResult>,
     pub targets: Vec<TargetCheck>,
     /// What makes the run fail (a smoke run: any loss or error).
     pub failures: Vec<String>,
@@ -160,7 +162,8 @@ impl Results {
 
     /// Collects what makes the run fail. Losses, duplicates and errors fail
     /// a smoke run anywhere; a full run fails only on what is wrong at any
-    /// rate: duplicates, and acknowledged messages that were not stored.
+    /// rate: duplicates, acknowledged messages that were not stored, and a
+    /// soak's gaps.
     pub fn check_failures(&mut self) {
         let mut failures = Vec::new();
         let steps = self.all_steps();
@@ -219,6 +222,9 @@ impl Results {
             if let Some(error) = &self.baseline_error {
                 failures.push(format!("baseline: {error}"));
             }
+        }
+        if let Some(soak) = &self.soak {
+            failures.extend(soak.failures(self.smoke));
         }
         self.failures = failures;
     }
@@ -445,6 +451,7 @@ pub fn table(results: &Results) -> String {
     direct_table(&mut out, results);
     idle_table(&mut out, results);
     durable_table(&mut out, results);
+    soak_table(&mut out, results);
     targets_table(&mut out, results);
     out
 }
@@ -696,6 +703,37 @@ fn durable_table(out: &mut String, results: &Results) {
         );
         if let Some(error) = &run.first_error {
             let _ = writeln!(out, "    first error: {error}");
+        }
+    }
+}
+
+fn soak_table(out: &mut String, results: &Results) {
+    let Some(soak) = &results.soak else { return };
+    let opts = &soak.opts;
+    let _ = writeln!(
+        out,
+        "\n-- Soak: {} users in {} shared rooms ({} each), {:?} of churn; setup {:.1} s ({})",
+        opts.users,
+        opts.rooms,
+        opts.rooms_per_user,
+        opts.duration,
+        soak.setup_secs,
+        if opts.skip_register {
+            "users reused"
+        } else {
+            "users registered"
+        }
+    );
+    let _ = writeln!(out, "  summary after {:.0} s of churn:", soak.churn_secs);
+    for (what, n) in soak.rows() {
+        let _ = writeln!(out, "    {what:<30} {n:>9}");
+    }
+    if soak.errors.is_empty() {
+        let _ = writeln!(out, "    errors: none");
+    } else {
+        let _ = writeln!(out, "    errors by step and code:");
+        for (what, n) in &soak.errors {
+            let _ = writeln!(out, "      {what:<50} {n:>7}");
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Running a command: which scenarios with which options (the plan), the
 //! servers they need (one for fan-out, storm and direct chats; a fresh one
 //! per durable-send setting; a fresh one for idle streams, so its memory
-//! baseline is clean), and the report at the end. A scenario that fails
-//! outright is recorded and the others still run.
+//! baseline is clean; a fresh one for the soak), and the report at the
+//! end. A scenario that fails outright is recorded and the others still run.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,13 +10,14 @@ use anyhow::Context as _;
 
 use crate::accounts::{self, Account};
 use crate::cli::{
-    scenario_opts, Cli, Command, DirectOpts, DurableOpts, FanoutOpts, IdleOpts, StormOpts,
-    Synchronous, TargetOpts,
+    scenario_opts, Cli, Command, DirectOpts, DurableOpts, FanoutOpts, IdleOpts, SoakOpts,
+    StormOpts, Synchronous, TargetOpts,
 };
 use crate::progress::Progress;
 use crate::report::{self, Machine, Results};
 use crate::scenario::fanout::{self, ChatRoom, FanoutResult};
 use crate::scenario::nats::NatsRoom;
+use crate::scenario::soak::{self, SoakResult};
 use crate::scenario::{direct, durable, idle, storm, StepIds};
 use crate::server::{self, Server};
 use crate::{cpu, net, plot};
@@ -46,6 +47,7 @@ struct Plan {
     direct: Option<DirectOpts>,
     idle: Option<IdleOpts>,
     durable: Option<DurableOpts>,
+    soak: Option<SoakOpts>,
     smoke: bool,
 }
 
@@ -78,6 +80,10 @@ impl Plan {
                 durable: Some(opts.clone()),
                 ..Self::default()
             },
+            Command::Soak(opts) => Self {
+                soak: Some(opts.clone()),
+                ..Self::default()
+            },
             Command::All(all) => {
                 let streams = all.fanout_streams.to_string();
                 let fanout: FanoutOpts = scenario_opts(&["--streams", &streams]);
@@ -96,6 +102,7 @@ impl Plan {
                         "--senders",
                         &all.durable_senders.to_string(),
                     ])),
+                    soak: None,
                     smoke: false,
                 }
             }
@@ -174,6 +181,29 @@ impl Plan {
                 "2",
                 "--secs",
                 "1",
+            ])),
+            // A few visits per user, with every kind of visit among them.
+            soak: Some(scenario_opts(&[
+                "--users",
+                "16",
+                "--duration",
+                "8s",
+                "--rooms",
+                "4",
+                "--rooms-per-user",
+                "2",
+                "--online-min",
+                "1s",
+                "--online-max",
+                "3s",
+                "--pause-min",
+                "200ms",
+                "--pause-max",
+                "1s",
+                "--send-interval",
+                "300ms",
+                "--progress",
+                "4s",
             ])),
             smoke: true,
         }
@@ -327,6 +357,10 @@ async fn execute(plan: &Plan, context: &mut Context<'_>, results: &mut Results) 
     if let Some(opts) = &plan.idle {
         let outcome = idle_streams(opts, context).await;
         results.idle = context.record("idle", outcome);
+    }
+    if let Some(opts) = &plan.soak {
+        let outcome = soak_run(opts, context).await;
+        results.soak = context.record("soak", outcome);
     }
 }
 
@@ -558,6 +592,24 @@ async fn idle_streams(
     ));
     cpu::wait_until_quiet(&context.progress).await;
     let result = idle::run(&server, &accounts, opts, &context.progress).await;
+    server.stop().await;
+    result
+}
+
+/// The soak on a fresh server (or the given one). A started server that
+/// exits meanwhile fails the soak: every visit after it would only count
+/// connection errors.
+async fn soak_run(opts: &SoakOpts, context: &mut Context<'_>) -> anyhow::Result<SoakResult> {
+    let mut server = Server::start(context.target, Synchronous::Full).await?;
+    context
+        .progress
+        .note(format!("soak: server on {}", server.addr));
+    let result = soak::run(server.addr, opts, &context.run_id, &context.progress).await;
+    if server.has_exited() {
+        let tail = server.log_tail();
+        server.stop().await;
+        anyhow::bail!("the server exited during the soak; its log ends with:\n{tail}");
+    }
     server.stop().await;
     result
 }

@@ -3,6 +3,8 @@
 //! NATS), waits for the deliveries, then checks that every receiver got
 //! exactly what was sent to it and reads the latency percentiles. A
 //! *ladder* runs steps at rising rates to find the highest sustained one.
+//! The soak measures no rate: users come and go for a long time, and every
+//! message they receive is checked against their cursors.
 
 pub mod direct;
 pub mod durable;
@@ -10,6 +12,7 @@ pub mod fanout;
 pub mod idle;
 pub mod member;
 pub mod nats;
+pub mod soak;
 pub mod storm;
 
 use std::future::Future;
