@@ -1,27 +1,20 @@
-//! Generates the protobuf types, the clients and the servers of `chat.v1`.
+//! Generates the servers of `chat.v1`.
 //!
-//! The proto is compiled by `protox` (pure Rust, so no system `protoc`). Types
-//! and clients come from `tonic-prost-build`. The servers are generated from the
-//! same descriptors with `tonic-build`'s manual builder, so that the two
+//! The proto is compiled by `protox` (pure Rust, so no system `protoc`).
+//! Types and clients come from the `chat-proto` crate. The servers are
+//! generated here with `tonic-build`'s manual builder, so that the two
 //! streaming RPCs that answer with `ServerEvent` can send pre-encoded frames:
 //! every event is encoded once and its bytes shared by all receiving streams
-//! (see `src/stream/frame.rs`), and so that every request is decoded by the
-//! server's own decoder, which answers INVALID_ARGUMENT for a request that
-//! does not decode (see `src/codec.rs`).
-
-use std::path::PathBuf;
-
-use prost::Message as _;
+//! (see `crates/chat-fanout/src/frame.rs`), and so that every request is
+//! decoded by the server's own decoder, which answers INVALID_ARGUMENT for a
+//! request that does not decode (see `src/codec.rs`).
 
 const PROTO: &str = "proto/chat/v1/chat.proto";
 const SERVER_EVENT: &str = ".chat.v1.ServerEvent";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-
     let fds = protox::compile([PROTO], ["proto"])?;
-    std::fs::write(out_dir.join("chat_descriptor.bin"), fds.encode_to_vec())?;
 
     let servers: Vec<_> = fds
         .file
@@ -34,10 +27,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .build_transport(false)
         .compile(&servers);
-
-    tonic_prost_build::configure()
-        .build_server(false)
-        .compile_fds(fds)?;
     Ok(())
 }
 
@@ -53,12 +42,12 @@ fn manual_server(service: &prost_types::ServiceDescriptorProto) -> tonic_build::
             .route_name(method.name())
             .input_type(rust_type(method.input_type()))
             .output_type(if frames {
-                "crate::stream::Frame".to_owned()
+                "chat_fanout::Frame".to_owned()
             } else {
                 rust_type(method.output_type())
             })
             .codec_path(if frames {
-                "crate::stream::FrameCodec"
+                "crate::codec::FrameCodec"
             } else {
                 "crate::codec::RequestCodec"
             });

@@ -5,12 +5,15 @@
 //! INVALID_ARGUMENT, naming the type the request should have been.
 //!
 //! The generated servers (`build.rs`) use [`RequestCodec`] for the unary
-//! methods; `stream::FrameCodec` decodes the requests of the streaming ones
-//! with [`RequestDecoder`].
+//! methods, and [`FrameCodec`] for the two that stream `ServerEvent`s:
+//! pre-encoded frames out (`chat_fanout::Frame`), requests decoded by
+//! [`RequestDecoder`].
 
 use std::marker::PhantomData;
 
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use bytes::BufMut as _;
+use chat_fanout::Frame;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 use tonic_prost::{ProstCodec, ProstEncoder};
 
@@ -79,6 +82,66 @@ where
 
     fn buffer_settings(&self) -> BufferSettings {
         self.buffer_settings
+    }
+}
+
+/// Each stream's buffers start at this many bytes (tonic's default is
+/// 8 KiB for each direction, allocated up front). Events and client events
+/// are small; an idle stream should cost little, and a burst grows the
+/// buffer as it needs.
+const STREAM_BUFFER: usize = 512;
+/// How many bytes of waiting events go out in one write, at most (tonic's
+/// default): under load a stream's events leave in batches.
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+fn buffer_settings() -> BufferSettings {
+    BufferSettings::new(STREAM_BUFFER, YIELD_THRESHOLD)
+}
+
+/// The codec of the two RPCs that stream `ServerEvent`s: frames out,
+/// protobuf messages in (a request that does not decode is the client's
+/// INVALID_ARGUMENT).
+#[derive(Debug)]
+pub struct FrameCodec<U>(std::marker::PhantomData<U>);
+
+impl<U> Default for FrameCodec<U> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<U> Codec for FrameCodec<U>
+where
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = Frame;
+    type Decode = U;
+    type Encoder = FrameEncoder;
+    type Decoder = RequestDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        FrameEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RequestDecoder::new(buffer_settings())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FrameEncoder;
+
+impl Encoder for FrameEncoder {
+    type Item = Frame;
+    type Error = Status;
+
+    fn buffer_settings(&self) -> BufferSettings {
+        buffer_settings()
+    }
+
+    fn encode(&mut self, frame: Frame, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(frame.bytes());
+        Ok(())
     }
 }
 

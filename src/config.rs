@@ -445,11 +445,7 @@ impl FromStr for ProxyNet {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Synchronous {
-    Full,
-    Normal,
-}
+pub use chat_store::Synchronous;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

@@ -1,4 +1,8 @@
-//! The one error type of the server, and how each case reaches a client.
+//! The server's error type, and how each case reaches a client.
+//!
+//! The layers below have their own errors (`chat_domain::ParseError`,
+//! `chat_store::Error`, `chat_fanout::hub::RegisterError`); they become
+//! gRPC codes here, in one `From` each, and nowhere else.
 //!
 //! Client-facing cases carry a message that says what was wrong; internal
 //! failures are logged with their cause chain and reach the client only as
@@ -26,7 +30,7 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] chat_store::Error),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -87,6 +91,39 @@ fn anyhow_chain(error: &Error) -> String {
         source = cause.source();
     }
     out
+}
+
+impl From<chat_domain::ParseError> for Error {
+    fn from(error: chat_domain::ParseError) -> Self {
+        Self::InvalidArgument(error.to_string())
+    }
+}
+
+impl From<chat_store::Error> for Error {
+    fn from(error: chat_store::Error) -> Self {
+        use chat_store::Error as Store;
+        match error {
+            Store::Taken(message) => Self::AlreadyExists(message),
+            Store::NotFound(message) => Self::NotFound(message),
+            Store::Forbidden(message) => Self::PermissionDenied(message),
+            Store::Refused(message) => Self::FailedPrecondition(message),
+            Store::LimitReached(message) => Self::ResourceExhausted(message),
+            Store::BadUrl(message) => Self::InvalidArgument(message),
+            Store::Database(_) | Store::Internal(_) => Self::Database(error),
+        }
+    }
+}
+
+impl From<chat_fanout::hub::RegisterError> for Error {
+    fn from(error: chat_fanout::hub::RegisterError) -> Self {
+        use chat_fanout::hub::RegisterError;
+        match error {
+            RegisterError::ShuttingDown => Self::Unavailable(error.to_string()),
+            RegisterError::TooManyForSession(_) | RegisterError::TooManyForUser(_) => {
+                Self::ResourceExhausted(error.to_string())
+            }
+        }
+    }
 }
 
 impl From<Error> for Status {

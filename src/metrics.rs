@@ -6,13 +6,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use chat_fanout::metrics::FanoutMetrics;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -116,14 +116,9 @@ pub struct Metrics {
     /// Connections without a call in flight closed to make room for a new
     /// one at the connection cap.
     pub connections_evicted: Counter,
-    pub streams_open: Gauge,
-    pub users_online: Gauge,
     pub messages_received: Counter,
-    pub messages_delivered: Counter,
-    /// From a message's creation (when its send arrived) to the moment its
-    /// event is handed to a stream's transport.
-    pub delivery_latency: Histogram,
-    pub slow_consumer_disconnects: Counter,
+    /// The hub's: streams, users online, deliveries, slow consumers.
+    pub fanout: FanoutMetrics,
     rejections: Family<LimitLabel, Counter>,
     /// Security events of the audit log (`audit.rs`), by kind.
     audit_events: Family<AuditLabel, Counter>,
@@ -134,9 +129,6 @@ pub struct Metrics {
     pub gap_fills: Counter,
     /// Events not published to the other nodes: the bus queue was full.
     pub bus_dropped: Counter,
-    /// Ephemeral events (typing, presence, heartbeats) not queued for a
-    /// stream that was behind.
-    pub ephemeral_dropped: Counter,
     bus_rejections: Family<BusRejectionLabel, Counter>,
 }
 
@@ -155,42 +147,11 @@ impl Metrics {
             "Idle connections closed to make room for a new one at the connection cap",
             connections_evicted.clone(),
         );
-        let streams_open = Gauge::default();
-        registry.register(
-            "streams_open",
-            "Open ChatStream and Subscribe streams",
-            streams_open.clone(),
-        );
-        let users_online = Gauge::default();
-        registry.register(
-            "users_online",
-            "Users with at least one open stream on this node",
-            users_online.clone(),
-        );
         let messages_received = Counter::default();
         registry.register(
             "messages_received",
             "Messages accepted and stored",
             messages_received.clone(),
-        );
-        let messages_delivered = Counter::default();
-        registry.register(
-            "messages_delivered",
-            "Message events handed to streams",
-            messages_delivered.clone(),
-        );
-        // 100 µs to about 6.5 s.
-        let delivery_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
-        registry.register(
-            "delivery_latency_seconds",
-            "Time from a send's arrival to its delivery to a stream",
-            delivery_latency.clone(),
-        );
-        let slow_consumer_disconnects = Counter::default();
-        registry.register(
-            "slow_consumer_disconnects",
-            "Streams ended because their client read too slowly",
-            slow_consumer_disconnects.clone(),
         );
         let rejections = Family::<LimitLabel, Counter>::default();
         registry.register(
@@ -234,29 +195,20 @@ impl Metrics {
             "Messages from the cluster bus not acted on, by reason",
             bus_rejections.clone(),
         );
-        let ephemeral_dropped = Counter::default();
-        registry.register(
-            "ephemeral_dropped",
-            "Typing, presence and heartbeat events dropped for streams that were behind",
-            ephemeral_dropped.clone(),
-        );
+        let fanout = FanoutMetrics::default();
+        fanout.register(&mut registry);
         Arc::new(Self {
             registry,
+            fanout,
             connections_open,
             connections_evicted,
-            streams_open,
-            users_online,
             messages_received,
-            messages_delivered,
-            delivery_latency,
-            slow_consumer_disconnects,
             rejections,
             audit_events,
             login_failures,
             commit_latency,
             gap_fills,
             bus_dropped,
-            ephemeral_dropped,
             bus_rejections,
         })
     }
@@ -276,11 +228,6 @@ impl Metrics {
         self.bus_rejections
             .get_or_create(&BusRejectionLabel { reason })
             .inc();
-    }
-
-    pub fn observe_delivery(&self, latency: Duration) {
-        self.messages_delivered.inc();
-        self.delivery_latency.observe(latency.as_secs_f64());
     }
 
     /// The metrics in Prometheus' text exposition format.

@@ -1207,7 +1207,7 @@ mod tests {
     use std::task::Waker;
 
     use super::*;
-    use crate::test_support::WakeCounter;
+    use chat_fanout::test_support::WakeCounter;
 
     const IDLE: Duration = Duration::from_secs(10);
     const TICK: Duration = Duration::from_millis(1);

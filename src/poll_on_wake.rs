@@ -72,7 +72,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::test_support::WakeCounter;
+    use chat_fanout::test_support::WakeCounter;
 
     /// Counts its polls; ready once `ready` is set.
     #[derive(Default)]

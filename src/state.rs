@@ -110,7 +110,7 @@ impl AppState {
                 per_session: limits.max_streams_per_session,
                 per_user: limits.max_streams_per_user,
             },
-            Arc::clone(&metrics),
+            metrics.fanout.clone(),
             presence,
             config.session_cache_ttl,
         );

@@ -22,7 +22,7 @@ use crate::pb;
 use crate::pb::server_event::{self, Event};
 use crate::router::Router;
 use crate::store::{Appended, NewMessage, Store};
-use crate::stream::Frame;
+use chat_fanout::Frame;
 
 /// Sends waiting to be stored. When full, senders wait (and a stream stops
 /// reading its client), which pushes back on clients instead of growing.
@@ -92,7 +92,7 @@ impl MessageWriter {
 struct Stored {
     messages: Arc<[NewMessage]>,
     replies: Vec<Reply>,
-    results: Result<Vec<Result<Appended>>>,
+    results: chat_store::Result<Vec<chat_store::Result<Appended>>>,
 }
 
 /// Stored batches waiting to be delivered. Delivery runs in a task of its
@@ -181,7 +181,7 @@ async fn deliver(
                             router.message(&appended.message, origin).await;
                         }
                     }
-                    answer(&hub, reply, message, result);
+                    answer(&hub, reply, message, result.map_err(Error::from));
                 }
             }
             Err(error) => {

@@ -7,9 +7,10 @@
 //! remembered for a second ([`live`]), and forgotten at once when revoked.
 
 pub mod keys;
-pub mod live;
 pub mod password;
 pub mod token;
+
+pub use chat_fanout::live;
 
 use tonic::metadata::MetadataMap;
 

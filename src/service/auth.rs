@@ -441,7 +441,8 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .state
             .store
             .list_sessions(principal.user.id, Timestamp::now())
-            .await?;
+            .await
+            .map_err(Error::from)?;
         let sessions = sessions
             .iter()
             .map(|session| pb::Session {

@@ -9,9 +9,9 @@ use crate::hub::OutboundStream;
 use crate::metrics::Limit;
 use crate::pb;
 use crate::service::requests;
+use crate::service::stream;
 use crate::state::AppState;
 use crate::store::RoomPage;
-use crate::stream;
 
 pub struct ChatApi {
     state: AppState,
@@ -31,7 +31,8 @@ impl ChatApi {
             .store
             .membership(room_id, principal.user.id)
             .await?
-            .require_member(room_id)
+            .require_member(room_id)?;
+        Ok(())
     }
 
     async fn open_direct_room(
@@ -71,8 +72,8 @@ impl ChatApi {
     }
 
     /// Counts a refusal by the cap on rooms per user.
-    fn count_room_cap(&self, error: &Error) {
-        if let Error::ResourceExhausted(_) = error {
+    fn count_room_cap(&self, error: &chat_store::Error) {
+        if let chat_store::Error::LimitReached(_) = error {
             self.state.metrics.rejected(Limit::RoomsPerUser);
         }
     }
@@ -133,7 +134,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 Timestamp::now(),
             )
             .await
-            .inspect_err(|error| self.count_room_cap(error))?;
+            .inspect_err(|error| self.count_room_cap(error))
+            .map_err(Error::from)?;
         self.state
             .router
             .joined(principal.user.id, room.id, room.last_seq)
@@ -162,7 +164,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 Timestamp::now(),
             )
             .await
-            .inspect_err(|error| self.count_room_cap(error))?;
+            .inspect_err(|error| self.count_room_cap(error))
+            .map_err(Error::from)?;
         self.state
             .router
             .joined(principal.user.id, room_id, room.last_seq)
@@ -181,7 +184,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
         self.state
             .store
             .leave_room(room_id, principal.user.id)
-            .await?;
+            .await
+            .map_err(Error::from)?;
         self.state.router.left(principal.user.id, room_id).await;
         Ok(Response::new(pb::LeaveRoomResponse {}))
     }
@@ -203,7 +207,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
                     ..page
                 },
             )
-            .await?;
+            .await
+            .map_err(Error::from)?;
         let next_page_token = if rooms.len() > page.limit as usize {
             rooms.truncate(page.limit as usize);
             rooms

@@ -4,6 +4,7 @@ mod auth;
 mod chat;
 pub mod client_addr;
 pub mod requests;
+pub mod stream;
 
 pub use auth::AuthApi;
 pub use chat::ChatApi;

@@ -78,25 +78,25 @@ pub fn refresh(request: &pb::RefreshRequest) -> Result<&str> {
 /// # Errors
 /// INVALID_ARGUMENT for a missing or malformed `session_id`.
 pub fn revoke_session(request: &pb::RevokeSessionRequest) -> Result<SessionId> {
-    SessionId::parse("session_id", &request.session_id)
+    Ok(SessionId::parse("session_id", &request.session_id)?)
 }
 
 /// # Errors
 /// INVALID_ARGUMENT for a bad room name.
 pub fn create_room(request: &pb::CreateRoomRequest) -> Result<RoomName> {
-    RoomName::parse(&request.name)
+    Ok(RoomName::parse(&request.name)?)
 }
 
 /// # Errors
 /// INVALID_ARGUMENT for a missing or malformed `room_id`.
 pub fn join_room(request: &pb::JoinRoomRequest) -> Result<RoomId> {
-    RoomId::parse("room_id", &request.room_id)
+    Ok(RoomId::parse("room_id", &request.room_id)?)
 }
 
 /// # Errors
 /// INVALID_ARGUMENT for a missing or malformed `room_id`.
 pub fn leave_room(request: &pb::LeaveRoomRequest) -> Result<RoomId> {
-    RoomId::parse("room_id", &request.room_id)
+    Ok(RoomId::parse("room_id", &request.room_id)?)
 }
 
 /// A page of ListRooms, checked: a page size of 0 means
@@ -141,7 +141,7 @@ fn parse_room_page_token(token: &str) -> Result<RoomId> {
 pub fn change_password(request: pb::ChangePasswordRequest) -> Result<(Password, Password)> {
     let current = Password::parse(request.current_password).map_err(|_| wrong_password())?;
     let new = Password::parse(request.new_password)
-        .map_err(|error| Error::invalid(format!("new_password: {}", error.client_message())))?;
+        .map_err(|error| Error::invalid(format!("new_password: {}", error)))?;
     Ok((current, new))
 }
 
@@ -155,7 +155,7 @@ pub fn wrong_password() -> Error {
 /// # Errors
 /// INVALID_ARGUMENT for a bad username.
 pub fn open_direct_room(request: &pb::OpenDirectRoomRequest) -> Result<Username> {
-    Username::parse(&request.username)
+    Ok(Username::parse(&request.username)?)
 }
 
 /// A message to send, checked; the sender is the caller.
@@ -179,7 +179,7 @@ pub fn send_message(request: pb::SendMessageRequest) -> Result<SendMessage> {
 /// # Errors
 /// INVALID_ARGUMENT for a missing or malformed `room_id`.
 pub fn send_typing(request: &pb::SendTypingRequest) -> Result<RoomId> {
-    RoomId::parse("room_id", &request.room_id)
+    Ok(RoomId::parse("room_id", &request.room_id)?)
 }
 
 /// A page of a room's history, checked.
@@ -216,7 +216,7 @@ pub fn list_online_users(request: &pb::ListOnlineUsersRequest) -> Result<Option<
     if request.room_id.is_empty() {
         return Ok(None);
     }
-    RoomId::parse("room_id", &request.room_id).map(Some)
+    Ok(RoomId::parse("room_id", &request.room_id).map(Some)?)
 }
 
 /// The syntax of resume cursors (Subscribe's, or a ChatStream's `resume`):
@@ -266,7 +266,7 @@ pub struct RejectedEvent {
 /// INVALID_ARGUMENT for a bad send or typing event, a `resume` (valid only
 /// first), or no event at all; a bad send carries its `client_msg_id`.
 pub fn client_event(event: pb::ClientEvent) -> Result<ClientEvent, RejectedEvent> {
-    let other = |error| RejectedEvent {
+    let other = |error: Error| RejectedEvent {
         client_msg_id: String::new(),
         error,
     };
@@ -282,7 +282,7 @@ pub fn client_event(event: pb::ClientEvent) -> Result<ClientEvent, RejectedEvent
         }
         Some(Event::Typing(typing)) => RoomId::parse("room_id", &typing.room_id)
             .map(ClientEvent::Typing)
-            .map_err(other),
+            .map_err(|error| other(error.into())),
         Some(Event::Ping(ping)) => Ok(ClientEvent::Ping { nonce: ping.nonce }),
         Some(Event::Resume(_)) => Err(other(Error::invalid(
             "resume is only valid as the first event of a stream",

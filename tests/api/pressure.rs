@@ -7,7 +7,7 @@ use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, client_event, server_event};
 use chat_client::BearerToken;
-use chat_server::stream;
+use chat_server::service::stream;
 use tokio_stream::StreamExt as _;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};

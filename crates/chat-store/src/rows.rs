@@ -5,9 +5,9 @@ use anyhow::Context as _;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use super::to_seq;
-use crate::domain::{Message, MessageId, Room, RoomId, RoomKind, Timestamp, User, UserId};
 use crate::error::Result;
+use crate::sql::to_seq;
+use chat_domain::{Message, MessageId, Room, RoomId, RoomKind, Timestamp, User, UserId};
 
 /// What a row must offer to be read here: these column types, by name.
 pub trait ChatRow: Row
@@ -37,7 +37,7 @@ where
     Ok(Room {
         id: RoomId::from_uuid(row.field("id")?),
         name: row.field("name")?,
-        kind: RoomKind::from_i64(kind).context("unknown room kind in the database")?,
+        kind: crate::rows::room_kind_from_db(kind).context("unknown room kind in the database")?,
         joined: row.field("joined")?,
         last_seq: to_seq(row.field("last_seq")?),
     })
@@ -96,4 +96,22 @@ where
         id: UserId::from_uuid(row.field("id")?),
         username: row.field("username")?,
     })
+}
+
+/// How the databases keep a room's kind.
+pub(crate) fn room_kind_to_db(kind: RoomKind) -> i64 {
+    match kind {
+        RoomKind::Group => 1,
+        RoomKind::Direct => 2,
+    }
+}
+
+/// A room kind as the databases keep it; `None` for a value no release
+/// wrote.
+pub(crate) fn room_kind_from_db(value: i64) -> Option<RoomKind> {
+    match value {
+        1 => Some(RoomKind::Group),
+        2 => Some(RoomKind::Direct),
+        _ => None,
+    }
 }

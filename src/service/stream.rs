@@ -1,10 +1,7 @@
 //! Live event streams: opening one (Subscribe, ChatStream) and serving the
 //! client side of a ChatStream.
 
-mod frame;
-pub mod queue;
-
-pub use frame::{Droppable, Frame, FrameCodec};
+pub use chat_fanout::{queue, Droppable, Frame};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +12,8 @@ use tonic::{Status, Streaming};
 use crate::auth::Principal;
 use crate::domain::{MessageId, RoomId, Timestamp};
 use crate::error::{Error, Result};
-use crate::hub::{OutboundStream, StreamId};
+use crate::hub::{OutboundStream, RegisterError, StreamId};
+use crate::metrics::Limit;
 use crate::pb::client_event::Event;
 use crate::pb::{self, server_event};
 use crate::service::requests::{self, ClientEvent, Cursor, SendMessage};
@@ -54,12 +52,19 @@ pub struct Opened {
 /// # Errors
 /// UNAVAILABLE when shutting down; database errors.
 pub async fn open(state: &AppState, principal: &Principal, hold: bool) -> Result<Opened> {
-    let (id, outbound, catch_up) = state.hub.register(
-        &principal.user,
-        principal.session_id,
-        principal.expires_at,
-        hold,
-    )?;
+    let (id, outbound, catch_up) = state
+        .hub
+        .register(
+            &principal.user,
+            principal.session_id,
+            principal.expires_at,
+            hold,
+        )
+        .inspect_err(|refused| match refused {
+            RegisterError::TooManyForSession(_) => state.metrics.rejected(Limit::StreamsPerSession),
+            RegisterError::TooManyForUser(_) => state.metrics.rejected(Limit::StreamsPerUser),
+            RegisterError::ShuttingDown => {}
+        })?;
     recheck_session(state, principal).await?;
     // Registered first, so a room joined while the list loads is not missed.
     let rooms = state.store.room_positions_of(principal.user.id).await?;

@@ -26,17 +26,19 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row as _, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::rows::{newest_first_page, room_from_row, user_from_row};
-use super::Synchronous;
-use super::{
-    already_exists_if_unique, is_unique_violation, room_seqs, to_seq, too_many_rooms, Appended,
-    Membership, NewMessage, NewSession, RoomPage, Rotation, Store, DELETED_USERNAME,
+use crate::error::{Error, Result};
+use crate::model::{
+    Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, Synchronous, DELETED_USERNAME,
 };
-use crate::domain::{
+use crate::rows::{newest_first_page, room_from_row, user_from_row};
+use crate::sql::{
+    already_exists_if_unique, is_unique_violation, room_seqs, to_seq, too_many_rooms,
+};
+use crate::store::Store;
+use chat_domain::{
     Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
     Username,
 };
-use crate::error::{Error, Result};
 
 /// Readers beside the one writer: enough for history and room lists under
 /// load on a small machine, few enough to keep file handles bounded.
@@ -190,8 +192,9 @@ async fn room_kind(tx: &mut Transaction<'_, Sqlite>, room_id: RoomId) -> Result<
         .bind(room_id.uuid())
         .fetch_optional(&mut **tx)
         .await?;
-    let kind = kind.ok_or_else(|| Error::not_found(format!("room {room_id} does not exist")))?;
-    RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
+    let kind = kind.ok_or_else(|| Error::NotFound(format!("room {room_id} does not exist")))?;
+    crate::rows::room_kind_from_db(kind)
+        .ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
 }
 
 /// How many group rooms the user is in.
@@ -294,7 +297,7 @@ impl Store for SqliteStore {
                 .bind(username.key())
                 .fetch_optional(&self.writer)
                 .await?;
-        Err(Error::AlreadyExists(if taken == Some(true) {
+        Err(Error::Taken(if taken == Some(true) {
             format!("username {:?} is already taken", username.as_str())
         } else {
             format!(
@@ -630,7 +633,7 @@ impl Store for SqliteStore {
         .bind(id.uuid())
         .bind(name.as_str())
         .bind(name.key())
-        .bind(RoomKind::Group.as_i64())
+        .bind(crate::rows::room_kind_to_db(RoomKind::Group))
         .bind(now.0)
         .execute(&mut *tx)
         .await
@@ -668,7 +671,7 @@ impl Store for SqliteStore {
             return if room.joined {
                 Ok(room)
             } else {
-                Err(Error::denied(format!(
+                Err(Error::Forbidden(format!(
                     "room {room_id} is a direct room: nobody else can join it"
                 )))
             };
@@ -694,7 +697,7 @@ impl Store for SqliteStore {
     async fn leave_room(&self, room_id: RoomId, user_id: UserId) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         if room_kind(&mut tx, room_id).await? == RoomKind::Direct {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::Refused(format!(
                 "room {room_id} is a direct room: it cannot be left"
             )));
         }
@@ -744,7 +747,7 @@ impl Store for SqliteStore {
                 )
                 .bind(id.uuid())
                 .bind(names.join(" & "))
-                .bind(RoomKind::Direct.as_i64())
+                .bind(crate::rows::room_kind_to_db(RoomKind::Direct))
                 .bind(&key)
                 .bind(now.0)
                 .execute(&mut *tx)

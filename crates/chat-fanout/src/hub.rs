@@ -32,20 +32,31 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::auth::live::LiveSessions;
-use crate::domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
-use crate::error::{Error, Result};
-use crate::metrics::{Limit, Metrics};
-use crate::pb::server_event::Event;
-use crate::pb::{self, server_event};
-use crate::stream::queue::{self, TrySendError};
-use crate::stream::{Droppable, Frame};
+use chat_domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
+use chat_proto::server_event::Event;
+use chat_proto::{self as pb, server_event};
+
+use crate::frame::{Droppable, Frame};
+use crate::live::LiveSessions;
+use crate::metrics::FanoutMetrics;
+use crate::queue::{self, TrySendError};
 
 /// Identifies one open stream on this node.
 pub type StreamId = u64;
 
 /// Identifies a server node of a cluster.
 pub type NodeId = uuid::Uuid;
+
+/// Why a stream could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("too many open streams for this session: at most {0}; close one first")]
+    TooManyForSession(usize),
+    #[error("too many open streams for this user: at most {0} over all sessions; close one first")]
+    TooManyForUser(usize),
+}
 
 /// A user online on a node, with its rooms.
 pub type OnlineUser = (User, Vec<RoomId>);
@@ -90,7 +101,7 @@ pub struct Hub {
     /// Frames a stream may have waiting before it counts as too slow.
     queue_capacity: usize,
     limits: StreamLimits,
-    metrics: Arc<Metrics>,
+    metrics: FanoutMetrics,
     /// Where changes of this node's online users go, for the bus.
     presence: Option<mpsc::Sender<LocalPresence>>,
     /// Sessions recently found live; every revocation goes through here.
@@ -280,7 +291,6 @@ pub struct OutboundStream {
     /// `queue` but the `ready` event. `None` once the catch-up is over.
     catch_up: Option<queue::Receiver<Frame>>,
     end: oneshot::Receiver<Box<Status>>,
-    metrics: Arc<Metrics>,
     /// Whether `ready`, always first in `queue`, has gone out.
     ready_sent: bool,
     finished: bool,
@@ -310,7 +320,8 @@ impl Stream for OutboundStream {
             Poll::Ready(Some(frame)) => {
                 self.ready_sent = true;
                 if let Some(sent_at) = frame.sent_at() {
-                    self.metrics
+                    self.hub
+                        .metrics
                         .observe_delivery(Timestamp::now().since(sent_at));
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -340,7 +351,7 @@ impl Hub {
     pub fn new(
         queue_capacity: usize,
         limits: StreamLimits,
-        metrics: Arc<Metrics>,
+        metrics: FanoutMetrics,
         presence: Option<mpsc::Sender<LocalPresence>>,
         session_cache_ttl: Duration,
     ) -> Arc<Self> {
@@ -378,38 +389,32 @@ impl Hub {
     /// messages sent into the returned catch-up channel go out first.
     ///
     /// # Errors
-    /// UNAVAILABLE once the server is shutting down; RESOURCE_EXHAUSTED
-    /// when the session or the user has as many streams open as allowed.
+    /// [`RegisterError`] once the server is shutting down, or when the
+    /// session or the user has as many streams open as allowed.
     pub fn register(
         self: &Arc<Self>,
         user: &User,
         session_id: SessionId,
         expires_at: Timestamp,
         hold: bool,
-    ) -> Result<(StreamId, OutboundStream, queue::Sender<Frame>)> {
+    ) -> Result<(StreamId, OutboundStream, queue::Sender<Frame>), RegisterError> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (queue_tx, queue_rx) = queue::queue(self.queue_capacity);
         let (catch_up_tx, catch_up_rx) = queue::bounded(CATCH_UP_CAPACITY, CATCH_UP_BYTES);
         let (end_tx, end_rx) = oneshot::channel();
         let mut state = self.lock();
         if state.closed {
-            return Err(Error::Unavailable("server is shutting down".into()));
+            return Err(RegisterError::ShuttingDown);
         }
         let StreamLimits {
             per_session,
             per_user,
         } = self.limits;
         if state.sessions.get(&session_id).map_or(0, Vec::len) >= per_session {
-            self.metrics.rejected(Limit::StreamsPerSession);
-            return Err(Error::ResourceExhausted(format!(
-                "too many open streams for this session: at most {per_session}; close one first"
-            )));
+            return Err(RegisterError::TooManyForSession(per_session));
         }
         if state.users.get(&user.id).map_or(0, |u| u.streams.len()) >= per_user {
-            self.metrics.rejected(Limit::StreamsPerUser);
-            return Err(Error::ResourceExhausted(format!(
-                "too many open streams for this user: at most {per_user} over all sessions; close one first"
-            )));
+            return Err(RegisterError::TooManyForUser(per_user));
         }
         self.metrics.streams_open.inc();
         state.streams.insert(
@@ -447,7 +452,6 @@ impl Hub {
             queue: queue_rx,
             catch_up: Some(catch_up_rx),
             end: end_rx,
-            metrics: Arc::clone(&self.metrics),
             ready_sent: false,
             finished: false,
         };
@@ -1388,7 +1392,13 @@ mod tests {
             per_session: 10,
             per_user: 10,
         };
-        Hub::new(16, limits, Metrics::new(), presence, crate::auth::live::TTL)
+        Hub::new(
+            16,
+            limits,
+            FanoutMetrics::default(),
+            presence,
+            crate::live::TTL,
+        )
     }
 
     /// Opens a live stream for `user` in `rooms` and takes its `ready`.
@@ -1427,7 +1437,7 @@ mod tests {
 
     fn message(room_id: RoomId, seq: u64, sender: &User) -> Message {
         Message {
-            id: crate::domain::MessageId::new(),
+            id: chat_domain::MessageId::new(),
             room_id,
             seq,
             sender: sender.clone(),

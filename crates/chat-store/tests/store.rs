@@ -14,16 +14,43 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_server::config::Synchronous;
-use chat_server::domain::{
+use chat_domain::{
     ClientMsgId, MessageId, MessageText, Room, RoomId, RoomKind, RoomName, SessionId, Timestamp,
     User, UserId, Username,
 };
-use chat_server::store::{
-    self, Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, Store, DELETED_USERNAME,
+use chat_store::{
+    self as store, Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, Store,
+    Synchronous, DELETED_USERNAME,
 };
 use sqlx::{Connection as _, Executor as _, PgConnection};
-use tonic::Code;
+
+/// What kind of refusal a store error is, as the checks below name it.
+#[derive(Debug, PartialEq, Eq)]
+enum Code {
+    AlreadyExists,
+    NotFound,
+    PermissionDenied,
+    FailedPrecondition,
+    ResourceExhausted,
+    Other,
+}
+
+trait Refusal {
+    fn code(&self) -> Code;
+}
+
+impl Refusal for store::Error {
+    fn code(&self) -> Code {
+        match self {
+            Self::Taken(_) => Code::AlreadyExists,
+            Self::NotFound(_) => Code::NotFound,
+            Self::Forbidden(_) => Code::PermissionDenied,
+            Self::Refused(_) => Code::FailedPrecondition,
+            Self::LimitReached(_) => Code::ResourceExhausted,
+            _ => Code::Other,
+        }
+    }
+}
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -201,7 +228,7 @@ fn send(room_id: RoomId, sender: &User, key: &str, text: &str) -> NewMessage {
 }
 
 /// Each outcome as (seq, fresh) or the error's code.
-fn outcomes(results: &[chat_server::error::Result<Appended>]) -> Vec<Result<(u64, bool), Code>> {
+fn outcomes(results: &[store::Result<Appended>]) -> Vec<Result<(u64, bool), Code>> {
     results
         .iter()
         .map(|r| match r {
@@ -972,7 +999,7 @@ async fn history_pages_backwards_and_messages_after_reads_forwards(store: Arc<dy
         .map(|i| send(lobby, &alice, "", &format!("m{i}")))
         .collect();
     store.append_messages(batch.into()).await.unwrap();
-    let seqs = |page: &(Vec<chat_server::domain::Message>, bool)| {
+    let seqs = |page: &(Vec<chat_domain::Message>, bool)| {
         (page.0.iter().map(|m| m.seq).collect::<Vec<_>>(), page.1)
     };
 

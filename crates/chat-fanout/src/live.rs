@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::domain::{SessionId, User, UserId};
+use chat_domain::{SessionId, User, UserId};
 
 /// How long a session found live is trusted without asking the database,
 /// by default.

@@ -17,12 +17,12 @@ use anyhow::Context as _;
 use rusqlite::types::ToSql;
 use sqlx::SqlitePool;
 
-use crate::domain::{Message, MessageId, RoomId, Timestamp, User, UserId};
 use crate::error::Result;
-use crate::store::{
-    batch_keys, batch_room_senders, plan_appends, to_seq, AppendContext, AppendPlan, Appended,
-    NewMessage,
+use crate::model::{
+    batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
 };
+use crate::sql::to_seq;
+use chat_domain::{Message, MessageId, RoomId, Timestamp, User, UserId};
 
 /// Pairs bound in one lookup query: two parameters each, well under
 /// SQLite's limit of 32 766 parameters per statement.
@@ -291,12 +291,12 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::domain::{ClientMsgId, MessageText, RoomName, Username};
-    use crate::store::{SqliteStore, Store as _};
+    use crate::{SqliteStore, Store as _};
+    use chat_domain::{ClientMsgId, MessageText, RoomName, Username};
 
     async fn open(path: &std::path::Path) -> SqliteStore {
         let url = format!("sqlite://{}", path.display());
-        SqliteStore::connect(&url, crate::config::Synchronous::Normal)
+        SqliteStore::connect(&url, crate::Synchronous::Normal)
             .await
             .unwrap()
     }

@@ -1,17 +1,14 @@
 //! Pre-encoded server events.
 //!
-//! A message to a room of a thousand open streams is encoded once: the hub
-//! turns the `ServerEvent` into bytes, and every stream's queue holds a
-//! cheap clone of those bytes (`Bytes` is reference-counted). `FrameCodec`
-//! writes them to the wire as they are.
+//! A message to a room of a thousand open streams is encoded once: the
+//! event is turned into bytes (`events`), and every stream's queue holds a
+//! cheap clone of those bytes (`Bytes` is reference-counted). The server's
+//! `FrameCodec` writes them to the wire as they are.
 
-use bytes::{BufMut as _, Bytes};
+use bytes::Bytes;
+use chat_domain::Timestamp;
+use chat_proto as pb;
 use prost::Message as _;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
-use tonic::Status;
-
-use crate::domain::Timestamp;
-use crate::pb;
 
 /// One encoded `ServerEvent`.
 #[derive(Clone, Debug)]
@@ -93,6 +90,11 @@ impl Frame {
         self.bytes.is_empty()
     }
 
+    /// The encoded `ServerEvent`, as it goes on the wire.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
     /// The event, decoded again (for tests).
     #[cfg(test)]
     pub fn event(&self) -> pb::server_event::Event {
@@ -103,69 +105,9 @@ impl Frame {
     }
 }
 
-impl crate::stream::queue::Weigh for Frame {
+impl crate::queue::Weigh for Frame {
     fn weight(&self) -> usize {
         self.bytes.len()
-    }
-}
-
-/// Each stream's buffers start at this many bytes (tonic's default is
-/// 8 KiB for each direction, allocated up front). Events and client events
-/// are small; an idle stream should cost little, and a burst grows the
-/// buffer as it needs.
-const STREAM_BUFFER: usize = 512;
-/// How many bytes of waiting events go out in one write, at most (tonic's
-/// default): under load a stream's events leave in batches.
-const YIELD_THRESHOLD: usize = 32 * 1024;
-
-fn buffer_settings() -> BufferSettings {
-    BufferSettings::new(STREAM_BUFFER, YIELD_THRESHOLD)
-}
-
-/// The codec of the two RPCs that stream `ServerEvent`s: frames out,
-/// protobuf messages in (a request that does not decode is the client's
-/// INVALID_ARGUMENT).
-#[derive(Debug)]
-pub struct FrameCodec<U>(std::marker::PhantomData<U>);
-
-impl<U> Default for FrameCodec<U> {
-    fn default() -> Self {
-        Self(std::marker::PhantomData)
-    }
-}
-
-impl<U> Codec for FrameCodec<U>
-where
-    U: prost::Message + Default + Send + 'static,
-{
-    type Encode = Frame;
-    type Decode = U;
-    type Encoder = FrameEncoder;
-    type Decoder = crate::codec::RequestDecoder<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        FrameEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        crate::codec::RequestDecoder::new(buffer_settings())
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct FrameEncoder;
-
-impl Encoder for FrameEncoder {
-    type Item = Frame;
-    type Error = Status;
-
-    fn buffer_settings(&self) -> BufferSettings {
-        buffer_settings()
-    }
-
-    fn encode(&mut self, frame: Frame, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        buf.put_slice(&frame.bytes);
-        Ok(())
     }
 }
 

@@ -20,17 +20,20 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
-use super::rows::{message_from_row, newest_first_page, room_from_row, user_from_row};
-use super::{
-    already_exists_if_unique, batch_keys, batch_room_senders, is_unique_violation, plan_appends,
-    room_seqs, to_seq, too_many_rooms, AppendContext, AppendPlan, Appended, Membership, NewMessage,
-    NewSession, RoomPage, Rotation, Store, DELETED_USERNAME,
+use crate::error::{Error, Result};
+use crate::model::{
+    batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, Membership,
+    NewMessage, NewSession, RoomPage, Rotation, DELETED_USERNAME,
 };
-use crate::domain::{
+use crate::rows::{message_from_row, newest_first_page, room_from_row, user_from_row};
+use crate::sql::{
+    already_exists_if_unique, is_unique_violation, room_seqs, to_seq, too_many_rooms,
+};
+use crate::store::Store;
+use chat_domain::{
     Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
     Username,
 };
-use crate::error::{Error, Result};
 
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -254,8 +257,9 @@ async fn room_kind(tx: &mut Transaction<'_, Postgres>, room_id: RoomId) -> Resul
         .bind(room_id.uuid())
         .fetch_optional(&mut **tx)
         .await?;
-    let kind = kind.ok_or_else(|| Error::not_found(format!("room {room_id} does not exist")))?;
-    RoomKind::from_i64(kind).ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
+    let kind = kind.ok_or_else(|| Error::NotFound(format!("room {room_id} does not exist")))?;
+    crate::rows::room_kind_from_db(kind)
+        .ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
 }
 
 fn from_seq(seq: u64) -> i64 {
@@ -362,7 +366,7 @@ impl Store for PostgresStore {
                 .bind(username.key())
                 .fetch_optional(&self.pool)
                 .await?;
-        Err(Error::AlreadyExists(if taken == Some(true) {
+        Err(Error::Taken(if taken == Some(true) {
             format!("username {:?} is already taken", username.as_str())
         } else {
             format!(
@@ -701,7 +705,7 @@ impl Store for PostgresStore {
         .bind(id.uuid())
         .bind(name.as_str())
         .bind(name.key())
-        .bind(RoomKind::Group.as_i64())
+        .bind(crate::rows::room_kind_to_db(RoomKind::Group))
         .bind(now.0)
         .execute(&mut *tx)
         .await
@@ -739,7 +743,7 @@ impl Store for PostgresStore {
             return if room.joined {
                 Ok(room)
             } else {
-                Err(Error::denied(format!(
+                Err(Error::Forbidden(format!(
                     "room {room_id} is a direct room: nobody else can join it"
                 )))
             };
@@ -765,7 +769,7 @@ impl Store for PostgresStore {
     async fn leave_room(&self, room_id: RoomId, user_id: UserId) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if room_kind(&mut tx, room_id).await? == RoomKind::Direct {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::Refused(format!(
                 "room {room_id} is a direct room: it cannot be left"
             )));
         }
@@ -810,7 +814,7 @@ impl Store for PostgresStore {
         )
         .bind(fresh.uuid())
         .bind(names.join(" & "))
-        .bind(RoomKind::Direct.as_i64())
+        .bind(crate::rows::room_kind_to_db(RoomKind::Direct))
         .bind(&key)
         .bind(now.0)
         .execute(&mut *tx)

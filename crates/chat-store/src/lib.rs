@@ -1,0 +1,30 @@
+//! Persistence: one interface, one implementation per database.
+//!
+//! The server talks to `dyn Store` only. SQLite (`sqlite.rs`) is the embedded
+//! default; a PostgreSQL implementation for several nodes sits beside it with
+//! the same behaviour. Every query binds its parameters; none is built from
+//! user input.
+
+// No unsafe code, but for one measured exception: the message writer runs
+// its transaction on the SQLite handle that sqlx lends it
+// (`sqlite/append.rs`, BENCHMARKS.md).
+#![deny(unsafe_code)]
+
+mod connect;
+mod error;
+mod model;
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+mod store;
+
+pub use connect::{connect, sqlite_file};
+pub use error::{Error, Result};
+pub use model::{
+    batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, Membership,
+    NewMessage, NewSession, RoomPage, Rotation, Synchronous, DELETED_USERNAME,
+};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use store::Store;

@@ -1,0 +1,298 @@
+//! What the store takes and gives besides domain types, and the rules of
+//! appending a batch, the same for every database and free of I/O.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chat_domain::{
+    ClientMsgId, Message, MessageId, MessageText, RoomId, SessionId, Timestamp, User, UserId,
+};
+
+use crate::error::{Error, Result};
+
+/// The name a deleted account's messages show. No username may contain
+/// brackets, so nobody can register it.
+pub const DELETED_USERNAME: &str = "[deleted]";
+
+/// How SQLite makes a commit durable: `Full` syncs every commit, `Normal`
+/// (in WAL mode) may lose the last commits on power loss, never on a crash
+/// of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+/// A message about to be appended to a room.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub sender: User,
+    pub text: MessageText,
+    pub sent_at: Timestamp,
+    pub client_msg_id: ClientMsgId,
+}
+
+/// The outcome of one append.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub message: Message,
+    /// False when an earlier send with the same `client_msg_id` was returned
+    /// instead: nothing was stored and nothing must be delivered.
+    pub fresh: bool,
+}
+
+/// What appending a batch needs to know from the database.
+#[derive(Debug, Default)]
+pub struct AppendContext {
+    /// Stored messages by (sender, client_msg_id), for the batch's keys.
+    pub earlier: HashMap<(UserId, String), Message>,
+    /// The newest seq of each of the batch's rooms that exists.
+    pub last_seq: HashMap<RoomId, u64>,
+    /// Which of the batch's (room, sender) pairs are memberships.
+    pub members: HashSet<(RoomId, UserId)>,
+}
+
+impl AppendContext {
+    /// Keeps an earlier send found for one of the batch's keys.
+    pub fn remember_earlier(&mut self, message: Message) {
+        let key = message.client_msg_id.clone().unwrap_or_default();
+        self.earlier.insert((message.sender.id, key), message);
+    }
+}
+
+/// The batch's distinct (sender, client_msg_id) pairs, of sends with a key:
+/// what to look up earlier sends by.
+pub fn batch_keys(batch: &[NewMessage]) -> BTreeSet<(uuid::Uuid, &str)> {
+    batch
+        .iter()
+        .filter_map(|m| m.client_msg_id.as_deref().map(|k| (m.sender.id.uuid(), k)))
+        .collect()
+}
+
+/// The batch's distinct (room, sender) pairs: what to check memberships of.
+pub fn batch_room_senders(batch: &[NewMessage]) -> BTreeSet<(uuid::Uuid, uuid::Uuid)> {
+    batch
+        .iter()
+        .map(|m| (m.room_id.uuid(), m.sender.id.uuid()))
+        .collect()
+}
+
+/// What to write for a batch, and each message's outcome.
+#[derive(Debug)]
+pub struct AppendPlan {
+    pub results: Vec<Result<Appended>>,
+    /// New messages to insert, in seq order per room.
+    pub fresh: Vec<Message>,
+    /// The new newest seq of each room that got messages.
+    pub last_seq: HashMap<RoomId, u64>,
+}
+
+/// Decides a batch in order: a send whose key was used before returns the
+/// earlier message (in another room: `Taken`); a send to a room that
+/// does not exist or by a non-member fails; every other one gets its
+/// room's next seq. The same rules for every store, and no I/O.
+pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan {
+    let AppendContext {
+        mut earlier,
+        last_seq: mut next_seq,
+        members,
+    } = context;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut fresh = Vec::with_capacity(batch.len());
+    let mut touched = HashMap::new();
+    for new in batch {
+        let key = new
+            .client_msg_id
+            .as_deref()
+            .map(|key| (new.sender.id, key.to_owned()));
+        if let Some(message) = key.as_ref().and_then(|key| earlier.get(key)) {
+            results.push(if message.room_id == new.room_id {
+                Ok(Appended {
+                    message: message.clone(),
+                    fresh: false,
+                })
+            } else {
+                Err(Error::Taken(format!(
+                    "client_msg_id {:?} was already used for a message in another room",
+                    new.client_msg_id.as_deref().unwrap_or_default()
+                )))
+            });
+            continue;
+        }
+        let Some(seq) = next_seq.get_mut(&new.room_id) else {
+            results.push(Err(Membership::NoSuchRoom
+                .require_member(new.room_id)
+                .unwrap_err()));
+            continue;
+        };
+        if !members.contains(&(new.room_id, new.sender.id)) {
+            results.push(Err(Membership::NotMember
+                .require_member(new.room_id)
+                .unwrap_err()));
+            continue;
+        }
+        *seq += 1;
+        touched.insert(new.room_id, *seq);
+        let message = Message {
+            id: new.id,
+            room_id: new.room_id,
+            seq: *seq,
+            sender: new.sender.clone(),
+            text: new.text.as_str().to_owned(),
+            sent_at: new.sent_at,
+            client_msg_id: new.client_msg_id.as_deref().map(str::to_owned),
+        };
+        if let Some(key) = key {
+            earlier.insert(key, message.clone());
+        }
+        fresh.push(message.clone());
+        results.push(Ok(Appended {
+            message,
+            fresh: true,
+        }));
+    }
+    AppendPlan {
+        results,
+        fresh,
+        last_seq: touched,
+    }
+}
+
+/// A new login's session and its first refresh token.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub user_agent: String,
+    pub refresh_hash: Vec<u8>,
+    pub expires_at: Timestamp,
+    /// Live sessions the user may have: the oldest beyond it are revoked.
+    pub max_sessions: u32,
+    pub now: Timestamp,
+}
+
+/// What presenting a refresh token did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current; it is now spent and the new one stored.
+    Rotated {
+        user_id: UserId,
+        session_id: SessionId,
+    },
+    /// The token had been rotated already: the session is now revoked.
+    Reused { session_id: SessionId },
+    /// Unknown, expired, or its session is revoked.
+    Invalid,
+}
+
+/// Which rooms `Store::list_rooms` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomPage {
+    /// Only rooms with a greater id (the last room of the previous page).
+    pub after: Option<RoomId>,
+    pub limit: u32,
+    /// Only the rooms the user is a member of.
+    pub joined_only: bool,
+}
+
+impl RoomPage {
+    /// `after` as the smallest id to exceed: the nil UUID on the first page.
+    pub fn after_uuid(&self) -> uuid::Uuid {
+        self.after.map_or(uuid::Uuid::nil(), RoomId::uuid)
+    }
+}
+
+/// How a user relates to a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    NoSuchRoom,
+    NotMember,
+    Member,
+}
+
+impl Membership {
+    /// # Errors
+    /// `NotFound` or `Forbidden` unless the user is a member.
+    pub fn require_member(self, room_id: RoomId) -> Result<()> {
+        match self {
+            Self::Member => Ok(()),
+            Self::NotMember => Err(Error::Forbidden(format!(
+                "you are not a member of room {room_id}"
+            ))),
+            Self::NoSuchRoom => Err(Error::NotFound(format!("room {room_id} does not exist"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> User {
+        User {
+            id: UserId::new(),
+            username: name.into(),
+        }
+    }
+
+    fn send(room: RoomId, sender: &User, key: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId::new(),
+            room_id: room,
+            sender: sender.clone(),
+            text: MessageText::parse("hi".into()).unwrap(),
+            sent_at: Timestamp(0),
+            client_msg_id: ClientMsgId::parse(key.into()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_batch_gets_consecutive_seqs_per_room_and_dedupes_keys() {
+        let (alice, eve) = (user("alice"), user("eve"));
+        let (a, b, missing) = (RoomId::new(), RoomId::new(), RoomId::new());
+        let context = AppendContext {
+            earlier: HashMap::new(),
+            last_seq: HashMap::from([(a, 7), (b, 0)]),
+            members: HashSet::from([(a, alice.id), (b, alice.id)]),
+        };
+        let batch = [
+            send(a, &alice, "k1"),
+            send(b, &alice, ""),
+            send(a, &alice, ""),
+            send(a, &alice, "k1"),
+            send(b, &alice, "k1"),
+            send(a, &eve, ""),
+            send(missing, &alice, ""),
+        ];
+
+        let plan = plan_appends(&batch, context);
+
+        let outcome: Vec<_> = plan
+            .results
+            .iter()
+            .map(|r| match r {
+                Ok(appended) => Ok((appended.message.seq, appended.fresh)),
+                Err(Error::Taken(_)) => Err("taken"),
+                Err(Error::Forbidden(_)) => Err("forbidden"),
+                Err(Error::NotFound(_)) => Err("not found"),
+                Err(other) => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                Ok((8, true)),
+                Ok((1, true)),
+                Ok((9, true)),
+                Ok((8, false)),
+                Err("taken"),
+                Err("forbidden"),
+                Err("not found"),
+            ]
+        );
+        assert_eq!(plan.fresh.len(), 3);
+        assert_eq!(plan.last_seq, HashMap::from([(a, 9), (b, 1)]));
+    }
+}

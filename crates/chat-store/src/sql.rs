@@ -1,0 +1,40 @@
+//! Small helpers both databases' code shares.
+
+use chat_domain::RoomId;
+
+use crate::error::Error;
+
+/// A seq as both databases keep it (a signed 64-bit integer).
+pub(crate) fn to_seq(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+/// Rows of (room id, newest seq) as the store interface returns them.
+pub(crate) fn room_seqs(rows: Vec<(uuid::Uuid, i64)>) -> Vec<(RoomId, u64)> {
+    rows.into_iter()
+        .map(|(id, seq)| (RoomId::from_uuid(id), to_seq(seq)))
+        .collect()
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The refusal of a user already in as many group rooms as allowed.
+pub(crate) fn too_many_rooms(max_rooms: u32) -> Error {
+    Error::LimitReached(format!(
+        "too many rooms: a user may be in at most {max_rooms} group rooms \
+         (--max-rooms-per-user); leave one first"
+    ))
+}
+
+/// The one place a unique-constraint violation becomes `Taken`, with
+/// the message `what` gives; every other database error passes through.
+pub(crate) fn already_exists_if_unique(error: sqlx::Error, what: impl FnOnce() -> String) -> Error {
+    if is_unique_violation(&error) {
+        Error::Taken(what())
+    } else {
+        error.into()
+    }
+}

@@ -1,0 +1,181 @@
+//! The store interface the server talks to.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use chat_domain::{
+    Message, Room, RoomId, RoomName, Session, SessionId, Timestamp, User, UserId, Username,
+};
+
+use crate::error::Result;
+use crate::model::{Appended, Membership, NewMessage, NewSession, RoomPage, Rotation};
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The value of a server setting, storing `default` first if it has none.
+    async fn setting_or_init(&self, key: &str, default: &str) -> Result<String>;
+
+    /// Removes a server setting, returning the value it had.
+    async fn remove_setting(&self, key: &str) -> Result<Option<String>>;
+
+    /// # Errors
+    /// `Taken` when the username is taken (in any case, or by a
+    /// deleted account), or looks like one that is (its skeleton).
+    async fn create_user(
+        &self,
+        id: UserId,
+        username: &Username,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<User>;
+
+    /// The user and its password hash, by username (any case).
+    async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>>;
+
+    async fn user_by_name(&self, username: &Username) -> Result<Option<User>>;
+
+    /// Stores a new session and, in the same transaction, revokes the
+    /// user's oldest live sessions beyond `session.max_sessions`; returns
+    /// those, whose streams must end.
+    async fn create_session(&self, session: NewSession) -> Result<Vec<SessionId>>;
+
+    /// The session's user, if the session is live (not revoked, not expired).
+    async fn live_session(
+        &self,
+        session_id: SessionId,
+        user_id: UserId,
+        now: Timestamp,
+    ) -> Result<Option<User>>;
+
+    /// Spends a refresh token and stores its successor, detecting reuse.
+    /// The session lives on until `expires_at`, but never beyond `max_age`
+    /// after it was created.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &[u8],
+        next_hash: &[u8],
+        expires_at: Timestamp,
+        max_age: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<Rotation>;
+
+    /// Deletes refresh tokens past their expiry (spent or not), and the
+    /// sessions that ended (revoked or expired) more than `keep_ended` ago.
+    /// Returns how many rows went. Works in small batches, so that the
+    /// writer is never held for long.
+    async fn purge_sessions(&self, now: Timestamp, keep_ended: std::time::Duration) -> Result<u64>;
+
+    async fn list_sessions(&self, user_id: UserId, now: Timestamp) -> Result<Vec<Session>>;
+
+    /// Revokes one of the user's sessions; false if it has none by that id.
+    async fn revoke_session(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    async fn touch_session(&self, session_id: SessionId, now: Timestamp) -> Result<()>;
+
+    /// Revokes every live session of the user but `keep`, and returns them.
+    async fn revoke_other_sessions(
+        &self,
+        user_id: UserId,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>>;
+
+    /// Replaces the user's password hash and, in the same transaction,
+    /// revokes every live session but `keep`; returns those sessions.
+    async fn change_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        keep: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>>;
+
+    /// Deletes an account: its sessions are revoked, its refresh tokens and
+    /// memberships removed, its username freed and shown as `[deleted]`.
+    /// Its messages stay, so every room's history keeps its seqs. Returns
+    /// the sessions that were live, whose streams must end.
+    async fn delete_user(&self, user_id: UserId, now: Timestamp) -> Result<Vec<SessionId>>;
+
+    /// # Errors
+    /// `Taken` when a group room has the name (in any case);
+    /// `LimitReached` when the creator is in `max_rooms` group rooms.
+    async fn create_room(
+        &self,
+        id: RoomId,
+        name: &RoomName,
+        creator: UserId,
+        max_rooms: u32,
+        now: Timestamp,
+    ) -> Result<Room>;
+
+    /// # Errors
+    /// `NotFound` for no such room, `Forbidden` for a direct room;
+    /// `LimitReached` when the user is in `max_rooms` group rooms.
+    async fn join_room(
+        &self,
+        room_id: RoomId,
+        user_id: UserId,
+        max_rooms: u32,
+        now: Timestamp,
+    ) -> Result<Room>;
+
+    /// # Errors
+    /// `NotFound` for no such room, `Refused` for a direct room.
+    async fn leave_room(&self, room_id: RoomId, user_id: UserId) -> Result<()>;
+
+    /// A page of the rooms the user may see (every group room and the
+    /// user's direct rooms, or only the rooms it is in), in id order, which
+    /// is creation order: at most `page.limit` rooms with an id above
+    /// `page.after`.
+    async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>>;
+
+    /// The direct room of two users, created (with both as members) on first use.
+    async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room>;
+
+    /// Every room the user is a member of, with its newest seq.
+    async fn room_positions_of(&self, user_id: UserId) -> Result<Vec<(RoomId, u64)>>;
+
+    /// The newest seq of each of these rooms that exists.
+    async fn last_seqs(&self, room_ids: &[RoomId]) -> Result<Vec<(RoomId, u64)>>;
+
+    async fn membership(&self, room_id: RoomId, user_id: UserId) -> Result<Membership>;
+
+    /// The user's membership of a room, and the room's newest seq (0 when
+    /// it has no messages or does not exist).
+    async fn room_position(&self, room_id: RoomId, user_id: UserId) -> Result<(Membership, u64)>;
+
+    /// Appends messages in one transaction, as `plan_appends` decides. One
+    /// result per message: a client error (not a member, no such room, key
+    /// reused elsewhere) fails only its own message; a database error fails
+    /// the call, and nothing of the batch is stored. The batch is shared,
+    /// not borrowed: a store may hand it to a thread of its own without
+    /// copying it.
+    async fn append_messages(&self, batch: Arc<[NewMessage]>) -> Result<Vec<Result<Appended>>>;
+
+    /// Up to `limit` messages with seq below `before_seq`, ascending, and
+    /// whether older ones remain.
+    async fn history(
+        &self,
+        room_id: RoomId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool)>;
+
+    /// The newest `limit` messages with seq above `after_seq`, ascending,
+    /// and whether more than `limit` were there.
+    async fn messages_after(
+        &self,
+        room_id: RoomId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool)>;
+
+    /// Closes the connections, after pending writes.
+    async fn close(&self);
+}
