@@ -20,6 +20,8 @@ use tonic_health::ServingStatus;
 use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::layer::AuthLayer;
+use crate::auth::Authenticator;
 use crate::net::{self, ConnectionLayer, MessageLimitLayer};
 use crate::pb::auth_service_server::AuthServiceServer;
 use crate::pb::chat_service_server::ChatServiceServer;
@@ -133,14 +135,23 @@ pub async fn run(
             .max_decoding_message_size(max)
             .max_encoding_message_size(limits.max_response_size),
     );
-    // grpc-web for the gRPC methods only (it refuses other HTTP/1.1
-    // requests); whatever is not a gRPC method is the browser app. The
-    // message limit sits inside grpc-web, so it sees gRPC framing.
-    let routes = grpc
+    // Every call, to a method that exists or not, goes through grpc-web's
+    // translation, then the auth layer (deny by default: src/auth/layer.rs),
+    // then the message limit, which so sees plain gRPC framing. A method
+    // or service that does not exist answers UNIMPLEMENTED (tonic's
+    // fallback), to a caller with a token.
+    let authenticator = Authenticator::new(
+        Arc::clone(&state.tokens),
+        Arc::clone(&state.store),
+        Arc::clone(&state.hub),
+    );
+    let calls = grpc
         .into_axum_router()
         .layer(MessageLimitLayer::new(max))
-        .layer(tonic_web::GrpcWebLayer::new())
-        .fallback(crate::web::serve);
+        .layer(AuthLayer::new(authenticator))
+        .layer(tonic_web::GrpcWebLayer::new());
+    let app = axum::Router::new().fallback(crate::web::serve);
+    let routes = axum::Router::new().fallback_service(CallsOrApp { calls, app });
     let incoming = net::Incoming::new(
         listener,
         tls,
@@ -337,6 +348,48 @@ where
             Ok(response)
         })
     }
+}
+
+/// Sends gRPC and grpc-web calls (by their content type, whatever their
+/// path) to the services, behind the auth layer, and everything else to
+/// the browser app, which reaches no handler. Dispatching by path instead
+/// would let a request to a service's path that does not say it is gRPC
+/// past anything keyed on the content type.
+#[derive(Clone)]
+struct CallsOrApp {
+    calls: axum::Router,
+    app: axum::Router,
+}
+
+impl Service<axum::extract::Request> for CallsOrApp {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <axum::Router as Service<axum::extract::Request>>::Future;
+
+    /// Routers are always ready.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        if is_grpc(request.headers()) {
+            self.calls.call(request)
+        } else {
+            self.app.call(request)
+        }
+    }
+}
+
+/// Whether the content type is gRPC's or grpc-web's (`application/grpc`,
+/// `application/grpc+proto`, `application/grpc-web-text`...).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    headers.get(CONTENT_TYPE).is_some_and(|value| {
+        value
+            .as_bytes()
+            .get(..GRPC.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(GRPC))
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -185,7 +185,9 @@ impl AppState {
         })
     }
 
-    /// Checks a call's bearer token, and that its session is still live.
+    /// Checks a call's bearer token, and that its session is still live:
+    /// what the auth layer does for every call (`auth::layer`), for code
+    /// that holds metadata rather than a request.
     ///
     /// # Errors
     /// UNAUTHENTICATED, saying why.
@@ -194,7 +196,7 @@ impl AppState {
             &self.tokens,
             &*self.store,
             self.hub.live_sessions(),
-            metadata,
+            metadata.as_ref(),
         )
         .await
     }

@@ -1,5 +1,7 @@
 //! Who is calling: passwords, tokens, and the check every protected call
-//! and stream makes.
+//! and stream makes. The check runs once per call, in the tower layer in
+//! front of every service ([`layer`]), which hands the [`Principal`] to
+//! the handler in the request's extensions.
 //!
 //! The JWT proves who signed in and when it expires; the session lookup
 //! proves the session has not been revoked since (Logout, RevokeSession,
@@ -7,15 +9,19 @@
 //! remembered for a second ([`live`]), and forgotten at once when revoked.
 
 pub mod keys;
+pub mod layer;
 pub mod password;
 pub mod token;
 
 pub use chat_fanout::live;
 
-use tonic::metadata::MetadataMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
 
 use crate::domain::{SessionId, Timestamp, User};
 use crate::error::{Error, Result};
+use crate::hub::Hub;
 use crate::store::Store;
 use live::LiveSessions;
 use token::TokenCodec;
@@ -33,7 +39,36 @@ pub struct Principal {
     pub revocations: live::Lookup,
 }
 
-/// Checks the `authorization: Bearer <token>` metadata of a call.
+/// What [`authenticate`] needs, cheap to clone: the layer holds one.
+#[derive(Clone)]
+pub struct Authenticator {
+    tokens: Arc<TokenCodec>,
+    store: Arc<dyn Store>,
+    /// For its cache of live sessions ([`live`]).
+    hub: Arc<Hub>,
+}
+
+impl Authenticator {
+    pub fn new(tokens: Arc<TokenCodec>, store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
+        Self { tokens, store, hub }
+    }
+
+    /// [`authenticate`] with these.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED, saying why.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal> {
+        authenticate(
+            &self.tokens,
+            &*self.store,
+            self.hub.live_sessions(),
+            headers,
+        )
+        .await
+    }
+}
+
+/// Checks the `authorization: Bearer <token>` header (metadata) of a call.
 ///
 /// # Errors
 /// UNAUTHENTICATED, saying why, for a missing, malformed, invalid, expired
@@ -42,9 +77,9 @@ pub async fn authenticate(
     tokens: &TokenCodec,
     store: &dyn Store,
     live: &LiveSessions,
-    metadata: &MetadataMap,
+    headers: &HeaderMap,
 ) -> Result<Principal> {
-    let token = bearer_token(metadata)?;
+    let token = bearer_token(headers)?;
     let subject = tokens.verify(token)?;
     // Before the cache, not only before the database: a revocation counted
     // after this is seen by `revoked_since`, one counted before has removed
@@ -69,8 +104,8 @@ pub async fn authenticate(
     })
 }
 
-fn bearer_token(metadata: &MetadataMap) -> Result<&str> {
-    let value = metadata.get("authorization").ok_or_else(|| {
+fn bearer_token(headers: &HeaderMap) -> Result<&str> {
+    let value = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
         Error::unauthenticated(
             "missing authorization metadata: send 'authorization: Bearer <access_token>'",
         )
@@ -95,10 +130,10 @@ fn bearer_token(metadata: &MetadataMap) -> Result<&str> {
 mod tests {
     use super::*;
 
-    fn with_auth(value: &str) -> MetadataMap {
-        let mut metadata = MetadataMap::new();
-        metadata.insert("authorization", value.parse().unwrap());
-        metadata
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", value.parse().unwrap());
+        headers
     }
 
     #[test]
@@ -112,6 +147,6 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(bearer_token(&MetadataMap::new()).is_err());
+        assert!(bearer_token(&HeaderMap::new()).is_err());
     }
 }

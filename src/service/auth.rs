@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use tonic::{Request, Response, Status};
 
 use crate::audit;
+use crate::auth::layer::principal;
 use crate::auth::{token, Principal};
 use crate::domain::{Password, SessionId, Timestamp, UserId, Username};
 use crate::error::{Error, Result};
@@ -32,10 +33,6 @@ struct Caller {
 impl AuthApi {
     pub fn new(state: AppState) -> Self {
         Self { state }
-    }
-
-    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
-        self.state.authenticate(request.metadata()).await
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Caller {
@@ -423,9 +420,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn logout(
         &self,
-        request: Request<pb::LogoutRequest>,
+        mut request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let caller = self.caller(&request);
         self.revoke(&caller, &principal, principal.session_id)
             .await?;
@@ -434,9 +431,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn list_sessions(
         &self,
-        request: Request<pb::ListSessionsRequest>,
+        mut request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let sessions = self
             .state
             .store
@@ -458,9 +455,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn revoke_session(
         &self,
-        request: Request<pb::RevokeSessionRequest>,
+        mut request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let caller = self.caller(&request);
         let session_id = requests::revoke_session(request.get_ref())?;
         self.revoke(&caller, &principal, session_id).await?;
@@ -469,9 +466,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn delete_account(
         &self,
-        request: Request<pb::DeleteAccountRequest>,
+        mut request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let caller = self.caller(&request);
         let password = Password::parse(request.into_inner().password)
             .map_err(|_| requests::wrong_password())?;
@@ -481,9 +478,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn change_password(
         &self,
-        request: Request<pb::ChangePasswordRequest>,
+        mut request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let caller = self.caller(&request);
         let (current, new) = requests::change_password(request.into_inner())?;
         self.change_password(&caller, &principal, current, new)
@@ -493,9 +490,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn revoke_other_sessions(
         &self,
-        request: Request<pb::RevokeOtherSessionsRequest>,
+        mut request: Request<pb::RevokeOtherSessionsRequest>,
     ) -> Result<Response<pb::RevokeOtherSessionsResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let caller = self.caller(&request);
         let revoked = self.revoke_other_sessions(&caller, &principal).await?;
         Ok(Response::new(pb::RevokeOtherSessionsResponse { revoked }))

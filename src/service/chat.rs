@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::layer::principal;
 use crate::auth::Principal;
 use crate::domain::{RoomId, Timestamp};
 use crate::error::{Error, Result};
@@ -20,10 +21,6 @@ pub struct ChatApi {
 impl ChatApi {
     pub fn new(state: AppState) -> Self {
         Self { state }
-    }
-
-    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
-        self.state.authenticate(request.metadata()).await
     }
 
     async fn require_member(&self, principal: &Principal, room_id: RoomId) -> Result<()> {
@@ -116,9 +113,9 @@ impl ChatApi {
 impl pb::chat_service_server::ChatService for ChatApi {
     async fn create_room(
         &self,
-        request: Request<pb::CreateRoomRequest>,
+        mut request: Request<pb::CreateRoomRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let name = requests::create_room(request.get_ref())?;
         self.state
             .room_create
@@ -147,9 +144,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn join_room(
         &self,
-        request: Request<pb::JoinRoomRequest>,
+        mut request: Request<pb::JoinRoomRequest>,
     ) -> Result<Response<pb::JoinRoomResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let room_id = requests::join_room(request.get_ref())?;
         self.state
             .room_join
@@ -177,9 +174,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn leave_room(
         &self,
-        request: Request<pb::LeaveRoomRequest>,
+        mut request: Request<pb::LeaveRoomRequest>,
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let room_id = requests::leave_room(request.get_ref())?;
         self.state
             .store
@@ -192,9 +189,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn list_rooms(
         &self,
-        request: Request<pb::ListRoomsRequest>,
+        mut request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let page = requests::list_rooms(request.get_ref())?;
         // One more than asked: whether it comes says whether a page follows.
         let mut rooms = self
@@ -226,9 +223,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn open_direct_room(
         &self,
-        request: Request<pb::OpenDirectRoomRequest>,
+        mut request: Request<pb::OpenDirectRoomRequest>,
     ) -> Result<Response<pb::OpenDirectRoomResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         Ok(Response::new(
             self.open_direct_room(&principal, request.into_inner())
                 .await?,
@@ -237,9 +234,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn send_message(
         &self,
-        request: Request<pb::SendMessageRequest>,
+        mut request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let send = requests::send_message(request.into_inner())?;
         self.state.send_limiter.check(principal.user.id)?;
         let message = stream::new_message(&principal, send);
@@ -251,9 +248,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn send_typing(
         &self,
-        request: Request<pb::SendTypingRequest>,
+        mut request: Request<pb::SendTypingRequest>,
     ) -> Result<Response<pb::SendTypingResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let room_id = requests::send_typing(request.get_ref())?;
         stream::typing_in(&self.state, &principal, room_id).await?;
         Ok(Response::new(pb::SendTypingResponse {}))
@@ -263,9 +260,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn chat_stream(
         &self,
-        request: Request<Streaming<pb::ClientEvent>>,
+        mut request: Request<Streaming<pb::ClientEvent>>,
     ) -> Result<Response<Self::ChatStreamStream>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         // Live messages wait until the first client event says whether the
         // stream resumes.
         let opened = stream::open(&self.state, &principal, true).await?;
@@ -283,9 +280,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn subscribe(
         &self,
-        request: Request<pb::SubscribeRequest>,
+        mut request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let cursors = requests::cursors(&request.get_ref().cursors)?;
         let cursors = stream::check_cursors(&self.state, &principal, cursors).await?;
         let opened = stream::open(&self.state, &principal, !cursors.is_empty()).await?;
@@ -297,9 +294,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn history(
         &self,
-        request: Request<pb::HistoryRequest>,
+        mut request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         Ok(Response::new(
             self.history(&principal, request.into_inner()).await?,
         ))
@@ -307,9 +304,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn list_online_users(
         &self,
-        request: Request<pb::ListOnlineUsersRequest>,
+        mut request: Request<pb::ListOnlineUsersRequest>,
     ) -> Result<Response<pb::ListOnlineUsersResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = principal(&mut request)?;
         let users = match requests::list_online_users(request.get_ref())? {
             Some(room_id) => {
                 self.require_member(&principal, room_id).await?;
