@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod auth_layer;
 mod child;
 mod crash;
 mod delivery;
