@@ -14,6 +14,7 @@ mod connect;
 mod error;
 mod model;
 mod postgres;
+mod queries;
 mod rows;
 mod sql;
 mod sqlite;

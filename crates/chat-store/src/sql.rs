@@ -9,6 +9,12 @@ pub(crate) fn to_seq(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()
 }
 
+/// A seq as both databases keep it; one beyond `i64::MAX` (never stored)
+/// reads as the largest there is.
+pub(crate) fn from_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
 /// Rows of (room id, newest seq) as the store interface returns them.
 pub(crate) fn room_seqs(rows: Vec<(uuid::Uuid, i64)>) -> Vec<(RoomId, u64)> {
     rows.into_iter()
