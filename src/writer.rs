@@ -18,11 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::hub::{Hub, StreamId};
 use crate::metrics::Metrics;
-use crate::pb;
-use crate::pb::server_event::{self, Event};
 use crate::router::Router;
 use crate::store::{Appended, NewMessage, Store};
-use chat_fanout::Frame;
+use chat_fanout::{events, Frame};
 
 /// Sends waiting to be stored. When full, senders wait (and a stream stops
 /// reading its client), which pushes back on clients instead of growing.
@@ -206,13 +204,7 @@ fn answer(hub: &Hub, reply: Reply, message: &NewMessage, result: Result<Appended
         Reply::Stream(id) => match result {
             // Fresh messages were acknowledged by the hub, in order.
             Ok(appended) if appended.fresh => {}
-            Ok(appended) => hub.send_to(
-                id,
-                Frame::from_event(Event::Sent(server_event::Sent {
-                    client_msg_id: appended.message.client_msg_id.clone().unwrap_or_default(),
-                    message: Some(pb::Message::from(&appended.message)),
-                })),
-            ),
+            Ok(appended) => hub.send_to(id, events::sent(&appended.message)),
             Err(error) => hub.send_to(
                 id,
                 error_frame(message.client_msg_id.as_deref().unwrap_or_default(), &error),
@@ -221,11 +213,8 @@ fn answer(hub: &Hub, reply: Reply, message: &NewMessage, result: Result<Appended
     }
 }
 
-/// The stream event for a failed stream request.
+/// The stream event for a failed stream request: the error's gRPC code and
+/// client-facing message, decided here, in an `error` event.
 pub fn error_frame(client_msg_id: &str, error: &Error) -> Frame {
-    Frame::from_event(Event::Error(server_event::Error {
-        client_msg_id: client_msg_id.to_owned(),
-        code: error.code() as i32,
-        message: error.client_message(),
-    }))
+    events::error(error.code(), error.client_message(), client_msg_id)
 }

@@ -1,41 +1,28 @@
-//! Live event streams: opening one (Subscribe, ChatStream) and serving the
-//! client side of a ChatStream.
+//! Live event streams: opening one (Subscribe, ChatStream), serving the
+//! client side of a ChatStream, and the store's side of a resume (the
+//! protocol itself is `chat_fanout::resume`).
 
 pub use chat_fanout::{queue, Droppable, Frame};
-
-use std::collections::HashMap;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use crate::auth::Principal;
-use crate::domain::{MessageId, RoomId, Timestamp};
+use crate::domain::{Message, MessageId, RoomId, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::{OutboundStream, RegisterError, StreamId};
 use crate::metrics::Limit;
+use crate::pb;
 use crate::pb::client_event::Event;
-use crate::pb::{self, server_event};
 use crate::service::requests::{self, ClientEvent, Cursor, SendMessage};
 use crate::state::AppState;
-use crate::store::NewMessage;
+use crate::store::{NewMessage, Store};
 use crate::writer::{error_frame, Reply};
-use queue::TrySendError;
+use chat_fanout::events;
+use chat_fanout::resume::{self, go_live, CatchUpError, MissedMessages, RESUME_WINDOW};
 
-/// The most missed messages a resume sends per room; older ones are
-/// announced with `resync` and paged with History.
-pub const RESUME_LIMIT: u32 = 1000;
-/// How long a ChatStream holds live messages waiting for its first client
-/// event, which may be a `resume`. Any first event ends the wait at once.
-const RESUME_WINDOW: Duration = Duration::from_millis(500);
-/// Missed messages a catch-up reads from the database at once: 64 of the
-/// largest (4 KiB) are 256 KiB, about what the catch-up queue holds.
-const CATCH_UP_PAGE: u32 = 64;
-/// How long a catch-up waits for a client that takes nothing before ending
-/// its stream: far beyond any client that reads at all, and short enough
-/// that a client that stopped does not keep its catch-up (and its turn)
-/// for long.
-pub const CATCH_UP_STALL: Duration = Duration::from_secs(30);
+// The resume protocol's bounds, under the names they had here.
+pub use chat_fanout::resume::{CATCH_UP_STALL, RESUME_LIMIT};
 
 /// An open stream, before it is handed to tonic.
 pub struct Opened {
@@ -146,18 +133,9 @@ pub async fn check_cursors(
     Ok(checked)
 }
 
-/// Sends a resumed stream what it missed in each room, oldest first (at
-/// most `RESUME_LIMIT` per room, after a `resync` when there were more),
-/// then releases its live messages, minus those the catch-up already sent.
-/// A client slower than the room reads on from the database, at its own
-/// pace, until it has caught up.
-///
-/// What a catch-up holds is bounded whatever the client does: it reads
-/// [`CATCH_UP_PAGE`] messages at a time, only once the client has taken
-/// most of the page before (the stream's catch-up queue is bounded by
-/// frames and bytes, `Hub::register`); a user runs a few catch-ups at a
-/// time (`Hub::catch_up_turns`); and a client that takes nothing for
-/// [`CATCH_UP_STALL`] loses the stream.
+/// Sends a resumed stream what it missed, read from the store, then
+/// releases its live messages: the protocol is `resume::catch_up`; this
+/// hands it the store.
 ///
 /// # Errors
 /// Database errors; RESOURCE_EXHAUSTED for a stalled client. A stream that
@@ -168,147 +146,37 @@ pub async fn catch_up(
     cursors: Vec<(RoomId, u64)>,
     frames: queue::Sender<Frame>,
 ) -> Result<()> {
-    state
-        .hub
-        .catch_up_on(id, cursors.iter().map(|&(room, _)| room).collect());
-    let Some(turns) = state.hub.catch_up_turns(id) else {
-        return Ok(());
-    };
-    let ended = state.hub.ended(id);
-    let _turn = tokio::select! {
-        () = ended.cancelled() => return Ok(()),
-        turn = turns.acquire_owned() => match turn {
-            Ok(turn) => turn,
-            Err(_) => return Ok(()),
-        },
-    };
-    let mut reached: HashMap<RoomId, u64> = cursors.into_iter().collect();
-    loop {
-        let rooms: Vec<RoomId> = reached.keys().copied().collect();
-        let newest: HashMap<RoomId, u64> =
-            state.store.last_seqs(&rooms).await?.into_iter().collect();
-        for (&room_id, last) in &mut reached {
-            let newest = newest.get(&room_id).copied().unwrap_or(0);
-            if !send_missed(state, room_id, last, newest, &frames).await? {
-                return Ok(());
-            }
-        }
-        if state.hub.release(id, &reached) {
-            return Ok(());
-        }
+    let source = StoreMissed(state.store.as_ref());
+    resume::catch_up(&state.hub, id, cursors, frames, &source)
+        .await
+        .map_err(catch_up_error)
+}
+
+/// The store, as a catch-up reads it.
+struct StoreMissed<'a>(&'a dyn Store);
+
+impl MissedMessages for StoreMissed<'_> {
+    type Error = Error;
+
+    async fn newest(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, u64)>> {
+        Ok(self.0.last_seqs(rooms).await?)
+    }
+
+    /// Seqs are dense, so the `limit` messages after `after` are the page
+    /// of History before `after + limit + 1`.
+    async fn after(&self, room_id: RoomId, after: u64, limit: u32) -> Result<Vec<Message>> {
+        let before = after + u64::from(limit) + 1;
+        let (messages, _) = self.0.history(room_id, before, limit).await?;
+        Ok(messages)
     }
 }
 
-/// Sends a room's messages after `*last` up to `newest` (the newest
-/// `RESUME_LIMIT` of them, after a `resync` when there are more), a page at
-/// a time as the client takes them, moving `*last` on. Returns false once
-/// the stream is gone.
-///
-/// Seqs are dense (each room's messages are numbered 1, 2, 3... as they
-/// are stored), so a page is the window of seqs after `*last`; History
-/// reads it, oldest first.
-async fn send_missed(
-    state: &AppState,
-    room_id: RoomId,
-    last: &mut u64,
-    newest: u64,
-    frames: &queue::Sender<Frame>,
-) -> Result<bool> {
-    let mut resync = false;
-    if newest.saturating_sub(*last) > u64::from(RESUME_LIMIT) {
-        *last = newest - u64::from(RESUME_LIMIT);
-        resync = true;
+/// What a failed catch-up ends its stream with.
+fn catch_up_error(error: CatchUpError<Error>) -> Error {
+    match error {
+        CatchUpError::Read(error) => error,
+        stalled @ CatchUpError::Stalled => Error::ResourceExhausted(stalled.to_string()),
     }
-    while *last < newest {
-        let page_end = newest.min(*last + u64::from(CATCH_UP_PAGE));
-        // Room for a page before reading it: what waits is at most the
-        // queue's bound and one page.
-        let (items, bytes) = (
-            frames.max_capacity().saturating_sub(CATCH_UP_PAGE as usize),
-            frames.max_bytes() / 2,
-        );
-        if !wait_for_room(frames, items, bytes).await? {
-            return Ok(false);
-        }
-        let (messages, _) = state
-            .store
-            .history(room_id, page_end + 1, CATCH_UP_PAGE)
-            .await?;
-        let after = *last;
-        for message in messages.into_iter().filter(|m| m.seq > after) {
-            if std::mem::take(&mut resync) {
-                let resync = Frame::from_event(server_event::Event::Resync(server_event::Resync {
-                    room_id: room_id.to_string(),
-                    from_seq: message.seq,
-                }));
-                if !give(frames, resync).await? {
-                    return Ok(false);
-                }
-            }
-            let seq = message.seq;
-            let frame =
-                Frame::from_event(server_event::Event::Message(pb::Message::from(&message)));
-            drop(message);
-            if !give(frames, frame).await? {
-                return Ok(false);
-            }
-            *last = seq;
-        }
-        *last = page_end;
-    }
-    Ok(true)
-}
-
-/// Queues a catch-up frame, waiting for room. Returns false once the
-/// stream is gone.
-///
-/// # Errors
-/// RESOURCE_EXHAUSTED when the client stalls.
-async fn give(frames: &queue::Sender<Frame>, frame: Frame) -> Result<bool> {
-    let mut frame = frame;
-    loop {
-        match frames.try_send(frame) {
-            Ok(()) => return Ok(true),
-            Err(TrySendError::Closed(_)) => return Ok(false),
-            Err(TrySendError::Full(back)) => {
-                let bytes = frames.max_bytes().saturating_sub(back.len());
-                if !wait_for_room(frames, frames.max_capacity() - 1, bytes).await? {
-                    return Ok(false);
-                }
-                frame = back;
-            }
-        }
-    }
-}
-
-/// Waits until at most `items` frames of at most `bytes` wait in a
-/// catch-up queue. Returns false once the stream is gone.
-///
-/// # Errors
-/// RESOURCE_EXHAUSTED when the client took nothing for [`CATCH_UP_STALL`].
-async fn wait_for_room(frames: &queue::Sender<Frame>, items: usize, bytes: usize) -> Result<bool> {
-    loop {
-        let taken = frames.taken();
-        match tokio::time::timeout(CATCH_UP_STALL, frames.wait_for_room(items, bytes)).await {
-            Ok(open) => return Ok(open),
-            Err(_) if frames.taken() != taken => {}
-            Err(_) => {
-                return Err(Error::ResourceExhausted(format!(
-                    "catch-up stalled: nothing was read for {}s; reconnect and resume",
-                    CATCH_UP_STALL.as_secs()
-                )))
-            }
-        }
-    }
-}
-
-/// Ends the hold of a stream that catches up on nothing, and closes its
-/// catch-up channel (which frees it).
-fn go_live(state: &AppState, id: StreamId, catch_up: queue::Sender<Frame>) {
-    drop(catch_up);
-    // Only rooms being caught up on can fall behind: this cannot fail.
-    let released = state.hub.release(id, &HashMap::new());
-    debug_assert!(released);
 }
 
 /// Runs a catch-up in its own task; a failure ends the stream.
@@ -418,23 +286,23 @@ async fn first_event(
                 Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
                 Err(error) => {
                     state.hub.send_to(id, error_frame("", &error));
-                    go_live(state, id, catch_up_frames);
+                    go_live(&state.hub, id, catch_up_frames);
                 }
             }
             FirstEvent::Handled
         }
         Ok(Ok(Some(event))) => {
-            go_live(state, id, catch_up_frames);
+            go_live(&state.hub, id, catch_up_frames);
             FirstEvent::Other(event)
         }
         // No first event in time: nothing to resume.
         Err(_) => {
-            go_live(state, id, catch_up_frames);
+            go_live(&state.hub, id, catch_up_frames);
             FirstEvent::Handled
         }
         // The client closed its side at once: the stream still runs downwards.
         Ok(Ok(None)) => {
-            go_live(state, id, catch_up_frames);
+            go_live(&state.hub, id, catch_up_frames);
             FirstEvent::Done
         }
         Ok(Err(status)) => {
@@ -471,10 +339,7 @@ async fn handle(
             .await
             .map_err(|e| (String::new(), e)),
         ClientEvent::Ping { nonce } => {
-            state.hub.send_to(
-                id,
-                Frame::from_event(server_event::Event::Pong(server_event::Pong { nonce })),
-            );
+            state.hub.send_to(id, events::pong(nonce));
             Ok(())
         }
     }
@@ -518,21 +383,10 @@ pub async fn typing_in(state: &AppState, principal: &Principal, room_id: RoomId)
 mod tests {
     use super::*;
 
-    fn frame() -> Frame {
-        Frame::from_event(server_event::Event::Pong(server_event::Pong { nonce: 1 }))
-    }
+    #[test]
+    fn a_stalled_catch_up_ends_its_stream_with_resource_exhausted() {
+        let status = Status::from(catch_up_error(CatchUpError::Stalled));
 
-    #[tokio::test(start_paused = true)]
-    async fn a_catch_up_whose_client_takes_nothing_ends_at_the_deadline() {
-        let (frames, _client) = queue::bounded(2, usize::MAX);
-        frames.try_send(frame()).unwrap();
-        frames.try_send(frame()).unwrap();
-        let started = tokio::time::Instant::now();
-
-        let error = give(&frames, frame()).await.unwrap_err();
-
-        assert_eq!(started.elapsed(), CATCH_UP_STALL);
-        let status = Status::from(error);
         assert_eq!(
             (status.code(), status.message()),
             (
@@ -542,26 +396,10 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_catch_up_waits_as_long_as_its_client_takes_something() {
-        let (frames, mut client) = queue::bounded(3, usize::MAX);
-        for _ in 0..3 {
-            frames.try_send(frame()).unwrap();
-        }
-        let pace = CATCH_UP_STALL * 2 / 3;
-        let reader = tokio::spawn(async move {
-            for _ in 0..3 {
-                tokio::time::sleep(pace).await;
-                std::future::poll_fn(|cx| client.poll_recv(cx)).await;
-            }
-            client
-        });
-        let started = tokio::time::Instant::now();
+    #[test]
+    fn a_failed_read_ends_a_catch_up_with_its_own_error() {
+        let error = catch_up_error(CatchUpError::Read(Error::unauthenticated("gone")));
 
-        assert!(wait_for_room(&frames, 0, 0).await.unwrap());
-        assert_eq!(started.elapsed(), pace * 3);
-
-        drop(reader.await.unwrap());
-        assert!(!give(&frames, frame()).await.unwrap(), "the client is gone");
+        assert_eq!(Status::from(error).code(), tonic::Code::Unauthenticated);
     }
 }

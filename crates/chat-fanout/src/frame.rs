@@ -35,7 +35,8 @@ pub enum Droppable {
 }
 
 impl Frame {
-    pub fn encode(event: &pb::ServerEvent) -> Self {
+    /// Encodes an event no stream drops. Only `events` builds events.
+    pub(crate) fn encode(event: &pb::ServerEvent) -> Self {
         Self {
             bytes: Bytes::from(event.encode_to_vec()),
             sent_at: None,
@@ -43,12 +44,13 @@ impl Frame {
         }
     }
 
-    pub fn from_event(event: pb::server_event::Event) -> Self {
+    /// An event no stream drops. Only `events` builds events.
+    pub(crate) fn from_event(event: pb::server_event::Event) -> Self {
         Self::encode(&pb::ServerEvent { event: Some(event) })
     }
 
     /// A live message event, whose delivery latency counts from `sent_at`.
-    pub fn live_message(event: pb::server_event::Event, sent_at: Timestamp) -> Self {
+    pub(crate) fn live_message(event: pb::server_event::Event, sent_at: Timestamp) -> Self {
         Self {
             sent_at: Some(sent_at),
             ..Self::from_event(event)
@@ -57,7 +59,7 @@ impl Frame {
 
     /// An event the client can do without: typing, the heartbeat. A
     /// stream that is behind drops it instead of queueing it.
-    pub fn ephemeral(event: pb::server_event::Event) -> Self {
+    pub(crate) fn ephemeral(event: pb::server_event::Event) -> Self {
         Self {
             droppable: Droppable::UnderPressure,
             ..Self::from_event(event)
@@ -67,7 +69,7 @@ impl Frame {
     /// A change of state the client can live without for a while
     /// (presence): dropped only when the stream's queue is full, instead of
     /// ending the stream.
-    pub fn state_hint(event: pb::server_event::Event) -> Self {
+    pub(crate) fn state_hint(event: pb::server_event::Event) -> Self {
         Self {
             droppable: Droppable::WhenFull,
             ..Self::from_event(event)

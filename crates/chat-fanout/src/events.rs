@@ -1,0 +1,154 @@
+//! The server events, built here and only here, by named constructors.
+//!
+//! Each constructor encodes one `ServerEvent` into a [`Frame`] with the drop
+//! policy its kind has (messages and answers never dropped; typing and the
+//! heartbeat under pressure; presence when a queue is full). The hub, the
+//! catch-up and the server's writer and streams only move the frames made
+//! here, so an event's shape and policy are decided in one place.
+
+use chat_domain::{Message, RoomId, SessionId, User};
+use chat_proto::server_event::{self, Event};
+use chat_proto::{self as pb};
+
+use crate::frame::Frame;
+
+/// `ready`, always a stream's first event: who the caller is, its session,
+/// and the online users who share a room with it.
+pub fn ready(user: &User, session_id: SessionId, online_users: &[User]) -> Frame {
+    Frame::from_event(Event::Ready(server_event::Ready {
+        user: Some(pb::User::from(user)),
+        session_id: session_id.to_string(),
+        online_users: online_users.iter().map(pb::User::from).collect(),
+    }))
+}
+
+/// A live `message`, whose delivery latency counts from its send.
+pub fn message(message: &Message) -> Frame {
+    Frame::live_message(Event::Message(pb::Message::from(message)), message.sent_at)
+}
+
+/// A `message` read back from the store for a resumed stream: no delivery
+/// latency, since it was missed rather than delayed.
+pub fn missed_message(message: &Message) -> Frame {
+    Frame::from_event(Event::Message(pb::Message::from(message)))
+}
+
+/// `sent`: the acknowledgement of the caller's own send, with the stored
+/// message.
+pub fn sent(message: &Message) -> Frame {
+    Frame::from_event(Event::Sent(server_event::Sent {
+        client_msg_id: message.client_msg_id.clone().unwrap_or_default(),
+        message: Some(pb::Message::from(message)),
+    }))
+}
+
+/// `error`: a stream request failed (the stream goes on). `code` is the
+/// gRPC status code; the server decides it and the client-facing message.
+pub fn error(code: tonic::Code, message: String, client_msg_id: &str) -> Frame {
+    Frame::from_event(Event::Error(server_event::Error {
+        client_msg_id: client_msg_id.to_owned(),
+        code: code as i32,
+        message,
+    }))
+}
+
+/// `resync`: messages of the room before `from_seq` were skipped; the
+/// client pages them with History.
+pub fn resync(room_id: RoomId, from_seq: u64) -> Frame {
+    Frame::from_event(Event::Resync(server_event::Resync {
+        room_id: room_id.to_string(),
+        from_seq,
+    }))
+}
+
+/// `pong`: the answer to the client's ping.
+pub fn pong(nonce: u64) -> Frame {
+    Frame::from_event(Event::Pong(server_event::Pong { nonce }))
+}
+
+/// The idle-stream heartbeat: a `pong` with nonce 0, dropped by a stream
+/// under pressure.
+pub fn heartbeat() -> Frame {
+    Frame::ephemeral(Event::Pong(server_event::Pong { nonce: 0 }))
+}
+
+/// `presence`: a user who shares a room came online or went offline.
+/// Dropped only when a queue is full.
+pub fn presence(user: &User, online: bool) -> Frame {
+    Frame::state_hint(Event::Presence(server_event::Presence {
+        user: Some(pb::User::from(user)),
+        online,
+    }))
+}
+
+/// `typing`: a user is typing in a room. Dropped by a stream under
+/// pressure.
+pub fn typing(room_id: RoomId, user: &User) -> Frame {
+    Frame::ephemeral(Event::Typing(server_event::Typing {
+        room_id: room_id.to_string(),
+        user: Some(pb::User::from(user)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_domain::{MessageId, Timestamp, UserId};
+
+    use super::*;
+    use crate::frame::Droppable;
+
+    fn alice() -> User {
+        User {
+            id: UserId::new(),
+            username: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_event_has_its_drop_policy() {
+        let (user, room) = (alice(), RoomId::new());
+        let stored = Message {
+            id: MessageId::new(),
+            room_id: room,
+            seq: 1,
+            sender: user.clone(),
+            text: "hi".into(),
+            sent_at: Timestamp::now(),
+            client_msg_id: Some("k1".into()),
+        };
+        let never = [
+            ready(&user, SessionId::new(), &[]),
+            message(&stored),
+            missed_message(&stored),
+            sent(&stored),
+            error(tonic::Code::NotFound, "no".into(), "k1"),
+            resync(room, 5),
+            pong(7),
+        ];
+        for frame in never {
+            assert_eq!(frame.droppable(), Droppable::Never, "{:?}", frame.event());
+        }
+        assert_eq!(heartbeat().droppable(), Droppable::UnderPressure);
+        assert_eq!(typing(room, &user).droppable(), Droppable::UnderPressure);
+        assert_eq!(presence(&user, true).droppable(), Droppable::WhenFull);
+        assert!(message(&stored).sent_at().is_some());
+        assert!(missed_message(&stored).sent_at().is_none());
+    }
+
+    #[test]
+    fn an_error_carries_its_code_message_and_send() {
+        let frame = error(tonic::Code::PermissionDenied, "not a member".into(), "k9");
+        assert_eq!(
+            frame.event(),
+            Event::Error(server_event::Error {
+                client_msg_id: "k9".into(),
+                code: tonic::Code::PermissionDenied as i32,
+                message: "not a member".into(),
+            })
+        );
+        assert_eq!(
+            heartbeat().event(),
+            Event::Pong(server_event::Pong { nonce: 0 })
+        );
+    }
+}

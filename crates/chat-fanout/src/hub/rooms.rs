@@ -1,0 +1,262 @@
+//! The rooms with members connected here: who is in each, and the newest
+//! seq each delivered, so that messages go out gapless and in order
+//! whichever way they arrive (this node's writer, the bus, a read of the
+//! database): `deliver` refuses a message that would skip one and says
+//! where the gap starts.
+
+use std::collections::HashSet;
+
+use chat_domain::{Message, RoomId, User, UserId};
+
+use super::resume::{offer, Ordered};
+use super::streams::{Overflow, StreamId};
+use super::{Hub, State};
+use crate::events;
+
+/// What `deliver` did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Delivered to the room's streams here.
+    Delivered,
+    /// No stream here is in the room, or they have it already.
+    Skipped,
+    /// Not delivered: the room's streams here last got `after`, and the
+    /// messages between must go first.
+    Gap { after: u64 },
+}
+
+pub(super) struct RoomEntry {
+    /// The connected users who are members.
+    pub(super) members: HashSet<UserId>,
+    /// The newest seq delivered here (or known not to be needed).
+    pub(super) last_seq: u64,
+}
+
+impl RoomEntry {
+    pub(super) fn new(last_seq: u64) -> Self {
+        Self {
+            members: HashSet::new(),
+            last_seq,
+        }
+    }
+}
+
+impl Hub {
+    /// Sends a stored message to every open stream of every member of its
+    /// room, unless that would skip a message (see `Delivery::Gap`) or they
+    /// have it already. The stream that sent it (if any) gets `sent`
+    /// instead, once: when the message is delivered or skipped.
+    pub fn deliver(&self, message: &Message, origin: Option<StreamId>) -> Delivery {
+        let mut state = self.lock();
+        let delivery = match state.rooms.get_mut(&message.room_id) {
+            None => Delivery::Skipped,
+            Some(room) if message.seq <= room.last_seq => Delivery::Skipped,
+            Some(room) if message.seq > room.last_seq + 1 => {
+                return Delivery::Gap {
+                    after: room.last_seq,
+                }
+            }
+            Some(room) => {
+                room.last_seq = message.seq;
+                // A message ends its sender's typing: the next keystroke
+                // is news again, not a repeat within the interval.
+                state.typing.forget(message.sender.id, message.room_id);
+                Delivery::Delivered
+            }
+        };
+        let order = Ordered {
+            room_id: message.room_id,
+            seq: message.seq,
+            ack: false,
+        };
+        let mut overflow = Overflow::default();
+        if delivery == Delivery::Delivered {
+            let frame = events::message(message);
+            let members: Vec<UserId> = state.rooms[&message.room_id]
+                .members
+                .iter()
+                .copied()
+                .collect();
+            state.tell_users(&members, &frame, Some(order), origin, &mut overflow);
+        }
+        if let Some(origin) = origin {
+            if let Some(entry) = state.streams.get_mut(&origin) {
+                let sent = events::sent(message);
+                let ack = Ordered { ack: true, ..order };
+                offer(entry, origin, &sent, Some(ack), &mut overflow);
+            }
+        }
+        self.close_overflowed(&mut state, overflow);
+        delivery
+    }
+
+    /// Tells the streams of a room's members that messages before
+    /// `from_seq` were skipped (to page with History), and moves the room
+    /// on to just before `from_seq`.
+    pub fn resync(&self, room_id: RoomId, from_seq: u64) {
+        let mut state = self.lock();
+        let Some(room) = state.rooms.get_mut(&room_id) else {
+            return;
+        };
+        if from_seq <= room.last_seq + 1 {
+            return;
+        }
+        room.last_seq = from_seq - 1;
+        let members: Vec<UserId> = room.members.iter().copied().collect();
+        let frame = events::resync(room_id, from_seq);
+        let mut overflow = Overflow::default();
+        state.tell_users(&members, &frame, None, None, &mut overflow);
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Every room with members here, and the newest seq delivered in it.
+    pub fn room_positions(&self) -> Vec<(RoomId, u64)> {
+        self.lock()
+            .rooms
+            .iter()
+            .map(|(&id, room)| (id, room.last_seq))
+            .collect()
+    }
+
+    /// Records that a user joined a room whose newest seq was `last_seq`
+    /// (read after the join); if the user is online (here or elsewhere), it
+    /// and the room's online members here learn of each other.
+    pub fn join(&self, user_id: UserId, room_id: RoomId, last_seq: u64) {
+        let mut state = self.lock();
+        let mut overflow = Overflow::default();
+        let here = state.users.get_mut(&user_id).and_then(|entry| {
+            let joined = entry.rooms.insert(room_id);
+            joined.then(|| (entry.online, entry.user.clone()))
+        });
+        if let Some((online, user)) = here {
+            state
+                .rooms
+                .entry(room_id)
+                .or_insert_with(|| RoomEntry::new(last_seq))
+                .members
+                .insert(user_id);
+            if online {
+                let others = state.members_except(room_id, user_id);
+                if !state.remote.contains_key(&user_id) {
+                    state.tell_users(
+                        &others,
+                        &events::presence(&user, true),
+                        None,
+                        None,
+                        &mut overflow,
+                    );
+                }
+                let mut online_others: Vec<User> = others
+                    .iter()
+                    .filter_map(|m| state.users.get(m))
+                    .filter(|m| m.online)
+                    .map(|m| m.user.clone())
+                    .collect();
+                online_others.extend(
+                    state
+                        .remote_rooms
+                        .get(&room_id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|m| **m != user_id && !others.contains(m))
+                        .filter_map(|m| state.remote.get(m))
+                        .map(|m| m.user.clone()),
+                );
+                for other in online_others {
+                    state.tell_users(
+                        &[user_id],
+                        &events::presence(&other, true),
+                        None,
+                        None,
+                        &mut overflow,
+                    );
+                }
+            }
+        }
+        let online_here = state.users.get(&user_id).is_some_and(|u| u.online);
+        if let Some(remote) = state.remote.get_mut(&user_id) {
+            if remote.rooms.insert(room_id) {
+                let user = remote.user.clone();
+                state
+                    .remote_rooms
+                    .entry(room_id)
+                    .or_default()
+                    .insert(user_id);
+                if !online_here {
+                    let others = state.members_except(room_id, user_id);
+                    state.tell_users(
+                        &others,
+                        &events::presence(&user, true),
+                        None,
+                        None,
+                        &mut overflow,
+                    );
+                }
+            }
+        }
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// Records that a user left a room.
+    pub fn leave(&self, user_id: UserId, room_id: RoomId) {
+        let mut state = self.lock();
+        if let Some(entry) = state.users.get_mut(&user_id) {
+            entry.rooms.remove(&room_id);
+        }
+        state.forget_member(room_id, user_id);
+        if let Some(remote) = state.remote.get_mut(&user_id) {
+            remote.rooms.remove(&room_id);
+            state.forget_remote_member(room_id, user_id);
+        }
+    }
+
+    /// Whether the hub knows `user_id` to be a member of `room_id`. `None`
+    /// when it cannot tell (the user has no open stream here).
+    pub fn is_member(&self, user_id: UserId, room_id: RoomId) -> Option<bool> {
+        let state = self.lock();
+        let entry = state.users.get(&user_id)?;
+        entry.rooms.contains(&room_id).then_some(true)
+    }
+}
+
+impl State {
+    /// The other connected users who share a room with `user_id`.
+    pub(super) fn peers(&self, user_id: UserId) -> Vec<UserId> {
+        let Some(user) = self.users.get(&user_id) else {
+            return Vec::new();
+        };
+        self.members_of(&user.rooms, user_id)
+    }
+
+    /// The connected users in any of `rooms`, but `user_id`.
+    pub(super) fn members_of(&self, rooms: &HashSet<RoomId>, user_id: UserId) -> Vec<UserId> {
+        let peers: HashSet<UserId> = rooms
+            .iter()
+            .filter_map(|room| self.rooms.get(room))
+            .flat_map(|room| &room.members)
+            .copied()
+            .filter(|&peer| peer != user_id)
+            .collect();
+        peers.into_iter().collect()
+    }
+
+    /// The connected members of a room, but `user_id`.
+    fn members_except(&self, room_id: RoomId, user_id: UserId) -> Vec<UserId> {
+        self.rooms
+            .get(&room_id)
+            .into_iter()
+            .flat_map(|room| &room.members)
+            .copied()
+            .filter(|&m| m != user_id)
+            .collect()
+    }
+
+    pub(super) fn forget_member(&mut self, room_id: RoomId, user_id: UserId) {
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.remove(&user_id);
+            if room.members.is_empty() {
+                self.rooms.remove(&room_id);
+            }
+        }
+    }
+}
