@@ -2,8 +2,10 @@
 //!
 //! The server talks to `dyn Store` only. SQLite (`sqlite.rs`) is the embedded
 //! default; a PostgreSQL implementation for several nodes sits beside it with
-//! the same behaviour. Every query binds its parameters; none is built from
-//! user input.
+//! the same behaviour. Both run the same statements, written once in
+//! `queries.rs`; each backend adds only its connections, its batch append
+//! and the few statements whose dialects differ. Every query binds its
+//! parameters; none is built from user input.
 
 // No unsafe code, but for one measured exception: the message writer runs
 // its transaction on the SQLite handle that sqlx lends it

@@ -8,6 +8,11 @@
 //! `client_msg_id` reused at the same moment on another node, for a room this
 //! batch did not lock, shows up as a unique violation: the batch is then
 //! planned again, and sees the other node's message.
+//!
+//! Every other statement is shared with SQLite (`queries.rs`); this file
+//! holds what is PostgreSQL's own: connecting, the batch append (arrays, so
+//! no statement grows with the batch), `last_seqs` by array, and the row
+//! lock of a refresh-token rotation.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;

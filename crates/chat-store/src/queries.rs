@@ -28,8 +28,9 @@ use crate::error::{Error, Result};
 use crate::model::{
     Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, DELETED_USERNAME,
 };
-use crate::rows::user_from_row;
-use crate::rows::{newest_first_page, room_from_row, room_kind_from_db, room_kind_to_db};
+use crate::rows::{
+    newest_first_page, room_from_row, room_kind_from_db, room_kind_to_db, user_from_row,
+};
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, too_many_rooms,
 };
@@ -40,9 +41,9 @@ use chat_domain::{
 };
 
 /// A room as the user bound to `$1` sees it: a direct room is named after
-/// the other member. (`LIMIT 1` is what SQLite does to a scalar subquery
-/// anyway; PostgreSQL needs it said.)
-pub(crate) const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
+/// the other member. (`LIMIT 1`: PostgreSQL fails a scalar subquery of
+/// more rows; SQLite reads the first row of one whatever it says.)
+const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         CASE WHEN r.kind = 2 THEN COALESCE(
             (SELECT u.username FROM room_members om JOIN users u ON u.id = om.user_id
              WHERE om.room_id = r.id AND om.user_id <> $1 LIMIT 1), r.name)

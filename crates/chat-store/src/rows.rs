@@ -1,5 +1,5 @@
-//! Rows into domain types, the same for both databases: the queries of
-//! both stores name their columns alike.
+//! Rows into domain types, the same for both databases: the shared queries
+//! (`queries.rs`) and the batch appends name their columns alike.
 
 use anyhow::Context as _;
 use sqlx::{ColumnIndex, Decode, Row, Type};

@@ -9,6 +9,10 @@
 //!
 //! Message batches are stored from a thread of their own, in one go (see
 //! `append.rs`).
+//!
+//! Every other statement is shared with PostgreSQL (`queries.rs`); this
+//! file holds what is SQLite's own: opening the file and its two pools,
+//! the batch append, and `last_seqs` with a bound list of ids.
 
 mod append;
 
