@@ -401,3 +401,364 @@ async fn wait_for_room<E>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use tokio_stream::StreamExt as _;
+
+    use chat_domain::{SessionId, Timestamp, User};
+    use chat_proto::server_event::Event;
+
+    use super::super::tests::{hub, message, next, open, user, NowOrNever as _};
+    use super::super::OutboundStream;
+    use super::*;
+
+    /// Something that happens while the catch-up reads a page.
+    type Step = Box<dyn FnOnce(&FakeStore) + Send>;
+
+    /// The messages of each room, as the store would hold them, and what
+    /// happens meanwhile: before each page is read, the next scripted step
+    /// runs (live messages stored and delivered, a leave, a client gone).
+    #[derive(Default)]
+    struct FakeStore {
+        rooms: Mutex<HashMap<RoomId, Vec<Message>>>,
+        during_reads: Mutex<VecDeque<Step>>,
+        reads: AtomicUsize,
+    }
+
+    impl FakeStore {
+        /// A store holding messages 1..=`newest` of `room`, sent by `sender`.
+        fn with(room: RoomId, newest: u64, sender: &User) -> Self {
+            let store = Self::default();
+            for seq in 1..=newest {
+                store.store(message(room, seq, sender));
+            }
+            store
+        }
+
+        fn store(&self, message: Message) {
+            self.rooms
+                .lock()
+                .unwrap()
+                .entry(message.room_id)
+                .or_default()
+                .push(message);
+        }
+
+        /// Stores a message and delivers it, as the writer does.
+        fn live(&self, hub: &Hub, message: Message, origin: Option<StreamId>) {
+            self.store(message.clone());
+            hub.deliver(&message, origin);
+        }
+
+        fn during_read(&self, step: impl FnOnce(&FakeStore) + Send + 'static) {
+            self.during_reads.lock().unwrap().push_back(Box::new(step));
+        }
+    }
+
+    impl MissedMessages for FakeStore {
+        type Error = String;
+
+        async fn newest(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, u64)>, String> {
+            let stored = self.rooms.lock().unwrap();
+            Ok(rooms
+                .iter()
+                .filter_map(|room| Some((*room, stored.get(room)?.last()?.seq)))
+                .collect())
+        }
+
+        async fn after(
+            &self,
+            room_id: RoomId,
+            after: u64,
+            limit: u32,
+        ) -> Result<Vec<Message>, String> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let step = self.during_reads.lock().unwrap().pop_front();
+            if let Some(step) = step {
+                step(self);
+            }
+            let stored = self.rooms.lock().unwrap();
+            Ok(stored[&room_id]
+                .iter()
+                .filter(|m| m.seq > after)
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        }
+    }
+
+    /// Opens a stream that holds its live messages for a resume, in rooms
+    /// whose newest seqs are given, and takes its `ready`.
+    fn open_resuming(
+        hub: &Arc<Hub>,
+        user: &User,
+        rooms: &[(RoomId, u64)],
+    ) -> (StreamId, OutboundStream, queue::Sender<Frame>) {
+        let far = Timestamp::now().plus(Duration::from_secs(3600));
+        let (id, mut stream, frames) = hub.register(user, SessionId::new(), far, true).unwrap();
+        hub.activate(id, rooms);
+        assert!(matches!(next(&mut stream), Some(Event::Ready(_))));
+        (id, stream, frames)
+    }
+
+    /// What a stream received, as `room:seq` for messages (`room` by
+    /// its name in `names`), `sent:key`, or `resync:room:from`.
+    fn received(stream: &mut OutboundStream, names: &[(RoomId, &str)]) -> Vec<String> {
+        let name = |room_id: &str| {
+            names
+                .iter()
+                .find(|(id, _)| id.to_string() == room_id)
+                .map_or("?", |(_, name)| name)
+                .to_owned()
+        };
+        std::iter::from_fn(|| next(stream))
+            .map(|event| match event {
+                Event::Message(m) => format!("{}:{}", name(&m.room_id), m.seq),
+                Event::Sent(s) => format!("sent:{}", s.client_msg_id),
+                Event::Resync(r) => format!("resync:{}:{}", name(&r.room_id), r.from_seq),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn live_messages_arriving_during_a_catch_up_follow_it_in_order() {
+        let hub = hub(None);
+        let (alice, bob, room, other) = (user("alice"), user("bob"), RoomId::new(), RoomId::new());
+        let store = FakeStore::with(room, 5, &bob);
+        store.store(message(other, 1, &bob));
+        let (id, mut stream, frames) = open_resuming(&hub, &alice, &[(room, 5), (other, 1)]);
+        let (live, sender) = (Arc::clone(&hub), bob.clone());
+        store.during_read(move |store| {
+            let bob = sender;
+            store.live(&live, message(room, 6, &bob), None);
+            store.live(&live, message(other, 2, &bob), None);
+            store.live(&live, message(room, 7, &bob), None);
+        });
+
+        catch_up(&hub, id, vec![(room, 2)], frames, &store)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            received(&mut stream, &[(room, "r"), (other, "o")]),
+            ["r:3", "r:4", "r:5", "o:2", "r:6", "r:7"],
+            "the missed messages, then the live ones; another room's without waiting"
+        );
+        store.live(&hub, message(room, 8, &bob), None);
+        assert_eq!(received(&mut stream, &[(room, "r")]), ["r:8"], "released");
+    }
+
+    #[tokio::test]
+    async fn a_late_duplicate_of_a_caught_up_message_is_dropped_but_an_ack_is_not() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let store = FakeStore::with(room, 3, &bob);
+        let (id, mut stream, frames) = open_resuming(&hub, &alice, &[(room, 3)]);
+        // Before the catch-up reads the room's newest seq: held, and read
+        // from the store as well.
+        store.live(&hub, message(room, 4, &bob), None);
+        store.live(&hub, message(room, 5, &alice), Some(id));
+        store.live(&hub, message(room, 6, &bob), None);
+
+        catch_up(&hub, id, vec![(room, 1)], frames, &store)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            received(&mut stream, &[(room, "r")]),
+            ["r:2", "r:3", "r:4", "r:5", "r:6", "sent:k5"]
+        );
+        assert_eq!(
+            hub.deliver(&message(room, 6, &bob), None),
+            crate::hub::Delivery::Skipped
+        );
+        assert!(next(&mut stream).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_hold_that_overflows_is_read_again_from_the_store() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let store = FakeStore::with(room, 2, &bob);
+        let (id, mut stream, frames) = open_resuming(&hub, &alice, &[(room, 2)]);
+        let (live, bob) = (Arc::clone(&hub), bob.clone());
+        // More than the stream's queue (16) holds.
+        store.during_read(move |store| {
+            for seq in 3..=22 {
+                store.live(&live, message(room, seq, &bob), None);
+            }
+        });
+
+        catch_up(&hub, id, vec![(room, 0)], frames, &store)
+            .await
+            .unwrap();
+
+        let expected: Vec<String> = (1..=22).map(|seq| format!("r:{seq}")).collect();
+        assert_eq!(received(&mut stream, &[(room, "r")]), expected);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2, "read again once");
+        assert_eq!(hub.open_streams(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hold_waiting_for_its_first_event_ends_the_stream_when_it_overflows() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let (_, mut stream, _frames) = open_resuming(&hub, &alice, &[(room, 0)]);
+
+        for seq in 1..=17 {
+            hub.deliver(&message(room, seq, &bob), None);
+        }
+
+        let status = stream.next().now_or_never().flatten().unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(hub.open_streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resume_racing_a_leave_gets_what_came_before_the_leave_only() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let store = FakeStore::with(room, 3, &bob);
+        let (_, mut bobs, _) = open(&hub, &bob, &[(room, 3)]);
+        let (id, mut stream, frames) = open_resuming(&hub, &alice, &[(room, 3)]);
+        let (live, sender, leaving) = (Arc::clone(&hub), bob.clone(), alice.id);
+        store.during_read(move |store| {
+            let bob = sender;
+            store.live(&live, message(room, 4, &bob), None);
+            live.leave(leaving, room);
+            store.live(&live, message(room, 5, &bob), None);
+        });
+
+        catch_up(&hub, id, vec![(room, 1)], frames, &store)
+            .await
+            .unwrap();
+
+        assert_eq!(received(&mut stream, &[(room, "r")]), ["r:2", "r:3", "r:4"]);
+        let bobs_events = received(&mut bobs, &[(room, "r")]);
+        assert_eq!(bobs_events[bobs_events.len() - 2..], ["r:4", "r:5"]);
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_whose_stream_goes_away_ends_quietly() {
+        let hub = hub(None);
+        let (alice, bob, room, other) = (user("alice"), user("bob"), RoomId::new(), RoomId::new());
+        let store = FakeStore::with(room, 3, &bob);
+        store.store(message(other, 1, &bob));
+        let (id, stream, frames) = open_resuming(&hub, &alice, &[(room, 3), (other, 1)]);
+        store.during_read(move |_| drop(stream));
+
+        let result = catch_up(&hub, id, vec![(room, 0), (other, 0)], frames, &store).await;
+
+        assert_eq!(result, Ok(()));
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1, "nothing read after");
+        assert_eq!(hub.open_streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_room_too_far_behind_is_resynced_and_sends_its_newest_messages() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let newest = u64::from(RESUME_LIMIT) + 10;
+        let store = FakeStore::with(room, newest, &bob);
+        let (id, mut stream, frames) = open_resuming(&hub, &alice, &[(room, newest)]);
+        // A client that reads as the catch-up writes: more than its queue.
+        let client = tokio::spawn(async move {
+            let mut events = Vec::new();
+            while let Some(Ok(frame)) = stream.next().await {
+                let event = frame.event();
+                let last = matches!(&event, Event::Message(m) if m.seq == newest);
+                events.push(event);
+                if last {
+                    break;
+                }
+            }
+            (events, stream)
+        });
+
+        catch_up(&hub, id, vec![(room, 0)], frames, &store)
+            .await
+            .unwrap();
+
+        let (events, _stream) = client.await.unwrap();
+        assert!(matches!(
+            &events[0],
+            Event::Resync(r) if r.room_id == room.to_string() && r.from_seq == 11
+        ));
+        let seqs: Vec<u64> = events[1..]
+            .iter()
+            .map(|event| match event {
+                Event::Message(m) => m.seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, (11..=newest).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_whose_client_takes_nothing_ends_at_the_deadline() {
+        let (frames, _client) = queue::bounded(2, usize::MAX);
+        frames.try_send(events::pong(1)).unwrap();
+        frames.try_send(events::pong(1)).unwrap();
+        let started = tokio::time::Instant::now();
+
+        let error = give::<String>(&frames, events::pong(1)).await.unwrap_err();
+
+        assert_eq!(started.elapsed(), CATCH_UP_STALL);
+        assert_eq!(error, CatchUpError::Stalled);
+        assert_eq!(
+            error.to_string(),
+            "catch-up stalled: nothing was read for 30s; reconnect and resume"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_waits_as_long_as_its_client_takes_something() {
+        let (frames, mut client) = queue::bounded(3, usize::MAX);
+        for _ in 0..3 {
+            frames.try_send(events::pong(1)).unwrap();
+        }
+        let pace = CATCH_UP_STALL * 2 / 3;
+        let reader = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(pace).await;
+                std::future::poll_fn(|cx| client.poll_recv(cx)).await;
+            }
+            client
+        });
+        let started = tokio::time::Instant::now();
+
+        assert!(wait_for_room::<String>(&frames, 0, 0).await.unwrap());
+        assert_eq!(started.elapsed(), pace * 3);
+
+        drop(reader.await.unwrap());
+        assert!(
+            !give::<String>(&frames, events::pong(1)).await.unwrap(),
+            "the client is gone"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_client_ends_its_catch_up_and_keeps_its_hold() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let newest = 2 * CATCH_UP_CAPACITY as u64;
+        let store = FakeStore::with(room, newest, &bob);
+        let (id, _stream, frames) = open_resuming(&hub, &alice, &[(room, newest)]);
+        let started = tokio::time::Instant::now();
+
+        let result = catch_up(&hub, id, vec![(room, 0)], frames, &store).await;
+
+        assert_eq!(result, Err(CatchUpError::Stalled));
+        assert_eq!(started.elapsed(), CATCH_UP_STALL);
+        assert!(
+            hub.lock().streams[&id].hold.is_some(),
+            "not released: the server ends the stream"
+        );
+    }
+}
