@@ -112,8 +112,8 @@ impl Affected for sqlx::postgres::PgQueryResult {
 }
 
 /// The statements that more than one operation runs, for any database that
-/// can bind and read the store's column types (the same bounds as on
-/// `impl Store` below).
+/// binds and reads their column types (a subset of the bounds on
+/// `impl Store` below: these bind no text).
 struct Sql<DB>(PhantomData<DB>);
 
 impl<DB> Sql<DB>
@@ -123,12 +123,10 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB>,
-    for<'q> bool: Decode<'q, DB> + Type<DB>,
-    str: Type<DB>,
     [u8]: Type<DB>,
+    for<'q> String: Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
