@@ -27,7 +27,7 @@ mod streams;
 mod tests;
 mod typing;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -73,9 +73,9 @@ struct State {
     /// Users online on other nodes.
     remote: HashMap<UserId, RemoteUser>,
     /// Room -> the users online elsewhere who are members.
-    remote_rooms: HashMap<RoomId, std::collections::HashSet<UserId>>,
+    remote_rooms: HashMap<RoomId, HashSet<UserId>>,
     /// Node -> the users it says are online there.
-    nodes: HashMap<NodeId, std::collections::HashSet<UserId>>,
+    nodes: HashMap<NodeId, HashSet<UserId>>,
     sessions: HashMap<SessionId, Vec<StreamId>>,
     /// Streams by the expiry of the token that opened them.
     expiries: BTreeSet<(Timestamp, StreamId)>,
