@@ -620,6 +620,20 @@ mod tests {
         assert_eq!(hub.open_streams(), 0);
     }
 
+    #[test]
+    fn a_stream_that_does_not_resume_gets_its_held_messages_at_once() {
+        let hub = hub(None);
+        let (alice, bob, room) = (user("alice"), user("bob"), RoomId::new());
+        let (id, mut stream, frames) = open_resuming(&hub, &alice, &[(room, 0)]);
+        hub.deliver(&message(room, 1, &bob), None);
+        assert!(next(&mut stream).is_none(), "held for the first event");
+
+        go_live(&hub, id, frames);
+
+        hub.deliver(&message(room, 2, &bob), None);
+        assert_eq!(received(&mut stream, &[(room, "r")]), ["r:1", "r:2"]);
+    }
+
     #[tokio::test]
     async fn a_resume_racing_a_leave_gets_what_came_before_the_leave_only() {
         let hub = hub(None);
