@@ -258,6 +258,7 @@ const el = {
     placeholder: "Write a message…",
     title: "Enter sends, Shift+Enter starts a new line",
     "data-testid": "composer", "aria-label": "Message",
+    dir: "auto",
     disabled: true,
   }) as HTMLTextAreaElement,
   online: h("ul", { class: "online", "data-testid": "online" }),
@@ -691,8 +692,22 @@ function advanceCursor(roomId: string, seq: bigint): void {
   }
 }
 
+/**
+ * Takes our own message's "sending…" copy away once the message itself is
+ * known, whichever comes first: the stream's echo or the send's reply.
+ */
+function settlePending(m: Message): boolean {
+  if (!m.clientMsgId || m.sender?.id !== currentAuth()?.user.id) return false;
+  const before = state.pending.length;
+  state.pending = state.pending.filter((p) => p.clientMsgId !== m.clientMsgId);
+  if (state.pending.length === before) return false;
+  savePending();
+  return true;
+}
+
 /** A message from the stream, a send, or a page: shown once, by seq. */
 function receive(m: Message): void {
+  const settled = settlePending(m);
   let rs = state.rooms.get(m.roomId);
   if (!rs) {
     // A room we have not heard of yet (say a direct message to us): what
@@ -709,7 +724,12 @@ function receive(m: Message): void {
     });
     return;
   }
-  if (rs.messages.has(m.seq)) return;
+  if (rs.messages.has(m.seq)) {
+    // Known already (the stream's echo came before the send's reply): the
+    // list changes only if a "sending…" copy just went.
+    if (settled && rs.room.id === state.activeRoomId) renderMessages();
+    return;
+  }
   const newest = newestSeq(rs);
   rs.messages.set(m.seq, m);
   if (m.seq > rs.room.lastSeq) rs.room.lastSeq = m.seq;
@@ -778,7 +798,9 @@ function renderMessages(toBottom = false): void {
           h("span", { class: "sender", "data-testid": "message-sender" }, sender),
           h("time", { datetime: when.toISOString(), title: when.toLocaleString() }, formatTime(when)),
         ),
-        h("div", { class: "text", "data-testid": "message-text" }, m.text),
+        // dir="auto": each message takes the direction of its own first
+        // strong character, so Arabic and Hebrew read right to left.
+        h("div", { class: "text", "data-testid": "message-text", dir: "auto" }, m.text),
       ),
     );
   }
@@ -793,7 +815,7 @@ function renderMessages(toBottom = false): void {
           h("span", { class: "sender" }, currentAuth()?.user.username ?? ""),
           h("span", {}, p.error ? `Not sent: ${p.error}` : "sending…"),
         ),
-        h("div", { class: "text" }, p.text),
+        h("div", { class: "text", dir: "auto" }, p.text),
         p.error
           ? h(
               "div",
@@ -850,7 +872,8 @@ async function deliver(p: Pending): Promise<void> {
         state.pending = state.pending.filter((x) => x !== p);
         savePending();
         if (res.message) receive(res.message);
-        else renderMessages();
+        // Whether or not the message was news, its "sending…" copy is gone.
+        renderMessages();
         return;
       } catch (e) {
         const err = ConnectError.from(e);

@@ -801,3 +801,73 @@ test("changing the password or logging out other devices ends every other sessio
   assert.deepEqual(errors, [], "no console errors");
   await assertNoCspViolations(csp, [laptop, phone]);
 });
+
+test("your own message shows once when the stream brings it before the send's reply", { timeout: 120_000 }, async () => {
+  const { appUrl } = await startServer("echo-first");
+  const errors = [];
+  const csp = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const gina = `gina_${suffix}`;
+  const room = `echo-${suffix}`;
+  const ctx = await launch(csp);
+  const g = await openPage(ctx, errors, "gina", appUrl);
+  await register(g, gina, "correct horse battery");
+  await byTestId(g, "create-room-name").fill(room);
+  await byTestId(g, "create-room-submit").click();
+  await assertText(byTestId(g, "room-title"), `# ${room}`);
+
+  // The reply to SendMessage is held until the stream has shown the
+  // message: the order a busy server or network often gives.
+  const text = "the echo came first";
+  let replied;
+  const reply = new Promise((resolve) => (replied = resolve));
+  await g.route("**/chat.v1.ChatService/SendMessage", async (route) => {
+    const response = await route.fetch();
+    await waitForMessage(g, text);
+    await route.fulfill({ response });
+    replied();
+  });
+  await byTestId(g, "composer").fill(text);
+  await byTestId(g, "composer").press("Enter");
+  await reply;
+  await g.waitForFunction(() => !document.querySelector('[data-testid="pending-message"]'), null, { timeout: 5_000 });
+  assert.deepEqual(await messageTexts(g), [text]);
+  assert.equal(await byTestId(g, "pending-message").count(), 0, "no 'sending…' copy left");
+  await g.unroute("**/chat.v1.ChatService/SendMessage");
+
+  assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [g]);
+});
+
+test("right-to-left messages read right to left, each in its own direction", { timeout: 120_000 }, async () => {
+  const { appUrl } = await startServer("rtl");
+  const errors = [];
+  const csp = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const hana = `hana_${suffix}`;
+  const room = `rtl-${suffix}`;
+  const ctx = await launch(csp);
+  const page = await openPage(ctx, errors, "hana", appUrl);
+  await register(page, hana, "correct horse battery");
+  await byTestId(page, "create-room-name").fill(room);
+  await byTestId(page, "create-room-submit").click();
+  await assertText(byTestId(page, "room-title"), `# ${room}`);
+
+  const arabic = "مرحبا بالعالم!";
+  const english = "hello, world!";
+  await send(page, arabic);
+  await send(page, english);
+  const direction = (text) =>
+    page
+      .locator('[data-testid="message-text"]', { hasText: exactly(text) })
+      .first()
+      .evaluate((node) => getComputedStyle(node).direction);
+  assert.equal(await direction(arabic), "rtl");
+  assert.equal(await direction(english), "ltr");
+  // What is typed takes its own direction too.
+  await byTestId(page, "composer").fill(arabic);
+  assert.equal(await byTestId(page, "composer").evaluate((node) => getComputedStyle(node).direction), "rtl");
+
+  assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [page]);
+});
