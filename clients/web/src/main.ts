@@ -251,7 +251,8 @@ const el = {
   roomTitle: h("h2", { "data-testid": "room-title" }),
   leave: h("button", { class: "small-button", "data-testid": "leave-room", hidden: true }, "Leave room"),
   loadOlder: h("button", { class: "load-older", "data-testid": "load-older", hidden: true }, "Load older messages"),
-  messages: h("ol", { class: "messages", "data-testid": "messages" }),
+  // A log: screen readers read new messages as they come, not the list.
+  messages: h("ol", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" }),
   typing: h("div", { class: "typing", "data-testid": "typing", "aria-live": "polite" }),
   composer: h("textarea", {
     rows: 1,
@@ -371,10 +372,8 @@ function buildShell(username: string): void {
         class: "icon menu",
         title: "Rooms",
         "data-testid": "menu",
-        onclick: () => {
-          state.drawerOpen = !state.drawerOpen;
-          el.shell.classList.toggle("drawer-open", state.drawerOpen);
-        },
+        "aria-expanded": "false",
+        onclick: () => setDrawer(!state.drawerOpen),
       },
       "☰",
     ),
@@ -450,10 +449,24 @@ function buildShell(username: string): void {
   renderOnline();
 }
 
-function closeDrawer(): void {
-  state.drawerOpen = false;
-  el.shell.classList.remove("drawer-open");
+/** Opens or closes the phone's room drawer, and tells the ☰ button so. */
+function setDrawer(open: boolean): void {
+  state.drawerOpen = open;
+  el.shell.classList.toggle("drawer-open", open);
+  document.querySelector('[data-testid="menu"]')?.setAttribute("aria-expanded", String(open));
 }
+
+function closeDrawer(): void {
+  setDrawer(false);
+}
+
+// Escape closes the drawer, and gives the focus back to the button that
+// opened it.
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape" || !state.drawerOpen) return;
+  closeDrawer();
+  (document.querySelector('[data-testid="menu"]') as HTMLElement | null)?.focus();
+});
 
 async function boot(): Promise<void> {
   await refreshRooms();
@@ -539,13 +552,14 @@ function renderRooms(): void {
         "data-testid": "room",
         "data-room-name": rs.room.name,
         "data-unread": isUnread ? "true" : "false",
+        "aria-current": rs.room.id === state.activeRoomId ? "true" : false,
         onclick: () => {
           selectRoom(rs.room.id);
           closeDrawer();
         },
       },
       h("span", { class: "room-icon" }, rs.room.kind === RoomKind.DIRECT ? "@" : "#"),
-      h("span", { class: "room-name" }, rs.room.name),
+      h("span", { class: "room-name", dir: "auto" }, rs.room.name),
       isUnread ? h("span", { class: "badge", "data-testid": "unread", title: "New messages" }, "new") : null,
     );
   };

@@ -871,3 +871,41 @@ test("right-to-left messages read right to left, each in its own direction", { t
   assert.deepEqual(errors, [], "no console errors");
   await assertNoCspViolations(csp, [page]);
 });
+
+test("screen readers hear the room's log, the open room, and the drawer's state; Escape closes it", { timeout: 120_000 }, async () => {
+  const { appUrl } = await startServer("a11y");
+  const errors = [];
+  const csp = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const ivan = `ivan_${suffix}`;
+  const room = `a11y-${suffix}`;
+  const ctx = await launch(csp);
+  const page = await openPage(ctx, errors, "ivan", appUrl);
+  await register(page, ivan, "correct horse battery");
+  await byTestId(page, "create-room-name").fill(room);
+  await byTestId(page, "create-room-submit").click();
+  await assertText(byTestId(page, "room-title"), `# ${room}`);
+  // A phone: the room list is a drawer behind ☰.
+  await page.setViewportSize({ width: 390, height: 844 });
+
+  const messages = byTestId(page, "messages");
+  assert.equal(await messages.getAttribute("role"), "log");
+  assert.equal(await messages.getAttribute("aria-live"), "polite");
+
+  const menu = byTestId(page, "menu");
+  if ((await menu.getAttribute("aria-expanded")) !== "true") await menu.click();
+  assert.equal(await menu.getAttribute("aria-expanded"), "true");
+  const open = page.locator(`[data-testid="room"][data-room-name="${room}"]`);
+  assert.equal(await open.getAttribute("aria-current"), "true", "the open room is marked current");
+  await page.keyboard.press("Escape");
+  assert.equal(await menu.getAttribute("aria-expanded"), "false", "Escape closes the drawer");
+  assert.equal(await page.evaluate(() => document.querySelector(".drawer-open") !== null), false);
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("data-testid")), "menu", "focus goes back to ☰");
+  await menu.click();
+  assert.equal(await menu.getAttribute("aria-expanded"), "true");
+  await open.click();
+  assert.equal(await menu.getAttribute("aria-expanded"), "false", "picking a room closes the drawer");
+
+  assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [page]);
+});
