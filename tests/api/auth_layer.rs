@@ -14,11 +14,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use prost::Message as _;
 use prost_types::FileDescriptorSet;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::helpers::{http_get, spawn_app, TestApp, PATIENCE};
+use crate::helpers::{http_get, spawn_app, RawCodec, TestApp, PATIENCE};
 
 /// The public methods and services this test expects. The server's
 /// allow-list must say the same: making a method public is a change to
@@ -91,45 +90,6 @@ fn protected_methods() -> Vec<String> {
         assert!(protected.iter().any(|path| path == known), "{known}");
     }
     protected
-}
-
-/// Sends messages' bytes as they are, and reads answers undecoded: one
-/// client for every method, whatever its types.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = Self;
-    type Decoder = Self;
-
-    fn encoder(&mut self) -> Self {
-        Self
-    }
-
-    fn decoder(&mut self) -> Self {
-        Self
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        buf.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(buf.copy_to_bytes(buf.remaining())))
-    }
 }
 
 /// Calls `path` with one empty message (every request type's defaults),

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
+use bytes::{Buf as _, BufMut as _, Bytes};
 use chat_client::pb::auth_service_client::AuthServiceClient;
 use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, client_event, server_event};
@@ -18,6 +19,7 @@ use tempfile::TempDir;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -519,7 +521,7 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, 
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     use http_body_util::BodyExt as _;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        .build_http::<http_body_util::Empty<Bytes>>();
     let response = client
         .get(format!("http://{addr}{path}").parse().unwrap())
         .await
@@ -599,5 +601,44 @@ impl Bystanders {
                 "a well-behaved client waited {latency:?} for its message"
             );
         }
+    }
+}
+
+/// Sends messages' bytes as they are, and reads answers undecoded: one
+/// client for every method, whatever its types.
+#[derive(Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = Self;
+    type Decoder = Self;
+
+    fn encoder(&mut self) -> Self {
+        Self
+    }
+
+    fn decoder(&mut self) -> Self {
+        Self
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }
