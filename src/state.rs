@@ -113,6 +113,7 @@ impl AppState {
             metrics.fanout.clone(),
             presence,
             config.session_cache_ttl,
+            config.heartbeat_interval,
         );
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();

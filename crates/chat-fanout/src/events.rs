@@ -6,6 +6,8 @@
 //! catch-up and the server's writer and streams only move the frames made
 //! here, so an event's shape and policy are decided in one place.
 
+use std::time::Duration;
+
 use chat_domain::{Message, RoomId, SessionId, User};
 use chat_proto::server_event::{self, Event};
 use chat_proto::{self as pb};
@@ -13,12 +15,19 @@ use chat_proto::{self as pb};
 use crate::frame::Frame;
 
 /// `ready`, always a stream's first event: who the caller is, its session,
-/// and the online users who share a room with it.
-pub fn ready(user: &User, session_id: SessionId, online_users: &[User]) -> Frame {
+/// the online users who share a room with it, and how often it hears a
+/// heartbeat when nothing else is said (its clients' watchdog).
+pub fn ready(
+    user: &User,
+    session_id: SessionId,
+    online_users: &[User],
+    heartbeat_interval: Duration,
+) -> Frame {
     Frame::from_event(Event::Ready(server_event::Ready {
         user: Some(pb::User::from(user)),
         session_id: session_id.to_string(),
         online_users: online_users.iter().map(pb::User::from).collect(),
+        heartbeat_interval: Some(pb::duration(heartbeat_interval)),
     }))
 }
 

@@ -23,6 +23,14 @@ pub fn timestamp(at: domain::Timestamp) -> prost_types::Timestamp {
     }
 }
 
+/// A protobuf `Duration`, saturating at its largest value.
+pub fn duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or_default(),
+    }
+}
+
 impl From<&domain::User> for User {
     fn from(user: &domain::User) -> Self {
         Self {

@@ -61,6 +61,8 @@ pub struct Hub {
     presence: Option<mpsc::Sender<LocalPresence>>,
     /// Sessions recently found live; every revocation goes through here.
     live_sessions: LiveSessions,
+    /// How often idle streams hear a heartbeat; `ready` tells each stream.
+    heartbeat_interval: Duration,
 }
 
 /// Everything the hub keeps, under its one lock.
@@ -90,12 +92,15 @@ impl Hub {
     /// With `presence`, changes of who is online here are sent there (for
     /// the other nodes); when it is full, a change is dropped, and the next
     /// full account of this node's users (`local_presence`) corrects it.
+    /// `heartbeat_interval` is only told to streams: the caller sends the
+    /// heartbeats (`heartbeat`) on that beat.
     pub fn new(
         queue_capacity: usize,
         limits: StreamLimits,
         metrics: FanoutMetrics,
         presence: Option<mpsc::Sender<LocalPresence>>,
         session_cache_ttl: Duration,
+        heartbeat_interval: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
@@ -105,6 +110,7 @@ impl Hub {
             metrics,
             presence,
             live_sessions: LiveSessions::new(session_cache_ttl),
+            heartbeat_interval,
         })
     }
 

@@ -203,7 +203,12 @@ impl Hub {
         let session_id = state.streams[&id].session_id;
 
         let peers = state.peers(user_id);
-        let ready = events::ready(&user, session_id, &state.online_peers(user_id));
+        let ready = events::ready(
+            &user,
+            session_id,
+            &state.online_peers(user_id),
+            self.heartbeat_interval,
+        );
         let entry = state.streams.get_mut(&id).expect("checked above");
         entry.active = true;
         let mut overflow = Overflow::default();

@@ -31,6 +31,7 @@ pub(super) fn hub(presence: Option<mpsc::Sender<LocalPresence>>) -> Arc<Hub> {
         FanoutMetrics::default(),
         presence,
         crate::live::TTL,
+        Duration::from_secs(30),
     )
 }
 
