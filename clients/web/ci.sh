@@ -27,4 +27,7 @@ if [ -n "$stale" ]; then
   exit 1
 fi
 
+# What a cold load downloads stays under its budget (scripts/budget.mjs).
+node scripts/budget.mjs
+
 npm test

@@ -333,6 +333,8 @@ test("the app is served under a strict Content-Security-Policy, and a breach of 
   assert.match(headers["content-security-policy"], /script-src 'self';/);
   assert.match(headers["content-security-policy"], /frame-ancestors 'none'/);
   assert.equal(headers["x-frame-options"], "DENY");
+  assert.equal(headers["x-content-type-options"], "nosniff");
+  assert.equal(headers["referrer-policy"], "no-referrer");
   await byTestId(page, "login-submit").waitFor();
   assert.deepEqual(csp, [], "the login page loads without a violation");
 
