@@ -23,6 +23,8 @@ import {
   setOnSessionLost,
 } from "./api";
 import { h, clear } from "./dom";
+import { createMessageList } from "./messages/list";
+import { createSidePanel } from "./panel";
 
 /** Messages fetched per History page. */
 const PAGE = 50;
@@ -242,6 +244,20 @@ function renderLogin(message?: string): void {
 
 // ---------- chat page skeleton ----------
 
+/** The open room's messages (src/messages/): renderMessages feeds it. */
+const messageList = createMessageList<Pending>({
+  pending: {
+    retry: (p) => void deliver(p),
+    discard: (p) => {
+      state.pending = state.pending.filter((x) => x !== p);
+      savePending();
+      renderMessages();
+    },
+  },
+});
+/** Where a thread, search results or a member list open beside the room. */
+const sidePanel = createSidePanel();
+
 const el = {
   shell: h("div", { class: "shell" }),
   connection: h("span", { class: "connection", "data-testid": "connection" }),
@@ -251,8 +267,7 @@ const el = {
   roomTitle: h("h2", { "data-testid": "room-title" }),
   leave: h("button", { class: "small-button", "data-testid": "leave-room", hidden: true }, "Leave room"),
   loadOlder: h("button", { class: "load-older", "data-testid": "load-older", hidden: true }, "Load older messages"),
-  // A log: screen readers read new messages as they come, not the list.
-  messages: h("ol", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" }),
+  messages: messageList.log,
   typing: h("div", { class: "typing", "data-testid": "typing", "aria-live": "polite" }),
   composer: h("textarea", {
     rows: 1,
@@ -405,7 +420,7 @@ function buildShell(username: string): void {
   clear(el.main);
   el.main.append(
     h("div", { class: "pane-head" }, el.roomTitle, el.leave),
-    el.messages,
+    messageList.element,
     el.typing,
     h(
       "div",
@@ -425,7 +440,7 @@ function buildShell(username: string): void {
       ),
     ),
   );
-  el.messages.before(el.loadOlder);
+  messageList.element.before(el.loadOlder);
 
   const people = h("aside", { class: "people" }, h("h3", {}, "Online"), el.online);
   el.shell.append(
@@ -436,6 +451,7 @@ function buildShell(username: string): void {
       sidebar,
       h("div", { class: "scrim", onclick: () => closeDrawer() }),
       el.main,
+      sidePanel.element,
       el.sessions,
       people,
     ),
@@ -610,7 +626,10 @@ function selectRoom(roomId: string): void {
   el.composer.disabled = !rs;
   el.leave.hidden = !rs || rs.room.kind === RoomKind.DIRECT;
   el.roomTitle.textContent = rs ? `${rs.room.kind === RoomKind.DIRECT ? "@" : "#"} ${rs.room.name}` : "No room";
+  sidePanel.close();
   if (rs) {
+    // "New messages" goes above the first message not seen before.
+    messageList.opened(roomId, state.read.get(roomId), newestSeq(rs));
     markRead(rs);
     if (!rs.historyLoaded) void loadHistory(rs);
     void attempt("Could not list the room's online users", async () => {
@@ -751,6 +770,9 @@ function receive(m: Message): void {
   if (rs.messages.size > 1 && m.seq > newest + 1n && !rs.messages.has(m.seq - 1n)) void fillGap(rs, m.seq);
   advanceCursor(m.roomId, m.seq);
   clearTyping(rs, m.sender?.username);
+  if (rs.room.id === state.activeRoomId && document.visibilityState === "hidden") {
+    messageList.cameUnseen(rs.room.id, state.read.get(rs.room.id) ?? 0n);
+  }
   if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") markRead(rs);
   if (rs.room.id === state.activeRoomId) renderMessages();
   renderRooms();
@@ -769,89 +791,17 @@ async function fillGap(rs: RoomState, upTo: bigint): Promise<void> {
   }
 }
 
-function formatTime(d: Date): string {
-  const now = new Date();
-  const sameDay = d.toDateString() === now.toDateString();
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  return sameDay ? time : `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
-}
-
 function renderMessages(toBottom = false): void {
   const rs = state.rooms.get(state.activeRoomId);
-  const atBottom = el.messages.scrollHeight - el.messages.scrollTop - el.messages.clientHeight < 60;
-  clear(el.messages);
   el.loadOlder.hidden = !rs?.hasMore;
-  if (!rs) {
-    el.messages.append(h("li", { class: "empty" }, "Pick a room, or create one, to start chatting."));
-    return;
-  }
-  const me = currentAuth()?.user.id;
-  const sorted = [...rs.messages.values()].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
-  if (!sorted.length && rs.historyLoaded) {
-    el.messages.append(h("li", { class: "empty" }, "No messages yet. Say hello!"));
-  }
-  let prevSender = "";
-  for (const m of sorted) {
-    const mine = m.sender?.id === me;
-    const sender = m.sender?.username ?? "?";
-    const when = m.sentAt ? timestampDate(m.sentAt) : new Date();
-    const cont = prevSender === sender;
-    prevSender = sender;
-    el.messages.append(
-      h(
-        "li",
-        {
-          class: `msg${mine ? " mine" : ""}${cont ? " cont" : ""}`,
-          "data-testid": "message",
-          "data-seq": m.seq.toString(),
-          "data-sender": sender,
-        },
-        h(
-          "div",
-          { class: "meta" },
-          h("span", { class: "sender", "data-testid": "message-sender" }, sender),
-          h("time", { datetime: when.toISOString(), title: when.toLocaleString() }, formatTime(when)),
-        ),
-        // dir="auto": each message takes the direction of its own first
-        // strong character, so Arabic and Hebrew read right to left.
-        h("div", { class: "text", "data-testid": "message-text", dir: "auto" }, m.text),
-      ),
-    );
-  }
-  for (const p of state.pending.filter((p) => p.roomId === rs.room.id)) {
-    el.messages.append(
-      h(
-        "li",
-        { class: `msg mine pending${p.error ? " failed" : ""}`, "data-testid": "pending-message" },
-        h(
-          "div",
-          { class: "meta" },
-          h("span", { class: "sender" }, currentAuth()?.user.username ?? ""),
-          h("span", {}, p.error ? `Not sent: ${p.error}` : "sending…"),
-        ),
-        h("div", { class: "text", dir: "auto" }, p.text),
-        p.error
-          ? h(
-              "div",
-              { class: "row" },
-              h("button", { "data-testid": "retry-send", onclick: () => void deliver(p) }, "Retry"),
-              h(
-                "button",
-                {
-                  onclick: () => {
-                    state.pending = state.pending.filter((x) => x !== p);
-                    savePending();
-                    renderMessages();
-                  },
-                },
-                "Discard",
-              ),
-            )
-          : null,
-      ),
-    );
-  }
-  if (toBottom || atBottom) el.messages.scrollTop = el.messages.scrollHeight;
+  const view = rs && {
+    roomId: rs.room.id,
+    messages: [...rs.messages.values()].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)),
+    loaded: rs.historyLoaded,
+    pending: state.pending.filter((p) => p.roomId === rs.room.id),
+    me: currentAuth()?.user,
+  };
+  messageList.render(view, toBottom);
 }
 
 async function send(roomId: string, text: string): Promise<void> {

@@ -1,0 +1,121 @@
+// One message in the list, put together from parts: a header (sender and
+// time) or, within a group, a time in the left gutter shown on hover and
+// focus; the text; the extra parts later features add (reactions, a
+// thread's replies, file previews); and an action bar for what one can do
+// with it (react, reply in a thread, delete).
+//
+// A later feature adds itself by handing createMessageList a MessagePart
+// or a MessageAction (see list.ts); nothing here needs to change.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { Message } from "../gen/chat/v1/chat_pb";
+import { h } from "../dom";
+import { renderText } from "./text";
+import { fullDateTime, shortTime } from "./time";
+
+/** What a message's parts may need to know besides the message. */
+export interface MessageContext {
+  /** The reader's user id. */
+  me: string | undefined;
+  /** The first message of a group: its sender and time show above it. */
+  head: boolean;
+}
+
+/** More of a message below its text, or null when it has nothing to show. */
+export type MessagePart = (m: Message, ctx: MessageContext) => Node | null;
+
+/** Something one can do with a message: a button in its action bar. */
+export interface MessageAction {
+  /** Names the button: data-testid="message-action-<id>". */
+  id: string;
+  /** The button's accessible name, and its tooltip. */
+  label: string;
+  /** What the button shows, if not the label (an emoji, an icon). */
+  icon?: string;
+  /** Whether this message offers it (say, only one's own can be deleted). */
+  available?: (m: Message, ctx: MessageContext) => boolean;
+  run: (m: Message, button: HTMLElement) => void;
+}
+
+export interface MessageExtensions {
+  parts: readonly MessagePart[];
+  actions: readonly MessageAction[];
+}
+
+/** When the server stored the message (the reader's clock if it did not say). */
+export function sentAt(m: Message): Date {
+  return m.sentAt ? timestampDate(m.sentAt) : new Date();
+}
+
+export function messageItem(m: Message, ctx: MessageContext, ext: MessageExtensions): HTMLElement {
+  const sender = m.sender?.username ?? "?";
+  const mine = m.sender?.id !== undefined && m.sender.id === ctx.me;
+  return h(
+    "li",
+    {
+      class: `msg${mine ? " mine" : ""}${ctx.head ? " head" : " cont"}`,
+      "data-testid": "message",
+      "data-seq": m.seq.toString(),
+      "data-sender": sender,
+      // Reached with the arrow keys (list.ts), which shows a grouped
+      // message's time as hovering does.
+      tabindex: -1,
+    },
+    ctx.head ? header(sender, sentAt(m)) : gutter(sender, sentAt(m)),
+    body(m),
+    ...ext.parts.map((part) => part(m, ctx)),
+    actionBar(m, ctx, ext.actions),
+  );
+}
+
+function time(when: Date, className?: string): HTMLElement {
+  return h(
+    "time",
+    { class: className, "data-testid": "message-time", datetime: when.toISOString(), title: fullDateTime(when) },
+    shortTime(when),
+  );
+}
+
+/** The first message of a group: who sent it and when. */
+function header(sender: string, when: Date): HTMLElement {
+  return h("div", { class: "meta" }, h("span", { class: "sender", "data-testid": "message-sender" }, sender), time(when));
+}
+
+/**
+ * Within a group: the time sits in the left gutter, seen on hover and
+ * focus; the sender is still there for screen readers.
+ */
+function gutter(sender: string, when: Date): DocumentFragment {
+  const part = document.createDocumentFragment();
+  part.append(h("span", { class: "visually-hidden" }, `${sender}:`), time(when, "gutter-time"));
+  return part;
+}
+
+function body(m: Message): HTMLElement {
+  // dir="auto": each message takes the direction of its own first strong
+  // character, so Arabic and Hebrew read right to left.
+  return h("div", { class: "text", "data-testid": "message-text", dir: "auto" }, ...renderText(m.text));
+}
+
+function actionBar(m: Message, ctx: MessageContext, actions: readonly MessageAction[]): HTMLElement | null {
+  const offered = actions.filter((a) => a.available?.(m, ctx) ?? true);
+  if (!offered.length) return null;
+  return h(
+    "div",
+    { class: "actions", role: "toolbar", "aria-label": "Message actions", "data-testid": "message-actions" },
+    ...offered.map((a) => {
+      const button: HTMLElement = h(
+        "button",
+        {
+          type: "button",
+          class: "icon",
+          title: a.label,
+          "aria-label": a.label,
+          "data-testid": `message-action-${a.id}`,
+          onclick: () => a.run(m, button),
+        },
+        a.icon ?? a.label,
+      );
+      return button;
+    }),
+  );
+}

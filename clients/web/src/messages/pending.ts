@@ -1,0 +1,37 @@
+// The "sending…" copy of one's own message, shown below the list until the
+// server has stored it; a failed one says why and offers Retry and Discard.
+import { h } from "../dom";
+import { renderText } from "./text";
+
+/** What the copy shows of a message on its way (main.ts's Pending). */
+export interface PendingCopy {
+  text: string;
+  error?: string;
+}
+
+export interface PendingHandlers<P extends PendingCopy> {
+  retry: (p: P) => void;
+  discard: (p: P) => void;
+}
+
+export function pendingItem<P extends PendingCopy>(p: P, username: string, on: PendingHandlers<P>): HTMLElement {
+  return h(
+    "li",
+    { class: `msg head mine pending${p.error ? " failed" : ""}`, "data-testid": "pending-message" },
+    h(
+      "div",
+      { class: "meta" },
+      h("span", { class: "sender" }, username),
+      h("span", {}, p.error ? `Not sent: ${p.error}` : "sending…"),
+    ),
+    h("div", { class: "text", dir: "auto" }, ...renderText(p.text)),
+    p.error
+      ? h(
+          "div",
+          { class: "row" },
+          h("button", { "data-testid": "retry-send", onclick: () => on.retry(p) }, "Retry"),
+          h("button", { onclick: () => on.discard(p) }, "Discard"),
+        )
+      : null,
+  );
+}

@@ -1,0 +1,63 @@
+// The side panel beside the message list: the slot where a thread, search
+// results, a file or a member list opens without leaving the room. Empty
+// and hidden until a feature opens it; on a phone it covers the room.
+import "./panel.css";
+import { h, clear } from "./dom";
+
+export interface SidePanel {
+  element: HTMLElement;
+  /**
+   * Shows `content` under `title`, in place of what was there. × or Escape
+   * closes it, and the focus goes back to `opener`.
+   */
+  open(title: string, content: Node, opener?: HTMLElement): void;
+  close(): void;
+  readonly isOpen: boolean;
+}
+
+export function createSidePanel(): SidePanel {
+  const heading = h("h2", { id: "side-panel-title" });
+  const body = h("div", { class: "side-panel-body" });
+  let opener: HTMLElement | undefined;
+  const closeButton = h(
+    "button",
+    { type: "button", class: "icon", title: "Close", "aria-label": "Close", "data-testid": "side-panel-close" },
+    "×",
+  );
+  const element = h(
+    "aside",
+    { class: "side-panel", "data-testid": "side-panel", "aria-labelledby": "side-panel-title", hidden: true },
+    h("div", { class: "pane-head" }, heading, closeButton),
+    body,
+  );
+
+  const panel: SidePanel = {
+    element,
+    open(title, content, from) {
+      opener = from;
+      heading.textContent = title;
+      clear(body);
+      body.append(content);
+      element.hidden = false;
+      closeButton.focus();
+    },
+    close() {
+      if (element.hidden) return;
+      element.hidden = true;
+      clear(body);
+      opener?.focus();
+      opener = undefined;
+    },
+    get isOpen() {
+      return !element.hidden;
+    },
+  };
+  closeButton.addEventListener("click", () => panel.close());
+  element.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") {
+      ev.stopPropagation();
+      panel.close();
+    }
+  });
+  return panel;
+}
