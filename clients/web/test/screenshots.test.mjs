@@ -61,10 +61,11 @@ test("screenshots of the main screens, desktop and phone, light and dark", { tim
   await assertText(byTestId(a, "room-title"), "# release-2.0");
   await a.locator('[data-testid="room"][data-room-name="design"]').click();
 
-  await send(a, "Morning! The new sidebar is in **review** now.");
-  await send(b, "Looks good. One nit: the `unread` badge needs more contrast.");
+  // Markdown and links show rendered: wait for the text as shown.
+  await say(a, "Morning! The new sidebar is in **review** now.", "Morning! The new sidebar is in review now.");
+  await say(b, "Looks good. One nit: the `unread` badge needs more contrast.", "Looks good. One nit: the unread badge needs more contrast.");
   await send(b, "Spec is at https://example.com/design/sidebar");
-  await send(c, "Agreed, I'll take the badge. _Shipping today._");
+  await say(c, "Agreed, I'll take the badge. _Shipping today._", "Agreed, I'll take the badge. Shipping today.");
   await send(a, "Thanks both!");
   await waitForMessage(c, "Thanks both!");
   await byTestId(b, "dm-username").fill(ana);
@@ -92,6 +93,13 @@ test("screenshots of the main screens, desktop and phone, light and dark", { tim
   assert.deepEqual(errors, [], "no console errors");
   await assertNoCspViolations(csp, [a, b, c]);
 });
+
+/** Sends `text` from the composer and waits until it shows as `shown`. */
+async function say(page, text, shown) {
+  await byTestId(page, "composer").fill(text);
+  await byTestId(page, "composer").press("Enter");
+  await waitForMessage(page, shown);
+}
 
 /** Saves `name-<device>-<theme>.png` once the page has settled, and checks it is a real image. */
 async function shoot(page, name, size, theme) {
