@@ -1,7 +1,9 @@
 // The server connection: one grpc-web transport, the two generated service
 // clients, and the session's tokens (kept in localStorage, refreshed before
-// they expire, and attached to every call by an interceptor).
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+// they expire, and attached to every call by an interceptor). Every unary
+// call has a deadline, so that none waits forever on a server that stopped
+// answering.
+import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { AuthService, ChatService, type Room, type User } from "./gen/chat/v1/chat_pb";
@@ -144,10 +146,45 @@ const authInterceptor: Interceptor = (next) => async (req) => {
   }
 };
 
-const transport = createGrpcWebTransport({
+/**
+ * How long a unary call may take, unless the caller says otherwise: long
+ * enough for a busy server (a login hashes a password), short enough that
+ * a frozen one is noticed. The server hears it too, as `grpc-timeout`.
+ */
+const CALL_DEADLINE_MS = 15_000;
+/**
+ * Shorter deadlines where a late answer is worth nothing, or where the
+ * person is waiting: a typing hint is stale after a few seconds, and a
+ * message not acknowledged in ten is shown as waiting and sent again.
+ */
+const METHOD_DEADLINE_MS: Record<string, number> = {
+  SendTyping: 5_000,
+  SendMessage: 10_000,
+};
+
+const grpcWeb = createGrpcWebTransport({
   baseUrl: serverUrl,
   interceptors: [authInterceptor],
 });
+
+/**
+ * The grpc-web transport, with a deadline on every unary call. Streams
+ * have none (Subscribe is meant to stay open): the connection's watchdog
+ * tells a dead stream instead.
+ */
+const transport: Transport = {
+  unary: (method, signal, timeoutMs, header, input, contextValues) =>
+    grpcWeb.unary(
+      method,
+      signal,
+      timeoutMs ?? METHOD_DEADLINE_MS[method.name] ?? CALL_DEADLINE_MS,
+      header,
+      input,
+      contextValues,
+    ),
+  stream: (method, signal, timeoutMs, header, input, contextValues) =>
+    grpcWeb.stream(method, signal, timeoutMs, header, input, contextValues),
+};
 
 export const authClient = createClient(AuthService, transport);
 export const chatClient = createClient(ChatService, transport);
@@ -198,6 +235,7 @@ export function describe(e: unknown): string {
   if (err.code === Code.Unavailable || err.code === Code.Unknown) {
     return err.rawMessage ? `Server unreachable: ${err.rawMessage}` : "Server unreachable";
   }
+  if (err.code === Code.DeadlineExceeded) return "The server did not answer in time";
   const text = err.rawMessage || Code[err.code] || "Unknown error";
   return text.charAt(0).toUpperCase() + text.slice(1);
 }

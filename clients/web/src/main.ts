@@ -25,6 +25,7 @@ import {
 import { h, clear } from "./dom";
 import { createMessageList } from "./messages/list";
 import { createSidePanel } from "./panel";
+import { connectionLost, createConnection, type ConnectionState } from "./connection";
 
 /** Messages fetched per History page. */
 const PAGE = 50;
@@ -36,9 +37,11 @@ const PAGE = 50;
 const TYPING_THROTTLE_MS = 2_500;
 /** How long "x is typing…" stays after their last typing event. */
 const TYPING_SHOW_MS = 3_000;
-/** Longest wait between reconnection attempts. */
-const MAX_BACKOFF_MS = 30_000;
-/** Send attempts before a message is shown as failed. */
+/**
+ * Send attempts before a message is shown as failed, when the server
+ * answers with a passing refusal (a lost connection is not one: such a
+ * message waits for the connection, however long).
+ */
 const SEND_ATTEMPTS = 5;
 /**
  * The most rooms one Subscribe may resume (the server's MAX_CURSORS): it
@@ -121,9 +124,6 @@ const state = {
   activeRoomId: "" as string,
   online: new Map<string, User>(),
   pending: [] as Pending[],
-  connection: "connecting" as "connecting" | "live" | "reconnecting",
-  streamAbort: null as AbortController | null,
-  streamGen: 0,
   /** Per room: when we last told others we are typing. */
   lastTypingSent: new Map<string, number>(),
   /** Tells of typing at the end of the throttle window, if it went on. */
@@ -157,15 +157,30 @@ async function attempt<T>(what: string, f: () => Promise<T>): Promise<T | undefi
   }
 }
 
+/** The live stream, and whether it is live. */
+const connection = createConnection({
+  subscribe: (signal) => chatClient.subscribe({ cursors: resumeCursors() }, { signal }),
+  onEvent: (ev) => handleEvent(ev),
+  onState: () => {
+    renderConnection();
+    // A message waiting for the connection says so, and says when it is sending again.
+    if (state.pending.length) renderMessages();
+  },
+  onError: (text) => showError(text),
+  refresh: refreshNow,
+  loggedIn: () => currentAuth() !== null,
+  describe,
+});
+
 setOnSessionLost((reason) => {
-  stopStream();
+  connection.stop();
   renderLogin(reason);
 });
 
 // ---------- login page ----------
 
 function renderLogin(message?: string): void {
-  stopStream();
+  connection.stop();
   document.title = "Chat";
   clear(app);
   const username = h("input", {
@@ -261,6 +276,8 @@ const sidePanel = createSidePanel();
 const el = {
   shell: h("div", { class: "shell" }),
   connection: h("span", { class: "connection", "data-testid": "connection" }),
+  // Said while the connection is lost (empty, and so out of sight, while it is not).
+  offlineBanner: h("div", { class: "offline-banner", "data-testid": "offline-banner", role: "status" }),
   me: h("span", { class: "me", "data-testid": "me" }),
   roomsList: h("nav", { class: "rooms", "data-testid": "rooms" }),
   browseList: h("div", { class: "browse", "data-testid": "browse", hidden: true }),
@@ -420,6 +437,7 @@ function buildShell(username: string): void {
   clear(el.main);
   el.main.append(
     h("div", { class: "pane-head" }, el.roomTitle, el.leave),
+    el.offlineBanner,
     messageList.element,
     el.typing,
     h(
@@ -499,7 +517,7 @@ async function boot(): Promise<void> {
     state.activeRoomId = [...state.rooms.values()].find((r) => r.room.joined)?.room.id ?? "";
   }
   selectRoom(state.activeRoomId);
-  void runStream();
+  connection.start();
 }
 
 async function refreshRooms(): Promise<void> {
@@ -800,6 +818,7 @@ function renderMessages(toBottom = false): void {
     loaded: rs.historyLoaded,
     pending: state.pending.filter((p) => p.roomId === rs.room.id),
     me: currentAuth()?.user,
+    live: connection.state === "live",
   };
   messageList.render(view, toBottom);
 }
@@ -823,7 +842,14 @@ function retryable(err: ConnectError): boolean {
   );
 }
 
-/** Sends with the same client_msg_id until it lands: the server stores it once. */
+/** The longest pause between two sends of a message whose send got no answer. */
+const MAX_SEND_BACKOFF_MS = 15_000;
+
+/**
+ * Sends with the same client_msg_id until it lands: the server stores it
+ * once. While the connection is lost the message waits, in its place in
+ * the queue, and goes out when the stream is live again.
+ */
 async function deliver(p: Pending): Promise<void> {
   if (p.sending || !state.pending.includes(p)) return;
   p.sending = true;
@@ -831,6 +857,8 @@ async function deliver(p: Pending): Promise<void> {
   renderMessages();
   try {
     for (let i = 1; ; i++) {
+      while (connection.state !== "live" && currentAuth() && state.pending.includes(p)) await connection.whenLive();
+      if (!currentAuth() || !state.pending.includes(p)) return;
       try {
         const res = await chatClient.sendMessage({ roomId: p.roomId, text: p.text, clientMsgId: p.clientMsgId });
         state.pending = state.pending.filter((x) => x !== p);
@@ -841,6 +869,13 @@ async function deliver(p: Pending): Promise<void> {
         return;
       } catch (e) {
         const err = ConnectError.from(e);
+        if (connectionLost(err) && currentAuth()) {
+          // No answer is no refusal: the message waits for the connection
+          // (and says so), then goes again.
+          renderMessages();
+          await sleep(Math.min(500 * 2 ** i, MAX_SEND_BACKOFF_MS));
+          continue;
+        }
         if (!retryable(err) || i >= SEND_ATTEMPTS || !currentAuth()) {
           p.error = describe(err);
           showError(`Message not sent: ${p.error}`);
@@ -879,14 +914,13 @@ function noteTyping(): void {
 }
 
 function sendTyping(roomId: string): void {
+  // Offline, a typing hint would arrive too late to mean anything.
+  if (connection.state !== "live") return;
   state.lastTypingSent.set(roomId, Date.now());
   chatClient.sendTyping({ roomId }).catch((e) => {
     // A lost typing hint matters little. A lost connection already shows
-    // as "reconnecting…"; anything else the person hears of.
-    const err = ConnectError.from(e);
-    if (err.code !== Code.Unavailable && err.code !== Code.Unknown) {
-      showError(`Typing indicator not sent: ${describe(err)}`);
-    }
+    // as "offline — reconnecting"; anything else the person hears of.
+    if (!connectionLost(e)) showError(`Typing indicator not sent: ${describe(e)}`);
   });
 }
 
@@ -945,77 +979,37 @@ function renderOnline(): void {
   }
 }
 
+/** What the header's pill says in each state: a word, and what follows it on wide screens. */
+const CONNECTION_LABELS: Record<ConnectionState, [string, string]> = {
+  connecting: ["connecting…", ""],
+  live: ["online", ""],
+  offline: ["offline", " — reconnecting"],
+};
+
+/**
+ * The connection's state, said honestly: the header's pill (on phones only
+ * its dot and first word show; screen readers hear it all), and while the
+ * connection is lost, a banner above the messages.
+ */
 function renderConnection(): void {
-  const labels = { connecting: "connecting…", live: "online", reconnecting: "reconnecting…" };
-  el.connection.textContent = labels[state.connection];
-  el.connection.className = `connection ${state.connection}`;
-  el.connection.setAttribute("data-state", state.connection);
+  const c = connection.state;
+  const [word, more] = CONNECTION_LABELS[c];
+  el.connection.replaceChildren(
+    h("span", { class: "connection-dot", "aria-hidden": "true" }),
+    h("span", { class: "connection-word" }, word),
+    ...(more ? [h("span", { class: "connection-more" }, more)] : []),
+  );
+  el.connection.className = `connection ${c}`;
+  el.connection.setAttribute("data-state", c);
+  el.connection.title = word + more;
+  const banner = c === "offline" ? "You are offline. Reconnecting… Messages you send will go out once the connection is back." : "";
+  if (el.offlineBanner.textContent !== banner) el.offlineBanner.textContent = banner;
 }
 
 // ---------- the live stream ----------
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = window.setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      window.clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
-function stopStream(): void {
-  state.streamGen++;
-  state.streamAbort?.abort();
-  state.streamAbort = null;
-}
-
-/**
- * Keeps one Subscribe stream open, resuming from the cursors each time, so
- * that a dropped connection or an expired token loses no message.
- */
-async function runStream(): Promise<void> {
-  stopStream();
-  const gen = state.streamGen;
-  let backoff = 500;
-  while (gen === state.streamGen && currentAuth()) {
-    const abort = new AbortController();
-    state.streamAbort = abort;
-    const cursors = resumeCursors();
-    try {
-      for await (const ev of chatClient.subscribe({ cursors }, { signal: abort.signal })) {
-        if (gen !== state.streamGen) return;
-        if (ev.event.case === "ready") backoff = 500;
-        handleEvent(ev);
-      }
-      if (gen !== state.streamGen) return;
-      // The server ended the stream cleanly: reconnect.
-      setConnection("reconnecting");
-    } catch (e) {
-      if (gen !== state.streamGen || abort.signal.aborted) return;
-      const err = ConnectError.from(e);
-      setConnection("reconnecting");
-      if (err.code === Code.Unauthenticated) {
-        // The token expired (or the session is gone: then refresh fails and
-        // the login page says why).
-        try {
-          await refreshNow();
-          continue;
-        } catch {
-          return;
-        }
-      }
-      if (err.code === Code.ResourceExhausted) {
-        showError(`Live updates fell behind (${err.rawMessage}); catching up.`);
-        continue;
-      }
-      if (err.code !== Code.Unavailable && err.code !== Code.Unknown && err.code !== Code.Canceled) {
-        showError(`Live updates stopped: ${describe(err)}. Retrying…`);
-      }
-      await sleep(backoff, abort.signal);
-      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-    }
-  }
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => window.setTimeout(resolve, ms));
 }
 
 /**
@@ -1035,18 +1029,10 @@ function resumeCursors(): { roomId: string; afterSeq: bigint }[] {
     .map(([roomId, afterSeq]) => ({ roomId, afterSeq }));
 }
 
-function setConnection(c: typeof state.connection): void {
-  if (state.connection !== c) {
-    state.connection = c;
-    renderConnection();
-  }
-}
-
 function handleEvent(ev: ServerEvent): void {
   const me = currentAuth()?.user.id;
   switch (ev.event.case) {
     case "ready": {
-      setConnection("live");
       state.online.clear();
       for (const u of ev.event.value.onlineUsers) if (u.id !== me) state.online.set(u.id, u);
       renderOnline();
@@ -1330,7 +1316,7 @@ function changePasswordForm(list: HTMLElement): HTMLElement {
 }
 
 async function logout(): Promise<void> {
-  stopStream();
+  connection.stop();
   try {
     await authClient.logout({});
   } catch (e) {
@@ -1370,5 +1356,6 @@ else renderLogin();
 
 // Room lists change when others create rooms: look again now and then.
 window.setInterval(() => {
-  if (currentAuth() && app.querySelector(".shell")) void refreshRooms();
+  // Not while offline: the connection's state says that already.
+  if (currentAuth() && app.querySelector(".shell") && connection.state === "live") void refreshRooms();
 }, 30_000);

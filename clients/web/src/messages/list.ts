@@ -29,6 +29,8 @@ export interface RoomView<P extends PendingCopy> {
   /** Our own messages on their way to this room, oldest first. */
   pending: readonly P[];
   me: { id: string; username: string } | undefined;
+  /** Whether the connection is up: pending copies wait for it otherwise. */
+  live: boolean;
 }
 
 export interface MessageListOptions<P extends PendingCopy> {
@@ -185,7 +187,7 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
       out.push(item(`msg:${m.seq}`, [m, head], () => messageItem(m, { me: v.me?.id, head }, ext)));
       prev = { sender, at, day };
     }
-    for (const p of v.pending) out.push(pendingItem(p, v.me?.username ?? "", opts.pending));
+    for (const p of v.pending) out.push(pendingItem(p, v.me?.username ?? "", v.live, opts.pending));
     return out;
   }
 

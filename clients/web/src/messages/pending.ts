@@ -14,7 +14,13 @@ export interface PendingHandlers<P extends PendingCopy> {
   discard: (p: P) => void;
 }
 
-export function pendingItem<P extends PendingCopy>(p: P, username: string, on: PendingHandlers<P>): HTMLElement {
+/** `live`: whether the connection is up; if not, the copy waits for it. */
+export function pendingItem<P extends PendingCopy>(
+  p: P,
+  username: string,
+  live: boolean,
+  on: PendingHandlers<P>,
+): HTMLElement {
   return h(
     "li",
     { class: `msg head mine pending${p.error ? " failed" : ""}`, "data-testid": "pending-message" },
@@ -22,7 +28,11 @@ export function pendingItem<P extends PendingCopy>(p: P, username: string, on: P
       "div",
       { class: "meta" },
       h("span", { class: "sender" }, username),
-      h("span", {}, p.error ? `Not sent: ${p.error}` : "sending…"),
+      h(
+        "span",
+        { "data-testid": "pending-status" },
+        p.error ? `Not sent: ${p.error}` : live ? "sending…" : "waiting for connection…",
+      ),
     ),
     h("div", { class: "text", dir: "auto" }, ...renderText(p.text)),
     p.error
