@@ -150,7 +150,12 @@ pub async fn run(
         .layer(MessageLimitLayer::new(max))
         .layer(AuthLayer::new(authenticator))
         .layer(tonic_web::GrpcWebLayer::new());
-    let app = axum::Router::new().fallback(crate::web::serve);
+    // The app's files go gzipped to a browser that takes it (its bundle
+    // shrinks to a third): static files only, no secret to leak through
+    // compression. gRPC calls never pass here.
+    let app = axum::Router::new()
+        .fallback(crate::web::serve)
+        .layer(tower_http::compression::CompressionLayer::new());
     let routes = axum::Router::new().fallback_service(CallsOrApp { calls, app });
     let incoming = net::Incoming::new(
         listener,

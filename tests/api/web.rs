@@ -241,3 +241,86 @@ async fn every_response_of_the_browser_app_carries_the_security_headers() {
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_browser_app_goes_gzipped_to_a_browser_that_takes_it_and_calls_never_do() {
+    use std::io::Read as _;
+
+    let app = spawn_app().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |path: &str, gzip: bool| {
+        let mut request = http::Request::get(format!("http://{}{path}", app.addr));
+        if gzip {
+            request = request.header("accept-encoding", "gzip, deflate, br");
+        }
+        client.request(request.body(Full::new(Bytes::new())).unwrap())
+    };
+    let html = get("/", false)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let html = String::from_utf8_lossy(&html);
+    let script = html
+        .split('"')
+        .find(|part| part.starts_with("/assets/") && part.ends_with(".js"))
+        .unwrap_or_else(|| panic!("no script under /assets/ in {html}"))
+        .to_owned();
+
+    let plain = get(&script, false).await.unwrap();
+    assert_eq!(
+        plain.headers().get("content-encoding"),
+        None,
+        "identity when gzip is not offered"
+    );
+    let plain = plain.into_body().collect().await.unwrap().to_bytes();
+    let zipped = get(&script, true).await.unwrap();
+    assert_eq!(zipped.status(), 200);
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert!(
+        zipped.headers()["vary"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("accept-encoding"),
+        "caches keep the two apart"
+    );
+    assert_eq!(
+        zipped.headers()["content-security-policy"],
+        CONTENT_SECURITY_POLICY
+    );
+    let zipped = zipped.into_body().collect().await.unwrap().to_bytes();
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&zipped[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain, "the same file");
+    assert!(
+        zipped.len() * 2 < plain.len(),
+        "{} gzipped bytes of {}",
+        zipped.len(),
+        plain.len()
+    );
+
+    // A browser offers gzip on its grpc-web calls too: they stay grpc-web
+    // framed, never compressed by HTTP.
+    let request = http::Request::post(format!("http://{}/chat.v1.AuthService/Register", app.addr))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("accept-encoding", "gzip")
+        .body(Full::new(grpc_web_frame(&pb::RegisterRequest {
+            username: "zippy".into(),
+            password: PASSWORD.into(),
+        })))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("content-encoding"), None);
+    let (messages, trailers) =
+        parse_grpc_web(response.into_body().collect().await.unwrap().to_bytes());
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    assert_eq!(messages.len(), 1);
+}
