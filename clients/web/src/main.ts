@@ -26,6 +26,8 @@ import { h, clear } from "./dom";
 import { createMessageList } from "./messages/list";
 import { createSidePanel } from "./panel";
 import { connectionLost, createConnection, type ConnectionState } from "./connection";
+import { Composer } from "./composer";
+import { passwordLengthProblem, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS } from "./limits";
 
 /** Messages fetched per History page. */
 const PAGE = 50;
@@ -56,6 +58,11 @@ interface Pending {
   roomId: string;
   text: string;
   error?: string;
+  /**
+   * Why the server refused it for good (say the room was left): it is
+   * never sent again as it is, only edited (persisted).
+   */
+  refused?: string;
   /** A SendMessage call for it is under way (not persisted). */
   sending?: boolean;
 }
@@ -101,14 +108,14 @@ function saveSeqs(kind: string, m: Map<string, bigint>): void {
 function loadPending(): Pending[] {
   try {
     const raw = JSON.parse(localStorage.getItem(storageKey("pending")) ?? "[]") as Pending[];
-    return raw.map(({ clientMsgId, roomId, text }) => ({ clientMsgId, roomId, text }));
+    return raw.map(({ clientMsgId, roomId, text, refused }) => ({ clientMsgId, roomId, text, refused }));
   } catch {
     return [];
   }
 }
 
 function savePending(): void {
-  const plain = state.pending.map(({ clientMsgId, roomId, text }) => ({ clientMsgId, roomId, text }));
+  const plain = state.pending.map(({ clientMsgId, roomId, text, refused }) => ({ clientMsgId, roomId, text, refused }));
   if (plain.length) localStorage.setItem(storageKey("pending"), JSON.stringify(plain));
   else localStorage.removeItem(storageKey("pending"));
 }
@@ -141,7 +148,7 @@ function showError(text: string): void {
     "div",
     { class: "error", "data-testid": "error" },
     h("span", {}, text),
-    h("button", { class: "icon", title: "Dismiss", onclick: () => item.remove() }, "×"),
+    h("button", { class: "icon", title: "Dismiss", "aria-label": "Dismiss", onclick: () => item.remove() }, "×"),
   );
   errorBox.append(item);
   window.setTimeout(() => item.remove(), 15_000);
@@ -197,6 +204,8 @@ function renderLogin(message?: string): void {
     required: true,
     placeholder: "Password",
     "data-testid": "login-password", "aria-label": "Password",
+    "aria-describedby": "auth-hint",
+    oninput: () => password.removeAttribute("aria-invalid"),
   }) as HTMLInputElement;
   const status = h("p", { class: "auth-status", "data-testid": "auth-status", role: "status" }, message ?? "");
   const buttons = [
@@ -231,7 +240,11 @@ function renderLogin(message?: string): void {
       },
     },
     h("h1", {}, "Chat"),
-    h("p", { class: "muted" }, "Log in, or create an account with a new username."),
+    h(
+      "p",
+      { class: "muted", id: "auth-hint" },
+      `Log in, or create an account with a new username and a password of ${PASSWORD_MIN_CHARS} to ${PASSWORD_MAX_CHARS} characters.`,
+    ),
     username,
     password,
     h("div", { class: "row" }, ...buttons),
@@ -239,6 +252,15 @@ function renderLogin(message?: string): void {
   ) as HTMLFormElement;
   buttons[1].addEventListener("click", async () => {
     if (!form.reportValidity()) return;
+    // Checked here, in characters, before the server sees it.
+    const problem = passwordLengthProblem(password.value);
+    if (problem) {
+      status.className = "auth-status bad";
+      status.textContent = problem;
+      password.setAttribute("aria-invalid", "true");
+      password.focus();
+      return;
+    }
     setBusy(true);
     status.className = "auth-status";
     status.textContent = "Creating account…";
@@ -253,7 +275,7 @@ function renderLogin(message?: string): void {
       setBusy(false);
     }
   });
-  app.append(h("main", { class: "auth-page" }, form), errorBox);
+  app.append(errorBox, h("main", { class: "auth-page" }, form));
   username.focus();
 }
 
@@ -263,6 +285,7 @@ function renderLogin(message?: string): void {
 const messageList = createMessageList<Pending>({
   pending: {
     retry: (p) => void deliver(p),
+    edit: (p) => editRefused(p),
     discard: (p) => {
       state.pending = state.pending.filter((x) => x !== p);
       savePending();
@@ -286,18 +309,23 @@ const el = {
   loadOlder: h("button", { class: "load-older", "data-testid": "load-older", hidden: true }, "Load older messages"),
   messages: messageList.log,
   typing: h("div", { class: "typing", "data-testid": "typing", "aria-live": "polite" }),
-  composer: h("textarea", {
-    rows: 1,
-    placeholder: "Write a message…",
-    title: "Enter sends, Shift+Enter starts a new line",
-    "data-testid": "composer", "aria-label": "Message",
-    dir: "auto",
-    disabled: true,
-  }) as HTMLTextAreaElement,
   online: h("ul", { class: "online", "data-testid": "online" }),
   main: h("section", { class: "pane" }),
   sessions: h("section", { class: "sessions-page", "data-testid": "sessions-page", hidden: true }),
 };
+
+const composer = new Composer({
+  draftsKey: () => storageKey("drafts"),
+  onSubmit: (roomId, text) => {
+    void send(roomId, text);
+    return true;
+  },
+  onInput: () => noteTyping(),
+  // The newest messages stay in sight above a growing composer.
+  onResize: (delta) => {
+    el.messages.scrollTop += delta;
+  },
+});
 
 function startChat(): void {
   const a = currentAuth();
@@ -422,17 +450,6 @@ function buildShell(username: string): void {
   el.messages.onscroll = () => {
     if (el.messages.scrollTop < 40) void loadOlder();
   };
-  el.composer.onkeydown = (ev: KeyboardEvent) => {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault();
-      const text = el.composer.value;
-      if (text.trim() && state.activeRoomId) {
-        el.composer.value = "";
-        void send(state.activeRoomId, text);
-      }
-    }
-  };
-  el.composer.oninput = () => noteTyping();
 
   clear(el.main);
   el.main.append(
@@ -440,29 +457,16 @@ function buildShell(username: string): void {
     el.offlineBanner,
     messageList.element,
     el.typing,
-    h(
-      "div",
-      { class: "composer" },
-      el.composer,
-      h(
-        "button",
-        {
-          class: "primary",
-          "data-testid": "send",
-          onclick: () => {
-            el.composer.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
-            el.composer.focus();
-          },
-        },
-        "Send",
-      ),
-    ),
+    composer.root,
   );
   messageList.element.before(el.loadOlder);
 
   const people = h("aside", { class: "people" }, h("h3", {}, "Online"), el.online);
   el.shell.append(
     header,
+    // Errors show under the header, in the flow: they push the messages
+    // up, and cover neither the composer nor its Send button.
+    errorBox,
     h(
       "div",
       { class: "body" },
@@ -476,7 +480,7 @@ function buildShell(username: string): void {
   );
   el.main.hidden = false;
   el.sessions.hidden = true;
-  app.append(el.shell, errorBox);
+  app.append(el.shell);
   renderConnection();
   renderRooms();
   renderMessages();
@@ -513,6 +517,7 @@ async function boot(): Promise<void> {
   }
   saveSeqs("cursors", state.cursors);
   saveSeqs("read", state.read);
+  keepJoinedDrafts();
   if (!state.rooms.get(state.activeRoomId)?.room.joined) {
     state.activeRoomId = [...state.rooms.values()].find((r) => r.room.joined)?.room.id ?? "";
   }
@@ -525,6 +530,13 @@ async function refreshRooms(): Promise<void> {
   if (!rooms) return;
   for (const room of rooms) addRoom(room, false);
   renderRooms();
+}
+
+/** Drafts are kept for the rooms this person is in, and no others. */
+function keepJoinedDrafts(): void {
+  // No room list (it failed to load): nothing is known to be left.
+  if (!state.rooms.size) return;
+  composer.keepDraftsOf(new Set([...state.rooms.values()].filter((r) => r.room.joined).map((r) => r.room.id)));
 }
 
 function addRoom(room: Room, render = true): RoomState {
@@ -641,7 +653,7 @@ function selectRoom(roomId: string): void {
   localStorage.setItem(storageKey("active"), roomId);
   showChat();
   const rs = state.rooms.get(roomId);
-  el.composer.disabled = !rs;
+  composer.setRoom(rs ? roomId : "");
   el.leave.hidden = !rs || rs.room.kind === RoomKind.DIRECT;
   el.roomTitle.textContent = rs ? `${rs.room.kind === RoomKind.DIRECT ? "@" : "#"} ${rs.room.name}` : "No room";
   sidePanel.close();
@@ -659,7 +671,7 @@ function selectRoom(roomId: string): void {
   renderRooms();
   renderMessages(true);
   renderTyping();
-  if (rs && window.matchMedia("(min-width: 721px)").matches) el.composer.focus();
+  if (rs && window.matchMedia("(min-width: 721px)").matches) composer.focus();
 }
 
 function markRead(rs: RoomState): void {
@@ -682,6 +694,7 @@ async function leaveRoom(): Promise<void> {
   state.read.delete(rs.room.id);
   saveSeqs("cursors", state.cursors);
   saveSeqs("read", state.read);
+  keepJoinedDrafts();
   selectRoom([...state.rooms.values()].find((r) => r.room.joined)?.room.id ?? "");
 }
 
@@ -836,6 +849,46 @@ async function send(roomId: string, text: string): Promise<void> {
 }
 
 
+/**
+ * Whether the server refused a message for good (too long, bad
+ * characters, a room left or gone): sending it again as it is cannot
+ * work. A lost session or a cancelled call is not that.
+ */
+function refusedForGood(err: ConnectError): boolean {
+  return !retryable(err) && err.code !== Code.Unauthenticated && err.code !== Code.Canceled;
+}
+
+/**
+ * A message the server refused for good goes back to its room's
+ * composer, to be fixed and sent again; when that composer holds other
+ * text, it stays in the list as "Not sent", with Edit.
+ */
+function refused(p: Pending, err: ConnectError): void {
+  const reason = describe(err);
+  if (composer.putBack(p.roomId, p.text)) {
+    state.pending = state.pending.filter((x) => x !== p);
+    const room = state.rooms.get(p.roomId)?.room;
+    const where =
+      p.roomId === state.activeRoomId || !room
+        ? "the composer"
+        : `the composer of ${room.kind === RoomKind.DIRECT ? "@" : "#"} ${room.name}`;
+    showError(`Message not sent: ${reason}. It is back in ${where}, to fix and send again.`);
+  } else {
+    p.refused = reason;
+    showError(`Message not sent: ${reason}`);
+  }
+  savePending();
+  renderMessages();
+}
+
+/** "Edit" on a refused message: into the composer, out of the list. */
+function editRefused(p: Pending): void {
+  state.pending = state.pending.filter((x) => x !== p);
+  savePending();
+  composer.edit(p.text);
+  renderMessages();
+}
+
 function retryable(err: ConnectError): boolean {
   return [Code.Unavailable, Code.Unknown, Code.DeadlineExceeded, Code.Aborted, Code.Internal, Code.ResourceExhausted].includes(
     err.code,
@@ -876,6 +929,7 @@ async function deliver(p: Pending): Promise<void> {
           await sleep(Math.min(500 * 2 ** i, MAX_SEND_BACKOFF_MS));
           continue;
         }
+        if (refusedForGood(err)) return refused(p, err);
         if (!retryable(err) || i >= SEND_ATTEMPTS || !currentAuth()) {
           p.error = describe(err);
           showError(`Message not sent: ${p.error}`);
@@ -901,7 +955,7 @@ async function deliver(p: Pending): Promise<void> {
  */
 function noteTyping(): void {
   const roomId = state.activeRoomId;
-  if (!roomId || !el.composer.value.trim() || state.typingTimer !== undefined) return;
+  if (!roomId || !composer.text.trim() || state.typingTimer !== undefined) return;
   const wait = (state.lastTypingSent.get(roomId) ?? 0) + TYPING_THROTTLE_MS - Date.now();
   if (wait <= 0) {
     sendTyping(roomId);
@@ -909,7 +963,7 @@ function noteTyping(): void {
   }
   state.typingTimer = window.setTimeout(() => {
     state.typingTimer = undefined;
-    if (state.activeRoomId === roomId && el.composer.value.trim()) sendTyping(roomId);
+    if (state.activeRoomId === roomId && composer.text.trim()) sendTyping(roomId);
   }, wait);
 }
 
@@ -1038,7 +1092,7 @@ function handleEvent(ev: ServerEvent): void {
       renderOnline();
       // Sends that failed while offline, or were left by a reload, go out again.
       for (const p of state.pending) {
-        if (!p.sending) sendQueue = sendQueue.then(() => deliver(p));
+        if (!p.sending && !p.refused) sendQueue = sendQueue.then(() => deliver(p));
       }
       break;
     }
@@ -1107,6 +1161,7 @@ function showChat(): void {
   state.view = "chat";
   el.main.hidden = false;
   el.sessions.hidden = true;
+  composer.fit();
 }
 
 /**
@@ -1248,7 +1303,6 @@ function changePasswordForm(list: HTMLElement): HTMLElement {
     type: "password",
     autocomplete: "new-password",
     required: true,
-    minlength: 8,
     "aria-describedby": "new-password-hint",
     "data-testid": "new-password",
   }) as HTMLInputElement;
@@ -1266,9 +1320,17 @@ function changePasswordForm(list: HTMLElement): HTMLElement {
       "aria-labelledby": "change-password-heading",
       onsubmit: async (ev: Event) => {
         ev.preventDefault();
-        submit.disabled = true;
         current.removeAttribute("aria-invalid");
         next.removeAttribute("aria-invalid");
+        // Checked here, in characters, before the server sees it.
+        const problem = passwordLengthProblem(next.value, "The new password");
+        if (problem) {
+          status.say(`${problem} Your password was not changed.`, true);
+          next.setAttribute("aria-invalid", "true");
+          next.focus();
+          return;
+        }
+        submit.disabled = true;
         status.say("Changing your password…");
         try {
           await authClient.changePassword({ currentPassword: current.value, newPassword: next.value });
@@ -1309,7 +1371,7 @@ function changePasswordForm(list: HTMLElement): HTMLElement {
     current,
     h("label", { for: "new-password" }, "New password"),
     next,
-    h("p", { id: "new-password-hint", class: "muted small" }, "At least 8 characters. Your other devices will be logged out."),
+    h("p", { id: "new-password-hint", class: "muted small" }, `${PASSWORD_MIN_CHARS} to ${PASSWORD_MAX_CHARS} characters. Your other devices will be logged out.`),
     h("div", { class: "row" }, submit),
     status.node,
   );
@@ -1324,6 +1386,8 @@ async function logout(): Promise<void> {
     // Already gone is as good as logged out; anything else is worth saying.
     if (err.code !== Code.Unauthenticated) showError(`Logout on the server failed: ${describe(err)}`);
   }
+  // A shared computer keeps nothing of what was being written.
+  composer.clearDrafts();
   saveAuth(null);
   renderLogin("You are logged out.");
 }

@@ -145,9 +145,10 @@ export const cspViolationsOf = new WeakMap();
  * A fresh browser profile. `csp` collects the CSP violations of its pages:
  * each page reports `securitypolicyviolation` events (kept in
  * `window.__cspViolations` too), and openPage adds the console's
- * "Content Security Policy" messages.
+ * "Content Security Policy" messages. `options` adds to or overrides the
+ * context's (a phone: `{ hasTouch: true, isMobile: true, viewport }`).
  */
-export async function launch(csp) {
+export async function launch(csp, options = {}) {
   assert.ok(Array.isArray(csp), "launch(csp): pass the test's list of CSP violations");
   const context = await chromium.launchPersistentContext(tempDir("chat-web-profile-"), {
     executablePath: chromiumPath,
@@ -156,6 +157,7 @@ export async function launch(csp) {
     viewport: { width: 1100, height: 720 },
     // No drawer animation caught half-way in a screenshot.
     reducedMotion: "reduce",
+    ...options,
   });
   browsers.push(context);
   cspViolationsOf.set(context, csp);

@@ -1,5 +1,7 @@
 // The "sending…" copy of one's own message, shown below the list until the
-// server has stored it; a failed one says why and offers Retry and Discard.
+// server has stored it; a failed one says why and offers Retry and Discard,
+// or, when the server refused it for good, Edit (sent again as it is, it
+// would be refused again) and Discard.
 import { h } from "../dom";
 import { renderText } from "./text";
 
@@ -7,10 +9,14 @@ import { renderText } from "./text";
 export interface PendingCopy {
   text: string;
   error?: string;
+  /** Why the server refused it for good. */
+  refused?: string;
 }
 
 export interface PendingHandlers<P extends PendingCopy> {
   retry: (p: P) => void;
+  /** Back to the composer, to be fixed (a refused message). */
+  edit: (p: P) => void;
   discard: (p: P) => void;
 }
 
@@ -21,9 +27,10 @@ export function pendingItem<P extends PendingCopy>(
   live: boolean,
   on: PendingHandlers<P>,
 ): HTMLElement {
+  const error = p.refused ?? p.error;
   return h(
     "li",
-    { class: `msg head mine pending${p.error ? " failed" : ""}`, "data-testid": "pending-message" },
+    { class: `msg head mine pending${error ? " failed" : ""}`, "data-testid": "pending-message" },
     h(
       "div",
       { class: "meta" },
@@ -31,15 +38,17 @@ export function pendingItem<P extends PendingCopy>(
       h(
         "span",
         { "data-testid": "pending-status" },
-        p.error ? `Not sent: ${p.error}` : live ? "sending…" : "waiting for connection…",
+        error ? `Not sent: ${error}` : live ? "sending…" : "waiting for connection…",
       ),
     ),
     h("div", { class: "text", dir: "auto" }, ...renderText(p.text)),
-    p.error
+    error
       ? h(
           "div",
           { class: "row" },
-          h("button", { "data-testid": "retry-send", onclick: () => on.retry(p) }, "Retry"),
+          p.refused
+            ? h("button", { "data-testid": "edit-failed", onclick: () => on.edit(p) }, "Edit")
+            : h("button", { "data-testid": "retry-send", onclick: () => on.retry(p) }, "Retry"),
           h("button", { onclick: () => on.discard(p) }, "Discard"),
         )
       : null,
