@@ -23,6 +23,7 @@ import {
   setOnSessionLost,
 } from "./api";
 import { h, clear } from "./dom";
+import { describeDevice } from "./device";
 
 /** Messages fetched per History page. */
 const PAGE = 50;
@@ -427,7 +428,12 @@ function buildShell(username: string): void {
   );
   el.messages.before(el.loadOlder);
 
-  const people = h("aside", { class: "people" }, h("h3", {}, "Online"), el.online);
+  const people = h(
+    "aside",
+    { class: "people", "aria-labelledby": "online-heading" },
+    h("h3", { id: "online-heading", title: "People online who share a room with you" }, "Online in your rooms"),
+    el.online,
+  );
   el.shell.append(
     header,
     h(
@@ -1214,8 +1220,8 @@ async function renderSessionList(list: HTMLElement): Promise<void> {
         h(
           "div",
           {},
-          h("strong", {}, s.userAgent || "Unknown device"),
-          s.current ? h("span", { class: "badge", "data-testid": "current-session" }, "this device") : null,
+          h("strong", { title: s.userAgent || false }, describeDevice(s.userAgent)),
+          s.current ? h("span", { class: "device-tag", "data-testid": "current-session" }, "this device") : null,
           h("div", { class: "muted small" }, `Logged in ${fmt(s.createdAt)} · last seen ${fmt(s.lastSeenAt)}`),
         ),
         h(
