@@ -23,6 +23,8 @@ import {
   setOnSessionLost,
 } from "./api";
 import { h, clear } from "./dom";
+import { menuBadge, roomBadge, showAttention, unreadCount } from "./unread";
+import { initNotifications, notificationToggle, notifyMessage } from "./notify";
 import { describeDevice } from "./device";
 
 /** Messages fetched per History page. */
@@ -156,6 +158,14 @@ async function attempt<T>(what: string, f: () => Promise<T>): Promise<T | undefi
   }
 }
 
+initNotifications({
+  me: () => currentAuth()?.user.id,
+  open: (roomId) => {
+    selectRoom(roomId);
+    closeDrawer();
+  },
+});
+
 setOnSessionLost((reason) => {
   stopStream();
   renderLogin(reason);
@@ -165,7 +175,7 @@ setOnSessionLost((reason) => {
 
 function renderLogin(message?: string): void {
   stopStream();
-  document.title = "Chat";
+  showAttention(0);
   clear(app);
   const username = h("input", {
     name: "username",
@@ -362,6 +372,7 @@ function buildShell(username: string): void {
     h("div", { class: "side-section" }, browseButton, el.browseList),
     h("div", { class: "side-section" }, h("h3", {}, "New room"), createForm),
     h("div", { class: "side-section" }, h("h3", {}, "Direct message"), dmForm),
+    h("div", { class: "side-section" }, notificationToggle()),
   );
 
   const header = h(
@@ -373,10 +384,12 @@ function buildShell(username: string): void {
         class: "icon menu",
         title: "Rooms",
         "data-testid": "menu",
+        "aria-label": "Rooms",
         "aria-expanded": "false",
         onclick: () => setDrawer(!state.drawerOpen),
       },
-      "☰",
+      h("span", { "aria-hidden": "true" }, "☰"),
+      menuBadge,
     ),
     h("strong", { class: "brand" }, "Chat"),
     el.connection,
@@ -537,20 +550,32 @@ function newestSeq(rs: RoomState): bigint {
   return max;
 }
 
-function unread(rs: RoomState): boolean {
-  return rs.room.id !== state.activeRoomId && newestSeq(rs) > (state.read.get(rs.room.id) ?? 0n);
+/**
+ * How many of a room's messages the person has not read: none in the open
+ * room while they are looking at it; their own messages do not count.
+ */
+function unread(rs: RoomState): number {
+  if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") return 0;
+  return unreadCount(newestSeq(rs), state.read.get(rs.room.id) ?? 0n, rs.messages, currentAuth()?.user.id);
 }
 
 function renderRooms(): void {
-  const unreadCount = [...state.rooms.values()].filter((r) => r.room.joined && unread(r)).length;
-  const name = currentAuth()?.user.username;
-  document.title = `${unreadCount ? `(${unreadCount}) ` : ""}Chat${name ? ` · ${name}` : ""}`;
+  const counts = new Map<string, number>();
+  let total = 0;
+  for (const rs of state.rooms.values()) {
+    if (!rs.room.joined) continue;
+    const n = unread(rs);
+    counts.set(rs.room.id, n);
+    total += n;
+  }
+  showAttention(total, currentAuth()?.user.username);
   clear(el.roomsList);
   const joined = [...state.rooms.values()].filter((r) => r.room.joined);
   const groups = joined.filter((r) => r.room.kind !== RoomKind.DIRECT);
   const directs = joined.filter((r) => r.room.kind === RoomKind.DIRECT);
   const entry = (rs: RoomState) => {
-    const isUnread = unread(rs);
+    const count = counts.get(rs.room.id) ?? 0;
+    const isUnread = count > 0;
     return h(
       "button",
       {
@@ -564,9 +589,9 @@ function renderRooms(): void {
           closeDrawer();
         },
       },
-      h("span", { class: "room-icon" }, rs.room.kind === RoomKind.DIRECT ? "@" : "#"),
+      h("span", { class: "room-icon", "aria-hidden": "true" }, rs.room.kind === RoomKind.DIRECT ? "@" : "#"),
       h("span", { class: "room-name", dir: "auto" }, rs.room.name),
-      isUnread ? h("span", { class: "badge", "data-testid": "unread", title: "New messages" }, "new") : null,
+      roomBadge(count),
     );
   };
   el.roomsList.append(
@@ -760,6 +785,7 @@ function receive(m: Message): void {
   if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") markRead(rs);
   if (rs.room.id === state.activeRoomId) renderMessages();
   renderRooms();
+  notifyMessage(m, rs.room);
 }
 
 async function fillGap(rs: RoomState, upTo: bigint): Promise<void> {
