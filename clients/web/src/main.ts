@@ -1,6 +1,7 @@
 // The chat app: a login page, then rooms, messages, presence and typing,
 // fed by one `Subscribe` stream that resumes from per-room cursors.
 import "./style.css";
+import "./a11y.css";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -262,8 +263,10 @@ const el = {
   roomTitle: h("h2", { "data-testid": "room-title" }),
   leave: h("button", { class: "small-button", "data-testid": "leave-room", hidden: true }, "Leave room"),
   loadOlder: h("button", { class: "load-older", "data-testid": "load-older", hidden: true }, "Load older messages"),
+  // A list inside a log (see `log`); focusable, so that the keyboard scrolls it.
+  messages: h("ol", { class: "messages", "data-testid": "messages", tabindex: 0, "aria-label": "Message list" }),
   // A log: screen readers read new messages as they come, not the list.
-  messages: h("ol", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" }),
+  log: h("div", { class: "message-log", role: "log", "aria-live": "polite", "aria-label": "Messages" }),
   typing: h("div", { class: "typing", "data-testid": "typing", "aria-live": "polite" }),
   composer: h("textarea", {
     rows: 1,
@@ -274,8 +277,9 @@ const el = {
     disabled: true,
   }) as HTMLTextAreaElement,
   online: h("ul", { class: "online", "data-testid": "online" }),
-  main: h("section", { class: "pane" }),
-  sessions: h("section", { class: "sessions-page", "data-testid": "sessions-page", hidden: true }),
+  // The page's main landmark: the chat, or the sessions page (one shows at a time).
+  main: h("main", { class: "pane" }),
+  sessions: h("main", { class: "sessions-page", "data-testid": "sessions-page", hidden: true }),
 };
 
 function startChat(): void {
@@ -367,11 +371,11 @@ function buildShell(username: string): void {
 
   const sidebar = h(
     "aside",
-    { class: "sidebar", "data-testid": "sidebar" },
+    { class: "sidebar", id: "sidebar", "data-testid": "sidebar", "aria-label": "Rooms and conversations" },
     el.roomsList,
     h("div", { class: "side-section" }, browseButton, el.browseList),
-    h("div", { class: "side-section" }, h("h3", {}, "New room"), createForm),
-    h("div", { class: "side-section" }, h("h3", {}, "Direct message"), dmForm),
+    h("div", { class: "side-section" }, h("h2", { class: "label" }, "New room"), createForm),
+    h("div", { class: "side-section" }, h("h2", { class: "label" }, "Direct message"), dmForm),
     h("div", { class: "side-section" }, notificationToggle()),
   );
 
@@ -386,12 +390,21 @@ function buildShell(username: string): void {
         "data-testid": "menu",
         "aria-label": "Rooms",
         "aria-expanded": "false",
-        onclick: () => setDrawer(!state.drawerOpen),
+        "aria-controls": "sidebar",
+        onclick: () => {
+          setDrawer(!state.drawerOpen);
+          // The focus goes into the drawer: the open room, else its first control.
+          if (state.drawerOpen) {
+            const target = el.roomsList.querySelector<HTMLElement>('[aria-current="true"]') ??
+              sidebar.querySelector<HTMLElement>("button, input");
+            target?.focus();
+          }
+        },
       },
       h("span", { "aria-hidden": "true" }, "☰"),
       menuBadge,
     ),
-    h("strong", { class: "brand" }, "Chat"),
+    h("h1", { class: "brand" }, "Chat"),
     el.connection,
     h("span", { class: "spacer" }),
     el.me,
@@ -419,7 +432,7 @@ function buildShell(username: string): void {
   clear(el.main);
   el.main.append(
     h("div", { class: "pane-head" }, el.roomTitle, el.leave),
-    el.messages,
+    el.log,
     el.typing,
     h(
       "div",
@@ -439,12 +452,12 @@ function buildShell(username: string): void {
       ),
     ),
   );
-  el.messages.before(el.loadOlder);
+  el.log.replaceChildren(el.loadOlder, el.messages);
 
   const people = h(
     "aside",
     { class: "people", "aria-labelledby": "online-heading" },
-    h("h3", { id: "online-heading", title: "People online who share a room with you" }, "Online in your rooms"),
+    h("h2", { class: "label", id: "online-heading", title: "People online who share a room with you" }, "Online in your rooms"),
     el.online,
   );
   el.shell.append(
@@ -472,7 +485,12 @@ function buildShell(username: string): void {
 function setDrawer(open: boolean): void {
   state.drawerOpen = open;
   el.shell.classList.toggle("drawer-open", open);
-  document.querySelector('[data-testid="menu"]')?.setAttribute("aria-expanded", String(open));
+  const menu = document.querySelector<HTMLElement>('[data-testid="menu"]');
+  menu?.setAttribute("aria-expanded", String(open));
+  // A closed drawer is hidden: the focus must not stay in it.
+  if (!open && document.activeElement?.closest(".sidebar") && window.matchMedia("(max-width: 720px)").matches) {
+    menu?.focus();
+  }
 }
 
 function closeDrawer(): void {
@@ -595,9 +613,9 @@ function renderRooms(): void {
     );
   };
   el.roomsList.append(
-    h("h3", {}, "Rooms"),
+    h("h2", { class: "label" }, "Rooms"),
     groups.length ? h("div", {}, ...groups.map(entry)) : h("p", { class: "muted" }, "No rooms yet: create or browse."),
-    h("h3", {}, "Direct messages"),
+    h("h2", { class: "label" }, "Direct messages"),
     directs.length ? h("div", {}, ...directs.map(entry)) : h("p", { class: "muted" }, "None yet."),
   );
 
@@ -1216,18 +1234,32 @@ async function showSessions(): Promise<void> {
   closeDrawer();
   clear(el.sessions);
   const list = h("ul", { class: "session-list", "data-testid": "sessions", "aria-label": "Sessions" });
+  const heading = h("h2", { tabindex: -1 }, "Sessions");
   el.sessions.append(
     h(
       "div",
       { class: "pane-head" },
-      h("h2", {}, "Sessions"),
-      h("button", { "data-testid": "sessions-close", onclick: () => showChat() }, "Back to chat"),
+      heading,
+      h(
+        "button",
+        {
+          "data-testid": "sessions-close",
+          onclick: () => {
+            showChat();
+            // Back where the page was opened from.
+            document.querySelector<HTMLElement>('[data-testid="sessions-button"]')?.focus();
+          },
+        },
+        "Back to chat",
+      ),
     ),
     h("p", { class: "muted" }, "Every device or browser where you are logged in."),
     list,
     otherDevicesSection(list),
     changePasswordForm(list),
   );
+  // A new page: the focus (and a screen reader) starts at its heading.
+  heading.focus();
   await renderSessionList(list);
 }
 
