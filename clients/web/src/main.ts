@@ -1,6 +1,7 @@
 // The chat app: a login page, then rooms, messages, presence and typing,
 // fed by one `Subscribe` stream that resumes from per-room cursors.
 import "./style.css";
+import "./a11y.css";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -28,6 +29,9 @@ import { createSidePanel } from "./panel";
 import { connectionLost, createConnection, type ConnectionState } from "./connection";
 import { Composer } from "./composer";
 import { passwordLengthProblem, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS } from "./limits";
+import { menuBadge, roomBadge, showAttention, unreadCount } from "./unread";
+import { initNotifications, notificationToggle, notifyMessage } from "./notify";
+import { describeDevice } from "./device";
 
 /** Messages fetched per History page. */
 const PAGE = 50;
@@ -179,6 +183,14 @@ const connection = createConnection({
   describe,
 });
 
+initNotifications({
+  me: () => currentAuth()?.user.id,
+  open: (roomId) => {
+    selectRoom(roomId);
+    closeDrawer();
+  },
+});
+
 setOnSessionLost((reason) => {
   connection.stop();
   renderLogin(reason);
@@ -188,6 +200,7 @@ setOnSessionLost((reason) => {
 
 function renderLogin(message?: string): void {
   connection.stop();
+  showAttention(0);
   document.title = "Chat";
   clear(app);
   const username = h("input", {
@@ -310,8 +323,9 @@ const el = {
   messages: messageList.log,
   typing: h("div", { class: "typing", "data-testid": "typing", "aria-live": "polite" }),
   online: h("ul", { class: "online", "data-testid": "online" }),
-  main: h("section", { class: "pane" }),
-  sessions: h("section", { class: "sessions-page", "data-testid": "sessions-page", hidden: true }),
+  // The page's main landmark: the chat, or the sessions page (one shows at a time).
+  main: h("main", { class: "pane" }),
+  sessions: h("main", { class: "sessions-page", "data-testid": "sessions-page", hidden: true }),
 };
 
 const composer = new Composer({
@@ -416,11 +430,12 @@ function buildShell(username: string): void {
 
   const sidebar = h(
     "aside",
-    { class: "sidebar", "data-testid": "sidebar" },
+    { class: "sidebar", id: "sidebar", "data-testid": "sidebar", "aria-label": "Rooms and conversations" },
     el.roomsList,
     h("div", { class: "side-section" }, browseButton, el.browseList),
-    h("div", { class: "side-section" }, h("h3", {}, "New room"), createForm),
-    h("div", { class: "side-section" }, h("h3", {}, "Direct message"), dmForm),
+    h("div", { class: "side-section" }, h("h2", { class: "label" }, "New room"), createForm),
+    h("div", { class: "side-section" }, h("h2", { class: "label" }, "Direct message"), dmForm),
+    h("div", { class: "side-section" }, notificationToggle()),
   );
 
   const header = h(
@@ -432,12 +447,23 @@ function buildShell(username: string): void {
         class: "icon menu",
         title: "Rooms",
         "data-testid": "menu",
+        "aria-label": "Rooms",
         "aria-expanded": "false",
-        onclick: () => setDrawer(!state.drawerOpen),
+        "aria-controls": "sidebar",
+        onclick: () => {
+          setDrawer(!state.drawerOpen);
+          // The focus goes into the drawer: the open room, else its first control.
+          if (state.drawerOpen) {
+            const target = el.roomsList.querySelector<HTMLElement>('[aria-current="true"]') ??
+              sidebar.querySelector<HTMLElement>("button, input");
+            target?.focus();
+          }
+        },
       },
-      "☰",
+      h("span", { "aria-hidden": "true" }, "☰"),
+      menuBadge,
     ),
-    h("strong", { class: "brand" }, "Chat"),
+    h("h1", { class: "brand" }, "Chat"),
     el.connection,
     h("span", { class: "spacer" }),
     el.me,
@@ -461,7 +487,12 @@ function buildShell(username: string): void {
   );
   messageList.element.before(el.loadOlder);
 
-  const people = h("aside", { class: "people" }, h("h3", {}, "Online"), el.online);
+  const people = h(
+    "aside",
+    { class: "people", "aria-labelledby": "online-heading" },
+    h("h2", { class: "label", id: "online-heading", title: "People online who share a room with you" }, "Online in your rooms"),
+    el.online,
+  );
   el.shell.append(
     header,
     // Errors show under the header, in the flow: they push the messages
@@ -491,7 +522,12 @@ function buildShell(username: string): void {
 function setDrawer(open: boolean): void {
   state.drawerOpen = open;
   el.shell.classList.toggle("drawer-open", open);
-  document.querySelector('[data-testid="menu"]')?.setAttribute("aria-expanded", String(open));
+  const menu = document.querySelector<HTMLElement>('[data-testid="menu"]');
+  menu?.setAttribute("aria-expanded", String(open));
+  // A closed drawer is hidden: the focus must not stay in it.
+  if (!open && document.activeElement?.closest(".sidebar") && window.matchMedia("(max-width: 720px)").matches) {
+    menu?.focus();
+  }
 }
 
 function closeDrawer(): void {
@@ -577,20 +613,32 @@ function newestSeq(rs: RoomState): bigint {
   return max;
 }
 
-function unread(rs: RoomState): boolean {
-  return rs.room.id !== state.activeRoomId && newestSeq(rs) > (state.read.get(rs.room.id) ?? 0n);
+/**
+ * How many of a room's messages the person has not read: none in the open
+ * room while they are looking at it; their own messages do not count.
+ */
+function unread(rs: RoomState): number {
+  if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") return 0;
+  return unreadCount(newestSeq(rs), state.read.get(rs.room.id) ?? 0n, rs.messages, currentAuth()?.user.id);
 }
 
 function renderRooms(): void {
-  const unreadCount = [...state.rooms.values()].filter((r) => r.room.joined && unread(r)).length;
-  const name = currentAuth()?.user.username;
-  document.title = `${unreadCount ? `(${unreadCount}) ` : ""}Chat${name ? ` · ${name}` : ""}`;
+  const counts = new Map<string, number>();
+  let total = 0;
+  for (const rs of state.rooms.values()) {
+    if (!rs.room.joined) continue;
+    const n = unread(rs);
+    counts.set(rs.room.id, n);
+    total += n;
+  }
+  showAttention(total, currentAuth()?.user.username);
   clear(el.roomsList);
   const joined = [...state.rooms.values()].filter((r) => r.room.joined);
   const groups = joined.filter((r) => r.room.kind !== RoomKind.DIRECT);
   const directs = joined.filter((r) => r.room.kind === RoomKind.DIRECT);
   const entry = (rs: RoomState) => {
-    const isUnread = unread(rs);
+    const count = counts.get(rs.room.id) ?? 0;
+    const isUnread = count > 0;
     return h(
       "button",
       {
@@ -604,15 +652,15 @@ function renderRooms(): void {
           closeDrawer();
         },
       },
-      h("span", { class: "room-icon" }, rs.room.kind === RoomKind.DIRECT ? "@" : "#"),
+      h("span", { class: "room-icon", "aria-hidden": "true" }, rs.room.kind === RoomKind.DIRECT ? "@" : "#"),
       h("span", { class: "room-name", dir: "auto" }, rs.room.name),
-      isUnread ? h("span", { class: "badge", "data-testid": "unread", title: "New messages" }, "new") : null,
+      roomBadge(count),
     );
   };
   el.roomsList.append(
-    h("h3", {}, "Rooms"),
+    h("h2", { class: "label" }, "Rooms"),
     groups.length ? h("div", {}, ...groups.map(entry)) : h("p", { class: "muted" }, "No rooms yet: create or browse."),
-    h("h3", {}, "Direct messages"),
+    h("h2", { class: "label" }, "Direct messages"),
     directs.length ? h("div", {}, ...directs.map(entry)) : h("p", { class: "muted" }, "None yet."),
   );
 
@@ -807,6 +855,7 @@ function receive(m: Message): void {
   if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") markRead(rs);
   if (rs.room.id === state.activeRoomId) renderMessages();
   renderRooms();
+  notifyMessage(m, rs.room);
 }
 
 async function fillGap(rs: RoomState, upTo: bigint): Promise<void> {
@@ -1175,18 +1224,32 @@ async function showSessions(): Promise<void> {
   closeDrawer();
   clear(el.sessions);
   const list = h("ul", { class: "session-list", "data-testid": "sessions", "aria-label": "Sessions" });
+  const heading = h("h2", { tabindex: -1 }, "Sessions");
   el.sessions.append(
     h(
       "div",
       { class: "pane-head" },
-      h("h2", {}, "Sessions"),
-      h("button", { "data-testid": "sessions-close", onclick: () => showChat() }, "Back to chat"),
+      heading,
+      h(
+        "button",
+        {
+          "data-testid": "sessions-close",
+          onclick: () => {
+            showChat();
+            // Back where the page was opened from.
+            document.querySelector<HTMLElement>('[data-testid="sessions-button"]')?.focus();
+          },
+        },
+        "Back to chat",
+      ),
     ),
     h("p", { class: "muted" }, "Every device or browser where you are logged in."),
     list,
     otherDevicesSection(list),
     changePasswordForm(list),
   );
+  // A new page: the focus (and a screen reader) starts at its heading.
+  heading.focus();
   await renderSessionList(list);
 }
 
@@ -1205,8 +1268,8 @@ async function renderSessionList(list: HTMLElement): Promise<void> {
         h(
           "div",
           {},
-          h("strong", {}, s.userAgent || "Unknown device"),
-          s.current ? h("span", { class: "badge", "data-testid": "current-session" }, "this device") : null,
+          h("strong", { title: s.userAgent || false }, describeDevice(s.userAgent)),
+          s.current ? h("span", { class: "device-tag", "data-testid": "current-session" }, "this device") : null,
           h("div", { class: "muted small" }, `Logged in ${fmt(s.createdAt)} · last seen ${fmt(s.lastSeenAt)}`),
         ),
         h(

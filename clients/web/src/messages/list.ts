@@ -72,14 +72,11 @@ const MESSAGE = 'li[data-testid="message"]';
 
 export function createMessageList<P extends PendingCopy>(opts: MessageListOptions<P>): MessageList<P> {
   const ext: MessageExtensions = { parts: opts.parts ?? [], actions: opts.actions ?? [] };
-  const log = h("ol", {
-    class: "messages",
-    "data-testid": "messages",
-    // A log: screen readers read new messages as they come, not the list.
-    role: "log",
-    "aria-live": "polite",
-    "aria-label": "Messages",
-  });
+  // A list inside a log: screen readers read new messages as they come,
+  // and the list's items stay list items (a list given the log role would
+  // leave them orphans).
+  const log = h("ol", { class: "messages", "data-testid": "messages", "aria-label": "Message list" });
+  const live = h("div", { class: "message-log", role: "log", "aria-live": "polite", "aria-label": "Messages" }, log);
   const jumpNote = h("span", { class: "jump-note", hidden: true }, "New messages · ");
   const jump = h(
     "button",
@@ -88,7 +85,7 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
     "Jump to latest",
     h("span", { "aria-hidden": "true" }, " ↓"),
   );
-  const element = h("div", { class: "messages-box" }, log, jump);
+  const element = h("div", { class: "messages-box" }, live, jump);
 
   let view: RoomView<P> | undefined;
   /** The room the list is showing, as told by opened(). */
@@ -268,10 +265,11 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
 /** Between two days: read out as, say, "Yesterday". */
 function dateSeparator(label: string, at: Date): HTMLElement {
   const date = fullDate(at);
+  // A list item holding the separator: a list may hold only items.
   return h(
     "li",
-    { class: "day-separator", role: "separator", "aria-label": label, "data-testid": "date-separator" },
-    h("span", { title: label === date ? false : date }, label),
+    { class: "day-separator", "data-testid": "date-separator" },
+    h("span", { role: "separator", "aria-label": label, title: label === date ? false : date }, label),
   );
 }
 
@@ -279,7 +277,7 @@ function dateSeparator(label: string, at: Date): HTMLElement {
 function newMessagesDivider(): HTMLElement {
   return h(
     "li",
-    { class: "new-divider", role: "separator", "aria-label": "New messages", "data-testid": "new-messages-divider" },
-    h("span", {}, "New messages"),
+    { class: "new-divider", "data-testid": "new-messages-divider" },
+    h("span", { role: "separator", "aria-label": "New messages" }, "New messages"),
   );
 }

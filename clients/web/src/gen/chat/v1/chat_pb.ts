@@ -187,7 +187,7 @@ export type RegisterRequest = Message$1<"chat.v1.RegisterRequest"> & {
   username: string;
 
   /**
-   * 8 to 1024 bytes.
+   * 8 to 1024 characters (Unicode code points, not bytes).
    *
    * @generated from field: string password = 2;
    */
@@ -456,7 +456,7 @@ export type ChangePasswordRequest = Message$1<"chat.v1.ChangePasswordRequest"> &
   currentPassword: string;
 
   /**
-   * 8 to 1024 bytes.
+   * 8 to 1024 characters (Unicode code points, not bytes).
    *
    * @generated from field: string new_password = 2;
    */
@@ -722,8 +722,9 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
   roomId: string;
 
   /**
-   * 1 to 4096 bytes, not only white space, with no control characters but
-   * newline and tab.
+   * 1 to 4096 characters (Unicode code points, not bytes: up to 16 KiB of
+   * UTF-8), not only white space, with no control characters but newline
+   * and tab.
    *
    * @generated from field: string text = 2;
    */
