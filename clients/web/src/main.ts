@@ -381,6 +381,7 @@ function buildShell(username: string): void {
           createInput.value = "";
           addRoom(res.room);
           selectRoom(res.room.id);
+          closeDrawer();
         }
       },
     },
@@ -408,6 +409,7 @@ function buildShell(username: string): void {
           dmInput.value = "";
           addRoom(res.room);
           selectRoom(res.room.id);
+          closeDrawer();
         }
       },
     },

@@ -621,3 +621,38 @@ test("screen readers hear the room's log, the open room, and the drawer's state;
   assert.deepEqual(errors, [], "no console errors");
   await assertNoCspViolations(csp, [page]);
 });
+
+test("on a phone, creating a room or opening a conversation closes the drawer on it", { timeout: 120_000 }, async () => {
+  const { appUrl } = await startServer("drawer");
+  const errors = [];
+  const csp = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const ctx = await launch(csp);
+  const other = await launch(csp);
+  const page = await openPage(ctx, errors, "phone", appUrl);
+  const peer = await openPage(other, errors, "peer", appUrl);
+  await register(peer, `peer_${suffix}`, "correct horse battery");
+  await register(page, `phone_${suffix}`, "correct horse battery");
+  await page.setViewportSize({ width: 390, height: 844 });
+  const menu = byTestId(page, "menu");
+  const drawerClosed = () => page.waitForFunction(() => !document.querySelector(".drawer-open"));
+
+  await menu.click();
+  await page.locator(".drawer-open").waitFor();
+  await byTestId(page, "create-room-name").fill(`plans-${suffix}`);
+  await byTestId(page, "create-room-submit").click();
+  await assertText(byTestId(page, "room-title"), `# plans-${suffix}`);
+  await drawerClosed();
+  assert.equal(await menu.getAttribute("aria-expanded"), "false");
+
+  await menu.click();
+  await page.locator(".drawer-open").waitFor();
+  await byTestId(page, "dm-username").fill(`peer_${suffix}`);
+  await byTestId(page, "dm-submit").click();
+  await assertText(byTestId(page, "room-title"), `@ peer_${suffix}`);
+  await drawerClosed();
+  assert.equal(await menu.getAttribute("aria-expanded"), "false");
+
+  assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [page, peer]);
+});
