@@ -25,8 +25,9 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// Scripts, styles, fonts and connections only from this origin (grpc-web
-/// is served here too); images also as `data:` URLs (the empty favicon in
-/// `index.html`). No plugins, no `<base>`, no framing by other sites.
+/// is served here too); images also as `data:` URLs (the favicon the app
+/// draws with the unread count). No plugins, no `<base>`, no framing by
+/// other sites.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
