@@ -12,6 +12,7 @@ import {
   assertText,
   byTestId,
   exactly,
+  expectCspBreach,
   grpcWebCall,
   launch,
   logIn,
@@ -323,6 +324,7 @@ test("the app is served under a strict Content-Security-Policy, and a breach of 
   }
   const { appUrl } = await startServer("csp");
   const csp = [];
+  expectCspBreach(csp);
   const ctx = await launch(csp);
   const page = await ctx.newPage();
   page.on("console", (msg) => {
