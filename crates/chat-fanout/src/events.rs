@@ -126,7 +126,7 @@ mod tests {
             client_msg_id: Some("k1".into()),
         };
         let never = [
-            ready(&user, SessionId::new(), &[]),
+            ready(&user, SessionId::new(), &[], Duration::from_secs(15)),
             message(&stored),
             missed_message(&stored),
             sent(&stored),
