@@ -161,7 +161,10 @@ pub struct Config {
     pub session_cache_ttl: Duration,
 
     /// How often idle streams get a heartbeat, so proxies keep them open.
-    #[arg(long, env = "CHAT_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// `ready` tells each stream this interval: a client that hears nothing
+    /// for about two of them takes its connection for dead and reconnects,
+    /// so 15s finds a dead connection within about 30 s. Above zero.
+    #[arg(long, env = "CHAT_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_heartbeat_interval)]
     pub heartbeat_interval: Duration,
 
     /// Events a stream may have waiting before it is ended as too slow.
@@ -358,6 +361,24 @@ fn parse_optional_addr(value: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|e| format!("{e}: expected HOST:PORT or off"))
 }
 
+/// A heartbeat interval, as `--heartbeat-interval` takes it.
+fn parse_heartbeat_interval(value: &str) -> Result<Duration, String> {
+    check_heartbeat_interval(humantime::parse_duration(value).map_err(|e| e.to_string())?)
+}
+
+/// The interval, if above zero: a timer with a zero period would fire
+/// without end (tokio's panics instead, and the task that ends expired
+/// streams and sends heartbeats would be gone).
+///
+/// # Errors
+/// When it is zero, saying so.
+pub fn check_heartbeat_interval(interval: Duration) -> Result<Duration, String> {
+    if interval.is_zero() {
+        return Err("the heartbeat interval must be above zero (e.g. 15s)".into());
+    }
+    Ok(interval)
+}
+
 /// A NATS subject prefix: tokens of letters, digits, `-` and `_`, joined
 /// by dots.
 fn parse_subject_prefix(value: &str) -> Result<String, String> {
@@ -514,6 +535,27 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
         assert_eq!(redact_url("nats://a:b@h:4222"), "nats://a:***@h:4222");
+    }
+
+    #[test]
+    fn a_zero_heartbeat_interval_is_refused() {
+        let refused = Config::try_parse_from(["chat-server", "--heartbeat-interval", "0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(
+                "invalid value '0s' for '--heartbeat-interval <HEARTBEAT_INTERVAL>': \
+                 the heartbeat interval must be above zero (e.g. 15s)"
+            ),
+            "{refused}"
+        );
+        let config =
+            Config::try_parse_from(["chat-server", "--heartbeat-interval", "250ms"]).unwrap();
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(250));
+        assert_eq!(
+            Config::defaults().heartbeat_interval,
+            Duration::from_secs(15)
+        );
     }
 
     #[test]

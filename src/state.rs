@@ -13,7 +13,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::auth::{self, password, token, Principal};
 use crate::bus::NatsRouter;
-use crate::config::{redact_url, Config};
+use crate::config::{check_heartbeat_interval, redact_url, Config};
 use crate::domain::Timestamp;
 use crate::hub::{Hub, StreamLimits};
 use crate::limits::{LoginBackoff, RoomRate, SendLimiter};
@@ -67,8 +67,11 @@ impl AppState {
     /// secret, and starts the message writer and the stream maintenance.
     ///
     /// # Errors
-    /// When the database cannot be opened or migrated.
+    /// When the configuration holds a zero heartbeat interval (the flag
+    /// refuses one; a `Config` built in code is checked here), or the
+    /// database cannot be opened or migrated.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        check_heartbeat_interval(config.heartbeat_interval).map_err(anyhow::Error::msg)?;
         let store = store::connect(
             &config.database_url,
             config.sqlite_synchronous,

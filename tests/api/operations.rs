@@ -1,10 +1,15 @@
-//! Operations: what the metrics say, and what the logs never say.
+//! Operations: what the metrics say, what the logs never say, and a
+//! configuration refused at startup.
+
+use std::time::Duration;
 
 use chat_client::pb::{self, auth_service_client::AuthServiceClient};
 use chat_client::BearerToken;
+use chat_server::config::Config;
+use chat_server::state::AppState;
 
 use crate::child::ChildServer;
-use crate::helpers::{spawn_app, PASSWORD};
+use crate::helpers::{spawn_app, PASSWORD, PATIENCE};
 
 #[tokio::test]
 async fn metrics_count_streams_users_messages_and_latencies() {
@@ -122,4 +127,64 @@ async fn logs_never_contain_a_password_or_a_token() {
             assert!(!line.contains(secret), "a secret in the logs: {line}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_zero_heartbeat_interval_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let refused_by = |flag: Option<&str>, variable: Option<&str>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--database-url", &database_url])
+            .env("CHAT_METRICS_LISTEN", "off")
+            .env_remove("CHAT_HEARTBEAT_INTERVAL")
+            .kill_on_drop(true);
+        if let Some(flag) = flag {
+            command.args(["--heartbeat-interval", flag]);
+        }
+        if let Some(variable) = variable {
+            command.env("CHAT_HEARTBEAT_INTERVAL", variable);
+        }
+        async move {
+            let output = tokio::time::timeout(PATIENCE, command.output())
+                .await
+                .expect("the server exits at once")
+                .expect("running chat-server");
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+
+    let by_flag = refused_by(Some("0s"), None).await;
+    let by_variable = refused_by(None, Some("0ms")).await;
+    let mut config = Config::defaults();
+    config.database_url = database_url.clone();
+    config.heartbeat_interval = Duration::ZERO;
+    let built = AppState::build(config).await;
+
+    assert_eq!(by_flag.0, Some(2), "{}", by_flag.1);
+    assert!(
+        by_flag.1.contains(
+            "invalid value '0s' for '--heartbeat-interval <HEARTBEAT_INTERVAL>': \
+             the heartbeat interval must be above zero (e.g. 15s)"
+        ),
+        "{}",
+        by_flag.1
+    );
+    assert_eq!(by_variable.0, Some(2), "{}", by_variable.1);
+    assert!(
+        by_variable
+            .1
+            .contains("the heartbeat interval must be above zero (e.g. 15s)"),
+        "{}",
+        by_variable.1
+    );
+    let error = built.err().expect("a Config built in code is checked too");
+    assert_eq!(
+        error.to_string(),
+        "the heartbeat interval must be above zero (e.g. 15s)"
+    );
 }
