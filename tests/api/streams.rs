@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use chat_client::pb::{self, client_event, server_event};
 use tonic::Code;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestUser};
+use crate::helpers::{spawn_app, spawn_app_with, EventStream, TestUser};
 
 fn usernames(users: &[pb::User]) -> Vec<&str> {
     users.iter().map(|u| u.username.as_str()).collect()
@@ -270,18 +270,55 @@ async fn a_retried_send_is_stored_and_delivered_once() {
     assert_eq!(unary.seq, 1);
 }
 
-#[tokio::test]
-async fn idle_streams_get_heartbeats() {
-    let app = spawn_app_with(|config| config.heartbeat_interval = Duration::from_millis(200)).await;
-    let alice = app.user("alice").await;
-    let (mut stream, _) = alice.subscribe().await;
+/// What a heartbeat may come late by on a busy machine: well above a
+/// timer's jitter, well below the interval it is added to.
+const BEAT_SLACK: Duration = Duration::from_millis(300);
 
+#[tokio::test]
+async fn ready_tells_each_stream_the_heartbeat_interval_and_an_idle_stream_hears_one_within_it() {
+    // Not the default (15 s), so the test tells a configured interval from
+    // a constant.
+    let interval = Duration::from_millis(700);
+    let app = spawn_app_with(|config| config.heartbeat_interval = interval).await;
+    let alice = app.user("alice").await;
+
+    let (mut subscribe, subscribe_ready) = alice.subscribe().await;
+    let subscribed = Instant::now();
+    let (mut chat_stream, chat_ready) = alice.chat_stream().await;
+    let chatting = Instant::now();
+    let (subscribe_beats, chat_stream_beats) = tokio::join!(
+        heartbeat_gaps(&mut subscribe, subscribed),
+        heartbeat_gaps(&mut chat_stream, chatting),
+    );
+
+    for ready in [&subscribe_ready, &chat_ready] {
+        let told = ready
+            .heartbeat_interval
+            .expect("ready carries the interval");
+        assert_eq!((told.seconds, told.nanos), (0, 700_000_000));
+    }
+    for gaps in [subscribe_beats, chat_stream_beats] {
+        assert!(
+            gaps.iter().all(|&gap| gap <= interval + BEAT_SLACK),
+            "a heartbeat came later than the {interval:?} interval: {gaps:?}"
+        );
+    }
+}
+
+/// Reads two events from an idle stream, which must both be heartbeats
+/// (`pong` with nonce 0): how long each took, from `since` on.
+async fn heartbeat_gaps(stream: &mut EventStream, mut since: Instant) -> Vec<Duration> {
+    let mut gaps = Vec::new();
     for _ in 0..2 {
+        let event = stream.next().await;
+        gaps.push(since.elapsed());
+        since = Instant::now();
         assert_eq!(
-            stream.next().await,
+            event,
             server_event::Event::Pong(server_event::Pong { nonce: 0 })
         );
     }
+    gaps
 }
 
 #[tokio::test]

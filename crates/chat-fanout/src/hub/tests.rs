@@ -21,6 +21,14 @@ pub(super) fn user(name: &str) -> User {
 }
 
 pub(super) fn hub(presence: Option<mpsc::Sender<LocalPresence>>) -> Arc<Hub> {
+    hub_beating_every(Duration::from_secs(30), presence)
+}
+
+/// A hub whose streams are told this heartbeat interval.
+pub(super) fn hub_beating_every(
+    heartbeat_interval: Duration,
+    presence: Option<mpsc::Sender<LocalPresence>>,
+) -> Arc<Hub> {
     let limits = StreamLimits {
         per_session: 10,
         per_user: 10,
@@ -31,7 +39,7 @@ pub(super) fn hub(presence: Option<mpsc::Sender<LocalPresence>>) -> Arc<Hub> {
         FanoutMetrics::default(),
         presence,
         crate::live::TTL,
-        Duration::from_secs(30),
+        heartbeat_interval,
     )
 }
 
@@ -85,6 +93,22 @@ pub(super) fn presence_event(event: Option<Event>) -> (String, bool) {
     match event {
         Some(Event::Presence(p)) => (p.user.unwrap().username, p.online),
         other => panic!("expected presence, got {other:?}"),
+    }
+}
+
+#[test]
+fn ready_tells_each_stream_the_heartbeat_interval_the_hub_was_given() {
+    let hub = hub_beating_every(Duration::from_millis(2_500), None);
+    let (alice, bob) = (user("alice"), user("bob"));
+
+    let (_, _, alices) = open(&hub, &alice, &[]);
+    let (_, _, bobs) = open(&hub, &bob, &[(RoomId::new(), 0)]);
+
+    for ready in [alices, bobs] {
+        let interval = ready
+            .heartbeat_interval
+            .expect("ready carries the interval");
+        assert_eq!((interval.seconds, interval.nanos), (2, 500_000_000));
     }
 }
 
