@@ -125,7 +125,7 @@ mod passwords {
 
     proptest! {
         #[test]
-        fn passwords_of_8_to_1024_bytes_are_kept_and_never_printed(
+        fn passwords_of_8_to_1024_characters_are_kept_and_never_printed(
             password in "(?s).{8,256}"
         ) {
             let parsed = Password::parse(password.clone()).unwrap();
@@ -134,25 +134,31 @@ mod passwords {
         }
 
         #[test]
-        fn the_length_bounds_count_bytes(len in 1_000_usize..1_100) {
-            let password = "p".repeat(len);
-            if len <= Password::MAX_BYTES {
+        fn the_length_bounds_count_characters_not_bytes(
+            len in 1_000_usize..1_100,
+            c in prop::sample::select(vec!['p', 'é', '€', '🔑']),
+        ) {
+            let password = c.to_string().repeat(len);
+            if len <= Password::MAX_CHARS {
                 prop_assert!(Password::parse(password).is_ok());
             } else {
                 let message = invalid(Password::parse(password));
                 prop_assert_eq!(
                     message,
-                    format!("password must be 8 to 1024 bytes long, got {len}")
+                    format!("password must be 8 to 1024 characters long, got {len}")
                 );
             }
         }
 
         #[test]
-        fn short_passwords_are_rejected(password in "[\\x00-\\x7f]{0,7}") {
+        fn short_passwords_are_rejected(password in "(?s).{0,7}") {
             let message = invalid(Password::parse(password.clone()));
             prop_assert_eq!(
                 message,
-                format!("password must be 8 to 1024 bytes long, got {}", password.len())
+                format!(
+                    "password must be 8 to 1024 characters long, got {}",
+                    password.chars().count()
+                )
             );
         }
 
@@ -160,12 +166,12 @@ mod passwords {
         fn long_passwords_are_rejected(password in "(?s).{257,400}") {
             let password = password.repeat(4);
             let message = invalid(Password::parse(password));
-            prop_assert!(message.starts_with("password must be 8 to 1024 bytes long"));
+            prop_assert!(message.starts_with("password must be 8 to 1024 characters long"));
         }
 
         #[test]
         fn any_string_is_a_password_exactly_when_its_length_fits(password in any::<String>()) {
-            let fits = (Password::MIN_BYTES..=Password::MAX_BYTES).contains(&password.len());
+            let fits = (Password::MIN_CHARS..=Password::MAX_CHARS).contains(&password.chars().count());
             prop_assert_eq!(Password::parse(password).is_ok(), fits);
         }
     }
@@ -285,7 +291,7 @@ mod message_texts {
     use super::*;
 
     fn is_text(value: &str) -> bool {
-        value.len() <= MessageText::MAX_BYTES
+        value.chars().count() <= MessageText::MAX_CHARS
             && !value.trim().is_empty()
             && !value
                 .chars()
@@ -306,15 +312,17 @@ mod message_texts {
         }
 
         #[test]
-        fn the_length_bound_counts_bytes(len in 4_000_usize..4_200) {
-            let text = "é".repeat(len / 2);
-            if text.len() <= MessageText::MAX_BYTES {
-                prop_assert!(MessageText::parse(text).is_ok());
+        fn the_length_bound_counts_characters_not_bytes(
+            len in 4_000_usize..4_200,
+            c in prop::sample::select(vec!['x', 'é', '€', '😀']),
+        ) {
+            let text = c.to_string().repeat(len);
+            if len <= MessageText::MAX_CHARS {
+                prop_assert_eq!(MessageText::parse(text.clone()).unwrap().into_string(), text);
             } else {
-                let got = text.len();
                 prop_assert_eq!(
                     invalid(MessageText::parse(text)),
-                    format!("message text must be at most 4096 bytes, got {got}")
+                    format!("message text must be at most 4096 characters, got {len}")
                 );
             }
         }

@@ -94,7 +94,7 @@ async fn bad_registrations_say_what_is_wrong() {
         (
             "alice",
             "short",
-            "password must be 8 to 1024 bytes long, got 5",
+            "password must be 8 to 1024 characters long, got 5",
         ),
     ];
     for (username, password, message) in cases {
@@ -421,5 +421,41 @@ async fn a_deleted_account_ends_its_streams_keeps_its_name_and_its_messages() {
         again.unwrap_err().code(),
         Code::AlreadyExists,
         "the name is never given to anyone else"
+    );
+}
+
+#[tokio::test]
+async fn passwords_are_counted_in_characters_not_bytes() {
+    let app = spawn_app().await;
+    // Eight characters, twenty bytes; seven characters, sixteen bytes.
+    let eight = "пароль😀😀";
+    let seven = "пароль😀";
+    let register = |username: &str, password: &str| {
+        let mut auth = app.auth();
+        let request = pb::RegisterRequest {
+            username: username.into(),
+            password: password.into(),
+        };
+        async move { auth.register(request).await }
+    };
+
+    register("alice", eight)
+        .await
+        .expect("eight characters are enough");
+    let refused = register("bob", seven).await;
+
+    let login = app
+        .auth()
+        .login(pb::LoginRequest {
+            username: "alice".into(),
+            password: eight.into(),
+        })
+        .await
+        .expect("the password logs in");
+    assert_eq!(login.into_inner().user.unwrap().username, "alice");
+    assert_status(
+        refused,
+        Code::InvalidArgument,
+        "password must be 8 to 1024 characters long, got 7",
     );
 }

@@ -3,7 +3,7 @@
 use chat_client::pb::{self, RoomKind};
 use tonic::Code;
 
-use crate::helpers::{assert_status, spawn_app};
+use crate::helpers::{assert_status, spawn_app, TestUser};
 
 #[tokio::test]
 async fn the_creator_of_a_room_is_a_member() {
@@ -317,7 +317,7 @@ async fn bad_room_names_and_texts_say_what_is_wrong() {
     assert_status(
         send("x".repeat(4097)).await,
         Code::InvalidArgument,
-        "message text must be at most 4096 bytes, got 4097",
+        "message text must be at most 4096 characters, got 4097",
     );
 }
 
@@ -332,4 +332,63 @@ async fn sql_in_names_and_texts_is_just_text() {
 
     assert_eq!(room.name, name);
     assert_eq!(alice.history(&room, 0, 0).await.messages, [message]);
+}
+
+#[tokio::test]
+async fn texts_are_limited_in_characters_so_4096_emoji_go_through_whole() {
+    let app = spawn_app().await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    let (mut bob_stream, _) = bob.subscribe().await;
+    // 4096 characters of four bytes each: 16 KiB of UTF-8.
+    let longest = "🎉".repeat(4096);
+    assert_eq!(longest.len(), 16 * 1024);
+
+    let sent = send(&alice, &room, longest.clone()).await.unwrap();
+    let too_long = send(&alice, &room, "x".repeat(4097)).await;
+
+    assert_eq!(sent.text, longest);
+    assert_eq!(bob_stream.next_message().await, sent);
+    assert_eq!(bob.history(&room, 0, 0).await.messages, [sent]);
+    assert_status(
+        too_long,
+        Code::InvalidArgument,
+        "message text must be at most 4096 characters, got 4097",
+    );
+}
+
+#[tokio::test]
+async fn a_full_history_page_of_the_longest_texts_fits_in_one_answer() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let room = alice.create_room("general").await;
+    // 200 texts (a full page) of 16 KiB: 3.2 MiB, under the 4 MiB a
+    // response may take.
+    let texts: Vec<String> = (0..200)
+        .map(|i| format!("{i:03}{}", "😀".repeat(4093)))
+        .collect();
+    for text in &texts {
+        send(&alice, &room, text.clone()).await.unwrap();
+    }
+
+    let page = alice.history(&room, 0, 200).await;
+
+    let read: Vec<&str> = page.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(read, texts);
+    assert!(!page.has_more);
+}
+
+async fn send(
+    user: &TestUser,
+    room: &pb::Room,
+    text: String,
+) -> Result<pb::Message, tonic::Status> {
+    user.chat
+        .clone()
+        .send_message(pb::SendMessageRequest {
+            room_id: room.id.clone(),
+            text,
+            client_msg_id: String::new(),
+        })
+        .await
+        .map(|response| response.into_inner().message.unwrap())
 }

@@ -263,7 +263,7 @@ async fn changing_the_password_ends_every_other_session_and_its_stream() {
             })
             .await,
         Code::InvalidArgument,
-        "new_password: password must be 8 to 1024 bytes long, got 5",
+        "new_password: password must be 8 to 1024 characters long, got 5",
     );
 }
 

@@ -145,23 +145,26 @@ impl Username {
     }
 }
 
-/// 8 to 1024 bytes. Never printed: its `Debug` hides the value.
+/// 8 to 1024 characters (Unicode scalar values, as people count them, not
+/// bytes: eight characters of any script make a valid password). Never
+/// printed: its `Debug` hides the value.
 #[derive(Clone)]
 pub struct Password(String);
 
 impl Password {
-    pub const MIN_BYTES: usize = 8;
-    pub const MAX_BYTES: usize = 1024;
+    pub const MIN_CHARS: usize = 8;
+    /// At most 4 KiB of UTF-8 to hash.
+    pub const MAX_CHARS: usize = 1024;
 
     /// # Errors
     /// A [`ParseError`] when too short or too long.
     pub fn parse(value: String) -> Result<Self, ParseError> {
-        let len = value.len();
-        if !(Self::MIN_BYTES..=Self::MAX_BYTES).contains(&len) {
+        let chars = value.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
             return Err(ParseError::new(format!(
-                "password must be {} to {} bytes long, got {len}",
-                Self::MIN_BYTES,
-                Self::MAX_BYTES
+                "password must be {} to {} characters long, got {chars}",
+                Self::MIN_CHARS,
+                Self::MAX_CHARS
             )));
         }
         Ok(Self(value))
@@ -276,15 +279,16 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-/// 1 to 4096 bytes, not only white space, and no control characters (C0,
-/// DEL, C1) but newline and tab: no terminal escape, bell, NUL or bare
-/// carriage return reaches another user's screen. Kept as sent (no
-/// trimming).
+/// 1 to 4096 characters (Unicode scalar values, as a counter in a client
+/// shows them; up to 16 KiB of UTF-8), not only white space, and no control
+/// characters (C0, DEL, C1) but newline and tab: no terminal escape, bell,
+/// NUL or bare carriage return reaches another user's screen. Kept as sent
+/// (no trimming).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageText(String);
 
 impl MessageText {
-    pub const MAX_BYTES: usize = 4096;
+    pub const MAX_CHARS: usize = 4096;
 
     /// # Errors
     /// A [`ParseError`] when empty, blank, too long, or holding a control
@@ -299,11 +303,11 @@ impl MessageText {
                 u32::from(bad)
             )));
         }
-        if value.len() > Self::MAX_BYTES {
+        let chars = value.chars().count();
+        if chars > Self::MAX_CHARS {
             return Err(ParseError::new(format!(
-                "message text must be at most {} bytes, got {}",
-                Self::MAX_BYTES,
-                value.len()
+                "message text must be at most {} characters, got {chars}",
+                Self::MAX_CHARS
             )));
         }
         if value.trim().is_empty() {
@@ -461,6 +465,7 @@ mod tests {
         assert!(Password::parse("1234567".into()).is_err());
         assert!(Password::parse("12345678".into()).is_ok());
         assert!(Password::parse("x".repeat(1025)).is_err());
+        assert!(Password::parse("🔑".repeat(1024)).is_ok());
         let shown = format!("{:?}", Password::parse("hunter22hunter".into()).unwrap());
         assert!(!shown.contains("hunter"), "{shown}");
     }
@@ -553,9 +558,43 @@ mod tests {
     fn message_text_must_have_content() {
         assert!(MessageText::parse(" \n\t".into()).is_err());
         assert!(MessageText::parse(String::new()).is_err());
-        assert!(MessageText::parse("x".repeat(4096)).is_ok());
-        assert!(MessageText::parse("x".repeat(4097)).is_err());
         assert_eq!(MessageText::parse(" hi ".into()).unwrap().as_str(), " hi ");
+    }
+
+    #[test]
+    fn message_text_is_counted_in_characters_not_bytes() {
+        let emoji = "😀".repeat(4096);
+        assert_eq!(emoji.len(), 16 * 1024, "four bytes each");
+        assert_eq!(MessageText::parse(emoji.clone()).unwrap().as_str(), emoji);
+        assert!(MessageText::parse("x".repeat(4096)).is_ok());
+        assert_eq!(
+            MessageText::parse("x".repeat(4097))
+                .unwrap_err()
+                .to_string(),
+            "message text must be at most 4096 characters, got 4097"
+        );
+        assert_eq!(
+            MessageText::parse("é".repeat(4097))
+                .unwrap_err()
+                .to_string(),
+            "message text must be at most 4096 characters, got 4097"
+        );
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters_not_bytes() {
+        assert!(Password::parse("пароль12".into()).is_ok());
+        assert!(Password::parse("🔑🔑🔑🔑🔑🔑🔑🔑".into()).is_ok());
+        assert_eq!(
+            Password::parse("🔑🔑🔑🔑🔑🔑🔑".into())
+                .unwrap_err()
+                .to_string(),
+            "password must be 8 to 1024 characters long, got 7"
+        );
+        assert_eq!(
+            Password::parse("é".repeat(1025)).unwrap_err().to_string(),
+            "password must be 8 to 1024 characters long, got 1025"
+        );
     }
 
     #[test]
