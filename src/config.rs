@@ -209,13 +209,14 @@ pub struct Config {
 #[derive(Args, Debug, Clone)]
 pub struct Limits {
     /// Largest gRPC message a client may send, in bytes. A chat message is
-    /// at most 4 KiB of text; 64 KiB is far more than any request needs.
+    /// at most 4096 characters, 16 KiB of UTF-8; 64 KiB is far more than
+    /// any request needs.
     #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
     pub max_message_size: usize,
 
     /// Largest gRPC message the server encodes, in bytes: a full history
-    /// page (200 messages of up to 4 KiB) or a long room list is larger than
-    /// any request needs to be.
+    /// page (200 messages of up to 16 KiB of text, 3.2 MiB) or a long room
+    /// list is larger than any request needs to be.
     #[arg(long, env = "CHAT_MAX_RESPONSE_SIZE", default_value_t = 4 * 1024 * 1024)]
     pub max_response_size: usize,
 

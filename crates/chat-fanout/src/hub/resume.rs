@@ -40,8 +40,9 @@ pub const RESUME_LIMIT: u32 = 1000;
 /// How long a ChatStream holds live messages waiting for its first client
 /// event, which may be a `resume`. Any first event ends the wait at once.
 pub const RESUME_WINDOW: Duration = Duration::from_millis(500);
-/// Missed messages a catch-up reads at once: 64 of the largest (4 KiB) are
-/// 256 KiB, about what the catch-up queue holds.
+/// Missed messages a catch-up reads at once: 64 texts of 4 KiB are
+/// 256 KiB, about what the catch-up queue holds (of the longest texts,
+/// 4096 four-byte characters, a page is 1 MiB, and the queue takes 16).
 pub const CATCH_UP_PAGE: u32 = 64;
 /// How long a catch-up waits for a client that takes nothing before ending
 /// its stream: far beyond any client that reads at all, and short enough
@@ -53,9 +54,9 @@ pub const CATCH_UP_STALL: Duration = Duration::from_secs(30);
 /// ([`CATCH_UP_PAGE`]), so that the next page is read while the client
 /// takes the last.
 pub(super) const CATCH_UP_CAPACITY: usize = 128;
-/// Bytes of catch-up frames a stream may have waiting: 64 messages of the
-/// largest size. With the page being read, a catch-up holds about twice
-/// this.
+/// Bytes of catch-up frames a stream may have waiting: 64 messages of
+/// 4 KiB, 16 of the longest (16 KiB). With the page being read, a catch-up
+/// holds about twice this (five times, with a page of the longest texts).
 pub(super) const CATCH_UP_BYTES: usize = 256 * 1024;
 /// Catch-ups one user runs at once; the user's other resumed streams wait
 /// their turn (their live messages held, then read from the database).
