@@ -41,6 +41,9 @@ pub struct Session {
 #[derive(Clone)]
 pub struct Client {
     channel: Channel,
+    /// Where `channel` goes, when known: subscriptions open a new
+    /// connection there after their stream went silent.
+    endpoint: Option<Endpoint>,
     session: Arc<Mutex<Option<Session>>>,
 }
 
@@ -55,13 +58,20 @@ impl Client {
         } else {
             format!("http://{address}")
         };
-        let channel = Endpoint::from_shared(url)?.connect().await?;
-        Ok(Self::from_channel(channel))
+        let endpoint = Endpoint::from_shared(url)?;
+        let channel = endpoint.connect().await?;
+        Ok(Self {
+            endpoint: Some(endpoint),
+            ..Self::from_channel(channel)
+        })
     }
 
+    /// A client over a channel made elsewhere (TLS, say). Its
+    /// subscriptions reconnect over that channel.
     pub fn from_channel(channel: Channel) -> Self {
         Self {
             channel,
+            endpoint: None,
             session: Arc::new(Mutex::new(None)),
         }
     }
@@ -256,16 +266,18 @@ impl Client {
     }
 
     /// A live stream of events that resumes from `cursors` after any
-    /// disconnection.
+    /// disconnection, and after a silence of two heartbeat intervals (over
+    /// a new connection then, for a client made by `connect`).
     ///
     /// # Errors
     /// As `token`.
     pub async fn subscribe(&self, cursors: Cursors) -> Result<ResumingSubscription, Status> {
-        Ok(ResumingSubscription::new(
-            self.channel.clone(),
-            self.token().await?,
-            cursors,
-        ))
+        let subscription =
+            ResumingSubscription::new(self.channel.clone(), self.token().await?, cursors);
+        Ok(match &self.endpoint {
+            Some(endpoint) => subscription.with_endpoint(endpoint.clone()),
+            None => subscription,
+        })
     }
 }
 

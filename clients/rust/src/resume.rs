@@ -4,14 +4,22 @@
 //! A client that remembers, per room, the newest seq it has seen can drop
 //! its connection at any time: reconnecting with those cursors brings every
 //! message it missed, once, in order, then the live ones.
+//!
+//! A connection can also die without closing (a laptop sleeps, a NAT
+//! forgets it, the server hangs): the stream then just says nothing. The
+//! server sends every stream a heartbeat each `ready.heartbeat_interval`,
+//! so `ResumingSubscription` keeps a watchdog: nothing at all for twice
+//! that interval (and a margin) and the stream counts as dead, is dropped,
+//! and is resumed like any other lost one (docs/protocol.md).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status, Streaming};
 
 use crate::pb::chat_service_client::ChatServiceClient;
@@ -20,6 +28,12 @@ use crate::pb::{self, client_event, server_event};
 /// The first wait before reconnecting; it doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The heartbeat interval assumed until a `ready` tells it, and of a server
+/// that does not (older ones beat every 30 s).
+const UNTOLD_HEARTBEAT: Duration = Duration::from_secs(30);
+/// Added to two heartbeat intervals before a silent stream counts as dead:
+/// room for a beat that comes late over a slow network.
+const WATCHDOG_MARGIN: Duration = Duration::from_secs(1);
 
 /// The newest seq seen in each room.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -99,27 +113,68 @@ pub type AuthorizedChat = ChatServiceClient<InterceptedService<Channel, BearerTo
 /// backoff) and resumes from its cursors, so the events it yields hold
 /// every message once, in order per room.
 ///
+/// It yields every event, heartbeats (`pong` with nonce 0) included. A
+/// stream that says nothing at all for twice its heartbeat interval (as
+/// `ready` told it, plus a second) is taken for dead: it is dropped and
+/// resumed, over a new connection when the subscription knows its endpoint
+/// (`Client::connect` made it), since the old one is likely dead too. A
+/// reconnection that brings nothing within the same time is given up and
+/// tried again. `stalls` counts these.
+///
 /// A `resync` event means more was missed in a room than a resume sends:
 /// page the older messages with History (`before_seq = from_seq`).
 pub struct ResumingSubscription {
     chat: AuthorizedChat,
+    token: BearerToken,
+    /// Where a new connection comes from after a stall; without it, the
+    /// next stream opens on the channel it was given.
+    endpoint: Option<Endpoint>,
     cursors: Cursors,
     stream: Option<Streaming<pb::ServerEvent>>,
     backoff: Duration,
+    /// As the last `ready` told it.
+    heartbeat_interval: Option<Duration>,
+    /// When the current stream last said anything, or began to open.
+    heard_at: Instant,
+    stalls: u64,
 }
 
 impl ResumingSubscription {
     pub fn new(channel: Channel, token: BearerToken, cursors: Cursors) -> Self {
         Self {
-            chat: ChatServiceClient::with_interceptor(channel, token),
+            chat: ChatServiceClient::with_interceptor(channel, token.clone()),
+            token,
+            endpoint: None,
             cursors,
             stream: None,
             backoff: FIRST_BACKOFF,
+            heartbeat_interval: None,
+            heard_at: Instant::now(),
+            stalls: 0,
         }
+    }
+
+    /// After a stall, reconnects over a new connection to `endpoint`
+    /// rather than the channel it was given.
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
     }
 
     pub fn cursors(&self) -> &Cursors {
         &self.cursors
+    }
+
+    /// How often the server said it sends this subscription a heartbeat,
+    /// once a `ready` has told it.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.heartbeat_interval
+    }
+
+    /// How many times a stream (or a reconnection) was given up as dead for
+    /// saying nothing for two heartbeat intervals.
+    pub fn stalls(&self) -> u64 {
+        self.stalls
     }
 
     /// Drops the current stream: the next call reconnects and resumes.
@@ -127,42 +182,68 @@ impl ResumingSubscription {
         self.stream = None;
     }
 
-    /// Moves to another server (or another token); resumes there.
+    /// Moves to another server (or another token); resumes there. Its
+    /// streams reconnect over `channel` from then on, after a stall too: the
+    /// endpoint it had may not be that server's.
     pub fn reconnect_to(&mut self, channel: Channel, token: BearerToken) {
-        self.chat = ChatServiceClient::with_interceptor(channel, token);
+        self.chat = ChatServiceClient::with_interceptor(channel, token.clone());
+        self.token = token;
+        self.endpoint = None;
         self.stream = None;
     }
 
     /// The next event, reconnecting as often as needed.
+    ///
+    /// Cancel-safe: dropping the future loses no event (a stream being
+    /// opened is opened again on the next call).
     ///
     /// # Errors
     /// A status no reconnecting can fix (for example UNAUTHENTICATED: the
     /// token expired or was revoked; refresh it and `reconnect_to`).
     pub async fn next(&mut self) -> Result<server_event::Event, Status> {
         loop {
+            let deadline = self.heard_at + self.patience();
             let result = match &mut self.stream {
-                Some(stream) => stream.message().await,
-                None => match self
-                    .chat
-                    .subscribe(pb::SubscribeRequest {
-                        cursors: self.cursors.to_pb(),
-                    })
-                    .await
-                {
-                    Ok(response) => {
-                        self.stream = Some(response.into_inner());
+                Some(stream) => match tokio::time::timeout_at(deadline, stream.message()).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        self.stalled();
                         continue;
                     }
-                    Err(status) => Err(status),
                 },
+                None => {
+                    self.heard_at = Instant::now();
+                    let deadline = self.heard_at + self.patience();
+                    let request = pb::SubscribeRequest {
+                        cursors: self.cursors.to_pb(),
+                    };
+                    match tokio::time::timeout_at(deadline, self.chat.subscribe(request)).await {
+                        Ok(Ok(response)) => {
+                            self.stream = Some(response.into_inner());
+                            continue;
+                        }
+                        Ok(Err(status)) => Err(status),
+                        Err(_) => {
+                            self.stalled();
+                            continue;
+                        }
+                    }
+                }
             };
             match result {
                 Ok(Some(pb::ServerEvent { event: Some(event) })) => {
+                    self.heard_at = Instant::now();
                     self.backoff = FIRST_BACKOFF;
+                    if let server_event::Event::Ready(ready) = &event {
+                        self.heartbeat_interval = ready
+                            .heartbeat_interval
+                            .and_then(|told| Duration::try_from(told).ok())
+                            .filter(|told| !told.is_zero());
+                    }
                     self.cursors.observe(&event);
                     return Ok(event);
                 }
-                Ok(Some(pb::ServerEvent { event: None })) => {}
+                Ok(Some(pb::ServerEvent { event: None })) => self.heard_at = Instant::now(),
                 Ok(None) => self.stream = None,
                 Err(status) if worth_retrying(&status) => {
                     self.stream = None;
@@ -174,6 +255,22 @@ impl ResumingSubscription {
                     return Err(status);
                 }
             }
+        }
+    }
+
+    /// How long a stream may say nothing before it counts as dead.
+    fn patience(&self) -> Duration {
+        2 * self.heartbeat_interval.unwrap_or(UNTOLD_HEARTBEAT) + WATCHDOG_MARGIN
+    }
+
+    /// Gives up on a silent stream (dropping it cancels it), and on its
+    /// connection when a new one can be made.
+    fn stalled(&mut self) {
+        self.stalls += 1;
+        self.stream = None;
+        if let Some(endpoint) = &self.endpoint {
+            self.chat =
+                ChatServiceClient::with_interceptor(endpoint.connect_lazy(), self.token.clone());
         }
     }
 }

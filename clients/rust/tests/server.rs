@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use chat_client::cli::{self, Cli};
-use chat_client::pb;
+use chat_client::pb::{self, server_event};
 use chat_client::{Client, ListRooms};
 use clap::Parser as _;
 use tonic::Code;
@@ -30,6 +30,11 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with these flags besides its address and database.
+    fn start_with(flags: &[&str]) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let binary = std::env::var_os("CHAT_SERVER_BIN").map_or_else(
             || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/chat-server"),
@@ -49,6 +54,7 @@ impl Server {
         let mut child = Command::new(&binary)
             .args(["--listen", "127.0.0.1:0", "--database-url"])
             .arg(format!("sqlite://{}/chat.db", dir.display()))
+            .args(flags)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env("CHAT_METRICS_LISTEN", "off")
@@ -80,6 +86,18 @@ impl Server {
             child,
             dir,
         }
+    }
+
+    /// Sends the server process a signal (`STOP` freezes it: its sockets
+    /// stay open and say nothing, as a hung server's or a dead network's
+    /// would; `CONT` thaws it).
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
     }
 
     async fn user(&self, name: &str) -> Client {
@@ -393,4 +411,97 @@ async fn passwd_and_logout_others_on_the_command_line() {
     assert_eq!(ended, "ended 3 other sessions\n");
     let refused = phone.list_rooms(ListRooms::default()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
+}
+
+async fn send(client: &Client, room: &pb::Room, text: &str) -> pb::Message {
+    client
+        .chat()
+        .await
+        .unwrap()
+        .send_message(pb::SendMessageRequest {
+            room_id: room.id.clone(),
+            text: text.into(),
+            client_msg_id: format!("key-{text}"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_silent_stream_is_given_up_and_resumed_with_nothing_lost_or_twice() {
+    let server = Server::start_with(&["--heartbeat-interval", "1s"]);
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = create_room(&alice, "general").await;
+    bob.chat()
+        .await
+        .unwrap()
+        .join_room(pb::JoinRoomRequest {
+            room_id: room.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut events = bob
+        .subscribe(bob.cursors_at_newest().await.unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        events.next().await.unwrap(),
+        server_event::Event::Ready(_)
+    ));
+    assert_eq!(events.heartbeat_interval(), Some(Duration::from_secs(1)));
+    let before = send(&alice, &room, "before").await;
+    let mut messages = Vec::new();
+    while messages.is_empty() {
+        if let server_event::Event::Message(m) = events.next().await.unwrap() {
+            messages.push(m);
+        }
+    }
+
+    // Frozen for longer than the watchdog's two intervals and a second;
+    // alice's send waits for the thaw.
+    server.signal("STOP");
+    let sending = {
+        let (alice, room) = (alice.clone(), room.clone());
+        tokio::spawn(async move { send(&alice, &room, "while frozen").await })
+    };
+    let frozen = tokio::time::timeout(Duration::from_millis(4_500), events.next()).await;
+    let stalls_while_frozen = events.stalls();
+    server.signal("CONT");
+    let during = tokio::time::timeout(STARTUP, sending)
+        .await
+        .expect("the send goes through after the thaw")
+        .unwrap();
+    let after = send(&alice, &room, "after").await;
+    let mut resumed = false;
+    while messages.last() != Some(&after) {
+        match tokio::time::timeout(STARTUP, events.next())
+            .await
+            .expect("the subscription is live again")
+            .unwrap()
+        {
+            server_event::Event::Message(m) => messages.push(m),
+            server_event::Event::Ready(_) => resumed = true,
+            _ => {}
+        }
+    }
+
+    assert!(
+        frozen.is_err(),
+        "nothing came from a frozen server: {frozen:?}"
+    );
+    assert!(
+        stalls_while_frozen >= 1,
+        "the watchdog gave the silent stream up while the server was frozen"
+    );
+    assert!(resumed, "a new stream (its own ready) after the thaw");
+    assert_eq!(
+        messages,
+        [before, during, after],
+        "each message once, in order"
+    );
+    assert_eq!(events.cursors().get(&room.id), Some(3));
 }
