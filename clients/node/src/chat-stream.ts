@@ -2,10 +2,18 @@
 // Events come down through an async iterator; send/typing/ping go up. The
 // wrapper keeps per-room cursors (the newest seq seen in each room), so a
 // dropped stream can be reopened with `client.chatStream({ cursors })` and
-// gets every missed message once, in order, then the live ones.
+// gets every missed message once, in order, then the live ones
+// (`ResumingChatStream`, in resuming-stream.ts, does that by itself).
+//
+// A connection can die without closing (a laptop sleeps, a NAT forgets it,
+// the server hangs): the stream just goes quiet. The server sends a
+// heartbeat every `ready.heartbeatInterval`, so each ChatStream keeps a
+// watchdog: no event at all for twice that interval (and a margin), and the
+// stream is ended as dead, with `stalled` set.
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import {
   ChatService,
   type ClientEventSchema,
@@ -18,6 +26,16 @@ import { AsyncQueue } from "./queue.js";
 /** Per room: the seq of the newest message the client has. */
 export type Cursors = Map<string, bigint>;
 
+/** The heartbeat interval assumed until `ready` tells it, and of a server that does not (older ones beat every 30 s). */
+export const UNTOLD_HEARTBEAT_MS = 30_000;
+/** Added to two heartbeat intervals before a silent stream counts as dead: room for a beat that comes late. */
+export const WATCHDOG_MARGIN_MS = 1_000;
+
+/** How long a stream beating every `heartbeatMs` may say nothing before it counts as dead. */
+export function watchdogMs(heartbeatMs: number | undefined): number {
+  return 2 * (heartbeatMs ?? UNTOLD_HEARTBEAT_MS) + WATCHDOG_MARGIN_MS;
+}
+
 export interface ChatStreamOptions {
   /**
    * Rooms to catch up on: messages after each cursor come first, then live
@@ -29,6 +47,12 @@ export interface ChatStreamOptions {
   signal?: AbortSignal;
   /** Extra request headers (the client adds `authorization`). */
   headers?: Record<string, string>;
+  /**
+   * The heartbeat interval to expect until `ready` tells it (e.g. what an
+   * earlier stream's `ready` said): the watchdog waits twice this, and a
+   * margin, for `ready` itself. Default: 30 s.
+   */
+  heartbeatIntervalMs?: number;
 }
 
 type ClientEventInit = MessageInitShape<typeof ClientEventSchema>;
@@ -43,6 +67,10 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
   readonly done: Promise<ConnectError | undefined>;
   /** Per room, the newest seq received (from `message` and `sent`). */
   readonly cursors: Cursors;
+  /** How often the server sends this stream a heartbeat, once `ready` has said; before, what the options said. */
+  heartbeatIntervalMs: number | undefined;
+  /** Whether the watchdog ended the stream: nothing came for twice the heartbeat interval. */
+  stalled = false;
 
   private readonly up = new AsyncQueue<ClientEventInit>();
   private readonly down = new AsyncQueue<ServerEvent>();
@@ -51,11 +79,13 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
   private readonly pings = new Map<bigint, () => void>();
   private nextNonce = 1n;
   private closing = false;
+  private watchdog: NodeJS.Timeout | undefined;
   private resolveReady!: (r: ServerEvent_Ready) => void;
   private rejectReady!: (e: Error) => void;
 
   constructor(chat: Client<typeof ChatService>, options: ChatStreamOptions = {}) {
     this.cursors = new Map(options.cursors ?? []);
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs;
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -72,6 +102,7 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
       },
     });
     const responses = chat.chatStream(drain(this.up), { signal: this.abort.signal, headers: options.headers });
+    this.heard();
     this.done = this.pump(responses);
   }
 
@@ -111,16 +142,31 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
     return this.down[Symbol.asyncIterator]();
   }
 
+  /** (Re)starts the watchdog: called whenever the stream says anything. */
+  private heard(): void {
+    clearTimeout(this.watchdog);
+    const patience = watchdogMs(this.heartbeatIntervalMs);
+    this.watchdog = setTimeout(() => {
+      this.stalled = true;
+      this.abort.abort();
+    }, patience);
+  }
+
   private async pump(responses: AsyncIterable<ServerEvent>): Promise<ConnectError | undefined> {
     let failure: ConnectError | undefined;
     try {
       for await (const event of responses) {
         this.dispatch(event);
+        this.heard();
         this.down.push(event);
       }
     } catch (e) {
-      if (!this.closing) failure = ConnectError.from(e);
+      if (this.stalled) {
+        const quiet = watchdogMs(this.heartbeatIntervalMs) / 1000;
+        failure = new ConnectError(`no event for ${quiet} s: the connection is taken for dead; reconnect and resume`, Code.Unavailable);
+      } else if (!this.closing) failure = ConnectError.from(e);
     }
+    clearTimeout(this.watchdog);
     this.closing = true;
     this.up.end();
     const ended = failure ?? new ConnectError("stream closed", Code.Canceled);
@@ -141,9 +187,12 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
   private dispatch(event: ServerEvent): void {
     const e = event.event;
     switch (e.case) {
-      case "ready":
+      case "ready": {
+        const told = e.value.heartbeatInterval ? durationMs(e.value.heartbeatInterval) : 0;
+        this.heartbeatIntervalMs = told > 0 ? told : UNTOLD_HEARTBEAT_MS;
         this.resolveReady(e.value);
         break;
+      }
       case "message":
         this.advance(e.value);
         break;

@@ -2,7 +2,7 @@
 // grpc-web), the session's tokens attached to every call and refreshed
 // before they expire, and the RPCs as plain async methods.
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   AuthService,
@@ -14,6 +14,7 @@ import {
   type User,
 } from "./gen/chat/v1/chat_pb.js";
 import { ChatStream, type ChatStreamOptions, type Cursors } from "./chat-stream.js";
+import { ResumingChatStream, type Connection, type ResumingChatStreamOptions } from "./resuming-stream.js";
 
 /** A logged-in session's tokens. */
 export interface Session {
@@ -56,6 +57,8 @@ export class ChatClient {
   session: Session | undefined;
   private accessToken: string | undefined;
   private refreshing: Promise<Session> | undefined;
+  /** How to open a connection of one's own; none with a transport given from outside. */
+  private readonly connect: (() => Connection) | undefined;
 
   constructor(options: ChatClientOptions | string) {
     const opts = typeof options === "string" ? { address: options } : options;
@@ -73,6 +76,13 @@ export class ChatClient {
     this.transport = opts.transport ?? createGrpcTransport({ baseUrl, interceptors: [auth] });
     this.authService = createClient(AuthService, this.transport);
     this.chatService = createClient(ChatService, this.transport);
+    if (!opts.transport) {
+      this.connect = () => {
+        const sessionManager = new Http2SessionManager(baseUrl);
+        const transport = createGrpcTransport({ baseUrl, interceptors: [auth], sessionManager });
+        return { chatService: createClient(ChatService, transport), close: () => sessionManager.abort() };
+      };
+    }
   }
 
   /** Creates an account. */
@@ -207,6 +217,24 @@ export class ChatClient {
   /** Opens a ChatStream: events down, send/typing/ping up. */
   chatStream(options: ChatStreamOptions = {}): ChatStream {
     return new ChatStream(this.chatService, options);
+  }
+
+  /**
+   * A ChatStream that reconnects by itself and resumes from its cursors
+   * after any drop, and after a silence of twice the heartbeat interval
+   * (over a new connection then): its events hold every message once, in
+   * order per room. Ends only on `close()` or an error no reconnecting
+   * fixes (a revoked session).
+   */
+  resumingStream(options: ResumingChatStreamOptions = {}): ResumingChatStream {
+    return new ResumingChatStream(
+      {
+        shared: () => ({ chatService: this.chatService, close: () => {} }),
+        fresh: () => this.connect?.(),
+        refresh: () => this.refresh(),
+      },
+      options,
+    );
   }
 
   /** A receive-only stream (Subscribe), for completeness; prefer `chatStream`. */

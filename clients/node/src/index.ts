@@ -1,4 +1,5 @@
 export { ChatClient, cursorsAt, type ChatClientOptions, type ListRoomsOptions, type Session } from "./client.js";
 export { ChatStream, type ChatStreamOptions, type Cursors } from "./chat-stream.js";
+export { ResumingChatStream, type ResumingChatStreamOptions, type StreamState } from "./resuming-stream.js";
 export { escapeControls } from "./terminal.js";
 export * from "./gen/chat/v1/chat_pb.js";

@@ -15,16 +15,18 @@ export const serverBin = path.resolve(clientDir, process.env.CHAT_SERVER_BIN ?? 
 export interface Server {
   address: string;
   log: () => string;
+  /** Sends the server process a signal: SIGSTOP freezes it (its sockets stay open and silent), SIGCONT thaws it. */
+  signal: (signal: NodeJS.Signals) => void;
   stop: () => Promise<void>;
 }
 
-/** Starts chat-server on 127.0.0.1:0 with a fresh database; resolves once it logs its address. */
-export async function startServer(): Promise<Server> {
+/** Starts chat-server on 127.0.0.1:0 with a fresh database (and `flags`); resolves once it logs its address. */
+export async function startServer(flags: string[] = []): Promise<Server> {
   assert.ok(existsSync(serverBin), `server binary not found at ${serverBin}: run cargo build, or set CHAT_SERVER_BIN`);
   const dir = mkdtempSync(path.join(tmpdir(), "chat-node-"));
   const child: ChildProcess = spawn(
     serverBin,
-    ["--listen", "127.0.0.1:0", "--database-url", `sqlite://${path.join(dir, "chat.db")}`],
+    ["--listen", "127.0.0.1:0", "--database-url", `sqlite://${path.join(dir, "chat.db")}`, ...flags],
     { env: { ...process.env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
   );
   let log = "";
@@ -49,7 +51,11 @@ export async function startServer(): Promise<Server> {
   return {
     address,
     log: () => log,
+    signal: (signal) => {
+      assert.ok(child.kill(signal), `kill -${signal}`);
+    },
     stop: async () => {
+      child.kill("SIGCONT");
       child.kill("SIGTERM");
       const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
       await exited;
