@@ -9,6 +9,12 @@ answer UNAUTHENTICATED "access token expired", refreshes and retries once.
 stream) that survives disconnections: it keeps a cursor per room (the newest
 seq it has yielded), reconnects with backoff and resumes from those cursors,
 so every message is yielded once, in seq order per room.
+
+A connection can also die without closing (a laptop sleeps, a NAT forgets
+it, the server hangs): the stream just goes quiet. The server sends a
+heartbeat every `ready.heartbeat_interval`, so the iterator keeps a
+watchdog: no event at all, heartbeats included, for twice that interval
+(and a margin) and the stream counts as dead, is cancelled and resumed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ __all__ = ["ChatClient", "ChatError", "Cursors", "EventStream", "pb"]
 
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
+# The heartbeat interval (seconds) assumed until a `ready` tells it, and of a
+# server that does not (older ones beat every 30 s).
+UNTOLD_HEARTBEAT = 30.0
+# Added to two heartbeat intervals before a silent stream counts as dead:
+# room for a beat that comes late.
+WATCHDOG_MARGIN = 1.0
 
 # A stream or call ending with these is not helped by reconnecting.
 _FATAL = {
@@ -109,6 +121,10 @@ class ChatClient:
         self.address = address
         self.timeout = timeout
         self.refresh_before_expiry = refresh_before_expiry
+        self._user_agent = user_agent
+        # A channel given from outside (TLS, say) is the only one: event
+        # streams then reconnect over it, never over a channel of their own.
+        self._own_channels = channel is None
         self._channel = channel or grpc.insecure_channel(
             address, options=[("grpc.primary_user_agent", user_agent)]
         )
@@ -136,6 +152,19 @@ class ChatClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _new_channel(self) -> grpc.Channel | None:
+        """A channel with a connection of its own (not shared with any other
+        channel to the same address), if this client makes its channels."""
+        if not self._own_channels:
+            return None
+        return grpc.insecure_channel(
+            self.address,
+            options=[
+                ("grpc.primary_user_agent", self._user_agent),
+                ("grpc.use_local_subchannel_pool", 1),
+            ],
+        )
 
     # -- accounts and tokens ----------------------------------------------
 
@@ -269,12 +298,16 @@ class ChatClient:
 
     def iter_rooms(self, *, page_size: int = 0, joined_only: bool = False) -> Iterator[pb.Room]:
         """The rooms of `list_rooms`, fetching each page only when it is reached."""
+        return self._iter_rooms(self._chat, page_size=page_size, joined_only=joined_only)
+
+    def _iter_rooms(self, chat, *, page_size: int = 0, joined_only: bool = False) -> Iterator[pb.Room]:
+        """`iter_rooms` over the ChatService stub `chat` (of this client's channel or another)."""
         page_token = ""
         while True:
             request = pb.ListRoomsRequest(
                 page_size=page_size, page_token=page_token, joined_only=joined_only
             )
-            page = self._call(self._chat.ListRooms, request)
+            page = self._call(chat.ListRooms, request)
             yield from page.rooms
             if not page.next_page_token:
                 return
@@ -374,11 +407,18 @@ class EventStream:
 
     Yields `ready` (once per connection, listing who is online), `message`,
     `presence`, `typing` and `error` events; heartbeats (pong with nonce 0)
-    are dropped. A `resync` (more missed than the server resends) is handled
-    here: the missing messages are paged with History and yielded as
-    `message` events in seq order, so a consumer sees every room's messages
-    once and gapless. Ends when `close()` is called; raises `ChatError` for
-    failures no reconnect can fix (a revoked session, a room one has left).
+    are not yielded, but keep the watchdog quiet. A `resync` (more missed
+    than the server resends) is handled here: the missing messages are paged
+    with History and yielded as `message` events in seq order, so a consumer
+    sees every room's messages once and gapless. Ends when `close()` is
+    called; raises `ChatError` for failures no reconnect can fix (a revoked
+    session, a room one has left).
+
+    The watchdog: a stream (or a reconnection) that says nothing at all for
+    twice `heartbeat_interval` plus `WATCHDOG_MARGIN` is cancelled and
+    resumed, over a channel of its own from then on (the old connection is
+    likely dead too), unless the client was given its channel. `stalls`
+    counts these.
     """
 
     def __init__(self, client: ChatClient, cursors: Mapping[str, int] | None):
@@ -388,8 +428,16 @@ class EventStream:
         self._call = None
         self._closed = threading.Event()
         self._disconnects = 0
+        self._stub = client._chat
+        self._channel: grpc.Channel | None = None  # its own, after a stall
+        self._heard_at = time.monotonic()
+        # Set while the consumer holds an event: its time is not the stream's silence.
+        self._handing_over = False
         self.connections = 0  # how many Subscribe streams were opened
         self.resyncs = 0  # gaps filled from History
+        # Seconds between heartbeats, as the last `ready` said.
+        self.heartbeat_interval: float | None = None
+        self.stalls = 0  # streams given up by the watchdog
         # The starting point is now: every message stored after this call
         # is yielded, even if iteration begins later.
         self._start_rooms()
@@ -421,6 +469,35 @@ class EventStream:
         except ValueError:
             pass
 
+    def _patience(self) -> float:
+        """How long a stream may say nothing before it counts as dead."""
+        return 2 * (self.heartbeat_interval or UNTOLD_HEARTBEAT) + WATCHDOG_MARGIN
+
+    def _watch(self, call, over: threading.Event, stalled: threading.Event) -> None:
+        """Cancels `call` once it has said nothing for too long (a thread per
+        connection, until `over` is set). It looks again at least every
+        `WATCHDOG_MARGIN`: `ready` may shorten the patience meanwhile."""
+        while True:
+            left = self._heard_at + self._patience() - time.monotonic()
+            if left <= 0:
+                if not self._handing_over:
+                    break
+                left = WATCHDOG_MARGIN  # the consumer holds an event: look again later
+            if over.wait(min(left, WATCHDOG_MARGIN)):
+                return
+        stalled.set()
+        call.cancel()
+
+    def _renew_channel(self) -> None:
+        """After a stall, the connection is likely dead too: a new one."""
+        channel = self._client._new_channel()
+        if channel is None:
+            return
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = channel
+        self._stub = pb_grpc.ChatServiceStub(channel)
+
     def _forget(self, room_id: str) -> None:
         with self.cursors._lock:
             self.cursors._seqs.pop(room_id, None)
@@ -428,34 +505,48 @@ class EventStream:
     def _start_rooms(self) -> None:
         # Rooms not resumed yet start at their newest message, so a
         # reconnect resumes them too. Only the rooms one is in matter.
-        for room in self._client.iter_rooms(joined_only=True):
+        for room in self._client._iter_rooms(self._stub, joined_only=True):
             self.cursors.start(room.id, room.last_seq)
 
     def _run(self) -> Iterator[pb.ServerEvent]:
+        try:
+            yield from self._resume()
+        finally:
+            if self._channel is not None:
+                self._channel.close()
+
+    def _resume(self) -> Iterator[pb.ServerEvent]:
         backoff = FIRST_BACKOFF
         while not self._closed.is_set():
             token = None
+            over, stalled = threading.Event(), threading.Event()
             with self._lock:
                 disconnects = self._disconnects
             try:
                 self._start_rooms()
                 token = self._client._token()
                 request = pb.SubscribeRequest(cursors=self.cursors.to_pb())
-                call = self._client._chat.Subscribe(
-                    request, metadata=self._client._metadata(token)
-                )
+                self._heard_at = time.monotonic()
+                call = self._stub.Subscribe(request, metadata=self._client._metadata(token))
                 with self._lock:
                     self._call = call
                 if self._closed.is_set():
                     call.cancel()
                 self.connections += 1
+                threading.Thread(
+                    target=self._watch, args=(call, over, stalled), daemon=True
+                ).start()
                 for event in call:
+                    self._heard_at = time.monotonic()
                     backoff = FIRST_BACKOFF
                     kind = event.WhichOneof("event")
+                    if kind == "ready":
+                        told = event.ready.heartbeat_interval.ToTimedelta().total_seconds()
+                        self.heartbeat_interval = told if told > 0 else UNTOLD_HEARTBEAT
                     if kind == "pong" and event.pong.nonce == 0:
                         continue
                     if kind == "resync":
-                        yield from self._fill_gap(event.resync)
+                        yield from self._hand_over(self._fill_gap(event.resync))
                         continue
                     if kind in ("message", "sent"):
                         message = event.message if kind == "message" else event.sent.message
@@ -463,7 +554,7 @@ class EventStream:
                         if seen is not None and message.seq <= seen:
                             continue  # already yielded
                         self.cursors.track(message.room_id, message.seq)
-                    yield event
+                    yield from self._hand_over((event,))
                 # The server ended the stream without an error: resume.
                 code, details = grpc.StatusCode.UNAVAILABLE, "stream ended"
             except grpc.RpcError as error:
@@ -471,10 +562,15 @@ class EventStream:
             except ChatError as error:
                 code, details = error.code, error.details
             finally:
+                over.set()
                 with self._lock:
                     self._call = None
             if self._closed.is_set():
                 return
+            if stalled.is_set():
+                self.stalls += 1
+                self._renew_channel()
+                continue
             with self._lock:
                 asked_to_disconnect = self._disconnects != disconnects
             if code == grpc.StatusCode.CANCELLED and asked_to_disconnect:
@@ -489,6 +585,16 @@ class EventStream:
             if self._closed.wait(backoff):
                 return
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _hand_over(self, events: Iterable[pb.ServerEvent]) -> Iterator[pb.ServerEvent]:
+        """Yields `events` with the watchdog paused: a consumer slow to ask
+        for the next event does not make the stream look silent."""
+        self._handing_over = True
+        try:
+            yield from events
+        finally:
+            self._handing_over = False
+            self._heard_at = time.monotonic()
 
     def _fill_gap(self, resync: pb.ServerEvent.Resync) -> Iterable[pb.ServerEvent]:
         self.resyncs += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -300,6 +301,47 @@ def test_resume_across_a_server_restart(server):
         received = events.messages(3, timeout=20)
         assert [(m.seq, m.text) for m in received] == [(2, "two"), (3, "three"), (4, "four")]
         assert events.stream.connections >= 2
+        with pytest.raises(AssertionError):
+            events.next("message", timeout=1)  # nothing twice
+    finally:
+        events.close()
+
+
+def test_a_frozen_server_is_noticed_and_every_message_arrives_once_after_the_thaw(start_server):
+    # SIGSTOP keeps the server's sockets open and silent, as a hung server or
+    # a dead network would: only the heartbeat watchdog can tell.
+    server = start_server("--heartbeat-interval", "1s")
+    alice, bob = user(server, "alice"), user(server, "bob")
+    room = alice.create_room("general")
+    bob.join_room(room.id)
+    events = Collector(bob.events())
+    try:
+        events.next("ready")
+        assert events.stream.heartbeat_interval == 1.0
+        alice.send(room.id, "before")
+        received = events.messages(1)
+
+        # Longer than the watchdog's two intervals and a second; alice's
+        # send waits for the thaw.
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            during = threading.Thread(target=alice.send, args=(room.id, "while frozen"))
+            during.start()
+            time.sleep(4.5)
+            stalls_while_frozen = events.stream.stalls
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        during.join(15)
+        alice.send(room.id, "after")
+        received += events.messages(2, timeout=20)
+
+        assert stalls_while_frozen >= 1, "the watchdog gave the silent stream up"
+        assert events.stream.connections >= 2
+        assert [(m.seq, m.text) for m in received] == [
+            (1, "before"),
+            (2, "while frozen"),
+            (3, "after"),
+        ]
         with pytest.raises(AssertionError):
             events.next("message", timeout=1)  # nothing twice
     finally:
