@@ -25,8 +25,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# stderr goes to a file, so it is always drained.
-RUST_LOG=info "$SERVER_BIN" --listen 127.0.0.1:0 --database-url "sqlite://$WORK/chat.db" 2>"$WORK/server.log" &
+# stderr goes to a file, so it is always drained. A short heartbeat
+# interval (not the default 15s), so that `ready` must say this one and an
+# idle stream hears a heartbeat while the test runs.
+RUST_LOG=info "$SERVER_BIN" --listen 127.0.0.1:0 --database-url "sqlite://$WORK/chat.db" \
+  --heartbeat-interval 2s 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 300); do
   ADDR=$(grep -o 'address=[0-9.]*:[0-9]*' "$WORK/server.log" | head -1 | cut -d= -f2) || true
@@ -101,6 +104,8 @@ if OUT=$(TOKEN=$BOB ./join-room.sh no-such-room 2>&1); then fail "join-room.sh o
 TOKEN=$BOB timeout 60 ./subscribe.sh >"$WORK/subscribe.out" 2>&1 &
 BACKGROUND+=($!)
 wait_for "subscribe.sh starts with ready" "$WORK/subscribe.out" '"ready":{"user":{"id"'
+wait_for "ready tells the stream its heartbeat interval" "$WORK/subscribe.out" '"heartbeatInterval":"2s"}}'
+wait_for "an idle subscribe.sh hears a heartbeat (pong, nonce 0)" "$WORK/subscribe.out" '{"pong":{}}'
 
 export TOKEN ROOM
 OUT=$(./send.sh 'hello, world')
@@ -130,6 +135,7 @@ expect "history.sh BEFORE_SEQ LIMIT pages back" "$OUT" '{"messages":[{"id"'
 } | timeout 60 ./chat-stream.sh >"$WORK/chat.out" 2>&1 &
 BACKGROUND+=($!)
 wait_for "chat-stream.sh starts with ready" "$WORK/chat.out" '"ready":{"user":{"id"'
+wait_for "ready tells the ChatStream its heartbeat interval" "$WORK/chat.out" '"heartbeatInterval":"2s"}}'
 wait_for "chat-stream.sh answers the ping" "$WORK/chat.out" '"pong":{"nonce":"7"}'
 wait_for "chat-stream.sh prints sent with the client_msg_id" "$WORK/chat.out" '{"sent":{"clientMsgId":"cs-1","message":{'
 wait_for "chat-stream.sh sends plain text lines" "$WORK/chat.out" '"text":"plain text line"'
