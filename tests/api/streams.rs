@@ -270,9 +270,10 @@ async fn a_retried_send_is_stored_and_delivered_once() {
     assert_eq!(unary.seq, 1);
 }
 
-/// What a heartbeat may come late by on a busy machine: well above a
-/// timer's jitter, well below the interval it is added to.
-const BEAT_SLACK: Duration = Duration::from_millis(300);
+/// What a heartbeat may come late by on a busy machine (CI runs this beside
+/// every other test): well above a timer's jitter, and the sum with the
+/// interval still far below the 15 s default.
+const BEAT_SLACK: Duration = Duration::from_millis(700);
 
 #[tokio::test]
 async fn ready_tells_each_stream_the_heartbeat_interval_and_an_idle_stream_hears_one_within_it() {
