@@ -1,0 +1,463 @@
+"""The chat client for asyncio (grpc.aio), beside the blocking `ChatClient`.
+
+`AsyncChatClient` has every method of `ChatClient`, as coroutines, and takes
+the same decisions: those live in `_common.py`, which both clients use, so
+the two differ only in their I/O. It keeps the session's tokens (refreshed
+ahead of expiry, and once more on "access token expired"), retries an
+idempotent `send`, and raises the same `ChatError`.
+
+`events()` is an async iterator over live events with the blocking
+`EventStream`'s semantics: per-room cursors, resume after any drop, gaps
+filled from History on `resync`, and the heartbeat watchdog (no event for
+twice `ready.heartbeat_interval` plus a second: the stream is cancelled and
+resumed over a channel of its own). The watchdog is a timeout on each read,
+so it needs no thread; the time a consumer spends on an event is never
+counted, since nothing is read meanwhile.
+
+Make the client inside a running event loop (grpc.aio binds its channel to
+it), typically as `async with AsyncChatClient(address) as client:`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Mapping
+
+import grpc
+import grpc.aio
+
+from ._common import (
+    GAP_PAGE,
+    Backoff,
+    ChatError,
+    ClientCore,
+    ResumeCore,
+    SendRetry,
+    Take,
+    Then,
+    channel_options,
+    is_expired_token,
+    rooms_request,
+    send_request,
+    take_older_page,
+)
+from ._gen.chat.v1 import chat_pb2 as pb
+from ._gen.chat.v1 import chat_pb2_grpc as pb_grpc
+
+__all__ = ["AsyncChatClient", "AsyncEventStream"]
+
+
+class AsyncChatClient(ClientCore):
+    """A client of one chat server, for asyncio.
+
+    >>> async with AsyncChatClient("127.0.0.1:50051") as client:
+    ...     await client.login("alice", "correct horse battery")
+    ...     room = await client.create_room("general")
+    ...     await client.send(room.id, "hello")
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 10.0,
+        refresh_before_expiry: bool = True,
+        user_agent: str = "chat-client-python/0.1",
+        channel: grpc.aio.Channel | None = None,
+    ):
+        super().__init__(
+            address, timeout=timeout, refresh_before_expiry=refresh_before_expiry, user_agent=user_agent
+        )
+        # A channel given from outside (TLS, say) is the only one: event
+        # streams then reconnect over it, never over a channel of their own.
+        self._own_channels = channel is None
+        self._channel = channel or grpc.aio.insecure_channel(address, options=channel_options(user_agent))
+        self._auth = pb_grpc.AuthServiceStub(self._channel)
+        self._chat = pb_grpc.ChatServiceStub(self._channel)
+        self._token_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def close(self) -> None:
+        """Closes the event streams, then the channel."""
+        for stream in list(self._streams):
+            await stream.aclose()
+        await self._channel.close()
+
+    async def __aenter__(self) -> "AsyncChatClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def _new_channel(self) -> grpc.aio.Channel | None:
+        """A channel with a connection of its own (not shared with any other
+        channel to the same address), if this client makes its channels."""
+        if not self._own_channels:
+            return None
+        return grpc.aio.insecure_channel(
+            self.address, options=channel_options(self._user_agent, own_connection=True)
+        )
+
+    # -- accounts and tokens ----------------------------------------------
+
+    async def register(self, username: str, password: str) -> pb.User:
+        """Creates an account (it does not log in)."""
+        request = pb.RegisterRequest(username=username, password=password)
+        return (await self._unauthenticated(self._auth.Register, request)).user
+
+    async def login(self, username: str, password: str) -> pb.User:
+        """Opens a session; its tokens are kept and refreshed by this client."""
+        request = pb.LoginRequest(username=username, password=password)
+        response = await self._unauthenticated(self._auth.Login, request)
+        self._logged_in(response)
+        return response.user
+
+    async def logout(self) -> None:
+        await self._call(self._auth.Logout, pb.LogoutRequest())
+        self._logged_out()
+
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        """Changes the account's password; the server checks the current one.
+
+        Every other session of the account ends; this one goes on. Raises
+        `ChatError` with PERMISSION_DENIED "wrong password" when
+        `current_password` is wrong, INVALID_ARGUMENT when `new_password` is
+        not acceptable.
+        """
+        request = pb.ChangePasswordRequest(
+            current_password=current_password, new_password=new_password
+        )
+        await self._call(self._auth.ChangePassword, request)
+
+    async def revoke_other_sessions(self) -> int:
+        """Ends every session of the account but this one; returns how many ended."""
+        request = pb.RevokeOtherSessionsRequest()
+        return (await self._call(self._auth.RevokeOtherSessions, request)).revoked
+
+    async def _token(self) -> str:
+        """A current access token, refreshed first when it is about to expire."""
+        token = self._current_token()
+        if self._token_due():
+            await self._refresh(token)
+            token = self._access_token
+        return token
+
+    async def _refresh(self, stale_token: str) -> None:
+        """Trades the refresh token for new tokens, once per stale access token
+        (tasks that find the same token stale refresh it only once)."""
+        async with self._token_lock:
+            request = self._refresh_request(stale_token)
+            if request is None:
+                return
+            try:
+                response = await self._auth.Refresh(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                raise ChatError.from_rpc_error(error) from None
+            self._refreshed(response)
+
+    async def _unauthenticated(self, rpc, request):
+        try:
+            return await rpc(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ChatError.from_rpc_error(error) from None
+
+    async def _call(self, rpc, request):
+        """A call with the bearer token; on "access token expired", refresh and retry once."""
+        token = await self._token()
+        try:
+            return await rpc(request, metadata=self._metadata(token), timeout=self.timeout)
+        except grpc.RpcError as error:
+            if not is_expired_token(error.code(), error.details()):
+                raise ChatError.from_rpc_error(error) from None
+        await self._refresh(token)
+        try:
+            return await rpc(request, metadata=self._metadata(await self._token()), timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ChatError.from_rpc_error(error) from None
+
+    # -- rooms -----------------------------------------------------------
+
+    async def create_room(self, name: str) -> pb.Room:
+        room = (await self._call(self._chat.CreateRoom, pb.CreateRoomRequest(name=name))).room
+        self._room_joined(room)
+        return room
+
+    async def join_room(self, room_id: str) -> pb.Room:
+        room = (await self._call(self._chat.JoinRoom, pb.JoinRoomRequest(room_id=room_id))).room
+        self._room_joined(room)
+        return room
+
+    async def leave_room(self, room_id: str) -> None:
+        await self._call(self._chat.LeaveRoom, pb.LeaveRoomRequest(room_id=room_id))
+        self._room_left(room_id)
+
+    async def list_rooms(self, *, page_size: int = 0, joined_only: bool = False) -> list[pb.Room]:
+        """Every group room and the caller's direct rooms, in order of creation,
+        following ListRooms' pages to the last (as `ChatClient.list_rooms`)."""
+        return [room async for room in self.iter_rooms(page_size=page_size, joined_only=joined_only)]
+
+    def iter_rooms(self, *, page_size: int = 0, joined_only: bool = False) -> AsyncIterator[pb.Room]:
+        """The rooms of `list_rooms`, fetching each page only when it is reached."""
+        return self._iter_rooms(self._chat, page_size=page_size, joined_only=joined_only)
+
+    async def _iter_rooms(
+        self, chat, *, page_size: int = 0, joined_only: bool = False
+    ) -> AsyncIterator[pb.Room]:
+        """`iter_rooms` over the ChatService stub `chat` (of this client's channel or another)."""
+        page_token = ""
+        while True:
+            page = await self._call(chat.ListRooms, rooms_request(page_size, page_token, joined_only))
+            for room in page.rooms:
+                yield room
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    async def find_room(self, name: str) -> pb.Room | None:
+        """The group room with this name, if there is one."""
+        async for room in self.iter_rooms():
+            if room.kind == pb.ROOM_KIND_GROUP and room.name == name:
+                return room
+        return None
+
+    async def open_direct_room(self, username: str) -> pb.Room:
+        request = pb.OpenDirectRoomRequest(username=username)
+        room = (await self._call(self._chat.OpenDirectRoom, request)).room
+        self._room_joined(room)
+        return room
+
+    # -- messages --------------------------------------------------------
+
+    async def send(
+        self,
+        room_id: str,
+        text: str,
+        client_msg_id: str | None = None,
+        *,
+        retry_for: float = 15.0,
+    ) -> pb.Message:
+        """Stores a message and returns it (with its seq).
+
+        The send carries an idempotency key (a fresh uuid4 unless given), so
+        it is retried with the same key when the server is unavailable or
+        the answer is lost, for up to `retry_for` seconds: it is stored once.
+        """
+        request = send_request(room_id, text, client_msg_id)
+        retry = SendRetry(retry_for)
+        while True:
+            try:
+                return (await self._call(self._chat.SendMessage, request)).message
+            except ChatError as error:
+                wait = retry.wait_after(error)
+                if wait is None:
+                    raise
+            await asyncio.sleep(wait)
+
+    async def send_typing(self, room_id: str) -> None:
+        await self._call(self._chat.SendTyping, pb.SendTypingRequest(room_id=room_id))
+
+    async def history(self, room_id: str, before_seq: int = 0, limit: int = 0) -> pb.HistoryResponse:
+        """One page of a room's messages (ascending seq), older than `before_seq`."""
+        request = pb.HistoryRequest(room_id=room_id, before_seq=before_seq, limit=limit)
+        return await self._call(self._chat.History, request)
+
+    async def messages_between(self, room_id: str, after_seq: int, before_seq: int) -> list[pb.Message]:
+        """Every message with after_seq < seq < before_seq (before_seq 0: up to the newest), ascending."""
+        collected: list[pb.Message] = []
+        before: int | None = before_seq
+        while before is not None:
+            page = await self.history(room_id, before_seq=before, limit=GAP_PAGE)
+            before = take_older_page(collected, page, after_seq)
+        return collected
+
+    async def list_online_users(self, room_id: str = "") -> list[pb.User]:
+        request = pb.ListOnlineUsersRequest(room_id=room_id)
+        return list((await self._call(self._chat.ListOnlineUsers, request)).users)
+
+    # -- live events -----------------------------------------------------
+
+    def events(self, cursors: Mapping[str, int] | None = None) -> "AsyncEventStream":
+        """An async iterator over live events that reconnects and resumes.
+
+        `cursors` maps room id to the newest seq the caller already has;
+        those rooms resume after it. Every other room the user is in starts
+        from its newest message when the stream starts (it calls ListRooms):
+        at the first `async for` step, or at once with
+        `stream = await client.events()` (or `async with client.events() as
+        stream`), after which whatever is sent is yielded.
+        """
+        stream = AsyncEventStream(self, cursors)
+        self._streams.append(stream)
+        return stream
+
+
+class AsyncEventStream(ResumeCore):
+    """Live `ServerEvent`s from a resuming `Subscribe`, for `async for`.
+
+    Yields what the blocking `EventStream` yields: `ready` (once per
+    connection), `message`, `presence`, `typing` and `error`; never a
+    heartbeat; a `resync`'s missing messages paged from History as `message`
+    events, so each room's messages come once, gapless and in seq order.
+    Raises `ChatError` for failures no reconnect can fix.
+
+    Ends when `close()` or `aclose()` is called (from any task), or
+    `async with` ends. Cancelling the task that iterates cancels the stream's
+    call and raises `CancelledError` there; `aclose()` still releases the
+    rest. `connections`, `stalls`, `resyncs`, `heartbeat_interval` and
+    `cursors` are as on `EventStream`.
+    """
+
+    def __init__(self, client: AsyncChatClient, cursors: Mapping[str, int] | None):
+        super().__init__(cursors)
+        self._client = client
+        self._call: grpc.aio.UnaryStreamCall | None = None
+        self._closed = asyncio.Event()
+        self._stub = client._chat
+        self._channel: grpc.aio.Channel | None = None  # its own, after a stall
+        self._started = False
+        self._events = self._run()
+
+    def __await__(self):
+        return self._start().__await__()
+
+    async def __aenter__(self) -> "AsyncEventStream":
+        return await self._start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> "AsyncEventStream":
+        return self
+
+    async def __anext__(self) -> pb.ServerEvent:
+        return await self._events.__anext__()
+
+    def disconnect(self) -> None:
+        """Drops the current stream; iteration goes on over a resumed one."""
+        self._disconnects += 1
+        if self._call is not None:
+            self._call.cancel()
+
+    def close(self) -> None:
+        """Ends the iteration: the next step (or the one waiting) stops it."""
+        self._closed.set()
+        if self._call is not None:
+            self._call.cancel()
+        try:
+            self._client._streams.remove(self)
+        except ValueError:
+            pass
+
+    async def aclose(self) -> None:
+        """`close()`, and closes the channel of the stream's own, if it has one."""
+        self.close()
+        await self._drop_channel()
+
+    async def _start(self) -> "AsyncEventStream":
+        """Fixes the starting point: from here on every message is yielded."""
+        if not self._started:
+            await self._start_rooms()
+            self._started = True
+        return self
+
+    async def _start_rooms(self) -> None:
+        self._start_from([room async for room in self._client._iter_rooms(self._stub, joined_only=True)])
+
+    async def _renew_channel(self) -> None:
+        """After a stall, the connection is likely dead too: a new one."""
+        channel = self._client._new_channel()
+        if channel is None:
+            return
+        await self._drop_channel()
+        self._channel = channel
+        self._stub = pb_grpc.ChatServiceStub(channel)
+
+    async def _drop_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+    @staticmethod
+    def _cancelled_from_outside() -> bool:
+        """Whether a CancelledError is the iterating task's own cancellation,
+        not the stream's call cancelled by close(), disconnect() or the watchdog."""
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
+    async def _run(self) -> AsyncIterator[pb.ServerEvent]:
+        try:
+            await self._start()
+            backoff = Backoff()
+            while not self._closed.is_set():
+                token = None
+                call = None
+                stalled = False
+                disconnects = self._disconnects
+                try:
+                    await self._start_rooms()
+                    token = await self._client._token()
+                    call = self._stub.Subscribe(
+                        self._subscribe_request(), metadata=self._client._metadata(token)
+                    )
+                    self._call = call
+                    if self._closed.is_set():
+                        call.cancel()
+                    self._opened()
+                    while True:
+                        try:
+                            async with asyncio.timeout(max(self._silence_left(), 0.0)):
+                                event = await call.read()
+                        except TimeoutError:
+                            # The watchdog: nothing heard for too long.
+                            stalled = True
+                            code, details = grpc.StatusCode.CANCELLED, "no event within the watchdog's patience"
+                            break
+                        if event is grpc.aio.EOF:
+                            # The server ended the stream without an error: resume.
+                            code, details = grpc.StatusCode.UNAVAILABLE, "stream ended"
+                            break
+                        backoff.reset()
+                        take = self._take(event)
+                        if take is Take.FILL_GAP:
+                            after = self._gap_start(event.resync)
+                            missed = await self._client.messages_between(
+                                event.resync.room_id, after, event.resync.from_seq
+                            )
+                            for gap_event in self._gap_events(missed):
+                                yield gap_event
+                        elif take is Take.YIELD:
+                            yield event
+                        # The consumer's time with an event is not the stream's silence.
+                        self._heard()
+                except grpc.RpcError as error:
+                    code, details = error.code(), error.details() or ""
+                except ChatError as error:
+                    code, details = error.code, error.details
+                except asyncio.CancelledError:
+                    if self._cancelled_from_outside():
+                        raise
+                    code, details = grpc.StatusCode.CANCELLED, "cancelled"
+                finally:
+                    self._call = None
+                    if call is not None and not call.done():
+                        call.cancel()
+                if self._closed.is_set():
+                    return
+                then = self._ended(
+                    code, details, stalled=stalled, disconnects_before=disconnects, token=token
+                )
+                if then is Then.NEW_CHANNEL:
+                    await self._renew_channel()
+                elif then is Then.REFRESH:
+                    await self._client._refresh(token)
+                elif then is Then.RAISE:
+                    raise ChatError(code, details)
+                elif then is Then.BACK_OFF:
+                    try:
+                        await asyncio.wait_for(self._closed.wait(), backoff.next())
+                        return
+                    except TimeoutError:
+                        pass
+        finally:
+            await self._drop_channel()
