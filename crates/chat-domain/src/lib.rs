@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+mod username_chars;
+
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,7 +116,7 @@ impl Username {
         }
         if let Some(bad) = value
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+            .find(|&c| !username_chars::is_username_char(c))
         {
             return Err(ParseError::new(format!(
                 "username may only contain letters, digits, '_', '.' and '-', found {bad:?}"
