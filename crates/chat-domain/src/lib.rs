@@ -5,7 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+mod emoji;
 mod username_chars;
+
+pub use emoji::Emoji;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
