@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 mod emoji;
+mod mention;
 mod username_chars;
 
 pub use emoji::Emoji;
+pub use mention::{mentions, MAX_MENTIONS};
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
