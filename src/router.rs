@@ -4,29 +4,30 @@
 //! node's hub; `bus::NatsRouter` (several nodes) also publishes them to every
 //! other node, behind the same interface.
 //!
-//! Messages reach a hub through a `Sequencer`, whichever way they come: it
-//! delivers each room's messages gapless and in order, reading from the
-//! store whatever a hub would otherwise skip.
+//! Room events (messages, and every later change to a conversation) reach
+//! a hub through a `Sequencer`, whichever way they come: it delivers each
+//! room's events gapless and in order, reading from the store whatever a
+//! hub would otherwise skip.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{Message, RoomId, SessionId, User, UserId};
+use crate::domain::{RoomEvent, RoomId, SessionId, User, UserId};
 use crate::hub::{Delivery, Hub, StreamId};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// The most missed messages a gap fill delivers per room; before older
+/// The most missed events a gap fill delivers per room; before older
 /// ones, the room's streams get `resync` and page them with History.
 const FILL_LIMIT: u32 = 1000;
 
 #[async_trait]
 pub trait Router: Send + Sync + 'static {
-    /// A message was stored: deliver it to the room's streams. `origin` is
-    /// the local stream that sent it, which gets `sent` instead of `message`.
-    /// Called in seq order for each room.
-    async fn message(&self, message: &Message, origin: Option<StreamId>);
+    /// A room event was stored: deliver it to the room's streams. `origin`
+    /// is the local stream that sent a new message, which gets `sent`
+    /// instead of `message`. Called in seq order for each room.
+    async fn event(&self, event: &RoomEvent, origin: Option<StreamId>);
 
     /// `user` is typing in a room.
     async fn typing(&self, room_id: RoomId, user: &User);
@@ -41,9 +42,9 @@ pub trait Router: Send + Sync + 'static {
     async fn left(&self, user_id: UserId, room_id: RoomId);
 }
 
-/// Delivers messages to a hub in each room's order, filling gaps from the
-/// store. One delivery at a time, so that a fill and the messages after it
-/// cannot overtake each other.
+/// Delivers room events to a hub in each room's order, filling gaps from
+/// the store. One delivery at a time, so that a fill and the events after
+/// it cannot overtake each other.
 ///
 /// Only the store moves a room on: a seq it does not hold never reaches a
 /// stream, and a gap it cannot fill is skipped (streams get `resync`),
@@ -55,7 +56,7 @@ pub struct Sequencer {
     turn: tokio::sync::Mutex<()>,
 }
 
-/// What became of a message another node announced.
+/// What became of a room event another node announced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Confirmation {
     /// Delivered, or had here already, or wanted by no stream here.
@@ -81,49 +82,45 @@ impl Sequencer {
         }
     }
 
-    /// Delivers a message this node stored, after the ones before it that
-    /// this hub's streams have not had.
-    pub async fn deliver(&self, message: &Message, origin: Option<StreamId>) {
+    /// Delivers a room event this node stored, after the ones before it
+    /// that this hub's streams have not had.
+    pub async fn deliver(&self, event: &RoomEvent, origin: Option<StreamId>) {
         let _turn = self.turn.lock().await;
-        if let Delivery::Gap { after } = self.hub.deliver(message, origin) {
-            tracing::debug!(room_id = %message.room_id, after, seq = message.seq, "filling a gap");
-            if self
-                .fill(message.room_id, after, message.seq)
-                .await
-                .is_err()
-            {
-                self.hub.resync(message.room_id, message.seq);
+        if let Delivery::Gap { after } = self.hub.deliver(event, origin) {
+            tracing::debug!(room_id = %event.room_id, after, seq = event.seq, "filling a gap");
+            if self.fill(event.room_id, after, event.seq).await.is_err() {
+                self.hub.resync(event.room_id, event.seq);
             }
-            if let Delivery::Gap { .. } = self.hub.deliver(message, origin) {
+            if let Delivery::Gap { .. } = self.hub.deliver(event, origin) {
                 // The store lacked what the seq promised: never hold the
                 // room back for it.
-                self.hub.resync(message.room_id, message.seq);
-                self.hub.deliver(message, origin);
+                self.hub.resync(event.room_id, event.seq);
+                self.hub.deliver(event, origin);
             }
         }
     }
 
-    /// Delivers a message another node says it stored. The one a room
+    /// Delivers a room event another node says it stored. The one a room
     /// expects next is delivered as it came: the bus is authenticated, and
-    /// a read of the store for every message would slow the fan-out. One
+    /// a read of the store for every event would slow the fan-out. One
     /// that would skip seqs is only the occasion to deliver what the store
     /// holds after this hub's position, the store's copies; so a seq the
     /// store does not hold reaches no stream and moves no room on.
-    pub async fn deliver_remote(&self, message: &Message) -> Confirmation {
+    pub async fn deliver_remote(&self, event: &RoomEvent) -> Confirmation {
         let _turn = self.turn.lock().await;
-        let Delivery::Gap { after } = self.hub.deliver(message, None) else {
+        let Delivery::Gap { after } = self.hub.deliver(event, None) else {
             return Confirmation::Delivered;
         };
-        tracing::debug!(room_id = %message.room_id, after, seq = message.seq, "filling a gap");
-        match self.fill(message.room_id, after, u64::MAX).await {
-            Ok(newest) if newest >= message.seq => Confirmation::Delivered,
+        tracing::debug!(room_id = %event.room_id, after, seq = event.seq, "filling a gap");
+        match self.fill(event.room_id, after, u64::MAX).await {
+            Ok(newest) if newest >= event.seq => Confirmation::Delivered,
             Ok(_) => Confirmation::Unconfirmed,
             Err(Unread) => Confirmation::Unchecked,
         }
     }
 
     /// Delivers what the store holds beyond what this hub delivered, for
-    /// rooms the store is ahead in: messages whose bus delivery was lost.
+    /// rooms the store is ahead in: events whose bus delivery was lost.
     pub async fn catch_up(&self, behind: &[(RoomId, u64)]) {
         let _turn = self.turn.lock().await;
         for &(room_id, after) in behind {
@@ -132,38 +129,43 @@ impl Sequencer {
         }
     }
 
-    /// Delivers the room's stored messages after `after` (up to `before`,
-    /// exclusive, or all there are), and returns the newest seq read, or
-    /// `after` when there was none. Seqs the store lacks are skipped: the
-    /// streams are told to page them with History.
+    /// Delivers the room's stored events after `after` (up to `before`,
+    /// exclusive, or all there are), each with its message as it is now,
+    /// and returns the newest seq read, or `after` when there was none.
+    /// Seqs the store lacks are skipped: the streams are told to page them
+    /// with History.
     async fn fill(&self, room_id: RoomId, after: u64, before: u64) -> Result<u64, Unread> {
-        let (messages, more) = match self.store.messages_after(room_id, after, FILL_LIMIT).await {
+        let read = self
+            .store
+            .room_events(room_id, after, u64::MAX, FILL_LIMIT)
+            .await;
+        let (missed, more) = match read {
             Ok(read) => read,
             Err(error) => {
-                tracing::warn!(%error, %room_id, "reading missed messages failed");
+                tracing::warn!(%error, %room_id, "reading missed events failed");
                 return Err(Unread);
             }
         };
-        if let (true, Some(first)) = (more, messages.first()) {
+        if let (true, Some(first)) = (more, missed.first()) {
             self.hub.resync(room_id, first.seq);
         }
-        for message in messages.iter().filter(|m| m.seq < before) {
-            let mut delivery = self.hub.deliver(message, None);
+        for event in missed.iter().filter(|e| e.seq < before) {
+            let mut delivery = self.hub.deliver(event, None);
             if let Delivery::Gap { after } = delivery {
                 tracing::warn!(
                     %room_id,
                     after,
-                    seq = message.seq,
-                    "the database lacks the messages before this one: streams resync past them"
+                    seq = event.seq,
+                    "the database lacks the events before this one: streams resync past them"
                 );
-                self.hub.resync(room_id, message.seq);
-                delivery = self.hub.deliver(message, None);
+                self.hub.resync(room_id, event.seq);
+                delivery = self.hub.deliver(event, None);
             }
             if delivery == Delivery::Delivered {
                 self.metrics.gap_fills.inc();
             }
         }
-        Ok(messages.last().map_or(after, |last| last.seq))
+        Ok(missed.last().map_or(after, |last| last.seq))
     }
 }
 
@@ -184,8 +186,8 @@ impl LocalRouter {
 
 #[async_trait]
 impl Router for LocalRouter {
-    async fn message(&self, message: &Message, origin: Option<StreamId>) {
-        self.sequencer.deliver(message, origin).await;
+    async fn event(&self, event: &RoomEvent, origin: Option<StreamId>) {
+        self.sequencer.deliver(event, origin).await;
     }
 
     async fn typing(&self, room_id: RoomId, user: &User) {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::RoomEvent;
 use crate::error::{Error, Result};
 use crate::hub::{Hub, StreamId};
 use crate::metrics::Metrics;
@@ -176,7 +177,9 @@ async fn deliver(
                                 Reply::Stream(id) => Some(id),
                                 Reply::Call(_) => None,
                             };
-                            router.message(&appended.message, origin).await;
+                            router
+                                .event(&RoomEvent::message(appended.message.clone()), origin)
+                                .await;
                         }
                     }
                     answer(&hub, reply, message, result.map_err(Error::from));

@@ -48,13 +48,13 @@ use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_url, Config};
-use crate::domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
+use crate::domain::{Message, RoomEvent, RoomId, SessionId, Timestamp, User, UserId};
 use crate::hub::{Hub, LocalPresence, NodeId, OnlineUser, StreamId};
 use crate::metrics::{BusRejection, Metrics};
 use crate::router::{Confirmation, Router, Sequencer};
 use crate::store::{self, Store};
 use seal::ClusterKeys;
-use wire::{Body, Envelope, Malformed, Membership, Snapshot, WireMessage, WireUser};
+use wire::{Body, Envelope, Malformed, Membership, Snapshot, WireUser};
 
 /// Events waiting to be published.
 const OUTBOUND_CAPACITY: usize = 65_536;
@@ -211,12 +211,10 @@ fn node_subject(prefix: &str) -> String {
 
 #[async_trait]
 impl Router for NatsRouter {
-    async fn message(&self, message: &Message, origin: Option<StreamId>) {
-        self.outbound.publish(
-            self.room_subject(message.room_id),
-            Body::Message(WireMessage::from(message)),
-        );
-        self.sequencer.deliver(message, origin).await;
+    async fn event(&self, event: &RoomEvent, origin: Option<StreamId>) {
+        self.outbound
+            .publish(self.room_subject(event.room_id), Body::from(event));
+        self.sequencer.deliver(event, origin).await;
     }
 
     async fn typing(&self, room_id: RoomId, user: &User) {
@@ -408,12 +406,12 @@ impl Node {
         self.heard.insert(node, Instant::now());
         match envelope.body.ok_or(Malformed::Empty)? {
             Body::Message(message) => {
-                let message = Message::try_from(message)?;
-                match self.sequencer.deliver_remote(&message).await {
+                let event = RoomEvent::message(Message::try_from(message)?);
+                match self.sequencer.deliver_remote(&event).await {
                     Confirmation::Delivered | Confirmation::Unchecked => {}
                     Confirmation::Unconfirmed => {
                         return Ok(Applied::Unconfirmed(
-                            "a message whose seq the database does not hold",
+                            "a room event whose seq the database does not hold",
                         ))
                     }
                 }

@@ -8,7 +8,9 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::domain::{Message, MessageId, RoomId, SessionId, Timestamp, User, UserId};
+use crate::domain::{
+    Message, MessageId, RoomEvent, RoomEventKind, RoomId, SessionId, Timestamp, User, UserId,
+};
 use crate::hub::NodeId;
 
 /// What travels on NATS: an encoded `Envelope`, when it was sealed and
@@ -193,6 +195,15 @@ impl TryFrom<WireMessage> for Message {
             sent_at: Timestamp(wire.sent_at),
             client_msg_id: wire.client_msg_id,
         })
+    }
+}
+
+impl From<&RoomEvent> for Body {
+    /// A room event as it travels to the room's subject.
+    fn from(event: &RoomEvent) -> Self {
+        match &event.kind {
+            RoomEventKind::Message(message) => Self::Message(WireMessage::from(message)),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use crate::auth::Principal;
-use crate::domain::{Message, MessageId, RoomId, Timestamp};
+use crate::domain::{MessageId, RoomEvent, RoomId, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::{OutboundStream, RegisterError, StreamId};
 use crate::metrics::Limit;
@@ -19,7 +19,7 @@ use crate::state::AppState;
 use crate::store::{NewMessage, Store};
 use crate::writer::{error_frame, Reply};
 use chat_fanout::events;
-use chat_fanout::resume::{self, go_live, CatchUpError, MissedMessages, RESUME_WINDOW};
+use chat_fanout::resume::{self, go_live, CatchUpError, MissedEvents, RESUME_WINDOW};
 
 // The resume protocol's bounds, under the names they had here.
 pub use chat_fanout::resume::{CATCH_UP_STALL, RESUME_LIMIT};
@@ -155,19 +155,19 @@ pub async fn catch_up(
 /// The store, as a catch-up reads it.
 struct StoreMissed<'a>(&'a dyn Store);
 
-impl MissedMessages for StoreMissed<'_> {
+impl MissedEvents for StoreMissed<'_> {
     type Error = Error;
 
     async fn newest(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, u64)>> {
         Ok(self.0.last_seqs(rooms).await?)
     }
 
-    /// Seqs are dense, so the `limit` messages after `after` are the page
-    /// of History before `after + limit + 1`.
-    async fn after(&self, room_id: RoomId, after: u64, limit: u32) -> Result<Vec<Message>> {
-        let before = after + u64::from(limit) + 1;
-        let (messages, _) = self.0.history(room_id, before, limit).await?;
-        Ok(messages)
+    /// A room's log is dense, so the `limit` events after `after` are
+    /// those up to `after + limit`.
+    async fn after(&self, room_id: RoomId, after: u64, limit: u32) -> Result<Vec<RoomEvent>> {
+        let up_to = after + u64::from(limit);
+        let (missed, _) = self.0.room_events(room_id, after, up_to, limit).await?;
+        Ok(missed)
     }
 }
 

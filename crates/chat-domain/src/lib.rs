@@ -435,6 +435,44 @@ pub struct Message {
     pub client_msg_id: Option<String>,
 }
 
+/// One entry of a room's log: every change to a room's conversation takes
+/// the room's next seq, in the transaction that makes it. A message's seq
+/// is the seq of its own event, so the seqs of messages increase but may
+/// skip those of other events (docs/design/room-log.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomEvent {
+    pub room_id: RoomId,
+    pub seq: u64,
+    pub kind: RoomEventKind,
+}
+
+/// What happened at one seq of a room's log. Events that concern a message
+/// carry the message as it is now, never as it was: a replay cannot show
+/// what was since erased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomEventKind {
+    /// A new message (its seq is the event's).
+    Message(Message),
+}
+
+impl RoomEvent {
+    /// The event of a newly stored message.
+    pub fn message(message: Message) -> Self {
+        Self {
+            room_id: message.room_id,
+            seq: message.seq,
+            kind: RoomEventKind::Message(message),
+        }
+    }
+
+    /// The new message, if this is a message's own event.
+    pub fn new_message(&self) -> Option<&Message> {
+        match &self.kind {
+            RoomEventKind::Message(message) => Some(message),
+        }
+    }
+}
+
 /// A login of a user, as listed to that user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use chat_domain::{Message, RoomId, SessionId, User};
+use chat_domain::{Message, RoomEvent, RoomEventKind, RoomId, SessionId, User};
 use chat_proto::server_event::{self, Event};
 use chat_proto::{self as pb};
 
@@ -40,6 +40,22 @@ pub fn message(message: &Message) -> Frame {
 /// latency, since it was missed rather than delayed.
 pub fn missed_message(message: &Message) -> Frame {
     Frame::from_event(Event::Message(pb::Message::from(message)))
+}
+
+/// A live room event, as its kind's server event. A message's delivery
+/// latency counts from its send.
+pub fn live(event: &RoomEvent) -> Frame {
+    match &event.kind {
+        RoomEventKind::Message(m) => message(m),
+    }
+}
+
+/// A room event read back from the store for a resumed stream, with its
+/// message as it is now.
+pub fn missed(event: &RoomEvent) -> Frame {
+    match &event.kind {
+        RoomEventKind::Message(m) => missed_message(m),
+    }
 }
 
 /// `sent`: the acknowledgement of the caller's own send, with the stored

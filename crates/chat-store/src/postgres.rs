@@ -30,7 +30,9 @@ use crate::model::{
 };
 use crate::queries::{Backend, MESSAGE_SELECT};
 use crate::rows::message_from_row;
-use crate::sql::{already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq};
+use crate::sql::{
+    already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, EVENT_MESSAGE,
+};
 use chat_domain::{RoomId, UserId};
 
 /// How long a request waits for a free connection before failing.
@@ -167,6 +169,22 @@ impl PostgresStore {
             .bind(&keys)
             .execute(&mut **tx)
             .await?;
+            // Each message's own event in the room log, at the message's seq.
+            sqlx::query(
+                "INSERT INTO room_events (room_id, seq, kind, message_id, actor_id, at)
+                 SELECT room_id, seq, $1, id, sender_id, at
+                 FROM UNNEST($2::uuid[], $3::int8[], $4::uuid[], $5::uuid[], $6::int8[])
+                     AS k (room_id, seq, id, sender_id, at)",
+            )
+            .bind(EVENT_MESSAGE)
+            .bind(&rooms)
+            .bind(&seqs)
+            .bind(&ids)
+            .bind(&senders)
+            .bind(&sent_at)
+            .execute(&mut **tx)
+            .await
+            .context("inserting message events")?;
         }
         if !plan.last_seq.is_empty() {
             // One statement for every room of the batch, not one each.

@@ -29,15 +29,16 @@ use crate::model::{
     Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, DELETED_USERNAME,
 };
 use crate::rows::{
-    newest_first_page, room_from_row, room_kind_from_db, room_kind_to_db, user_from_row,
+    event_from_row, newest_first_page, room_from_row, room_kind_from_db, room_kind_to_db,
+    user_from_row,
 };
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, too_many_rooms,
 };
 use crate::store::Store;
 use chat_domain::{
-    Message, Room, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User, UserId,
-    Username,
+    Message, Room, RoomEvent, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
+    UserId, Username,
 };
 
 /// A room as the user bound to `$1` sees it: a direct room is named after
@@ -55,6 +56,15 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
 pub(crate) const MESSAGE_SELECT: &str =
     "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id
     FROM messages m JOIN users u ON u.id = m.sender_id";
+
+/// The columns of a room event (`room_events e`) and of its message now
+/// (`messages m`, sent by `users u`). Every kind of event so far is about
+/// a message.
+pub(crate) const EVENT_SELECT: &str =
+    "SELECT e.seq AS event_seq, e.kind, m.id, m.room_id, m.seq, m.sender_id, u.username,
+        m.text, m.sent_at, m.client_msg_id
+    FROM room_events e JOIN messages m ON m.id = e.message_id
+        JOIN users u ON u.id = m.sender_id";
 
 /// Rows one purge statement deletes at most: a short transaction, so that
 /// sends are not held up behind it.
@@ -827,21 +837,31 @@ where
         newest_first_page(&rows, limit)
     }
 
-    async fn messages_after(
+    async fn room_events(
         &self,
         room_id: RoomId,
         after_seq: u64,
+        up_to_seq: u64,
         limit: u32,
-    ) -> Result<(Vec<Message>, bool)> {
+    ) -> Result<(Vec<RoomEvent>, bool)> {
         let rows = sqlx::query(&format!(
-            "{MESSAGE_SELECT} WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq DESC LIMIT $3"
+            "{EVENT_SELECT} WHERE e.room_id = $1 AND e.seq > $2 AND e.seq <= $3
+             ORDER BY e.seq DESC LIMIT $4"
         ))
         .bind(room_id.uuid())
         .bind(from_seq(after_seq))
+        .bind(from_seq(up_to_seq))
         .bind(i64::from(limit) + 1)
         .fetch_all(self.reader())
         .await?;
-        newest_first_page(&rows, limit)
+        let has_more = rows.len() > limit as usize;
+        let mut events = rows
+            .iter()
+            .take(limit as usize)
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok((events, has_more))
     }
 
     async fn close(&self) {

@@ -6,8 +6,10 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::sql::to_seq;
-use chat_domain::{Message, MessageId, Room, RoomId, RoomKind, Timestamp, User, UserId};
+use crate::sql::{to_seq, EVENT_MESSAGE};
+use chat_domain::{
+    Message, MessageId, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, Timestamp, User, UserId,
+};
 
 /// What a row must offer to be read here: these column types, by name.
 pub trait ChatRow: Row
@@ -63,6 +65,31 @@ where
         sent_at: Timestamp(row.field("sent_at")?),
         client_msg_id: row.field("client_msg_id")?,
     })
+}
+
+/// A room event and its message as it is now (`EVENT_SELECT`).
+///
+/// # Errors
+/// A kind no release wrote.
+pub fn event_from_row<R>(row: &R) -> Result<RoomEvent>
+where
+    R: ChatRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let message = message_from_row(row)?;
+    let room_id = message.room_id;
+    let seq = to_seq(row.field("event_seq")?);
+    let kind: i64 = row.field("kind")?;
+    let kind = match kind {
+        EVENT_MESSAGE => RoomEventKind::Message(message),
+        other => {
+            return Err(anyhow::anyhow!("unknown room event kind {other} in the database").into())
+        }
+    };
+    Ok(RoomEvent { room_id, seq, kind })
 }
 
 /// Turns up to `limit + 1` rows, newest first, into at most `limit`

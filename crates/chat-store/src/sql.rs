@@ -4,6 +4,9 @@ use chat_domain::RoomId;
 
 use crate::error::Error;
 
+/// `room_events.kind` of a message's own event.
+pub(crate) const EVENT_MESSAGE: i64 = 1;
+
 /// A seq as both databases keep it (a signed 64-bit integer).
 pub(crate) fn to_seq(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use chat_domain::{
-    Message, Room, RoomId, RoomName, Session, SessionId, Timestamp, User, UserId, Username,
+    Message, Room, RoomEvent, RoomId, RoomName, Session, SessionId, Timestamp, User, UserId,
+    Username,
 };
 
 use crate::error::Result;
@@ -167,14 +168,16 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<(Vec<Message>, bool)>;
 
-    /// The newest `limit` messages with seq above `after_seq`, ascending,
-    /// and whether more than `limit` were there.
-    async fn messages_after(
+    /// The newest `limit` events of the room's log with a seq above
+    /// `after_seq` and at most `up_to_seq`, ascending, and whether more
+    /// than `limit` were there. Each carries its message as it is now.
+    async fn room_events(
         &self,
         room_id: RoomId,
         after_seq: u64,
+        up_to_seq: u64,
         limit: u32,
-    ) -> Result<(Vec<Message>, bool)>;
+    ) -> Result<(Vec<RoomEvent>, bool)>;
 
     /// Closes the connections, after pending writes.
     async fn close(&self);

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_domain::{
-    ClientMsgId, MessageId, MessageText, Room, RoomId, RoomKind, RoomName, SessionId, Timestamp,
-    User, UserId, Username,
+    ClientMsgId, MessageId, MessageText, Room, RoomEvent, RoomId, RoomKind, RoomName, SessionId,
+    Timestamp, User, UserId, Username,
 };
 use chat_store::{
     self as store, Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, Store,
@@ -96,7 +96,7 @@ store_tests!(
     a_client_msg_id_is_stored_once_within_and_across_batches,
     a_client_msg_id_reused_in_another_room_is_already_exists,
     non_members_and_missing_rooms_fail_only_their_own_message,
-    history_pages_backwards_and_messages_after_reads_forwards,
+    history_pages_backwards_and_room_events_read_forwards,
     concurrent_appends_to_one_room_get_gapless_seqs,
     a_key_sent_at_once_from_many_tasks_is_stored_once,
     batches_larger_than_one_statement_keep_every_room_counter,
@@ -992,7 +992,7 @@ async fn non_members_and_missing_rooms_fail_only_their_own_message(store: Arc<dy
     assert_eq!(texts(&store, lobby).await, [(1, "hello".into())]);
 }
 
-async fn history_pages_backwards_and_messages_after_reads_forwards(store: Arc<dyn Store>) {
+async fn history_pages_backwards_and_room_events_read_forwards(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
     let lobby = room(&store, "lobby", &alice).await;
     let batch: Vec<_> = (1..=10)
@@ -1006,20 +1006,30 @@ async fn history_pages_backwards_and_messages_after_reads_forwards(store: Arc<dy
     let newest = store.history(lobby, 0, 4).await.unwrap();
     let middle = store.history(lobby, 7, 4).await.unwrap();
     let oldest = store.history(lobby, 3, 4).await.unwrap();
-    let after = store.messages_after(lobby, 5, 3).await.unwrap();
-    let tail = store.messages_after(lobby, 8, 10).await.unwrap();
-    let none = store.messages_after(lobby, 10, 10).await.unwrap();
+    let after = store.room_events(lobby, 5, u64::MAX, 3).await.unwrap();
+    let tail = store.room_events(lobby, 8, u64::MAX, 10).await.unwrap();
+    let none = store.room_events(lobby, 10, u64::MAX, 10).await.unwrap();
+    let bounded = store.room_events(lobby, 2, 5, 10).await.unwrap();
+    let event_seqs =
+        |page: &(Vec<RoomEvent>, bool)| (page.0.iter().map(|e| e.seq).collect::<Vec<_>>(), page.1);
 
     assert_eq!(seqs(&newest), (vec![7, 8, 9, 10], true));
     assert_eq!(seqs(&middle), (vec![3, 4, 5, 6], true));
     assert_eq!(seqs(&oldest), (vec![1, 2], false));
     assert_eq!(
-        seqs(&after),
+        event_seqs(&after),
         (vec![8, 9, 10], true),
         "the newest of those after"
     );
-    assert_eq!(seqs(&tail), (vec![9, 10], false));
-    assert_eq!(seqs(&none), (vec![], false));
+    assert_eq!(event_seqs(&tail), (vec![9, 10], false));
+    assert_eq!(event_seqs(&none), (vec![], false));
+    assert_eq!(event_seqs(&bounded), (vec![3, 4, 5], false), "up to a seq");
+    let message = after.0[0].new_message().expect("a message's event");
+    assert_eq!(
+        (message.seq, message.text.as_str(), after.0[0].room_id),
+        (8, "m8", lobby),
+        "a message's own event carries the message at the message's seq"
+    );
     let m = &newest.0[0];
     assert_eq!(
         (m.text.as_str(), m.sender.clone(), m.sent_at, m.room_id),

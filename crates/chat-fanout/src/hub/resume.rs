@@ -13,7 +13,7 @@
 //!   release.
 //!
 //! The fan-out knows no database: the catch-up reads missed messages
-//! through [`MissedMessages`], which the server implements on its store.
+//! through [`MissedEvents`], which the server implements on its store.
 //!
 //! `OutboundStream` sends the catch-up queue before the live queue, so the
 //! seam is in order with no gap and no duplicate.
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use chat_domain::{Message, RoomId};
+use chat_domain::{RoomEvent, RoomId};
 
 use super::streams::{push, Overflow, StreamEntry, StreamId};
 use super::Hub;
@@ -204,10 +204,11 @@ pub fn go_live(hub: &Hub, id: StreamId, catch_up: queue::Sender<Frame>) {
     debug_assert!(released);
 }
 
-/// Where a catch-up reads the messages a stream missed: the server's
-/// store. Seqs are dense (each room's messages are numbered 1, 2, 3... as
-/// they are stored).
-pub trait MissedMessages {
+/// Where a catch-up reads the room events a stream missed: the server's
+/// store. Seqs are dense (each room's log is numbered 1, 2, 3... as its
+/// events are stored), though a room's messages may skip the seqs of other
+/// events.
+pub trait MissedEvents {
     /// What a read fails with.
     type Error;
 
@@ -217,15 +218,15 @@ pub trait MissedMessages {
         rooms: &[RoomId],
     ) -> impl Future<Output = Result<Vec<(RoomId, u64)>, Self::Error>> + Send;
 
-    /// The messages of `room_id` after seq `after`, oldest first: at most
-    /// `limit`, all of them stored (`after + limit` is at most the newest
-    /// seq `newest` gave).
+    /// The events of `room_id` after seq `after`, oldest first, each with
+    /// its message as it is now: at most `limit`, all of them stored
+    /// (`after + limit` is at most the newest seq `newest` gave).
     fn after(
         &self,
         room_id: RoomId,
         after: u64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<Message>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<RoomEvent>, Self::Error>> + Send;
 }
 
 /// Why a catch-up ended its stream.
@@ -268,7 +269,7 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for CatchUpError<E> {}
 /// # Errors
 /// [`CatchUpError::Read`] when `source` fails; [`CatchUpError::Stalled`]
 /// for a stalled client. A stream that goes away meanwhile is not an error.
-pub async fn catch_up<S: MissedMessages>(
+pub async fn catch_up<S: MissedEvents>(
     hub: &Hub,
     id: StreamId,
     cursors: Vec<(RoomId, u64)>,
@@ -312,7 +313,7 @@ pub async fn catch_up<S: MissedMessages>(
 /// `RESUME_LIMIT` of them, after a `resync` when there are more), a page at
 /// a time as the client takes them, moving `*last` on. Returns false once
 /// the stream is gone.
-async fn send_missed<S: MissedMessages>(
+async fn send_missed<S: MissedEvents>(
     source: &S,
     room_id: RoomId,
     last: &mut u64,
@@ -337,19 +338,19 @@ async fn send_missed<S: MissedMessages>(
         }
         let after = *last;
         let limit = u32::try_from(page_end - after).expect("at most a page");
-        let messages = source
+        let missed = source
             .after(room_id, after, limit)
             .await
             .map_err(CatchUpError::Read)?;
-        for message in messages.into_iter().filter(|m| m.seq > after) {
+        for event in missed.into_iter().filter(|e| e.seq > after) {
             if std::mem::take(&mut resync)
-                && !give(frames, events::resync(room_id, message.seq)).await?
+                && !give(frames, events::resync(room_id, event.seq)).await?
             {
                 return Ok(false);
             }
-            let seq = message.seq;
-            let frame = events::missed_message(&message);
-            drop(message);
+            let seq = event.seq;
+            let frame = events::missed(&event);
+            drop(event);
             if !give(frames, frame).await? {
                 return Ok(false);
             }
@@ -426,7 +427,7 @@ mod tests {
     /// runs (live messages stored and delivered, a leave, a client gone).
     #[derive(Default)]
     struct FakeStore {
-        rooms: Mutex<HashMap<RoomId, Vec<Message>>>,
+        rooms: Mutex<HashMap<RoomId, Vec<RoomEvent>>>,
         during_reads: Mutex<VecDeque<Step>>,
         reads: AtomicUsize,
     }
@@ -441,7 +442,7 @@ mod tests {
             store
         }
 
-        fn store(&self, message: Message) {
+        fn store(&self, message: RoomEvent) {
             self.rooms
                 .lock()
                 .unwrap()
@@ -451,7 +452,7 @@ mod tests {
         }
 
         /// Stores a message and delivers it, as the writer does.
-        fn live(&self, hub: &Hub, message: Message, origin: Option<StreamId>) {
+        fn live(&self, hub: &Hub, message: RoomEvent, origin: Option<StreamId>) {
             self.store(message.clone());
             hub.deliver(&message, origin);
         }
@@ -461,7 +462,7 @@ mod tests {
         }
     }
 
-    impl MissedMessages for FakeStore {
+    impl MissedEvents for FakeStore {
         type Error = String;
 
         async fn newest(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, u64)>, String> {
@@ -477,7 +478,7 @@ mod tests {
             room_id: RoomId,
             after: u64,
             limit: u32,
-        ) -> Result<Vec<Message>, String> {
+        ) -> Result<Vec<RoomEvent>, String> {
             self.reads.fetch_add(1, Ordering::SeqCst);
             let step = self.during_reads.lock().unwrap().pop_front();
             if let Some(step) = step {

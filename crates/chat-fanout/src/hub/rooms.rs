@@ -1,19 +1,20 @@
 //! The rooms with members connected here: who is in each, and the newest
-//! seq each delivered, so that messages go out gapless and in order
-//! whichever way they arrive (this node's writer, the bus, a read of the
-//! database): `deliver` refuses a message that would skip one and says
-//! where the gap starts.
+//! seq each delivered, so that room events (messages, and every later
+//! change to the conversation) go out gapless and in order whichever way
+//! they arrive (this node's writer, the bus, a read of the database):
+//! `deliver` refuses an event that would skip a seq and says where the gap
+//! starts.
 
 use std::collections::HashSet;
 
-use chat_domain::{Message, RoomId, User, UserId};
+use chat_domain::{RoomEvent, RoomId, User, UserId};
 
 use super::resume::{offer, Ordered};
 use super::streams::{Overflow, StreamId};
 use super::{Hub, State};
 use crate::events;
 
-/// What `deliver` did with a message.
+/// What `deliver` did with a room event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// Delivered to the room's streams here.
@@ -21,7 +22,7 @@ pub enum Delivery {
     /// No stream here is in the room, or they have it already.
     Skipped,
     /// Not delivered: the room's streams here last got `after`, and the
-    /// messages between must go first.
+    /// events between must go first.
     Gap { after: u64 },
 }
 
@@ -42,44 +43,46 @@ impl RoomEntry {
 }
 
 impl Hub {
-    /// Sends a stored message to every open stream of every member of its
-    /// room, unless that would skip a message (see `Delivery::Gap`) or they
-    /// have it already. The stream that sent it (if any) gets `sent`
-    /// instead, once: when the message is delivered or skipped.
-    pub fn deliver(&self, message: &Message, origin: Option<StreamId>) -> Delivery {
+    /// Sends a stored room event to every open stream of every member of
+    /// its room, unless that would skip a seq (see `Delivery::Gap`) or they
+    /// have it already. The stream that sent a message (if any) gets
+    /// `sent` instead, once: when the message is delivered or skipped.
+    pub fn deliver(&self, event: &RoomEvent, origin: Option<StreamId>) -> Delivery {
         let mut state = self.lock();
-        let delivery = match state.rooms.get_mut(&message.room_id) {
+        let delivery = match state.rooms.get_mut(&event.room_id) {
             None => Delivery::Skipped,
-            Some(room) if message.seq <= room.last_seq => Delivery::Skipped,
-            Some(room) if message.seq > room.last_seq + 1 => {
+            Some(room) if event.seq <= room.last_seq => Delivery::Skipped,
+            Some(room) if event.seq > room.last_seq + 1 => {
                 return Delivery::Gap {
                     after: room.last_seq,
                 }
             }
             Some(room) => {
-                room.last_seq = message.seq;
-                // A message ends its sender's typing: the next keystroke
-                // is news again, not a repeat within the interval.
-                state.typing.forget(message.sender.id, message.room_id);
+                room.last_seq = event.seq;
+                if let Some(message) = event.new_message() {
+                    // A message ends its sender's typing: the next keystroke
+                    // is news again, not a repeat within the interval.
+                    state.typing.forget(message.sender.id, message.room_id);
+                }
                 Delivery::Delivered
             }
         };
         let order = Ordered {
-            room_id: message.room_id,
-            seq: message.seq,
+            room_id: event.room_id,
+            seq: event.seq,
             ack: false,
         };
         let mut overflow = Overflow::default();
         if delivery == Delivery::Delivered {
-            let frame = events::message(message);
-            let members: Vec<UserId> = state.rooms[&message.room_id]
+            let frame = events::live(event);
+            let members: Vec<UserId> = state.rooms[&event.room_id]
                 .members
                 .iter()
                 .copied()
                 .collect();
             state.tell_users(&members, &frame, Some(order), origin, &mut overflow);
         }
-        if let Some(origin) = origin {
+        if let (Some(origin), Some(message)) = (origin, event.new_message()) {
             if let Some(entry) = state.streams.get_mut(&origin) {
                 let sent = events::sent(message);
                 let ack = Ordered { ack: true, ..order };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 
-use chat_domain::{Message, RoomId, SessionId, Timestamp, User, UserId};
+use chat_domain::{Message, RoomEvent, RoomId, SessionId, Timestamp, User, UserId};
 use chat_proto::server_event::{self, Event};
 
 use super::resume::CATCH_UPS_PER_USER;
@@ -77,8 +77,9 @@ pub(super) trait NowOrNever: std::future::Future + Sized {
 
 impl<F: std::future::Future> NowOrNever for F {}
 
-pub(super) fn message(room_id: RoomId, seq: u64, sender: &User) -> Message {
-    Message {
+/// The event of a stored message.
+pub(super) fn message(room_id: RoomId, seq: u64, sender: &User) -> RoomEvent {
+    RoomEvent::message(Message {
         id: chat_domain::MessageId::new(),
         room_id,
         seq,
@@ -86,7 +87,7 @@ pub(super) fn message(room_id: RoomId, seq: u64, sender: &User) -> Message {
         text: format!("#{seq}"),
         sent_at: Timestamp::now(),
         client_msg_id: Some(format!("k{seq}")),
-    }
+    })
 }
 
 pub(super) fn presence_event(event: Option<Event>) -> (String, bool) {

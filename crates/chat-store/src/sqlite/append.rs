@@ -21,13 +21,14 @@ use crate::error::Result;
 use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
 };
-use crate::sql::to_seq;
+use crate::sql::{to_seq, EVENT_MESSAGE};
 use chat_domain::{Message, MessageId, RoomId, Timestamp, User, UserId};
 
 /// Pairs bound in one lookup query: two parameters each, well under
 /// SQLite's limit of 32 766 parameters per statement.
 pub(super) const PAIRS_PER_QUERY: usize = 500;
-/// Messages per INSERT statement: seven parameters each.
+/// Messages per INSERT statement: seven parameters each (six for their
+/// events).
 const ROWS_PER_INSERT: usize = 500;
 
 /// A one-thread runtime that runs only the message writer's transactions,
@@ -219,6 +220,28 @@ fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
             .context("preparing to insert messages")?
             .execute(rusqlite::params_from_iter(params))
             .context("inserting messages")?;
+        // Each message's own event in the room log, at the message's seq.
+        let sql = format!(
+            "INSERT INTO room_events (room_id, seq, kind, message_id, actor_id, at) VALUES {}",
+            placeholders(chunk.len(), 6)
+        );
+        let params = chunk
+            .iter()
+            .zip(&rows)
+            .flat_map(|(m, (id, room, seq, sender))| {
+                [
+                    room as &dyn ToSql,
+                    seq,
+                    &EVENT_MESSAGE,
+                    id,
+                    sender,
+                    &m.sent_at.0,
+                ]
+            });
+        db.prepare(&sql)
+            .context("preparing to insert message events")?
+            .execute(rusqlite::params_from_iter(params))
+            .context("inserting message events")?;
     }
     let rooms: Vec<_> = plan
         .last_seq
