@@ -84,6 +84,7 @@ test("screenshots of the main screens, desktop and phone, light and dark", { tim
   await waitForMessage(c, "Thanks both!");
   await byTestId(b, "dm-username").fill(ana);
   await byTestId(b, "dm-submit").click();
+  await assertText(byTestId(b, "room-title"), `@ ${ana}`);
   await send(b, "Got a minute after standup?");
   await byTestId(c, "composer").pressSequentially("On it", { delay: 40 });
   await assertText(byTestId(a, "typing"), `${chloe} is typing`);
