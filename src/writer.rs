@@ -1,10 +1,13 @@
-//! The message writer: the one path by which messages are stored.
+//! The message writer: the one path by which messages are stored, edited
+//! and deleted.
 //!
-//! Sends from every stream and unary call queue here. One task takes what is
-//! waiting, stores it in a single transaction (group commit: one durable
-//! commit for many messages), and hands the stored batch to a second task,
-//! which routes and acknowledges each message, batch after batch, in seq
-//! order; meanwhile the first stores the next batch. Running in tasks of
+//! Sends, edits and deletions from every stream and unary call queue here,
+//! in one queue, so that each room's log takes them in one order. One task
+//! takes what is waiting and stores it in arrival order: each run of sends
+//! in a single transaction (group commit: one durable commit for many
+//! messages), each edit or deletion in one of its own. It hands what it
+//! stored to a second task, which routes each room event and answers each
+//! request, in seq order; meanwhile the first stores the next batch. Running in tasks of
 //! their own, a send completes even if its client goes away mid-flight, so a
 //! stored message is always delivered.
 
@@ -15,12 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::RoomEvent;
+use crate::domain::{Message, RoomEvent};
 use crate::error::{Error, Result};
 use crate::hub::{Hub, StreamId};
 use crate::metrics::Metrics;
 use crate::router::Router;
-use crate::store::{Appended, NewMessage, Store};
+use crate::store::{Appended, Changed, MessageChange, NewMessage, Store};
 use chat_fanout::{events, Frame};
 
 /// Sends waiting to be stored. When full, senders wait (and a stream stops
@@ -39,9 +42,17 @@ pub enum Reply {
     Stream(StreamId),
 }
 
-struct Job {
-    message: NewMessage,
-    reply: Reply,
+enum Job {
+    Send {
+        message: NewMessage,
+        reply: Reply,
+    },
+    /// An edit or a deletion; the caller waits for the message as it is
+    /// now.
+    Change {
+        change: MessageChange,
+        reply: oneshot::Sender<Result<Message>>,
+    },
 }
 
 #[derive(Clone)]
@@ -81,17 +92,43 @@ impl MessageWriter {
     /// UNAVAILABLE when shutting down.
     pub async fn enqueue(&self, message: NewMessage, reply: Reply) -> Result<()> {
         self.jobs
-            .send(Job { message, reply })
+            .send(Job::Send { message, reply })
             .await
             .map_err(|_| Error::Unavailable("server is shutting down".into()))
     }
+
+    /// Edits or deletes a message, in its room's order with the sends, and
+    /// returns the message as it is now once the change is durable (and
+    /// routed, when it made an event).
+    ///
+    /// # Errors
+    /// The store's verdict on the change, or UNAVAILABLE when shutting down.
+    pub async fn change(&self, change: MessageChange) -> Result<Message> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Change { change, reply })
+            .await
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?
+    }
 }
 
-/// A stored batch on its way to its streams and callers.
-struct Stored {
-    messages: Arc<[NewMessage]>,
-    replies: Vec<Reply>,
-    results: chat_store::Result<Vec<chat_store::Result<Appended>>>,
+/// What was stored, on its way to its streams and callers.
+enum Stored {
+    /// A batch of sends, stored in one transaction.
+    Sends {
+        messages: Arc<[NewMessage]>,
+        replies: Vec<Reply>,
+        results: chat_store::Result<Vec<chat_store::Result<Appended>>>,
+    },
+    /// An edit or a deletion.
+    Change {
+        /// Boxed: a message twice over, where a batch is a few pointers.
+        result: Box<chat_store::Result<Changed>>,
+        reply: oneshot::Sender<Result<Message>>,
+    },
 }
 
 /// Stored batches waiting to be delivered. Delivery runs in a task of its
@@ -137,22 +174,40 @@ async fn store_batches(
         if received == 0 {
             break;
         }
-        let (messages, replies): (Vec<_>, Vec<_>) =
-            jobs.drain(..).map(|job| (job.message, job.reply)).unzip();
-        let messages: Arc<[NewMessage]> = messages.into();
-        let started = Instant::now();
-        let results = store.append_messages(Arc::clone(&messages)).await;
-        metrics
-            .commit_latency
-            .observe(started.elapsed().as_secs_f64());
-        let batch = Stored {
-            messages,
-            replies,
-            results,
-        };
-        if stored.send(batch).await.is_err() {
-            tracing::error!("message delivery has stopped; no more messages are stored");
-            break;
+        // In arrival order: a run of sends in one transaction, a change in
+        // one of its own.
+        let mut waiting = jobs.drain(..).peekable();
+        while let Some(job) = waiting.next() {
+            let started = Instant::now();
+            let batch = match job {
+                Job::Change { change, reply } => Stored::Change {
+                    result: Box::new(store.change_message(&change).await),
+                    reply,
+                },
+                Job::Send { message, reply } => {
+                    let (mut messages, mut replies) = (vec![message], vec![reply]);
+                    while let Some(Job::Send { message, reply }) =
+                        waiting.next_if(|job| matches!(job, Job::Send { .. }))
+                    {
+                        messages.push(message);
+                        replies.push(reply);
+                    }
+                    let messages: Arc<[NewMessage]> = messages.into();
+                    let results = store.append_messages(Arc::clone(&messages)).await;
+                    Stored::Sends {
+                        messages,
+                        replies,
+                        results,
+                    }
+                }
+            };
+            metrics
+                .commit_latency
+                .observe(started.elapsed().as_secs_f64());
+            if stored.send(batch).await.is_err() {
+                tracing::error!("message delivery has stopped; no more messages are stored");
+                return;
+            }
         }
     }
 }
@@ -166,8 +221,30 @@ async fn deliver(
     mut batches: mpsc::Receiver<Stored>,
 ) {
     while let Some(batch) = batches.recv().await {
-        let sends = batch.replies.into_iter().zip(batch.messages.iter());
-        match batch.results {
+        let (messages, replies, results) = match batch {
+            Stored::Sends {
+                messages,
+                replies,
+                results,
+            } => (messages, replies, results),
+            Stored::Change { result, reply } => {
+                if let Ok(Changed {
+                    event: Some(event), ..
+                }) = result.as_ref()
+                {
+                    router.event(event, None).await;
+                }
+                // The caller may have gone; the change is stored all the same.
+                let _ = reply.send(
+                    (*result)
+                        .map(|changed| changed.message)
+                        .map_err(Error::from),
+                );
+                continue;
+            }
+        };
+        let sends = replies.into_iter().zip(messages.iter());
+        match results {
             Ok(results) => {
                 for ((reply, message), result) in sends.zip(results) {
                     if let Ok(appended) = &result {
@@ -186,7 +263,7 @@ async fn deliver(
                 }
             }
             Err(error) => {
-                tracing::error!(error = %error, count = batch.messages.len(), "storing messages failed");
+                tracing::error!(error = %error, count = messages.len(), "storing messages failed");
                 for (reply, message) in sends {
                     let failed = Error::Unavailable(
                         "the message could not be stored; retry with the same client_msg_id".into(),

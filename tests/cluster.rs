@@ -961,6 +961,7 @@ fn forged_message(room: &pb::Room, seq: u64, sender: &pb::User, text: &str) -> B
         text: text.into(),
         sent_at: Timestamp::now().0,
         client_msg_id: None,
+        edited_at: None,
     })
 }
 
@@ -1570,4 +1571,62 @@ async fn nodes_log_in_to_nats_with_an_nkey_seed_and_refuse_to_start_with_another
     }
     drop(cluster);
     nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_on_one_node_and_a_deletion_on_another_reach_every_node_in_one_order() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let alice = cluster.user(0, "alice").await;
+    let watcher = cluster.user(2, "watcher").await;
+    let mut on_0 = cluster.chat(0, &alice).await;
+    let mut on_1 = cluster.chat(1, &alice).await;
+    let room = create_room(&mut on_0, "edits").await;
+    join(&mut cluster.chat(2, &watcher).await, &room).await;
+    let mut streams = Vec::new();
+    for node in 0..3 {
+        streams.push(cluster.subscribe(node, &watcher).await.0);
+    }
+    let message = send(&mut on_0, &room, "draft", "k1").await;
+
+    on_0.edit_message(pb::EditMessageRequest {
+        room_id: room.id.clone(),
+        message_id: message.id.clone(),
+        text: "final".into(),
+    })
+    .await
+    .expect("edit on node 0");
+    on_1.delete_message(pb::DeleteMessageRequest {
+        room_id: room.id.clone(),
+        message_id: message.id.clone(),
+    })
+    .await
+    .expect("delete on node 1");
+
+    for (node, events) in streams.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            seen.push(
+                events
+                    .wait_for(|event| match event {
+                        Event::Message(m) => Some(format!("message {} {}", m.seq, m.text)),
+                        Event::Edited(e) => {
+                            Some(format!("edited {} {}", e.seq, e.message.as_ref()?.text))
+                        }
+                        Event::Deleted(d) => {
+                            Some(format!("deleted {} by {}", d.seq, d.by.as_ref()?.username))
+                        }
+                        _ => None,
+                    })
+                    .await,
+            );
+        }
+        assert_eq!(
+            seen,
+            ["message 1 draft", "edited 2 final", "deleted 3 by alice"],
+            "the stream on node {node}"
+        );
+    }
 }

@@ -48,7 +48,7 @@ use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_url, Config};
-use crate::domain::{Message, RoomEvent, RoomId, SessionId, Timestamp, User, UserId};
+use crate::domain::{RoomEvent, RoomId, SessionId, Timestamp, User, UserId};
 use crate::hub::{Hub, LocalPresence, NodeId, OnlineUser, StreamId};
 use crate::metrics::{BusRejection, Metrics};
 use crate::router::{Confirmation, Router, Sequencer};
@@ -405,8 +405,8 @@ impl Node {
         }
         self.heard.insert(node, Instant::now());
         match envelope.body.ok_or(Malformed::Empty)? {
-            Body::Message(message) => {
-                let event = RoomEvent::message(Message::try_from(message)?);
+            body @ (Body::Message(_) | Body::Edited(_) | Body::Deleted(_)) => {
+                let event = RoomEvent::try_from(body)?;
                 match self.sequencer.deliver_remote(&event).await {
                     Confirmation::Delivered | Confirmation::Unchecked => {}
                     Confirmation::Unconfirmed => {

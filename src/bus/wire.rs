@@ -35,7 +35,7 @@ pub struct Envelope {
     /// The node that published it.
     #[prost(bytes = "vec", tag = "1")]
     pub node: Vec<u8>,
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
     pub body: Option<Body>,
 }
 
@@ -66,6 +66,36 @@ pub enum Body {
     /// The node is shutting down: none of its users is online there now.
     #[prost(bool, tag = "10")]
     Goodbye(bool),
+    /// A stored edit: the edited message as it was then, at the edit's seq.
+    #[prost(message, tag = "11")]
+    Edited(WireEdited),
+    /// A stored deletion.
+    #[prost(message, tag = "12")]
+    Deleted(WireDeleted),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireEdited {
+    /// The edit's own seq.
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    #[prost(message, optional, tag = "2")]
+    pub message: Option<WireMessage>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireDeleted {
+    #[prost(bytes = "vec", tag = "1")]
+    pub room_id: Vec<u8>,
+    /// The deletion's own seq.
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub message_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub by_id: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub by_name: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -86,6 +116,9 @@ pub struct WireMessage {
     pub sent_at: i64,
     #[prost(string, optional, tag = "8")]
     pub client_msg_id: Option<String>,
+    /// For an edited message: when. (A deleted one travels as `Deleted`.)
+    #[prost(int64, optional, tag = "9")]
+    pub edited_at: Option<i64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -175,6 +208,7 @@ impl From<&Message> for WireMessage {
             text: message.text.clone(),
             sent_at: message.sent_at.0,
             client_msg_id: message.client_msg_id.clone(),
+            edited_at: message.edited_at.map(|at| at.0),
         }
     }
 }
@@ -194,6 +228,8 @@ impl TryFrom<WireMessage> for Message {
             text: wire.text,
             sent_at: Timestamp(wire.sent_at),
             client_msg_id: wire.client_msg_id,
+            edited_at: wire.edited_at.map(Timestamp),
+            deleted: false,
         })
     }
 }
@@ -203,6 +239,48 @@ impl From<&RoomEvent> for Body {
     fn from(event: &RoomEvent) -> Self {
         match &event.kind {
             RoomEventKind::Message(message) => Self::Message(WireMessage::from(message)),
+            RoomEventKind::Edited(message) => Self::Edited(WireEdited {
+                seq: event.seq,
+                message: Some(WireMessage::from(message)),
+            }),
+            RoomEventKind::Deleted { message_id, by } => Self::Deleted(WireDeleted {
+                room_id: event.room_id.uuid().as_bytes().to_vec(),
+                seq: event.seq,
+                message_id: message_id.uuid().as_bytes().to_vec(),
+                by_id: by.id.uuid().as_bytes().to_vec(),
+                by_name: by.username.clone(),
+            }),
+        }
+    }
+}
+
+impl TryFrom<Body> for RoomEvent {
+    type Error = Malformed;
+
+    /// The room event a body announces; `Empty` for a body that is none.
+    fn try_from(body: Body) -> Result<Self, Malformed> {
+        match body {
+            Body::Message(message) => Ok(Self::message(Message::try_from(message)?)),
+            Body::Edited(edited) => {
+                let message = Message::try_from(edited.message.ok_or(Malformed::Empty)?)?;
+                Ok(Self {
+                    room_id: message.room_id,
+                    seq: edited.seq,
+                    kind: RoomEventKind::Edited(message),
+                })
+            }
+            Body::Deleted(deleted) => Ok(Self {
+                room_id: room_id(&deleted.room_id)?,
+                seq: deleted.seq,
+                kind: RoomEventKind::Deleted {
+                    message_id: MessageId::from_uuid(uuid(&deleted.message_id)?),
+                    by: User {
+                        id: user_id(&deleted.by_id)?,
+                        username: deleted.by_name,
+                    },
+                },
+            }),
+            _ => Err(Malformed::Empty),
         }
     }
 }
@@ -252,6 +330,8 @@ mod tests {
             text: "héllo".into(),
             sent_at: Timestamp(1_700_000_000_123_456),
             client_msg_id: Some("k1".into()),
+            edited_at: Some(Timestamp(1_700_000_000_200_000)),
+            deleted: false,
         };
         let envelope = Envelope {
             node: Uuid::new_v4().as_bytes().to_vec(),
@@ -264,6 +344,51 @@ mod tests {
             panic!("not a message: {decoded:?}");
         };
         assert_eq!(Message::try_from(wire).unwrap(), message);
+    }
+
+    #[test]
+    fn edits_and_deletions_survive_the_wire() {
+        let (room_id, by) = (
+            RoomId::new(),
+            User {
+                id: UserId::new(),
+                username: "alice".into(),
+            },
+        );
+        let message = Message {
+            id: MessageId::new(),
+            room_id,
+            seq: 3,
+            sender: by.clone(),
+            text: "edited".into(),
+            sent_at: Timestamp(1_700_000_000_000_000),
+            client_msg_id: None,
+            edited_at: Some(Timestamp(1_700_000_001_000_000)),
+            deleted: false,
+        };
+        let events = [
+            RoomEvent {
+                room_id,
+                seq: 4,
+                kind: RoomEventKind::Edited(message.clone()),
+            },
+            RoomEvent {
+                room_id,
+                seq: 5,
+                kind: RoomEventKind::Deleted {
+                    message_id: message.id,
+                    by,
+                },
+            },
+        ];
+        for event in events {
+            let envelope = Envelope {
+                node: Uuid::new_v4().as_bytes().to_vec(),
+                body: Some(Body::from(&event)),
+            };
+            let decoded = Envelope::decode(envelope.encode_to_vec().as_slice()).unwrap();
+            assert_eq!(RoomEvent::try_from(decoded.body.unwrap()).unwrap(), event);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::pb;
 use crate::service::requests;
 use crate::service::stream;
 use crate::state::AppState;
-use crate::store::RoomPage;
+use crate::store::{ChangeKind, MessageChange, RoomPage};
 
 pub struct ChatApi {
     state: AppState,
@@ -300,6 +300,49 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(
             self.history(&principal, request.into_inner()).await?,
         ))
+    }
+
+    async fn edit_message(
+        &self,
+        mut request: Request<pb::EditMessageRequest>,
+    ) -> Result<Response<pb::EditMessageResponse>, Status> {
+        let principal = principal(&mut request)?;
+        let edit = requests::edit_message(request.into_inner())?;
+        self.state.send_limiter.check(principal.user.id)?;
+        let message = self
+            .state
+            .writer
+            .change(MessageChange {
+                room_id: edit.room_id,
+                message_id: edit.message_id,
+                actor: principal.user.clone(),
+                at: Timestamp::now(),
+                kind: ChangeKind::Edit(edit.text),
+            })
+            .await?;
+        Ok(Response::new(pb::EditMessageResponse {
+            message: Some(pb::Message::from(&message)),
+        }))
+    }
+
+    async fn delete_message(
+        &self,
+        mut request: Request<pb::DeleteMessageRequest>,
+    ) -> Result<Response<pb::DeleteMessageResponse>, Status> {
+        let principal = principal(&mut request)?;
+        let (room_id, message_id) = requests::delete_message(request.get_ref())?;
+        self.state.send_limiter.check(principal.user.id)?;
+        self.state
+            .writer
+            .change(MessageChange {
+                room_id,
+                message_id,
+                actor: principal.user.clone(),
+                at: Timestamp::now(),
+                kind: ChangeKind::Delete,
+            })
+            .await?;
+        Ok(Response::new(pb::DeleteMessageResponse {}))
     }
 
     async fn list_online_users(

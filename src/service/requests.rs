@@ -11,7 +11,9 @@
 //! A function takes its request by value when the domain value keeps the
 //! request's strings (passwords, message text), by reference otherwise.
 
-use crate::domain::{ClientMsgId, MessageText, Password, RoomId, RoomName, SessionId, Username};
+use crate::domain::{
+    ClientMsgId, MessageId, MessageText, Password, RoomId, RoomName, SessionId, Username,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
@@ -176,6 +178,36 @@ pub fn send_message(request: pb::SendMessageRequest) -> Result<SendMessage> {
     })
 }
 
+/// An edit, checked.
+#[derive(Clone, Debug)]
+pub struct EditMessage {
+    pub room_id: RoomId,
+    pub message_id: MessageId,
+    /// Under the rules of a send's text.
+    pub text: MessageText,
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a malformed id or a text that breaks the rules.
+pub fn edit_message(request: pb::EditMessageRequest) -> Result<EditMessage> {
+    Ok(EditMessage {
+        room_id: RoomId::parse("room_id", &request.room_id)?,
+        message_id: MessageId::parse("message_id", &request.message_id)?,
+        text: MessageText::parse(request.text)?,
+    })
+}
+
+/// The room and message to delete.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a malformed id.
+pub fn delete_message(request: &pb::DeleteMessageRequest) -> Result<(RoomId, MessageId)> {
+    Ok((
+        RoomId::parse("room_id", &request.room_id)?,
+        MessageId::parse("message_id", &request.message_id)?,
+    ))
+}
+
 /// # Errors
 /// INVALID_ARGUMENT for a missing or malformed `room_id`.
 pub fn send_typing(request: &pb::SendTypingRequest) -> Result<RoomId> {
@@ -309,10 +341,12 @@ pub enum RequestKind {
     Subscribe,
     /// A ChatStream event, both as a first event and as a later one.
     ClientEvent,
+    EditMessage,
+    DeleteMessage,
 }
 
 impl RequestKind {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::Register,
         Self::Login,
         Self::Refresh,
@@ -327,6 +361,8 @@ impl RequestKind {
         Self::ListOnlineUsers,
         Self::Subscribe,
         Self::ClientEvent,
+        Self::EditMessage,
+        Self::DeleteMessage,
     ];
 
     /// Every byte names a kind, so no fuzzer input is wasted.
@@ -357,6 +393,8 @@ pub fn check_encoded(kind: RequestKind, bytes: &[u8]) -> Result<()> {
         RequestKind::SendMessage => send_message(decode(bytes)?).map(drop),
         RequestKind::SendTyping => send_typing(&decode(bytes)?).map(drop),
         RequestKind::History => history(&decode(bytes)?).map(drop),
+        RequestKind::EditMessage => edit_message(decode(bytes)?).map(drop),
+        RequestKind::DeleteMessage => delete_message(&decode(bytes)?).map(drop),
         RequestKind::ListOnlineUsers => list_online_users(&decode(bytes)?).map(drop),
         RequestKind::Subscribe => {
             cursors(&decode::<pb::SubscribeRequest>(bytes)?.cursors).map(drop)

@@ -7,6 +7,7 @@ mod auth_layer;
 mod child;
 mod crash;
 mod delivery;
+mod edits;
 mod helpers;
 mod malformed;
 mod operations;

@@ -332,6 +332,7 @@ mod tests {
             text: "hello".into(),
             sent_at: None,
             client_msg_id: "k1".into(),
+            ..Default::default()
         };
 
         assert_eq!(

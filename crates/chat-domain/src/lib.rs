@@ -433,6 +433,10 @@ pub struct Message {
     pub text: String,
     pub sent_at: Timestamp,
     pub client_msg_id: Option<String>,
+    /// When the text was last edited; `None` if never, and on tombstones.
+    pub edited_at: Option<Timestamp>,
+    /// A tombstone: deleted, its text erased (empty).
+    pub deleted: bool,
 }
 
 /// One entry of a room's log: every change to a room's conversation takes
@@ -453,6 +457,10 @@ pub struct RoomEvent {
 pub enum RoomEventKind {
     /// A new message (its seq is the event's).
     Message(Message),
+    /// A message's text was replaced; the message as it is now.
+    Edited(Message),
+    /// A message was deleted by `by`; it is a tombstone now.
+    Deleted { message_id: MessageId, by: User },
 }
 
 impl RoomEvent {
@@ -469,6 +477,7 @@ impl RoomEvent {
     pub fn new_message(&self) -> Option<&Message> {
         match &self.kind {
             RoomEventKind::Message(message) => Some(message),
+            RoomEventKind::Edited(_) | RoomEventKind::Deleted { .. } => None,
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use chat_domain::{Message, RoomEvent, RoomEventKind, RoomId, SessionId, User};
+use chat_domain::{Message, MessageId, RoomEvent, RoomEventKind, RoomId, SessionId, User};
 use chat_proto::server_event::{self, Event};
 use chat_proto::{self as pb};
 
@@ -47,6 +47,10 @@ pub fn missed_message(message: &Message) -> Frame {
 pub fn live(event: &RoomEvent) -> Frame {
     match &event.kind {
         RoomEventKind::Message(m) => message(m),
+        RoomEventKind::Edited(m) => edited(event.seq, m),
+        RoomEventKind::Deleted { message_id, by } => {
+            deleted(event.seq, event.room_id, *message_id, by)
+        }
     }
 }
 
@@ -55,7 +59,31 @@ pub fn live(event: &RoomEvent) -> Frame {
 pub fn missed(event: &RoomEvent) -> Frame {
     match &event.kind {
         RoomEventKind::Message(m) => missed_message(m),
+        RoomEventKind::Edited(m) => edited(event.seq, m),
+        RoomEventKind::Deleted { message_id, by } => {
+            deleted(event.seq, event.room_id, *message_id, by)
+        }
     }
+}
+
+/// `edited`: a message's text was replaced. `seq` is the edit's own;
+/// `message` is the message as it is now, with its original seq.
+pub fn edited(seq: u64, message: &Message) -> Frame {
+    Frame::from_event(Event::Edited(server_event::Edited {
+        seq,
+        message: Some(pb::Message::from(message)),
+    }))
+}
+
+/// `deleted`: a message was deleted by `by`; it is a tombstone now. `seq`
+/// is the deletion's own.
+pub fn deleted(seq: u64, room_id: RoomId, message_id: MessageId, by: &User) -> Frame {
+    Frame::from_event(Event::Deleted(server_event::Deleted {
+        seq,
+        room_id: room_id.to_string(),
+        message_id: message_id.to_string(),
+        by: Some(pb::User::from(by)),
+    }))
 }
 
 /// `sent`: the acknowledgement of the caller's own send, with the stored
@@ -117,7 +145,7 @@ pub fn typing(room_id: RoomId, user: &User) -> Frame {
 
 #[cfg(test)]
 mod tests {
-    use chat_domain::{MessageId, Timestamp, UserId};
+    use chat_domain::{Timestamp, UserId};
 
     use super::*;
     use crate::frame::Droppable;
@@ -140,6 +168,8 @@ mod tests {
             text: "hi".into(),
             sent_at: Timestamp::now(),
             client_msg_id: Some("k1".into()),
+            edited_at: None,
+            deleted: false,
         };
         let never = [
             ready(&user, SessionId::new(), &[], Duration::from_secs(15)),
@@ -149,6 +179,8 @@ mod tests {
             error(tonic::Code::NotFound, "no".into(), "k1"),
             resync(room, 5),
             pong(7),
+            edited(2, &stored),
+            deleted(3, room, stored.id, &user),
         ];
         for frame in never {
             assert_eq!(frame.droppable(), Droppable::Never, "{:?}", frame.event());

@@ -50,6 +50,8 @@ impl From<&domain::Message> for Message {
             text: message.text.clone(),
             sent_at: Some(timestamp(message.sent_at)),
             client_msg_id: message.client_msg_id.clone().unwrap_or_default(),
+            edited_at: message.edited_at.map(timestamp),
+            deleted: message.deleted,
         }
     }
 }

@@ -25,8 +25,9 @@ mod store;
 pub use connect::{connect, sqlite_file};
 pub use error::{Error, Result};
 pub use model::{
-    batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, Membership,
-    NewMessage, NewSession, RoomPage, Rotation, Synchronous, DELETED_USERNAME,
+    batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, ChangeKind,
+    Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation, Synchronous,
+    DELETED_USERNAME,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -4,7 +4,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chat_domain::{
-    ClientMsgId, Message, MessageId, MessageText, RoomId, SessionId, Timestamp, User, UserId,
+    ClientMsgId, Message, MessageId, MessageText, RoomEvent, RoomId, SessionId, Timestamp, User,
+    UserId,
 };
 
 use crate::error::{Error, Result};
@@ -32,6 +33,34 @@ pub struct NewMessage {
     pub text: MessageText,
     pub sent_at: Timestamp,
     pub client_msg_id: ClientMsgId,
+}
+
+/// An edit or a deletion of a stored message, by `actor`, at `at`.
+#[derive(Clone, Debug)]
+pub struct MessageChange {
+    pub room_id: RoomId,
+    pub message_id: MessageId,
+    pub actor: User,
+    pub at: Timestamp,
+    pub kind: ChangeKind,
+}
+
+/// What a `MessageChange` does.
+#[derive(Clone, Debug)]
+pub enum ChangeKind {
+    /// Replaces the text.
+    Edit(MessageText),
+    /// Erases the text, leaving a tombstone.
+    Delete,
+}
+
+/// What a change did: the message as it is now, and the event that
+/// recorded the change in the room's log; `None` when nothing changed, so
+/// that nothing is to be delivered.
+#[derive(Clone, Debug)]
+pub struct Changed {
+    pub message: Message,
+    pub event: Option<RoomEvent>,
 }
 
 /// The outcome of one append.
@@ -143,6 +172,8 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
             text: new.text.as_str().to_owned(),
             sent_at: new.sent_at,
             client_msg_id: new.client_msg_id.as_deref().map(str::to_owned),
+            edited_at: None,
+            deleted: false,
         };
         if let Some(key) = key {
             earlier.insert(key, message.clone());

@@ -228,6 +228,8 @@ impl Backend for PostgresStore {
          WHERE t.token_hash = $1
          FOR UPDATE";
 
+    const ROOM_SEQ_FOR_UPDATE: &'static str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
+
     fn writer(&self) -> &PgPool {
         &self.pool
     }

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Transaction,
@@ -26,19 +27,21 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, DELETED_USERNAME,
+    Appended, ChangeKind, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage,
+    Rotation, DELETED_USERNAME,
 };
 use crate::rows::{
-    event_from_row, newest_first_page, room_from_row, room_kind_from_db, room_kind_to_db,
-    user_from_row,
+    event_from_row, message_from_row, newest_first_page, room_from_row, room_kind_from_db,
+    room_kind_to_db, user_from_row,
 };
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, too_many_rooms,
+    EVENT_DELETE, EVENT_EDIT,
 };
 use crate::store::Store;
 use chat_domain::{
-    Message, Room, RoomEvent, RoomId, RoomKind, RoomName, Session, SessionId, Timestamp, User,
-    UserId, Username,
+    Message, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, RoomName, Session, SessionId,
+    Timestamp, User, UserId, Username,
 };
 
 /// A room as the user bound to `$1` sees it: a direct room is named after
@@ -54,17 +57,20 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
 
 /// The columns of a message, from `messages m` and its sender `users u`.
 pub(crate) const MESSAGE_SELECT: &str =
-    "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id
+    "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id,
+        m.edited_at, m.deleted
     FROM messages m JOIN users u ON u.id = m.sender_id";
 
-/// The columns of a room event (`room_events e`) and of its message now
-/// (`messages m`, sent by `users u`). Every kind of event so far is about
-/// a message.
+/// The columns of a room event (`room_events e`, by `users a`) and of its
+/// message now (`messages m`, sent by `users u`). Every kind of event so
+/// far is about a message.
 pub(crate) const EVENT_SELECT: &str =
-    "SELECT e.seq AS event_seq, e.kind, m.id, m.room_id, m.seq, m.sender_id, u.username,
-        m.text, m.sent_at, m.client_msg_id
+    "SELECT e.seq AS event_seq, e.kind, e.actor_id, a.username AS actor_name,
+        m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id,
+        m.edited_at, m.deleted
     FROM room_events e JOIN messages m ON m.id = e.message_id
-        JOIN users u ON u.id = m.sender_id";
+        JOIN users u ON u.id = m.sender_id
+        LEFT JOIN users a ON a.id = e.actor_id";
 
 /// Rows one purge statement deletes at most: a short transaction, so that
 /// sends are not held up behind it.
@@ -80,6 +86,15 @@ pub trait Backend: Send + Sync + 'static {
     /// nodes presenting the same token take turns and the second sees it
     /// spent.
     const TOKEN_FOR_ROTATION: &'static str;
+
+    /// A room's newest seq, read to take the next one. Where several nodes
+    /// share the database it locks the room's row, so that the room's
+    /// events are numbered one transaction at a time.
+    const ROOM_SEQ_FOR_UPDATE: &'static str;
+
+    /// A message's text was erased: a database that keeps freed bytes in
+    /// files of its own (SQLite's WAL) gets rid of them soon.
+    fn erased(&self) {}
 
     /// Where writes go, and the reads inside them.
     fn writer(&self) -> &Pool<Self::Db>;
@@ -862,6 +877,137 @@ where
             .collect::<Result<Vec<_>>>()?;
         events.reverse();
         Ok((events, has_more))
+    }
+
+    async fn change_message(&self, change: &MessageChange) -> Result<Changed> {
+        let room_id = change.room_id;
+        let mut tx = self.writer().begin().await?;
+        let last_seq: Option<i64> = sqlx::query_scalar(Self::ROOM_SEQ_FOR_UPDATE)
+            .bind(room_id.uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .context("locking the room")?;
+        let Some(last_seq) = last_seq else {
+            return Err(Membership::NoSuchRoom.require_member(room_id).unwrap_err());
+        };
+        let member: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)",
+        )
+        .bind(room_id.uuid())
+        .bind(change.actor.id.uuid())
+        .fetch_one(&mut *tx)
+        .await?;
+        if !member {
+            return Err(Membership::NotMember.require_member(room_id).unwrap_err());
+        }
+        let row = sqlx::query(&format!(
+            "{MESSAGE_SELECT} WHERE m.id = $1 AND m.room_id = $2"
+        ))
+        .bind(change.message_id.uuid())
+        .bind(room_id.uuid())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "message {} does not exist in room {room_id}",
+                change.message_id
+            ))
+        })?;
+        let mut message = message_from_row(&row)?;
+        let verb = match change.kind {
+            ChangeKind::Edit(_) => "edit",
+            ChangeKind::Delete => "delete",
+        };
+        if message.sender.id != change.actor.id {
+            return Err(Error::Forbidden(format!(
+                "only its sender may {verb} message {}",
+                message.id
+            )));
+        }
+        let (kind, event) = match &change.kind {
+            ChangeKind::Edit(_) if message.deleted => {
+                return Err(Error::Refused(format!(
+                    "message {} was deleted: it cannot be edited",
+                    message.id
+                )))
+            }
+            ChangeKind::Edit(text) if text.as_str() == message.text => {
+                return Ok(Changed {
+                    message,
+                    event: None,
+                })
+            }
+            ChangeKind::Delete if message.deleted => {
+                return Ok(Changed {
+                    message,
+                    event: None,
+                })
+            }
+            ChangeKind::Edit(text) => {
+                sqlx::query("UPDATE messages SET text = $1, edited_at = $2 WHERE id = $3")
+                    .bind(text.as_str())
+                    .bind(change.at.0)
+                    .bind(message.id.uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .context("editing the message")?;
+                message.text = text.as_str().to_owned();
+                message.edited_at = Some(change.at);
+                (EVENT_EDIT, RoomEventKind::Edited(message.clone()))
+            }
+            ChangeKind::Delete => {
+                sqlx::query(
+                    "UPDATE messages SET text = '', deleted = TRUE, edited_at = NULL WHERE id = $1",
+                )
+                .bind(message.id.uuid())
+                .execute(&mut *tx)
+                .await
+                .context("deleting the message")?;
+                message.text = String::new();
+                message.deleted = true;
+                message.edited_at = None;
+                let by = change.actor.clone();
+                (
+                    EVENT_DELETE,
+                    RoomEventKind::Deleted {
+                        message_id: message.id,
+                        by,
+                    },
+                )
+            }
+        };
+        let seq = to_seq(last_seq) + 1;
+        sqlx::query(
+            "INSERT INTO room_events (room_id, seq, kind, message_id, actor_id, at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(room_id.uuid())
+        .bind(from_seq(seq))
+        .bind(kind)
+        .bind(message.id.uuid())
+        .bind(change.actor.id.uuid())
+        .bind(change.at.0)
+        .execute(&mut *tx)
+        .await
+        .context("adding the change to the room's log")?;
+        sqlx::query("UPDATE rooms SET last_seq = $1 WHERE id = $2")
+            .bind(from_seq(seq))
+            .bind(room_id.uuid())
+            .execute(&mut *tx)
+            .await
+            .context("bumping the room's seq")?;
+        tx.commit().await.context("committing a message change")?;
+        if kind == EVENT_DELETE {
+            self.erased();
+        }
+        Ok(Changed {
+            message,
+            event: Some(RoomEvent {
+                room_id,
+                seq,
+                kind: event,
+            }),
+        })
     }
 
     async fn close(&self) {

@@ -6,7 +6,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::sql::{to_seq, EVENT_MESSAGE};
+use crate::sql::{to_seq, EVENT_DELETE, EVENT_EDIT, EVENT_MESSAGE};
 use chat_domain::{
     Message, MessageId, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, Timestamp, User, UserId,
 };
@@ -52,6 +52,7 @@ where
     for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(Message {
         id: MessageId::from_uuid(row.field("id")?),
@@ -64,6 +65,8 @@ where
         text: row.field("text")?,
         sent_at: Timestamp(row.field("sent_at")?),
         client_msg_id: row.field("client_msg_id")?,
+        edited_at: row.field::<Option<i64>>("edited_at")?.map(Timestamp),
+        deleted: row.field("deleted")?,
     })
 }
 
@@ -78,6 +81,7 @@ where
     for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     let message = message_from_row(row)?;
     let room_id = message.room_id;
@@ -85,6 +89,14 @@ where
     let kind: i64 = row.field("kind")?;
     let kind = match kind {
         EVENT_MESSAGE => RoomEventKind::Message(message),
+        EVENT_EDIT => RoomEventKind::Edited(message),
+        EVENT_DELETE => RoomEventKind::Deleted {
+            message_id: message.id,
+            by: User {
+                id: UserId::from_uuid(row.field("actor_id")?),
+                username: row.field("actor_name")?,
+            },
+        },
         other => {
             return Err(anyhow::anyhow!("unknown room event kind {other} in the database").into())
         }
@@ -101,6 +113,7 @@ where
     for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     let has_more = rows.len() > limit as usize;
     let mut messages = rows

@@ -6,6 +6,10 @@ use crate::error::Error;
 
 /// `room_events.kind` of a message's own event.
 pub(crate) const EVENT_MESSAGE: i64 = 1;
+/// `room_events.kind` of an edit.
+pub(crate) const EVENT_EDIT: i64 = 2;
+/// `room_events.kind` of a deletion.
+pub(crate) const EVENT_DELETE: i64 = 3;
 
 /// A seq as both databases keep it (a signed 64-bit integer).
 pub(crate) fn to_seq(value: i64) -> u64 {

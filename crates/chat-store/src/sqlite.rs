@@ -27,6 +27,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -53,10 +54,21 @@ const READER_CACHE_KIB: u32 = 16 * 1024;
 /// of once per few batches, and fsyncs the database file less often.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
+/// How long after a deletion the WAL is checkpointed and truncated, so
+/// that the page images holding the erased text leave it: a few seconds,
+/// so that a burst of deletions costs one checkpoint (well within the 10 s
+/// the erasure promise allows).
+const ERASURE_CHECKPOINT_DELAY: Duration = Duration::from_secs(2);
+/// Checkpoints tried after a deletion before giving up until the next one:
+/// a checkpoint that a reader holds back is tried again after the delay.
+const ERASURE_CHECKPOINT_TRIES: u32 = 4;
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     appends: AppendThread,
+    /// Wakes the task that checkpoints the WAL after deletions.
+    erasures: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -79,6 +91,9 @@ impl SqliteStore {
             // Statement journals (a multi-row INSERT keeps one, to undo
             // just that statement) stay in memory, not in a temporary file.
             .pragma("temp_store", "memory")
+            // A deleted message's text is erased, not hidden: freed space
+            // is overwritten with zeros, in the WAL and then the file.
+            .pragma("secure_delete", "on")
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
@@ -106,11 +121,46 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")))
             .await?;
+        let erasures = Arc::new(Notify::new());
+        tokio::spawn(checkpoint_after_erasures(
+            writer.clone(),
+            Arc::clone(&erasures),
+        ));
         Ok(Self {
             writer,
             reader,
             appends: AppendThread::start()?,
+            erasures,
         })
+    }
+}
+
+/// Once woken by a deletion, waits `ERASURE_CHECKPOINT_DELAY` (deletions
+/// meanwhile share the checkpoint), then copies the WAL into the database
+/// and truncates it: with `secure_delete`, neither file then holds the
+/// erased text. Ends when the store closes.
+async fn checkpoint_after_erasures(writer: SqlitePool, erasures: Arc<Notify>) {
+    loop {
+        erasures.notified().await;
+        for _ in 0..ERASURE_CHECKPOINT_TRIES {
+            tokio::time::sleep(ERASURE_CHECKPOINT_DELAY).await;
+            if writer.is_closed() {
+                return;
+            }
+            // (busy, WAL frames, frames checkpointed): busy when a reader
+            // still needed the WAL and it could not be truncated.
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&writer)
+                .await
+            {
+                Ok((0, _, _)) => break,
+                Ok(_) => tracing::debug!("a reader held the WAL; checkpointing again"),
+                Err(error) => tracing::warn!(%error, "checkpointing the WAL after a deletion"),
+            }
+        }
+        if writer.is_closed() {
+            return;
+        }
     }
 }
 
@@ -123,6 +173,13 @@ impl Backend for SqliteStore {
         "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.revoked_at, s.created_at
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
          WHERE t.token_hash = $1";
+
+    /// One writer: no one else takes a seq between the read and the write.
+    const ROOM_SEQ_FOR_UPDATE: &'static str = "SELECT last_seq FROM rooms WHERE id = $1";
+
+    fn erased(&self) {
+        self.erasures.notify_one();
+    }
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
@@ -156,5 +213,7 @@ impl Backend for SqliteStore {
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+        // The checkpoint task sees the pool closed and ends.
+        self.erasures.notify_one();
     }
 }

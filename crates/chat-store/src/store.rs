@@ -10,7 +10,9 @@ use chat_domain::{
 };
 
 use crate::error::Result;
-use crate::model::{Appended, Membership, NewMessage, NewSession, RoomPage, Rotation};
+use crate::model::{
+    Appended, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation,
+};
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -178,6 +180,18 @@ pub trait Store: Send + Sync + 'static {
         up_to_seq: u64,
         limit: u32,
     ) -> Result<(Vec<RoomEvent>, bool)>;
+
+    /// Edits or deletes a message, by its sender, in one transaction that
+    /// adds the change to the room's log at the room's next seq. Returns
+    /// the message as it is now, and the event; no event when nothing
+    /// changed (the same text, a second deletion). A deletion erases the
+    /// text: the message stays as a tombstone.
+    ///
+    /// # Errors
+    /// `NotFound` for no such room, or no such message in it; `Forbidden`
+    /// for a non-member, or a member who did not send it; `Refused` for
+    /// an edit of a deleted message.
+    async fn change_message(&self, change: &MessageChange) -> Result<Changed>;
 
     /// Closes the connections, after pending writes.
     async fn close(&self);

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_domain::{
-    ClientMsgId, MessageId, MessageText, Room, RoomEvent, RoomId, RoomKind, RoomName, SessionId,
-    Timestamp, User, UserId, Username,
+    ClientMsgId, MessageId, MessageText, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
+    RoomName, SessionId, Timestamp, User, UserId, Username,
 };
 use chat_store::{
-    self as store, Appended, Membership, NewMessage, NewSession, RoomPage, Rotation, Store,
-    Synchronous, DELETED_USERNAME,
+    self as store, Appended, ChangeKind, Membership, MessageChange, NewMessage, NewSession,
+    RoomPage, Rotation, Store, Synchronous, DELETED_USERNAME,
 };
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
@@ -100,6 +100,8 @@ store_tests!(
     concurrent_appends_to_one_room_get_gapless_seqs,
     a_key_sent_at_once_from_many_tasks_is_stored_once,
     batches_larger_than_one_statement_keep_every_room_counter,
+    edits_and_deletions_take_seqs_of_the_log_and_replay_as_the_message_is_now,
+    only_a_member_who_sent_a_message_may_change_it,
 );
 
 async fn on_sqlite<F, Fut>(check: F)
@@ -1167,4 +1169,180 @@ async fn a_key_sent_at_once_from_many_tasks_is_stored_once(store: Arc<dyn Store>
         stored += texts(&store, room_id).await.len();
     }
     assert_eq!(stored, 1);
+}
+
+fn change(room_id: RoomId, message_id: MessageId, actor: &User, kind: ChangeKind) -> MessageChange {
+    MessageChange {
+        room_id,
+        message_id,
+        actor: actor.clone(),
+        at: later(60),
+        kind,
+    }
+}
+
+fn edit_to(text: &str) -> ChangeKind {
+    ChangeKind::Edit(MessageText::parse(text.into()).unwrap())
+}
+
+/// A room event as the checks name it.
+fn event_name(event: &RoomEvent) -> String {
+    match &event.kind {
+        RoomEventKind::Message(m) => {
+            format!("{} message {:?} deleted={}", event.seq, m.text, m.deleted)
+        }
+        RoomEventKind::Edited(m) => format!("{} edited {}: {:?}", event.seq, m.seq, m.text),
+        RoomEventKind::Deleted { by, .. } => format!("{} deleted by {}", event.seq, by.username),
+    }
+}
+
+async fn edits_and_deletions_take_seqs_of_the_log_and_replay_as_the_message_is_now(
+    store: Arc<dyn Store>,
+) {
+    let alice = user(&store, "alice").await;
+    let lobby = room(&store, "lobby", &alice).await;
+    let batch = vec![
+        send(lobby, &alice, "", "one"),
+        send(lobby, &alice, "", "two"),
+    ];
+    let sent = store.append_messages(batch.into()).await.unwrap();
+    let (one, two) = (
+        sent[0].as_ref().unwrap().message.clone(),
+        sent[1].as_ref().unwrap().message.clone(),
+    );
+
+    let edited = store
+        .change_message(&change(lobby, one.id, &alice, edit_to("one, edited")))
+        .await
+        .unwrap();
+    let same = store
+        .change_message(&change(lobby, one.id, &alice, edit_to("one, edited")))
+        .await
+        .unwrap();
+    let deleted = store
+        .change_message(&change(lobby, two.id, &alice, ChangeKind::Delete))
+        .await
+        .unwrap();
+    let again = store
+        .change_message(&change(lobby, two.id, &alice, ChangeKind::Delete))
+        .await
+        .unwrap();
+    let refused = store
+        .change_message(&change(lobby, two.id, &alice, edit_to("back")))
+        .await
+        .unwrap_err();
+    store
+        .append_messages(vec![send(lobby, &alice, "", "three")].into())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (
+            edited.message.text.as_str(),
+            edited.message.edited_at,
+            edited.message.seq
+        ),
+        ("one, edited", Some(later(60)), 1)
+    );
+    assert_eq!(edited.event.as_ref().map(|e| e.seq), Some(3));
+    assert!(same.event.is_none(), "the same text makes no event");
+    assert_eq!(
+        (
+            deleted.message.text.as_str(),
+            deleted.message.deleted,
+            deleted.event.map(|e| e.seq)
+        ),
+        ("", true, Some(4))
+    );
+    assert!(again.event.is_none(), "a second deletion makes no event");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(store.last_seqs(&[lobby]).await.unwrap(), [(lobby, 5)]);
+    let (log, more) = store.room_events(lobby, 0, u64::MAX, 100).await.unwrap();
+    let log: Vec<_> = log.iter().map(event_name).collect();
+    assert_eq!(
+        (log, more),
+        (
+            vec![
+                "1 message \"one, edited\" deleted=false".to_owned(),
+                "2 message \"\" deleted=true".to_owned(),
+                "3 edited 1: \"one, edited\"".to_owned(),
+                "4 deleted by alice".to_owned(),
+                "5 message \"three\" deleted=false".to_owned(),
+            ],
+            false
+        ),
+        "every event once, each with its message as it is now"
+    );
+    let (history, _) = store.history(lobby, 0, 10).await.unwrap();
+    let history: Vec<_> = history
+        .iter()
+        .map(|m| (m.seq, m.text.as_str(), m.edited_at.is_some(), m.deleted))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (1, "one, edited", true, false),
+            (2, "", false, true),
+            (5, "three", false, false)
+        ]
+    );
+}
+
+async fn only_a_member_who_sent_a_message_may_change_it(store: Arc<dyn Store>) {
+    let (alice, bob, eve) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "eve").await,
+    );
+    let lobby = room(&store, "lobby", &alice).await;
+    let other = room(&store, "other", &alice).await;
+    store
+        .join_room(lobby, bob.id, MAX_ROOMS, now())
+        .await
+        .unwrap();
+    let sent = store
+        .append_messages(
+            vec![
+                send(lobby, &alice, "", "mine"),
+                send(other, &alice, "", "there"),
+            ]
+            .into(),
+        )
+        .await
+        .unwrap();
+    let (mine, there) = (
+        sent[0].as_ref().unwrap().message.id,
+        sent[1].as_ref().unwrap().message.id,
+    );
+
+    let mut codes = Vec::new();
+    for (room_id, message_id, actor, kind) in [
+        (lobby, mine, &bob, edit_to("bob's")),
+        (lobby, mine, &bob, ChangeKind::Delete),
+        (lobby, mine, &eve, edit_to("eve's")),
+        (lobby, mine, &eve, ChangeKind::Delete),
+        (RoomId::new(), mine, &alice, ChangeKind::Delete),
+        (lobby, MessageId::new(), &alice, ChangeKind::Delete),
+        (lobby, there, &alice, edit_to("moved")),
+    ] {
+        let outcome = store
+            .change_message(&change(room_id, message_id, actor, kind))
+            .await;
+        codes.push(outcome.map(|_| ()).map_err(|e| e.code()));
+    }
+
+    assert_eq!(
+        codes,
+        [
+            Err(Code::PermissionDenied),
+            Err(Code::PermissionDenied),
+            Err(Code::PermissionDenied),
+            Err(Code::PermissionDenied),
+            Err(Code::NotFound),
+            Err(Code::NotFound),
+            Err(Code::NotFound),
+        ]
+    );
+    assert_eq!(texts(&store, lobby).await, [(1, "mine".into())]);
+    assert_eq!(store.last_seqs(&[lobby]).await.unwrap(), [(lobby, 1)]);
 }

@@ -138,7 +138,13 @@ fn take(
         Some(server_event::Event::Pong(pong)) if pong.nonce == 0 => {
             Tally::add(&tally.heartbeats, 1);
         }
-        Some(server_event::Event::Ready(_) | server_event::Event::Pong(_)) => {}
+        // The soak's visitors neither edit nor delete.
+        Some(
+            server_event::Event::Ready(_)
+            | server_event::Event::Pong(_)
+            | server_event::Event::Edited(_)
+            | server_event::Event::Deleted(_),
+        ) => {}
         None => tally.error("stream event", "empty"),
     }
 }

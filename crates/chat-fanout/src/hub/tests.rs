@@ -87,6 +87,8 @@ pub(super) fn message(room_id: RoomId, seq: u64, sender: &User) -> RoomEvent {
         text: format!("#{seq}"),
         sent_at: Timestamp::now(),
         client_msg_id: Some(format!("k{seq}")),
+        edited_at: None,
+        deleted: false,
     })
 }
 

@@ -273,7 +273,7 @@ pub(super) fn earlier_sends_sql(pairs: usize) -> String {
     format!(
         "WITH k (sender_id, key) AS (VALUES {}) \
          SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, \
-             m.client_msg_id \
+             m.client_msg_id, m.edited_at, m.deleted \
          FROM k CROSS JOIN messages m CROSS JOIN users u \
          WHERE m.sender_id = k.sender_id AND m.client_msg_id = k.key \
            AND m.client_msg_id IS NOT NULL AND u.id = m.sender_id",
@@ -306,6 +306,8 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         text: row.get("text")?,
         sent_at: Timestamp(row.get("sent_at")?),
         client_msg_id: row.get("client_msg_id")?,
+        edited_at: row.get::<_, Option<i64>>("edited_at")?.map(Timestamp),
+        deleted: row.get("deleted")?,
     })
 }
 
