@@ -217,3 +217,88 @@ impl Backend for SqliteStore {
         self.erasures.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::Store as _;
+
+    /// A database of the release before the room log: migrating it gives
+    /// each stored message its `message` event, at the message's seq.
+    #[tokio::test]
+    async fn existing_messages_become_the_events_of_their_rooms_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/chat.db", dir.path().display());
+        let mut before = sqlx::migrate!("./migrations/sqlite");
+        let log = before
+            .migrations
+            .iter()
+            .position(|m| m.description == "room events")
+            .expect("the room log's migration");
+        before.migrations = Cow::Owned(before.migrations[..log].to_vec());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        before.run(&pool).await.unwrap();
+        let (user, room) = (Uuid::now_v7(), Uuid::now_v7());
+        sqlx::query(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at)
+             VALUES ($1, 'alice', 'alice', 'hash', 1)",
+        )
+        .bind(user)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO rooms (id, name, kind, last_seq, created_at)
+             VALUES ($1, 'lobby', 1, 2, 1)",
+        )
+        .bind(room)
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (seq, text) in [(1_i64, "one"), (2, "two")] {
+            sqlx::query(
+                "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(room)
+            .bind(seq)
+            .bind(user)
+            .bind(text)
+            .bind(seq * 1000)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::connect(&url, Synchronous::Normal)
+            .await
+            .unwrap();
+        let (events, more) = store
+            .room_events(RoomId::from_uuid(room), 0, u64::MAX, 10)
+            .await
+            .unwrap();
+
+        let log: Vec<_> = events
+            .iter()
+            .map(|e| (e.seq, e.new_message().map(|m| (m.seq, m.text.clone()))))
+            .collect();
+        assert_eq!(
+            (log, more),
+            (
+                vec![
+                    (1, Some((1, "one".to_owned()))),
+                    (2, Some((2, "two".to_owned())))
+                ],
+                false
+            )
+        );
+        crate::Store::close(&store).await;
+    }
+}
