@@ -29,7 +29,7 @@ use std::sync::LazyLock;
 
 use unicode_segmentation::UnicodeSegmentation as _;
 
-use crate::ParseError;
+use crate::error::ParseError;
 
 /// One emoji, held in its fully-qualified form (`❤️`, never `❤`), so that
 /// two reactions are the same emoji exactly when their values are equal.

@@ -6,11 +6,12 @@
 #![forbid(unsafe_code)]
 
 mod emoji;
+mod error;
 mod mention;
 mod username_chars;
 
 pub use emoji::Emoji;
-pub use mention::{mentions, MAX_MENTIONS};
+pub use error::ParseError;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,17 +19,32 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use unicode_normalization::UnicodeNormalization as _;
 use uuid::Uuid;
 
-/// A value a client sent that breaks a rule of the domain; the message
-/// says which field and what was wrong. The server answers it with
-/// INVALID_ARGUMENT.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(String);
+/// The most distinct names one message mentions; later ones are not
+/// mentions (the message is still sent). Fifty covers any real roll-call
+/// while bounding the rows one message adds to `message_mentions` and the
+/// members one message can notify.
+pub const MAX_MENTIONS: usize = 50;
 
-impl ParseError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+/// The keys ([`Username::key`]) of the usernames `text` mentions, each
+/// once, in the order of first appearance, at most [`MAX_MENTIONS`]; the
+/// rule is in `mention`. A name that is not a valid username (too short or
+/// too long) mentions no one: it is not cut to fit, since a prefix of it
+/// would name someone else.
+pub fn mentions(text: &MessageText) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for name in mention::names(text.as_str()) {
+        let Ok(username) = Username::parse(name) else {
+            continue;
+        };
+        let key = username.key();
+        if !keys.contains(&key) {
+            keys.push(key);
+            if keys.len() == MAX_MENTIONS {
+                break;
+            }
+        }
     }
+    keys
 }
 
 macro_rules! id_type {

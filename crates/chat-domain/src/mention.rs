@@ -21,30 +21,22 @@
 //!   `@Alice` and `@alice` are one mention; each name counts once, in the
 //!   order it first appears.
 //!
-//! The work is bounded: a [`MessageText`] holds at most 4096 characters,
+//! The work is bounded: a message text holds at most 4096 characters,
 //! each is looked at a bounded number of times, and at most
-//! [`MAX_MENTIONS`] names are kept.
+//! `MAX_MENTIONS` names are kept (`crate::mentions`, which checks and
+//! keys the names this module reads out).
 
 use crate::username_chars::is_username_char;
-use crate::{MessageText, Username};
 
-/// The most distinct names one message mentions; later ones are not
-/// mentions (the message is still sent). Fifty covers any real roll-call
-/// while bounding the rows one message adds to `message_mentions` and the
-/// members one message can notify.
-pub const MAX_MENTIONS: usize = 50;
-
-/// The keys ([`Username::key`]) of the usernames `text` mentions, each
-/// once, in the order of first appearance, at most [`MAX_MENTIONS`].
-pub fn mentions(text: &MessageText) -> Vec<String> {
-    let text = text.as_str();
-    let mut keys: Vec<String> = Vec::new();
+/// The name after each `@` that starts a mention, in order: trailing `.`,
+/// `-` and `_` dropped, not yet checked as a username, repeats included.
+pub(crate) fn names(text: &str) -> impl Iterator<Item = &str> + '_ {
     let mut previous: Option<char> = None;
-    for (at, c) in text.char_indices() {
+    text.char_indices().filter_map(move |(at, c)| {
         let starts_mention = c == '@' && !previous.is_some_and(is_username_char);
         previous = Some(c);
         if !starts_mention {
-            continue;
+            return None;
         }
         // The run ends at the next character a username may not hold (the
         // next `@` included), so the runs of two mentions never overlap and
@@ -53,212 +45,6 @@ pub fn mentions(text: &MessageText) -> Vec<String> {
         let run = rest
             .find(|c: char| !is_username_char(c))
             .map_or(rest, |end| &rest[..end]);
-        let name = run.trim_end_matches(['.', '-', '_']);
-        let Ok(username) = Username::parse(name) else {
-            continue;
-        };
-        let key = username.key();
-        if !keys.contains(&key) {
-            keys.push(key);
-            if keys.len() == MAX_MENTIONS {
-                break;
-            }
-        }
-    }
-    keys
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn mentioned(text: &str) -> Vec<String> {
-        mentions(&MessageText::parse(text.to_owned()).unwrap())
-    }
-
-    fn assert_mentions(cases: &[(&str, &[&str])]) {
-        for (text, expected) in cases {
-            assert_eq!(mentioned(text), *expected, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn a_mention_is_at_then_a_username() {
-        assert_mentions(&[
-            ("@alice", &["alice"]),
-            ("hi @alice", &["alice"]),
-            ("@alice hi", &["alice"]),
-            ("@a.b", &["a.b"]),
-            ("@bob-smith", &["bob-smith"]),
-            ("@bob_smith", &["bob_smith"]),
-            ("@alice_1", &["alice_1"]),
-            ("@123", &["123"]),
-        ]);
-    }
-
-    #[test]
-    fn trailing_dots_dashes_and_underscores_are_not_part_of_the_name() {
-        assert_mentions(&[
-            ("hi @alice.", &["alice"]),
-            ("@alice...", &["alice"]),
-            ("@bob_", &["bob"]),
-            ("@bob-", &["bob"]),
-            ("@bob._-", &["bob"]),
-            ("@bob-smith.", &["bob-smith"]),
-            ("@...", &[]),
-            ("@ab_", &[]),
-        ]);
-    }
-
-    #[test]
-    fn the_name_ends_at_the_first_character_a_username_may_not_hold() {
-        assert_mentions(&[
-            ("(@carol)", &["carol"]),
-            ("@alice, @bob: hi", &["alice", "bob"]),
-            ("@alice's idea", &["alice"]),
-            ("@alice!", &["alice"]),
-            ("@alice\n@bob", &["alice", "bob"]),
-            ("@alice\t@bob", &["alice", "bob"]),
-            ("[@alice](link)", &["alice"]),
-            ("@alice/@bob", &["alice", "bob"]),
-        ]);
-    }
-
-    #[test]
-    fn names_are_compared_case_insensitively_and_kept_once() {
-        assert_mentions(&[
-            ("@Alice @alice", &["alice"]),
-            ("@ALICE", &["alice"]),
-            ("@alice @alice. @alice_", &["alice"]),
-            ("@carol @alice @Carol @bob", &["carol", "alice", "bob"]),
-        ]);
-    }
-
-    #[test]
-    fn an_at_inside_a_word_is_not_a_mention() {
-        assert_mentions(&[
-            ("mail bob@example.com", &[]),
-            ("x@alice", &[]),
-            ("1@alice", &[]),
-            ("a.@alice", &[]),
-            ("a_@alice", &[]),
-            ("a-@alice", &[]),
-            ("@alice@example.com", &["alice"]),
-            ("mail bob@example.com or @bob", &["bob"]),
-        ]);
-    }
-
-    #[test]
-    fn an_at_after_another_character_starts_a_mention() {
-        assert_mentions(&[
-            ("@@alice", &["alice"]),
-            ("@@@alice", &["alice"]),
-            ("hi,@dave", &["dave"]),
-            ("é@alice", &["alice"]),
-            ("👍@alice", &["alice"]),
-        ]);
-    }
-
-    #[test]
-    fn what_is_not_a_valid_username_mentions_no_one() {
-        let too_long = format!("@{}", "x".repeat(Username::MAX_LEN + 1));
-        let longest = "x".repeat(Username::MAX_LEN);
-        assert_mentions(&[
-            ("@", &[]),
-            ("@ alice", &[]),
-            ("hi @", &[]),
-            ("@ab", &[]),
-            ("@a", &[]),
-            (&too_long, &[]),
-            (&format!("@{longest}"), &[&longest]),
-            (&format!("@{longest}."), &[&longest]),
-            ("alice", &[]),
-            ("＠alice", &[]),
-        ]);
-    }
-
-    #[test]
-    fn usernames_are_ascii_so_other_letters_end_the_name() {
-        assert_mentions(&[
-            ("@bób", &[]),
-            ("@zoë", &[]),
-            ("@renée", &["ren"]),
-            ("@алиса", &[]),
-            ("@alice\u{301}", &["alice"]),
-        ]);
-    }
-
-    #[test]
-    fn at_most_fifty_names_are_mentioned() {
-        let names: Vec<String> = (0..60).map(|i| format!("user{i:02}")).collect();
-        let text = names.iter().map(|n| format!("@{n}")).collect::<Vec<_>>();
-        assert_eq!(mentioned(&text.join(" ")), names[..MAX_MENTIONS]);
-
-        // Repeats do not count against the cap.
-        let mut text = names[..MAX_MENTIONS - 1]
-            .iter()
-            .map(|n| format!("@{n} @{n} @{}", n.to_uppercase()))
-            .collect::<Vec<_>>();
-        text.push("@last @after".to_owned());
-        let mut expected = names[..MAX_MENTIONS - 1].to_vec();
-        expected.push("last".to_owned());
-        assert_eq!(mentioned(&text.join(" ")), expected);
-    }
-
-    #[test]
-    fn the_longest_text_is_read_in_bounded_work() {
-        let text = "@abc ".repeat(MessageText::MAX_CHARS / 5);
-        assert_eq!(mentioned(&text), ["abc"]);
-        let text = "@".repeat(MessageText::MAX_CHARS);
-        assert_eq!(mentioned(&text), Vec::<String>::new());
-        let text = format!("@{}", "a".repeat(MessageText::MAX_CHARS - 1));
-        assert_eq!(mentioned(&text), Vec::<String>::new());
-    }
-
-    /// Texts rich in the characters that matter: `@`, the username
-    /// characters, their trailing ones, and others, ASCII or not.
-    fn texts() -> impl Strategy<Value = String> {
-        "[a-zA-Z0-9_.@ ,()'é👍\n-]{0,200}"
-    }
-
-    proptest! {
-        #[test]
-        fn every_key_is_a_username_key_written_after_an_at(text in texts()) {
-            prop_assume!(MessageText::parse(text.clone()).is_ok());
-            let keys = mentioned(&text);
-            prop_assert!(keys.len() <= MAX_MENTIONS);
-            let folded = text.to_ascii_lowercase();
-            for (i, key) in keys.iter().enumerate() {
-                let username = Username::parse(key);
-                prop_assert!(username.is_ok(), "{:?} is no username", key);
-                prop_assert_eq!(&username.unwrap().key(), key);
-                prop_assert!(folded.contains(&format!("@{key}")), "{:?} in {:?}", key, text);
-                prop_assert!(!keys[..i].contains(key), "{:?} twice", key);
-            }
-        }
-
-        /// Names written as `@name` between separators are found, each once,
-        /// in order: the rule's positive side.
-        #[test]
-        fn names_between_separators_are_all_found(
-            names in proptest::collection::vec("[a-zA-Z0-9][a-zA-Z0-9_.-]{1,30}[a-zA-Z0-9]", 1..80),
-            separators in proptest::collection::vec("[ ,:;!?()\n]{1,3}", 80),
-        ) {
-            let text: String = names
-                .iter()
-                .zip(&separators)
-                .map(|(name, sep)| format!("@{name}{sep}"))
-                .collect();
-            let mut expected: Vec<String> = Vec::new();
-            for name in &names {
-                let key = name.to_ascii_lowercase();
-                if !expected.contains(&key) && expected.len() < MAX_MENTIONS {
-                    expected.push(key);
-                }
-            }
-            prop_assert_eq!(mentioned(&text), expected);
-        }
-    }
+        Some(run.trim_end_matches(['.', '-', '_']))
+    })
 }
