@@ -18,7 +18,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/chat.proto.
  */
 export const file_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCJjCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHwoEa2luZBgDIAEoDjIRLmNoYXQudjEuUm9vbUtpbmQSDgoGam9pbmVkGAQgASgIEhAKCGxhc3Rfc2VxGAUgASgEIqQBCgdNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Jvb21faWQYAiABKAkSCwoDc2VxGAMgASgEEh0KBnNlbmRlchgEIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAUgASgJEisKB3NlbnRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNsaWVudF9tc2dfaWQYByABKAkiNQoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIi8KEFJlZ2lzdGVyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlciIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiqgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgFIAEoCSInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJInsKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjoKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuY2hhdC52MS5TZXNzaW9uIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIigKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhAKCHBhc3N3b3JkGAEgASgJIhcKFURlbGV0ZUFjY291bnRSZXNwb25zZSJHChVDaGFuZ2VQYXNzd29yZFJlcXVlc3QSGAoQY3VycmVudF9wYXNzd29yZBgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiGAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIcChpSZXZva2VPdGhlclNlc3Npb25zUmVxdWVzdCIuChtSZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoDSIhChFDcmVhdGVSb29tUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEkNyZWF0ZVJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiIKD0pvaW5Sb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIi8KEEpvaW5Sb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSIjChBMZWF2ZVJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiEwoRTGVhdmVSb29tUmVzcG9uc2UiTgoQTGlzdFJvb21zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRITCgtqb2luZWRfb25seRgDIAEoCCJKChFMaXN0Um9vbXNSZXNwb25zZRIcCgVyb29tcxgBIAMoCzINLmNoYXQudjEuUm9vbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoVT3BlbkRpcmVjdFJvb21SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIjUKFk9wZW5EaXJlY3RSb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSJKChJTZW5kTWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkiOAoTU2VuZE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIiQKEVNlbmRUeXBpbmdSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiFAoSU2VuZFR5cGluZ1Jlc3BvbnNlIjAKClJvb21DdXJzb3ISDwoHcm9vbV9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOAoQU3Vic2NyaWJlUmVxdWVzdBIkCgdjdXJzb3JzGAEgAygLMhMuY2hhdC52MS5Sb29tQ3Vyc29yIkQKDkhpc3RvcnlSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBINCgVsaW1pdBgDIAEoDSJHCg9IaXN0b3J5UmVzcG9uc2USIgoIbWVzc2FnZXMYASADKAsyEC5jaGF0LnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiKQoWTGlzdE9ubGluZVVzZXJzUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIjcKF0xpc3RPbmxpbmVVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIq4CCgtDbGllbnRFdmVudBIrCgRzZW5kGAEgASgLMhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3RIABItCgZ0eXBpbmcYAiABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlR5cGluZ0gAEikKBHBpbmcYAyABKAsyGS5jaGF0LnYxLkNsaWVudEV2ZW50LlBpbmdIABItCgZyZXN1bWUYBCABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlJlc3VtZUgAGhkKBlR5cGluZxIPCgdyb29tX2lkGAEgASgJGhUKBFBpbmcSDQoFbm9uY2UYASABKAQaLgoGUmVzdW1lEiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3JCBwoFZXZlbnQiyQYKC1NlcnZlckV2ZW50EisKBXJlYWR5GAEgASgLMhouY2hhdC52MS5TZXJ2ZXJFdmVudC5SZWFkeUgAEiMKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2VIABIpCgRzZW50GAMgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5TZW50SAASMQoIcHJlc2VuY2UYBCABKAsyHS5jaGF0LnYxLlNlcnZlckV2ZW50LlByZXNlbmNlSAASLQoGdHlwaW5nGAUgASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5UeXBpbmdIABIpCgRwb25nGAYgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5Qb25nSAASKwoFZXJyb3IYByABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LkVycm9ySAASLQoGcmVzeW5jGAggASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5SZXN5bmNIABqUAQoFUmVhZHkSGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchISCgpzZXNzaW9uX2lkGAIgASgJEiMKDG9ubGluZV91c2VycxgDIAMoCzINLmNoYXQudjEuVXNlchI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aQAoEU2VudBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2UaNwoIUHJlc2VuY2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchIOCgZvbmxpbmUYAiABKAgaNgoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkSGwoEdXNlchgCIAEoCzINLmNoYXQudjEuVXNlchoVCgRQb25nEg0KBW5vbmNlGAEgASgEGj0KBUVycm9yEhUKDWNsaWVudF9tc2dfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJGisKBlJlc3luYxIPCgdyb29tX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEQgcKBWV2ZW50KlAKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhMKD1JPT01fS0lORF9HUk9VUBABEhQKEFJPT01fS0lORF9ESVJFQ1QQAjKhBQoLQXV0aFNlcnZpY2USPwoIUmVnaXN0ZXISGC5jaGF0LnYxLlJlZ2lzdGVyUmVxdWVzdBoZLmNoYXQudjEuUmVnaXN0ZXJSZXNwb25zZRI2CgVMb2dpbhIVLmNoYXQudjEuTG9naW5SZXF1ZXN0GhYuY2hhdC52MS5Mb2dpblJlc3BvbnNlEjwKB1JlZnJlc2gSFy5jaGF0LnYxLlJlZnJlc2hSZXF1ZXN0GhguY2hhdC52MS5SZWZyZXNoUmVzcG9uc2USOQoGTG9nb3V0EhYuY2hhdC52MS5Mb2dvdXRSZXF1ZXN0GhcuY2hhdC52MS5Mb2dvdXRSZXNwb25zZRJLCgxMaXN0U2Vzc2lvbnMSHC5jaGF0LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEk4KDVJldm9rZVNlc3Npb24SHS5jaGF0LnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0Gh4uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVzcG9uc2USTgoNRGVsZXRlQWNjb3VudBIdLmNoYXQudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZRJRCg5DaGFuZ2VQYXNzd29yZBIeLmNoYXQudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0Gh8uY2hhdC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlEmAKE1Jldm9rZU90aGVyU2Vzc2lvbnMSIy5jaGF0LnYxLlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0GiQuY2hhdC52MS5SZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2UykwYKC0NoYXRTZXJ2aWNlEkUKCkNyZWF0ZVJvb20SGi5jaGF0LnYxLkNyZWF0ZVJvb21SZXF1ZXN0GhsuY2hhdC52MS5DcmVhdGVSb29tUmVzcG9uc2USPwoISm9pblJvb20SGC5jaGF0LnYxLkpvaW5Sb29tUmVxdWVzdBoZLmNoYXQudjEuSm9pblJvb21SZXNwb25zZRJCCglMZWF2ZVJvb20SGS5jaGF0LnYxLkxlYXZlUm9vbVJlcXVlc3QaGi5jaGF0LnYxLkxlYXZlUm9vbVJlc3BvbnNlEkIKCUxpc3RSb29tcxIZLmNoYXQudjEuTGlzdFJvb21zUmVxdWVzdBoaLmNoYXQudjEuTGlzdFJvb21zUmVzcG9uc2USUQoOT3BlbkRpcmVjdFJvb20SHi5jaGF0LnYxLk9wZW5EaXJlY3RSb29tUmVxdWVzdBofLmNoYXQudjEuT3BlbkRpcmVjdFJvb21SZXNwb25zZRJICgtTZW5kTWVzc2FnZRIbLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GhwuY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEkUKClNlbmRUeXBpbmcSGi5jaGF0LnYxLlNlbmRUeXBpbmdSZXF1ZXN0GhsuY2hhdC52MS5TZW5kVHlwaW5nUmVzcG9uc2USPAoKQ2hhdFN0cmVhbRIULmNoYXQudjEuQ2xpZW50RXZlbnQaFC5jaGF0LnYxLlNlcnZlckV2ZW50KAEwARI+CglTdWJzY3JpYmUSGS5jaGF0LnYxLlN1YnNjcmliZVJlcXVlc3QaFC5jaGF0LnYxLlNlcnZlckV2ZW50MAESPAoHSGlzdG9yeRIXLmNoYXQudjEuSGlzdG9yeVJlcXVlc3QaGC5jaGF0LnYxLkhpc3RvcnlSZXNwb25zZRJUCg9MaXN0T25saW5lVXNlcnMSHy5jaGF0LnYxLkxpc3RPbmxpbmVVc2Vyc1JlcXVlc3QaIC5jaGF0LnYxLkxpc3RPbmxpbmVVc2Vyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCJjCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHwoEa2luZBgDIAEoDjIRLmNoYXQudjEuUm9vbUtpbmQSDgoGam9pbmVkGAQgASgIEhAKCGxhc3Rfc2VxGAUgASgEIuQBCgdNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Jvb21faWQYAiABKAkSCwoDc2VxGAMgASgEEh0KBnNlbmRlchgEIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAUgASgJEisKB3NlbnRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNsaWVudF9tc2dfaWQYByABKAkSLQoJZWRpdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAkgASgIIkcKEkVkaXRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDAoEdGV4dBgDIAEoCSI4ChNFZGl0TWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiOwoURGVsZXRlTWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJIhcKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZSI1Cg9SZWdpc3RlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiLwoQUmVnaXN0ZXJSZXNwb25zZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyIjIKDExvZ2luUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKqAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoEdXNlchgEIAEoCzINLmNoYXQudjEuVXNlchISCgpzZXNzaW9uX2lkGAUgASgJIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiewoPUmVmcmVzaFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiOgoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5jaGF0LnYxLlNlc3Npb24iKgoUUmV2b2tlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIXChVSZXZva2VTZXNzaW9uUmVzcG9uc2UiKAoURGVsZXRlQWNjb3VudFJlcXVlc3QSEAoIcGFzc3dvcmQYASABKAkiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlIkcKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCSIYChZDaGFuZ2VQYXNzd29yZFJlc3BvbnNlIhwKGlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0Ii4KG1Jldm9rZU90aGVyU2Vzc2lvbnNSZXNwb25zZRIPCgdyZXZva2VkGAEgASgNIiEKEUNyZWF0ZVJvb21SZXF1ZXN0EgwKBG5hbWUYASABKAkiMQoSQ3JlYXRlUm9vbVJlc3BvbnNlEhsKBHJvb20YASABKAsyDS5jaGF0LnYxLlJvb20iIgoPSm9pblJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiLwoQSm9pblJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiMKEExlYXZlUm9vbVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSITChFMZWF2ZVJvb21SZXNwb25zZSJOChBMaXN0Um9vbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC2pvaW5lZF9vbmx5GAMgASgIIkoKEUxpc3RSb29tc1Jlc3BvbnNlEhwKBXJvb21zGAEgAygLMg0uY2hhdC52MS5Sb29tEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIpChVPcGVuRGlyZWN0Um9vbVJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkiNQoWT3BlbkRpcmVjdFJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIkoKElNlbmRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSI4ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiJAoRU2VuZFR5cGluZ1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiMAoKUm9vbUN1cnNvchIPCgdyb29tX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI4ChBTdWJzY3JpYmVSZXF1ZXN0EiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3IiRAoOSGlzdG9yeVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIkcKD0hpc3RvcnlSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCIpChZMaXN0T25saW5lVXNlcnNSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiNwoXTGlzdE9ubGluZVVzZXJzUmVzcG9uc2USHAoFdXNlcnMYASADKAsyDS5jaGF0LnYxLlVzZXIirgIKC0NsaWVudEV2ZW50EisKBHNlbmQYASABKAsyGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdEgAEi0KBnR5cGluZxgCIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuVHlwaW5nSAASKQoEcGluZxgDIAEoCzIZLmNoYXQudjEuQ2xpZW50RXZlbnQuUGluZ0gAEi0KBnJlc3VtZRgEIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuUmVzdW1lSAAaGQoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkaFQoEUGluZxINCgVub25jZRgBIAEoBBouCgZSZXN1bWUSJAoHY3Vyc29ycxgBIAMoCzITLmNoYXQudjEuUm9vbUN1cnNvckIHCgVldmVudCK7CAoLU2VydmVyRXZlbnQSKwoFcmVhZHkYASABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LlJlYWR5SAASIwoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZUgAEikKBHNlbnQYAyABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlNlbnRIABIxCghwcmVzZW5jZRgEIAEoCzIdLmNoYXQudjEuU2VydmVyRXZlbnQuUHJlc2VuY2VIABItCgZ0eXBpbmcYBSABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlR5cGluZ0gAEikKBHBvbmcYBiABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlBvbmdIABIrCgVlcnJvchgHIAEoCzIaLmNoYXQudjEuU2VydmVyRXZlbnQuRXJyb3JIABItCgZyZXN5bmMYCCABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlJlc3luY0gAEi0KBmVkaXRlZBgJIAEoCzIbLmNoYXQudjEuU2VydmVyRXZlbnQuRWRpdGVkSAASLwoHZGVsZXRlZBgKIAEoCzIcLmNoYXQudjEuU2VydmVyRXZlbnQuRGVsZXRlZEgAGpQBCgVSZWFkeRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyEhIKCnNlc3Npb25faWQYAiABKAkSIwoMb25saW5lX3VzZXJzGAMgAygLMg0uY2hhdC52MS5Vc2VyEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhpACgRTZW50EhUKDWNsaWVudF9tc2dfaWQYASABKAkSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRo3CghQcmVzZW5jZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyEg4KBm9ubGluZRgCIAEoCBo2CgZUeXBpbmcSDwoHcm9vbV9pZBgBIAEoCRIbCgR1c2VyGAIgASgLMg0uY2hhdC52MS5Vc2VyGhUKBFBvbmcSDQoFbm9uY2UYASABKAQaPQoFRXJyb3ISFQoNY2xpZW50X21zZ19pZBgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkaKwoGUmVzeW5jEg8KB3Jvb21faWQYASABKAkSEAoIZnJvbV9zZXEYAiABKAQaOAoGRWRpdGVkEgsKA3NlcRgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlGlYKB0RlbGV0ZWQSCwoDc2VxGAEgASgEEg8KB3Jvb21faWQYAiABKAkSEgoKbWVzc2FnZV9pZBgDIAEoCRIZCgJieRgEIAEoCzINLmNoYXQudjEuVXNlckIHCgVldmVudCpQCghSb29tS2luZBIZChVST09NX0tJTkRfVU5TUEVDSUZJRUQQABITCg9ST09NX0tJTkRfR1JPVVAQARIUChBST09NX0tJTkRfRElSRUNUEAIyoQUKC0F1dGhTZXJ2aWNlEj8KCFJlZ2lzdGVyEhguY2hhdC52MS5SZWdpc3RlclJlcXVlc3QaGS5jaGF0LnYxLlJlZ2lzdGVyUmVzcG9uc2USNgoFTG9naW4SFS5jaGF0LnYxLkxvZ2luUmVxdWVzdBoWLmNoYXQudjEuTG9naW5SZXNwb25zZRI8CgdSZWZyZXNoEhcuY2hhdC52MS5SZWZyZXNoUmVxdWVzdBoYLmNoYXQudjEuUmVmcmVzaFJlc3BvbnNlEjkKBkxvZ291dBIWLmNoYXQudjEuTG9nb3V0UmVxdWVzdBoXLmNoYXQudjEuTG9nb3V0UmVzcG9uc2USSwoMTGlzdFNlc3Npb25zEhwuY2hhdC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJOCg1SZXZva2VTZXNzaW9uEh0uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoeLmNoYXQudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlEk4KDURlbGV0ZUFjY291bnQSHS5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXF1ZXN0Gh4uY2hhdC52MS5EZWxldGVBY2NvdW50UmVzcG9uc2USUQoOQ2hhbmdlUGFzc3dvcmQSHi5jaGF0LnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBofLmNoYXQudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRJgChNSZXZva2VPdGhlclNlc3Npb25zEiMuY2hhdC52MS5SZXZva2VPdGhlclNlc3Npb25zUmVxdWVzdBokLmNoYXQudjEuUmV2b2tlT3RoZXJTZXNzaW9uc1Jlc3BvbnNlMq0HCgtDaGF0U2VydmljZRJFCgpDcmVhdGVSb29tEhouY2hhdC52MS5DcmVhdGVSb29tUmVxdWVzdBobLmNoYXQudjEuQ3JlYXRlUm9vbVJlc3BvbnNlEj8KCEpvaW5Sb29tEhguY2hhdC52MS5Kb2luUm9vbVJlcXVlc3QaGS5jaGF0LnYxLkpvaW5Sb29tUmVzcG9uc2USQgoJTGVhdmVSb29tEhkuY2hhdC52MS5MZWF2ZVJvb21SZXF1ZXN0GhouY2hhdC52MS5MZWF2ZVJvb21SZXNwb25zZRJCCglMaXN0Um9vbXMSGS5jaGF0LnYxLkxpc3RSb29tc1JlcXVlc3QaGi5jaGF0LnYxLkxpc3RSb29tc1Jlc3BvbnNlElEKDk9wZW5EaXJlY3RSb29tEh4uY2hhdC52MS5PcGVuRGlyZWN0Um9vbVJlcXVlc3QaHy5jaGF0LnYxLk9wZW5EaXJlY3RSb29tUmVzcG9uc2USSAoLU2VuZE1lc3NhZ2USGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJFCgpTZW5kVHlwaW5nEhouY2hhdC52MS5TZW5kVHlwaW5nUmVxdWVzdBobLmNoYXQudjEuU2VuZFR5cGluZ1Jlc3BvbnNlEjwKCkNoYXRTdHJlYW0SFC5jaGF0LnYxLkNsaWVudEV2ZW50GhQuY2hhdC52MS5TZXJ2ZXJFdmVudCgBMAESPgoJU3Vic2NyaWJlEhkuY2hhdC52MS5TdWJzY3JpYmVSZXF1ZXN0GhQuY2hhdC52MS5TZXJ2ZXJFdmVudDABEjwKB0hpc3RvcnkSFy5jaGF0LnYxLkhpc3RvcnlSZXF1ZXN0GhguY2hhdC52MS5IaXN0b3J5UmVzcG9uc2USVAoPTGlzdE9ubGluZVVzZXJzEh8uY2hhdC52MS5MaXN0T25saW5lVXNlcnNSZXF1ZXN0GiAuY2hhdC52MS5MaXN0T25saW5lVXNlcnNSZXNwb25zZRJICgtFZGl0TWVzc2FnZRIbLmNoYXQudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0GhwuY2hhdC52MS5FZGl0TWVzc2FnZVJlc3BvbnNlEk4KDURlbGV0ZU1lc3NhZ2USHS5jaGF0LnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0Gh4uY2hhdC52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.User
@@ -110,7 +110,8 @@ export type Room = Message$1<"chat.v1.Room"> & {
   joined: boolean;
 
   /**
-   * The seq of the room's newest message; 0 when it has none.
+   * The seq of the room's newest event (a message, an edit, a deletion...);
+   * 0 when it has none. A cursor at it has everything.
    *
    * @generated from field: uint64 last_seq = 5;
    */
@@ -139,7 +140,10 @@ export type Message = Message$1<"chat.v1.Message"> & {
   roomId: string;
 
   /**
-   * Per room: starts at 1 and increases by exactly 1.
+   * The position of the message's own event in its room's log. Every event
+   * of a room (messages, edits, deletions...) takes the room's next seq,
+   * from 1, with no gap; so the seqs of messages increase, but may skip the
+   * seqs taken by other events.
    *
    * @generated from field: uint64 seq = 3;
    */
@@ -166,6 +170,20 @@ export type Message = Message$1<"chat.v1.Message"> & {
    * @generated from field: string client_msg_id = 7;
    */
   clientMsgId: string;
+
+  /**
+   * When the text was last edited; unset if never, and on tombstones.
+   *
+   * @generated from field: google.protobuf.Timestamp edited_at = 8;
+   */
+  editedAt?: Timestamp | undefined;
+
+  /**
+   * A tombstone: the message was deleted and its text erased (empty).
+   *
+   * @generated from field: bool deleted = 9;
+   */
+  deleted: boolean;
 };
 
 /**
@@ -174,6 +192,89 @@ export type Message = Message$1<"chat.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_chat_v1_chat, 3);
+
+/**
+ * @generated from message chat.v1.EditMessageRequest
+ */
+export type EditMessageRequest = Message$1<"chat.v1.EditMessageRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * The new text, under the rules of SendMessageRequest.text.
+   *
+   * @generated from field: string text = 3;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message chat.v1.EditMessageRequest.
+ * Use `create(EditMessageRequestSchema)` to create a new message.
+ */
+export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 4);
+
+/**
+ * @generated from message chat.v1.EditMessageResponse
+ */
+export type EditMessageResponse = Message$1<"chat.v1.EditMessageResponse"> & {
+  /**
+   * The message as it is now.
+   *
+   * @generated from field: chat.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+};
+
+/**
+ * Describes the message chat.v1.EditMessageResponse.
+ * Use `create(EditMessageResponseSchema)` to create a new message.
+ */
+export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 5);
+
+/**
+ * @generated from message chat.v1.DeleteMessageRequest
+ */
+export type DeleteMessageRequest = Message$1<"chat.v1.DeleteMessageRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message chat.v1.DeleteMessageRequest.
+ * Use `create(DeleteMessageRequestSchema)` to create a new message.
+ */
+export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 6);
+
+/**
+ * @generated from message chat.v1.DeleteMessageResponse
+ */
+export type DeleteMessageResponse = Message$1<"chat.v1.DeleteMessageResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.DeleteMessageResponse.
+ * Use `create(DeleteMessageResponseSchema)` to create a new message.
+ */
+export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 7);
 
 /**
  * @generated from message chat.v1.RegisterRequest
@@ -199,7 +300,7 @@ export type RegisterRequest = Message$1<"chat.v1.RegisterRequest"> & {
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 4);
+  messageDesc(file_chat_v1_chat, 8);
 
 /**
  * @generated from message chat.v1.RegisterResponse
@@ -216,7 +317,7 @@ export type RegisterResponse = Message$1<"chat.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 5);
+  messageDesc(file_chat_v1_chat, 9);
 
 /**
  * @generated from message chat.v1.LoginRequest
@@ -238,7 +339,7 @@ export type LoginRequest = Message$1<"chat.v1.LoginRequest"> & {
  * Use `create(LoginRequestSchema)` to create a new message.
  */
 export const LoginRequestSchema: GenMessage<LoginRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 6);
+  messageDesc(file_chat_v1_chat, 10);
 
 /**
  * @generated from message chat.v1.LoginResponse
@@ -279,7 +380,7 @@ export type LoginResponse = Message$1<"chat.v1.LoginResponse"> & {
  * Use `create(LoginResponseSchema)` to create a new message.
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 7);
+  messageDesc(file_chat_v1_chat, 11);
 
 /**
  * @generated from message chat.v1.RefreshRequest
@@ -296,7 +397,7 @@ export type RefreshRequest = Message$1<"chat.v1.RefreshRequest"> & {
  * Use `create(RefreshRequestSchema)` to create a new message.
  */
 export const RefreshRequestSchema: GenMessage<RefreshRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 8);
+  messageDesc(file_chat_v1_chat, 12);
 
 /**
  * @generated from message chat.v1.RefreshResponse
@@ -323,7 +424,7 @@ export type RefreshResponse = Message$1<"chat.v1.RefreshResponse"> & {
  * Use `create(RefreshResponseSchema)` to create a new message.
  */
 export const RefreshResponseSchema: GenMessage<RefreshResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 9);
+  messageDesc(file_chat_v1_chat, 13);
 
 /**
  * @generated from message chat.v1.LogoutRequest
@@ -336,7 +437,7 @@ export type LogoutRequest = Message$1<"chat.v1.LogoutRequest"> & {
  * Use `create(LogoutRequestSchema)` to create a new message.
  */
 export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 10);
+  messageDesc(file_chat_v1_chat, 14);
 
 /**
  * @generated from message chat.v1.LogoutResponse
@@ -349,7 +450,7 @@ export type LogoutResponse = Message$1<"chat.v1.LogoutResponse"> & {
  * Use `create(LogoutResponseSchema)` to create a new message.
  */
 export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 11);
+  messageDesc(file_chat_v1_chat, 15);
 
 /**
  * @generated from message chat.v1.ListSessionsRequest
@@ -362,7 +463,7 @@ export type ListSessionsRequest = Message$1<"chat.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 12);
+  messageDesc(file_chat_v1_chat, 16);
 
 /**
  * @generated from message chat.v1.ListSessionsResponse
@@ -379,7 +480,7 @@ export type ListSessionsResponse = Message$1<"chat.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 13);
+  messageDesc(file_chat_v1_chat, 17);
 
 /**
  * @generated from message chat.v1.RevokeSessionRequest
@@ -396,7 +497,7 @@ export type RevokeSessionRequest = Message$1<"chat.v1.RevokeSessionRequest"> & {
  * Use `create(RevokeSessionRequestSchema)` to create a new message.
  */
 export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 14);
+  messageDesc(file_chat_v1_chat, 18);
 
 /**
  * @generated from message chat.v1.RevokeSessionResponse
@@ -409,7 +510,7 @@ export type RevokeSessionResponse = Message$1<"chat.v1.RevokeSessionResponse"> &
  * Use `create(RevokeSessionResponseSchema)` to create a new message.
  */
 export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 15);
+  messageDesc(file_chat_v1_chat, 19);
 
 /**
  * @generated from message chat.v1.DeleteAccountRequest
@@ -428,7 +529,7 @@ export type DeleteAccountRequest = Message$1<"chat.v1.DeleteAccountRequest"> & {
  * Use `create(DeleteAccountRequestSchema)` to create a new message.
  */
 export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 16);
+  messageDesc(file_chat_v1_chat, 20);
 
 /**
  * @generated from message chat.v1.DeleteAccountResponse
@@ -441,7 +542,7 @@ export type DeleteAccountResponse = Message$1<"chat.v1.DeleteAccountResponse"> &
  * Use `create(DeleteAccountResponseSchema)` to create a new message.
  */
 export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 17);
+  messageDesc(file_chat_v1_chat, 21);
 
 /**
  * @generated from message chat.v1.ChangePasswordRequest
@@ -468,7 +569,7 @@ export type ChangePasswordRequest = Message$1<"chat.v1.ChangePasswordRequest"> &
  * Use `create(ChangePasswordRequestSchema)` to create a new message.
  */
 export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 18);
+  messageDesc(file_chat_v1_chat, 22);
 
 /**
  * @generated from message chat.v1.ChangePasswordResponse
@@ -481,7 +582,7 @@ export type ChangePasswordResponse = Message$1<"chat.v1.ChangePasswordResponse">
  * Use `create(ChangePasswordResponseSchema)` to create a new message.
  */
 export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 19);
+  messageDesc(file_chat_v1_chat, 23);
 
 /**
  * @generated from message chat.v1.RevokeOtherSessionsRequest
@@ -494,7 +595,7 @@ export type RevokeOtherSessionsRequest = Message$1<"chat.v1.RevokeOtherSessionsR
  * Use `create(RevokeOtherSessionsRequestSchema)` to create a new message.
  */
 export const RevokeOtherSessionsRequestSchema: GenMessage<RevokeOtherSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 20);
+  messageDesc(file_chat_v1_chat, 24);
 
 /**
  * @generated from message chat.v1.RevokeOtherSessionsResponse
@@ -513,7 +614,7 @@ export type RevokeOtherSessionsResponse = Message$1<"chat.v1.RevokeOtherSessions
  * Use `create(RevokeOtherSessionsResponseSchema)` to create a new message.
  */
 export const RevokeOtherSessionsResponseSchema: GenMessage<RevokeOtherSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 21);
+  messageDesc(file_chat_v1_chat, 25);
 
 /**
  * @generated from message chat.v1.CreateRoomRequest
@@ -533,7 +634,7 @@ export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
  * Use `create(CreateRoomRequestSchema)` to create a new message.
  */
 export const CreateRoomRequestSchema: GenMessage<CreateRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 22);
+  messageDesc(file_chat_v1_chat, 26);
 
 /**
  * @generated from message chat.v1.CreateRoomResponse
@@ -550,7 +651,7 @@ export type CreateRoomResponse = Message$1<"chat.v1.CreateRoomResponse"> & {
  * Use `create(CreateRoomResponseSchema)` to create a new message.
  */
 export const CreateRoomResponseSchema: GenMessage<CreateRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 23);
+  messageDesc(file_chat_v1_chat, 27);
 
 /**
  * @generated from message chat.v1.JoinRoomRequest
@@ -567,7 +668,7 @@ export type JoinRoomRequest = Message$1<"chat.v1.JoinRoomRequest"> & {
  * Use `create(JoinRoomRequestSchema)` to create a new message.
  */
 export const JoinRoomRequestSchema: GenMessage<JoinRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 24);
+  messageDesc(file_chat_v1_chat, 28);
 
 /**
  * @generated from message chat.v1.JoinRoomResponse
@@ -584,7 +685,7 @@ export type JoinRoomResponse = Message$1<"chat.v1.JoinRoomResponse"> & {
  * Use `create(JoinRoomResponseSchema)` to create a new message.
  */
 export const JoinRoomResponseSchema: GenMessage<JoinRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 25);
+  messageDesc(file_chat_v1_chat, 29);
 
 /**
  * @generated from message chat.v1.LeaveRoomRequest
@@ -601,7 +702,7 @@ export type LeaveRoomRequest = Message$1<"chat.v1.LeaveRoomRequest"> & {
  * Use `create(LeaveRoomRequestSchema)` to create a new message.
  */
 export const LeaveRoomRequestSchema: GenMessage<LeaveRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 26);
+  messageDesc(file_chat_v1_chat, 30);
 
 /**
  * @generated from message chat.v1.LeaveRoomResponse
@@ -614,7 +715,7 @@ export type LeaveRoomResponse = Message$1<"chat.v1.LeaveRoomResponse"> & {
  * Use `create(LeaveRoomResponseSchema)` to create a new message.
  */
 export const LeaveRoomResponseSchema: GenMessage<LeaveRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 27);
+  messageDesc(file_chat_v1_chat, 31);
 
 /**
  * @generated from message chat.v1.ListRoomsRequest
@@ -648,7 +749,7 @@ export type ListRoomsRequest = Message$1<"chat.v1.ListRoomsRequest"> & {
  * Use `create(ListRoomsRequestSchema)` to create a new message.
  */
 export const ListRoomsRequestSchema: GenMessage<ListRoomsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 28);
+  messageDesc(file_chat_v1_chat, 32);
 
 /**
  * @generated from message chat.v1.ListRoomsResponse
@@ -674,7 +775,7 @@ export type ListRoomsResponse = Message$1<"chat.v1.ListRoomsResponse"> & {
  * Use `create(ListRoomsResponseSchema)` to create a new message.
  */
 export const ListRoomsResponseSchema: GenMessage<ListRoomsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 29);
+  messageDesc(file_chat_v1_chat, 33);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomRequest
@@ -693,7 +794,7 @@ export type OpenDirectRoomRequest = Message$1<"chat.v1.OpenDirectRoomRequest"> &
  * Use `create(OpenDirectRoomRequestSchema)` to create a new message.
  */
 export const OpenDirectRoomRequestSchema: GenMessage<OpenDirectRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 30);
+  messageDesc(file_chat_v1_chat, 34);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomResponse
@@ -710,7 +811,7 @@ export type OpenDirectRoomResponse = Message$1<"chat.v1.OpenDirectRoomResponse">
  * Use `create(OpenDirectRoomResponseSchema)` to create a new message.
  */
 export const OpenDirectRoomResponseSchema: GenMessage<OpenDirectRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 31);
+  messageDesc(file_chat_v1_chat, 35);
 
 /**
  * @generated from message chat.v1.SendMessageRequest
@@ -744,7 +845,7 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 32);
+  messageDesc(file_chat_v1_chat, 36);
 
 /**
  * @generated from message chat.v1.SendMessageResponse
@@ -761,7 +862,7 @@ export type SendMessageResponse = Message$1<"chat.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 33);
+  messageDesc(file_chat_v1_chat, 37);
 
 /**
  * @generated from message chat.v1.SendTypingRequest
@@ -778,7 +879,7 @@ export type SendTypingRequest = Message$1<"chat.v1.SendTypingRequest"> & {
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 34);
+  messageDesc(file_chat_v1_chat, 38);
 
 /**
  * @generated from message chat.v1.SendTypingResponse
@@ -791,7 +892,7 @@ export type SendTypingResponse = Message$1<"chat.v1.SendTypingResponse"> & {
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 35);
+  messageDesc(file_chat_v1_chat, 39);
 
 /**
  * Where a client's copy of a room ends: it has every message up to and
@@ -806,6 +907,8 @@ export type RoomCursor = Message$1<"chat.v1.RoomCursor"> & {
   roomId: string;
 
   /**
+   * Every event of the room up to and including this seq is had.
+   *
    * @generated from field: uint64 after_seq = 2;
    */
   afterSeq: bigint;
@@ -816,15 +919,16 @@ export type RoomCursor = Message$1<"chat.v1.RoomCursor"> & {
  * Use `create(RoomCursorSchema)` to create a new message.
  */
 export const RoomCursorSchema: GenMessage<RoomCursor> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36);
+  messageDesc(file_chat_v1_chat, 40);
 
 /**
  * @generated from message chat.v1.SubscribeRequest
  */
 export type SubscribeRequest = Message$1<"chat.v1.SubscribeRequest"> & {
   /**
-   * Rooms to catch up on: their messages after each cursor come first, in
-   * seq order, then the live ones, with no gap and no duplicate between.
+   * Rooms to catch up on: their events after each cursor (messages, edits,
+   * deletions, each with its message as it is now) come first, in seq
+   * order, then the live ones, with no gap and no duplicate between.
    *
    * @generated from field: repeated chat.v1.RoomCursor cursors = 1;
    */
@@ -836,7 +940,7 @@ export type SubscribeRequest = Message$1<"chat.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37);
+  messageDesc(file_chat_v1_chat, 41);
 
 /**
  * @generated from message chat.v1.HistoryRequest
@@ -867,7 +971,7 @@ export type HistoryRequest = Message$1<"chat.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 38);
+  messageDesc(file_chat_v1_chat, 42);
 
 /**
  * @generated from message chat.v1.HistoryResponse
@@ -893,7 +997,7 @@ export type HistoryResponse = Message$1<"chat.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39);
+  messageDesc(file_chat_v1_chat, 43);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersRequest
@@ -913,7 +1017,7 @@ export type ListOnlineUsersRequest = Message$1<"chat.v1.ListOnlineUsersRequest">
  * Use `create(ListOnlineUsersRequestSchema)` to create a new message.
  */
 export const ListOnlineUsersRequestSchema: GenMessage<ListOnlineUsersRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 40);
+  messageDesc(file_chat_v1_chat, 44);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersResponse
@@ -930,7 +1034,7 @@ export type ListOnlineUsersResponse = Message$1<"chat.v1.ListOnlineUsersResponse
  * Use `create(ListOnlineUsersResponseSchema)` to create a new message.
  */
 export const ListOnlineUsersResponseSchema: GenMessage<ListOnlineUsersResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 41);
+  messageDesc(file_chat_v1_chat, 45);
 
 /**
  * What a client sends on ChatStream.
@@ -977,7 +1081,7 @@ export type ClientEvent = Message$1<"chat.v1.ClientEvent"> & {
  * Use `create(ClientEventSchema)` to create a new message.
  */
 export const ClientEventSchema: GenMessage<ClientEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 42);
+  messageDesc(file_chat_v1_chat, 46);
 
 /**
  * @generated from message chat.v1.ClientEvent.Typing
@@ -994,7 +1098,7 @@ export type ClientEvent_Typing = Message$1<"chat.v1.ClientEvent.Typing"> & {
  * Use `create(ClientEvent_TypingSchema)` to create a new message.
  */
 export const ClientEvent_TypingSchema: GenMessage<ClientEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 42, 0);
+  messageDesc(file_chat_v1_chat, 46, 0);
 
 /**
  * @generated from message chat.v1.ClientEvent.Ping
@@ -1011,7 +1115,7 @@ export type ClientEvent_Ping = Message$1<"chat.v1.ClientEvent.Ping"> & {
  * Use `create(ClientEvent_PingSchema)` to create a new message.
  */
 export const ClientEvent_PingSchema: GenMessage<ClientEvent_Ping> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 42, 1);
+  messageDesc(file_chat_v1_chat, 46, 1);
 
 /**
  * Valid only as the first event of a stream: catch up on these rooms
@@ -1031,7 +1135,7 @@ export type ClientEvent_Resume = Message$1<"chat.v1.ClientEvent.Resume"> & {
  * Use `create(ClientEvent_ResumeSchema)` to create a new message.
  */
 export const ClientEvent_ResumeSchema: GenMessage<ClientEvent_Resume> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 42, 2);
+  messageDesc(file_chat_v1_chat, 46, 2);
 
 /**
  * What the server sends on ChatStream and Subscribe.
@@ -1090,6 +1194,18 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
      */
     value: ServerEvent_Resync;
     case: "resync";
+  } | {
+    /**
+     * @generated from field: chat.v1.ServerEvent.Edited edited = 9;
+     */
+    value: ServerEvent_Edited;
+    case: "edited";
+  } | {
+    /**
+     * @generated from field: chat.v1.ServerEvent.Deleted deleted = 10;
+     */
+    value: ServerEvent_Deleted;
+    case: "deleted";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1098,7 +1214,7 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
  * Use `create(ServerEventSchema)` to create a new message.
  */
 export const ServerEventSchema: GenMessage<ServerEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43);
+  messageDesc(file_chat_v1_chat, 47);
 
 /**
  * Always the first event of a stream.
@@ -1139,7 +1255,7 @@ export type ServerEvent_Ready = Message$1<"chat.v1.ServerEvent.Ready"> & {
  * Use `create(ServerEvent_ReadySchema)` to create a new message.
  */
 export const ServerEvent_ReadySchema: GenMessage<ServerEvent_Ready> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43, 0);
+  messageDesc(file_chat_v1_chat, 47, 0);
 
 /**
  * The acknowledgement of the caller's own ChatStream send; the sending
@@ -1164,7 +1280,7 @@ export type ServerEvent_Sent = Message$1<"chat.v1.ServerEvent.Sent"> & {
  * Use `create(ServerEvent_SentSchema)` to create a new message.
  */
 export const ServerEvent_SentSchema: GenMessage<ServerEvent_Sent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43, 1);
+  messageDesc(file_chat_v1_chat, 47, 1);
 
 /**
  * A user who shares a room with the caller came online or went offline.
@@ -1188,7 +1304,7 @@ export type ServerEvent_Presence = Message$1<"chat.v1.ServerEvent.Presence"> & {
  * Use `create(ServerEvent_PresenceSchema)` to create a new message.
  */
 export const ServerEvent_PresenceSchema: GenMessage<ServerEvent_Presence> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43, 2);
+  messageDesc(file_chat_v1_chat, 47, 2);
 
 /**
  * @generated from message chat.v1.ServerEvent.Typing
@@ -1210,7 +1326,7 @@ export type ServerEvent_Typing = Message$1<"chat.v1.ServerEvent.Typing"> & {
  * Use `create(ServerEvent_TypingSchema)` to create a new message.
  */
 export const ServerEvent_TypingSchema: GenMessage<ServerEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43, 3);
+  messageDesc(file_chat_v1_chat, 47, 3);
 
 /**
  * The answer to a ping; nonce 0 is the server's idle-stream heartbeat.
@@ -1229,7 +1345,7 @@ export type ServerEvent_Pong = Message$1<"chat.v1.ServerEvent.Pong"> & {
  * Use `create(ServerEvent_PongSchema)` to create a new message.
  */
 export const ServerEvent_PongSchema: GenMessage<ServerEvent_Pong> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43, 4);
+  messageDesc(file_chat_v1_chat, 47, 4);
 
 /**
  * A stream request failed; the stream goes on.
@@ -1262,7 +1378,7 @@ export type ServerEvent_Error = Message$1<"chat.v1.ServerEvent.Error"> & {
  * Use `create(ServerEvent_ErrorSchema)` to create a new message.
  */
 export const ServerEvent_ErrorSchema: GenMessage<ServerEvent_Error> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43, 5);
+  messageDesc(file_chat_v1_chat, 47, 5);
 
 /**
  * More messages were missed in a room than a resume sends: the stream
@@ -1288,7 +1404,68 @@ export type ServerEvent_Resync = Message$1<"chat.v1.ServerEvent.Resync"> & {
  * Use `create(ServerEvent_ResyncSchema)` to create a new message.
  */
 export const ServerEvent_ResyncSchema: GenMessage<ServerEvent_Resync> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43, 6);
+  messageDesc(file_chat_v1_chat, 47, 6);
+
+/**
+ * A message was edited. `seq` is the edit's own event seq; `message` is
+ * the message as it is now, with its original seq (on a resume, a
+ * tombstone if it was deleted since: a replay never shows an old text).
+ *
+ * @generated from message chat.v1.ServerEvent.Edited
+ */
+export type ServerEvent_Edited = Message$1<"chat.v1.ServerEvent.Edited"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: chat.v1.Message message = 2;
+   */
+  message?: Message | undefined;
+};
+
+/**
+ * Describes the message chat.v1.ServerEvent.Edited.
+ * Use `create(ServerEvent_EditedSchema)` to create a new message.
+ */
+export const ServerEvent_EditedSchema: GenMessage<ServerEvent_Edited> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 47, 7);
+
+/**
+ * A message was deleted: it is a tombstone now. `seq` is the deletion's
+ * own event seq; `by` deleted it.
+ *
+ * @generated from message chat.v1.ServerEvent.Deleted
+ */
+export type ServerEvent_Deleted = Message$1<"chat.v1.ServerEvent.Deleted"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string room_id = 2;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string message_id = 3;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: chat.v1.User by = 4;
+   */
+  by?: User | undefined;
+};
+
+/**
+ * Describes the message chat.v1.ServerEvent.Deleted.
+ * Use `create(ServerEvent_DeletedSchema)` to create a new message.
+ */
+export const ServerEvent_DeletedSchema: GenMessage<ServerEvent_Deleted> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 47, 8);
 
 /**
  * @generated from enum chat.v1.RoomKind
@@ -1541,7 +1718,8 @@ export const ChatService: GenService<{
     output: typeof ServerEventSchema;
   },
   /**
-   * A room's messages in ascending seq order, paged backwards from the newest.
+   * A room's messages in ascending seq order, paged backwards from the
+   * newest, each as it is now (edited text; a deleted one as a tombstone).
    *
    * @generated from rpc chat.v1.ChatService.History
    */
@@ -1560,6 +1738,34 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListOnlineUsersRequestSchema;
     output: typeof ListOnlineUsersResponseSchema;
+  },
+  /**
+   * Replaces the text of one of the caller's messages (the rules of sending
+   * apply, and it counts against the send rate), and tells the room's
+   * streams with ServerEvent.edited. Only the sender may edit
+   * (PERMISSION_DENIED); a deleted message cannot be (FAILED_PRECONDITION).
+   * An edit to the same text is accepted and makes no event.
+   *
+   * @generated from rpc chat.v1.ChatService.EditMessage
+   */
+  editMessage: {
+    methodKind: "unary";
+    input: typeof EditMessageRequestSchema;
+    output: typeof EditMessageResponseSchema;
+  },
+  /**
+   * Erases one of the caller's messages: its text is removed from storage,
+   * not hidden, and the message stays as a tombstone (`deleted`, empty text)
+   * so that it keeps its place; the room's streams get ServerEvent.deleted.
+   * Only the sender may delete (PERMISSION_DENIED). Deleting again succeeds
+   * and makes no event. Counts against the send rate.
+   *
+   * @generated from rpc chat.v1.ChatService.DeleteMessage
+   */
+  deleteMessage: {
+    methodKind: "unary";
+    input: typeof DeleteMessageRequestSchema;
+    output: typeof DeleteMessageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_chat, 1);
