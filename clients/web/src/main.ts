@@ -33,6 +33,8 @@ import { menuBadge, roomBadge, showAttention, unreadCount } from "./unread";
 import { initNotifications, notificationToggle, notifyMessage } from "./notify";
 import { describeDevice } from "./device";
 
+/** Edits and deletions remembered per room after the read marker, for unread counts. */
+const MAX_OTHER_SEQS = 10_000;
 /** Messages fetched per History page. */
 const PAGE = 50;
 /**
@@ -81,6 +83,12 @@ interface RoomState {
   loadingOlder: boolean;
   /** username -> when their typing indicator ends. */
   typing: Map<string, number>;
+  /**
+   * Seqs of the room's log that are not messages (edits, deletions) seen
+   * after the read marker: a room's seqs count events, not messages, so
+   * unread counts leave these out. Pruned as the marker moves.
+   */
+  others: Set<bigint>;
 }
 
 const app = document.getElementById("app")!;
@@ -589,6 +597,7 @@ function addRoom(room: Room, render = true): RoomState {
       historyLoaded: false,
       loadingOlder: false,
       typing: new Map(),
+      others: new Set(),
     };
     state.rooms.set(room.id, rs);
   }
@@ -621,7 +630,7 @@ function newestSeq(rs: RoomState): bigint {
  */
 function unread(rs: RoomState): number {
   if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") return 0;
-  return unreadCount(newestSeq(rs), state.read.get(rs.room.id) ?? 0n, rs.messages, currentAuth()?.user.id);
+  return unreadCount(newestSeq(rs), state.read.get(rs.room.id) ?? 0n, rs.messages, rs.others, currentAuth()?.user.id);
 }
 
 function renderRooms(): void {
@@ -730,6 +739,7 @@ function markRead(rs: RoomState): void {
     state.read.set(rs.room.id, n);
     saveSeqs("read", state.read);
   }
+  rs.others.clear();
 }
 
 async function leaveRoom(): Promise<void> {
@@ -845,10 +855,13 @@ function receive(m: Message): void {
     return;
   }
   const newest = newestSeq(rs);
+  const heard = state.cursors.get(m.roomId) ?? 0n;
   rs.messages.set(m.seq, m);
   if (m.seq > rs.room.lastSeq) rs.room.lastSeq = m.seq;
-  // Keep the loaded range contiguous: if there is a gap below, page it in.
-  if (rs.messages.size > 1 && m.seq > newest + 1n && !rs.messages.has(m.seq - 1n)) void fillGap(rs, m.seq);
+  // Keep the loaded range whole: if events came before this one that the
+  // stream did not bring, page in the messages among them. (Seqs count the
+  // room's events, edits and deletions too, so a message's seq may skip.)
+  if (rs.messages.size > 1 && m.seq > newest + 1n && m.seq > heard + 1n) void fillGap(rs, m.seq);
   advanceCursor(m.roomId, m.seq);
   clearTyping(rs, m.sender?.username);
   if (rs.room.id === state.activeRoomId && document.visibilityState === "hidden") {
@@ -860,17 +873,48 @@ function receive(m: Message): void {
   notifyMessage(m, rs.room);
 }
 
+/**
+ * Pages in the messages between the newest one loaded below `upTo` and
+ * `upTo`, back to that one: seqs skip (edits, deletions), so the gap ends
+ * at the loaded message, not at a seq.
+ */
 async function fillGap(rs: RoomState, upTo: bigint): Promise<void> {
+  let floor = 0n;
+  for (const s of rs.messages.keys()) if (s < upTo && s > floor) floor = s;
   let before = upTo;
-  while (before > 1n && !rs.messages.has(before - 1n)) {
+  while (before > floor + 1n) {
     const res = await attempt("Could not load missed messages", () =>
       chatClient.history({ roomId: rs.room.id, beforeSeq: before, limit: 200 }),
     );
     if (!res || !res.messages.length) return;
-    for (const m of res.messages) rs.messages.set(m.seq, m);
+    for (const m of res.messages) if (m.seq > floor) rs.messages.set(m.seq, m);
     before = res.messages[0].seq;
     if (rs.room.id === state.activeRoomId) renderMessages();
+    if (!res.hasMore) return;
   }
+}
+
+/**
+ * An edit or a deletion: an event of the room's log with a seq of its own.
+ * The message, if loaded, changes in place (a deletion leaves a tombstone);
+ * the seq counts as heard, and not as an unread message.
+ */
+function changed(roomId: string, seq: bigint, message?: Message, deletedId?: string): void {
+  const rs = state.rooms.get(roomId);
+  if (!rs) return;
+  if (message && rs.messages.has(message.seq)) rs.messages.set(message.seq, message);
+  if (deletedId) {
+    for (const [s, m] of rs.messages) {
+      if (m.id === deletedId) rs.messages.set(s, { ...m, text: "", deleted: true, editedAt: undefined });
+    }
+  }
+  advanceCursor(roomId, seq);
+  if (seq > rs.room.lastSeq) rs.room.lastSeq = seq;
+  // Bounded: beyond the cap, counts may take an edit for a message.
+  if (seq > (state.read.get(roomId) ?? 0n) && rs.others.size < MAX_OTHER_SEQS) rs.others.add(seq);
+  if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") markRead(rs);
+  if (rs.room.id === state.activeRoomId) renderMessages();
+  renderRooms();
 }
 
 function renderMessages(toBottom = false): void {
@@ -1153,6 +1197,16 @@ function handleEvent(ev: ServerEvent): void {
     case "sent":
       if (ev.event.value.message) receive(ev.event.value.message);
       break;
+    case "edited": {
+      const { seq, message } = ev.event.value;
+      if (message) changed(message.roomId, seq, message);
+      break;
+    }
+    case "deleted": {
+      const { seq, roomId, messageId } = ev.event.value;
+      changed(roomId, seq, undefined, messageId);
+      break;
+    }
     case "presence": {
       const { user, online } = ev.event.value;
       if (user && user.id !== me) {

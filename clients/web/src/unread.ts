@@ -10,20 +10,25 @@ const OWN_SCAN_LIMIT = 1000;
 
 /**
  * How many messages of a room are newer than what the person has read.
- * Seqs are contiguous per room, so that is `newest - read`, less the
- * person's own messages among them (sent from another device, or while this
- * tab was hidden) as far as they are loaded here: a message known only by
- * the room's `last_seq` is counted whoever sent it.
+ * A room's seqs number the events of its log, gapless: that is
+ * `newest - read`, less the events seen here that are not messages
+ * (`others`: edits, deletions), less the person's own messages among them
+ * (sent from another device, or while this tab was hidden) as far as they
+ * are loaded here. An event known only by the room's `last_seq` is
+ * counted as a message, whoever sent it (the server's own counts will
+ * replace this).
  */
 export function unreadCount(
   newest: bigint,
   read: bigint,
   loaded: ReadonlyMap<bigint, Message>,
+  others: ReadonlySet<bigint>,
   me: string | undefined,
 ): number {
   if (newest <= read) return 0;
   const gap = newest - read;
   let n = gap > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(gap);
+  for (const s of others) if (s > read && s <= newest) n--;
   if (me && loaded.size) {
     const from = gap > BigInt(OWN_SCAN_LIMIT) ? newest - BigInt(OWN_SCAN_LIMIT) : read;
     for (let s = from + 1n; s <= newest; s++) if (loaded.get(s)?.sender?.id === me) n--;

@@ -19,6 +19,7 @@ import {
   messageTexts,
   openPage,
   openSessions,
+  protoField,
   register,
   send,
   startServer,
@@ -657,4 +658,65 @@ test("on a phone, creating a room or opening a conversation closes the drawer on
 
   assert.deepEqual(errors, [], "no console errors");
   await assertNoCspViolations(csp, [page, peer]);
+});
+
+test("an edit or a deletion made elsewhere shows at once, and the messages after it need no history paging", { timeout: 120_000 }, async () => {
+  // The browser app cannot edit or delete yet; another client can, and
+  // each takes a seq of the room's log, so message seqs skip.
+  const { address, appUrl } = await startServer("edits");
+  const errors = [];
+  const csp = [];
+  const suffix = Date.now().toString(36).slice(-5);
+  const password = "correct horse battery";
+  const ctx = await launch(csp);
+  const otherCtx = await launch(csp);
+  const a = await openPage(ctx, errors, "reader", appUrl);
+  const b = await openPage(otherCtx, errors, "writer", appUrl);
+  const writer = `writer_${suffix}`;
+  await register(b, writer, password);
+  await register(a, `reader_${suffix}`, password);
+  const token = await accessToken(b);
+  const call = async (method, fields) => {
+    const res = await grpcWebCall(address, `chat.v1.ChatService/${method}`, stringFields(fields), token);
+    assert.equal(res.status, 0, `${method}: ${res.message}`);
+    return res.reply;
+  };
+  const text = (bytes) => Buffer.from(bytes).toString("utf8");
+  const room = `edits-${suffix}`;
+  const roomId = text(protoField(protoField(await call("CreateRoom", { 1: room }), 1), 1));
+  const say = async (words) => text(protoField(protoField(await call("SendMessage", { 1: roomId, 2: words }), 1), 1));
+
+  await byTestId(a, "browse-rooms").click();
+  await a.locator(`[data-testid="browse-room"][data-room-name="${room}"] [data-testid="join-room"]`).click();
+  await assertText(byTestId(a, "room-title"), `# ${room}`);
+  const first = await say("first draft");
+  const second = await say("this one goes");
+  await waitForMessage(a, "this one goes");
+
+  await call("EditMessage", { 1: roomId, 2: first, 3: "first, fixed" });
+  await waitForMessage(a, "first, fixed (edited)");
+  await call("DeleteMessage", { 1: roomId, 2: second });
+  await a.locator('[data-testid="message-text"][data-deleted="true"]', { hasText: "message deleted" }).waitFor();
+  assert.deepEqual(await messageTexts(a), ["first, fixed (edited)", "message deleted"]);
+
+  // The next message skips the edit's and the deletion's seqs: the app
+  // knows it heard them, and asks History for nothing.
+  const histories = [];
+  a.on("request", (req) => {
+    if (req.url().endsWith("/chat.v1.ChatService/History")) histories.push(req.url());
+  });
+  await say("after the changes");
+  await waitForMessage(a, "after the changes");
+  await say("and one more");
+  await waitForMessage(a, "and one more");
+  assert.deepEqual(histories, [], "no History call for a gap that is not one");
+  assert.deepEqual(await messageTexts(a), ["first, fixed (edited)", "message deleted", "after the changes", "and one more"]);
+
+  // After a reload, History brings the same: the text as it is now.
+  await a.reload();
+  await waitForMessage(a, "and one more");
+  assert.deepEqual(await messageTexts(a), ["first, fixed (edited)", "message deleted", "after the changes", "and one more"]);
+
+  assert.deepEqual(errors, [], "no console errors");
+  await assertNoCspViolations(csp, [a, b]);
 });

@@ -248,6 +248,37 @@ export function varint(n) {
   return Buffer.from(bytes);
 }
 
+/**
+ * The bytes of the first length-delimited field `number` of a protobuf
+ * message (a string, or a message inside), or undefined.
+ */
+export function protoField(bytes, number) {
+  let i = 0;
+  const read = () => {
+    let n = 0;
+    let shift = 0;
+    for (;;) {
+      const b = bytes[i++];
+      n += (b & 0x7f) * 2 ** shift;
+      if (!(b & 0x80)) return n;
+      shift += 7;
+    }
+  };
+  while (bytes && i < bytes.length) {
+    const key = read();
+    const wire = key & 7;
+    if (wire === 0) read();
+    else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else if (wire === 2) {
+      const len = read();
+      if (key >>> 3 === number) return bytes.subarray(i, i + len);
+      i += len;
+    } else return undefined;
+  }
+  return undefined;
+}
+
 /** A protobuf message whose fields are all strings: `{ 1: "general" }`. */
 export function stringFields(fields) {
   return Buffer.concat(
@@ -260,7 +291,8 @@ export function stringFields(fields) {
 
 /**
  * Calls a unary method over grpc-web from this process, as the browser
- * does, and resolves to its grpc-status and grpc-message.
+ * does, and resolves to its grpc-status and grpc-message, and its reply's
+ * bytes (`reply`; see `protoField`).
  */
 export async function grpcWebCall(address, method, request, token) {
   const frame = Buffer.concat([Buffer.from([0]), Buffer.alloc(4), request]);
@@ -274,8 +306,10 @@ export async function grpcWebCall(address, method, request, token) {
   const body = Buffer.from(await res.arrayBuffer());
   let status = res.headers.get("grpc-status");
   let message = res.headers.get("grpc-message") ?? "";
+  const replies = [];
   for (let i = 0; i + 5 <= body.length; ) {
     const len = body.readUInt32BE(i + 1);
+    if (!(body[i] & 0x80)) replies.push(body.subarray(i + 5, i + 5 + len));
     if (body[i] & 0x80) {
       const trailers = body.subarray(i + 5, i + 5 + len).toString("utf8");
       status = /grpc-status:\s*(\d+)/i.exec(trailers)?.[1] ?? status;
@@ -283,7 +317,7 @@ export async function grpcWebCall(address, method, request, token) {
     }
     i += 5 + len;
   }
-  return { status: Number(status), message: decodeURIComponent(message) };
+  return { status: Number(status), message: decodeURIComponent(message), reply: replies[0] };
 }
 
 before(() => {

@@ -91,9 +91,22 @@ function gutter(sender: string, when: Date): DocumentFragment {
 }
 
 function body(m: Message): HTMLElement {
+  // A deleted message keeps its place (replies and threads point at it),
+  // its text erased.
+  if (m.deleted) {
+    return h("div", { class: "text deleted", "data-testid": "message-text", "data-deleted": "true" }, "message deleted");
+  }
+  const edited = m.editedAt ? timestampDate(m.editedAt) : undefined;
   // dir="auto": each message takes the direction of its own first strong
   // character, so Arabic and Hebrew read right to left.
-  return h("div", { class: "text", "data-testid": "message-text", dir: "auto" }, ...renderText(m.text));
+  return h(
+    "div",
+    { class: "text", "data-testid": "message-text", dir: "auto" },
+    ...renderText(m.text),
+    edited
+      ? h("span", { class: "edited", "data-testid": "edited-mark", title: `Edited ${edited.toLocaleString()}` }, " (edited)")
+      : null,
+  );
 }
 
 function actionBar(m: Message, ctx: MessageContext, actions: readonly MessageAction[]): HTMLElement | null {
