@@ -179,9 +179,12 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
   }
 
   private advance(message: Message | undefined): void {
-    if (!message) return;
-    const seen = this.cursors.get(message.roomId) ?? 0n;
-    if (message.seq > seen) this.cursors.set(message.roomId, message.seq);
+    if (message) this.advanceTo(message.roomId, message.seq);
+  }
+
+  private advanceTo(roomId: string, seq: bigint): void {
+    const seen = this.cursors.get(roomId) ?? 0n;
+    if (seq > seen) this.cursors.set(roomId, seq);
   }
 
   private dispatch(event: ServerEvent): void {
@@ -195,6 +198,13 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
       }
       case "message":
         this.advance(e.value);
+        break;
+      // Edits and deletions take seqs of the room's log too.
+      case "edited":
+        if (e.value.message) this.advanceTo(e.value.message.roomId, e.value.seq);
+        break;
+      case "deleted":
+        this.advanceTo(e.value.roomId, e.value.seq);
         break;
       case "sent": {
         this.advance(e.value.message);

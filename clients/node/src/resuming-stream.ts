@@ -193,6 +193,18 @@ export class ResumingChatStream implements AsyncIterable<ServerEvent> {
         this.cursors.set(message.roomId, message.seq);
       }
     }
+    // Edits and deletions take seqs of the room's log too.
+    const change =
+      e.case === "edited" && e.value.message
+        ? { roomId: e.value.message.roomId, seq: e.value.seq }
+        : e.case === "deleted"
+          ? { roomId: e.value.roomId, seq: e.value.seq }
+          : undefined;
+    if (change) {
+      const seen = this.cursors.get(change.roomId);
+      if (seen !== undefined && change.seq <= seen) return false;
+      this.cursors.set(change.roomId, change.seq);
+    }
     this.down.push(event);
     return e.case === "ready";
   }

@@ -75,4 +75,33 @@ describe("the heartbeat watchdog", { timeout: 60_000 }, () => {
     live.close();
     assert.equal(await live.done, undefined);
   });
+
+  test("an edit heard before a reconnect is not heard again after it", async () => {
+    const alice = await newUser(server.address, "alice");
+    const bob = await newUser(server.address, "bob");
+    const room = await alice.createRoom(`edited-${Date.now()}`);
+    await bob.joinRoom(room.id);
+    const live = bob.resumingStream({ cursors: cursorsAt(await bob.listRooms({ joinedOnly: true })) });
+    const r = new Recorder(live);
+    await r.until("ready", () => r.of("ready").length === 1);
+    const first = await alice.send(room.id, "frist", "k-first");
+    await r.until("the message", () => r.of("message").length === 1);
+    // The edit takes seq 2 of the room's log, and moves bob's cursor there.
+    await alice.chatService.editMessage({ roomId: room.id, messageId: first.id, text: "first" });
+    await r.until("the edit", () => r.of("edited").length === 1);
+    assert.equal(live.cursors.get(room.id), 2n, "the edit's own seq");
+
+    // A silence makes the stream resume from its cursor: after the edit.
+    server.signal("SIGSTOP");
+    await sleep(4_500);
+    server.signal("SIGCONT");
+    await alice.send(room.id, "after", "k-after2");
+    await r.until("after", () => r.of("message").some((m) => m.text === "after"), 20_000);
+
+    assert.ok(live.stalls >= 1, "the stream was given up and resumed");
+    assert.deepEqual(r.of("edited").map((e) => [e.seq, e.message?.text]), [[2n, "first"]], "the edit once");
+    assert.deepEqual(r.of("message").map((m) => [m.text, m.seq]), [["frist", 1n], ["after", 3n]]);
+    live.close();
+    assert.equal(await live.done, undefined);
+  });
 });

@@ -336,6 +336,16 @@ class ResumeCore:
             if seen is not None and message.seq <= seen:
                 return Take.SKIP  # already yielded
             self.cursors.track(message.room_id, message.seq)
+        if kind in ("edited", "deleted"):
+            # Edits and deletions take seqs of the room's log too.
+            if kind == "edited":
+                room_id, seq = event.edited.message.room_id, event.edited.seq
+            else:
+                room_id, seq = event.deleted.room_id, event.deleted.seq
+            seen = self.cursors.get(room_id)
+            if seen is not None and seq <= seen:
+                return Take.SKIP  # already yielded
+            self.cursors.track(room_id, seq)
         return Take.YIELD
 
     def _gap_start(self, resync: pb.ServerEvent.Resync) -> int:

@@ -48,13 +48,19 @@ impl Cursors {
 
     /// Moves cursors forward for the messages an event carries.
     pub fn observe(&mut self, event: &server_event::Event) {
-        let message = match event {
-            server_event::Event::Message(message) => Some(message),
-            server_event::Event::Sent(sent) => sent.message.as_ref(),
+        // Every event of a room's log moves its cursor: a message, and the
+        // edits and deletions that take seqs of their own.
+        let heard = match event {
+            server_event::Event::Message(message) => Some((&message.room_id, message.seq)),
+            server_event::Event::Sent(sent) => sent.message.as_ref().map(|m| (&m.room_id, m.seq)),
+            server_event::Event::Edited(edited) => {
+                edited.message.as_ref().map(|m| (&m.room_id, edited.seq))
+            }
+            server_event::Event::Deleted(deleted) => Some((&deleted.room_id, deleted.seq)),
             _ => None,
         };
-        if let Some(message) = message {
-            self.track(&message.room_id, message.seq);
+        if let Some((room_id, seq)) = heard {
+            self.track(room_id, seq);
         }
     }
 
@@ -307,5 +313,30 @@ mod tests {
         cursors.observe(&message("b", 1));
         assert_eq!((cursors.get("a"), cursors.get("b")), (Some(3), Some(1)));
         assert_eq!(cursors.to_pb().len(), 2);
+    }
+
+    #[test]
+    fn edits_and_deletions_move_their_rooms_cursor_by_their_own_seq() {
+        let mut cursors = Cursors::default();
+        cursors.observe(&message("a", 3));
+        cursors.observe(&server_event::Event::Edited(server_event::Edited {
+            seq: 5,
+            message: Some(pb::Message {
+                room_id: "a".into(),
+                seq: 3,
+                ..Default::default()
+            }),
+        }));
+        assert_eq!(
+            cursors.get("a"),
+            Some(5),
+            "the edit's seq, not the message's"
+        );
+        cursors.observe(&server_event::Event::Deleted(server_event::Deleted {
+            seq: 6,
+            room_id: "a".into(),
+            ..Default::default()
+        }));
+        assert_eq!(cursors.get("a"), Some(6));
     }
 }
