@@ -477,6 +477,7 @@ async fn send(chat: &mut AuthorizedChat, room: &pb::Room, text: &str, key: &str)
         room_id: room.id.clone(),
         text: text.into(),
         client_msg_id: key.into(),
+        ..Default::default()
     })
     .await
     .expect("send message")
@@ -962,6 +963,7 @@ fn forged_message(room: &pb::Room, seq: u64, sender: &pb::User, text: &str) -> B
         sent_at: Timestamp::now().0,
         client_msg_id: None,
         edited_at: None,
+        ..Default::default()
     })
 }
 

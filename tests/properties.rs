@@ -785,6 +785,7 @@ mod requests_validation {
                 room_id: room_id.clone(),
                 text: text.clone(),
                 client_msg_id: client_msg_id.clone(),
+                ..Default::default()
             };
             let valid = RoomId::parse("room_id", &room_id).is_ok()
                 && MessageText::parse(text).is_ok()
@@ -816,6 +817,7 @@ mod requests_validation {
                 room_id: id.clone(),
                 text,
                 client_msg_id: String::new(),
+                ..Default::default()
             };
             let cursors = vec![pb::RoomCursor { room_id: id.clone(), after_seq: before_seq }];
             let requests: Vec<(RequestKind, Vec<u8>)> = vec![
@@ -956,6 +958,7 @@ mod requests_validation {
                 room_id: room_id.clone(),
                 text,
                 client_msg_id: client_msg_id.clone(),
+                ..Default::default()
             };
             let event = pb::ClientEvent { event: Some(Event::Send(send.clone())) };
             match (requests::client_event(event), requests::send_message(send)) {

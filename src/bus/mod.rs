@@ -405,7 +405,7 @@ impl Node {
         }
         self.heard.insert(node, Instant::now());
         match envelope.body.ok_or(Malformed::Empty)? {
-            body @ (Body::Message(_) | Body::Edited(_) | Body::Deleted(_)) => {
+            body @ (Body::Message(_) | Body::Edited(_) | Body::Deleted(_) | Body::Reaction(_)) => {
                 let event = RoomEvent::try_from(body)?;
                 match self.sequencer.deliver_remote(&event).await {
                     Confirmation::Delivered | Confirmation::Unchecked => {}

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::domain::{
-    Message, MessageId, RoomEvent, RoomEventKind, RoomId, SessionId, Timestamp, User, UserId,
+    Message, MessageId, ReplyPreview, RoomEvent, RoomEventKind, RoomId, SessionId, ThreadSummary,
+    Timestamp, User, UserId,
 };
 use crate::hub::NodeId;
 
@@ -35,7 +36,7 @@ pub struct Envelope {
     /// The node that published it.
     #[prost(bytes = "vec", tag = "1")]
     pub node: Vec<u8>,
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
     pub body: Option<Body>,
 }
 
@@ -72,6 +73,39 @@ pub enum Body {
     /// A stored deletion.
     #[prost(message, tag = "12")]
     Deleted(WireDeleted),
+    /// A stored reaction, added or removed.
+    #[prost(message, tag = "13")]
+    Reaction(WireReaction),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireReaction {
+    #[prost(bytes = "vec", tag = "1")]
+    pub room_id: Vec<u8>,
+    /// The reaction's own seq.
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub message_id: Vec<u8>,
+    #[prost(string, tag = "4")]
+    pub emoji: String,
+    #[prost(message, optional, tag = "5")]
+    pub user: Option<WireUser>,
+    #[prost(bool, tag = "6")]
+    pub added: bool,
+}
+
+/// A quoted message's preview.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireReplyPreview {
+    #[prost(bytes = "vec", tag = "1")]
+    pub message_id: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub sender: Option<WireUser>,
+    #[prost(string, tag = "3")]
+    pub text: String,
+    #[prost(bool, tag = "4")]
+    pub deleted: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -119,6 +153,15 @@ pub struct WireMessage {
     /// For an edited message: when. (A deleted one travels as `Deleted`.)
     #[prost(int64, optional, tag = "9")]
     pub edited_at: Option<i64>,
+    #[prost(message, optional, tag = "10")]
+    pub reply_to: Option<WireReplyPreview>,
+    /// For a thread reply, its root's id; empty otherwise.
+    #[prost(bytes = "vec", tag = "11")]
+    pub thread_root_id: Vec<u8>,
+    /// The members the text names (their rooms unused). Reactions and
+    /// thread counts never travel: stream events do not carry them.
+    #[prost(message, repeated, tag = "12")]
+    pub mentions: Vec<WireUser>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -209,6 +252,21 @@ impl From<&Message> for WireMessage {
             sent_at: message.sent_at.0,
             client_msg_id: message.client_msg_id.clone(),
             edited_at: message.edited_at.map(|at| at.0),
+            reply_to: message.reply_to.as_ref().map(|preview| WireReplyPreview {
+                message_id: preview.message_id.uuid().as_bytes().to_vec(),
+                sender: Some(WireUser::new(&preview.sender, &[])),
+                text: preview.text.clone(),
+                deleted: preview.deleted,
+            }),
+            thread_root_id: message
+                .thread_root_id
+                .map(|id| id.uuid().as_bytes().to_vec())
+                .unwrap_or_default(),
+            mentions: message
+                .mentions
+                .iter()
+                .map(|user| WireUser::new(user, &[]))
+                .collect(),
         }
     }
 }
@@ -230,6 +288,29 @@ impl TryFrom<WireMessage> for Message {
             client_msg_id: wire.client_msg_id,
             edited_at: wire.edited_at.map(Timestamp),
             deleted: false,
+            reply_to: wire
+                .reply_to
+                .map(|preview| {
+                    Ok::<_, Malformed>(ReplyPreview {
+                        message_id: MessageId::from_uuid(uuid(&preview.message_id)?),
+                        sender: preview.sender.ok_or(Malformed::Empty)?.parse()?.0,
+                        text: preview.text,
+                        deleted: preview.deleted,
+                    })
+                })
+                .transpose()?,
+            thread_root_id: if wire.thread_root_id.is_empty() {
+                None
+            } else {
+                Some(MessageId::from_uuid(uuid(&wire.thread_root_id)?))
+            },
+            thread: ThreadSummary::default(),
+            reactions: Vec::new(),
+            mentions: wire
+                .mentions
+                .into_iter()
+                .map(|user| user.parse().map(|(user, _)| user))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -249,6 +330,19 @@ impl From<&RoomEvent> for Body {
                 message_id: message_id.uuid().as_bytes().to_vec(),
                 by_id: by.id.uuid().as_bytes().to_vec(),
                 by_name: by.username.clone(),
+            }),
+            RoomEventKind::Reaction {
+                message_id,
+                emoji,
+                user,
+                added,
+            } => Self::Reaction(WireReaction {
+                room_id: event.room_id.uuid().as_bytes().to_vec(),
+                seq: event.seq,
+                message_id: message_id.uuid().as_bytes().to_vec(),
+                emoji: emoji.clone(),
+                user: Some(WireUser::new(user, &[])),
+                added: *added,
             }),
         }
     }
@@ -278,6 +372,16 @@ impl TryFrom<Body> for RoomEvent {
                         id: user_id(&deleted.by_id)?,
                         username: deleted.by_name,
                     },
+                },
+            }),
+            Body::Reaction(reaction) => Ok(Self {
+                room_id: room_id(&reaction.room_id)?,
+                seq: reaction.seq,
+                kind: RoomEventKind::Reaction {
+                    message_id: MessageId::from_uuid(uuid(&reaction.message_id)?),
+                    emoji: reaction.emoji,
+                    user: reaction.user.ok_or(Malformed::Empty)?.parse()?.0,
+                    added: reaction.added,
                 },
             }),
             _ => Err(Malformed::Empty),
@@ -332,6 +436,22 @@ mod tests {
             client_msg_id: Some("k1".into()),
             edited_at: Some(Timestamp(1_700_000_000_200_000)),
             deleted: false,
+            reply_to: Some(ReplyPreview {
+                message_id: MessageId::new(),
+                sender: User {
+                    id: UserId::new(),
+                    username: "bob".into(),
+                },
+                text: "quoted".into(),
+                deleted: false,
+            }),
+            thread_root_id: Some(MessageId::new()),
+            thread: ThreadSummary::default(),
+            reactions: Vec::new(),
+            mentions: vec![User {
+                id: UserId::new(),
+                username: "carol".into(),
+            }],
         };
         let envelope = Envelope {
             node: Uuid::new_v4().as_bytes().to_vec(),
@@ -347,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn edits_and_deletions_survive_the_wire() {
+    fn edits_deletions_and_reactions_survive_the_wire() {
         let (room_id, by) = (
             RoomId::new(),
             User {
@@ -365,6 +485,11 @@ mod tests {
             client_msg_id: None,
             edited_at: Some(Timestamp(1_700_000_001_000_000)),
             deleted: false,
+            reply_to: None,
+            thread_root_id: None,
+            thread: ThreadSummary::default(),
+            reactions: Vec::new(),
+            mentions: Vec::new(),
         };
         let events = [
             RoomEvent {
@@ -377,7 +502,17 @@ mod tests {
                 seq: 5,
                 kind: RoomEventKind::Deleted {
                     message_id: message.id,
-                    by,
+                    by: by.clone(),
+                },
+            },
+            RoomEvent {
+                room_id,
+                seq: 6,
+                kind: RoomEventKind::Reaction {
+                    message_id: message.id,
+                    emoji: "👍".into(),
+                    user: by,
+                    added: true,
                 },
             },
         ];

@@ -345,6 +345,34 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(pb::DeleteMessageResponse {}))
     }
 
+    async fn add_reaction(
+        &self,
+        _request: Request<pb::AddReactionRequest>,
+    ) -> Result<Response<pb::AddReactionResponse>, Status> {
+        Err(Status::unimplemented("AddReaction is being built"))
+    }
+
+    async fn remove_reaction(
+        &self,
+        _request: Request<pb::RemoveReactionRequest>,
+    ) -> Result<Response<pb::RemoveReactionResponse>, Status> {
+        Err(Status::unimplemented("RemoveReaction is being built"))
+    }
+
+    async fn mark_read(
+        &self,
+        _request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        Err(Status::unimplemented("MarkRead is being built"))
+    }
+
+    async fn list_thread(
+        &self,
+        _request: Request<pb::ListThreadRequest>,
+    ) -> Result<Response<pb::ListThreadResponse>, Status> {
+        Err(Status::unimplemented("ListThread is being built"))
+    }
+
     async fn list_online_users(
         &self,
         mut request: Request<pb::ListOnlineUsersRequest>,

@@ -29,6 +29,7 @@ async fn a_send_flood_is_refused_beyond_the_rate_while_others_keep_chatting() {
                 room_id: room.id.clone(),
                 text: format!("spam {i}"),
                 client_msg_id: String::new(),
+                ..Default::default()
             })
             .await;
         if let Err(status) = result {

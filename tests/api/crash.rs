@@ -134,6 +134,7 @@ async fn acknowledged_messages_survive_a_sigkill_and_clients_resume() {
                             room_id: room_id.clone(),
                             text: format!("message {key}"),
                             client_msg_id: key.clone(),
+                            ..Default::default()
                         })
                         .await;
                     match sent {
@@ -192,6 +193,7 @@ async fn acknowledged_messages_survive_a_sigkill_and_clients_resume() {
                 room_id: room.id.clone(),
                 text: format!("message {key}"),
                 client_msg_id: key.clone(),
+                ..Default::default()
             })
             .await
             .unwrap();

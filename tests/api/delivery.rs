@@ -247,6 +247,7 @@ async fn the_same_client_msg_id_three_times_is_stored_and_delivered_once() {
             room_id: room.id.clone(),
             text: "only once".into(),
             client_msg_id: "k-1".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -303,6 +303,7 @@ impl TestUser {
                 room_id: room.id.clone(),
                 text: text.into(),
                 client_msg_id: String::new(),
+                ..Default::default()
             })
             .await
             .expect("send message")
@@ -364,6 +365,7 @@ impl TestUser {
                             room_id: room_id.clone(),
                             text: format!("w{worker} m{i} {}", "x".repeat(padding)),
                             client_msg_id: format!("w{worker}-{i}"),
+                            ..Default::default()
                         })
                         .await
                         .expect("send message");
@@ -435,6 +437,7 @@ impl EventStream {
             room_id: room.id.clone(),
             text: text.into(),
             client_msg_id: client_msg_id.into(),
+            ..Default::default()
         }))
         .await;
     }

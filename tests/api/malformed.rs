@@ -133,6 +133,7 @@ async fn an_authenticated_send_with_text_that_is_not_utf8_is_an_invalid_argument
         room_id: room.id.clone(),
         text: String::new(),
         client_msg_id: "broken".into(),
+        ..Default::default()
     };
 
     let answered = call_with_bytes(
@@ -207,6 +208,7 @@ async fn a_chat_stream_event_that_does_not_decode_ends_the_stream_with_invalid_a
             room_id: room.id.clone(),
             text: String::new(),
             client_msg_id: "broken".into(),
+            ..Default::default()
         },
         2,
     );

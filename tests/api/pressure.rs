@@ -419,6 +419,7 @@ async fn resumes_that_are_never_read_hold_little_memory_and_give_it_back() {
                             room_id: room_id.clone(),
                             text: format!("{i} {}", "x".repeat(TEXT_BYTES)),
                             client_msg_id: String::new(),
+                            ..Default::default()
                         })
                         .await
                         .expect("send");

@@ -91,6 +91,7 @@ async fn joining_and_leaving_change_membership() {
             room_id: room.id.clone(),
             text: "still here?".into(),
             client_msg_id: String::new(),
+            ..Default::default()
         })
         .await;
     assert_status(
@@ -217,6 +218,7 @@ async fn a_non_member_cannot_read_or_write_a_room() {
             room_id: room.id.clone(),
             text: "let me in".into(),
             client_msg_id: String::new(),
+            ..Default::default()
         })
         .await;
     assert_status(send, Code::PermissionDenied, &denied);
@@ -247,6 +249,7 @@ async fn unknown_and_malformed_rooms_are_told_apart() {
                 room_id,
                 text: "hello".into(),
                 client_msg_id: String::new(),
+                ..Default::default()
             })
             .await
         }
@@ -305,6 +308,7 @@ async fn bad_room_names_and_texts_say_what_is_wrong() {
                 room_id,
                 text,
                 client_msg_id: String::new(),
+                ..Default::default()
             })
             .await
         }
@@ -388,6 +392,7 @@ async fn send(
             room_id: room.id.clone(),
             text,
             client_msg_id: String::new(),
+            ..Default::default()
         })
         .await
         .map(|response| response.into_inner().message.unwrap())

@@ -474,6 +474,7 @@ async fn text_and_names_that_would_fool_people_are_refused() {
                 room_id: room.id.clone(),
                 text: text.into(),
                 client_msg_id: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap_err();

@@ -250,6 +250,7 @@ async fn a_retried_send_is_stored_and_delivered_once() {
             room_id: room.id.clone(),
             text: "once".into(),
             client_msg_id: "same-key".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

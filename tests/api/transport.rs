@@ -138,6 +138,7 @@ async fn a_chat_stream_message_over_the_limit_ends_the_stream_naming_the_limit()
         room_id: room.id.clone(),
         text: "x".repeat(9 * 1024),
         client_msg_id: "big".into(),
+        ..Default::default()
     };
     let size = pb::ClientEvent {
         event: Some(client_event::Event::Send(send.clone())),

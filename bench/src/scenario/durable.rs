@@ -234,6 +234,7 @@ async fn send_on_stream(
                 room_id: sender.room_id.clone(),
                 text,
                 client_msg_id,
+                ..Default::default()
             })),
         }
     };
@@ -325,6 +326,7 @@ async fn send_unary(
                         room_id: sender.room_id.clone(),
                         text,
                         client_msg_id,
+                        ..Default::default()
                     };
                     match chat.send_message(request).await {
                         Ok(_) => {

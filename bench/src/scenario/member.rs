@@ -198,6 +198,7 @@ impl Member {
                 room_id: room_id.to_owned(),
                 text,
                 client_msg_id: String::new(),
+                ..Default::default()
             })),
         };
         self.outbox

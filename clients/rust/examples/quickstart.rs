@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         room_id: room.id.clone(),
         text: "hi".into(),
         client_msg_id: "m-1".into(),
+        ..Default::default()
     })
     .await?;
     while let Ok(event) = events.next().await {

@@ -170,6 +170,7 @@ pub async fn run(
                     room_id: room.id,
                     text: text.join(" "),
                     client_msg_id: uuid::Uuid::new_v4().to_string(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(status)?
@@ -253,6 +254,7 @@ async fn live(
                                 room_id: room.id.clone(),
                                 text: line,
                                 client_msg_id: uuid::Uuid::new_v4().to_string(),
+                                ..Default::default()
                             })),
                         })
                         .await?;

@@ -422,6 +422,7 @@ async fn send(client: &Client, room: &pb::Room, text: &str) -> pb::Message {
             room_id: room.id.clone(),
             text: text.into(),
             client_msg_id: format!("key-{text}"),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -437,6 +437,25 @@ pub struct Room {
     pub kind: RoomKind,
     pub joined: bool,
     pub last_seq: u64,
+    /// The viewer's read state, when a member.
+    pub read: ReadState,
+    /// The newest top-level message that is not deleted.
+    pub last_message: Option<Message>,
+}
+
+/// The most a room's unread or mention count says.
+pub const MAX_UNREAD_COUNT: u32 = 9999;
+
+/// A member's read state of a room.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadState {
+    /// Every event up to this seq is read.
+    pub last_read_seq: u64,
+    /// Messages from others after the marker, not deleted (at most
+    /// `MAX_UNREAD_COUNT`).
+    pub unread_count: u32,
+    /// Those of them that mention the member (same cap).
+    pub mention_count: u32,
 }
 
 /// A stored message.
@@ -453,7 +472,79 @@ pub struct Message {
     pub edited_at: Option<Timestamp>,
     /// A tombstone: deleted, its text erased (empty).
     pub deleted: bool,
+    /// The message this one quotes, as that message is now.
+    pub reply_to: Option<ReplyPreview>,
+    /// For a thread reply: the top-level message it replies to.
+    pub thread_root_id: Option<MessageId>,
+    /// For a thread root: its replies so far.
+    pub thread: ThreadSummary,
+    /// Each emoji's reactions, in order of first use. Empty on stream
+    /// events, whose `reaction` events build them.
+    pub reactions: Vec<ReactionSummary>,
+    /// The room's members the text names.
+    pub mentions: Vec<User>,
 }
+
+impl Message {
+    /// The message as a stream event carries it: without the aggregates
+    /// (reactions, thread counts) that later events build, so that a
+    /// client applying a stream from any cursor counts each change once.
+    pub fn without_aggregates(&self) -> Self {
+        Self {
+            thread: ThreadSummary::default(),
+            reactions: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The most bytes of text a reply's preview of its quoted message holds.
+pub const REPLY_PREVIEW_BYTES: usize = 200;
+
+/// A quoted message, as it is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyPreview {
+    pub message_id: MessageId,
+    pub sender: User,
+    /// At most `REPLY_PREVIEW_BYTES` of the text, cut on a character
+    /// boundary; empty if deleted.
+    pub text: String,
+    pub deleted: bool,
+}
+
+impl ReplyPreview {
+    /// The preview of `text`: its first `REPLY_PREVIEW_BYTES` bytes at
+    /// most, ending on a character boundary.
+    pub fn cut(text: &str) -> String {
+        if text.len() <= REPLY_PREVIEW_BYTES {
+            return text.to_owned();
+        }
+        let mut end = REPLY_PREVIEW_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text[..end].to_owned()
+    }
+}
+
+/// A thread root's replies: how many (tombstones included) and when the
+/// newest was sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadSummary {
+    pub reply_count: u32,
+    pub last_reply_at: Option<Timestamp>,
+}
+
+/// One emoji's reactions to a message, as one user sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionSummary {
+    pub emoji: String,
+    pub count: u32,
+    pub reacted_by_me: bool,
+}
+
+/// The most different emoji one user may put on one message.
+pub const MAX_REACTIONS_PER_USER: u32 = 20;
 
 /// One entry of a room's log: every change to a room's conversation takes
 /// the room's next seq, in the transaction that makes it. A message's seq
@@ -477,6 +568,13 @@ pub enum RoomEventKind {
     Edited(Message),
     /// A message was deleted by `by`; it is a tombstone now.
     Deleted { message_id: MessageId, by: User },
+    /// `user` added (or removed) a reaction to a message.
+    Reaction {
+        message_id: MessageId,
+        emoji: String,
+        user: User,
+        added: bool,
+    },
 }
 
 impl RoomEvent {
@@ -493,7 +591,9 @@ impl RoomEvent {
     pub fn new_message(&self) -> Option<&Message> {
         match &self.kind {
             RoomEventKind::Message(message) => Some(message),
-            RoomEventKind::Edited(_) | RoomEventKind::Deleted { .. } => None,
+            RoomEventKind::Edited(_)
+            | RoomEventKind::Deleted { .. }
+            | RoomEventKind::Reaction { .. } => None,
         }
     }
 }

@@ -33,13 +33,18 @@ pub fn ready(
 
 /// A live `message`, whose delivery latency counts from its send.
 pub fn message(message: &Message) -> Frame {
-    Frame::live_message(Event::Message(pb::Message::from(message)), message.sent_at)
+    Frame::live_message(
+        Event::Message(pb::Message::from(&message.without_aggregates())),
+        message.sent_at,
+    )
 }
 
 /// A `message` read back from the store for a resumed stream: no delivery
 /// latency, since it was missed rather than delayed.
 pub fn missed_message(message: &Message) -> Frame {
-    Frame::from_event(Event::Message(pb::Message::from(message)))
+    Frame::from_event(Event::Message(pb::Message::from(
+        &message.without_aggregates(),
+    )))
 }
 
 /// A live room event, as its kind's server event. A message's delivery
@@ -47,10 +52,7 @@ pub fn missed_message(message: &Message) -> Frame {
 pub fn live(event: &RoomEvent) -> Frame {
     match &event.kind {
         RoomEventKind::Message(m) => message(m),
-        RoomEventKind::Edited(m) => edited(event.seq, m),
-        RoomEventKind::Deleted { message_id, by } => {
-            deleted(event.seq, event.room_id, *message_id, by)
-        }
+        _ => missed(event),
     }
 }
 
@@ -63,6 +65,12 @@ pub fn missed(event: &RoomEvent) -> Frame {
         RoomEventKind::Deleted { message_id, by } => {
             deleted(event.seq, event.room_id, *message_id, by)
         }
+        RoomEventKind::Reaction {
+            message_id,
+            emoji,
+            user,
+            added,
+        } => reaction(event.seq, event.room_id, *message_id, emoji, user, *added),
     }
 }
 
@@ -71,7 +79,7 @@ pub fn missed(event: &RoomEvent) -> Frame {
 pub fn edited(seq: u64, message: &Message) -> Frame {
     Frame::from_event(Event::Edited(server_event::Edited {
         seq,
-        message: Some(pb::Message::from(message)),
+        message: Some(pb::Message::from(&message.without_aggregates())),
     }))
 }
 
@@ -84,6 +92,47 @@ pub fn deleted(seq: u64, room_id: RoomId, message_id: MessageId, by: &User) -> F
         message_id: message_id.to_string(),
         by: Some(pb::User::from(by)),
     }))
+}
+
+/// `reaction`: `user` added (or removed) `emoji` on a message. `seq` is
+/// the event's own.
+pub fn reaction(
+    seq: u64,
+    room_id: RoomId,
+    message_id: MessageId,
+    emoji: &str,
+    user: &User,
+    added: bool,
+) -> Frame {
+    Frame::from_event(Event::Reaction(server_event::Reaction {
+        seq,
+        room_id: room_id.to_string(),
+        message_id: message_id.to_string(),
+        emoji: emoji.to_owned(),
+        user: Some(pb::User::from(user)),
+        added,
+    }))
+}
+
+/// `read` to the reader's own streams: its marker in a room moved, so
+/// every device agrees on what is unread. Dropped only when a queue is
+/// full.
+pub fn own_read(room_id: RoomId, user: &User, last_read_seq: u64) -> Frame {
+    Frame::state_hint(read_event(room_id, user, last_read_seq))
+}
+
+/// `read` as a receipt to the other members of a small room: dropped by a
+/// stream under pressure.
+pub fn read_receipt(room_id: RoomId, user: &User, last_read_seq: u64) -> Frame {
+    Frame::ephemeral(read_event(room_id, user, last_read_seq))
+}
+
+fn read_event(room_id: RoomId, user: &User, last_read_seq: u64) -> Event {
+    Event::Read(server_event::Read {
+        room_id: room_id.to_string(),
+        user: Some(pb::User::from(user)),
+        last_read_seq,
+    })
 }
 
 /// `sent`: the acknowledgement of the caller's own send, with the stored
@@ -170,6 +219,11 @@ mod tests {
             client_msg_id: Some("k1".into()),
             edited_at: None,
             deleted: false,
+            reply_to: None,
+            thread_root_id: None,
+            thread: Default::default(),
+            reactions: Vec::new(),
+            mentions: Vec::new(),
         };
         let never = [
             ready(&user, SessionId::new(), &[], Duration::from_secs(15)),
@@ -181,6 +235,7 @@ mod tests {
             pong(7),
             edited(2, &stored),
             deleted(3, room, stored.id, &user),
+            reaction(4, room, stored.id, "👍", &user, true),
         ];
         for frame in never {
             assert_eq!(frame.droppable(), Droppable::Never, "{:?}", frame.event());
@@ -188,6 +243,11 @@ mod tests {
         assert_eq!(heartbeat().droppable(), Droppable::UnderPressure);
         assert_eq!(typing(room, &user).droppable(), Droppable::UnderPressure);
         assert_eq!(presence(&user, true).droppable(), Droppable::WhenFull);
+        assert_eq!(own_read(room, &user, 3).droppable(), Droppable::WhenFull);
+        assert_eq!(
+            read_receipt(room, &user, 3).droppable(),
+            Droppable::UnderPressure
+        );
         assert!(message(&stored).sent_at().is_some());
         assert!(missed_message(&stored).sent_at().is_none());
     }

@@ -52,6 +52,34 @@ impl From<&domain::Message> for Message {
             client_msg_id: message.client_msg_id.clone().unwrap_or_default(),
             edited_at: message.edited_at.map(timestamp),
             deleted: message.deleted,
+            reply_to: message.reply_to.as_ref().map(ReplyPreview::from),
+            thread_root_id: message
+                .thread_root_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            thread_reply_count: message.thread.reply_count,
+            thread_last_reply_at: message.thread.last_reply_at.map(timestamp),
+            reactions: message
+                .reactions
+                .iter()
+                .map(|r| ReactionSummary {
+                    emoji: r.emoji.clone(),
+                    count: r.count,
+                    reacted_by_me: r.reacted_by_me,
+                })
+                .collect(),
+            mentions: message.mentions.iter().map(User::from).collect(),
+        }
+    }
+}
+
+impl From<&domain::ReplyPreview> for ReplyPreview {
+    fn from(preview: &domain::ReplyPreview) -> Self {
+        Self {
+            message_id: preview.message_id.to_string(),
+            sender: Some(User::from(&preview.sender)),
+            text: preview.text.clone(),
+            deleted: preview.deleted,
         }
     }
 }
@@ -67,6 +95,10 @@ impl From<&domain::Room> for Room {
             } as i32,
             joined: room.joined,
             last_seq: room.last_seq,
+            last_read_seq: room.read.last_read_seq,
+            unread_count: room.read.unread_count,
+            mention_count: room.read.mention_count,
+            last_message: room.last_message.as_ref().map(Message::from),
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chat_domain::{
-    ClientMsgId, Message, MessageId, MessageText, RoomEvent, RoomId, SessionId, Timestamp, User,
-    UserId,
+    ClientMsgId, Message, MessageId, MessageText, RoomEvent, RoomId, SessionId, ThreadSummary,
+    Timestamp, User, UserId,
 };
 
 use crate::error::{Error, Result};
@@ -174,6 +174,11 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
             client_msg_id: new.client_msg_id.as_deref().map(str::to_owned),
             edited_at: None,
             deleted: false,
+            reply_to: None,
+            thread_root_id: None,
+            thread: ThreadSummary::default(),
+            reactions: Vec::new(),
+            mentions: Vec::new(),
         };
         if let Some(key) = key {
             earlier.insert(key, message.clone());

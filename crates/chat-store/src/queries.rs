@@ -40,8 +40,8 @@ use crate::sql::{
 };
 use crate::store::Store;
 use chat_domain::{
-    Message, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, RoomName, Session, SessionId,
-    Timestamp, User, UserId, Username,
+    Message, ReadState, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, RoomName, Session,
+    SessionId, Timestamp, User, UserId, Username,
 };
 
 /// A room as the user bound to `$1` sees it: a direct room is named after
@@ -698,6 +698,8 @@ where
             kind: RoomKind::Group,
             joined: true,
             last_seq: 0,
+            read: ReadState::default(),
+            last_message: None,
         })
     }
 

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::sql::{to_seq, EVENT_DELETE, EVENT_EDIT, EVENT_MESSAGE};
 use chat_domain::{
-    Message, MessageId, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, Timestamp, User, UserId,
+    Message, MessageId, ReadState, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, ThreadSummary,
+    Timestamp, User, UserId,
 };
 
 /// What a row must offer to be read here: these column types, by name.
@@ -42,6 +43,8 @@ where
         kind: crate::rows::room_kind_from_db(kind).context("unknown room kind in the database")?,
         joined: row.field("joined")?,
         last_seq: to_seq(row.field("last_seq")?),
+        read: ReadState::default(),
+        last_message: None,
     })
 }
 
@@ -67,6 +70,11 @@ where
         client_msg_id: row.field("client_msg_id")?,
         edited_at: row.field::<Option<i64>>("edited_at")?.map(Timestamp),
         deleted: row.field("deleted")?,
+        reply_to: None,
+        thread_root_id: None,
+        thread: ThreadSummary::default(),
+        reactions: Vec::new(),
+        mentions: Vec::new(),
     })
 }
 

@@ -1193,6 +1193,14 @@ fn event_name(event: &RoomEvent) -> String {
         }
         RoomEventKind::Edited(m) => format!("{} edited {}: {:?}", event.seq, m.seq, m.text),
         RoomEventKind::Deleted { by, .. } => format!("{} deleted by {}", event.seq, by.username),
+        RoomEventKind::Reaction {
+            emoji, user, added, ..
+        } => format!(
+            "{} reaction {emoji} {} by {}",
+            event.seq,
+            if *added { "added" } else { "removed" },
+            user.username
+        ),
     }
 }
 

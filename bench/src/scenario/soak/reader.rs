@@ -138,12 +138,14 @@ fn take(
         Some(server_event::Event::Pong(pong)) if pong.nonce == 0 => {
             Tally::add(&tally.heartbeats, 1);
         }
-        // The soak's visitors neither edit nor delete.
+        // The soak's visitors neither edit, delete, react nor mark read.
         Some(
             server_event::Event::Ready(_)
             | server_event::Event::Pong(_)
             | server_event::Event::Edited(_)
-            | server_event::Event::Deleted(_),
+            | server_event::Event::Deleted(_)
+            | server_event::Event::Reaction(_)
+            | server_event::Event::Read(_),
         ) => {}
         None => tally.error("stream event", "empty"),
     }

@@ -65,6 +65,7 @@ impl User {
                 world.usernames[self.index], self.messages
             ),
             client_msg_id: format!("{}-{}-{}", world.run_id, self.index, self.messages),
+            ..Default::default()
         }
     }
 }

@@ -89,6 +89,11 @@ pub(super) fn message(room_id: RoomId, seq: u64, sender: &User) -> RoomEvent {
         client_msg_id: Some(format!("k{seq}")),
         edited_at: None,
         deleted: false,
+        reply_to: None,
+        thread_root_id: None,
+        thread: Default::default(),
+        reactions: Vec::new(),
+        mentions: Vec::new(),
     })
 }
 

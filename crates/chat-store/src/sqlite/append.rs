@@ -22,7 +22,7 @@ use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
 };
 use crate::sql::{to_seq, EVENT_MESSAGE};
-use chat_domain::{Message, MessageId, RoomId, Timestamp, User, UserId};
+use chat_domain::{Message, MessageId, RoomId, ThreadSummary, Timestamp, User, UserId};
 
 /// Pairs bound in one lookup query: two parameters each, well under
 /// SQLite's limit of 32 766 parameters per statement.
@@ -308,6 +308,11 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         client_msg_id: row.get("client_msg_id")?,
         edited_at: row.get::<_, Option<i64>>("edited_at")?.map(Timestamp),
         deleted: row.get("deleted")?,
+        reply_to: None,
+        thread_root_id: None,
+        thread: ThreadSummary::default(),
+        reactions: Vec::new(),
+        mentions: Vec::new(),
     })
 }
 

@@ -18,7 +18,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/chat.proto.
  */
 export const file_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCJjCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHwoEa2luZBgDIAEoDjIRLmNoYXQudjEuUm9vbUtpbmQSDgoGam9pbmVkGAQgASgIEhAKCGxhc3Rfc2VxGAUgASgEIuQBCgdNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Jvb21faWQYAiABKAkSCwoDc2VxGAMgASgEEh0KBnNlbmRlchgEIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAUgASgJEisKB3NlbnRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNsaWVudF9tc2dfaWQYByABKAkSLQoJZWRpdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAkgASgIIkcKEkVkaXRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDAoEdGV4dBgDIAEoCSI4ChNFZGl0TWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiOwoURGVsZXRlTWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJIhcKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZSI1Cg9SZWdpc3RlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiLwoQUmVnaXN0ZXJSZXNwb25zZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyIjIKDExvZ2luUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKqAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoEdXNlchgEIAEoCzINLmNoYXQudjEuVXNlchISCgpzZXNzaW9uX2lkGAUgASgJIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiewoPUmVmcmVzaFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiOgoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5jaGF0LnYxLlNlc3Npb24iKgoUUmV2b2tlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIXChVSZXZva2VTZXNzaW9uUmVzcG9uc2UiKAoURGVsZXRlQWNjb3VudFJlcXVlc3QSEAoIcGFzc3dvcmQYASABKAkiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlIkcKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCSIYChZDaGFuZ2VQYXNzd29yZFJlc3BvbnNlIhwKGlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0Ii4KG1Jldm9rZU90aGVyU2Vzc2lvbnNSZXNwb25zZRIPCgdyZXZva2VkGAEgASgNIiEKEUNyZWF0ZVJvb21SZXF1ZXN0EgwKBG5hbWUYASABKAkiMQoSQ3JlYXRlUm9vbVJlc3BvbnNlEhsKBHJvb20YASABKAsyDS5jaGF0LnYxLlJvb20iIgoPSm9pblJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiLwoQSm9pblJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiMKEExlYXZlUm9vbVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSITChFMZWF2ZVJvb21SZXNwb25zZSJOChBMaXN0Um9vbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC2pvaW5lZF9vbmx5GAMgASgIIkoKEUxpc3RSb29tc1Jlc3BvbnNlEhwKBXJvb21zGAEgAygLMg0uY2hhdC52MS5Sb29tEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIpChVPcGVuRGlyZWN0Um9vbVJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkiNQoWT3BlbkRpcmVjdFJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIkoKElNlbmRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSI4ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiJAoRU2VuZFR5cGluZ1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiMAoKUm9vbUN1cnNvchIPCgdyb29tX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI4ChBTdWJzY3JpYmVSZXF1ZXN0EiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3IiRAoOSGlzdG9yeVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIkcKD0hpc3RvcnlSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCIpChZMaXN0T25saW5lVXNlcnNSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiNwoXTGlzdE9ubGluZVVzZXJzUmVzcG9uc2USHAoFdXNlcnMYASADKAsyDS5jaGF0LnYxLlVzZXIirgIKC0NsaWVudEV2ZW50EisKBHNlbmQYASABKAsyGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdEgAEi0KBnR5cGluZxgCIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuVHlwaW5nSAASKQoEcGluZxgDIAEoCzIZLmNoYXQudjEuQ2xpZW50RXZlbnQuUGluZ0gAEi0KBnJlc3VtZRgEIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuUmVzdW1lSAAaGQoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkaFQoEUGluZxINCgVub25jZRgBIAEoBBouCgZSZXN1bWUSJAoHY3Vyc29ycxgBIAMoCzITLmNoYXQudjEuUm9vbUN1cnNvckIHCgVldmVudCK7CAoLU2VydmVyRXZlbnQSKwoFcmVhZHkYASABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LlJlYWR5SAASIwoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZUgAEikKBHNlbnQYAyABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlNlbnRIABIxCghwcmVzZW5jZRgEIAEoCzIdLmNoYXQudjEuU2VydmVyRXZlbnQuUHJlc2VuY2VIABItCgZ0eXBpbmcYBSABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlR5cGluZ0gAEikKBHBvbmcYBiABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlBvbmdIABIrCgVlcnJvchgHIAEoCzIaLmNoYXQudjEuU2VydmVyRXZlbnQuRXJyb3JIABItCgZyZXN5bmMYCCABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlJlc3luY0gAEi0KBmVkaXRlZBgJIAEoCzIbLmNoYXQudjEuU2VydmVyRXZlbnQuRWRpdGVkSAASLwoHZGVsZXRlZBgKIAEoCzIcLmNoYXQudjEuU2VydmVyRXZlbnQuRGVsZXRlZEgAGpQBCgVSZWFkeRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyEhIKCnNlc3Npb25faWQYAiABKAkSIwoMb25saW5lX3VzZXJzGAMgAygLMg0uY2hhdC52MS5Vc2VyEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhpACgRTZW50EhUKDWNsaWVudF9tc2dfaWQYASABKAkSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRo3CghQcmVzZW5jZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyEg4KBm9ubGluZRgCIAEoCBo2CgZUeXBpbmcSDwoHcm9vbV9pZBgBIAEoCRIbCgR1c2VyGAIgASgLMg0uY2hhdC52MS5Vc2VyGhUKBFBvbmcSDQoFbm9uY2UYASABKAQaPQoFRXJyb3ISFQoNY2xpZW50X21zZ19pZBgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkaKwoGUmVzeW5jEg8KB3Jvb21faWQYASABKAkSEAoIZnJvbV9zZXEYAiABKAQaOAoGRWRpdGVkEgsKA3NlcRgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlGlYKB0RlbGV0ZWQSCwoDc2VxGAEgASgEEg8KB3Jvb21faWQYAiABKAkSEgoKbWVzc2FnZV9pZBgDIAEoCRIZCgJieRgEIAEoCzINLmNoYXQudjEuVXNlckIHCgVldmVudCpQCghSb29tS2luZBIZChVST09NX0tJTkRfVU5TUEVDSUZJRUQQABITCg9ST09NX0tJTkRfR1JPVVAQARIUChBST09NX0tJTkRfRElSRUNUEAIyoQUKC0F1dGhTZXJ2aWNlEj8KCFJlZ2lzdGVyEhguY2hhdC52MS5SZWdpc3RlclJlcXVlc3QaGS5jaGF0LnYxLlJlZ2lzdGVyUmVzcG9uc2USNgoFTG9naW4SFS5jaGF0LnYxLkxvZ2luUmVxdWVzdBoWLmNoYXQudjEuTG9naW5SZXNwb25zZRI8CgdSZWZyZXNoEhcuY2hhdC52MS5SZWZyZXNoUmVxdWVzdBoYLmNoYXQudjEuUmVmcmVzaFJlc3BvbnNlEjkKBkxvZ291dBIWLmNoYXQudjEuTG9nb3V0UmVxdWVzdBoXLmNoYXQudjEuTG9nb3V0UmVzcG9uc2USSwoMTGlzdFNlc3Npb25zEhwuY2hhdC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJOCg1SZXZva2VTZXNzaW9uEh0uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoeLmNoYXQudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlEk4KDURlbGV0ZUFjY291bnQSHS5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXF1ZXN0Gh4uY2hhdC52MS5EZWxldGVBY2NvdW50UmVzcG9uc2USUQoOQ2hhbmdlUGFzc3dvcmQSHi5jaGF0LnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBofLmNoYXQudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRJgChNSZXZva2VPdGhlclNlc3Npb25zEiMuY2hhdC52MS5SZXZva2VPdGhlclNlc3Npb25zUmVxdWVzdBokLmNoYXQudjEuUmV2b2tlT3RoZXJTZXNzaW9uc1Jlc3BvbnNlMq0HCgtDaGF0U2VydmljZRJFCgpDcmVhdGVSb29tEhouY2hhdC52MS5DcmVhdGVSb29tUmVxdWVzdBobLmNoYXQudjEuQ3JlYXRlUm9vbVJlc3BvbnNlEj8KCEpvaW5Sb29tEhguY2hhdC52MS5Kb2luUm9vbVJlcXVlc3QaGS5jaGF0LnYxLkpvaW5Sb29tUmVzcG9uc2USQgoJTGVhdmVSb29tEhkuY2hhdC52MS5MZWF2ZVJvb21SZXF1ZXN0GhouY2hhdC52MS5MZWF2ZVJvb21SZXNwb25zZRJCCglMaXN0Um9vbXMSGS5jaGF0LnYxLkxpc3RSb29tc1JlcXVlc3QaGi5jaGF0LnYxLkxpc3RSb29tc1Jlc3BvbnNlElEKDk9wZW5EaXJlY3RSb29tEh4uY2hhdC52MS5PcGVuRGlyZWN0Um9vbVJlcXVlc3QaHy5jaGF0LnYxLk9wZW5EaXJlY3RSb29tUmVzcG9uc2USSAoLU2VuZE1lc3NhZ2USGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJFCgpTZW5kVHlwaW5nEhouY2hhdC52MS5TZW5kVHlwaW5nUmVxdWVzdBobLmNoYXQudjEuU2VuZFR5cGluZ1Jlc3BvbnNlEjwKCkNoYXRTdHJlYW0SFC5jaGF0LnYxLkNsaWVudEV2ZW50GhQuY2hhdC52MS5TZXJ2ZXJFdmVudCgBMAESPgoJU3Vic2NyaWJlEhkuY2hhdC52MS5TdWJzY3JpYmVSZXF1ZXN0GhQuY2hhdC52MS5TZXJ2ZXJFdmVudDABEjwKB0hpc3RvcnkSFy5jaGF0LnYxLkhpc3RvcnlSZXF1ZXN0GhguY2hhdC52MS5IaXN0b3J5UmVzcG9uc2USVAoPTGlzdE9ubGluZVVzZXJzEh8uY2hhdC52MS5MaXN0T25saW5lVXNlcnNSZXF1ZXN0GiAuY2hhdC52MS5MaXN0T25saW5lVXNlcnNSZXNwb25zZRJICgtFZGl0TWVzc2FnZRIbLmNoYXQudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0GhwuY2hhdC52MS5FZGl0TWVzc2FnZVJlc3BvbnNlEk4KDURlbGV0ZU1lc3NhZ2USHS5jaGF0LnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0Gh4uY2hhdC52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCLPAQoEUm9vbRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEh8KBGtpbmQYAyABKA4yES5jaGF0LnYxLlJvb21LaW5kEg4KBmpvaW5lZBgEIAEoCBIQCghsYXN0X3NlcRgFIAEoBBIVCg1sYXN0X3JlYWRfc2VxGAYgASgEEhQKDHVucmVhZF9jb3VudBgHIAEoDRIVCg1tZW50aW9uX2NvdW50GAggASgNEiYKDGxhc3RfbWVzc2FnZRgJIAEoCzIQLmNoYXQudjEuTWVzc2FnZSLJAwoHTWVzc2FnZRIKCgJpZBgBIAEoCRIPCgdyb29tX2lkGAIgASgJEgsKA3NlcRgDIAEoBBIdCgZzZW5kZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISDAoEdGV4dBgFIAEoCRIrCgdzZW50X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAcgASgJEi0KCWVkaXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZGVsZXRlZBgJIAEoCBInCghyZXBseV90bxgKIAEoCzIVLmNoYXQudjEuUmVwbHlQcmV2aWV3EhYKDnRocmVhZF9yb290X2lkGAsgASgJEhoKEnRocmVhZF9yZXBseV9jb3VudBgMIAEoDRI4ChR0aHJlYWRfbGFzdF9yZXBseV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoJcmVhY3Rpb25zGA4gAygLMhguY2hhdC52MS5SZWFjdGlvblN1bW1hcnkSHwoIbWVudGlvbnMYDyADKAsyDS5jaGF0LnYxLlVzZXIiYAoMUmVwbHlQcmV2aWV3EhIKCm1lc3NhZ2VfaWQYASABKAkSHQoGc2VuZGVyGAIgASgLMg0uY2hhdC52MS5Vc2VyEgwKBHRleHQYAyABKAkSDwoHZGVsZXRlZBgEIAEoCCJGCg9SZWFjdGlvblN1bW1hcnkSDQoFZW1vamkYASABKAkSDQoFY291bnQYAiABKA0SFQoNcmVhY3RlZF9ieV9tZRgDIAEoCCJIChJBZGRSZWFjdGlvblJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEg0KBWVtb2ppGAMgASgJIhUKE0FkZFJlYWN0aW9uUmVzcG9uc2UiSwoVUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRINCgVlbW9qaRgDIAEoCSIYChZSZW1vdmVSZWFjdGlvblJlc3BvbnNlIi8KD01hcmtSZWFkUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEgsKA3NlcRgCIAEoBCIpChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAQiXwoRTGlzdFRocmVhZFJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIWCg50aHJlYWRfcm9vdF9pZBgCIAEoCRISCgpiZWZvcmVfc2VxGAMgASgEEg0KBWxpbWl0GAQgASgNImoKEkxpc3RUaHJlYWRSZXNwb25zZRIeCgRyb290GAEgASgLMhAuY2hhdC52MS5NZXNzYWdlEiIKCG1lc3NhZ2VzGAIgAygLMhAuY2hhdC52MS5NZXNzYWdlEhAKCGhhc19tb3JlGAMgASgIIkcKEkVkaXRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDAoEdGV4dBgDIAEoCSI4ChNFZGl0TWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiOwoURGVsZXRlTWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJIhcKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZSI1Cg9SZWdpc3RlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiLwoQUmVnaXN0ZXJSZXNwb25zZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyIjIKDExvZ2luUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKqAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoEdXNlchgEIAEoCzINLmNoYXQudjEuVXNlchISCgpzZXNzaW9uX2lkGAUgASgJIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiewoPUmVmcmVzaFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiOgoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5jaGF0LnYxLlNlc3Npb24iKgoUUmV2b2tlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIXChVSZXZva2VTZXNzaW9uUmVzcG9uc2UiKAoURGVsZXRlQWNjb3VudFJlcXVlc3QSEAoIcGFzc3dvcmQYASABKAkiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlIkcKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCSIYChZDaGFuZ2VQYXNzd29yZFJlc3BvbnNlIhwKGlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0Ii4KG1Jldm9rZU90aGVyU2Vzc2lvbnNSZXNwb25zZRIPCgdyZXZva2VkGAEgASgNIiEKEUNyZWF0ZVJvb21SZXF1ZXN0EgwKBG5hbWUYASABKAkiMQoSQ3JlYXRlUm9vbVJlc3BvbnNlEhsKBHJvb20YASABKAsyDS5jaGF0LnYxLlJvb20iIgoPSm9pblJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiLwoQSm9pblJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiMKEExlYXZlUm9vbVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSITChFMZWF2ZVJvb21SZXNwb25zZSJOChBMaXN0Um9vbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC2pvaW5lZF9vbmx5GAMgASgIIkoKEUxpc3RSb29tc1Jlc3BvbnNlEhwKBXJvb21zGAEgAygLMg0uY2hhdC52MS5Sb29tEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIpChVPcGVuRGlyZWN0Um9vbVJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkiNQoWT3BlbkRpcmVjdFJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIncKElNlbmRNZXNzYWdlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCRITCgtyZXBseV90b19pZBgEIAEoCRIWCg50aHJlYWRfcm9vdF9pZBgFIAEoCSI4ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiJAoRU2VuZFR5cGluZ1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiMAoKUm9vbUN1cnNvchIPCgdyb29tX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI4ChBTdWJzY3JpYmVSZXF1ZXN0EiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3IiRAoOSGlzdG9yeVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIkcKD0hpc3RvcnlSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCIpChZMaXN0T25saW5lVXNlcnNSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiNwoXTGlzdE9ubGluZVVzZXJzUmVzcG9uc2USHAoFdXNlcnMYASADKAsyDS5jaGF0LnYxLlVzZXIirgIKC0NsaWVudEV2ZW50EisKBHNlbmQYASABKAsyGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdEgAEi0KBnR5cGluZxgCIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuVHlwaW5nSAASKQoEcGluZxgDIAEoCzIZLmNoYXQudjEuQ2xpZW50RXZlbnQuUGluZ0gAEi0KBnJlc3VtZRgEIAEoCzIbLmNoYXQudjEuQ2xpZW50RXZlbnQuUmVzdW1lSAAaGQoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkaFQoEUGluZxINCgVub25jZRgBIAEoBBouCgZSZXN1bWUSJAoHY3Vyc29ycxgBIAMoCzITLmNoYXQudjEuUm9vbUN1cnNvckIHCgVldmVudCLfCgoLU2VydmVyRXZlbnQSKwoFcmVhZHkYASABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LlJlYWR5SAASIwoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZUgAEikKBHNlbnQYAyABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlNlbnRIABIxCghwcmVzZW5jZRgEIAEoCzIdLmNoYXQudjEuU2VydmVyRXZlbnQuUHJlc2VuY2VIABItCgZ0eXBpbmcYBSABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlR5cGluZ0gAEikKBHBvbmcYBiABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlBvbmdIABIrCgVlcnJvchgHIAEoCzIaLmNoYXQudjEuU2VydmVyRXZlbnQuRXJyb3JIABItCgZyZXN5bmMYCCABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LlJlc3luY0gAEi0KBmVkaXRlZBgJIAEoCzIbLmNoYXQudjEuU2VydmVyRXZlbnQuRWRpdGVkSAASLwoHZGVsZXRlZBgKIAEoCzIcLmNoYXQudjEuU2VydmVyRXZlbnQuRGVsZXRlZEgAEjEKCHJlYWN0aW9uGAsgASgLMh0uY2hhdC52MS5TZXJ2ZXJFdmVudC5SZWFjdGlvbkgAEikKBHJlYWQYDCABKAsyGS5jaGF0LnYxLlNlcnZlckV2ZW50LlJlYWRIABqUAQoFUmVhZHkSGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchISCgpzZXNzaW9uX2lkGAIgASgJEiMKDG9ubGluZV91c2VycxgDIAMoCzINLmNoYXQudjEuVXNlchI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aQAoEU2VudBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2UaNwoIUHJlc2VuY2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchIOCgZvbmxpbmUYAiABKAgaNgoGVHlwaW5nEg8KB3Jvb21faWQYASABKAkSGwoEdXNlchgCIAEoCzINLmNoYXQudjEuVXNlchoVCgRQb25nEg0KBW5vbmNlGAEgASgEGj0KBUVycm9yEhUKDWNsaWVudF9tc2dfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJGisKBlJlc3luYxIPCgdyb29tX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEGjgKBkVkaXRlZBILCgNzZXEYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRpWCgdEZWxldGVkEgsKA3NlcRgBIAEoBBIPCgdyb29tX2lkGAIgASgJEhIKCm1lc3NhZ2VfaWQYAyABKAkSGQoCYnkYBCABKAsyDS5jaGF0LnYxLlVzZXIadwoIUmVhY3Rpb24SCwoDc2VxGAEgASgEEg8KB3Jvb21faWQYAiABKAkSEgoKbWVzc2FnZV9pZBgDIAEoCRINCgVlbW9qaRgEIAEoCRIbCgR1c2VyGAUgASgLMg0uY2hhdC52MS5Vc2VyEg0KBWFkZGVkGAYgASgIGksKBFJlYWQSDwoHcm9vbV9pZBgBIAEoCRIbCgR1c2VyGAIgASgLMg0uY2hhdC52MS5Vc2VyEhUKDWxhc3RfcmVhZF9zZXEYAyABKARCBwoFZXZlbnQqUAoIUm9vbUtpbmQSGQoVUk9PTV9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPUk9PTV9LSU5EX0dST1VQEAESFAoQUk9PTV9LSU5EX0RJUkVDVBACMqEFCgtBdXRoU2VydmljZRI/CghSZWdpc3RlchIYLmNoYXQudjEuUmVnaXN0ZXJSZXF1ZXN0GhkuY2hhdC52MS5SZWdpc3RlclJlc3BvbnNlEjYKBUxvZ2luEhUuY2hhdC52MS5Mb2dpblJlcXVlc3QaFi5jaGF0LnYxLkxvZ2luUmVzcG9uc2USPAoHUmVmcmVzaBIXLmNoYXQudjEuUmVmcmVzaFJlcXVlc3QaGC5jaGF0LnYxLlJlZnJlc2hSZXNwb25zZRI5CgZMb2dvdXQSFi5jaGF0LnYxLkxvZ291dFJlcXVlc3QaFy5jaGF0LnYxLkxvZ291dFJlc3BvbnNlEksKDExpc3RTZXNzaW9ucxIcLmNoYXQudjEuTGlzdFNlc3Npb25zUmVxdWVzdBodLmNoYXQudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USTgoNUmV2b2tlU2Vzc2lvbhIdLmNoYXQudjEuUmV2b2tlU2Vzc2lvblJlcXVlc3QaHi5jaGF0LnYxLlJldm9rZVNlc3Npb25SZXNwb25zZRJOCg1EZWxldGVBY2NvdW50Eh0uY2hhdC52MS5EZWxldGVBY2NvdW50UmVxdWVzdBoeLmNoYXQudjEuRGVsZXRlQWNjb3VudFJlc3BvbnNlElEKDkNoYW5nZVBhc3N3b3JkEh4uY2hhdC52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaHy5jaGF0LnYxLkNoYW5nZVBhc3N3b3JkUmVzcG9uc2USYAoTUmV2b2tlT3RoZXJTZXNzaW9ucxIjLmNoYXQudjEuUmV2b2tlT3RoZXJTZXNzaW9uc1JlcXVlc3QaJC5jaGF0LnYxLlJldm9rZU90aGVyU2Vzc2lvbnNSZXNwb25zZTLSCQoLQ2hhdFNlcnZpY2USRQoKQ3JlYXRlUm9vbRIaLmNoYXQudjEuQ3JlYXRlUm9vbVJlcXVlc3QaGy5jaGF0LnYxLkNyZWF0ZVJvb21SZXNwb25zZRI/CghKb2luUm9vbRIYLmNoYXQudjEuSm9pblJvb21SZXF1ZXN0GhkuY2hhdC52MS5Kb2luUm9vbVJlc3BvbnNlEkIKCUxlYXZlUm9vbRIZLmNoYXQudjEuTGVhdmVSb29tUmVxdWVzdBoaLmNoYXQudjEuTGVhdmVSb29tUmVzcG9uc2USQgoJTGlzdFJvb21zEhkuY2hhdC52MS5MaXN0Um9vbXNSZXF1ZXN0GhouY2hhdC52MS5MaXN0Um9vbXNSZXNwb25zZRJRCg5PcGVuRGlyZWN0Um9vbRIeLmNoYXQudjEuT3BlbkRpcmVjdFJvb21SZXF1ZXN0Gh8uY2hhdC52MS5PcGVuRGlyZWN0Um9vbVJlc3BvbnNlEkgKC1NlbmRNZXNzYWdlEhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USRQoKU2VuZFR5cGluZxIaLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaGy5jaGF0LnYxLlNlbmRUeXBpbmdSZXNwb25zZRI8CgpDaGF0U3RyZWFtEhQuY2hhdC52MS5DbGllbnRFdmVudBoULmNoYXQudjEuU2VydmVyRXZlbnQoATABEj4KCVN1YnNjcmliZRIZLmNoYXQudjEuU3Vic2NyaWJlUmVxdWVzdBoULmNoYXQudjEuU2VydmVyRXZlbnQwARI8CgdIaXN0b3J5EhcuY2hhdC52MS5IaXN0b3J5UmVxdWVzdBoYLmNoYXQudjEuSGlzdG9yeVJlc3BvbnNlElQKD0xpc3RPbmxpbmVVc2VycxIfLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVxdWVzdBogLmNoYXQudjEuTGlzdE9ubGluZVVzZXJzUmVzcG9uc2USSAoLRWRpdE1lc3NhZ2USGy5jaGF0LnYxLkVkaXRNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuRWRpdE1lc3NhZ2VSZXNwb25zZRJOCg1EZWxldGVNZXNzYWdlEh0uY2hhdC52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBoeLmNoYXQudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlEkgKC0FkZFJlYWN0aW9uEhsuY2hhdC52MS5BZGRSZWFjdGlvblJlcXVlc3QaHC5jaGF0LnYxLkFkZFJlYWN0aW9uUmVzcG9uc2USUQoOUmVtb3ZlUmVhY3Rpb24SHi5jaGF0LnYxLlJlbW92ZVJlYWN0aW9uUmVxdWVzdBofLmNoYXQudjEuUmVtb3ZlUmVhY3Rpb25SZXNwb25zZRI/CghNYXJrUmVhZBIYLmNoYXQudjEuTWFya1JlYWRSZXF1ZXN0GhkuY2hhdC52MS5NYXJrUmVhZFJlc3BvbnNlEkUKCkxpc3RUaHJlYWQSGi5jaGF0LnYxLkxpc3RUaHJlYWRSZXF1ZXN0GhsuY2hhdC52MS5MaXN0VGhyZWFkUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.User
@@ -110,12 +110,43 @@ export type Room = Message$1<"chat.v1.Room"> & {
   joined: boolean;
 
   /**
-   * The seq of the room's newest event (a message, an edit, a deletion...);
-   * 0 when it has none. A cursor at it has everything.
+   * The seq of the room's newest event (a message, an edit, a deletion, a
+   * reaction...); 0 when it has none. A cursor at it has everything.
    *
    * @generated from field: uint64 last_seq = 5;
    */
   lastSeq: bigint;
+
+  /**
+   * The caller's read marker: every event up to it is read. It starts at
+   * the room's last seq when the caller joins. 0 when not a member.
+   *
+   * @generated from field: uint64 last_read_seq = 6;
+   */
+  lastReadSeq: bigint;
+
+  /**
+   * Messages from others after the marker that are not deleted, thread
+   * replies included; at most 9999.
+   *
+   * @generated from field: uint32 unread_count = 7;
+   */
+  unreadCount: number;
+
+  /**
+   * How many of those mention the caller; at most 9999.
+   *
+   * @generated from field: uint32 mention_count = 8;
+   */
+  mentionCount: number;
+
+  /**
+   * The newest top-level message that is not deleted, for previews; unset
+   * if none (or when the caller may not read the room).
+   *
+   * @generated from field: chat.v1.Message last_message = 9;
+   */
+  lastMessage?: Message | undefined;
 };
 
 /**
@@ -179,11 +210,64 @@ export type Message = Message$1<"chat.v1.Message"> & {
   editedAt?: Timestamp | undefined;
 
   /**
-   * A tombstone: the message was deleted and its text erased (empty).
+   * A tombstone: the message was deleted and its text erased (empty), its
+   * reactions and mentions gone.
    *
    * @generated from field: bool deleted = 9;
    */
   deleted: boolean;
+
+  /**
+   * The message this one quotes, as that message is now; unset if none.
+   *
+   * @generated from field: chat.v1.ReplyPreview reply_to = 10;
+   */
+  replyTo?: ReplyPreview | undefined;
+
+  /**
+   * For a thread reply: the top-level message it replies to. Empty for a
+   * top-level message.
+   *
+   * @generated from field: string thread_root_id = 11;
+   */
+  threadRootId: string;
+
+  /**
+   * For a thread root: how many replies it has (deleted ones included:
+   * they keep their place) and when the newest was sent.
+   *
+   * @generated from field: uint32 thread_reply_count = 12;
+   */
+  threadReplyCount: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp thread_last_reply_at = 13;
+   */
+  threadLastReplyAt?: Timestamp | undefined;
+
+  /**
+   * The reactions, in order of first use (an emoji whose count fell to
+   * zero and is added again goes last).
+   *
+   * On streams, a message's reactions and thread counts are built by the
+   * events that change them (`reaction`, thread replies), which all come
+   * after the message: `message` and `edited` events carry none (empty
+   * reactions, zero counts), so applying a stream from any cursor counts
+   * each change once. Apply `edited` to the text, keeping what the client
+   * holds. Unary answers (History, ListThread, the RPC responses) carry
+   * them as they are now.
+   *
+   * @generated from field: repeated chat.v1.ReactionSummary reactions = 14;
+   */
+  reactions: ReactionSummary[];
+
+  /**
+   * The room's members named in the text as `@username` (matched without
+   * regard to case, each once), for highlighting and mention counts.
+   *
+   * @generated from field: repeated chat.v1.User mentions = 15;
+   */
+  mentions: User[];
 };
 
 /**
@@ -192,6 +276,272 @@ export type Message = Message$1<"chat.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_chat_v1_chat, 3);
+
+/**
+ * A quoted message, as it is now.
+ *
+ * @generated from message chat.v1.ReplyPreview
+ */
+export type ReplyPreview = Message$1<"chat.v1.ReplyPreview"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: chat.v1.User sender = 2;
+   */
+  sender?: User | undefined;
+
+  /**
+   * The text, cut to at most 200 bytes of UTF-8 on a character boundary;
+   * empty if deleted.
+   *
+   * @generated from field: string text = 3;
+   */
+  text: string;
+
+  /**
+   * @generated from field: bool deleted = 4;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message chat.v1.ReplyPreview.
+ * Use `create(ReplyPreviewSchema)` to create a new message.
+ */
+export const ReplyPreviewSchema: GenMessage<ReplyPreview> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 4);
+
+/**
+ * One emoji's reactions to a message.
+ *
+ * @generated from message chat.v1.ReactionSummary
+ */
+export type ReactionSummary = Message$1<"chat.v1.ReactionSummary"> & {
+  /**
+   * @generated from field: string emoji = 1;
+   */
+  emoji: string;
+
+  /**
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * Whether the caller is among them (always false on stream events).
+   *
+   * @generated from field: bool reacted_by_me = 3;
+   */
+  reactedByMe: boolean;
+};
+
+/**
+ * Describes the message chat.v1.ReactionSummary.
+ * Use `create(ReactionSummarySchema)` to create a new message.
+ */
+export const ReactionSummarySchema: GenMessage<ReactionSummary> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 5);
+
+/**
+ * @generated from message chat.v1.AddReactionRequest
+ */
+export type AddReactionRequest = Message$1<"chat.v1.AddReactionRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * One emoji: one extended grapheme cluster that Unicode's emoji data
+   * calls an emoji ("👍", "❤️", "🏳️‍🌈"); an unqualified form (❤ without
+   * its variation selector) is stored as the fully qualified one.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message chat.v1.AddReactionRequest.
+ * Use `create(AddReactionRequestSchema)` to create a new message.
+ */
+export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 6);
+
+/**
+ * @generated from message chat.v1.AddReactionResponse
+ */
+export type AddReactionResponse = Message$1<"chat.v1.AddReactionResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.AddReactionResponse.
+ * Use `create(AddReactionResponseSchema)` to create a new message.
+ */
+export const AddReactionResponseSchema: GenMessage<AddReactionResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 7);
+
+/**
+ * @generated from message chat.v1.RemoveReactionRequest
+ */
+export type RemoveReactionRequest = Message$1<"chat.v1.RemoveReactionRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message chat.v1.RemoveReactionRequest.
+ * Use `create(RemoveReactionRequestSchema)` to create a new message.
+ */
+export const RemoveReactionRequestSchema: GenMessage<RemoveReactionRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 8);
+
+/**
+ * @generated from message chat.v1.RemoveReactionResponse
+ */
+export type RemoveReactionResponse = Message$1<"chat.v1.RemoveReactionResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.RemoveReactionResponse.
+ * Use `create(RemoveReactionResponseSchema)` to create a new message.
+ */
+export const RemoveReactionResponseSchema: GenMessage<RemoveReactionResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 9);
+
+/**
+ * @generated from message chat.v1.MarkReadRequest
+ */
+export type MarkReadRequest = Message$1<"chat.v1.MarkReadRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * Every event up to and including this seq is read.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message chat.v1.MarkReadRequest.
+ * Use `create(MarkReadRequestSchema)` to create a new message.
+ */
+export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 10);
+
+/**
+ * @generated from message chat.v1.MarkReadResponse
+ */
+export type MarkReadResponse = Message$1<"chat.v1.MarkReadResponse"> & {
+  /**
+   * The marker now (never smaller than before).
+   *
+   * @generated from field: uint64 last_read_seq = 1;
+   */
+  lastReadSeq: bigint;
+};
+
+/**
+ * Describes the message chat.v1.MarkReadResponse.
+ * Use `create(MarkReadResponseSchema)` to create a new message.
+ */
+export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 11);
+
+/**
+ * @generated from message chat.v1.ListThreadRequest
+ */
+export type ListThreadRequest = Message$1<"chat.v1.ListThreadRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * The top-level message whose replies to list.
+   *
+   * @generated from field: string thread_root_id = 2;
+   */
+  threadRootId: string;
+
+  /**
+   * Only replies with a smaller seq; 0 means from the newest.
+   *
+   * @generated from field: uint64 before_seq = 3;
+   */
+  beforeSeq: bigint;
+
+  /**
+   * 0 means 50; at most 200.
+   *
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message chat.v1.ListThreadRequest.
+ * Use `create(ListThreadRequestSchema)` to create a new message.
+ */
+export const ListThreadRequestSchema: GenMessage<ListThreadRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 12);
+
+/**
+ * @generated from message chat.v1.ListThreadResponse
+ */
+export type ListThreadResponse = Message$1<"chat.v1.ListThreadResponse"> & {
+  /**
+   * The thread's root, as it is now.
+   *
+   * @generated from field: chat.v1.Message root = 1;
+   */
+  root?: Message | undefined;
+
+  /**
+   * Ascending seq.
+   *
+   * @generated from field: repeated chat.v1.Message messages = 2;
+   */
+  messages: Message[];
+
+  /**
+   * Whether older replies remain.
+   *
+   * @generated from field: bool has_more = 3;
+   */
+  hasMore: boolean;
+};
+
+/**
+ * Describes the message chat.v1.ListThreadResponse.
+ * Use `create(ListThreadResponseSchema)` to create a new message.
+ */
+export const ListThreadResponseSchema: GenMessage<ListThreadResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 13);
 
 /**
  * @generated from message chat.v1.EditMessageRequest
@@ -220,7 +570,7 @@ export type EditMessageRequest = Message$1<"chat.v1.EditMessageRequest"> & {
  * Use `create(EditMessageRequestSchema)` to create a new message.
  */
 export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 4);
+  messageDesc(file_chat_v1_chat, 14);
 
 /**
  * @generated from message chat.v1.EditMessageResponse
@@ -239,7 +589,7 @@ export type EditMessageResponse = Message$1<"chat.v1.EditMessageResponse"> & {
  * Use `create(EditMessageResponseSchema)` to create a new message.
  */
 export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 5);
+  messageDesc(file_chat_v1_chat, 15);
 
 /**
  * @generated from message chat.v1.DeleteMessageRequest
@@ -261,7 +611,7 @@ export type DeleteMessageRequest = Message$1<"chat.v1.DeleteMessageRequest"> & {
  * Use `create(DeleteMessageRequestSchema)` to create a new message.
  */
 export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 6);
+  messageDesc(file_chat_v1_chat, 16);
 
 /**
  * @generated from message chat.v1.DeleteMessageResponse
@@ -274,7 +624,7 @@ export type DeleteMessageResponse = Message$1<"chat.v1.DeleteMessageResponse"> &
  * Use `create(DeleteMessageResponseSchema)` to create a new message.
  */
 export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 7);
+  messageDesc(file_chat_v1_chat, 17);
 
 /**
  * @generated from message chat.v1.RegisterRequest
@@ -300,7 +650,7 @@ export type RegisterRequest = Message$1<"chat.v1.RegisterRequest"> & {
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 8);
+  messageDesc(file_chat_v1_chat, 18);
 
 /**
  * @generated from message chat.v1.RegisterResponse
@@ -317,7 +667,7 @@ export type RegisterResponse = Message$1<"chat.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 9);
+  messageDesc(file_chat_v1_chat, 19);
 
 /**
  * @generated from message chat.v1.LoginRequest
@@ -339,7 +689,7 @@ export type LoginRequest = Message$1<"chat.v1.LoginRequest"> & {
  * Use `create(LoginRequestSchema)` to create a new message.
  */
 export const LoginRequestSchema: GenMessage<LoginRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 10);
+  messageDesc(file_chat_v1_chat, 20);
 
 /**
  * @generated from message chat.v1.LoginResponse
@@ -380,7 +730,7 @@ export type LoginResponse = Message$1<"chat.v1.LoginResponse"> & {
  * Use `create(LoginResponseSchema)` to create a new message.
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 11);
+  messageDesc(file_chat_v1_chat, 21);
 
 /**
  * @generated from message chat.v1.RefreshRequest
@@ -397,7 +747,7 @@ export type RefreshRequest = Message$1<"chat.v1.RefreshRequest"> & {
  * Use `create(RefreshRequestSchema)` to create a new message.
  */
 export const RefreshRequestSchema: GenMessage<RefreshRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 12);
+  messageDesc(file_chat_v1_chat, 22);
 
 /**
  * @generated from message chat.v1.RefreshResponse
@@ -424,7 +774,7 @@ export type RefreshResponse = Message$1<"chat.v1.RefreshResponse"> & {
  * Use `create(RefreshResponseSchema)` to create a new message.
  */
 export const RefreshResponseSchema: GenMessage<RefreshResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 13);
+  messageDesc(file_chat_v1_chat, 23);
 
 /**
  * @generated from message chat.v1.LogoutRequest
@@ -437,7 +787,7 @@ export type LogoutRequest = Message$1<"chat.v1.LogoutRequest"> & {
  * Use `create(LogoutRequestSchema)` to create a new message.
  */
 export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 14);
+  messageDesc(file_chat_v1_chat, 24);
 
 /**
  * @generated from message chat.v1.LogoutResponse
@@ -450,7 +800,7 @@ export type LogoutResponse = Message$1<"chat.v1.LogoutResponse"> & {
  * Use `create(LogoutResponseSchema)` to create a new message.
  */
 export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 15);
+  messageDesc(file_chat_v1_chat, 25);
 
 /**
  * @generated from message chat.v1.ListSessionsRequest
@@ -463,7 +813,7 @@ export type ListSessionsRequest = Message$1<"chat.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 16);
+  messageDesc(file_chat_v1_chat, 26);
 
 /**
  * @generated from message chat.v1.ListSessionsResponse
@@ -480,7 +830,7 @@ export type ListSessionsResponse = Message$1<"chat.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 17);
+  messageDesc(file_chat_v1_chat, 27);
 
 /**
  * @generated from message chat.v1.RevokeSessionRequest
@@ -497,7 +847,7 @@ export type RevokeSessionRequest = Message$1<"chat.v1.RevokeSessionRequest"> & {
  * Use `create(RevokeSessionRequestSchema)` to create a new message.
  */
 export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 18);
+  messageDesc(file_chat_v1_chat, 28);
 
 /**
  * @generated from message chat.v1.RevokeSessionResponse
@@ -510,7 +860,7 @@ export type RevokeSessionResponse = Message$1<"chat.v1.RevokeSessionResponse"> &
  * Use `create(RevokeSessionResponseSchema)` to create a new message.
  */
 export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 19);
+  messageDesc(file_chat_v1_chat, 29);
 
 /**
  * @generated from message chat.v1.DeleteAccountRequest
@@ -529,7 +879,7 @@ export type DeleteAccountRequest = Message$1<"chat.v1.DeleteAccountRequest"> & {
  * Use `create(DeleteAccountRequestSchema)` to create a new message.
  */
 export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 20);
+  messageDesc(file_chat_v1_chat, 30);
 
 /**
  * @generated from message chat.v1.DeleteAccountResponse
@@ -542,7 +892,7 @@ export type DeleteAccountResponse = Message$1<"chat.v1.DeleteAccountResponse"> &
  * Use `create(DeleteAccountResponseSchema)` to create a new message.
  */
 export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 21);
+  messageDesc(file_chat_v1_chat, 31);
 
 /**
  * @generated from message chat.v1.ChangePasswordRequest
@@ -569,7 +919,7 @@ export type ChangePasswordRequest = Message$1<"chat.v1.ChangePasswordRequest"> &
  * Use `create(ChangePasswordRequestSchema)` to create a new message.
  */
 export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 22);
+  messageDesc(file_chat_v1_chat, 32);
 
 /**
  * @generated from message chat.v1.ChangePasswordResponse
@@ -582,7 +932,7 @@ export type ChangePasswordResponse = Message$1<"chat.v1.ChangePasswordResponse">
  * Use `create(ChangePasswordResponseSchema)` to create a new message.
  */
 export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 23);
+  messageDesc(file_chat_v1_chat, 33);
 
 /**
  * @generated from message chat.v1.RevokeOtherSessionsRequest
@@ -595,7 +945,7 @@ export type RevokeOtherSessionsRequest = Message$1<"chat.v1.RevokeOtherSessionsR
  * Use `create(RevokeOtherSessionsRequestSchema)` to create a new message.
  */
 export const RevokeOtherSessionsRequestSchema: GenMessage<RevokeOtherSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 24);
+  messageDesc(file_chat_v1_chat, 34);
 
 /**
  * @generated from message chat.v1.RevokeOtherSessionsResponse
@@ -614,7 +964,7 @@ export type RevokeOtherSessionsResponse = Message$1<"chat.v1.RevokeOtherSessions
  * Use `create(RevokeOtherSessionsResponseSchema)` to create a new message.
  */
 export const RevokeOtherSessionsResponseSchema: GenMessage<RevokeOtherSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 25);
+  messageDesc(file_chat_v1_chat, 35);
 
 /**
  * @generated from message chat.v1.CreateRoomRequest
@@ -634,7 +984,7 @@ export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
  * Use `create(CreateRoomRequestSchema)` to create a new message.
  */
 export const CreateRoomRequestSchema: GenMessage<CreateRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 26);
+  messageDesc(file_chat_v1_chat, 36);
 
 /**
  * @generated from message chat.v1.CreateRoomResponse
@@ -651,7 +1001,7 @@ export type CreateRoomResponse = Message$1<"chat.v1.CreateRoomResponse"> & {
  * Use `create(CreateRoomResponseSchema)` to create a new message.
  */
 export const CreateRoomResponseSchema: GenMessage<CreateRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 27);
+  messageDesc(file_chat_v1_chat, 37);
 
 /**
  * @generated from message chat.v1.JoinRoomRequest
@@ -668,7 +1018,7 @@ export type JoinRoomRequest = Message$1<"chat.v1.JoinRoomRequest"> & {
  * Use `create(JoinRoomRequestSchema)` to create a new message.
  */
 export const JoinRoomRequestSchema: GenMessage<JoinRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 28);
+  messageDesc(file_chat_v1_chat, 38);
 
 /**
  * @generated from message chat.v1.JoinRoomResponse
@@ -685,7 +1035,7 @@ export type JoinRoomResponse = Message$1<"chat.v1.JoinRoomResponse"> & {
  * Use `create(JoinRoomResponseSchema)` to create a new message.
  */
 export const JoinRoomResponseSchema: GenMessage<JoinRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 29);
+  messageDesc(file_chat_v1_chat, 39);
 
 /**
  * @generated from message chat.v1.LeaveRoomRequest
@@ -702,7 +1052,7 @@ export type LeaveRoomRequest = Message$1<"chat.v1.LeaveRoomRequest"> & {
  * Use `create(LeaveRoomRequestSchema)` to create a new message.
  */
 export const LeaveRoomRequestSchema: GenMessage<LeaveRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 30);
+  messageDesc(file_chat_v1_chat, 40);
 
 /**
  * @generated from message chat.v1.LeaveRoomResponse
@@ -715,7 +1065,7 @@ export type LeaveRoomResponse = Message$1<"chat.v1.LeaveRoomResponse"> & {
  * Use `create(LeaveRoomResponseSchema)` to create a new message.
  */
 export const LeaveRoomResponseSchema: GenMessage<LeaveRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 31);
+  messageDesc(file_chat_v1_chat, 41);
 
 /**
  * @generated from message chat.v1.ListRoomsRequest
@@ -749,7 +1099,7 @@ export type ListRoomsRequest = Message$1<"chat.v1.ListRoomsRequest"> & {
  * Use `create(ListRoomsRequestSchema)` to create a new message.
  */
 export const ListRoomsRequestSchema: GenMessage<ListRoomsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 32);
+  messageDesc(file_chat_v1_chat, 42);
 
 /**
  * @generated from message chat.v1.ListRoomsResponse
@@ -775,7 +1125,7 @@ export type ListRoomsResponse = Message$1<"chat.v1.ListRoomsResponse"> & {
  * Use `create(ListRoomsResponseSchema)` to create a new message.
  */
 export const ListRoomsResponseSchema: GenMessage<ListRoomsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 33);
+  messageDesc(file_chat_v1_chat, 43);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomRequest
@@ -794,7 +1144,7 @@ export type OpenDirectRoomRequest = Message$1<"chat.v1.OpenDirectRoomRequest"> &
  * Use `create(OpenDirectRoomRequestSchema)` to create a new message.
  */
 export const OpenDirectRoomRequestSchema: GenMessage<OpenDirectRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 34);
+  messageDesc(file_chat_v1_chat, 44);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomResponse
@@ -811,7 +1161,7 @@ export type OpenDirectRoomResponse = Message$1<"chat.v1.OpenDirectRoomResponse">
  * Use `create(OpenDirectRoomResponseSchema)` to create a new message.
  */
 export const OpenDirectRoomResponseSchema: GenMessage<OpenDirectRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 35);
+  messageDesc(file_chat_v1_chat, 45);
 
 /**
  * @generated from message chat.v1.SendMessageRequest
@@ -838,6 +1188,23 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
    * @generated from field: string client_msg_id = 3;
    */
   clientMsgId: string;
+
+  /**
+   * Optional: a message of the same room that this one quotes (NOT_FOUND
+   * otherwise).
+   *
+   * @generated from field: string reply_to_id = 4;
+   */
+  replyToId: string;
+
+  /**
+   * Optional: makes this a reply in the thread of a top-level message of
+   * the same room (NOT_FOUND otherwise; a thread reply cannot be a root:
+   * INVALID_ARGUMENT).
+   *
+   * @generated from field: string thread_root_id = 5;
+   */
+  threadRootId: string;
 };
 
 /**
@@ -845,7 +1212,7 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36);
+  messageDesc(file_chat_v1_chat, 46);
 
 /**
  * @generated from message chat.v1.SendMessageResponse
@@ -862,7 +1229,7 @@ export type SendMessageResponse = Message$1<"chat.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37);
+  messageDesc(file_chat_v1_chat, 47);
 
 /**
  * @generated from message chat.v1.SendTypingRequest
@@ -879,7 +1246,7 @@ export type SendTypingRequest = Message$1<"chat.v1.SendTypingRequest"> & {
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 38);
+  messageDesc(file_chat_v1_chat, 48);
 
 /**
  * @generated from message chat.v1.SendTypingResponse
@@ -892,7 +1259,7 @@ export type SendTypingResponse = Message$1<"chat.v1.SendTypingResponse"> & {
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39);
+  messageDesc(file_chat_v1_chat, 49);
 
 /**
  * Where a client's copy of a room ends: it has every message up to and
@@ -919,7 +1286,7 @@ export type RoomCursor = Message$1<"chat.v1.RoomCursor"> & {
  * Use `create(RoomCursorSchema)` to create a new message.
  */
 export const RoomCursorSchema: GenMessage<RoomCursor> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 40);
+  messageDesc(file_chat_v1_chat, 50);
 
 /**
  * @generated from message chat.v1.SubscribeRequest
@@ -940,7 +1307,7 @@ export type SubscribeRequest = Message$1<"chat.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 41);
+  messageDesc(file_chat_v1_chat, 51);
 
 /**
  * @generated from message chat.v1.HistoryRequest
@@ -971,14 +1338,15 @@ export type HistoryRequest = Message$1<"chat.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 42);
+  messageDesc(file_chat_v1_chat, 52);
 
 /**
  * @generated from message chat.v1.HistoryResponse
  */
 export type HistoryResponse = Message$1<"chat.v1.HistoryResponse"> & {
   /**
-   * Ascending seq.
+   * Ascending seq; top-level messages only (thread replies are listed by
+   * ListThread, and their roots carry the counts).
    *
    * @generated from field: repeated chat.v1.Message messages = 1;
    */
@@ -997,7 +1365,7 @@ export type HistoryResponse = Message$1<"chat.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43);
+  messageDesc(file_chat_v1_chat, 53);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersRequest
@@ -1017,7 +1385,7 @@ export type ListOnlineUsersRequest = Message$1<"chat.v1.ListOnlineUsersRequest">
  * Use `create(ListOnlineUsersRequestSchema)` to create a new message.
  */
 export const ListOnlineUsersRequestSchema: GenMessage<ListOnlineUsersRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 44);
+  messageDesc(file_chat_v1_chat, 54);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersResponse
@@ -1034,7 +1402,7 @@ export type ListOnlineUsersResponse = Message$1<"chat.v1.ListOnlineUsersResponse
  * Use `create(ListOnlineUsersResponseSchema)` to create a new message.
  */
 export const ListOnlineUsersResponseSchema: GenMessage<ListOnlineUsersResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 45);
+  messageDesc(file_chat_v1_chat, 55);
 
 /**
  * What a client sends on ChatStream.
@@ -1081,7 +1449,7 @@ export type ClientEvent = Message$1<"chat.v1.ClientEvent"> & {
  * Use `create(ClientEventSchema)` to create a new message.
  */
 export const ClientEventSchema: GenMessage<ClientEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 46);
+  messageDesc(file_chat_v1_chat, 56);
 
 /**
  * @generated from message chat.v1.ClientEvent.Typing
@@ -1098,7 +1466,7 @@ export type ClientEvent_Typing = Message$1<"chat.v1.ClientEvent.Typing"> & {
  * Use `create(ClientEvent_TypingSchema)` to create a new message.
  */
 export const ClientEvent_TypingSchema: GenMessage<ClientEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 46, 0);
+  messageDesc(file_chat_v1_chat, 56, 0);
 
 /**
  * @generated from message chat.v1.ClientEvent.Ping
@@ -1115,7 +1483,7 @@ export type ClientEvent_Ping = Message$1<"chat.v1.ClientEvent.Ping"> & {
  * Use `create(ClientEvent_PingSchema)` to create a new message.
  */
 export const ClientEvent_PingSchema: GenMessage<ClientEvent_Ping> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 46, 1);
+  messageDesc(file_chat_v1_chat, 56, 1);
 
 /**
  * Valid only as the first event of a stream: catch up on these rooms
@@ -1135,7 +1503,7 @@ export type ClientEvent_Resume = Message$1<"chat.v1.ClientEvent.Resume"> & {
  * Use `create(ClientEvent_ResumeSchema)` to create a new message.
  */
 export const ClientEvent_ResumeSchema: GenMessage<ClientEvent_Resume> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 46, 2);
+  messageDesc(file_chat_v1_chat, 56, 2);
 
 /**
  * What the server sends on ChatStream and Subscribe.
@@ -1206,6 +1574,18 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
      */
     value: ServerEvent_Deleted;
     case: "deleted";
+  } | {
+    /**
+     * @generated from field: chat.v1.ServerEvent.Reaction reaction = 11;
+     */
+    value: ServerEvent_Reaction;
+    case: "reaction";
+  } | {
+    /**
+     * @generated from field: chat.v1.ServerEvent.Read read = 12;
+     */
+    value: ServerEvent_Read;
+    case: "read";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1214,7 +1594,7 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
  * Use `create(ServerEventSchema)` to create a new message.
  */
 export const ServerEventSchema: GenMessage<ServerEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47);
+  messageDesc(file_chat_v1_chat, 57);
 
 /**
  * Always the first event of a stream.
@@ -1255,7 +1635,7 @@ export type ServerEvent_Ready = Message$1<"chat.v1.ServerEvent.Ready"> & {
  * Use `create(ServerEvent_ReadySchema)` to create a new message.
  */
 export const ServerEvent_ReadySchema: GenMessage<ServerEvent_Ready> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 0);
+  messageDesc(file_chat_v1_chat, 57, 0);
 
 /**
  * The acknowledgement of the caller's own ChatStream send; the sending
@@ -1280,7 +1660,7 @@ export type ServerEvent_Sent = Message$1<"chat.v1.ServerEvent.Sent"> & {
  * Use `create(ServerEvent_SentSchema)` to create a new message.
  */
 export const ServerEvent_SentSchema: GenMessage<ServerEvent_Sent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 1);
+  messageDesc(file_chat_v1_chat, 57, 1);
 
 /**
  * A user who shares a room with the caller came online or went offline.
@@ -1304,7 +1684,7 @@ export type ServerEvent_Presence = Message$1<"chat.v1.ServerEvent.Presence"> & {
  * Use `create(ServerEvent_PresenceSchema)` to create a new message.
  */
 export const ServerEvent_PresenceSchema: GenMessage<ServerEvent_Presence> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 2);
+  messageDesc(file_chat_v1_chat, 57, 2);
 
 /**
  * @generated from message chat.v1.ServerEvent.Typing
@@ -1326,7 +1706,7 @@ export type ServerEvent_Typing = Message$1<"chat.v1.ServerEvent.Typing"> & {
  * Use `create(ServerEvent_TypingSchema)` to create a new message.
  */
 export const ServerEvent_TypingSchema: GenMessage<ServerEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 3);
+  messageDesc(file_chat_v1_chat, 57, 3);
 
 /**
  * The answer to a ping; nonce 0 is the server's idle-stream heartbeat.
@@ -1345,7 +1725,7 @@ export type ServerEvent_Pong = Message$1<"chat.v1.ServerEvent.Pong"> & {
  * Use `create(ServerEvent_PongSchema)` to create a new message.
  */
 export const ServerEvent_PongSchema: GenMessage<ServerEvent_Pong> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 4);
+  messageDesc(file_chat_v1_chat, 57, 4);
 
 /**
  * A stream request failed; the stream goes on.
@@ -1378,7 +1758,7 @@ export type ServerEvent_Error = Message$1<"chat.v1.ServerEvent.Error"> & {
  * Use `create(ServerEvent_ErrorSchema)` to create a new message.
  */
 export const ServerEvent_ErrorSchema: GenMessage<ServerEvent_Error> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 5);
+  messageDesc(file_chat_v1_chat, 57, 5);
 
 /**
  * More messages were missed in a room than a resume sends: the stream
@@ -1404,7 +1784,7 @@ export type ServerEvent_Resync = Message$1<"chat.v1.ServerEvent.Resync"> & {
  * Use `create(ServerEvent_ResyncSchema)` to create a new message.
  */
 export const ServerEvent_ResyncSchema: GenMessage<ServerEvent_Resync> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 6);
+  messageDesc(file_chat_v1_chat, 57, 6);
 
 /**
  * A message was edited. `seq` is the edit's own event seq; `message` is
@@ -1430,7 +1810,7 @@ export type ServerEvent_Edited = Message$1<"chat.v1.ServerEvent.Edited"> & {
  * Use `create(ServerEvent_EditedSchema)` to create a new message.
  */
 export const ServerEvent_EditedSchema: GenMessage<ServerEvent_Edited> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 7);
+  messageDesc(file_chat_v1_chat, 57, 7);
 
 /**
  * A message was deleted: it is a tombstone now. `seq` is the deletion's
@@ -1465,7 +1845,85 @@ export type ServerEvent_Deleted = Message$1<"chat.v1.ServerEvent.Deleted"> & {
  * Use `create(ServerEvent_DeletedSchema)` to create a new message.
  */
 export const ServerEvent_DeletedSchema: GenMessage<ServerEvent_Deleted> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47, 8);
+  messageDesc(file_chat_v1_chat, 57, 8);
+
+/**
+ * A reaction was added to a message or removed from it. `seq` is the
+ * event's own.
+ *
+ * @generated from message chat.v1.ServerEvent.Reaction
+ */
+export type ServerEvent_Reaction = Message$1<"chat.v1.ServerEvent.Reaction"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string room_id = 2;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string message_id = 3;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string emoji = 4;
+   */
+  emoji: string;
+
+  /**
+   * @generated from field: chat.v1.User user = 5;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: bool added = 6;
+   */
+  added: boolean;
+};
+
+/**
+ * Describes the message chat.v1.ServerEvent.Reaction.
+ * Use `create(ServerEvent_ReactionSchema)` to create a new message.
+ */
+export const ServerEvent_ReactionSchema: GenMessage<ServerEvent_Reaction> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 57, 9);
+
+/**
+ * A member's read marker moved: sent to every stream of the reader and,
+ * as a read receipt, to the other members of a direct room or of a room
+ * of at most 100 members. Not a room event (no seq): receipts are
+ * coalesced (at most one per reader and room a second, the latest wins)
+ * and dropped when a stream is behind.
+ *
+ * @generated from message chat.v1.ServerEvent.Read
+ */
+export type ServerEvent_Read = Message$1<"chat.v1.ServerEvent.Read"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: chat.v1.User user = 2;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: uint64 last_read_seq = 3;
+   */
+  lastReadSeq: bigint;
+};
+
+/**
+ * Describes the message chat.v1.ServerEvent.Read.
+ * Use `create(ServerEvent_ReadSchema)` to create a new message.
+ */
+export const ServerEvent_ReadSchema: GenMessage<ServerEvent_Read> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 57, 10);
 
 /**
  * @generated from enum chat.v1.RoomKind
@@ -1766,6 +2224,56 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof DeleteMessageRequestSchema;
     output: typeof DeleteMessageResponseSchema;
+  },
+  /**
+   * Adds the caller's reaction (one emoji) to a message, and tells the
+   * room's streams with ServerEvent.reaction. Adding it twice succeeds and
+   * makes no event. At most 20 different emoji per user per message
+   * (RESOURCE_EXHAUSTED); a deleted message takes none
+   * (FAILED_PRECONDITION). Counts against the send rate.
+   *
+   * @generated from rpc chat.v1.ChatService.AddReaction
+   */
+  addReaction: {
+    methodKind: "unary";
+    input: typeof AddReactionRequestSchema;
+    output: typeof AddReactionResponseSchema;
+  },
+  /**
+   * Removes the caller's reaction. Removing one that is not there (or from
+   * a deleted message) succeeds and makes no event. Counts against the
+   * send rate.
+   *
+   * @generated from rpc chat.v1.ChatService.RemoveReaction
+   */
+  removeReaction: {
+    methodKind: "unary";
+    input: typeof RemoveReactionRequestSchema;
+    output: typeof RemoveReactionResponseSchema;
+  },
+  /**
+   * Moves the caller's read marker in a room forward to `seq` (never back;
+   * clamped to the room's last seq) and returns where it is. Every stream
+   * of the caller gets ServerEvent.read, and so do the other members of a
+   * direct room or of a room of at most 100 members, as a read receipt.
+   * Cheap: a burst of markers costs one write.
+   *
+   * @generated from rpc chat.v1.ChatService.MarkRead
+   */
+  markRead: {
+    methodKind: "unary";
+    input: typeof MarkReadRequestSchema;
+    output: typeof MarkReadResponseSchema;
+  },
+  /**
+   * The replies of a thread, paged like History, and its root.
+   *
+   * @generated from rpc chat.v1.ChatService.ListThread
+   */
+  listThread: {
+    methodKind: "unary";
+    input: typeof ListThreadRequestSchema;
+    output: typeof ListThreadResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_chat, 1);
