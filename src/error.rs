@@ -107,6 +107,7 @@ impl From<chat_store::Error> for Error {
             Store::NotFound(message) => Self::NotFound(message),
             Store::Forbidden(message) => Self::PermissionDenied(message),
             Store::Refused(message) => Self::FailedPrecondition(message),
+            Store::Invalid(message) => Self::InvalidArgument(message),
             Store::LimitReached(message) => Self::ResourceExhausted(message),
             Store::BadUrl(message) => Self::InvalidArgument(message),
             Store::Database(_) | Store::Internal(_) => Self::Database(error),

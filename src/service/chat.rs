@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::layer::principal;
 use crate::auth::Principal;
-use crate::domain::{RoomId, Timestamp};
+use crate::domain::{Emoji, RoomId, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::OutboundStream;
 use crate::metrics::Limit;
@@ -68,6 +68,28 @@ impl ChatApi {
         })
     }
 
+    /// Adds or removes the caller's reaction, in its room's order with the
+    /// sends; it counts against the send rate.
+    async fn react(
+        &self,
+        principal: &Principal,
+        reaction: requests::Reaction,
+        kind: fn(Emoji) -> ChangeKind,
+    ) -> Result<()> {
+        self.state.send_limiter.check(principal.user.id)?;
+        self.state
+            .writer
+            .change(MessageChange {
+                room_id: reaction.room_id,
+                message_id: reaction.message_id,
+                actor: principal.user.clone(),
+                at: Timestamp::now(),
+                kind: kind(reaction.emoji),
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Counts a refusal by the cap on rooms per user.
     fn count_room_cap(&self, error: &chat_store::Error) {
         if let chat_store::Error::LimitReached(_) = error {
@@ -100,7 +122,7 @@ impl ChatApi {
         let (messages, has_more) = self
             .state
             .store
-            .history(page.room_id, page.before_seq, page.limit)
+            .history(page.room_id, principal.user.id, page.before_seq, page.limit)
             .await?;
         Ok(pb::HistoryResponse {
             messages: messages.iter().map(pb::Message::from).collect(),
@@ -347,16 +369,25 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn add_reaction(
         &self,
-        _request: Request<pb::AddReactionRequest>,
+        mut request: Request<pb::AddReactionRequest>,
     ) -> Result<Response<pb::AddReactionResponse>, Status> {
-        Err(Status::unimplemented("AddReaction is being built"))
+        let principal = principal(&mut request)?;
+        let r = request.get_ref();
+        let reaction = requests::reaction(&r.room_id, &r.message_id, &r.emoji)?;
+        self.react(&principal, reaction, ChangeKind::React).await?;
+        Ok(Response::new(pb::AddReactionResponse {}))
     }
 
     async fn remove_reaction(
         &self,
-        _request: Request<pb::RemoveReactionRequest>,
+        mut request: Request<pb::RemoveReactionRequest>,
     ) -> Result<Response<pb::RemoveReactionResponse>, Status> {
-        Err(Status::unimplemented("RemoveReaction is being built"))
+        let principal = principal(&mut request)?;
+        let r = request.get_ref();
+        let reaction = requests::reaction(&r.room_id, &r.message_id, &r.emoji)?;
+        self.react(&principal, reaction, ChangeKind::Unreact)
+            .await?;
+        Ok(Response::new(pb::RemoveReactionResponse {}))
     }
 
     async fn mark_read(
@@ -368,9 +399,28 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn list_thread(
         &self,
-        _request: Request<pb::ListThreadRequest>,
+        mut request: Request<pb::ListThreadRequest>,
     ) -> Result<Response<pb::ListThreadResponse>, Status> {
-        Err(Status::unimplemented("ListThread is being built"))
+        let principal = principal(&mut request)?;
+        let page = requests::list_thread(request.get_ref())?;
+        self.require_member(&principal, page.room_id).await?;
+        let thread = self
+            .state
+            .store
+            .thread(
+                page.room_id,
+                page.root_id,
+                principal.user.id,
+                page.before_seq,
+                page.limit,
+            )
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListThreadResponse {
+            root: Some(pb::Message::from(&thread.root)),
+            messages: thread.replies.iter().map(pb::Message::from).collect(),
+            has_more: thread.has_more,
+        }))
     }
 
     async fn list_online_users(

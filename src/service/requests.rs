@@ -12,7 +12,7 @@
 //! request's strings (passwords, message text), by reference otherwise.
 
 use crate::domain::{
-    ClientMsgId, MessageId, MessageText, Password, RoomId, RoomName, SessionId, Username,
+    ClientMsgId, Emoji, MessageId, MessageText, Password, RoomId, RoomName, SessionId, Username,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -166,16 +166,79 @@ pub struct SendMessage {
     pub room_id: RoomId,
     pub text: MessageText,
     pub client_msg_id: ClientMsgId,
+    pub reply_to_id: Option<MessageId>,
+    pub thread_root_id: Option<MessageId>,
 }
 
 /// # Errors
-/// INVALID_ARGUMENT for a bad room id, then text, then client_msg_id.
+/// INVALID_ARGUMENT for a bad room id, then text, then client_msg_id, then
+/// a malformed reply_to_id or thread_root_id.
 pub fn send_message(request: pb::SendMessageRequest) -> Result<SendMessage> {
     Ok(SendMessage {
         room_id: RoomId::parse("room_id", &request.room_id)?,
         text: MessageText::parse(request.text)?,
         client_msg_id: ClientMsgId::parse(request.client_msg_id)?,
+        reply_to_id: optional_message_id("reply_to_id", &request.reply_to_id)?,
+        thread_root_id: optional_message_id("thread_root_id", &request.thread_root_id)?,
     })
+}
+
+/// An optional message id: empty means none.
+fn optional_message_id(field: &str, value: &str) -> Result<Option<MessageId>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Ok(MessageId::parse(field, value).map(Some)?)
+}
+
+/// A reaction to add or remove, checked.
+#[derive(Clone, Debug)]
+pub struct Reaction {
+    pub room_id: RoomId,
+    pub message_id: MessageId,
+    pub emoji: Emoji,
+}
+
+/// # Errors
+/// INVALID_ARGUMENT for a malformed id, or an `emoji` that is not one
+/// emoji.
+pub fn reaction(room_id: &str, message_id: &str, emoji: &str) -> Result<Reaction> {
+    Ok(Reaction {
+        room_id: RoomId::parse("room_id", room_id)?,
+        message_id: MessageId::parse("message_id", message_id)?,
+        emoji: Emoji::parse(emoji.to_owned())?,
+    })
+}
+
+/// A page of a thread, checked.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadPage {
+    pub room_id: RoomId,
+    pub root_id: MessageId,
+    pub before_seq: u64,
+    /// 1 to [`MAX_HISTORY_LIMIT`].
+    pub limit: u32,
+}
+
+/// Paged like History: a limit of 0 means [`DEFAULT_HISTORY_LIMIT`];
+/// larger ones are clamped to [`MAX_HISTORY_LIMIT`].
+///
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed id.
+pub fn list_thread(request: &pb::ListThreadRequest) -> Result<ThreadPage> {
+    Ok(ThreadPage {
+        room_id: RoomId::parse("room_id", &request.room_id)?,
+        root_id: MessageId::parse("thread_root_id", &request.thread_root_id)?,
+        before_seq: request.before_seq,
+        limit: page_limit(request.limit),
+    })
+}
+
+fn page_limit(limit: u32) -> u32 {
+    match limit {
+        0 => DEFAULT_HISTORY_LIMIT,
+        n => n.min(MAX_HISTORY_LIMIT),
+    }
 }
 
 /// An edit, checked.
@@ -233,10 +296,7 @@ pub fn history(request: &pb::HistoryRequest) -> Result<HistoryPage> {
     Ok(HistoryPage {
         room_id: RoomId::parse("room_id", &request.room_id)?,
         before_seq: request.before_seq,
-        limit: match request.limit {
-            0 => DEFAULT_HISTORY_LIMIT,
-            n => n.min(MAX_HISTORY_LIMIT),
-        },
+        limit: page_limit(request.limit),
     })
 }
 

@@ -354,6 +354,8 @@ pub fn new_message(principal: &Principal, send: SendMessage) -> NewMessage {
         text: send.text,
         sent_at: Timestamp::now(),
         client_msg_id: send.client_msg_id,
+        reply_to_id: send.reply_to_id,
+        thread_root_id: send.thread_root_id,
     }
 }
 

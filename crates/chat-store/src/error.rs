@@ -19,7 +19,11 @@ pub enum Error {
     /// cannot be left).
     #[error("{0}")]
     Refused(String),
-    /// A bound the operator set is reached (rooms per user).
+    /// The request names something that cannot be used this way (a thread
+    /// reply as a thread's root).
+    #[error("{0}")]
+    Invalid(String),
+    /// A bound is reached (rooms per user, reactions per user and message).
     #[error("{0}")]
     LimitReached(String),
     /// The database URL names no supported database.

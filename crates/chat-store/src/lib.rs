@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 mod connect;
+mod conversation;
 mod error;
 mod model;
 mod postgres;
@@ -27,7 +28,7 @@ pub use error::{Error, Result};
 pub use model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, ChangeKind,
     Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation, Synchronous,
-    DELETED_USERNAME,
+    Thread, DELETED_USERNAME,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chat_domain::{
-    ClientMsgId, Message, MessageId, MessageText, RoomEvent, RoomId, SessionId, ThreadSummary,
-    Timestamp, User, UserId,
+    ClientMsgId, Emoji, Message, MessageId, MessageText, RoomEvent, RoomId, SessionId,
+    ThreadSummary, Timestamp, User, UserId,
 };
 
 use crate::error::{Error, Result};
@@ -33,6 +33,21 @@ pub struct NewMessage {
     pub text: MessageText,
     pub sent_at: Timestamp,
     pub client_msg_id: ClientMsgId,
+    /// A message of the same room this one quotes.
+    pub reply_to_id: Option<MessageId>,
+    /// Makes this a reply in the thread of a top-level message of the room.
+    pub thread_root_id: Option<MessageId>,
+}
+
+impl NewMessage {
+    /// Whether the message is only text, naming no one: what the batch
+    /// append (`plan_appends`) stores. A reply, a thread reply or a text
+    /// with an `@` takes the path that checks what it refers to.
+    pub fn is_plain(&self) -> bool {
+        self.reply_to_id.is_none()
+            && self.thread_root_id.is_none()
+            && !self.text.as_str().contains('@')
+    }
 }
 
 /// An edit or a deletion of a stored message, by `actor`, at `at`.
@@ -52,6 +67,10 @@ pub enum ChangeKind {
     Edit(MessageText),
     /// Erases the text, leaving a tombstone.
     Delete,
+    /// Adds the actor's reaction.
+    React(Emoji),
+    /// Removes the actor's reaction.
+    Unreact(Emoji),
 }
 
 /// What a change did: the message as it is now, and the event that
@@ -61,6 +80,16 @@ pub enum ChangeKind {
 pub struct Changed {
     pub message: Message,
     pub event: Option<RoomEvent>,
+}
+
+/// A page of a thread: its root and replies, both as one user sees them.
+#[derive(Clone, Debug)]
+pub struct Thread {
+    pub root: Message,
+    /// Ascending seq.
+    pub replies: Vec<Message>,
+    /// Whether older replies remain.
+    pub has_more: bool,
 }
 
 /// The outcome of one append.
@@ -281,6 +310,8 @@ mod tests {
             text: MessageText::parse("hi".into()).unwrap(),
             sent_at: Timestamp(0),
             client_msg_id: ClientMsgId::parse(key.into()).unwrap(),
+            reply_to_id: None,
+            thread_root_id: None,
         }
     }
 

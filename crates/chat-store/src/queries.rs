@@ -25,10 +25,11 @@ use sqlx::{
 };
 use uuid::Uuid;
 
+use crate::conversation::Conversation;
 use crate::error::{Error, Result};
 use crate::model::{
     Appended, ChangeKind, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage,
-    Rotation, DELETED_USERNAME,
+    Rotation, Thread, DELETED_USERNAME,
 };
 use crate::rows::{
     event_from_row, message_from_row, newest_first_page, room_from_row, room_kind_from_db,
@@ -36,12 +37,12 @@ use crate::rows::{
 };
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, too_many_rooms,
-    EVENT_DELETE, EVENT_EDIT,
+    EVENT_DELETE, EVENT_EDIT, EVENT_REACTION_ADDED, EVENT_REACTION_REMOVED,
 };
 use crate::store::Store;
 use chat_domain::{
-    Message, ReadState, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, RoomName, Session,
-    SessionId, Timestamp, User, UserId, Username,
+    Emoji, Message, MessageId, ReadState, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
+    RoomName, Session, SessionId, Timestamp, User, UserId, Username, MAX_REACTIONS_PER_USER,
 };
 
 /// A room as the user bound to `$1` sees it: a direct room is named after
@@ -55,22 +56,65 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $1) AS joined
     FROM rooms r";
 
-/// The columns of a message, from `messages m` and its sender `users u`.
-pub(crate) const MESSAGE_SELECT: &str =
-    "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id,
-        m.edited_at, m.deleted
-    FROM messages m JOIN users u ON u.id = m.sender_id";
+/// The columns of a message (`messages m`), its sender (`users u`) and
+/// the message it quotes (`messages q`, by `users qu`), as `MESSAGE_JOINS`
+/// joins them.
+macro_rules! message_columns {
+    () => {
+        "m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id,
+        m.edited_at, m.deleted, m.reply_to_id, q.sender_id AS reply_sender_id,
+        qu.username AS reply_sender_name, q.text AS reply_text, q.deleted AS reply_deleted,
+        m.thread_root_id, m.thread_reply_count, m.thread_last_reply_at"
+    };
+}
+pub(crate) use message_columns;
+
+/// Joins the quoted message and its sender to `messages m`.
+macro_rules! reply_joins {
+    () => {
+        " LEFT JOIN messages q ON q.id = m.reply_to_id LEFT JOIN users qu ON qu.id = q.sender_id"
+    };
+}
+pub(crate) use reply_joins;
+
+/// A message, its sender and its quoted message.
+pub(crate) const MESSAGE_SELECT: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages m JOIN users u ON u.id = m.sender_id",
+    reply_joins!()
+);
 
 /// The columns of a room event (`room_events e`, by `users a`) and of its
 /// message now (`messages m`, sent by `users u`). Every kind of event so
 /// far is about a message.
-pub(crate) const EVENT_SELECT: &str =
-    "SELECT e.seq AS event_seq, e.kind, e.actor_id, a.username AS actor_name,
-        m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id,
-        m.edited_at, m.deleted
-    FROM room_events e JOIN messages m ON m.id = e.message_id
+pub(crate) const EVENT_SELECT: &str = concat!(
+    "SELECT e.seq AS event_seq, e.kind, e.actor_id, a.username AS actor_name, e.emoji, ",
+    message_columns!(),
+    " FROM room_events e JOIN messages m ON m.id = e.message_id
         JOIN users u ON u.id = m.sender_id
-        LEFT JOIN users a ON a.id = e.actor_id";
+        LEFT JOIN users a ON a.id = e.actor_id",
+    reply_joins!()
+);
+
+/// The bound below a page: `before_seq` 0 means from the newest.
+fn before(before_seq: u64) -> i64 {
+    if before_seq == 0 {
+        i64::MAX
+    } else {
+        from_seq(before_seq)
+    }
+}
+
+/// The event of a reaction added or removed.
+fn reaction(message: &Message, emoji: &Emoji, user: &User, added: bool) -> RoomEventKind {
+    RoomEventKind::Reaction {
+        message_id: message.id,
+        emoji: emoji.as_str().to_owned(),
+        user: user.clone(),
+        added,
+    }
+}
 
 /// Rows one purge statement deletes at most: a short transaction, so that
 /// sends are not held up behind it.
@@ -279,6 +323,8 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB>,
     for<'q> bool: Decode<'q, DB> + Type<DB>,
     str: Type<DB>,
@@ -829,29 +875,83 @@ where
     }
 
     async fn append_messages(&self, batch: Arc<[NewMessage]>) -> Result<Vec<Result<Appended>>> {
-        Backend::append_messages(self, batch).await
+        if batch.iter().all(NewMessage::is_plain) {
+            return Backend::append_messages(self, batch).await;
+        }
+        let mut tx = self.writer().begin().await?;
+        let results =
+            Conversation::<DB>::append(&mut tx, &batch, Self::ROOM_SEQ_FOR_UPDATE).await?;
+        tx.commit().await.context("committing messages")?;
+        Ok(results)
     }
 
     async fn history(
         &self,
         room_id: RoomId,
+        viewer: UserId,
         before_seq: u64,
         limit: u32,
     ) -> Result<(Vec<Message>, bool)> {
-        let before = if before_seq == 0 {
-            i64::MAX
-        } else {
-            from_seq(before_seq)
-        };
+        let mut conn = self.reader().acquire().await?;
         let rows = sqlx::query(&format!(
-            "{MESSAGE_SELECT} WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
+            "{MESSAGE_SELECT} WHERE m.room_id = $1 AND m.thread_root_id IS NULL AND m.seq < $2
+             ORDER BY m.seq DESC LIMIT $3"
         ))
         .bind(room_id.uuid())
-        .bind(before)
+        .bind(before(before_seq))
         .bind(i64::from(limit) + 1)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *conn)
         .await?;
-        newest_first_page(&rows, limit)
+        let (mut messages, has_more) = newest_first_page(&rows, limit)?;
+        Conversation::<DB>::fill(&mut conn, &mut messages, Some(viewer)).await?;
+        Ok((messages, has_more))
+    }
+
+    async fn thread(
+        &self,
+        room_id: RoomId,
+        root_id: MessageId,
+        viewer: UserId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Thread> {
+        let mut conn = self.reader().acquire().await?;
+        let root = sqlx::query(&format!(
+            "{MESSAGE_SELECT} WHERE m.id = $1 AND m.room_id = $2"
+        ))
+        .bind(root_id.uuid())
+        .bind(room_id.uuid())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "thread_root_id: message {root_id} does not exist in room {room_id}"
+            ))
+        })?;
+        let root = message_from_row(&root)?;
+        if root.thread_root_id.is_some() {
+            return Err(Error::Invalid(format!(
+                "thread_root_id: message {root_id} is a thread reply, not a thread's root"
+            )));
+        }
+        let rows = sqlx::query(&format!(
+            "{MESSAGE_SELECT} WHERE m.thread_root_id = $1 AND m.seq < $2
+             ORDER BY m.seq DESC LIMIT $3"
+        ))
+        .bind(root_id.uuid())
+        .bind(before(before_seq))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        let (mut replies, has_more) = newest_first_page(&rows, limit)?;
+        replies.push(root);
+        Conversation::<DB>::fill(&mut conn, &mut replies, Some(viewer)).await?;
+        let root = replies.pop().expect("the root was pushed last");
+        Ok(Thread {
+            root,
+            replies,
+            has_more,
+        })
     }
 
     async fn room_events(
@@ -878,11 +978,31 @@ where
             .map(event_from_row)
             .collect::<Result<Vec<_>>>()?;
         events.reverse();
+        // The mentions of the messages the events carry (stream events
+        // carry no reactions).
+        let mut messages: Vec<Message> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                RoomEventKind::Message(m) | RoomEventKind::Edited(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        if !messages.is_empty() {
+            let mut conn = self.reader().acquire().await?;
+            Conversation::<DB>::fill(&mut conn, &mut messages, None).await?;
+            let mut filled = messages.into_iter();
+            for event in &mut events {
+                if let RoomEventKind::Message(m) | RoomEventKind::Edited(m) = &mut event.kind {
+                    *m = filled.next().expect("one filled message per message event");
+                }
+            }
+        }
         Ok((events, has_more))
     }
 
     async fn change_message(&self, change: &MessageChange) -> Result<Changed> {
         let room_id = change.room_id;
+        let actor = &change.actor;
         let mut tx = self.writer().begin().await?;
         let last_seq: Option<i64> = sqlx::query_scalar(Self::ROOM_SEQ_FOR_UPDATE)
             .bind(room_id.uuid())
@@ -896,7 +1016,7 @@ where
             "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)",
         )
         .bind(room_id.uuid())
-        .bind(change.actor.id.uuid())
+        .bind(actor.id.uuid())
         .fetch_one(&mut *tx)
         .await?;
         if !member {
@@ -916,78 +1036,182 @@ where
             ))
         })?;
         let mut message = message_from_row(&row)?;
+        let id = message.id.uuid();
         let verb = match change.kind {
-            ChangeKind::Edit(_) => "edit",
-            ChangeKind::Delete => "delete",
+            ChangeKind::Edit(_) => Some("edit"),
+            ChangeKind::Delete => Some("delete"),
+            ChangeKind::React(_) | ChangeKind::Unreact(_) => None,
         };
-        if message.sender.id != change.actor.id {
-            return Err(Error::Forbidden(format!(
-                "only its sender may {verb} message {}",
-                message.id
-            )));
-        }
-        let (kind, event) = match &change.kind {
-            ChangeKind::Edit(_) if message.deleted => {
-                return Err(Error::Refused(format!(
-                    "message {} was deleted: it cannot be edited",
+        if let Some(verb) = verb {
+            if message.sender.id != actor.id {
+                return Err(Error::Forbidden(format!(
+                    "only its sender may {verb} message {}",
                     message.id
+                )));
+            }
+        }
+        let seq = to_seq(last_seq) + 1;
+        let unchanged = Changed {
+            message: message.clone(),
+            event: None,
+        };
+        let (kind, emoji, event) = match &change.kind {
+            ChangeKind::Edit(_) | ChangeKind::React(_) if message.deleted => {
+                return Err(Error::Refused(format!(
+                    "message {} was deleted: it cannot be {}",
+                    message.id,
+                    if verb.is_some() {
+                        "edited"
+                    } else {
+                        "reacted to"
+                    }
                 )))
             }
             ChangeKind::Edit(text) if text.as_str() == message.text => {
-                return Ok(Changed {
-                    message,
-                    event: None,
-                })
+                return Conversation::<DB>::unchanged(tx, unchanged, actor.id).await;
             }
-            ChangeKind::Delete if message.deleted => {
-                return Ok(Changed {
-                    message,
-                    event: None,
-                })
+            ChangeKind::Delete | ChangeKind::Unreact(_) if message.deleted => {
+                return Conversation::<DB>::unchanged(tx, unchanged, actor.id).await;
             }
             ChangeKind::Edit(text) => {
                 sqlx::query("UPDATE messages SET text = $1, edited_at = $2 WHERE id = $3")
                     .bind(text.as_str())
                     .bind(change.at.0)
-                    .bind(message.id.uuid())
+                    .bind(id)
                     .execute(&mut *tx)
                     .await
                     .context("editing the message")?;
+                let mentioned =
+                    Conversation::<DB>::mentioned_members(&mut tx, room_id, text).await?;
+                Conversation::<DB>::set_mentions(&mut tx, &message, &mentioned).await?;
                 message.text = text.as_str().to_owned();
                 message.edited_at = Some(change.at);
-                (EVENT_EDIT, RoomEventKind::Edited(message.clone()))
+                (EVENT_EDIT, None, RoomEventKind::Edited(message.clone()))
             }
             ChangeKind::Delete => {
                 sqlx::query(
                     "UPDATE messages SET text = '', deleted = TRUE, edited_at = NULL WHERE id = $1",
                 )
-                .bind(message.id.uuid())
+                .bind(id)
                 .execute(&mut *tx)
                 .await
                 .context("deleting the message")?;
+                for table in ["message_reactions", "reaction_counts", "message_mentions"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE message_id = $1"))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("deleting the message's {table}"))?;
+                }
                 message.text = String::new();
                 message.deleted = true;
                 message.edited_at = None;
-                let by = change.actor.clone();
                 (
                     EVENT_DELETE,
+                    None,
                     RoomEventKind::Deleted {
                         message_id: message.id,
-                        by,
+                        by: actor.clone(),
                     },
                 )
             }
+            ChangeKind::React(emoji) => {
+                let (already, used): (bool, i64) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM message_reactions
+                                    WHERE message_id = $1 AND user_id = $2 AND emoji = $3),
+                        (SELECT COUNT(*) FROM message_reactions
+                         WHERE message_id = $1 AND user_id = $2)",
+                )
+                .bind(id)
+                .bind(actor.id.uuid())
+                .bind(emoji.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .context("reading the actor's reactions")?;
+                if already {
+                    return Conversation::<DB>::unchanged(tx, unchanged, actor.id).await;
+                }
+                if used >= i64::from(MAX_REACTIONS_PER_USER) {
+                    return Err(Error::LimitReached(format!(
+                        "too many reactions: at most {MAX_REACTIONS_PER_USER} different emoji \
+                         per user on one message; remove one first"
+                    )));
+                }
+                sqlx::query(
+                    "INSERT INTO message_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(actor.id.uuid())
+                .bind(emoji.as_str())
+                .execute(&mut *tx)
+                .await
+                .context("storing a reaction")?;
+                sqlx::query(
+                    "INSERT INTO reaction_counts (message_id, emoji, first_seq, count)
+                     VALUES ($1, $2, $3, 1)
+                     ON CONFLICT (message_id, emoji)
+                     DO UPDATE SET count = reaction_counts.count + 1",
+                )
+                .bind(id)
+                .bind(emoji.as_str())
+                .bind(from_seq(seq))
+                .execute(&mut *tx)
+                .await
+                .context("counting a reaction")?;
+                (
+                    EVENT_REACTION_ADDED,
+                    Some(*emoji),
+                    reaction(&message, emoji, actor, true),
+                )
+            }
+            ChangeKind::Unreact(emoji) => {
+                let removed = sqlx::query(
+                    "DELETE FROM message_reactions
+                     WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+                )
+                .bind(id)
+                .bind(actor.id.uuid())
+                .bind(emoji.as_str())
+                .execute(&mut *tx)
+                .await
+                .context("removing a reaction")?;
+                if removed.affected() == 0 {
+                    return Conversation::<DB>::unchanged(tx, unchanged, actor.id).await;
+                }
+                sqlx::query(
+                    "UPDATE reaction_counts SET count = count - 1 WHERE message_id = $1 AND emoji = $2",
+                )
+                .bind(id)
+                .bind(emoji.as_str())
+                .execute(&mut *tx)
+                .await
+                .context("counting a removed reaction")?;
+                // At zero the emoji goes: added again, it goes last.
+                sqlx::query(
+                    "DELETE FROM reaction_counts WHERE message_id = $1 AND emoji = $2 AND count <= 0",
+                )
+                .bind(id)
+                .bind(emoji.as_str())
+                .execute(&mut *tx)
+                .await
+                .context("removing an emoji no one reacts with")?;
+                (
+                    EVENT_REACTION_REMOVED,
+                    Some(*emoji),
+                    reaction(&message, emoji, actor, false),
+                )
+            }
         };
-        let seq = to_seq(last_seq) + 1;
         sqlx::query(
-            "INSERT INTO room_events (room_id, seq, kind, message_id, actor_id, at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO room_events (room_id, seq, kind, message_id, actor_id, emoji, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(room_id.uuid())
         .bind(from_seq(seq))
         .bind(kind)
-        .bind(message.id.uuid())
-        .bind(change.actor.id.uuid())
+        .bind(id)
+        .bind(actor.id.uuid())
+        .bind(emoji.map(|e| e.as_str()))
         .bind(change.at.0)
         .execute(&mut *tx)
         .await
@@ -998,10 +1222,17 @@ where
             .execute(&mut *tx)
             .await
             .context("bumping the room's seq")?;
+        // The message as the actor sees it now.
+        Conversation::<DB>::fill(&mut tx, std::slice::from_mut(&mut message), Some(actor.id))
+            .await?;
         tx.commit().await.context("committing a message change")?;
         if kind == EVENT_DELETE {
             self.erased();
         }
+        let event = match event {
+            RoomEventKind::Edited(_) => RoomEventKind::Edited(message.clone()),
+            other => other,
+        };
         Ok(Changed {
             message,
             event: Some(RoomEvent {

@@ -6,10 +6,12 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::sql::{to_seq, EVENT_DELETE, EVENT_EDIT, EVENT_MESSAGE};
+use crate::sql::{
+    to_seq, EVENT_DELETE, EVENT_EDIT, EVENT_MESSAGE, EVENT_REACTION_ADDED, EVENT_REACTION_REMOVED,
+};
 use chat_domain::{
-    Message, MessageId, ReadState, Room, RoomEvent, RoomEventKind, RoomId, RoomKind, ThreadSummary,
-    Timestamp, User, UserId,
+    Message, MessageId, ReadState, ReplyPreview, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
+    ThreadSummary, Timestamp, User, UserId,
 };
 
 /// What a row must offer to be read here: these column types, by name.
@@ -70,12 +72,56 @@ where
         client_msg_id: row.field("client_msg_id")?,
         edited_at: row.field::<Option<i64>>("edited_at")?.map(Timestamp),
         deleted: row.field("deleted")?,
-        reply_to: None,
-        thread_root_id: None,
-        thread: ThreadSummary::default(),
+        reply_to: reply_from_row(row)?,
+        thread_root_id: row
+            .field::<Option<Uuid>>("thread_root_id")?
+            .map(MessageId::from_uuid),
+        thread: ThreadSummary {
+            reply_count: u32::try_from(row.field::<i64>("thread_reply_count")?).unwrap_or_default(),
+            last_reply_at: row
+                .field::<Option<i64>>("thread_last_reply_at")?
+                .map(Timestamp),
+        },
         reactions: Vec::new(),
         mentions: Vec::new(),
     })
+}
+
+/// The preview of the message a message quotes (the `reply_*` columns of
+/// `MESSAGE_SELECT`), as that message is now.
+fn reply_from_row<R>(row: &R) -> Result<Option<ReplyPreview>>
+where
+    R: ChatRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let Some(id) = row.field::<Option<Uuid>>("reply_to_id")? else {
+        return Ok(None);
+    };
+    let deleted = row.field::<Option<bool>>("reply_deleted")?.unwrap_or(false);
+    let text = row
+        .field::<Option<String>>("reply_text")?
+        .unwrap_or_default();
+    Ok(Some(ReplyPreview {
+        message_id: MessageId::from_uuid(id),
+        sender: User {
+            id: UserId::from_uuid(
+                row.field::<Option<Uuid>>("reply_sender_id")?
+                    .unwrap_or_default(),
+            ),
+            username: row
+                .field::<Option<String>>("reply_sender_name")?
+                .unwrap_or_default(),
+        },
+        text: if deleted {
+            String::new()
+        } else {
+            ReplyPreview::cut(&text)
+        },
+        deleted,
+    }))
 }
 
 /// A room event and its message as it is now (`EVENT_SELECT`).
@@ -104,6 +150,15 @@ where
                 id: UserId::from_uuid(row.field("actor_id")?),
                 username: row.field("actor_name")?,
             },
+        },
+        EVENT_REACTION_ADDED | EVENT_REACTION_REMOVED => RoomEventKind::Reaction {
+            message_id: message.id,
+            emoji: row.field::<Option<String>>("emoji")?.unwrap_or_default(),
+            user: User {
+                id: UserId::from_uuid(row.field("actor_id")?),
+                username: row.field("actor_name")?,
+            },
+            added: kind == EVENT_REACTION_ADDED,
         },
         other => {
             return Err(anyhow::anyhow!("unknown room event kind {other} in the database").into())

@@ -10,6 +10,10 @@ pub(crate) const EVENT_MESSAGE: i64 = 1;
 pub(crate) const EVENT_EDIT: i64 = 2;
 /// `room_events.kind` of a deletion.
 pub(crate) const EVENT_DELETE: i64 = 3;
+/// `room_events.kind` of a reaction added.
+pub(crate) const EVENT_REACTION_ADDED: i64 = 4;
+/// `room_events.kind` of a reaction removed.
+pub(crate) const EVENT_REACTION_REMOVED: i64 = 5;
 
 /// A seq as both databases keep it (a signed 64-bit integer).
 pub(crate) fn to_seq(value: i64) -> u64 {

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use chat_domain::{
-    Message, Room, RoomEvent, RoomId, RoomName, Session, SessionId, Timestamp, User, UserId,
-    Username,
+    Message, MessageId, Room, RoomEvent, RoomId, RoomName, Session, SessionId, Timestamp, User,
+    UserId, Username,
 };
 
 use crate::error::Result;
 use crate::model::{
     Appended, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation,
+    Thread,
 };
 
 #[async_trait]
@@ -161,14 +162,31 @@ pub trait Store: Send + Sync + 'static {
     /// copying it.
     async fn append_messages(&self, batch: Arc<[NewMessage]>) -> Result<Vec<Result<Appended>>>;
 
-    /// Up to `limit` messages with seq below `before_seq`, ascending, and
-    /// whether older ones remain.
+    /// Up to `limit` top-level messages (no thread replies) with seq below
+    /// `before_seq` (0: from the newest), ascending, as `viewer` sees them,
+    /// and whether older ones remain.
     async fn history(
         &self,
         room_id: RoomId,
+        viewer: UserId,
         before_seq: u64,
         limit: u32,
     ) -> Result<(Vec<Message>, bool)>;
+
+    /// A thread's root and up to `limit` of its replies with seq below
+    /// `before_seq` (0: from the newest), ascending, as `viewer` sees them.
+    ///
+    /// # Errors
+    /// `NotFound` when the root is not a message of the room; `Invalid`
+    /// when it is a thread reply.
+    async fn thread(
+        &self,
+        room_id: RoomId,
+        root_id: MessageId,
+        viewer: UserId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Thread>;
 
     /// The newest `limit` events of the room's log with a seq above
     /// `after_seq` and at most `up_to_seq`, ascending, and whether more
@@ -181,16 +199,20 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<(Vec<RoomEvent>, bool)>;
 
-    /// Edits or deletes a message, by its sender, in one transaction that
-    /// adds the change to the room's log at the room's next seq. Returns
-    /// the message as it is now, and the event; no event when nothing
-    /// changed (the same text, a second deletion). A deletion erases the
-    /// text: the message stays as a tombstone.
+    /// Edits or deletes a message (by its sender), or adds or removes a
+    /// member's reaction, in one transaction that adds the change to the
+    /// room's log at the room's next seq. Returns the message as it is now
+    /// (as the actor sees it), and the event; no event when nothing
+    /// changed (the same text, a second deletion, a reaction added twice or
+    /// removed when absent or from a tombstone). A deletion erases the
+    /// text, the reactions and the mentions: the message stays as a
+    /// tombstone.
     ///
     /// # Errors
     /// `NotFound` for no such room, or no such message in it; `Forbidden`
-    /// for a non-member, or a member who did not send it; `Refused` for
-    /// an edit of a deleted message.
+    /// for a non-member, or a member editing or deleting what they did not
+    /// send; `Refused` for an edit of, or a reaction to, a deleted message;
+    /// `LimitReached` for a reaction beyond `MAX_REACTIONS_PER_USER`.
     async fn change_message(&self, change: &MessageChange) -> Result<Changed>;
 
     /// Closes the connections, after pending writes.

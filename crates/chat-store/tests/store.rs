@@ -226,6 +226,8 @@ fn send(room_id: RoomId, sender: &User, key: &str, text: &str) -> NewMessage {
         text: MessageText::parse(text.into()).unwrap(),
         sent_at: now(),
         client_msg_id: ClientMsgId::parse(key.into()).unwrap(),
+        reply_to_id: None,
+        thread_root_id: None,
     }
 }
 
@@ -241,7 +243,10 @@ fn outcomes(results: &[store::Result<Appended>]) -> Vec<Result<(u64, bool), Code
 }
 
 async fn texts(store: &Arc<dyn Store>, room_id: RoomId) -> Vec<(u64, String)> {
-    let (messages, _) = store.history(room_id, 0, 1000).await.unwrap();
+    let (messages, _) = store
+        .history(room_id, UserId::new(), 0, 1000)
+        .await
+        .unwrap();
     messages.into_iter().map(|m| (m.seq, m.text)).collect()
 }
 
@@ -598,7 +603,7 @@ async fn deleting_a_user_keeps_the_name_taken_and_the_messages(store: Arc<dyn St
         store.membership(lobby, alice.id).await.unwrap(),
         Membership::NotMember
     );
-    let (history, _) = store.history(lobby, 0, 10).await.unwrap();
+    let (history, _) = store.history(lobby, UserId::new(), 0, 10).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].sender.username, DELETED_USERNAME);
     assert_eq!(history[0].sender.id, alice.id);
@@ -1005,9 +1010,9 @@ async fn history_pages_backwards_and_room_events_read_forwards(store: Arc<dyn St
         (page.0.iter().map(|m| m.seq).collect::<Vec<_>>(), page.1)
     };
 
-    let newest = store.history(lobby, 0, 4).await.unwrap();
-    let middle = store.history(lobby, 7, 4).await.unwrap();
-    let oldest = store.history(lobby, 3, 4).await.unwrap();
+    let newest = store.history(lobby, UserId::new(), 0, 4).await.unwrap();
+    let middle = store.history(lobby, UserId::new(), 7, 4).await.unwrap();
+    let oldest = store.history(lobby, UserId::new(), 3, 4).await.unwrap();
     let after = store.room_events(lobby, 5, u64::MAX, 3).await.unwrap();
     let tail = store.room_events(lobby, 8, u64::MAX, 10).await.unwrap();
     let none = store.room_events(lobby, 10, u64::MAX, 10).await.unwrap();
@@ -1070,7 +1075,10 @@ async fn concurrent_appends_to_one_room_get_gapless_seqs(store: Arc<dyn Store>) 
     }
 
     let total = (TASKS * BATCHES * PER_BATCH) as u64;
-    let (messages, more) = store.history(lobby, 0, 10_000).await.unwrap();
+    let (messages, more) = store
+        .history(lobby, UserId::new(), 0, 10_000)
+        .await
+        .unwrap();
     assert!(!more);
     let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
@@ -1111,7 +1119,7 @@ async fn batches_larger_than_one_statement_keep_every_room_counter(store: Arc<dy
     }
     for (room, count) in rooms.iter().zip(expected) {
         assert_eq!(store.room_position(*room, alice.id).await.unwrap().1, count);
-        let (messages, more) = store.history(*room, 0, 10).await.unwrap();
+        let (messages, more) = store.history(*room, UserId::new(), 0, 10).await.unwrap();
         assert!(!more);
         let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=count).collect::<Vec<_>>());
@@ -1281,7 +1289,7 @@ async fn edits_and_deletions_take_seqs_of_the_log_and_replay_as_the_message_is_n
         ),
         "every event once, each with its message as it is now"
     );
-    let (history, _) = store.history(lobby, 0, 10).await.unwrap();
+    let (history, _) = store.history(lobby, UserId::new(), 0, 10).await.unwrap();
     let history: Vec<_> = history
         .iter()
         .map(|m| (m.seq, m.text.as_str(), m.edited_at.is_some(), m.deleted))

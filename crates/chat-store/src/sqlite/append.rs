@@ -21,8 +21,11 @@ use crate::error::Result;
 use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
 };
+use crate::queries::{message_columns, reply_joins};
 use crate::sql::{to_seq, EVENT_MESSAGE};
-use chat_domain::{Message, MessageId, RoomId, ThreadSummary, Timestamp, User, UserId};
+use chat_domain::{
+    Message, MessageId, ReplyPreview, RoomId, ThreadSummary, Timestamp, User, UserId,
+};
 
 /// Pairs bound in one lookup query: two parameters each, well under
 /// SQLite's limit of 32 766 parameters per statement.
@@ -271,12 +274,14 @@ fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
 /// the scan grew with the table.
 pub(super) fn earlier_sends_sql(pairs: usize) -> String {
     format!(
-        "WITH k (sender_id, key) AS (VALUES {}) \
-         SELECT m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, \
-             m.client_msg_id, m.edited_at, m.deleted \
-         FROM k CROSS JOIN messages m CROSS JOIN users u \
-         WHERE m.sender_id = k.sender_id AND m.client_msg_id = k.key \
-           AND m.client_msg_id IS NOT NULL AND u.id = m.sender_id",
+        concat!(
+            "WITH k (sender_id, key) AS (VALUES {}) SELECT ",
+            message_columns!(),
+            " FROM k CROSS JOIN messages m CROSS JOIN users u",
+            reply_joins!(),
+            " WHERE m.sender_id = k.sender_id AND m.client_msg_id = k.key \
+               AND m.client_msg_id IS NOT NULL AND u.id = m.sender_id"
+        ),
         placeholders(pairs, 2)
     )
 }
@@ -308,9 +313,43 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         client_msg_id: row.get("client_msg_id")?,
         edited_at: row.get::<_, Option<i64>>("edited_at")?.map(Timestamp),
         deleted: row.get("deleted")?,
-        reply_to: None,
-        thread_root_id: None,
-        thread: ThreadSummary::default(),
+        reply_to: match row.get::<_, Option<uuid::Uuid>>("reply_to_id")? {
+            None => None,
+            Some(id) => {
+                let deleted = row
+                    .get::<_, Option<bool>>("reply_deleted")?
+                    .unwrap_or(false);
+                let text: Option<String> = row.get("reply_text")?;
+                Some(ReplyPreview {
+                    message_id: MessageId::from_uuid(id),
+                    sender: User {
+                        id: UserId::from_uuid(
+                            row.get::<_, Option<uuid::Uuid>>("reply_sender_id")?
+                                .unwrap_or_default(),
+                        ),
+                        username: row
+                            .get::<_, Option<String>>("reply_sender_name")?
+                            .unwrap_or_default(),
+                    },
+                    text: if deleted {
+                        String::new()
+                    } else {
+                        ReplyPreview::cut(&text.unwrap_or_default())
+                    },
+                    deleted,
+                })
+            }
+        },
+        thread_root_id: row
+            .get::<_, Option<uuid::Uuid>>("thread_root_id")?
+            .map(MessageId::from_uuid),
+        thread: ThreadSummary {
+            reply_count: u32::try_from(row.get::<_, i64>("thread_reply_count")?)
+                .unwrap_or_default(),
+            last_reply_at: row
+                .get::<_, Option<i64>>("thread_last_reply_at")?
+                .map(Timestamp),
+        },
         reactions: Vec::new(),
         mentions: Vec::new(),
     })
@@ -339,6 +378,8 @@ mod tests {
             text: MessageText::parse(text.into()).unwrap(),
             sent_at: Timestamp::from_secs(1_700_000_000),
             client_msg_id: ClientMsgId::parse(String::new()).unwrap(),
+            reply_to_id: None,
+            thread_root_id: None,
         }
     }
 
@@ -380,7 +421,7 @@ mod tests {
             format!("{:#}", anyhow::Error::from(error)).contains("refused by the test"),
             "the cause is kept for the log"
         );
-        assert_eq!(store.history(room, 0, 10).await.unwrap().0, []);
+        assert_eq!(store.history(room, alice.id, 0, 10).await.unwrap().0, []);
         assert_eq!(store.last_seqs(&[room]).await.unwrap(), [(room, 0)]);
 
         let other = RoomId::new();
@@ -400,7 +441,11 @@ mod tests {
             .unwrap();
         assert_eq!(results[0].as_ref().unwrap().message.seq, 1);
         store.close().await;
-        let (messages, _) = open(&path).await.history(room, 0, 10).await.unwrap();
+        let (messages, _) = open(&path)
+            .await
+            .history(room, alice.id, 0, 10)
+            .await
+            .unwrap();
         let texts: Vec<_> = messages.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(
             texts,
