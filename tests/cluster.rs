@@ -1576,7 +1576,7 @@ async fn nodes_log_in_to_nats_with_an_nkey_seed_and_refuse_to_start_with_another
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_edit_on_one_node_and_a_deletion_on_another_reach_every_node_in_one_order() {
+async fn an_edit_a_reaction_and_a_deletion_on_three_nodes_reach_every_node_in_one_order() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let Some(cluster) = Cluster::start(3).await else {
         return;
@@ -1584,9 +1584,10 @@ async fn an_edit_on_one_node_and_a_deletion_on_another_reach_every_node_in_one_o
     let alice = cluster.user(0, "alice").await;
     let watcher = cluster.user(2, "watcher").await;
     let mut on_0 = cluster.chat(0, &alice).await;
-    let mut on_1 = cluster.chat(1, &alice).await;
+    let mut on_2 = cluster.chat(2, &alice).await;
+    let mut watcher_on_1 = cluster.chat(1, &watcher).await;
     let room = create_room(&mut on_0, "edits").await;
-    join(&mut cluster.chat(2, &watcher).await, &room).await;
+    join(&mut watcher_on_1, &room).await;
     let mut streams = Vec::new();
     for node in 0..3 {
         streams.push(cluster.subscribe(node, &watcher).await.0);
@@ -1600,23 +1601,66 @@ async fn an_edit_on_one_node_and_a_deletion_on_another_reach_every_node_in_one_o
     })
     .await
     .expect("edit on node 0");
-    on_1.delete_message(pb::DeleteMessageRequest {
+    watcher_on_1
+        .add_reaction(pb::AddReactionRequest {
+            room_id: room.id.clone(),
+            message_id: message.id.clone(),
+            emoji: "👍".into(),
+        })
+        .await
+        .expect("reaction on node 1");
+    on_2.delete_message(pb::DeleteMessageRequest {
         room_id: room.id.clone(),
         message_id: message.id.clone(),
     })
     .await
-    .expect("delete on node 1");
+    .expect("delete on node 2");
+    // A thread reply quoting a message and naming a member, sent on node 2,
+    // checked on PostgreSQL's path.
+    let root = send(&mut on_0, &room, "topic", "k2").await;
+    let reply = on_2
+        .send_message(pb::SendMessageRequest {
+            room_id: room.id.clone(),
+            text: "@Watcher look".into(),
+            reply_to_id: root.id.clone(),
+            thread_root_id: root.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("a thread reply on node 2")
+        .into_inner()
+        .message
+        .unwrap();
 
     for (node, events) in streams.iter_mut().enumerate() {
         let mut seen = Vec::new();
-        while seen.len() < 3 {
+        while seen.len() < 6 {
             seen.push(
                 events
                     .wait_for(|event| match event {
-                        Event::Message(m) => Some(format!("message {} {}", m.seq, m.text)),
+                        Event::Message(m) => Some(format!(
+                            "message {} {}{}{}",
+                            m.seq,
+                            m.text,
+                            if m.thread_root_id.is_empty() {
+                                ""
+                            } else {
+                                " in thread"
+                            },
+                            m.mentions
+                                .iter()
+                                .map(|u| format!(" @{}", u.username))
+                                .collect::<String>()
+                        )),
                         Event::Edited(e) => {
                             Some(format!("edited {} {}", e.seq, e.message.as_ref()?.text))
                         }
+                        Event::Reaction(r) => Some(format!(
+                            "reaction {} {} by {}",
+                            r.seq,
+                            r.emoji,
+                            r.user.as_ref()?.username
+                        )),
                         Event::Deleted(d) => {
                             Some(format!("deleted {} by {}", d.seq, d.by.as_ref()?.username))
                         }
@@ -1627,8 +1671,28 @@ async fn an_edit_on_one_node_and_a_deletion_on_another_reach_every_node_in_one_o
         }
         assert_eq!(
             seen,
-            ["message 1 draft", "edited 2 final", "deleted 3 by alice"],
+            [
+                "message 1 draft",
+                "edited 2 final",
+                "reaction 3 👍 by watcher",
+                "deleted 4 by alice",
+                "message 5 topic",
+                "message 6 @Watcher look in thread @watcher",
+            ],
             "the stream on node {node}"
         );
     }
+    let thread = watcher_on_1
+        .list_thread(pb::ListThreadRequest {
+            room_id: room.id.clone(),
+            thread_root_id: root.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list the thread on node 1")
+        .into_inner();
+    assert_eq!(thread.root.unwrap().thread_reply_count, 1);
+    assert_eq!(thread.messages.len(), 1);
+    assert_eq!(thread.messages[0].id, reply.id);
+    assert_eq!(thread.messages[0].reply_to.as_ref().unwrap().text, "topic");
 }
