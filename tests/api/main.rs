@@ -5,6 +5,7 @@ mod abuse;
 mod accounts;
 mod auth_layer;
 mod child;
+mod convergence;
 mod conversations;
 mod crash;
 mod delivery;
