@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
                         room_id: room_id.clone(),
                         text: format!("{sender}-{i} {}", "x".repeat(90)),
                         client_msg_id: format!("{sender}-{i}"),
+                        ..Default::default()
                     })
                     .await
                     .expect("send");

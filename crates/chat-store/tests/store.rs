@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_domain::{
-    ClientMsgId, MessageId, MessageText, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
+    ClientMsgId, Emoji, MessageId, MessageText, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
     RoomName, SessionId, Timestamp, User, UserId, Username,
 };
 use chat_store::{
@@ -32,6 +32,7 @@ enum Code {
     PermissionDenied,
     FailedPrecondition,
     ResourceExhausted,
+    InvalidArgument,
     Other,
 }
 
@@ -47,6 +48,7 @@ impl Refusal for store::Error {
             Self::Forbidden(_) => Code::PermissionDenied,
             Self::Refused(_) => Code::FailedPrecondition,
             Self::LimitReached(_) => Code::ResourceExhausted,
+            Self::Invalid(_) => Code::InvalidArgument,
             _ => Code::Other,
         }
     }
@@ -101,6 +103,7 @@ store_tests!(
     a_key_sent_at_once_from_many_tasks_is_stored_once,
     batches_larger_than_one_statement_keep_every_room_counter,
     edits_and_deletions_take_seqs_of_the_log_and_replay_as_the_message_is_now,
+    reactions_replies_threads_and_mentions_keep_one_behaviour,
     only_a_member_who_sent_a_message_may_change_it,
 );
 
@@ -1361,4 +1364,192 @@ async fn only_a_member_who_sent_a_message_may_change_it(store: Arc<dyn Store>) {
     );
     assert_eq!(texts(&store, lobby).await, [(1, "mine".into())]);
     assert_eq!(store.last_seqs(&[lobby]).await.unwrap(), [(lobby, 1)]);
+}
+
+/// A send that quotes `reply_to` and replies in the thread of `root`.
+fn send_in(
+    room_id: RoomId,
+    sender: &User,
+    text: &str,
+    reply_to: Option<MessageId>,
+    root: Option<MessageId>,
+) -> NewMessage {
+    NewMessage {
+        reply_to_id: reply_to,
+        thread_root_id: root,
+        ..send(room_id, sender, "", text)
+    }
+}
+
+fn react_with(emoji: &str) -> ChangeKind {
+    ChangeKind::React(Emoji::parse(emoji.into()).unwrap())
+}
+
+fn unreact_with(emoji: &str) -> ChangeKind {
+    ChangeKind::Unreact(Emoji::parse(emoji.into()).unwrap())
+}
+
+async fn reactions_replies_threads_and_mentions_keep_one_behaviour(store: Arc<dyn Store>) {
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    let lobby = room(&store, "lobby", &alice).await;
+    let other = room(&store, "other", &alice).await;
+    store
+        .join_room(lobby, bob.id, MAX_ROOMS, now())
+        .await
+        .unwrap();
+    let appended = |results: Vec<store::Result<Appended>>| {
+        results
+            .into_iter()
+            .map(|r| r.map(|a| a.message))
+            .collect::<Vec<_>>()
+    };
+    let root = appended(
+        store
+            .append_messages(vec![send(lobby, &alice, "", "root")].into())
+            .await
+            .unwrap(),
+    )
+    .remove(0)
+    .unwrap();
+    let elsewhere = appended(
+        store
+            .append_messages(vec![send(other, &alice, "", "elsewhere")].into())
+            .await
+            .unwrap(),
+    )
+    .remove(0)
+    .unwrap();
+
+    // One batch: a thread reply naming bob (any case) and quoting the root,
+    // then refusals, each failing only its own send.
+    let results = appended(
+        store
+            .append_messages(
+                vec![
+                    send_in(
+                        lobby,
+                        &bob,
+                        "@ALICE and @bob.",
+                        Some(root.id),
+                        Some(root.id),
+                    ),
+                    send_in(lobby, &bob, "x", Some(elsewhere.id), None),
+                    send_in(lobby, &bob, "x", None, Some(elsewhere.id)),
+                    send_in(lobby, &bob, "second", None, Some(root.id)),
+                ]
+                .into(),
+            )
+            .await
+            .unwrap(),
+    );
+    let reply = results[0].as_ref().unwrap().clone();
+    assert_eq!(reply.seq, 2);
+    let mut named: Vec<_> = reply.mentions.iter().map(|u| u.username.clone()).collect();
+    named.sort();
+    assert_eq!(named, ["alice", "bob"]);
+    assert_eq!(reply.reply_to.as_ref().unwrap().text, "root");
+    assert_eq!(results[1].as_ref().unwrap_err().code(), Code::NotFound);
+    assert_eq!(results[2].as_ref().unwrap_err().code(), Code::NotFound);
+    assert_eq!(results[3].as_ref().unwrap().seq, 3);
+    let nested = appended(
+        store
+            .append_messages(vec![send_in(lobby, &bob, "x", None, Some(reply.id))].into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        nested[0].as_ref().unwrap_err().code(),
+        Code::InvalidArgument
+    );
+
+    // Reactions: order of first use, per-reader flags, no event when
+    // nothing changes.
+    for (who, kind, event) in [
+        (&alice, react_with("👍"), true),
+        (&bob, react_with("❤"), true),
+        (&bob, react_with("👍"), true),
+        (&bob, react_with("👍"), false),
+        (&alice, unreact_with("❤️"), false),
+        (&alice, unreact_with("👍"), true),
+        (&bob, unreact_with("👍"), true),
+        (&alice, react_with("👍"), true),
+    ] {
+        let changed = store
+            .change_message(&change(lobby, root.id, who, kind))
+            .await
+            .unwrap();
+        assert_eq!(changed.event.is_some(), event, "{:?}", changed.event);
+    }
+    let (page, _) = store.history(lobby, bob.id, 0, 10).await.unwrap();
+    assert_eq!(page.len(), 1, "thread replies are not in History");
+    let shown: Vec<_> = page[0]
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.as_str(), r.count, r.reacted_by_me))
+        .collect();
+    assert_eq!(shown, [("❤️", 1, true), ("👍", 1, false)]);
+    assert_eq!(page[0].thread.reply_count, 2);
+
+    let thread = store.thread(lobby, root.id, alice.id, 0, 1).await.unwrap();
+    assert_eq!(
+        (
+            thread.replies.len(),
+            thread.replies[0].text.as_str(),
+            thread.has_more
+        ),
+        (1, "second", true)
+    );
+    assert!(thread.root.reactions[1].reacted_by_me);
+    assert_eq!(
+        store
+            .thread(lobby, reply.id, alice.id, 0, 10)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        store
+            .thread(lobby, elsewhere.id, alice.id, 0, 10)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+
+    // The log names each reaction; a deletion takes reactions and mentions.
+    let (log, _) = store.room_events(lobby, 3, u64::MAX, 100).await.unwrap();
+    let log: Vec<_> = log.iter().map(event_name).collect();
+    assert_eq!(
+        log,
+        [
+            "4 reaction 👍 added by alice",
+            "5 reaction ❤️ added by bob",
+            "6 reaction 👍 added by bob",
+            "7 reaction 👍 removed by alice",
+            "8 reaction 👍 removed by bob",
+            "9 reaction 👍 added by alice",
+        ]
+    );
+    store
+        .change_message(&change(lobby, reply.id, &bob, ChangeKind::Delete))
+        .await
+        .unwrap();
+    store
+        .change_message(&change(lobby, root.id, &alice, ChangeKind::Delete))
+        .await
+        .unwrap();
+    let refused = store
+        .change_message(&change(lobby, root.id, &bob, react_with("🎉")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let thread = store.thread(lobby, root.id, alice.id, 0, 10).await.unwrap();
+    assert!(thread.root.deleted && thread.root.reactions.is_empty());
+    assert_eq!(
+        thread.root.thread.reply_count, 2,
+        "tombstones keep their place"
+    );
+    assert!(thread.replies[0].deleted && thread.replies[0].mentions.is_empty());
+    assert!(thread.replies[0].reply_to.as_ref().unwrap().deleted);
 }
