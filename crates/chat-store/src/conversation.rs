@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::model::{Appended, Changed, Membership, NewMessage};
-use crate::queries::MESSAGE_SELECT;
 use crate::rows::message_from_row;
+use crate::sql::MESSAGE_SELECT;
 use crate::sql::{from_seq, to_seq, EVENT_MESSAGE};
 use chat_domain::{Message, MessageId, MessageText, ReactionSummary, RoomId, User, UserId};
 

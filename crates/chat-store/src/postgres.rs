@@ -28,8 +28,9 @@ use crate::error::{Error, Result};
 use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
 };
-use crate::queries::{Backend, MESSAGE_SELECT};
+use crate::queries::Backend;
 use crate::rows::message_from_row;
+use crate::sql::MESSAGE_SELECT;
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, EVENT_MESSAGE,
 };

@@ -37,7 +37,8 @@ use crate::rows::{
 };
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, too_many_rooms,
-    EVENT_DELETE, EVENT_EDIT, EVENT_REACTION_ADDED, EVENT_REACTION_REMOVED,
+    EVENT_DELETE, EVENT_EDIT, EVENT_REACTION_ADDED, EVENT_REACTION_REMOVED, EVENT_SELECT,
+    MESSAGE_SELECT,
 };
 use crate::store::Store;
 use chat_domain::{
@@ -55,47 +56,6 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         ELSE r.name END AS name,
         EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $1) AS joined
     FROM rooms r";
-
-/// The columns of a message (`messages m`), its sender (`users u`) and
-/// the message it quotes (`messages q`, by `users qu`), as `MESSAGE_JOINS`
-/// joins them.
-macro_rules! message_columns {
-    () => {
-        "m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id,
-        m.edited_at, m.deleted, m.reply_to_id, q.sender_id AS reply_sender_id,
-        qu.username AS reply_sender_name, q.text AS reply_text, q.deleted AS reply_deleted,
-        m.thread_root_id, m.thread_reply_count, m.thread_last_reply_at"
-    };
-}
-pub(crate) use message_columns;
-
-/// Joins the quoted message and its sender to `messages m`.
-macro_rules! reply_joins {
-    () => {
-        " LEFT JOIN messages q ON q.id = m.reply_to_id LEFT JOIN users qu ON qu.id = q.sender_id"
-    };
-}
-pub(crate) use reply_joins;
-
-/// A message, its sender and its quoted message.
-pub(crate) const MESSAGE_SELECT: &str = concat!(
-    "SELECT ",
-    message_columns!(),
-    " FROM messages m JOIN users u ON u.id = m.sender_id",
-    reply_joins!()
-);
-
-/// The columns of a room event (`room_events e`, by `users a`) and of its
-/// message now (`messages m`, sent by `users u`). Every kind of event so
-/// far is about a message.
-pub(crate) const EVENT_SELECT: &str = concat!(
-    "SELECT e.seq AS event_seq, e.kind, e.actor_id, a.username AS actor_name, e.emoji, ",
-    message_columns!(),
-    " FROM room_events e JOIN messages m ON m.id = e.message_id
-        JOIN users u ON u.id = m.sender_id
-        LEFT JOIN users a ON a.id = e.actor_id",
-    reply_joins!()
-);
 
 /// The bound below a page: `before_seq` 0 means from the newest.
 fn before(before_seq: u64) -> i64 {

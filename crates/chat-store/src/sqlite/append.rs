@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
 };
-use crate::queries::{message_columns, reply_joins};
+use crate::sql::{message_columns, reply_joins};
 use crate::sql::{to_seq, EVENT_MESSAGE};
 use chat_domain::{
     Message, MessageId, ReplyPreview, RoomId, ThreadSummary, Timestamp, User, UserId,
