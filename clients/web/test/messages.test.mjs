@@ -5,8 +5,12 @@
 // See harness.mjs for how servers and browsers start.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import {
   accessToken,
+  artifacts,
   assertNoCspViolations,
   assertText,
   byTestId,
@@ -24,6 +28,28 @@ import {
 } from "./harness.mjs";
 
 const password = "correct horse battery";
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/**
+ * axe-core on the page as it is, in both colour schemes: fails on any
+ * serious or critical violation (as test/a11y.test.mjs does for the
+ * other screens), and keeps a screenshot of each.
+ */
+async function assertAccessible(page, screen) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(axeSource);
+  for (const colorScheme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme });
+    const bad = await page.evaluate(async () => {
+      const result = await window.axe.run(document, { resultTypes: ["violations"] });
+      return result.violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => `- ${v.id}: ${v.help}\n${v.nodes.map((n) => `    ${n.target.join(" ")}: ${n.failureSummary}`).join("\n")}`);
+    });
+    assert.deepEqual(bad, [], `${screen} (${colorScheme}): axe found serious or critical violations`);
+    await page.screenshot({ path: path.join(artifacts, `messages-${screen}-${colorScheme}.png`) });
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+}
 
 /**
  * A server, and two people in one room: `a` created it, `b` joined it,
@@ -123,6 +149,12 @@ test("the message menu: keyboard reachable and named; edit in place (Enter saves
     names.push(await a.evaluate(() => document.activeElement.getAttribute("aria-label")));
   }
   assert.deepEqual(names, ["Reply", "Add reaction", "Reply in thread", "Edit"]);
+  // A toolbar: the arrow keys move along it too.
+  const focused = () => a.evaluate(() => document.activeElement.getAttribute("aria-label"));
+  await a.keyboard.press("ArrowRight");
+  assert.equal(await focused(), "Delete");
+  await a.keyboard.press("ArrowLeft");
+  assert.equal(await focused(), "Edit");
   await a.keyboard.press("Enter");
   const box = byTestId(a, "edit-box");
   await box.waitFor();
@@ -134,6 +166,11 @@ test("the message menu: keyboard reachable and named; edit in place (Enter saves
   await box.press("Escape");
   await box.waitFor({ state: "detached" });
   assert.deepEqual(await messageTexts(a), ["helo everyone"]);
+  assert.equal(await a.evaluate(() => document.activeElement.dataset.testid), "message");
+  // Escape in the menu goes back to the message too.
+  await a.keyboard.press("Tab");
+  assert.equal(await focused(), "Reply");
+  await a.keyboard.press("Escape");
   assert.equal(await a.evaluate(() => document.activeElement.dataset.testid), "message");
 
   // Enter saves: both see the new text, marked edited.
@@ -323,5 +360,42 @@ test("thread replies stay out of the list; the root counts them live and opens t
   await message(b, "a thread starts here").hover();
   await message(b, "a thread starts here").getByRole("button", { name: "Reply in thread" }).click();
   await byTestId(b, "side-panel").waitFor({ state: "visible" });
+  await done();
+});
+
+test("every part of it passes axe, light and dark: chips, quotes, mentions, thread counts, the editor, the picker, the reply bar and the confirmation", { timeout: 180_000 }, async () => {
+  const { a, names, roomId, say, call, done } = await twoInARoom("axe");
+  const root = await say(a, `hello @${names.b}, **look** at this`);
+  await call(a, "AddReaction", { 1: roomId, 2: root, 3: "🎉" });
+  await say(a, "in the thread", { 5: root });
+  await say(a, "quoting it", { 4: root });
+  await waitForMessage(a, "quoting it");
+  await message(a, "quoting it").locator('[data-testid="reply-quote"]').waitFor();
+  await a.locator('[data-testid="reaction"][data-emoji="🎉"]').waitFor();
+  await a.locator('[data-testid="thread-replies"]').waitFor();
+  await a.locator('[data-testid="mention"]').waitFor();
+  await assertAccessible(a, "parts");
+
+  await message(a, "quoting it").hover();
+  await message(a, "quoting it").getByRole("button", { name: "Reply" }).click();
+  await byTestId(a, "reply-bar").waitFor();
+  await message(a, "quoting it").hover();
+  await message(a, "quoting it").getByRole("button", { name: "Edit" }).click();
+  await byTestId(a, "edit-box").waitFor();
+  await assertAccessible(a, "editing");
+  await byTestId(a, "edit-box").press("Escape");
+
+  await message(a, "quoting it").hover();
+  await message(a, "quoting it").getByRole("button", { name: "Add reaction" }).click();
+  await byTestId(a, "emoji-picker").waitFor();
+  await assertAccessible(a, "picker");
+  await a.keyboard.press("Escape");
+  await byTestId(a, "emoji-picker").waitFor({ state: "detached" });
+
+  await message(a, "quoting it").hover();
+  await message(a, "quoting it").getByRole("button", { name: "Delete" }).click();
+  await byTestId(a, "confirm-dialog").waitFor();
+  await assertAccessible(a, "confirm");
+  await a.keyboard.press("Escape");
   await done();
 });

@@ -238,7 +238,9 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
   }
 
   function updateJump(): void {
-    const newest = view?.messages[view.messages.length - 1]?.seq ?? 0n;
+    // The newest message of the list: a thread's reply is not news here.
+    let newest = 0n;
+    for (const m of view?.messages ?? []) if (!m.threadRootId && m.seq > newest) newest = m.seq;
     const distance = distanceFromBottom();
     if (distance < AT_BOTTOM_PX) {
       if (newest > newestSeen) newestSeen = newest;

@@ -125,7 +125,13 @@ function actionBar(m: Message, ctx: MessageContext, actions: readonly MessageAct
   if (!offered.length) return null;
   return h(
     "div",
-    { class: "actions", role: "toolbar", "aria-label": "Message actions", "data-testid": "message-actions" },
+    {
+      class: "actions",
+      role: "toolbar",
+      "aria-label": "Message actions",
+      "data-testid": "message-actions",
+      onkeydown: toolbarKeys,
+    },
     ...offered.map((a) => {
       const button: HTMLElement = h(
         "button",
@@ -142,4 +148,26 @@ function actionBar(m: Message, ctx: MessageContext, actions: readonly MessageAct
       return button;
     }),
   );
+}
+
+/**
+ * In the action bar, the arrow keys move between its buttons (as in any
+ * toolbar), and Escape goes back to the message.
+ */
+function toolbarKeys(ev: KeyboardEvent): void {
+  const bar = ev.currentTarget as HTMLElement;
+  const buttons = [...bar.querySelectorAll<HTMLElement>("button")];
+  const i = buttons.indexOf(ev.target as HTMLElement);
+  if (i < 0) return;
+  if (ev.key === "Escape") {
+    ev.preventDefault();
+    ev.stopPropagation();
+    bar.closest<HTMLElement>("li")?.focus();
+    return;
+  }
+  const to = { ArrowLeft: i - 1, ArrowRight: i + 1, Home: 0, End: buttons.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  ev.stopPropagation();
+  buttons[(to + buttons.length) % buttons.length].focus();
 }
