@@ -172,7 +172,7 @@ export function createConversation(hooks: ConversationHooks): Conversation {
     {
       id: "thread",
       label: "Reply in thread",
-      icon: "🧵",
+      icon: "⤷",
       available: (m) => !m.threadRootId && (!m.deleted || m.threadReplyCount > 0),
       run: (m, button) => hooks.openThread(m, button),
     },
@@ -186,7 +186,7 @@ export function createConversation(hooks: ConversationHooks): Conversation {
     {
       id: "delete",
       label: "Delete",
-      icon: "🗑",
+      icon: "⌫",
       available: (m, ctx) => mine(m, ctx) && !m.deleted,
       run: (m) => void confirmDelete(m),
     },
