@@ -175,7 +175,7 @@ test("the message menu: keyboard reachable and named; edit in place (Enter saves
 
   // Enter saves: both see the new text, marked edited.
   await message(a, "helo everyone").hover();
-  await message(a, "helo everyone").getByRole("button", { name: "Edit" }).click();
+  await message(a, "helo everyone").getByRole("button", { name: "Edit", exact: true }).click();
   await box.fill("hello everyone");
   await box.press("Enter");
   await waitForMessage(a, "hello everyone (edited)");
@@ -183,23 +183,23 @@ test("the message menu: keyboard reachable and named; edit in place (Enter saves
 
   // Delete asks first; Cancel keeps it.
   await message(a, "hello everyone (edited)").hover();
-  await message(a, "hello everyone (edited)").getByRole("button", { name: "Delete" }).click();
+  await message(a, "hello everyone (edited)").getByRole("button", { name: "Delete", exact: true }).click();
   const dialog = a.getByRole("dialog", { name: "Delete this message?" });
   await dialog.waitFor();
-  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await dialog.getByRole("button", { name: "Cancel", exact: true }).click();
   await dialog.waitFor({ state: "detached" });
   assert.deepEqual(await messageTexts(a), ["hello everyone (edited)"]);
   // Escape says no too.
   await message(a, "hello everyone (edited)").hover();
-  await message(a, "hello everyone (edited)").getByRole("button", { name: "Delete" }).click();
+  await message(a, "hello everyone (edited)").getByRole("button", { name: "Delete", exact: true }).click();
   await dialog.waitFor();
   await a.keyboard.press("Escape");
   await dialog.waitFor({ state: "detached" });
   assert.deepEqual(await messageTexts(a), ["hello everyone (edited)"]);
   // Delete erases it, for both: the tombstone, and no menu to edit or delete it.
   await message(a, "hello everyone (edited)").hover();
-  await message(a, "hello everyone (edited)").getByRole("button", { name: "Delete" }).click();
-  await dialog.getByRole("button", { name: "Delete" }).click();
+  await message(a, "hello everyone (edited)").getByRole("button", { name: "Delete", exact: true }).click();
+  await dialog.getByRole("button", { name: "Delete", exact: true }).click();
   for (const page of [a, b]) {
     await page.locator('[data-testid="message-text"][data-deleted="true"]', { hasText: "message deleted" }).waitFor();
     assert.deepEqual(await messageTexts(page), ["message deleted"]);
@@ -215,9 +215,9 @@ test("reaction chips show emoji and count in order of first use, toggle the read
 
   // Ann picks 👍 from the picker: a chip, pressed for her, not for Ben.
   await message(a, "react to me").hover();
-  await message(a, "react to me").getByRole("button", { name: "Add reaction" }).click();
+  await message(a, "react to me").getByRole("button", { name: "Add reaction", exact: true }).click();
   const picker = a.getByRole("dialog", { name: "Pick a reaction" });
-  await picker.getByRole("button", { name: "React with 👍" }).click();
+  await picker.getByRole("button", { name: "React with 👍", exact: true }).click();
   await picker.waitFor({ state: "detached" });
   await waitForChips(a, "react to me", ["👍 1 true"]);
   await waitForChips(b, "react to me", ["👍 1 false"]);
@@ -264,9 +264,9 @@ test("a reply quotes its message, with a cancel; the quote goes to the message, 
   // Reply, then think better of it: the bar goes, and nothing is quoted.
   await message(a, "the original question").scrollIntoViewIfNeeded();
   await message(a, "the original question").hover();
-  await message(a, "the original question").getByRole("button", { name: "Reply" }).click();
+  await message(a, "the original question").getByRole("button", { name: "Reply", exact: true }).click();
   await assertText(byTestId(a, "reply-target"), `Replying to ${names.a}: the original question`);
-  await a.getByRole("button", { name: "Cancel reply" }).click();
+  await a.getByRole("button", { name: "Cancel reply", exact: true }).click();
   assert.equal(await byTestId(a, "reply-bar").isHidden(), true);
   await send(a, "not a reply");
   assert.equal(await message(a, "not a reply").locator('[data-testid="reply-quote"]').count(), 0);
@@ -274,7 +274,7 @@ test("a reply quotes its message, with a cancel; the quote goes to the message, 
   // Reply for real: the composer has the focus, the message shows its quote.
   await message(a, "the original question").scrollIntoViewIfNeeded();
   await message(a, "the original question").hover();
-  await message(a, "the original question").getByRole("button", { name: "Reply" }).click();
+  await message(a, "the original question").getByRole("button", { name: "Reply", exact: true }).click();
   assert.equal(await byTestId(a, "composer").evaluate((el) => el === document.activeElement), true);
   await send(a, "the answer");
   assert.equal(await byTestId(a, "reply-bar").isHidden(), true, "the bar goes once the reply is sent");
@@ -315,16 +315,19 @@ test("a reply quotes its message, with a cancel; the quote goes to the message, 
 test("mentions are highlighted, the reader's own more strongly, never inside code", { timeout: 120_000 }, async () => {
   const { a, b, names, done } = await twoInARoom("mention");
   const text = `hi @${names.b.toUpperCase()}, ask @${names.a}. not @nobody_here or \`@${names.b}\` or x@${names.b}`;
-  await send(a, text);
-  for (const page of [a, b]) await waitForMessage(page, text);
+  await byTestId(a, "composer").fill(text);
+  await byTestId(a, "composer").press("Enter");
+  // As shown: the code span without its backticks.
+  const shown = text.replaceAll("`", "");
+  for (const page of [a, b]) await waitForMessage(page, shown);
   const spans = async (page) =>
-    message(page, text)
+    message(page, shown)
       .locator('[data-testid="mention"]')
       .evaluateAll((ss) => ss.map((s) => `${s.textContent}${s.dataset.me ? " (me)" : ""}`));
   assert.deepEqual(await spans(b), [`@${names.b.toUpperCase()} (me)`, `@${names.a}`]);
   assert.deepEqual(await spans(a), [`@${names.b.toUpperCase()}`, `@${names.a} (me)`]);
   // The reader's own looks stronger than another's.
-  const looks = await message(b, text)
+  const looks = await message(b, shown)
     .locator('[data-testid="mention"]')
     .evaluateAll((ss) => ss.map((s) => getComputedStyle(s).backgroundColor));
   assert.notEqual(looks[0], looks[1]);
@@ -358,7 +361,7 @@ test("thread replies stay out of the list; the root counts them live and opens t
   await byTestId(b, "side-panel-close").click();
   await byTestId(b, "side-panel").waitFor({ state: "hidden" });
   await message(b, "a thread starts here").hover();
-  await message(b, "a thread starts here").getByRole("button", { name: "Reply in thread" }).click();
+  await message(b, "a thread starts here").getByRole("button", { name: "Reply in thread", exact: true }).click();
   await byTestId(b, "side-panel").waitFor({ state: "visible" });
   await done();
 });
@@ -377,23 +380,23 @@ test("every part of it passes axe, light and dark: chips, quotes, mentions, thre
   await assertAccessible(a, "parts");
 
   await message(a, "quoting it").hover();
-  await message(a, "quoting it").getByRole("button", { name: "Reply" }).click();
+  await message(a, "quoting it").getByRole("button", { name: "Reply", exact: true }).click();
   await byTestId(a, "reply-bar").waitFor();
   await message(a, "quoting it").hover();
-  await message(a, "quoting it").getByRole("button", { name: "Edit" }).click();
+  await message(a, "quoting it").getByRole("button", { name: "Edit", exact: true }).click();
   await byTestId(a, "edit-box").waitFor();
   await assertAccessible(a, "editing");
   await byTestId(a, "edit-box").press("Escape");
 
   await message(a, "quoting it").hover();
-  await message(a, "quoting it").getByRole("button", { name: "Add reaction" }).click();
+  await message(a, "quoting it").getByRole("button", { name: "Add reaction", exact: true }).click();
   await byTestId(a, "emoji-picker").waitFor();
   await assertAccessible(a, "picker");
   await a.keyboard.press("Escape");
   await byTestId(a, "emoji-picker").waitFor({ state: "detached" });
 
   await message(a, "quoting it").hover();
-  await message(a, "quoting it").getByRole("button", { name: "Delete" }).click();
+  await message(a, "quoting it").getByRole("button", { name: "Delete", exact: true }).click();
   await byTestId(a, "confirm-dialog").waitFor();
   await assertAccessible(a, "confirm");
   await a.keyboard.press("Escape");
