@@ -302,7 +302,11 @@ test("a reply quotes its message, with a cancel; the quote goes to the message, 
   });
   assert.equal(inView, true, "the quoted message is in view");
 
-  // Its deletion shows in the quote.
+  // An edit of it shows in the quote at once, and so does its deletion.
+  await call(a, "EditMessage", { 1: roomId, 2: original, 3: "the question, rephrased" });
+  for (const page of [a, b]) {
+    await message(page, "the answer").locator('[data-testid="quote-text"]', { hasText: exactly("the question, rephrased") }).waitFor();
+  }
   await call(a, "DeleteMessage", { 1: roomId, 2: original });
   for (const page of [a, b]) {
     await message(page, "the answer").locator('[data-testid="quote-text"]', { hasText: exactly("deleted message") }).waitFor();
