@@ -254,6 +254,32 @@ test("reaction chips show emoji and count in order of first use, toggle the read
   await done();
 });
 
+test("reactions made while the reader was offline come with the resume, each counted once", { timeout: 120_000 }, async () => {
+  const { a, b, roomId, say, call, done } = await twoInARoom("resume");
+  const id = await say(b, "while you were away");
+  await waitForMessage(a, "while you were away");
+  await call(b, "AddReaction", { 1: roomId, 2: id, 3: "👀" });
+  await waitForChips(a, "while you were away", ["👀 1 false"]);
+
+  await a.context().setOffline(true);
+  await assertText(byTestId(a, "connection"), "offline");
+  await call(b, "AddReaction", { 1: roomId, 2: id, 3: "👍" });
+  await call(b, "AddReaction", { 1: roomId, 2: id, 3: "❤️" });
+  await call(b, "RemoveReaction", { 1: roomId, 2: id, 3: "👀" });
+  await call(b, "RemoveReaction", { 1: roomId, 2: id, 3: "❤️" });
+  // Ann's own, from another device: hers when it arrives.
+  await call(a, "AddReaction", { 1: roomId, 2: id, 3: "🎉" });
+  await a.context().setOffline(false);
+  await assertText(byTestId(a, "connection"), "online");
+  await waitForChips(a, "while you were away", ["👍 1 false", "🎉 1 true"]);
+
+  // Live again: her click takes hers away, once.
+  await message(a, "while you were away").locator('[data-testid="reaction"][data-emoji="🎉"]').click();
+  await waitForChips(b, "while you were away", ["👍 1 true"]);
+  await waitForChips(a, "while you were away", ["👍 1 false"]);
+  await done();
+});
+
 test("a reply quotes its message, with a cancel; the quote goes to the message, paging back, and says when it is deleted", { timeout: 180_000 }, async () => {
   const { a, b, names, say, call, roomId, done } = await twoInARoom("reply");
   const original = await say(a, "the original question");
