@@ -17,6 +17,7 @@ mod error;
 mod model;
 mod postgres;
 mod queries;
+mod read_state;
 mod rows;
 mod sql;
 mod sqlite;
@@ -30,5 +31,6 @@ pub use model::{
     DELETED_USERNAME,
 };
 pub use postgres::PostgresStore;
+pub use read_state::{ReadMarker, ReadPosition};
 pub use sqlite::SqliteStore;
 pub use store::Store;
