@@ -214,6 +214,15 @@ pub fn send_typing(request: &pb::SendTypingRequest) -> Result<RoomId> {
     Ok(RoomId::parse("room_id", &request.room_id)?)
 }
 
+/// The room and seq of a MarkRead. Any seq is accepted: the marker is
+/// clamped to the room's newest seq, and never moves back.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed `room_id`.
+pub fn mark_read(request: &pb::MarkReadRequest) -> Result<(RoomId, u64)> {
+    Ok((RoomId::parse("room_id", &request.room_id)?, request.seq))
+}
+
 /// A page of a room's history, checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistoryPage {

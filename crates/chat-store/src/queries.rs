@@ -334,7 +334,10 @@ where
         let statement = format!("{MESSAGE_SELECT} WHERE m.id IN ({placeholders})");
         let mut query = sqlx::query(&statement);
         let last = ids.last().expect("not empty");
-        for id in ids.iter().chain(std::iter::repeat_n(last, count - ids.len())) {
+        for id in ids
+            .iter()
+            .chain(std::iter::repeat_n(last, count - ids.len()))
+        {
             query = query.bind(*id);
         }
         let rows = query.fetch_all(&mut *connection).await?;

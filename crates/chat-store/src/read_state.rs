@@ -12,9 +12,7 @@
 
 use std::marker::PhantomData;
 
-use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type,
-};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -131,7 +129,10 @@ where
             );
             let mut query = sqlx::query(&statement);
             let last = chunk.last().expect("chunks are never empty");
-            for marker in chunk.iter().chain(std::iter::repeat_n(last, rows - chunk.len())) {
+            for marker in chunk
+                .iter()
+                .chain(std::iter::repeat_n(last, rows - chunk.len()))
+            {
                 query = query
                     .bind(marker.room_id.uuid())
                     .bind(marker.user_id.uuid())

@@ -10,10 +10,10 @@ use chat_domain::{
 };
 
 use crate::error::Result;
-use crate::read_state::{ReadMarker, ReadPosition};
 use crate::model::{
     Appended, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation,
 };
+use crate::read_state::{ReadMarker, ReadPosition};
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

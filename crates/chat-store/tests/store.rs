@@ -1408,7 +1408,9 @@ mod read_state {
         let lobby = room(&store, "lobby", &alice).await;
         sent(
             &store,
-            (0..3).map(|i| send(lobby, &alice, "", &format!("m{i}"))).collect(),
+            (0..3)
+                .map(|i| send(lobby, &alice, "", &format!("m{i}")))
+                .collect(),
         )
         .await;
 
