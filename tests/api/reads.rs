@@ -320,6 +320,21 @@ async fn a_burst_of_marks_brings_the_others_few_receipts_the_last_the_latest() {
     assert_eq!(own, (1..=20).collect::<Vec<_>>(), "every own read");
 }
 
+#[tokio::test]
+async fn markers_still_waiting_at_shutdown_are_written() {
+    let app = spawn_app().await;
+    let (alice, bob, room) = app.alice_and_bob_in_a_room().await;
+    alice.send(&room, "one").await;
+    alice.send(&room, "two").await;
+
+    // At once: well within the second a marker may wait.
+    mark_read(&bob, &room, 2).await.unwrap();
+    let app = app.restart().await;
+
+    let bob = app.login("bob").await;
+    assert_eq!(read_state(&listed(&bob, &room).await), (2, 0, 0));
+}
+
 /// A small deterministic generator: the same random test every run.
 struct Dice(u64);
 
