@@ -970,3 +970,195 @@ async fn conversation_commands_on_the_command_line() {
     );
     assert_eq!(marked.unwrap(), "read up to #7 in general\n");
 }
+
+/// A small deterministic generator (xorshift64*), so a failing run can be
+/// repeated from the seed it prints.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+/// Drains `events` into `view` up to the room's `last_seq`, dropping the
+/// stream at random along the way.
+async fn catch_up(
+    events: &mut chat_client::ResumingSubscription,
+    view: &mut chat_client::RoomView,
+    last_seq: u64,
+    dice: &mut Dice,
+) {
+    while view.seq() < last_seq {
+        let event = tokio::time::timeout(STARTUP, events.next())
+            .await
+            .expect("every event in time")
+            .unwrap();
+        if view.apply(&event) == chat_client::Applied::Applied && dice.below(8) == 0 {
+            events.disconnect();
+        }
+    }
+}
+
+#[tokio::test]
+async fn room_views_fed_live_with_drops_or_replayed_whole_converge_on_history_and_list_thread() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut dice = Dice(seed);
+    let server = Server::start_with(&["--send-rate", "100000", "--send-burst", "100000"]);
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let bob_id = bob.session().unwrap().user.id;
+    let room = create_room(&alice, "general").await;
+    join(&bob, &room).await;
+    let mut events = bob
+        .subscribe(bob.cursors_at_newest().await.unwrap())
+        .await
+        .unwrap();
+    let mut live = chat_client::RoomView::new(&room.id, &bob_id);
+    let users = [&alice, &bob];
+    let emoji = ["👍", "❤️", "🎉", "😂"];
+    // (message, sender index, deleted)
+    let mut sent: Vec<(pb::Message, usize, bool)> = Vec::new();
+
+    for step in 0..120 {
+        let who = dice.below(2);
+        let mut chat = users[who].chat().await.unwrap();
+        let alive: Vec<usize> = (0..sent.len()).filter(|&i| !sent[i].2).collect();
+        let pick = |dice: &mut Dice, from: &[usize]| from[dice.below(from.len())];
+        match (dice.below(7), alive.is_empty()) {
+            (0 | 1, _) | (_, true) => {
+                let mut request = pb::SendMessageRequest {
+                    room_id: room.id.clone(),
+                    text: format!("step {step}"),
+                    client_msg_id: format!("step-{step}"),
+                    ..Default::default()
+                };
+                if !alive.is_empty() && dice.below(3) == 0 {
+                    request.reply_to_id = sent[pick(&mut dice, &alive)].0.id.clone();
+                }
+                let roots: Vec<usize> = alive
+                    .iter()
+                    .copied()
+                    .filter(|&i| sent[i].0.thread_root_id.is_empty())
+                    .collect();
+                if !roots.is_empty() && dice.below(2) == 0 {
+                    request.thread_root_id = sent[pick(&mut dice, &roots)].0.id.clone();
+                }
+                let message = chat.send_message(request).await.unwrap().into_inner();
+                sent.push((message.message.unwrap(), who, false));
+            }
+            (2, false) => {
+                let mine: Vec<usize> = alive
+                    .iter()
+                    .copied()
+                    .filter(|&i| sent[i].1 == who)
+                    .collect();
+                if let Some(&i) = mine.get(dice.below(mine.len().max(1))) {
+                    chat.edit_message(pb::EditMessageRequest {
+                        room_id: room.id.clone(),
+                        message_id: sent[i].0.id.clone(),
+                        text: format!("edited at step {step}"),
+                    })
+                    .await
+                    .unwrap();
+                }
+            }
+            (3, false) => {
+                let mine: Vec<usize> = alive
+                    .iter()
+                    .copied()
+                    .filter(|&i| sent[i].1 == who)
+                    .collect();
+                if let Some(&i) = mine.get(dice.below(mine.len().max(1))) {
+                    chat.delete_message(pb::DeleteMessageRequest {
+                        room_id: room.id.clone(),
+                        message_id: sent[i].0.id.clone(),
+                    })
+                    .await
+                    .unwrap();
+                    sent[i].2 = true;
+                }
+            }
+            (4, false) => {
+                // Removing a reaction that is not there succeeds, no event.
+                let i = pick(&mut dice, &alive);
+                react(
+                    users[who],
+                    &sent[i].0,
+                    emoji[dice.below(emoji.len())],
+                    false,
+                )
+                .await;
+            }
+            _ => {
+                let i = pick(&mut dice, &alive);
+                react(users[who], &sent[i].0, emoji[dice.below(emoji.len())], true).await;
+            }
+        }
+        if dice.below(15) == 0 {
+            let last_seq = bob.list_rooms(ListRooms::default()).await.unwrap()[0].last_seq;
+            catch_up(&mut events, &mut live, last_seq, &mut dice).await;
+        }
+    }
+    let last_seq = bob.list_rooms(ListRooms::default()).await.unwrap()[0].last_seq;
+    catch_up(&mut events, &mut live, last_seq, &mut dice).await;
+    // Another device of bob's, replaying the room whole from its start:
+    // every message as it is now (tombstones, edited texts), then the rest.
+    let mut replay = bob
+        .subscribe({
+            let mut cursors = chat_client::Cursors::default();
+            cursors.track(&room.id, 0);
+            cursors
+        })
+        .await
+        .unwrap();
+    let mut replayed = chat_client::RoomView::new(&room.id, &bob_id);
+    catch_up(&mut replay, &mut replayed, last_seq, &mut dice).await;
+
+    let mut chat = bob.chat().await.unwrap();
+    let history = chat
+        .history(pb::HistoryRequest {
+            room_id: room.id.clone(),
+            before_seq: 0,
+            limit: 200,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let answered = |messages: &[pb::Message]| messages.iter().map(essentials).collect::<Vec<_>>();
+    assert!(last_seq > 60, "most steps made an event: {last_seq}");
+    for (name, view) in [("live", &live), ("replayed", &replayed)] {
+        let held: Vec<_> = view.top_level().map(essentials).collect();
+        assert_eq!(
+            held,
+            answered(&history.messages),
+            "{name} top level, seed {seed}"
+        );
+        for root in &history.messages {
+            let thread = chat
+                .list_thread(pb::ListThreadRequest {
+                    room_id: room.id.clone(),
+                    thread_root_id: root.id.clone(),
+                    before_seq: 0,
+                    limit: 200,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let held: Vec<_> = view.thread(&root.id).map(essentials).collect();
+            assert_eq!(
+                held,
+                answered(&thread.messages),
+                "{name} thread, seed {seed}"
+            );
+        }
+    }
+}
