@@ -27,12 +27,13 @@ trap cleanup EXIT
 
 # stderr goes to a file, so it is always drained. A short heartbeat
 # interval (not the default 15s), so that `ready` must say this one and an
-# idle stream hears a heartbeat while the test runs.
-RUST_LOG=info "$SERVER_BIN" --listen 127.0.0.1:0 --database-url "sqlite://$WORK/chat.db" \
+# idle stream hears a heartbeat while the test runs. No metrics listener:
+# its fixed port would clash between servers run side by side.
+RUST_LOG=info "$SERVER_BIN" --listen 127.0.0.1:0 --metrics-listen off --database-url "sqlite://$WORK/chat.db" \
   --heartbeat-interval 2s 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 300); do
-  ADDR=$(grep -o 'address=[0-9.]*:[0-9]*' "$WORK/server.log" | head -1 | cut -d= -f2) || true
+  ADDR=$(grep 'serving gRPC' "$WORK/server.log" | grep -o 'address=[0-9.]*:[0-9]*' | head -1 | cut -d= -f2) || true
   [ -n "$ADDR" ] && break
   kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "server exited" >&2; exit 1; }
   sleep 0.1
