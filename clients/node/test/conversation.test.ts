@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type Message, RoomView, cursorsAt } from "../src/index.js";
+import { type ChatClient, type Message, RoomView, cursorsAt } from "../src/index.js";
 import { newUser, Recorder, startServer, type Server } from "./helpers.js";
 
 let server: Server;
@@ -40,6 +40,18 @@ async function threeUsers(label: string) {
 }
 
 const reactions = (m: Message | undefined) => (m?.reactions ?? []).map((r) => [r.emoji, r.count, r.reactedByMe]);
+
+/** A small seeded PRNG (mulberry32): a failing random run can be repeated. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 /** What a client shows of a message, to compare a RoomView with History and ListThread. */
 const shown = (m: Message) => ({
@@ -334,5 +346,105 @@ describe("RoomView on a live stream", { timeout: 60_000 }, () => {
     assert.equal(view.seq, last.seq);
     stream.close();
     await applied;
+  });
+
+  test("random conversations: a live view and one that keeps resuming both end with History and ListThread", async () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 1_000_000);
+    const random = mulberry32(seed);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
+    const { alice, bob, room } = await threeUsers("random");
+    const users = [alice, bob];
+    const live = await RoomView.load(bob, room.id);
+    const away = await RoomView.load(alice, room.id);
+    const liveStream = bob.resumingStream({ cursors: new Map([[room.id, live.seq]]) });
+    const heard: bigint[] = [];
+    const applying = (async () => {
+      for await (const event of liveStream) {
+        const e = event.event;
+        if (e.case === "message" || e.case === "edited" || e.case === "deleted" || e.case === "reaction") {
+          heard.push(e.value.seq);
+        }
+        live.apply(event);
+      }
+    })();
+    // Alice's view follows a ChatStream that she closes and reopens from the view's seq at random.
+    let awayStream: ReturnType<typeof alice.chatStream> | undefined;
+    let awayApplying: Promise<void> = Promise.resolve();
+    const disconnect = async () => {
+      awayStream?.close();
+      await awayApplying;
+      awayStream = undefined;
+    };
+    const reconnect = async () => {
+      await disconnect();
+      const stream = alice.chatStream({ cursors: new Map([[room.id, away.seq]]) });
+      awayStream = stream;
+      awayApplying = (async () => {
+        for await (const event of stream) away.apply(event);
+      })().catch(() => {});
+      await stream.ready;
+    };
+    await reconnect();
+
+    type Sent = { id: string; by: ChatClient; top: boolean; deleted: boolean };
+    const sent: Sent[] = [];
+    const emoji = ["👍", "❤️", "😂", "🎉"];
+    for (let step = 0; step < 150; step++) {
+      const roll = random();
+      const alive = sent.filter((m) => !m.deleted);
+      if (roll < 0.05) {
+        // Away for a while, or back (resuming from the view's seq).
+        if (awayStream) await disconnect();
+        else await reconnect();
+      } else if (roll < 0.3 || alive.length === 0) {
+        const by = pick(users);
+        const roots = alive.filter((m) => m.top);
+        const threaded = roots.length > 0 && random() < 0.4;
+        const replyTo = alive.length > 0 && random() < 0.2 ? pick(alive).id : "";
+        const m = await by.send(room.id, `step ${step} @${pick(users).session!.user.username}`, "", {
+          threadRootId: threaded ? pick(roots).id : "",
+          replyToId: replyTo,
+        });
+        sent.push({ id: m.id, by, top: !threaded, deleted: false });
+      } else if (roll < 0.4) {
+        const m = pick(alive);
+        await m.by.editMessage(room.id, m.id, `edited at step ${step}`);
+      } else if (roll < 0.47) {
+        const m = pick(alive);
+        await m.by.deleteMessage(room.id, m.id);
+        m.deleted = true;
+      } else {
+        const m = pick(alive);
+        const by = pick(users);
+        if (random() < 0.65) await by.addReaction(room.id, m.id, pick(emoji));
+        else await by.removeReaction(room.id, m.id, pick(emoji));
+      }
+    }
+    if (!awayStream) await reconnect();
+    const end = await alice.send(room.id, "the end");
+    const deadline = Date.now() + 20_000;
+    while ((live.seq < end.seq || away.seq < end.seq) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const context = `seed ${seed} (SEED=${seed} repeats it)`;
+    assert.equal(live.seq, end.seq, `the live view got everything; ${context}`);
+    assert.equal(away.seq, end.seq, `the resuming view got everything; ${context}`);
+
+    for (const [view, client] of [
+      [live, bob],
+      [away, alice],
+    ] as const) {
+      const history = await client.history(room.id, { limit: 200 });
+      assert.equal(history.hasMore, false);
+      assert.deepEqual(view.timeline().map(shown), history.messages.map(shown), `timeline of ${view.me}; ${context}`);
+      for (const root of history.messages.filter((m) => m.threadReplyCount > 0)) {
+        const thread = await client.listThread(room.id, root.id, { limit: 200 });
+        assert.deepEqual(view.thread(root.id).map(shown), thread.messages.map(shown), `thread ${root.id}; ${context}`);
+      }
+    }
+    assert.equal(new Set(heard).size, heard.length, `every event seq heard once; ${context}`);
+    assert.deepEqual(heard, [...heard].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)), `in seq order; ${context}`);
+    liveStream.close();
+    awayStream?.close();
+    await applying;
+    await awayApplying;
   });
 });
