@@ -310,11 +310,9 @@ describe("RoomView on a live stream", { timeout: 60_000 }, () => {
     assert.equal(view.get(root.id)?.threadReplyCount, 1);
     await view.loadThread(bob, root.id);
     const stream = bob.resumingStream({ cursors: new Map([[room.id, view.seq]]) });
-    const r = new Recorder(stream);
+    const r = new Recorder(stream); // the stream's one reader: it applies each event as it records it
+    r.onEvent = (event) => view.apply(event);
     await r.until("ready", () => r.of("ready").length === 1);
-    const applied = (async () => {
-      for await (const event of stream) view.apply(event);
-    })();
 
     // Everything a conversation does, by both of them.
     const q = await alice.send(room.id, "quoting you", "", { replyToId: early.id });
@@ -345,7 +343,7 @@ describe("RoomView on a live stream", { timeout: 60_000 }, () => {
     assert.equal(new Set(seqs).size, seqs.length, "every event seq once");
     assert.equal(view.seq, last.seq);
     stream.close();
-    await applied;
+    assert.equal(await stream.done, undefined);
   });
 
   test("random conversations: a live view and one that keeps resuming both end with History and ListThread", async () => {

@@ -83,6 +83,8 @@ export async function newUser(address: string, prefix: string): Promise<ChatClie
 /** Reads every event of a stream in the background, so a test can wait for one. */
 export class Recorder {
   readonly events: ServerEvent[] = [];
+  /** Called with each event as it is recorded (e.g. to apply it to a RoomView). */
+  onEvent: ((event: ServerEvent) => void) | undefined;
   error: unknown;
   ended = false;
   private wake: (() => void)[] = [];
@@ -91,6 +93,7 @@ export class Recorder {
     void (async () => {
       try {
         for await (const event of stream) {
+          this.onEvent?.(event);
           this.events.push(event);
           this.notify();
         }
