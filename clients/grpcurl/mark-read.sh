@@ -7,5 +7,5 @@ set -euo pipefail
 : "${GRPCURL:=grpcurl}" "${ADDR:=127.0.0.1:50051}" "${TOKEN:?log in first: export TOKEN=\$(./login.sh USER PASSWORD)}" "${ROOM:?set ROOM to a room id}"
 SEQ=${1:?usage: mark-read.sh SEQ}
 
-"$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" -d "{\"room_id\": \"$ROOM\", \"seq\": $SEQ}" "$ADDR" chat.v1.ChatService/MarkRead |
-  python3 -c 'import json, sys; print(json.load(sys.stdin).get("lastReadSeq", "0"))'
+OUT=$("$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" -d "{\"room_id\": \"$ROOM\", \"seq\": $SEQ}" "$ADDR" chat.v1.ChatService/MarkRead)
+python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("lastReadSeq", "0"))' "$OUT"
