@@ -266,10 +266,13 @@ describe("read markers", { timeout: 30_000 }, () => {
     let seen = (await bob.listRooms({ joinedOnly: true })).find((r) => r.id === room.id)!;
     assert.deepEqual([seen.unreadCount, seen.mentionCount, seen.lastMessage?.id], [2, 1, m2.id]);
 
+    const view = await RoomView.load(bob, room.id);
+    assert.deepEqual([view.lastReadSeq, view.unreadCount()], [0n, 2]);
     const phone = bob.chatStream(); // another of bob's streams
     const laptop = bob.chatStream();
     const aliceStream = alice.chatStream();
     const p = new Recorder(phone);
+    p.onEvent = (event) => view.apply(event);
     const l = new Recorder(laptop);
     const a = new Recorder(aliceStream);
     for (const s of [phone, laptop, aliceStream]) await s.ready;
@@ -282,6 +285,7 @@ describe("read markers", { timeout: 30_000 }, () => {
       );
     }
     assert.equal(phone.cursors.get(room.id), undefined, "a read event is no room event: no cursor moves");
+    assert.deepEqual([view.lastReadSeq, view.unreadCount(), view.seq], [m1.seq, 1, m2.seq], "a RoomView takes our marker from it");
     seen = (await bob.listRooms({ joinedOnly: true })).find((r) => r.id === room.id)!;
     assert.deepEqual([seen.lastReadSeq, seen.unreadCount, seen.mentionCount], [m1.seq, 1, 0]);
 
