@@ -8,9 +8,10 @@ export interface SidePanel {
   element: HTMLElement;
   /**
    * Shows `content` under `title`, in place of what was there. × or Escape
-   * closes it, and the focus goes back to `opener`.
+   * closes it, and the focus goes back to `opener`. `onClose` is told when
+   * this content leaves the panel (closed, or replaced by other content).
    */
-  open(title: string, content: Node, opener?: HTMLElement): void;
+  open(title: string, content: Node, opener?: HTMLElement, onClose?: () => void): void;
   close(): void;
   readonly isOpen: boolean;
 }
@@ -19,6 +20,12 @@ export function createSidePanel(): SidePanel {
   const heading = h("h2", { id: "side-panel-title" });
   const body = h("div", { class: "side-panel-body" });
   let opener: HTMLElement | undefined;
+  let closed: (() => void) | undefined;
+  const left = () => {
+    const f = closed;
+    closed = undefined;
+    f?.();
+  };
   const closeButton = h(
     "button",
     { type: "button", class: "icon", title: "Close", "aria-label": "Close", "data-testid": "side-panel-close" },
@@ -33,9 +40,13 @@ export function createSidePanel(): SidePanel {
 
   const panel: SidePanel = {
     element,
-    open(title, content, from) {
+    open(title, content, from, onClose) {
+      left();
       opener = from;
+      closed = onClose;
       heading.textContent = title;
+      closeButton.setAttribute("aria-label", `Close ${title.toLowerCase()}`);
+      closeButton.title = `Close ${title.toLowerCase()}`;
       clear(body);
       body.append(content);
       element.hidden = false;
@@ -45,6 +56,7 @@ export function createSidePanel(): SidePanel {
       if (element.hidden) return;
       element.hidden = true;
       clear(body);
+      left();
       opener?.focus();
       opener = undefined;
     },
