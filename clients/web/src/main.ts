@@ -804,27 +804,35 @@ function selectRoom(roomId: string): void {
 // ---------- read markers ----------
 
 let markReadTimer: number | undefined;
+/** Per room: how far the person was seen reading, not yet told to the server. */
+const readsToTell = new Map<RoomState, bigint>();
 
 /**
- * Tells the server, a second after the fact, that the open room's newest
- * messages were read, if they still are in sight then: one MarkRead for a
- * burst of messages. The answer (and the `read` event every stream of ours
- * gets) clears the counts.
+ * The open room's newest messages are in sight: they are read. The counts
+ * go at once; the server hears of it a second later, in one MarkRead for
+ * a burst of messages (its `read` event then clears the counts on the
+ * person's other devices).
  */
 function markRead(): void {
   const rs = state.rooms.get(state.activeRoomId);
-  if (!rs || !rs.room.joined || !beingRead(rs) || rs.room.lastReadSeq >= newestSeq(rs)) return;
-  // Read here and now: the divider stays, the count goes.
-  if (markReadTimer !== undefined) return;
-  markReadTimer = window.setTimeout(() => {
-    markReadTimer = undefined;
-    const now = state.rooms.get(state.activeRoomId);
-    if (now !== rs || !beingRead(rs)) return;
-    const seq = newestSeq(rs);
-    if (rs.room.lastReadSeq >= seq) return;
+  if (!rs || !rs.room.joined || !beingRead(rs)) return;
+  const seq = newestSeq(rs);
+  if (seq <= rs.room.lastReadSeq) return;
+  const counted = rs.room.unreadCount || rs.room.mentionCount;
+  rs.room.lastReadSeq = seq;
+  rs.room.unreadCount = 0;
+  rs.room.mentionCount = 0;
+  if (counted) renderRooms();
+  readsToTell.set(rs, seq);
+  markReadTimer ??= window.setTimeout(tellReads, MARK_READ_DELAY_MS);
+}
+
+function tellReads(): void {
+  markReadTimer = undefined;
+  for (const [rs, seq] of readsToTell) {
     chatClient
       .markRead({ roomId: rs.room.id, seq })
-      .then((res) => readTo(rs, res.lastReadSeq, seq))
+      .then((res) => readTo(rs, res.lastReadSeq))
       .catch((e) => {
         // A marker not stored is told again with the next message read; a
         // lost connection already shows.
@@ -832,23 +840,23 @@ function markRead(): void {
           showError(`Could not mark the room read: ${describe(e)}`);
         }
       });
-  }, MARK_READ_DELAY_MS);
+  }
+  readsToTell.clear();
 }
 
 /**
  * The person's marker in a room moved to `marker` (a MarkRead answer, or a
  * `read` event from another of their devices): what is up to it is read.
- * `upTo`: the newest seq the marker was asked for (the room's newest).
  */
-function readTo(rs: RoomState, marker: bigint, upTo = marker): void {
-  const was = rs.room.lastReadSeq;
-  if (marker <= was && upTo <= was) return;
-  if (marker > was) rs.room.lastReadSeq = marker;
-  if ((marker > upTo ? marker : upTo) >= newestSeq(rs)) {
+function readTo(rs: RoomState, marker: bigint): void {
+  if (marker <= rs.room.lastReadSeq) return;
+  rs.room.lastReadSeq = marker;
+  if (marker >= newestSeq(rs)) {
     rs.room.unreadCount = 0;
     rs.room.mentionCount = 0;
   } else {
-    // Read up to a point short of the newest: count what is loaded after it.
+    // Read up to a point short of the newest: what is loaded after it is
+    // all this browser can count (thread replies are not loaded here).
     const me = currentAuth()?.user.id;
     let count = 0;
     let mentions = 0;

@@ -143,14 +143,18 @@ test("unread counts show as numbers in the room list, on ☰, in the tab title a
   await menuCount.filter({ hasText: /^99\+$/ }).waitFor();
   await b.waitForFunction((name) => document.title === `(99+) Chat · ${name}`, bob);
 
-  // Bob opens the drawer and the room: everything is read, and the plain
-  // icon and title come back.
+  // Bob opens the drawer and the room, and scrolls down to its newest
+  // messages (it opens at the first unread one): everything is read, and
+  // the plain icon and title come back.
   await byTestId(b, "menu").click();
   await roomEntry(b, busy).locator('[data-testid="unread"]').filter({ hasText: /^99\+$/ }).waitFor();
   await b.screenshot({ path: path.join(artifacts, "attention-phone-drawer-counts.png") });
   await roomEntry(b, busy).click();
   await assertText(byTestId(b, "room-title"), `# ${busy}`);
   await waitForMessage(b, "bulk 99");
+  await byTestId(b, "messages").evaluate((list) => {
+    list.scrollTop = list.scrollHeight;
+  });
   await b.waitForFunction((name) => document.title === `Chat · ${name}`, bob);
   await menuCount.waitFor({ state: "hidden" });
   assert.equal(await byTestId(b, "menu").getAttribute("aria-label"), "Rooms");
