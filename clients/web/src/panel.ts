@@ -4,6 +4,12 @@
 import "./panel.css";
 import { h, clear } from "./dom";
 
+/**
+ * Where the focus goes back to on closing: an element, or a function that
+ * finds it then (the element that opened the panel may have been rebuilt).
+ */
+export type Opener = HTMLElement | (() => HTMLElement | null | undefined);
+
 export interface SidePanel {
   element: HTMLElement;
   /**
@@ -11,7 +17,7 @@ export interface SidePanel {
    * closes it, and the focus goes back to `opener`. `onClose` is told when
    * this content leaves the panel (closed, or replaced by other content).
    */
-  open(title: string, content: Node, opener?: HTMLElement, onClose?: () => void): void;
+  open(title: string, content: Node, opener?: Opener, onClose?: () => void): void;
   close(): void;
   readonly isOpen: boolean;
 }
@@ -19,7 +25,7 @@ export interface SidePanel {
 export function createSidePanel(): SidePanel {
   const heading = h("h2", { id: "side-panel-title" });
   const body = h("div", { class: "side-panel-body" });
-  let opener: HTMLElement | undefined;
+  let opener: Opener | undefined;
   let closed: (() => void) | undefined;
   const left = () => {
     const f = closed;
@@ -57,8 +63,9 @@ export function createSidePanel(): SidePanel {
       element.hidden = true;
       clear(body);
       left();
-      opener?.focus();
+      const back = typeof opener === "function" ? opener() : opener;
       opener = undefined;
+      if (back?.isConnected) back.focus();
     },
     get isOpen() {
       return !element.hidden;

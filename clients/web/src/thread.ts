@@ -264,7 +264,16 @@ export function createThreads(opts: ThreadOptions): Threads {
       hasMore = false;
       kept = new Map();
       list.replaceChildren();
-      opts.panel.open("Thread", content, opener, () => {
+      // Back to the button that opened it, or, if the list has rebuilt the
+      // root since (its reply count changed), to the root's new one.
+      const back = () => {
+        if (opener?.isConnected) return opener;
+        const item = document.querySelector<HTMLElement>(
+          `[data-testid="messages"] [data-testid="message"][data-seq="${m.threadRootId ? "" : m.seq}"]`,
+        );
+        return item?.querySelector<HTMLElement>('[data-testid="thread-summary"]') ?? item;
+      };
+      opts.panel.open("Thread", content, back, () => {
         if (gen !== generation) return;
         generation++;
         open = undefined;

@@ -147,9 +147,11 @@ test("a thread opens beside the room, takes replies, shows others' replies live 
   await waitForMessage(a, "top level again");
   assert.deepEqual(await replyTexts(a), ["first reply", "bob answers in the thread"]);
 
-  // Escape closes it.
+  // Escape closes it; the focus goes back to the root in the room (its
+  // "2 replies", the item that opened the thread having been rebuilt since).
   await byTestId(a, "thread-composer").press("Escape");
   await panel.waitFor({ state: "hidden" });
+  await a.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "thread-summary");
   await byTestId(b, "side-panel-close").click();
   await threadPanel(b).waitFor({ state: "hidden" });
 
