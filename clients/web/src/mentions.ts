@@ -90,7 +90,10 @@ export class MentionPicker {
     const caret = this.box.selectionStart ?? 0;
     this.typed = this.box.selectionStart === this.box.selectionEnd ? typedMention(this.box.value, caret) : undefined;
     const options = this.typed ? matchNames(this.names(), this.typed.prefix) : [];
-    if (!options.length) return this.close();
+    // Nothing to offer, or the name is typed out in full and is the only
+    // one that fits: Enter sends, as it would without the list.
+    const done = options.length === 1 && options[0].toLowerCase() === this.typed?.prefix.toLowerCase();
+    if (!options.length || done) return this.close();
     const before = this.options[this.active];
     this.options = options;
     // The same name stays chosen while the list narrows.

@@ -277,10 +277,14 @@ test("typing @ offers the room's people: arrows, Enter or Tab insert the name, E
   await options.filter({ hasText: bea }).click();
   assert.equal(await box.inputValue(), `hello @${bob} and @${carl} @${bea} `);
 
+  // A name typed out in full offers nothing more: Enter sends.
+  await box.pressSequentially(` and @${carl}`);
+  assert.equal(await list.isVisible(), false);
+
   // Enter with the list closed sends, the mentions as typed.
   await box.press("Enter");
   const mine = a.locator('[data-testid="messages"] [data-testid="message"]').filter({
-    has: a.locator('[data-testid="message-text"]', { hasText: `hello @${bob} and @${carl} @${bea}` }),
+    has: a.locator('[data-testid="message-text"]', { hasText: `hello @${bob} and @${carl} @${bea} and @${carl}` }),
   });
   await mine.waitFor();
   assert.equal(await box.inputValue(), "");
