@@ -14,6 +14,7 @@
 // composition never does.
 import { h } from "./dom";
 import { MESSAGE_MAX_CHARS, charCount } from "./limits";
+import { MentionPicker } from "./mentions";
 
 /** The counter shows from here on: 90% of the limit. */
 const COUNT_FROM = Math.ceil(MESSAGE_MAX_CHARS * 0.9);
@@ -36,6 +37,19 @@ export interface ComposerOptions {
   onInput?: () => void;
   /** The composer's height changed by `delta` pixels. */
   onResize?: (delta: number) => void;
+  /**
+   * The usernames `@` offers in the open room (mentions.ts); none: no
+   * autocomplete.
+   */
+  mentionNames?: (roomId: string) => Iterable<string>;
+  /**
+   * For a second composer on the page (a thread's): its text box's test id
+   * (its Send button's is `<testId>-send`, its status line's id
+   * `<testId>-status`), accessible name and placeholder.
+   */
+  testId?: string;
+  label?: string;
+  placeholder?: string;
 }
 
 /** Whether this device's main pointer is a finger: Enter then makes a new line. */
@@ -53,20 +67,24 @@ export class Composer {
   private roomId = "";
   /** The drafts key `roomId` was opened under (drafts are per person). */
   private openedKey = "";
+  private readonly mentions: MentionPicker | undefined;
 
   constructor(private readonly opts: ComposerOptions) {
+    const testId = opts.testId ?? "composer";
+    const statusId = `${testId}-status`;
     this.box = h("textarea", {
       rows: 1,
-      placeholder: "Write a message…",
-      "data-testid": "composer",
-      "aria-label": "Message",
-      "aria-describedby": "composer-status",
+      placeholder: opts.placeholder ?? "Write a message…",
+      "data-testid": testId,
+      "aria-label": opts.label ?? "Message",
+      "aria-describedby": statusId,
       dir: "auto",
       disabled: true,
       onkeydown: (ev: KeyboardEvent) => this.keydown(ev),
       oninput: () => {
         this.saveDraft(this.roomId, this.box.value);
         this.update();
+        this.mentions?.update();
         this.opts.onInput?.();
       },
     }) as HTMLTextAreaElement;
@@ -75,7 +93,7 @@ export class Composer {
       {
         type: "button",
         class: "primary send",
-        "data-testid": "send",
+        "data-testid": opts.testId ? `${opts.testId}-send` : "send",
         disabled: true,
         // The text box keeps the focus (and a phone its keyboard) when Send is tapped.
         onmousedown: (ev: MouseEvent) => ev.preventDefault(),
@@ -94,8 +112,16 @@ export class Composer {
       this.box,
       this.sendButton,
       // Read out politely, and only near the limit: it is empty before.
-      h("p", { id: "composer-status", class: "composer-status", role: "status", "aria-live": "polite" }, this.counter, this.note),
+      h("p", { id: statusId, class: "composer-status", role: "status", "aria-live": "polite" }, this.counter, this.note),
     );
+    const names = opts.mentionNames;
+    if (names) {
+      this.mentions = new MentionPicker(this.box, () => (this.roomId ? names(this.roomId) : []), () => {
+        this.saveDraft(this.roomId, this.box.value);
+        this.update();
+      });
+      this.root.append(this.mentions.element);
+    }
     this.describeKeys();
     window.matchMedia("(pointer: coarse)").addEventListener("change", () => this.describeKeys());
     window.addEventListener("resize", () => this.fit());
@@ -118,6 +144,7 @@ export class Composer {
       this.box.value = roomId ? (this.drafts()[roomId] ?? "") : "";
     }
     this.box.disabled = !roomId;
+    this.mentions?.close();
     this.update();
   }
 
@@ -134,6 +161,7 @@ export class Composer {
     if (!this.opts.onSubmit(this.roomId, text)) return;
     this.box.value = "";
     this.saveDraft(this.roomId, "");
+    this.mentions?.close();
     this.update();
   }
 
@@ -200,6 +228,8 @@ export class Composer {
   }
 
   private keydown(ev: KeyboardEvent): void {
+    // The mention list, while open, takes the arrows, Enter, Tab and Escape.
+    if (this.mentions?.keydown(ev)) return;
     // keyCode 229: a key that an IME took (Safari ends compositions so).
     if (ev.key !== "Enter" || ev.isComposing || ev.keyCode === 229) return;
     const sends = ev.ctrlKey || ev.metaKey || (!touchFirst() && !ev.shiftKey && !ev.altKey);

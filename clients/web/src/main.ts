@@ -31,12 +31,19 @@ import { createSidePanel } from "./panel";
 import { connectionLost, createConnection, type ConnectionState } from "./connection";
 import { Composer } from "./composer";
 import { passwordLengthProblem, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS } from "./limits";
-import { menuBadge, roomBadge, showAttention, unreadCount } from "./unread";
+import { mentionBadge, menuBadge, roomBadge, showAttention } from "./unread";
+import { createThreads, threadSummary } from "./thread";
+import { showSeen } from "./receipts";
 import { initNotifications, notificationToggle, notifyMessage } from "./notify";
 import { describeDevice } from "./device";
 
-/** Edits and deletions remembered per room after the read marker, for unread counts. */
-const MAX_OTHER_SEQS = 10_000;
+/**
+ * How long the newest messages of the open room must have been in sight
+ * before the server is told they are read: one MarkRead for a burst.
+ */
+const MARK_READ_DELAY_MS = 1_000;
+/** Thread replies remembered per room, so that one counts once on its root. */
+const MAX_REPLY_SEQS = 10_000;
 /** Messages fetched per History page. */
 const PAGE = 50;
 /**
@@ -88,11 +95,14 @@ interface RoomState {
   /** username -> when their typing indicator ends. */
   typing: Map<string, number>;
   /**
-   * Seqs of the room's log that are not messages (edits, deletions) seen
-   * after the read marker: a room's seqs count events, not messages, so
-   * unread counts leave these out. Pruned as the marker moves.
+   * The room's people seen here (senders, those mentioned, those online in
+   * it), by id: whom `@` offers in its composers.
    */
-  others: Set<bigint>;
+  people: Map<string, User>;
+  /** Seqs of the thread replies counted on their roots (a reply comes twice: echo and send). */
+  replies: Set<bigint>;
+  /** A direct room's other member's read marker, from their `read` events. */
+  theirRead: bigint;
 }
 
 const app = document.getElementById("app")!;
@@ -148,8 +158,6 @@ const state = {
   rooms: new Map<string, RoomState>(),
   /** Per room: every message up to this seq has been received. */
   cursors: new Map<string, bigint>(),
-  /** Per room: the newest seq the person has seen. */
-  read: new Map<string, bigint>(),
   activeRoomId: "" as string,
   online: new Map<string, User>(),
   pending: [] as Pending[],
@@ -321,18 +329,8 @@ const conversation = createConversation({
   },
   rerender: () => renderMessages(),
   reveal: (roomId, messageId) => void revealMessage(roomId, messageId),
-  // Until the thread panel comes (src/panel.ts), the side panel says whose
-  // thread it is and how many replies it holds.
-  openThread: (root, opener) =>
-    sidePanel.open(
-      "Thread",
-      h(
-        "p",
-        { "data-testid": "thread-placeholder" },
-        `${root.sender?.username ?? "?"}: ${root.text} · ${root.threadReplyCount} replies`,
-      ),
-      opener,
-    ),
+  // The thread panel (thread.ts) beside the room.
+  openThread: (root, opener) => openThread(root, opener),
   focusComposer: () => composer.focus(),
   error: (text) => showError(text),
 });
@@ -340,7 +338,8 @@ const conversation = createConversation({
 /** The open room's messages (src/messages/): renderMessages feeds it. */
 const messageList = createMessageList<Pending>({
   actions: conversation.actions,
-  parts: conversation.parts,
+  // Under a thread's root: "3 replies", which opens the thread.
+  parts: [...conversation.parts, threadSummary((m, opener) => openThread(m, opener))],
   above: conversation.above,
   body: conversation.body,
   variant: conversation.variant,
@@ -356,6 +355,23 @@ const messageList = createMessageList<Pending>({
 });
 /** Where a thread, search results or a member list open beside the room. */
 const sidePanel = createSidePanel();
+/** The thread open in the side panel, if any (thread.ts). */
+const threads = createThreads({
+  panel: sidePanel,
+  me: () => currentAuth()?.user,
+  draftsKey: () => storageKey("thread-drafts"),
+  mentionNames: (roomId) => mentionNames(roomId),
+  sent: (m) => receive(m),
+  showError,
+});
+
+/**
+ * Opens the side panel on the thread of `message` (a root, or a reply:
+ * its root's thread). The message menu's "Reply in thread" calls it.
+ */
+function openThread(message: Message, opener?: HTMLElement): void {
+  threads.open(message, opener);
+}
 
 const el = {
   shell: h("div", { class: "shell" }),
@@ -383,6 +399,7 @@ const composer = new Composer({
     return true;
   },
   onInput: () => noteTyping(),
+  mentionNames: (roomId) => mentionNames(roomId),
   // The newest messages stay in sight above a growing composer.
   onResize: (delta) => {
     el.messages.scrollTop += delta;
@@ -398,7 +415,8 @@ function startChat(): void {
   state.pending = loadPending();
   state.activeRoomId = localStorage.getItem(storageKey("active")) ?? "";
   state.cursors = loadSeqs("cursors");
-  state.read = loadSeqs("read");
+  // Read markers live on the server now (Room.last_read_seq).
+  localStorage.removeItem(storageKey("read"));
   state.view = "chat";
   document.title = `Chat · ${a.user.username}`;
   buildShell(a.user.username);
@@ -596,14 +614,12 @@ document.addEventListener("keydown", (e) => {
 async function boot(): Promise<void> {
   await refreshRooms();
   // Rooms never seen on this device start at their newest message: their
-  // content comes from History when opened, and nothing counts as unread.
+  // content comes from History when opened (what is unread, the server says).
   for (const rs of state.rooms.values()) {
     if (!rs.room.joined) continue;
     if (!state.cursors.has(rs.room.id)) state.cursors.set(rs.room.id, rs.room.lastSeq);
-    if (!state.read.has(rs.room.id)) state.read.set(rs.room.id, rs.room.lastSeq);
   }
   saveSeqs("cursors", state.cursors);
-  saveSeqs("read", state.read);
   keepJoinedDrafts();
   if (!state.rooms.get(state.activeRoomId)?.room.joined) {
     state.activeRoomId = [...state.rooms.values()].find((r) => r.room.joined)?.room.id ?? "";
@@ -629,6 +645,22 @@ function keepJoinedDrafts(): void {
 function addRoom(room: Room, render = true): RoomState {
   let rs = state.rooms.get(room.id);
   if (rs) {
+    const held = rs.room;
+    if (room.lastSeq < held.lastSeq) {
+      // An answer older than what the stream has brought since: its counts
+      // miss messages already counted here; only a marker further on is news.
+      room.lastSeq = held.lastSeq;
+      room.unreadCount = held.unreadCount;
+      room.mentionCount = held.mentionCount;
+      if (held.lastReadSeq > room.lastReadSeq) room.lastReadSeq = held.lastReadSeq;
+    } else if (held.lastReadSeq > room.lastReadSeq) {
+      // Read here since the server counted (a MarkRead on its way).
+      room.lastReadSeq = held.lastReadSeq;
+      if (held.lastReadSeq >= room.lastSeq) {
+        room.unreadCount = 0;
+        room.mentionCount = 0;
+      }
+    }
     rs.room = room;
   } else {
     rs = {
@@ -638,7 +670,9 @@ function addRoom(room: Room, render = true): RoomState {
       historyLoaded: false,
       loadingOlder: false,
       typing: new Map(),
-      others: new Set(),
+      people: new Map(),
+      replies: new Set(),
+      theirRead: 0n,
     };
     state.rooms.set(room.id, rs);
   }
@@ -647,10 +681,6 @@ function addRoom(room: Room, render = true): RoomState {
     if (!state.cursors.has(room.id)) {
       state.cursors.set(room.id, room.lastSeq);
       saveSeqs("cursors", state.cursors);
-    }
-    if (!state.read.has(room.id)) {
-      state.read.set(room.id, room.lastSeq);
-      saveSeqs("read", state.read);
     }
   }
   if (render) renderRooms();
@@ -666,22 +696,37 @@ function newestSeq(rs: RoomState): bigint {
 }
 
 /**
- * How many of a room's messages the person has not read: none in the open
- * room while they are looking at it; their own messages do not count.
+ * Whether the person is reading the room now: it is open, the window is
+ * seen and has the focus, and its newest messages are in sight.
  */
-function unread(rs: RoomState): number {
-  if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") return 0;
-  return unreadCount(newestSeq(rs), state.read.get(rs.room.id) ?? 0n, rs.messages, rs.others, currentAuth()?.user.id);
+function beingRead(rs: RoomState): boolean {
+  return (
+    rs.room.id === state.activeRoomId &&
+    state.view === "chat" &&
+    document.visibilityState !== "hidden" &&
+    document.hasFocus() &&
+    rs.historyLoaded &&
+    el.messages.scrollHeight - el.messages.scrollTop - el.messages.clientHeight < 60
+  );
+}
+
+/**
+ * How many of a room's messages the person has not read (the server's
+ * count, moved on by the stream): none in a room they are reading.
+ */
+function unread(rs: RoomState): { count: number; mentions: number } {
+  if (beingRead(rs)) return { count: 0, mentions: 0 };
+  return { count: rs.room.unreadCount, mentions: rs.room.mentionCount };
 }
 
 function renderRooms(): void {
-  const counts = new Map<string, number>();
+  const counts = new Map<string, { count: number; mentions: number }>();
   let total = 0;
   for (const rs of state.rooms.values()) {
     if (!rs.room.joined) continue;
     const n = unread(rs);
     counts.set(rs.room.id, n);
-    total += n;
+    total += n.count;
   }
   showAttention(total, currentAuth()?.user.username);
   clear(el.roomsList);
@@ -689,7 +734,7 @@ function renderRooms(): void {
   const groups = joined.filter((r) => r.room.kind !== RoomKind.DIRECT);
   const directs = joined.filter((r) => r.room.kind === RoomKind.DIRECT);
   const entry = (rs: RoomState) => {
-    const count = counts.get(rs.room.id) ?? 0;
+    const { count, mentions } = counts.get(rs.room.id) ?? { count: 0, mentions: 0 };
     const isUnread = count > 0;
     return h(
       "button",
@@ -706,6 +751,7 @@ function renderRooms(): void {
       },
       h("span", { class: "room-icon", "aria-hidden": "true" }, rs.room.kind === RoomKind.DIRECT ? "@" : "#"),
       h("span", { class: "room-name", dir: "auto" }, rs.room.name),
+      mentionBadge(mentions),
       roomBadge(count),
     );
   };
@@ -759,13 +805,15 @@ function selectRoom(roomId: string): void {
   sidePanel.close();
   conversation.openRoom(rs ? roomId : "");
   if (rs) {
-    // "New messages" goes above the first message not seen before.
-    messageList.opened(roomId, state.read.get(roomId), newestSeq(rs));
-    markRead(rs);
+    // "New messages" goes above the first message after the read marker.
+    messageList.opened(roomId, rs.room.lastReadSeq, newestSeq(rs));
     if (!rs.historyLoaded) void loadHistory(rs);
     void attempt("Could not list the room's online users", async () => {
       const res = await chatClient.listOnlineUsers({ roomId });
-      for (const u of res.users) if (u.id !== currentAuth()?.user.id) state.online.set(u.id, u);
+      for (const u of res.users) {
+        notePerson(rs, u);
+        if (u.id !== currentAuth()?.user.id) state.online.set(u.id, u);
+      }
       renderOnline();
     });
   }
@@ -775,13 +823,127 @@ function selectRoom(roomId: string): void {
   if (rs && window.matchMedia("(min-width: 721px)").matches) composer.focus();
 }
 
-function markRead(rs: RoomState): void {
-  const n = newestSeq(rs);
-  if ((state.read.get(rs.room.id) ?? 0n) < n) {
-    state.read.set(rs.room.id, n);
-    saveSeqs("read", state.read);
+// ---------- read markers ----------
+
+let markReadTimer: number | undefined;
+/** Per room: how far the person was seen reading, not yet told to the server. */
+const readsToTell = new Map<RoomState, bigint>();
+
+/**
+ * The open room's newest messages are in sight: they are read. The counts
+ * go at once; the server hears of it a second later, in one MarkRead for
+ * a burst of messages (its `read` event then clears the counts on the
+ * person's other devices).
+ */
+function markRead(): void {
+  const rs = state.rooms.get(state.activeRoomId);
+  if (!rs || !rs.room.joined || !beingRead(rs)) return;
+  const seq = newestSeq(rs);
+  if (seq <= rs.room.lastReadSeq) return;
+  const counted = rs.room.unreadCount || rs.room.mentionCount;
+  rs.room.lastReadSeq = seq;
+  rs.room.unreadCount = 0;
+  rs.room.mentionCount = 0;
+  if (counted) renderRooms();
+  readsToTell.set(rs, seq);
+  markReadTimer ??= window.setTimeout(tellReads, MARK_READ_DELAY_MS);
+}
+
+function tellReads(): void {
+  markReadTimer = undefined;
+  for (const [rs, seq] of readsToTell) {
+    chatClient
+      .markRead({ roomId: rs.room.id, seq })
+      .then((res) => readTo(rs, res.lastReadSeq))
+      .catch((e) => {
+        // A marker not stored is told again with the next message read; a
+        // lost connection already shows.
+        if (!connectionLost(e) && ConnectError.from(e).code !== Code.Unimplemented) {
+          showError(`Could not mark the room read: ${describe(e)}`);
+        }
+      });
   }
-  rs.others.clear();
+  readsToTell.clear();
+}
+
+/**
+ * The person's marker in a room moved to `marker` (a MarkRead answer, or a
+ * `read` event from another of their devices): what is up to it is read.
+ */
+function readTo(rs: RoomState, marker: bigint): void {
+  if (marker <= rs.room.lastReadSeq) return;
+  rs.room.lastReadSeq = marker;
+  if (marker >= newestSeq(rs)) {
+    rs.room.unreadCount = 0;
+    rs.room.mentionCount = 0;
+  } else {
+    // Read up to a point short of the newest: what is loaded after it is
+    // all this browser can count (thread replies are not loaded here).
+    const me = currentAuth()?.user.id;
+    let count = 0;
+    let mentions = 0;
+    for (const m of rs.messages.values()) {
+      if (m.seq <= marker || m.deleted || m.sender?.id === me) continue;
+      count++;
+      if (m.mentions.some((u) => u.id === me)) mentions++;
+    }
+    rs.room.unreadCount = Math.min(rs.room.unreadCount, count);
+    rs.room.mentionCount = Math.min(rs.room.mentionCount, mentions);
+  }
+  renderRooms();
+}
+
+/** A `read` event: ours moves the marker everywhere; another's is a receipt. */
+function readEvent(roomId: string, user: User | undefined, marker: bigint): void {
+  const rs = state.rooms.get(roomId);
+  if (!rs || !user) return;
+  if (user.id === currentAuth()?.user.id) {
+    readTo(rs, marker);
+    return;
+  }
+  notePerson(rs, user);
+  if (rs.room.kind === RoomKind.DIRECT && marker > rs.theirRead) {
+    rs.theirRead = marker;
+    if (rs.room.id === state.activeRoomId) renderSeen(rs);
+  }
+}
+
+/** "Seen" under my last message of a direct room, once the other member has read it. */
+function renderSeen(rs: RoomState | undefined): void {
+  const me = currentAuth()?.user.id;
+  let mine: Message | undefined;
+  if (rs && rs.room.kind === RoomKind.DIRECT) {
+    for (const m of rs.messages.values()) if (m.sender?.id === me && (!mine || m.seq > mine.seq)) mine = m;
+  }
+  const seen = rs && mine && !mine.deleted && rs.theirRead >= mine.seq ? mine.seq : undefined;
+  showSeen(el.messages, seen, rs?.room.name ?? "");
+}
+
+// ---------- people, for @mentions ----------
+
+function notePerson(rs: RoomState, u: User | undefined): void {
+  if (u && u.id && u.username && !rs.people.has(u.id)) rs.people.set(u.id, u);
+}
+
+function noteMessagePeople(rs: RoomState, m: Message): void {
+  notePerson(rs, m.sender);
+  for (const u of m.mentions) notePerson(rs, u);
+  notePerson(rs, m.replyTo?.sender);
+}
+
+/**
+ * Whom `@` offers in a room: its people seen here (senders of its loaded
+ * messages, those they mention, those online in it), and in a direct room
+ * the other member, the reader left out. There is no member list to ask.
+ */
+function mentionNames(roomId: string): string[] {
+  const rs = state.rooms.get(roomId);
+  if (!rs) return [];
+  const me = currentAuth()?.user;
+  const names = new Set<string>();
+  for (const u of rs.people.values()) if (u.id !== me?.id && u.username !== "[deleted]") names.add(u.username);
+  if (rs.room.kind === RoomKind.DIRECT && rs.room.name !== me?.username) names.add(rs.room.name);
+  return [...names];
 }
 
 async function leaveRoom(): Promise<void> {
@@ -793,9 +955,7 @@ async function leaveRoom(): Promise<void> {
   rs.messages.clear();
   rs.historyLoaded = false;
   state.cursors.delete(rs.room.id);
-  state.read.delete(rs.room.id);
   saveSeqs("cursors", state.cursors);
-  saveSeqs("read", state.read);
   keepJoinedDrafts();
   selectRoom([...state.rooms.values()].find((r) => r.room.joined)?.room.id ?? "");
 }
@@ -844,7 +1004,10 @@ async function loadOlder(): Promise<void> {
 }
 
 function mergeHistory(rs: RoomState, messages: Message[], hasMore: boolean): void {
-  for (const m of messages) rs.messages.set(m.seq, m);
+  for (const m of messages) {
+    rs.messages.set(m.seq, m);
+    noteMessagePeople(rs, m);
+  }
   // Older pages only extend `hasMore` downwards.
   const first = messages[0];
   if (!first || first.seq <= oldestLoaded(rs)) rs.hasMore = hasMore;
@@ -876,9 +1039,8 @@ function receive(m: Message): void {
   const settled = settlePending(m);
   let rs = state.rooms.get(m.roomId);
   if (!rs) {
-    // A room we have not heard of yet (say a direct message to us): what
-    // came before this message is unread, and the cursor starts below it.
-    if (!state.read.has(m.roomId)) state.read.set(m.roomId, 0n);
+    // A room we have not heard of yet (say a direct message to us): the
+    // room list says what is unread, and the cursor starts below it.
     if (!state.cursors.has(m.roomId)) state.cursors.set(m.roomId, m.seq - 1n);
     void refreshRooms().then(() => {
       const known = state.rooms.get(m.roomId);
@@ -890,6 +1052,11 @@ function receive(m: Message): void {
     });
     return;
   }
+  noteMessagePeople(rs, m);
+  if (m.threadRootId) {
+    threadReply(rs, m);
+    return;
+  }
   if (rs.messages.has(m.seq)) {
     // Known already (the stream's echo came before the send's reply): the
     // list changes only if a "sending…" copy just went.
@@ -899,9 +1066,7 @@ function receive(m: Message): void {
   const newest = newestSeq(rs);
   const heard = state.cursors.get(m.roomId) ?? 0n;
   rs.messages.set(m.seq, m);
-  // A thread reply (kept, and left out of the list): its root counts it.
-  if (m.threadRootId) changeMessage(m.roomId, m.threadRootId, (root) => countThreadReply(root, m));
-  if (m.seq > rs.room.lastSeq) rs.room.lastSeq = m.seq;
+  countUnread(rs, m);
   // Keep the loaded range whole: if events came before this one that the
   // stream did not bring, page in the messages among them. (Seqs count the
   // room's events, edits and deletions too, so a message's seq may skip.)
@@ -909,10 +1074,44 @@ function receive(m: Message): void {
   advanceCursor(m.roomId, m.seq);
   clearTyping(rs, m.sender?.username);
   if (rs.room.id === state.activeRoomId && document.visibilityState === "hidden") {
-    messageList.cameUnseen(rs.room.id, state.read.get(rs.room.id) ?? 0n);
+    messageList.cameUnseen(rs.room.id, rs.room.lastReadSeq);
   }
-  if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") markRead(rs);
   if (rs.room.id === state.activeRoomId) renderMessages();
+  renderRooms();
+  notifyMessage(m, rs.room);
+}
+
+/**
+ * A new event's message (seq beyond the room's last known one): from
+ * someone else, it is unread unless the room is being read (MarkRead
+ * follows). One seen before (the room list counted it) counts once.
+ */
+function countUnread(rs: RoomState, m: Message): void {
+  if (m.seq <= rs.room.lastSeq) return;
+  rs.room.lastSeq = m.seq;
+  const me = currentAuth()?.user.id;
+  if (m.sender?.id === me || m.seq <= rs.room.lastReadSeq) return;
+  if (beingRead(rs)) return;
+  if (rs.room.unreadCount < 9999) rs.room.unreadCount++;
+  if (m.mentions.some((u) => u.id === me) && rs.room.mentionCount < 9999) rs.room.mentionCount++;
+}
+
+/**
+ * A thread reply: shown in the thread panel if its thread is open, counted
+ * on its root in the room (once: it comes as the stream's echo and as the
+ * send's answer), never in the room's list itself.
+ */
+function threadReply(rs: RoomState, m: Message): void {
+  threads.receive(m);
+  advanceCursor(m.roomId, m.seq);
+  if (rs.replies.has(m.seq)) return;
+  if (rs.replies.size >= MAX_REPLY_SEQS) rs.replies.clear();
+  rs.replies.add(m.seq);
+  countUnread(rs, m);
+  // History counted it already if it is not newer than the root's last reply.
+  if (changeMessage(m.roomId, m.threadRootId, (root) => countThreadReply(root, m)) && rs.room.id === state.activeRoomId) {
+    renderMessages();
+  }
   renderRooms();
   notifyMessage(m, rs.room);
 }
@@ -946,14 +1145,24 @@ async function fillGap(rs: RoomState, upTo: bigint): Promise<void> {
 function changed(roomId: string, seq: bigint, message?: Message, deletedId?: string): void {
   const rs = state.rooms.get(roomId);
   if (!rs) return;
-  // Stream messages carry no reactions or thread counts: an edit keeps those held.
-  if (message) changeMessage(roomId, message.id, (held) => mergeEdited(held, message));
-  if (deletedId) changeMessage(roomId, deletedId, tombstone);
+  // Stream messages carry no reactions or thread counts: an edit keeps
+  // those held (and the quotes of it change with it).
+  if (message) {
+    changeMessage(roomId, message.id, (held) => mergeEdited(held, message));
+    threads.update(message);
+  }
+  if (deletedId) {
+    const me = currentAuth()?.user.id;
+    for (const [s, m] of rs.messages) {
+      if (m.id !== deletedId) continue;
+      // An unread message deleted is not unread any more.
+      if (!m.deleted && s > rs.room.lastReadSeq && m.sender?.id !== me && rs.room.unreadCount > 0) rs.room.unreadCount--;
+    }
+    changeMessage(roomId, deletedId, tombstone);
+    threads.erase(roomId, deletedId);
+  }
   advanceCursor(roomId, seq);
   if (seq > rs.room.lastSeq) rs.room.lastSeq = seq;
-  // Bounded: beyond the cap, counts may take an edit for a message.
-  if (seq > (state.read.get(roomId) ?? 0n) && rs.others.size < MAX_OTHER_SEQS) rs.others.add(seq);
-  if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") markRead(rs);
   if (rs.room.id === state.activeRoomId) renderMessages();
   renderRooms();
 }
@@ -1019,6 +1228,9 @@ function renderMessages(toBottom = false): void {
     live: connection.state === "live",
   };
   messageList.render(view, toBottom);
+  renderSeen(rs);
+  // The newest messages in sight: read, a second from now.
+  markRead();
 }
 
 async function send(roomId: string, text: string, replyToId?: string): Promise<void> {
@@ -1307,6 +1519,11 @@ function handleEvent(ev: ServerEvent): void {
       const { seq, roomId, messageId, emoji, user, added } = ev.event.value;
       changeMessage(roomId, messageId, (m) => applyReaction(m, emoji, added, user?.id === me));
       changed(roomId, seq);
+      break;
+    }
+    case "read": {
+      const { roomId, user, lastReadSeq } = ev.event.value;
+      readEvent(roomId, user, lastReadSeq);
       break;
     }
     case "presence": {
@@ -1619,14 +1836,28 @@ window.setInterval(() => {
   if (rs && rs.typing.size) renderTyping();
 }, 1_000);
 
-// Back on the tab: the open room is read.
-document.addEventListener("visibilitychange", () => {
-  const rs = state.rooms.get(state.activeRoomId);
-  if (rs && document.visibilityState === "visible") {
-    markRead(rs);
-    renderRooms();
-  }
-});
+// Back on the tab or the window, or scrolled down to the newest: the open
+// room is read (and its count goes).
+const lookedAgain = () => {
+  if (!state.rooms.has(state.activeRoomId)) return;
+  markRead();
+  renderRooms();
+};
+document.addEventListener("visibilitychange", lookedAgain);
+window.addEventListener("focus", lookedAgain);
+window.addEventListener("blur", lookedAgain);
+let wasReading = false;
+el.messages.addEventListener(
+  "scroll",
+  () => {
+    const rs = state.rooms.get(state.activeRoomId);
+    const reading = !!rs && beingRead(rs);
+    // Reached the bottom, or left it: the count goes, or shows.
+    if (reading !== wasReading) lookedAgain();
+    wasReading = reading;
+  },
+  { passive: true },
+);
 
 // Logging out in another tab logs this one out too.
 window.addEventListener("storage", (ev) => {

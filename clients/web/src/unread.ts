@@ -1,40 +1,10 @@
 // Unread counts and the ways they get a person's attention: a number per
-// room in the room list, the total on ☰ (phones, while the drawer is
-// closed), in the tab title and on the favicon.
-import type { Message } from "./gen/chat/v1/chat_pb";
+// room in the room list (and "@N" beside it for messages that mention the
+// reader), the total on ☰ (phones, while the drawer is closed), in the tab
+// title and on the favicon. The counts are the server's (Room.unread_count
+// and mention_count from ListRooms), moved on by the live stream.
 import { h } from "./dom";
 import "./attention.css";
-
-/** Beyond this many unread messages the own ones are not looked for. */
-const OWN_SCAN_LIMIT = 1000;
-
-/**
- * How many messages of a room are newer than what the person has read.
- * A room's seqs number the events of its log, gapless: that is
- * `newest - read`, less the events seen here that are not messages
- * (`others`: edits, deletions), less the person's own messages among them
- * (sent from another device, or while this tab was hidden) as far as they
- * are loaded here. An event known only by the room's `last_seq` is
- * counted as a message, whoever sent it (the server's own counts will
- * replace this).
- */
-export function unreadCount(
-  newest: bigint,
-  read: bigint,
-  loaded: ReadonlyMap<bigint, Message>,
-  others: ReadonlySet<bigint>,
-  me: string | undefined,
-): number {
-  if (newest <= read) return 0;
-  const gap = newest - read;
-  let n = gap > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(gap);
-  for (const s of others) if (s > read && s <= newest) n--;
-  if (me && loaded.size) {
-    const from = gap > BigInt(OWN_SCAN_LIMIT) ? newest - BigInt(OWN_SCAN_LIMIT) : read;
-    for (let s = from + 1n; s <= newest; s++) if (loaded.get(s)?.sender?.id === me) n--;
-  }
-  return Math.max(0, n);
-}
 
 /** A count as a badge shows it: "99+" above 99. */
 export function countText(n: number): string {
@@ -57,6 +27,24 @@ export function roomBadge(n: number): HTMLElement | null {
     "span",
     { class: "count", "data-testid": "unread", role: "img", "aria-label": countWords(n), title: countWords(n) },
     countText(n),
+  );
+}
+
+/** The messages that mention the reader, in words. */
+export function mentionWords(n: number): string {
+  return `${countText(n)} mention${n === 1 ? "" : "s"} of you`;
+}
+
+/**
+ * Beside a room's count, when some of its unread messages mention the
+ * reader: "@2", in the accent colour, read as "2 mentions of you".
+ */
+export function mentionBadge(n: number): HTMLElement | null {
+  if (n <= 0) return null;
+  return h(
+    "span",
+    { class: "count mention-badge", "data-testid": "mentions", role: "img", "aria-label": mentionWords(n), title: mentionWords(n) },
+    `@${countText(n)}`,
   );
 }
 

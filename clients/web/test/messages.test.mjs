@@ -369,13 +369,13 @@ test("thread replies stay out of the list; the root counts them live and opens t
   const root = await say(a, "a thread starts here");
   await waitForMessage(b, "a thread starts here");
   await say(b, "first in the thread", { 5: root });
-  const replies = message(b, "a thread starts here").locator('[data-testid="thread-replies"]');
+  const replies = message(b, "a thread starts here").locator('[data-testid="thread-summary"]');
   await replies.filter({ hasText: exactly("1 reply") }).waitFor();
   await say(a, "second in the thread", { 5: root });
   await say(b, "after the thread");
   for (const page of [a, b]) {
     await waitForMessage(page, "after the thread");
-    await message(page, "a thread starts here").locator('[data-testid="thread-replies"]', { hasText: exactly("2 replies") }).waitFor();
+    await message(page, "a thread starts here").locator('[data-testid="thread-summary"]', { hasText: exactly("2 replies") }).waitFor();
     assert.deepEqual(await messageTexts(page), ["a thread starts here", "after the thread"]);
   }
 
@@ -405,7 +405,7 @@ test("every part of it passes axe, light and dark: chips, quotes, mentions, thre
   await waitForMessage(a, "quoting it");
   await message(a, "quoting it").locator('[data-testid="reply-quote"]').waitFor();
   await a.locator('[data-testid="reaction"][data-emoji="🎉"]').waitFor();
-  await a.locator('[data-testid="thread-replies"]').waitFor();
+  await a.locator('[data-testid="thread-summary"]').waitFor();
   await a.locator('[data-testid="mention"]').waitFor();
   await assertAccessible(a, "parts");
 

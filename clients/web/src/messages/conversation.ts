@@ -219,23 +219,6 @@ export function createConversation(hooks: ConversationHooks): Conversation {
     );
   };
 
-  /** A thread root's replies: how many, opening the thread. */
-  const threadSummary: MessagePart = (m) => {
-    if (m.threadRootId || m.threadReplyCount <= 0) return null;
-    const n = m.threadReplyCount;
-    const button: HTMLElement = h(
-      "button",
-      {
-        type: "button",
-        class: "link thread-replies",
-        "data-testid": "thread-replies",
-        onclick: () => hooks.openThread(hooks.current(m) ?? m, button),
-      },
-      `${n} ${n === 1 ? "reply" : "replies"}`,
-    );
-    return h("div", { class: "thread-summary" }, button);
-  };
-
   /** The message a reply quotes, as it is now; a click goes to it. */
   const quote: MessagePart = (m) => {
     const q = m.replyTo;
@@ -314,7 +297,7 @@ export function createConversation(hooks: ConversationHooks): Conversation {
 
   return {
     actions,
-    parts: [reactions, threadSummary],
+    parts: [reactions],
     above: [quote],
     body,
     variant: (m) => (editing?.id === m.id ? editing : undefined),
