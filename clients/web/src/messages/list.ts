@@ -186,7 +186,10 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
     }
     const now = new Date();
     const after = unreadAfter;
-    const firstUnread = after === undefined ? undefined : messages.find((m) => m.seq > after)?.seq;
+    // The first message from someone else after the marker: one's own are
+    // not news (they do not move the marker, and count as read).
+    const firstUnread =
+      after === undefined ? undefined : messages.find((m) => m.seq > after && m.sender?.id !== v.me?.id)?.seq;
     let prev: { sender: string; at: Date; day: string } | undefined;
     for (const m of messages) {
       const at = sentAt(m);
