@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod net;
 pub mod pb;
 mod poll_on_wake;
+pub mod reads;
 pub mod router;
 pub mod service;
 pub mod startup;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{RoomEvent, RoomId, SessionId, User, UserId};
-use crate::hub::{Delivery, Hub, StreamId};
+use crate::hub::{Delivery, Hub, ReadNotice, StreamId};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -31,6 +31,10 @@ pub trait Router: Send + Sync + 'static {
 
     /// `user` is typing in a room.
     async fn typing(&self, room_id: RoomId, user: &User);
+
+    /// A member's read marker moved: tell the streams it is for, on every
+    /// node.
+    async fn read(&self, notice: &ReadNotice);
 
     /// A session was revoked: its streams must end.
     async fn revoke_session(&self, session_id: SessionId);
@@ -193,6 +197,10 @@ impl Router for LocalRouter {
     async fn typing(&self, room_id: RoomId, user: &User) {
         // Coalesced by the hub; nothing else to tell.
         let _relayed = self.hub.typing(room_id, user);
+    }
+
+    async fn read(&self, notice: &ReadNotice) {
+        self.hub.read(notice);
     }
 
     async fn revoke_session(&self, session_id: SessionId) {

@@ -1,6 +1,6 @@
 //! The application state shared by every service: store, hub, router,
-//! message writer, token codec and configuration, plus the background tasks
-//! that serve them.
+//! message writer, read markers, token codec and configuration, plus the
+//! background tasks that serve them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::domain::Timestamp;
 use crate::hub::{Hub, StreamLimits};
 use crate::limits::{LoginBackoff, RoomRate, SendLimiter};
 use crate::metrics::Metrics;
+use crate::reads::ReadMarkers;
 use crate::router::{LocalRouter, Router};
 use crate::store::{self, Store};
 use crate::writer::MessageWriter;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub room_create: Arc<RoomRate>,
     /// Room joins (and direct rooms opened) per user.
     pub room_join: Arc<RoomRate>,
+    /// Read markers, written in bursts by a task of their own.
+    pub reads: Arc<ReadMarkers>,
     background: Arc<Background>,
 }
 
@@ -147,6 +150,9 @@ impl AppState {
             Arc::clone(&metrics),
             stop.clone(),
         );
+        let (reads, reads_task) =
+            ReadMarkers::spawn(Arc::clone(&store), Arc::clone(&router), stop.clone());
+        tasks.push(reads_task);
         let hashers = Arc::new(password::Hashers::new(limits, Arc::clone(&metrics))?);
         let send_limiter = Arc::new(SendLimiter::new(limits, Arc::clone(&metrics)));
         let login_backoff = Arc::new(LoginBackoff::new(limits, Arc::clone(&metrics)));
@@ -176,6 +182,7 @@ impl AppState {
             login_backoff,
             room_create,
             room_join,
+            reads,
             metrics,
             background: Arc::new(Background {
                 stop,

@@ -34,7 +34,7 @@ use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, server_event::Event};
 use chat_client::{AuthorizedChat, BearerToken, Cursors, ResumingSubscription};
 use chat_server::bus::seal::ClusterKeys;
-use chat_server::bus::wire::{Body, Envelope, Membership, Typing, WireMessage, WireUser};
+use chat_server::bus::wire::{Body, Envelope, Membership, Typing, WireMessage, WireRead, WireUser};
 use chat_server::domain::Timestamp;
 use prost::Message as _;
 use sqlx::{Connection as _, Executor as _, PgConnection};
@@ -1695,4 +1695,85 @@ async fn an_edit_a_reaction_and_a_deletion_on_three_nodes_reach_every_node_in_on
     assert_eq!(thread.messages.len(), 1);
     assert_eq!(thread.messages[0].id, reply.id);
     assert_eq!(thread.messages[0].reply_to.as_ref().unwrap().text, "topic");
+}
+
+/// The reader and the room of a `read` event, and where its marker is.
+fn read_of(event: &Event) -> Option<(String, String, u64)> {
+    match event {
+        Event::Read(read) => Some((
+            read.user.as_ref()?.username.clone(),
+            read.room_id.clone(),
+            read.last_read_seq,
+        )),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_marker_moved_on_one_node_reaches_the_streams_on_another() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(0, "bob").await;
+    let mut alice_chat = cluster.chat(0, &alice).await;
+    let mut bob_chat = cluster.chat(0, &bob).await;
+    let direct = alice_chat
+        .open_direct_room(pb::OpenDirectRoomRequest {
+            username: "bob".into(),
+        })
+        .await
+        .expect("open direct room")
+        .into_inner()
+        .room
+        .unwrap();
+    let sent = send(&mut alice_chat, &direct, "seen?", "").await;
+    let (mut bobs_other_device, _) = cluster.subscribe(1, &bob).await;
+    let (mut alice_events, _) = cluster.subscribe(1, &alice).await;
+
+    let marked = bob_chat
+        .mark_read(pb::MarkReadRequest {
+            room_id: direct.id.clone(),
+            seq: sent.seq,
+        })
+        .await
+        .expect("mark read on node 0")
+        .into_inner()
+        .last_read_seq;
+
+    let read = ("bob".to_owned(), direct.id.clone(), sent.seq);
+    assert_eq!(marked, sent.seq);
+    assert_eq!(bobs_other_device.wait_for(read_of).await, read);
+    assert_eq!(alice_events.wait_for(read_of).await, read, "the receipt");
+
+    // A read whose room id is no id is dropped as malformed, sealed or not.
+    let forger = Forger::connect(&cluster).await;
+    let keys = ClusterKeys::new(&[cluster.secret.as_str()]).unwrap();
+    let garbled = Body::Read(WireRead {
+        room_id: vec![1, 2, 3],
+        user: Some(WireUser {
+            id: id_bytes(&bob.user.id),
+            username: "bob".into(),
+            rooms: Vec::new(),
+        }),
+        last_read_seq: 99,
+        own: true,
+        receipt: true,
+    });
+    forger
+        .publish(&format!("room.{}", direct.id), garbled, &Seal::With(&keys))
+        .await;
+    cluster
+        .until_metric(1, r#"chat_bus_rejected_total{reason="malformed"}"#, 1.0)
+        .await;
+    let second = send(&mut alice_chat, &direct, "still here", "").await;
+    let next = bobs_other_device
+        .wait_for(|event| match event {
+            Event::Message(message) => Some(message.seq),
+            Event::Read(read) => panic!("a garbled read got through: {read:?}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(next, second.seq);
 }

@@ -27,12 +27,13 @@ trap cleanup EXIT
 
 # stderr goes to a file, so it is always drained. A short heartbeat
 # interval (not the default 15s), so that `ready` must say this one and an
-# idle stream hears a heartbeat while the test runs.
-RUST_LOG=info "$SERVER_BIN" --listen 127.0.0.1:0 --database-url "sqlite://$WORK/chat.db" \
+# idle stream hears a heartbeat while the test runs. No metrics listener:
+# its fixed port would clash between servers run side by side.
+RUST_LOG=info "$SERVER_BIN" --listen 127.0.0.1:0 --metrics-listen off --database-url "sqlite://$WORK/chat.db" \
   --heartbeat-interval 2s 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 300); do
-  ADDR=$(grep -o 'address=[0-9.]*:[0-9]*' "$WORK/server.log" | head -1 | cut -d= -f2) || true
+  ADDR=$(grep 'serving gRPC' "$WORK/server.log" | grep -o 'address=[0-9.]*:[0-9]*' | head -1 | cut -d= -f2) || true
   [ -n "$ADDR" ] && break
   kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "server exited" >&2; exit 1; }
   sleep 0.1
@@ -59,7 +60,7 @@ while True:
     while i < len(text) and text[i].isspace(): i += 1
     try: obj, i = dec.raw_decode(text, i)
     except ValueError: break
-    print(json.dumps(obj, separators=(",", ":")))
+    print(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
 '
 }
 # has OUTPUT SUBSTRING: whether the compact OUTPUT contains SUBSTRING (no
@@ -199,5 +200,131 @@ ok "the other sessions' tokens are refused (Unauthenticated)"
 [ "$(TOKEN=$THIRD ./list-rooms.sh --joined | names)" = "general paged-5" ] && ok "the session that revoked the others goes on" || fail "revoking session"
 OUT=$(TOKEN=$THIRD ./logout-others.sh)
 [ "$OUT" = 0 ] && ok "logout-others.sh with no other session prints 0" || fail "logout-others.sh again" "$OUT"
+
+# A conversation in general: alice (THIRD, her live session) edits,
+# deletes, reacts, replies and opens a thread; bob follows the room live
+# and moves his read marker; carol is no member.
+export TOKEN=$THIRD
+TOKEN=$BOB timeout 90 ./subscribe.sh >"$WORK/conv.out" 2>&1 &
+BACKGROUND+=($!)
+wait_for "a new subscribe.sh starts with ready" "$WORK/conv.out" '"ready":{"user":{"id"'
+./register.sh carol 'a third password' >/dev/null
+CAROL=$(./login.sh carol 'a third password')
+UNKNOWN=$(python3 -c 'import uuid; print(uuid.uuid4())')
+# msg_id < SEND_OUTPUT: the id of the message a script printed.
+msg_id() { python3 -c 'import json, sys; print(json.load(sys.stdin)["message"]["id"])'; }
+# one_message OUTPUT ID: the message ID of a History or ListThread answer, compact.
+one_message() {
+  printf '%s' "$1" | python3 -c '
+import json, sys
+page = json.load(sys.stdin)
+for m in [page.get("root", {})] + page.get("messages", []):
+    if m.get("id") == sys.argv[1]: print(json.dumps(m, separators=(",", ":"), ensure_ascii=False))
+' "$2"
+}
+# refused WHAT CODE COMMAND...: the command must fail with grpcurl's CODE.
+refused() {
+  local what=$1 code=$2 out
+  shift 2
+  if out=$("$@" 2>&1); then fail "$what must fail" "$out"; fi
+  grep -q "Code: $code" <<<"$out" && ok "$what fails with $code" || fail "$what: expected $code" "$out"
+}
+
+MSG=$(./send.sh 'teh plan' | msg_id)
+OUT=$(./edit.sh "$MSG" 'the plan')
+expect "edit.sh prints the new text" "$OUT" '"text":"the plan"'
+expect "edit.sh prints editedAt" "$OUT" '"editedAt":"'
+wait_for "subscribe.sh sees the edit" "$WORK/conv.out" "\"edited\":{\"seq\":"
+refused "edit.sh of another's message" PermissionDenied env TOKEN="$BOB" ./edit.sh "$MSG" 'not mine'
+refused "edit.sh of an unknown message" NotFound ./edit.sh "$UNKNOWN" 'nothing'
+refused "edit.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./edit.sh "$MSG" 'not a member'
+
+OUT=$(./react.sh "$MSG" 👍)
+[ "$OUT" = "added 👍" ] && ok "react.sh says what it added" || fail "react.sh output" "$OUT"
+TOKEN=$BOB ./react.sh "$MSG" 👍 >/dev/null
+TOKEN=$BOB ./react.sh "$MSG" ❤ >/dev/null
+./react.sh "$MSG" 👍 >/dev/null
+wait_for "subscribe.sh sees alice's reaction live" "$WORK/conv.out" "\"messageId\":\"$MSG\",\"emoji\":\"👍\",\"user\":{"
+wait_for "... and bob's, stored fully qualified (❤️)" "$WORK/conv.out" '"emoji":"❤️","user":{'
+OUT=$(./history.sh)
+expect "history.sh counts reactions in order of first use, reactedByMe for the caller" "$OUT" \
+  '"reactions":[{"emoji":"👍","count":2,"reactedByMe":true},{"emoji":"❤️","count":1}]'
+refused "react.sh with no emoji" InvalidArgument ./react.sh "$MSG" ':+1:'
+refused "react.sh with two emoji" InvalidArgument ./react.sh "$MSG" 👍👍
+refused "react.sh on an unknown message" NotFound ./react.sh "$UNKNOWN" 👍
+refused "react.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./react.sh "$MSG" 👍
+refused "unreact.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./unreact.sh "$MSG" 👍
+OUT=$(TOKEN=$BOB ./unreact.sh "$MSG" 👍)
+[ "$OUT" = "removed 👍" ] && ok "unreact.sh says what it removed" || fail "unreact.sh output" "$OUT"
+OUT=$(TOKEN=$BOB ./unreact.sh "$MSG" 🎉)
+[ "$OUT" = "removed 🎉" ] && ok "unreact.sh of a reaction that is not there succeeds" || fail "unreact.sh absent" "$OUT"
+OUT=$(TOKEN=$BOB ./history.sh)
+expect "history.sh after unreact.sh" "$OUT" '"reactions":[{"emoji":"👍","count":1},{"emoji":"❤️","count":1,"reactedByMe":true}]'
+
+# A resume from the last reaction's seq does not bring it again.
+# A removal has no "added" (false is not printed): bob's user ends it.
+wait_for "subscribe.sh sees bob's removal" "$WORK/conv.out" '"username":"bob"}}}'
+LAST_REACTION=$(compact <"$WORK/conv.out" | python3 -c 'import json, sys; print(max(int(json.loads(l)["reaction"]["seq"]) for l in sys.stdin if "\"reaction\"" in l))')
+TOKEN=$BOB timeout 60 ./subscribe.sh "$LAST_REACTION" >"$WORK/resume2.out" 2>&1 &
+BACKGROUND+=($!)
+wait_for "a resumed subscribe.sh starts with ready" "$WORK/resume2.out" '"ready":{"user":{"id"'
+./send.sh 'after the reactions' >/dev/null
+wait_for "a resume after a reaction gets what follows" "$WORK/resume2.out" '"text":"after the reactions"'
+if has "$(cat "$WORK/resume2.out")" '"reaction":'; then fail "a resume after a reaction brings no reaction again" "$(cat "$WORK/resume2.out")"; else ok "a resume after a reaction brings no reaction again"; fi
+
+REPLY=$(REPLY_TO=$MSG TOKEN=$BOB ./send.sh 'quoting the plan')
+expect "send.sh with REPLY_TO quotes the message" "$REPLY" "\"replyTo\":{\"messageId\":\"$MSG\",\"sender\":{"
+expect "the quote holds the text as it is now" "$REPLY" '"text":"the plan"}'
+IN_THREAD=$(THREAD=$MSG ./send.sh 'in the thread')
+expect "send.sh with THREAD replies in the thread" "$IN_THREAD" "\"threadRootId\":\"$MSG\""
+wait_for "subscribe.sh sees the thread reply as a message" "$WORK/conv.out" "\"text\":\"in the thread\""
+REPLY_ID=$(msg_id <<<"$IN_THREAD")
+refused "send.sh with a thread reply as THREAD" InvalidArgument env THREAD="$REPLY_ID" ./send.sh 'nested'
+refused "send.sh with an unknown THREAD" NotFound env THREAD="$UNKNOWN" ./send.sh 'nowhere'
+refused "send.sh with an unknown REPLY_TO" NotFound env REPLY_TO="$UNKNOWN" ./send.sh 'nowhere'
+OUT=$(./history.sh)
+if has "$OUT" '"text":"in the thread"'; then fail "history.sh lists top-level messages only" "$OUT"; else ok "history.sh lists top-level messages only"; fi
+expect "history.sh shows the root's reply count" "$(one_message "$OUT" "$MSG")" '"threadReplyCount":1,"threadLastReplyAt":"'
+OUT=$(./thread.sh "$MSG")
+expect "thread.sh prints the root" "$OUT" "{\"root\":{\"id\":\"$MSG\""
+expect "thread.sh lists the replies" "$OUT" '"messages":[{"id"'
+expect "thread.sh lists the reply's text" "$OUT" '"text":"in the thread"'
+refused "thread.sh of an unknown root" NotFound ./thread.sh "$UNKNOWN"
+refused "thread.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./thread.sh "$MSG"
+
+refused "delete.sh of another's message" PermissionDenied env TOKEN="$BOB" ./delete.sh "$MSG"
+refused "delete.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./delete.sh "$MSG"
+refused "delete.sh of an unknown message" NotFound ./delete.sh "$UNKNOWN"
+OUT=$(./delete.sh "$MSG")
+[ "$OUT" = "deleted $MSG" ] && ok "delete.sh says what it deleted" || fail "delete.sh output" "$OUT"
+OUT=$(./delete.sh "$MSG")
+[ "$OUT" = "deleted $MSG" ] && ok "delete.sh again succeeds" || fail "delete.sh again" "$OUT"
+wait_for "subscribe.sh sees the deletion" "$WORK/conv.out" "\"deleted\":{\"seq\":"
+TOMB=$(one_message "$(./history.sh)" "$MSG")
+expect "history.sh shows a tombstone" "$TOMB" '"deleted":true'
+if grep -qE '"text"|"reactions"|"editedAt"' <<<"$TOMB"; then fail "a tombstone has no text, reactions or editedAt" "$TOMB"; else ok "a tombstone has no text, reactions or editedAt"; fi
+expect "the tombstone keeps its thread count" "$TOMB" '"threadReplyCount":1'
+expect "the quote of a deleted message says so" "$(one_message "$(./history.sh)" "$(msg_id <<<"$REPLY")")" '"deleted":true}'
+refused "react.sh on a deleted message" FailedPrecondition env TOKEN="$BOB" ./react.sh "$MSG" 👍
+OUT=$(TOKEN=$BOB ./unreact.sh "$MSG" ❤️)
+[ "$OUT" = "removed ❤️" ] && ok "unreact.sh on a deleted message succeeds" || fail "unreact.sh on a tombstone" "$OUT"
+refused "edit.sh of a deleted message" FailedPrecondition ./edit.sh "$MSG" 'back again'
+
+# Read markers: bob joined general when it was empty, so every message of
+# alice's is unread to him.
+LAST=$(TOKEN=$BOB ./list-rooms.sh --joined | python3 -c 'import json, sys; print([r for r in map(json.loads, sys.stdin) if r["name"] == "general"][0]["lastSeq"])')
+OUT=$(TOKEN=$BOB ./mark-read.sh 1)
+[ "$OUT" = 1 ] && ok "mark-read.sh prints the marker" || fail "mark-read.sh 1" "$OUT"
+OUT=$(TOKEN=$BOB ./mark-read.sh 0)
+[ "$OUT" = 1 ] && ok "mark-read.sh never moves the marker back" || fail "mark-read.sh 0" "$OUT"
+OUT=$(TOKEN=$BOB ./mark-read.sh 999999)
+[ "$OUT" = "$LAST" ] && ok "mark-read.sh stops at the room's last seq" || fail "mark-read.sh 999999: expected $LAST" "$OUT"
+wait_for "bob's own subscribe.sh hears his marker (a read event)" "$WORK/conv.out" "\"read\":{\"roomId\":\"$ROOM\",\"user\":{"
+wait_for "... at the last seq in the end" "$WORK/conv.out" "\"username\":\"bob\"},\"lastReadSeq\":\"$LAST\"}"
+OUT=$(TOKEN=$BOB ./list-rooms.sh --joined | grep '"name":"general"')
+expect "list-rooms.sh shows the marker" "$OUT" "\"lastReadSeq\":\"$LAST\""
+if has "$OUT" '"unreadCount"'; then fail "nothing is unread after mark-read.sh" "$OUT"; else ok "nothing is unread after mark-read.sh"; fi
+refused "mark-read.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./mark-read.sh 1
+refused "mark-read.sh in an unknown room" NotFound env ROOM="$UNKNOWN" TOKEN="$BOB" ./mark-read.sh 1
 
 echo "$PASSED passed, $FAILED failed"

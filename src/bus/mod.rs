@@ -1,9 +1,9 @@
 //! The bus between the nodes of a cluster: NATS core.
 //!
 //! Every node publishes what happens on it (stored messages, typing,
-//! revoked sessions, joins and leaves, who is online) under the cluster's
-//! subject prefix, and subscribes to everything under it; `no_echo` keeps a
-//! node's own publications from coming back. PostgreSQL stays the source of
+//! moved read markers, revoked sessions, joins and leaves, who is online)
+//! under the cluster's subject prefix, and subscribes to everything under
+//! it; `no_echo` keeps a node's own publications from coming back. PostgreSQL stays the source of
 //! truth, and NATS core is at most once, so:
 //!
 //! - messages go through the `Sequencer`, which fills any gap in a room's
@@ -49,12 +49,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_url, Config};
 use crate::domain::{RoomEvent, RoomId, SessionId, Timestamp, User, UserId};
-use crate::hub::{Hub, LocalPresence, NodeId, OnlineUser, StreamId};
+use crate::hub::{Hub, LocalPresence, NodeId, OnlineUser, ReadNotice, StreamId};
 use crate::metrics::{BusRejection, Metrics};
 use crate::router::{Confirmation, Router, Sequencer};
 use crate::store::{self, Store};
 use seal::ClusterKeys;
-use wire::{Body, Envelope, Malformed, Membership, Snapshot, WireUser};
+use wire::{Body, Envelope, Malformed, Membership, Snapshot, WireRead, WireUser};
 
 /// Events waiting to be published.
 const OUTBOUND_CAPACITY: usize = 65_536;
@@ -231,6 +231,16 @@ impl Router for NatsRouter {
                 username: user.username.clone(),
             }),
         );
+    }
+
+    async fn read(&self, notice: &ReadNotice) {
+        // Not stored, so nothing to confirm: like typing, a hint the next
+        // one corrects if the bus loses it.
+        self.outbound.publish(
+            self.room_subject(notice.room_id),
+            Body::Read(WireRead::from(notice)),
+        );
+        self.hub.read(notice);
     }
 
     async fn revoke_session(&self, session_id: SessionId) {
@@ -424,6 +434,7 @@ impl Node {
                 // Coalesced by the hub; nothing to tell further.
                 let _relayed = self.hub.typing(wire::room_id(&typing.room_id)?, &user);
             }
+            Body::Read(read) => self.hub.read(&ReadNotice::try_from(read)?),
             Body::Revoke(session) => return Ok(self.revoke(wire::session_id(&session)?).await),
             Body::Joined(joined) => {
                 return Ok(self

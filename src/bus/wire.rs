@@ -12,7 +12,7 @@ use crate::domain::{
     Message, MessageId, ReplyPreview, RoomEvent, RoomEventKind, RoomId, SessionId, ThreadSummary,
     Timestamp, User, UserId,
 };
-use crate::hub::NodeId;
+use crate::hub::{NodeId, ReadNotice};
 
 /// What travels on NATS: an encoded `Envelope`, when it was sealed and
 /// the MAC that proves a holder of the cluster secret sealed it, for this
@@ -36,7 +36,7 @@ pub struct Envelope {
     /// The node that published it.
     #[prost(bytes = "vec", tag = "1")]
     pub node: Vec<u8>,
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
     pub body: Option<Body>,
 }
 
@@ -76,6 +76,27 @@ pub enum Body {
     /// A stored reaction, added or removed.
     #[prost(message, tag = "13")]
     Reaction(WireReaction),
+    /// A member's read marker moved (not stored: no seq).
+    #[prost(message, tag = "14")]
+    Read(WireRead),
+}
+
+/// A moved read marker, and whom it is for (`hub::ReadNotice`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireRead {
+    #[prost(bytes = "vec", tag = "1")]
+    pub room_id: Vec<u8>,
+    /// The reader (its rooms unused).
+    #[prost(message, optional, tag = "2")]
+    pub user: Option<WireUser>,
+    #[prost(uint64, tag = "3")]
+    pub last_read_seq: u64,
+    /// For the reader's own streams.
+    #[prost(bool, tag = "4")]
+    pub own: bool,
+    /// For the other members' streams, as a receipt.
+    #[prost(bool, tag = "5")]
+    pub receipt: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -389,6 +410,33 @@ impl TryFrom<Body> for RoomEvent {
     }
 }
 
+impl From<&ReadNotice> for WireRead {
+    fn from(notice: &ReadNotice) -> Self {
+        Self {
+            room_id: notice.room_id.uuid().as_bytes().to_vec(),
+            user: Some(WireUser::new(&notice.user, &[])),
+            last_read_seq: notice.last_read_seq,
+            own: notice.own,
+            receipt: notice.receipt,
+        }
+    }
+}
+
+impl TryFrom<WireRead> for ReadNotice {
+    type Error = Malformed;
+
+    /// The notice a read announces; `Empty` without a reader.
+    fn try_from(read: WireRead) -> Result<Self, Malformed> {
+        Ok(Self {
+            room_id: room_id(&read.room_id)?,
+            user: read.user.ok_or(Malformed::Empty)?.parse()?.0,
+            last_read_seq: read.last_read_seq,
+            own: read.own,
+            receipt: read.receipt,
+        })
+    }
+}
+
 impl WireUser {
     pub fn new(user: &User, rooms: &[RoomId]) -> Self {
         Self {
@@ -524,6 +572,43 @@ mod tests {
             let decoded = Envelope::decode(envelope.encode_to_vec().as_slice()).unwrap();
             assert_eq!(RoomEvent::try_from(decoded.body.unwrap()).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_read_survives_the_wire_and_a_garbled_one_is_malformed() {
+        let notice = ReadNotice {
+            room_id: RoomId::new(),
+            user: User {
+                id: UserId::new(),
+                username: "alice".into(),
+            },
+            last_read_seq: 17,
+            own: true,
+            receipt: false,
+        };
+        let envelope = Envelope {
+            node: Uuid::new_v4().as_bytes().to_vec(),
+            body: Some(Body::Read(WireRead::from(&notice))),
+        };
+        let decoded = Envelope::decode(envelope.encode_to_vec().as_slice()).unwrap();
+        let Some(Body::Read(read)) = decoded.body else {
+            panic!("not a read: {decoded:?}");
+        };
+        assert_eq!(ReadNotice::try_from(read.clone()).unwrap(), notice);
+
+        let short_room = WireRead {
+            room_id: vec![7; 3],
+            ..read.clone()
+        };
+        assert!(matches!(
+            ReadNotice::try_from(short_room),
+            Err(Malformed::Id)
+        ));
+        let nobody = WireRead { user: None, ..read };
+        assert!(matches!(
+            ReadNotice::try_from(nobody),
+            Err(Malformed::Empty)
+        ));
     }
 
     #[test]

@@ -52,6 +52,7 @@ impl ChatApi {
         self.state
             .room_join
             .check(principal.user.id, &self.state.metrics)?;
+        self.state.reads.flush_user(principal.user.id).await;
         let room = self
             .state
             .store
@@ -173,6 +174,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         self.state
             .room_join
             .check(principal.user.id, &self.state.metrics)?;
+        self.state.reads.flush_user(principal.user.id).await;
         let room = self
             .state
             .store
@@ -215,6 +217,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
         let principal = principal(&mut request)?;
         let page = requests::list_rooms(request.get_ref())?;
+        // The caller's read state as it just marked it.
+        self.state.reads.flush_user(principal.user.id).await;
         // One more than asked: whether it comes says whether a page follows.
         let mut rooms = self
             .state
@@ -392,9 +396,13 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     async fn mark_read(
         &self,
-        _request: Request<pb::MarkReadRequest>,
+        mut request: Request<pb::MarkReadRequest>,
     ) -> Result<Response<pb::MarkReadResponse>, Status> {
-        Err(Status::unimplemented("MarkRead is being built"))
+        let principal = principal(&mut request)?;
+        let (room_id, seq) = requests::mark_read(request.get_ref())?;
+        // Not against the send rate: its own cheap path (`reads`).
+        let last_read_seq = self.state.reads.mark(&principal.user, room_id, seq).await?;
+        Ok(Response::new(pb::MarkReadResponse { last_read_seq }))
     }
 
     async fn list_thread(

@@ -277,6 +277,15 @@ pub fn send_typing(request: &pb::SendTypingRequest) -> Result<RoomId> {
     Ok(RoomId::parse("room_id", &request.room_id)?)
 }
 
+/// The room and seq of a MarkRead. Any seq is accepted: the marker is
+/// clamped to the room's newest seq, and never moves back.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a missing or malformed `room_id`.
+pub fn mark_read(request: &pb::MarkReadRequest) -> Result<(RoomId, u64)> {
+    Ok((RoomId::parse("room_id", &request.room_id)?, request.seq))
+}
+
 /// A page of a room's history, checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistoryPage {
@@ -403,10 +412,14 @@ pub enum RequestKind {
     ClientEvent,
     EditMessage,
     DeleteMessage,
+    AddReaction,
+    RemoveReaction,
+    MarkRead,
+    ListThread,
 }
 
 impl RequestKind {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 20] = [
         Self::Register,
         Self::Login,
         Self::Refresh,
@@ -423,6 +436,10 @@ impl RequestKind {
         Self::ClientEvent,
         Self::EditMessage,
         Self::DeleteMessage,
+        Self::AddReaction,
+        Self::RemoveReaction,
+        Self::MarkRead,
+        Self::ListThread,
     ];
 
     /// Every byte names a kind, so no fuzzer input is wasted.
@@ -455,6 +472,16 @@ pub fn check_encoded(kind: RequestKind, bytes: &[u8]) -> Result<()> {
         RequestKind::History => history(&decode(bytes)?).map(drop),
         RequestKind::EditMessage => edit_message(decode(bytes)?).map(drop),
         RequestKind::DeleteMessage => delete_message(&decode(bytes)?).map(drop),
+        RequestKind::AddReaction => {
+            let r: pb::AddReactionRequest = decode(bytes)?;
+            reaction(&r.room_id, &r.message_id, &r.emoji).map(drop)
+        }
+        RequestKind::RemoveReaction => {
+            let r: pb::RemoveReactionRequest = decode(bytes)?;
+            reaction(&r.room_id, &r.message_id, &r.emoji).map(drop)
+        }
+        RequestKind::MarkRead => mark_read(&decode(bytes)?).map(drop),
+        RequestKind::ListThread => list_thread(&decode(bytes)?).map(drop),
         RequestKind::ListOnlineUsers => list_online_users(&decode(bytes)?).map(drop),
         RequestKind::Subscribe => {
             cursors(&decode::<pb::SubscribeRequest>(bytes)?.cursors).map(drop)

@@ -107,10 +107,10 @@ impl Copy {
                 let held = self.messages.get_mut(&m.id).expect("edited after sent");
                 held.text = m.text;
                 held.edited = m.edited_at.is_some();
+                // Replayed, an edit carries the message as it is now, a
+                // tombstone if deleted since: the reactions stay until the
+                // deletion's own event, which comes later.
                 held.deleted = m.deleted;
-                if held.deleted {
-                    held.reactions.clear();
-                }
                 e.seq
             }
             Event::Deleted(d) => {
@@ -376,7 +376,7 @@ async fn run(ops: Vec<Op>) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 12,
+        cases: 24,
         // Each case runs a server; shrinking would run hundreds.
         max_shrink_iters: 20,
         ..ProptestConfig::default()

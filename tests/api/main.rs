@@ -14,6 +14,7 @@ mod helpers;
 mod malformed;
 mod operations;
 mod pressure;
+mod reads;
 mod rooms;
 mod rust_client;
 mod security;

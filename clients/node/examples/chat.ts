@@ -1,6 +1,7 @@
 // A terminal chat over ChatStream: logs in, joins a room (creating it if
-// needed), prints the room's recent messages and every live event, and sends
-// each line typed on stdin. Ends when stdin does (Ctrl-D), once every line
+// needed), prints the room's recent messages and every live event (edits,
+// deletions, reactions, replies, thread replies and read receipts included),
+// and sends each line typed on stdin. Ends when stdin does (Ctrl-D), once every line
 // sent is acknowledged. Everything from the server is printed through
 // escapeControls, so control and bidi characters in it cannot act on the
 // terminal.
@@ -43,7 +44,15 @@ for await (const r of client.rooms()) {
   }
 }
 const room = found ? await client.joinRoom(found.id) : await client.createRoom(args.room!);
-const show = (m: Message) => console.log(`<${esc(m.sender?.username ?? "?")}> ${esc(m.text)}`);
+const who = (u: { username: string } | undefined) => esc(u?.username ?? "?");
+const show = (m: Message) => {
+  const thread = m.threadRootId ? "  ↳ " : "";
+  const quote = m.replyTo ? ` (re <${who(m.replyTo.sender)}> ${m.replyTo.deleted ? "[deleted]" : esc(m.replyTo.text)})` : "";
+  const text = m.deleted ? "[deleted]" : esc(m.text);
+  const reactions = m.reactions.map((r) => ` ${esc(r.emoji)}${r.count}`).join("");
+  const replies = m.threadReplyCount ? ` [${m.threadReplyCount} in thread]` : "";
+  console.log(`${thread}<${who(m.sender)}> ${text}${m.editedAt ? " (edited)" : ""}${quote}${reactions}${replies}`);
+};
 for (const m of (await client.history(room.id, { limit: 10 })).messages) show(m);
 
 // Start at the newest message of every room we are in: only new ones follow.
@@ -59,6 +68,22 @@ const printing = (async () => {
         break;
       case "sent":
         console.log(`sent #${event.value.message?.seq}: ${esc(event.value.message?.text ?? "")}`);
+        break;
+      case "edited":
+        if (event.value.message?.roomId === room.id) console.log(`* edited: <${who(event.value.message.sender)}> ${esc(event.value.message.text)}`);
+        break;
+      case "deleted":
+        if (event.value.roomId === room.id) console.log(`* ${who(event.value.by)} deleted a message`);
+        break;
+      case "reaction":
+        if (event.value.roomId === room.id) {
+          console.log(`* ${who(event.value.user)} ${event.value.added ? "reacted" : "took back"} ${esc(event.value.emoji)}`);
+        }
+        break;
+      case "read":
+        if (event.value.roomId === room.id && event.value.user?.id !== user.id) {
+          console.log(`* ${who(event.value.user)} has read up to #${event.value.lastReadSeq}`);
+        }
         break;
       case "presence":
         console.log(`* ${esc(event.value.user?.username ?? "?")} is ${event.value.online ? "online" : "offline"}`);

@@ -23,8 +23,16 @@ import {
 } from "./gen/chat/v1/chat_pb.js";
 import { AsyncQueue } from "./queue.js";
 
-/** Per room: the seq of the newest message the client has. */
+/** Per room: the seq of the newest event (message, edit, deletion, reaction) the client has. */
 export type Cursors = Map<string, bigint>;
+
+/** What a send may carry besides its text. */
+export interface SendOptions {
+  /** A message of the same room that the new one quotes. */
+  replyToId?: string;
+  /** A top-level message of the same room: the new one is a reply in its thread. */
+  threadRootId?: string;
+}
 
 /** The heartbeat interval assumed until `ready` tells it, and of a server that does not (older ones beat every 30 s). */
 export const UNTOLD_HEARTBEAT_MS = 30_000;
@@ -65,7 +73,7 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
    * normal end, with the ConnectError that ended it otherwise.
    */
   readonly done: Promise<ConnectError | undefined>;
-  /** Per room, the newest seq received (from `message` and `sent`). */
+  /** Per room, the newest event seq received (`message`, `sent`, `edited`, `deleted`, `reaction`). */
   readonly cursors: Cursors;
   /** How often the server sends this stream a heartbeat, once `ready` has said; before, what the options said. */
   heartbeatIntervalMs: number | undefined;
@@ -106,12 +114,13 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
     this.done = this.pump(responses);
   }
 
-  /** Sends a message; resolves with it once the server has stored it (`sent`). */
-  send(roomId: string, text: string, clientMsgId: string = randomUUID()): Promise<Message> {
+  /** Sends a message (a reply, a thread reply); resolves with it once the server has stored it (`sent`). */
+  send(roomId: string, text: string, clientMsgId: string = randomUUID(), options: SendOptions = {}): Promise<Message> {
     if (this.down.isEnded) return Promise.reject(new ConnectError("stream is closed", Code.Canceled));
     if (this.sends.has(clientMsgId)) return Promise.reject(new ConnectError(`send ${clientMsgId} already pending`, Code.AlreadyExists));
     const acked = new Promise<Message>((resolve, reject) => this.sends.set(clientMsgId, { resolve, reject }));
-    this.up.push({ event: { case: "send", value: { roomId, text, clientMsgId } } });
+    const { replyToId = "", threadRootId = "" } = options;
+    this.up.push({ event: { case: "send", value: { roomId, text, clientMsgId, replyToId, threadRootId } } });
     return acked;
   }
 
@@ -199,11 +208,13 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
       case "message":
         this.advance(e.value);
         break;
-      // Edits and deletions take seqs of the room's log too.
+      // Edits, deletions and reactions take seqs of the room's log too
+      // (`read` does not: a marker is not a room event).
       case "edited":
         if (e.value.message) this.advanceTo(e.value.message.roomId, e.value.seq);
         break;
       case "deleted":
+      case "reaction":
         this.advanceTo(e.value.roomId, e.value.seq);
         break;
       case "sent": {

@@ -8,12 +8,13 @@ import {
   AuthService,
   ChatService,
   type HistoryResponse,
+  type ListThreadResponse,
   type Message,
   type Room,
   type ServerEvent,
   type User,
 } from "./gen/chat/v1/chat_pb.js";
-import { ChatStream, type ChatStreamOptions, type Cursors } from "./chat-stream.js";
+import { ChatStream, type ChatStreamOptions, type Cursors, type SendOptions } from "./chat-stream.js";
 import { ResumingChatStream, type Connection, type ResumingChatStreamOptions } from "./resuming-stream.js";
 
 /** A logged-in session's tokens. */
@@ -194,9 +195,76 @@ export class ChatClient {
     return (await this.chatService.openDirectRoom({ username })).room!;
   }
 
-  /** Sends with a unary call; a retry with the same clientMsgId stores nothing twice. */
-  async send(roomId: string, text: string, clientMsgId = ""): Promise<Message> {
-    return (await this.chatService.sendMessage({ roomId, text, clientMsgId })).message!;
+  /**
+   * Sends with a unary call; a retry with the same clientMsgId stores nothing
+   * twice (and returns the original, reply and thread included). `replyToId`
+   * quotes a message of the room; `threadRootId` makes this a reply in the
+   * thread of a top-level message (NotFound for a message of another room;
+   * InvalidArgument when the root is itself a thread reply).
+   */
+  async send(roomId: string, text: string, clientMsgId = "", options: SendOptions = {}): Promise<Message> {
+    return (
+      await this.chatService.sendMessage({
+        roomId,
+        text,
+        clientMsgId,
+        replyToId: options.replyToId ?? "",
+        threadRootId: options.threadRootId ?? "",
+      })
+    ).message!;
+  }
+
+  /**
+   * Replaces the text of one of our messages; resolves with the message as
+   * it is now. PermissionDenied for someone else's message, FailedPrecondition
+   * for a deleted one; the same text again changes nothing and makes no event.
+   */
+  async editMessage(roomId: string, messageId: string, text: string): Promise<Message> {
+    return (await this.chatService.editMessage({ roomId, messageId, text })).message!;
+  }
+
+  /**
+   * Erases one of our messages: it stays as a tombstone (`deleted`, no text,
+   * no reactions). PermissionDenied for someone else's; deleting again succeeds.
+   */
+  async deleteMessage(roomId: string, messageId: string): Promise<void> {
+    await this.chatService.deleteMessage({ roomId, messageId });
+  }
+
+  /**
+   * Adds our reaction: one emoji ("👍", "❤️"; InvalidArgument otherwise).
+   * Adding it twice changes nothing; FailedPrecondition on a deleted message;
+   * ResourceExhausted beyond 20 different emoji of ours on one message.
+   */
+  async addReaction(roomId: string, messageId: string, emoji: string): Promise<void> {
+    await this.chatService.addReaction({ roomId, messageId, emoji });
+  }
+
+  /** Removes our reaction; removing one that is not there succeeds. */
+  async removeReaction(roomId: string, messageId: string, emoji: string): Promise<void> {
+    await this.chatService.removeReaction({ roomId, messageId, emoji });
+  }
+
+  /**
+   * Moves our read marker in a room forward to `seq` (every event up to it
+   * is read); resolves with where it is now, which is never smaller than
+   * before and never past the room's last seq. Our other streams, and the
+   * other members of small rooms, get a `read` event.
+   */
+  async markRead(roomId: string, seq: bigint): Promise<bigint> {
+    return (await this.chatService.markRead({ roomId, seq })).lastReadSeq;
+  }
+
+  /**
+   * A page of a thread's replies (ascending seq), older than `beforeSeq`
+   * (0: the newest), and its root as it is now.
+   */
+  async listThread(
+    roomId: string,
+    threadRootId: string,
+    opts: { beforeSeq?: bigint; limit?: number } = {},
+  ): Promise<ListThreadResponse> {
+    return this.chatService.listThread({ roomId, threadRootId, beforeSeq: opts.beforeSeq ?? 0n, limit: opts.limit ?? 0 });
   }
 
   /** The unary twin of `ChatStream.typing`. */
@@ -204,7 +272,11 @@ export class ChatClient {
     await this.chatService.sendTyping({ roomId });
   }
 
-  /** A page of a room's messages (ascending seq), older than `beforeSeq` (0: the newest). */
+  /**
+   * A page of a room's top-level messages (ascending seq), older than
+   * `beforeSeq` (0: the newest), each as it is now, with its reactions and
+   * thread counts (thread replies are in `listThread`).
+   */
   async history(roomId: string, opts: { beforeSeq?: bigint; limit?: number } = {}): Promise<HistoryResponse> {
     return this.chatService.history({ roomId, beforeSeq: opts.beforeSeq ?? 0n, limit: opts.limit ?? 0 });
   }

@@ -8,7 +8,7 @@
 // the old one is likely dead too.
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { ChatService, Message, ServerEvent } from "./gen/chat/v1/chat_pb.js";
-import { ChatStream, type Cursors } from "./chat-stream.js";
+import { ChatStream, type Cursors, type SendOptions } from "./chat-stream.js";
 import { AsyncQueue } from "./queue.js";
 
 /** The first wait before reconnecting after an error; it doubles up to MAX_BACKOFF_MS. */
@@ -90,11 +90,11 @@ export class ResumingChatStream implements AsyncIterable<ServerEvent> {
    * no live stream or it ends first: retry with the same clientMsgId, which
    * stores nothing twice.
    */
-  send(roomId: string, text: string, clientMsgId?: string): Promise<Message> {
+  send(roomId: string, text: string, clientMsgId?: string, options: SendOptions = {}): Promise<Message> {
     if (!this.current || this.state !== "live") {
       return Promise.reject(new ConnectError("not connected; retry with the same client_msg_id", Code.Unavailable));
     }
-    return this.current.send(roomId, text, clientMsgId);
+    return this.current.send(roomId, text, clientMsgId, options);
   }
 
   /** Tells the room's other members that we are typing (dropped while reconnecting). */
@@ -193,11 +193,12 @@ export class ResumingChatStream implements AsyncIterable<ServerEvent> {
         this.cursors.set(message.roomId, message.seq);
       }
     }
-    // Edits and deletions take seqs of the room's log too.
+    // Edits, deletions and reactions take seqs of the room's log too; a
+    // `read` has none (a marker is not a room event) and always goes on.
     const change =
       e.case === "edited" && e.value.message
         ? { roomId: e.value.message.roomId, seq: e.value.seq }
-        : e.case === "deleted"
+        : e.case === "deleted" || e.case === "reaction"
           ? { roomId: e.value.roomId, seq: e.value.seq }
           : undefined;
     if (change) {

@@ -1,6 +1,6 @@
 // The Node client against a real chat-server: ChatStream both ways, typing,
 // acknowledgements, resume after a reconnect, the unary calls, and the
-// example program.
+// example program (conversations: conversation.test.ts).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -12,7 +12,8 @@ import { newUser, Recorder, startServer, type Server } from "./helpers.js";
 
 let server: Server;
 before(async () => {
-  server = await startServer();
+  // The resume test sends more at once than the default send rate allows.
+  server = await startServer(["--send-rate", "1000", "--send-burst", "1000"]);
 });
 after(async () => {
   await server?.stop();
@@ -258,7 +259,7 @@ describe("account security", { timeout: 30_000 }, () => {
 });
 
 describe("examples/chat", { timeout: 60_000 }, () => {
-  test("logs in, joins a room and chats over ChatStream", async () => {
+  test("logs in, joins a room, chats over ChatStream and shows reactions", async () => {
     const bob = await newUser(server.address, "bob");
     const roomName = `example-${Date.now()}`;
     const room = await bob.createRoom(roomName);
@@ -286,8 +287,15 @@ describe("examples/chat", { timeout: 60_000 }, () => {
     while (!out.includes("hello example") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, new RegExp(`<${bob.session!.user.username}> hello example`), `example output:\n${out}\n${err}`);
 
-    child.stdin.end("hello from the example\n");
+    child.stdin.write("hello from the example\n");
     await b.until("the example's line", () => b.of("message").some((m) => m.text === "hello from the example"));
+    // A reaction to it shows in the example as it happens.
+    const line = b.of("message").find((m) => m.text === "hello from the example")!;
+    await bob.addReaction(room.id, line.id, "👍");
+    const shown = Date.now() + 10_000;
+    while (!out.includes("reacted 👍") && Date.now() < shown) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, new RegExp(`\\* ${bob.session!.user.username} reacted 👍`), `example output:\n${out}\n${err}`);
+    child.stdin.end();
     assert.equal(await exited, 0, `example failed:\n${out}\n${err}`);
     assert.match(out, /sent #2: hello from the example/);
     bobStream.close();

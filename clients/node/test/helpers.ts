@@ -26,7 +26,8 @@ export async function startServer(flags: string[] = []): Promise<Server> {
   const dir = mkdtempSync(path.join(tmpdir(), "chat-node-"));
   const child: ChildProcess = spawn(
     serverBin,
-    ["--listen", "127.0.0.1:0", "--database-url", `sqlite://${path.join(dir, "chat.db")}`, ...flags],
+    // No metrics listener: its fixed port would clash between servers run side by side.
+    ["--listen", "127.0.0.1:0", "--metrics-listen", "off", "--database-url", `sqlite://${path.join(dir, "chat.db")}`, ...flags],
     { env: { ...process.env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
   );
   let log = "";
@@ -37,7 +38,7 @@ export async function startServer(flags: string[] = []): Promise<Server> {
     // Keep draining stderr for the whole run, so the server never blocks on it.
     child.stderr!.on("data", (chunk: string) => {
       log += chunk;
-      const m = log.match(/address=(\d+\.\d+\.\d+\.\d+:\d+)/);
+      const m = log.match(/serving gRPC[^\n]*address=(\d+\.\d+\.\d+\.\d+:\d+)/);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
@@ -82,6 +83,8 @@ export async function newUser(address: string, prefix: string): Promise<ChatClie
 /** Reads every event of a stream in the background, so a test can wait for one. */
 export class Recorder {
   readonly events: ServerEvent[] = [];
+  /** Called with each event as it is recorded (e.g. to apply it to a RoomView). */
+  onEvent: ((event: ServerEvent) => void) | undefined;
   error: unknown;
   ended = false;
   private wake: (() => void)[] = [];
@@ -90,6 +93,7 @@ export class Recorder {
     void (async () => {
       try {
         for await (const event of stream) {
+          this.onEvent?.(event);
           this.events.push(event);
           this.notify();
         }

@@ -104,4 +104,33 @@ describe("the heartbeat watchdog", { timeout: 60_000 }, () => {
     live.close();
     assert.equal(await live.done, undefined);
   });
+
+  test("a reaction heard before a reconnect is not heard again after it", async () => {
+    const alice = await newUser(server.address, "alice");
+    const bob = await newUser(server.address, "bob");
+    const room = await alice.createRoom(`reacted-${Date.now()}`);
+    await bob.joinRoom(room.id);
+    const live = bob.resumingStream({ cursors: cursorsAt(await bob.listRooms({ joinedOnly: true })) });
+    const r = new Recorder(live);
+    await r.until("ready", () => r.of("ready").length === 1);
+    const first = await alice.send(room.id, "lunch?", "k-lunch");
+    await r.until("the message", () => r.of("message").length === 1);
+    // The reaction takes seq 2 of the room's log, and moves bob's cursor there.
+    await alice.addReaction(room.id, first.id, "👍");
+    await r.until("the reaction", () => r.of("reaction").length === 1);
+    assert.equal(live.cursors.get(room.id), 2n, "the reaction's own seq");
+
+    // A silence makes the stream resume from its cursor: after the reaction.
+    server.signal("SIGSTOP");
+    await sleep(4_500);
+    server.signal("SIGCONT");
+    await alice.send(room.id, "after", "k-after3");
+    await r.until("after", () => r.of("message").some((m) => m.text === "after"), 20_000);
+
+    assert.ok(live.stalls >= 1, "the stream was given up and resumed");
+    assert.deepEqual(r.of("reaction").map((e) => [e.seq, e.emoji, e.added]), [[2n, "👍", true]], "the reaction once");
+    assert.deepEqual(r.of("message").map((m) => [m.text, m.seq]), [["lunch?", 1n], ["after", 3n]]);
+    live.close();
+    assert.equal(await live.done, undefined);
+  });
 });

@@ -61,7 +61,20 @@ def show_event(event: pb.ServerEvent, room_id: str, me: str) -> list[str]:
     if kind == "message":
         message = event.message
         if message.room_id == room_id and message.sender.id != me:
-            return [f"<{escape(message.sender.username)}> {escape(message.text)}"]
+            thread = "(in a thread) " if message.thread_root_id else ""
+            return [f"<{escape(message.sender.username)}> {thread}{escape(message.text)}"]
+    elif kind == "edited":
+        message = event.edited.message
+        if message.room_id == room_id and message.sender.id != me and not message.deleted:
+            return [f"<{escape(message.sender.username)}> {escape(message.text)} (edited)"]
+    elif kind == "deleted":
+        if event.deleted.room_id == room_id and event.deleted.by.id != me:
+            return [f"* {escape(event.deleted.by.username)} deleted a message"]
+    elif kind == "reaction":
+        reaction = event.reaction
+        if reaction.room_id == room_id and reaction.user.id != me:
+            done = "reacted" if reaction.added else "took back"
+            return [f"* {escape(reaction.user.username)} {done} {escape(reaction.emoji)}"]
     elif kind == "presence":
         state = "online" if event.presence.online else "offline"
         return [f"* {escape(event.presence.user.username)} is {state}"]

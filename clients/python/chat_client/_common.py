@@ -15,7 +15,10 @@ here, once:
   duplicate, fill a gap), the watchdog's patience, and what to do when a
   stream ends (resume, refresh first, start over on a new channel, back
   off, or give up);
-- `Backoff` and `SendRetry`: how long to wait between attempts.
+- `Backoff` and `SendRetry`: how long to wait between attempts (sends,
+  edits, deletions and reactions are all safe to repeat);
+- the request of each conversation call (`send_request`, `edit_request`,
+  `reaction_request`, ...), so both clients ask the same thing.
 
 Nothing here calls the network or sleeps.
 """
@@ -117,10 +120,52 @@ class SendRetry:
         return self._backoff.next()
 
 
-def send_request(room_id: str, text: str, client_msg_id: str | None) -> pb.SendMessageRequest:
-    """A send with its idempotency key: a fresh uuid4 unless one is given."""
+def send_request(
+    room_id: str,
+    text: str,
+    client_msg_id: str | None,
+    *,
+    reply_to_id: str = "",
+    thread_root_id: str = "",
+) -> pb.SendMessageRequest:
+    """A send with its idempotency key: a fresh uuid4 unless one is given.
+
+    `reply_to_id` quotes a message of the room; `thread_root_id` makes the
+    message a reply in the thread of a top-level message of the room."""
     return pb.SendMessageRequest(
-        room_id=room_id, text=text, client_msg_id=client_msg_id or str(uuid.uuid4())
+        room_id=room_id,
+        text=text,
+        client_msg_id=client_msg_id or str(uuid.uuid4()),
+        reply_to_id=reply_to_id,
+        thread_root_id=thread_root_id,
+    )
+
+
+def edit_request(room_id: str, message_id: str, text: str) -> pb.EditMessageRequest:
+    return pb.EditMessageRequest(room_id=room_id, message_id=message_id, text=text)
+
+
+def delete_request(room_id: str, message_id: str) -> pb.DeleteMessageRequest:
+    return pb.DeleteMessageRequest(room_id=room_id, message_id=message_id)
+
+
+def reaction_request(
+    room_id: str, message_id: str, emoji: str, *, added: bool
+) -> pb.AddReactionRequest | pb.RemoveReactionRequest:
+    """The AddReaction (`added`) or RemoveReaction request for one emoji."""
+    kind = pb.AddReactionRequest if added else pb.RemoveReactionRequest
+    return kind(room_id=room_id, message_id=message_id, emoji=emoji)
+
+
+def mark_read_request(room_id: str, seq: int) -> pb.MarkReadRequest:
+    return pb.MarkReadRequest(room_id=room_id, seq=seq)
+
+
+def thread_request(
+    room_id: str, thread_root_id: str, before_seq: int, limit: int
+) -> pb.ListThreadRequest:
+    return pb.ListThreadRequest(
+        room_id=room_id, thread_root_id=thread_root_id, before_seq=before_seq, limit=limit
     )
 
 
@@ -129,11 +174,11 @@ def rooms_request(page_size: int, page_token: str, joined_only: bool) -> pb.List
 
 
 def take_older_page(
-    collected: list[pb.Message], page: pb.HistoryResponse, after_seq: int
+    collected: list[pb.Message], page: pb.HistoryResponse | pb.ListThreadResponse, after_seq: int
 ) -> int | None:
-    """Puts a History page's messages after `after_seq` in front of
-    `collected`; returns the `before_seq` of the next older page to read, or
-    None when the range is complete."""
+    """Puts a History (or ListThread) page's messages after `after_seq` in
+    front of `collected`; returns the `before_seq` of the next older page to
+    read, or None when the range is complete."""
     collected[:0] = [m for m in page.messages if m.seq > after_seq]
     if not page.has_more or not page.messages or page.messages[0].seq <= after_seq + 1:
         return None
@@ -254,6 +299,27 @@ class Cursors:
         return f"Cursors({self.as_dict()!r})"
 
 
+def event_seq(event: pb.ServerEvent) -> tuple[str, int] | None:
+    """The room and the seq of the room's log an event holds, or None for
+    an event outside the log (ready, presence, typing, `read` markers...).
+
+    A `message` (thread replies included) or `sent` is at its message's
+    seq; an `edited`, `deleted` or `reaction` at its own event seq, not the
+    seq of the message it changes."""
+    kind = event.WhichOneof("event")
+    if kind == "message":
+        return event.message.room_id, event.message.seq
+    if kind == "sent":
+        return event.sent.message.room_id, event.sent.message.seq
+    if kind == "edited":
+        return event.edited.message.room_id, event.edited.seq
+    if kind == "deleted":
+        return event.deleted.room_id, event.deleted.seq
+    if kind == "reaction":
+        return event.reaction.room_id, event.reaction.seq
+    return None
+
+
 class Take(enum.Enum):
     """What an event stream does with one server event."""
 
@@ -319,8 +385,8 @@ class ResumeCore:
 
     def _take(self, event: pb.ServerEvent) -> Take:
         """Notes an event just received (it restarts the watchdog, a `ready`
-        sets the heartbeat interval, a new message moves its room's cursor)
-        and says what to do with it."""
+        sets the heartbeat interval, an event of a room's log moves the
+        room's cursor) and says what to do with it."""
         self._heard()
         kind = event.WhichOneof("event")
         if kind == "ready":
@@ -330,22 +396,19 @@ class ResumeCore:
             return Take.SKIP
         if kind == "resync":
             return Take.FILL_GAP
-        if kind in ("message", "sent"):
-            message = event.message if kind == "message" else event.sent.message
-            seen = self.cursors.get(message.room_id)
-            if seen is not None and message.seq <= seen:
-                return Take.SKIP  # already yielded
-            self.cursors.track(message.room_id, message.seq)
-        if kind in ("edited", "deleted"):
-            # Edits and deletions take seqs of the room's log too.
-            if kind == "edited":
-                room_id, seq = event.edited.message.room_id, event.edited.seq
-            else:
-                room_id, seq = event.deleted.room_id, event.deleted.seq
+        in_log = event_seq(event)
+        if in_log is not None:
+            # Every event of a room's log moves its cursor: messages (thread
+            # replies too), and the edits, deletions and reactions that take
+            # seqs of their own, so a resume after one does not bring it
+            # again, and a repeat is not yielded twice.
+            room_id, seq = in_log
             seen = self.cursors.get(room_id)
             if seen is not None and seq <= seen:
                 return Take.SKIP  # already yielded
             self.cursors.track(room_id, seq)
+        # Everything else (`read` markers among them: not room events, no
+        # seq) is yielded as it comes and moves no cursor.
         return Take.YIELD
 
     def _gap_start(self, resync: pb.ServerEvent.Resync) -> int:

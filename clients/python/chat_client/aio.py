@@ -36,10 +36,15 @@ from ._common import (
     Take,
     Then,
     channel_options,
+    delete_request,
+    edit_request,
     is_expired_token,
+    mark_read_request,
+    reaction_request,
     rooms_request,
     send_request,
     take_older_page,
+    thread_request,
 )
 from ._gen.chat.v1 import chat_pb2 as pb
 from ._gen.chat.v1 import chat_pb2_grpc as pb_grpc
@@ -235,19 +240,95 @@ class AsyncChatClient(ClientCore):
         text: str,
         client_msg_id: str | None = None,
         *,
+        reply_to_id: str = "",
+        thread_root_id: str = "",
         retry_for: float = 15.0,
     ) -> pb.Message:
         """Stores a message and returns it (with its seq).
 
+        `reply_to_id` quotes a message of the room (NOT_FOUND otherwise):
+        the answer's `reply_to` previews it. `thread_root_id` makes this a
+        reply in the thread of a top-level message of the room (NOT_FOUND
+        otherwise; INVALID_ARGUMENT for a thread reply as root): it is
+        listed by `list_thread`, not `history`.
+
         The send carries an idempotency key (a fresh uuid4 unless given), so
         it is retried with the same key when the server is unavailable or
-        the answer is lost, for up to `retry_for` seconds: it is stored once.
+        the answer is lost, for up to `retry_for` seconds: it is stored once
+        (a retry returns the original, quote and thread included).
         """
-        request = send_request(room_id, text, client_msg_id)
+        request = send_request(
+            room_id, text, client_msg_id, reply_to_id=reply_to_id, thread_root_id=thread_root_id
+        )
+        return (await self._retrying(self._chat.SendMessage, request, retry_for)).message
+
+    async def edit_message(
+        self, room_id: str, message_id: str, text: str, *, retry_for: float = 15.0
+    ) -> pb.Message:
+        """Replaces the text of one of one's own messages; returns it as it is now.
+
+        PERMISSION_DENIED for another's message, FAILED_PRECONDITION for a
+        deleted one, NOT_FOUND for an unknown one; the text rules of `send`.
+        Retried like a send (an edit is the same edit again).
+        """
+        request = edit_request(room_id, message_id, text)
+        return (await self._retrying(self._chat.EditMessage, request, retry_for)).message
+
+    async def delete_message(self, room_id: str, message_id: str, *, retry_for: float = 15.0) -> None:
+        """Erases one of one's own messages: it stays as a tombstone
+        (`deleted`, empty text). Deleting again succeeds. PERMISSION_DENIED
+        for another's message."""
+        await self._retrying(self._chat.DeleteMessage, delete_request(room_id, message_id), retry_for)
+
+    async def add_reaction(
+        self, room_id: str, message_id: str, emoji: str, *, retry_for: float = 15.0
+    ) -> None:
+        """Reacts to a message with one emoji ("👍"). Adding it twice succeeds.
+
+        INVALID_ARGUMENT for anything but one emoji, FAILED_PRECONDITION on
+        a deleted message, RESOURCE_EXHAUSTED beyond 20 emoji of one's own
+        on a message.
+        """
+        request = reaction_request(room_id, message_id, emoji, added=True)
+        await self._retrying(self._chat.AddReaction, request, retry_for)
+
+    async def remove_reaction(
+        self, room_id: str, message_id: str, emoji: str, *, retry_for: float = 15.0
+    ) -> None:
+        """Takes one's reaction back; removing one that is not there succeeds."""
+        request = reaction_request(room_id, message_id, emoji, added=False)
+        await self._retrying(self._chat.RemoveReaction, request, retry_for)
+
+    async def mark_read(self, room_id: str, seq: int) -> int:
+        """Moves one's read marker in a room forward to `seq` (every event up
+        to it is read) and returns where it is: never back, never past the
+        room's last seq. Every stream of one's own gets a `read` event."""
+        return (await self._call(self._chat.MarkRead, mark_read_request(room_id, seq))).last_read_seq
+
+    async def list_thread(
+        self, room_id: str, thread_root_id: str, before_seq: int = 0, limit: int = 0
+    ) -> pb.ListThreadResponse:
+        """One page of a thread's replies (ascending seq), older than
+        `before_seq`, and its root as it is now (with its reply count)."""
+        request = thread_request(room_id, thread_root_id, before_seq, limit)
+        return await self._call(self._chat.ListThread, request)
+
+    async def thread_replies(self, room_id: str, thread_root_id: str) -> list[pb.Message]:
+        """Every reply of a thread, ascending, following the pages."""
+        collected: list[pb.Message] = []
+        before: int | None = 0
+        while before is not None:
+            page = await self.list_thread(room_id, thread_root_id, before_seq=before, limit=GAP_PAGE)
+            before = take_older_page(collected, page, 0)
+        return collected
+
+    async def _retrying(self, rpc, request, retry_for: float):
+        """A call that is safe to repeat, repeated while the server is
+        unavailable or its answer was lost, for up to `retry_for` seconds."""
         retry = SendRetry(retry_for)
         while True:
             try:
-                return (await self._call(self._chat.SendMessage, request)).message
+                return await self._call(rpc, request)
             except ChatError as error:
                 wait = retry.wait_after(error)
                 if wait is None:
@@ -296,9 +377,10 @@ class AsyncEventStream(ResumeCore):
     """Live `ServerEvent`s from a resuming `Subscribe`, for `async for`.
 
     Yields what the blocking `EventStream` yields: `ready` (once per
-    connection), `message`, `presence`, `typing` and `error`; never a
-    heartbeat; a `resync`'s missing messages paged from History as `message`
-    events, so each room's messages come once, gapless and in seq order.
+    connection), each room's log events (`message`, `edited`, `deleted`,
+    `reaction`) once and in seq order, `read` markers, `presence`, `typing`
+    and `error`; never a heartbeat; a `resync`'s missing messages paged from
+    History as `message` events, as they are now.
     Raises `ChatError` for failures no reconnect can fix.
 
     Ends when `close()` or `aclose()` is called (from any task), or

@@ -42,10 +42,15 @@ from ._common import (  # the constants stay importable from here, where they we
     Take,
     Then,
     channel_options,
+    delete_request,
+    edit_request,
     is_expired_token,
+    mark_read_request,
+    reaction_request,
     rooms_request,
     send_request,
     take_older_page,
+    thread_request,
 )
 from ._gen.chat.v1 import chat_pb2 as pb
 from ._gen.chat.v1 import chat_pb2_grpc as pb_grpc
@@ -244,19 +249,95 @@ class ChatClient(ClientCore):
         text: str,
         client_msg_id: str | None = None,
         *,
+        reply_to_id: str = "",
+        thread_root_id: str = "",
         retry_for: float = 15.0,
     ) -> pb.Message:
         """Stores a message and returns it (with its seq).
 
+        `reply_to_id` quotes a message of the room (NOT_FOUND otherwise):
+        the answer's `reply_to` previews it. `thread_root_id` makes this a
+        reply in the thread of a top-level message of the room (NOT_FOUND
+        otherwise; INVALID_ARGUMENT for a thread reply as root): it is
+        listed by `list_thread`, not `history`.
+
         The send carries an idempotency key (a fresh uuid4 unless given), so
         it is retried with the same key when the server is unavailable or
-        the answer is lost, for up to `retry_for` seconds: it is stored once.
+        the answer is lost, for up to `retry_for` seconds: it is stored once
+        (a retry returns the original, quote and thread included).
         """
-        request = send_request(room_id, text, client_msg_id)
+        request = send_request(
+            room_id, text, client_msg_id, reply_to_id=reply_to_id, thread_root_id=thread_root_id
+        )
+        return (self._retrying(self._chat.SendMessage, request, retry_for)).message
+
+    def edit_message(
+        self, room_id: str, message_id: str, text: str, *, retry_for: float = 15.0
+    ) -> pb.Message:
+        """Replaces the text of one of one's own messages; returns it as it is now.
+
+        PERMISSION_DENIED for another's message, FAILED_PRECONDITION for a
+        deleted one, NOT_FOUND for an unknown one; the text rules of `send`.
+        Retried like a send (an edit is the same edit again).
+        """
+        request = edit_request(room_id, message_id, text)
+        return (self._retrying(self._chat.EditMessage, request, retry_for)).message
+
+    def delete_message(self, room_id: str, message_id: str, *, retry_for: float = 15.0) -> None:
+        """Erases one of one's own messages: it stays as a tombstone
+        (`deleted`, empty text). Deleting again succeeds. PERMISSION_DENIED
+        for another's message."""
+        self._retrying(self._chat.DeleteMessage, delete_request(room_id, message_id), retry_for)
+
+    def add_reaction(
+        self, room_id: str, message_id: str, emoji: str, *, retry_for: float = 15.0
+    ) -> None:
+        """Reacts to a message with one emoji ("👍"). Adding it twice succeeds.
+
+        INVALID_ARGUMENT for anything but one emoji, FAILED_PRECONDITION on
+        a deleted message, RESOURCE_EXHAUSTED beyond 20 emoji of one's own
+        on a message.
+        """
+        request = reaction_request(room_id, message_id, emoji, added=True)
+        self._retrying(self._chat.AddReaction, request, retry_for)
+
+    def remove_reaction(
+        self, room_id: str, message_id: str, emoji: str, *, retry_for: float = 15.0
+    ) -> None:
+        """Takes one's reaction back; removing one that is not there succeeds."""
+        request = reaction_request(room_id, message_id, emoji, added=False)
+        self._retrying(self._chat.RemoveReaction, request, retry_for)
+
+    def mark_read(self, room_id: str, seq: int) -> int:
+        """Moves one's read marker in a room forward to `seq` (every event up
+        to it is read) and returns where it is: never back, never past the
+        room's last seq. Every stream of one's own gets a `read` event."""
+        return self._call(self._chat.MarkRead, mark_read_request(room_id, seq)).last_read_seq
+
+    def list_thread(
+        self, room_id: str, thread_root_id: str, before_seq: int = 0, limit: int = 0
+    ) -> pb.ListThreadResponse:
+        """One page of a thread's replies (ascending seq), older than
+        `before_seq`, and its root as it is now (with its reply count)."""
+        request = thread_request(room_id, thread_root_id, before_seq, limit)
+        return self._call(self._chat.ListThread, request)
+
+    def thread_replies(self, room_id: str, thread_root_id: str) -> list[pb.Message]:
+        """Every reply of a thread, ascending, following the pages."""
+        collected: list[pb.Message] = []
+        before: int | None = 0
+        while before is not None:
+            page = self.list_thread(room_id, thread_root_id, before_seq=before, limit=GAP_PAGE)
+            before = take_older_page(collected, page, 0)
+        return collected
+
+    def _retrying(self, rpc, request, retry_for: float):
+        """A call that is safe to repeat, repeated while the server is
+        unavailable or its answer was lost, for up to `retry_for` seconds."""
         retry = SendRetry(retry_for)
         while True:
             try:
-                return self._call(self._chat.SendMessage, request).message
+                return self._call(rpc, request)
             except ChatError as error:
                 wait = retry.wait_after(error)
                 if wait is None:
@@ -302,14 +383,19 @@ class ChatClient(ClientCore):
 class EventStream(ResumeCore):
     """Live `ServerEvent`s (protobuf messages) from a resuming `Subscribe`.
 
-    Yields `ready` (once per connection, listing who is online), `message`,
-    `presence`, `typing` and `error` events; heartbeats (pong with nonce 0)
-    are not yielded, but keep the watchdog quiet. A `resync` (more missed
-    than the server resends) is handled here: the missing messages are paged
-    with History and yielded as `message` events in seq order, so a consumer
-    sees every room's messages once and gapless. Ends when `close()` is
-    called; raises `ChatError` for failures no reconnect can fix (a revoked
-    session, a room one has left).
+    Yields `ready` (once per connection, listing who is online), the events
+    of each room's log (`message`, thread replies included, `edited`,
+    `deleted`, `reaction`: each once, in seq order, its seq moving the
+    room's cursor), `read` markers (not in the log: no seq, passed as they
+    come), `presence`, `typing` and `error` events; heartbeats (pong with
+    nonce 0) are not yielded, but keep the watchdog quiet. A `resync` (more
+    missed than the server resends) is handled here: the missing messages
+    are paged with History and yielded as `message` events in seq order.
+    History has them as they are now (edited text, tombstones, reactions
+    and thread counts included) and top-level only: a consumer keeping
+    counts should take those messages whole rather than add the events
+    they skipped. Ends when `close()` is called; raises `ChatError` for
+    failures no reconnect can fix (a revoked session, a room one has left).
 
     The watchdog: a stream (or a reconnection) that says nothing at all for
     twice `heartbeat_interval` plus `WATCHDOG_MARGIN` is cancelled and

@@ -38,7 +38,9 @@ class Server:
     def start(self, listen: str = "127.0.0.1:0") -> None:
         args = [server_bin(), "--listen", listen,
                 "--database-url", f"sqlite://{self.data_dir}/chat.db", *self.extra_args]
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        # No metrics listener: its fixed port would clash between servers,
+        # and its address is not the one to talk to.
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1", CHAT_METRICS_LISTEN="off")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, env=env)
         found = threading.Event()
@@ -46,7 +48,8 @@ class Server:
         def drain(stream):
             for line in stream:
                 self.log.append(line)
-                match = ADDRESS.search(ANSI.sub("", line))
+                plain = ANSI.sub("", line)
+                match = None if "metrics" in plain else ADDRESS.search(plain)
                 if match and not found.is_set():
                     self.address = match.group(1)
                     found.set()

@@ -22,6 +22,9 @@ from chat_client import AsyncChatClient, ChatClient, ChatError, pb
 pytestmark = pytest.mark.asyncio
 
 PASSWORD = "correct horse battery"
+# The server's send rate (10 a second, bursts of 20) lifted, for the tests
+# that send more than a resume resends.
+UNTHROTTLED = ("--send-rate", "100000", "--send-burst", "100000")
 
 
 @pytest_asyncio.fixture
@@ -320,7 +323,7 @@ async def test_a_frozen_server_is_noticed_and_every_message_arrives_once_after_t
 
 
 async def test_a_resync_is_filled_from_history_in_seq_order(start_server, connect):
-    server = start_server("--sqlite-synchronous", "normal")
+    server = start_server("--sqlite-synchronous", "normal", *UNTHROTTLED)
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     room = await alice.create_room("general")
     await bob.join_room(room.id)

@@ -17,6 +17,9 @@ import pytest
 from chat_client import ChatClient, ChatError, pb, pb_grpc
 
 PASSWORD = "correct horse battery"
+# The server's send rate (10 a second, bursts of 20) lifted, for the tests
+# that send more than a resume resends.
+UNTHROTTLED = ("--send-rate", "100000", "--send-burst", "100000")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -406,7 +409,7 @@ def test_reactive_refresh_retries_once(start_server):
 
 
 def test_resync_pages_history_for_a_large_gap(start_server):
-    server = start_server("--sqlite-synchronous", "normal")
+    server = start_server("--sqlite-synchronous", "normal", *UNTHROTTLED)
     alice, bob = user(server, "alice"), user(server, "bob")
     room = alice.create_room("general")
     bob.join_room(room.id)

@@ -54,3 +54,21 @@ def test_the_terminal_program_escapes_messages_names_and_errors():
     assert show_event(error, "r1", "u1") == ["! bad \\x1b]0;x\\x07"]
     multiline = pb.ServerEvent(message=pb.Message(room_id="r1", sender=sender, text="a\n\tb"))
     assert show_event(multiline, "r1", "u1") == ["<bob\\x1b[31m> a\n\tb"]
+
+
+def test_edits_deletions_reactions_and_thread_replies_of_others_print_one_line_each():
+    bob = pb.User(id="u-bob", username="bob\x1b")
+    def lines(**event):
+        return show_event(pb.ServerEvent(**event), "r1", "u-me")
+
+    edited = pb.ServerEvent.Edited(seq=3, message=pb.Message(room_id="r1", sender=bob, text="fixed"))
+    assert lines(edited=edited) == ["<bob\\x1b> fixed (edited)"]
+    deleted = pb.ServerEvent.Deleted(seq=4, room_id="r1", message_id="m1", by=bob)
+    assert lines(deleted=deleted) == ["* bob\\x1b deleted a message"]
+    reaction = pb.ServerEvent.Reaction(seq=5, room_id="r1", emoji="👍", user=bob, added=False)
+    assert lines(reaction=reaction) == ["* bob\\x1b took back 👍"]
+    reply = pb.Message(room_id="r1", sender=bob, text="me too", thread_root_id="m1")
+    assert lines(message=reply) == ["<bob\\x1b> (in a thread) me too"]
+    # Another room's, or one's own, print nothing.
+    assert lines(reaction=pb.ServerEvent.Reaction(room_id="r2", user=bob)) == []
+    assert lines(reaction=pb.ServerEvent.Reaction(room_id="r1", user=pb.User(id="u-me"))) == []

@@ -60,12 +60,61 @@ pub enum Command {
         #[arg(required = true)]
         text: Vec<String>,
     },
-    /// Prints a room's latest messages.
+    /// Prints a room's latest top-level messages (thread replies: `thread`).
     History {
         room: String,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Starts each line with the message's id and seq (for edit,
+        /// delete, react, reply and thread).
+        #[arg(long)]
+        ids: bool,
     },
+    /// Replaces the text of one of your messages.
+    Edit {
+        room: String,
+        message_id: String,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Deletes one of your messages: it stays as "message deleted".
+    Delete { room: String, message_id: String },
+    /// Reacts to a message with one emoji.
+    React {
+        room: String,
+        message_id: String,
+        emoji: String,
+    },
+    /// Takes your reaction to a message back.
+    Unreact {
+        room: String,
+        message_id: String,
+        emoji: String,
+    },
+    /// Sends a message quoting another one, or with --thread a reply in the
+    /// other one's thread.
+    Reply {
+        room: String,
+        message_id: String,
+        /// Reply in the thread of the message (a top-level one) rather than
+        /// quote it.
+        #[arg(long)]
+        thread: bool,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Prints a thread: its root, then its latest replies.
+    Thread {
+        room: String,
+        root_id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Starts each line with the message's id and seq.
+        #[arg(long)]
+        ids: bool,
+    },
+    /// Marks a room read up to SEQ, by default up to its newest event.
+    MarkRead { room: String, seq: Option<u64> },
     /// Chats live in a room: prints what happens there, sends each line you
     /// type; ends at end of input.
     Live { room: String },
@@ -121,10 +170,11 @@ pub async fn run(
                 let joined = if room.joined { "joined" } else { "-" };
                 writeln!(
                     out,
-                    "{}\t{kind}\t{joined}\t{} messages\t{}",
+                    "{}\t{kind}\t{joined}\t{} messages\t{}\t{}",
                     escape(&room.name),
                     room.last_seq,
-                    escape(&room.id)
+                    escape(&room.id),
+                    unread(&room)
                 )?;
             }
         }
@@ -179,7 +229,7 @@ pub async fn run(
                 .ok_or_else(|| anyhow!("the server sent no message"))?;
             writeln!(out, "sent #{} to {}", message.seq, escape(&room.name))?;
         }
-        Command::History { room, limit } => {
+        Command::History { room, limit, ids } => {
             let room = find_room(&client, &room).await?;
             let history = chat
                 .history(pb::HistoryRequest {
@@ -191,8 +241,150 @@ pub async fn run(
                 .map_err(status)?
                 .into_inner();
             for message in &history.messages {
-                writeln!(out, "{}", show_message(message))?;
+                writeln!(out, "{}", listed(message, ids))?;
             }
+        }
+        Command::Edit {
+            room,
+            message_id,
+            text,
+        } => {
+            let room = find_room(&client, &room).await?;
+            let message = chat
+                .edit_message(pb::EditMessageRequest {
+                    room_id: room.id,
+                    message_id,
+                    text: text.join(" "),
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .message
+                .ok_or_else(|| anyhow!("the server sent no message"))?;
+            writeln!(out, "edited #{} in {}", message.seq, escape(&room.name))?;
+        }
+        Command::Delete { room, message_id } => {
+            let room = find_room(&client, &room).await?;
+            chat.delete_message(pb::DeleteMessageRequest {
+                room_id: room.id,
+                message_id: message_id.clone(),
+            })
+            .await
+            .map_err(status)?;
+            writeln!(
+                out,
+                "deleted {} in {}",
+                escape(&message_id),
+                escape(&room.name)
+            )?;
+        }
+        Command::React {
+            room,
+            message_id,
+            emoji,
+        } => {
+            let room = find_room(&client, &room).await?;
+            chat.add_reaction(pb::AddReactionRequest {
+                room_id: room.id,
+                message_id: message_id.clone(),
+                emoji: emoji.clone(),
+            })
+            .await
+            .map_err(status)?;
+            writeln!(out, "reacted {} to {}", escape(&emoji), escape(&message_id))?;
+        }
+        Command::Unreact {
+            room,
+            message_id,
+            emoji,
+        } => {
+            let room = find_room(&client, &room).await?;
+            chat.remove_reaction(pb::RemoveReactionRequest {
+                room_id: room.id,
+                message_id: message_id.clone(),
+                emoji: emoji.clone(),
+            })
+            .await
+            .map_err(status)?;
+            writeln!(
+                out,
+                "took back {} from {}",
+                escape(&emoji),
+                escape(&message_id)
+            )?;
+        }
+        Command::Reply {
+            room,
+            message_id,
+            thread,
+            text,
+        } => {
+            let room = find_room(&client, &room).await?;
+            let (reply_to_id, thread_root_id) = if thread {
+                (String::new(), message_id)
+            } else {
+                (message_id, String::new())
+            };
+            let message = chat
+                .send_message(pb::SendMessageRequest {
+                    room_id: room.id,
+                    text: text.join(" "),
+                    client_msg_id: uuid::Uuid::new_v4().to_string(),
+                    reply_to_id,
+                    thread_root_id,
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .message
+                .ok_or_else(|| anyhow!("the server sent no message"))?;
+            let place = if thread { "the thread in " } else { "" };
+            writeln!(
+                out,
+                "sent #{} to {place}{}",
+                message.seq,
+                escape(&room.name)
+            )?;
+        }
+        Command::Thread {
+            room,
+            root_id,
+            limit,
+            ids,
+        } => {
+            let room = find_room(&client, &room).await?;
+            let thread = chat
+                .list_thread(pb::ListThreadRequest {
+                    room_id: room.id,
+                    thread_root_id: root_id,
+                    before_seq: 0,
+                    limit,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if let Some(root) = &thread.root {
+                writeln!(out, "{}", listed(root, ids))?;
+            }
+            if thread.has_more {
+                writeln!(out, "  …")?;
+            }
+            for message in &thread.messages {
+                writeln!(out, "  {}", listed(message, ids))?;
+            }
+        }
+        Command::MarkRead { room, seq } => {
+            let room = find_room(&client, &room).await?;
+            let marker = chat
+                .mark_read(pb::MarkReadRequest {
+                    room_id: room.id,
+                    seq: seq.unwrap_or(room.last_seq),
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .last_read_seq;
+            writeln!(out, "read up to #{marker} in {}", escape(&room.name))?;
         }
         Command::Live { room } => {
             let room = find_room(&client, &room).await?;
@@ -305,7 +497,11 @@ fn show_event(event: &server_event::Event, room_id: &str) -> Option<String> {
             ))
         }
         server_event::Event::Message(message) if message.room_id == room_id => {
-            Some(show_message(message))
+            Some(if message.thread_root_id.is_empty() {
+                show_message(message)
+            } else {
+                format!("(in a thread) {}", show_message(message))
+            })
         }
         server_event::Event::Sent(sent) => sent.message.as_ref().map(show_message),
         server_event::Event::Presence(presence) => Some(format!(
@@ -317,24 +513,98 @@ fn show_event(event: &server_event::Event, room_id: &str) -> Option<String> {
             Some(format!("* {} is typing", name(&typing.user)))
         }
         server_event::Event::Error(error) => Some(format!("! {}", escape(&error.message))),
+        server_event::Event::Edited(edited) => edited
+            .message
+            .as_ref()
+            .filter(|message| message.room_id == room_id)
+            .map(|message| format!("* edited: {}", show_message(message))),
+        server_event::Event::Deleted(deleted) if deleted.room_id == room_id => {
+            Some(format!("* {} deleted a message", name(&deleted.by)))
+        }
+        server_event::Event::Reaction(reaction) if reaction.room_id == room_id => Some(format!(
+            "* {} {} {}",
+            name(&reaction.user),
+            if reaction.added {
+                "reacted"
+            } else {
+                "took back"
+            },
+            escape(&reaction.emoji)
+        )),
+        server_event::Event::Read(read) if read.room_id == room_id => Some(format!(
+            "* {} read up to #{}",
+            name(&read.user),
+            read.last_read_seq
+        )),
         _ => None,
     }
 }
 
+/// A message as `history` and `thread` list it: with `ids`, its id and
+/// seq first.
+fn listed(message: &pb::Message, ids: bool) -> String {
+    if ids {
+        format!(
+            "{} #{} {}",
+            escape(&message.id),
+            message.seq,
+            show_message(message)
+        )
+    } else {
+        show_message(message)
+    }
+}
+
+/// A room's unread messages and mentions, for `rooms`.
+fn unread(room: &pb::Room) -> String {
+    match (room.unread_count, room.mention_count) {
+        (0, _) => "-".into(),
+        (unread, 0) => format!("{unread} unread"),
+        (unread, mentions) => format!("{unread} unread ({mentions} mention you)"),
+    }
+}
+
+/// One line for a message: its time, sender and text, then what has
+/// happened to it (a quote, "(edited)", a tombstone, replies, reactions).
 fn show_message(message: &pb::Message) -> String {
     let secs = message
         .sent_at
         .as_ref()
         .map_or(0, |t| t.seconds)
         .rem_euclid(86_400);
-    format!(
-        "[{:02}:{:02}:{:02}] {}: {}",
+    let mut line = format!(
+        "[{:02}:{:02}:{:02}] {}: ",
         secs / 3600,
         secs / 60 % 60,
         secs % 60,
         escape(message.sender.as_ref().map_or("?", |u| u.username.as_str())),
-        escape(&message.text)
-    )
+    );
+    if let Some(quote) = &message.reply_to {
+        let who = quote.sender.as_ref().map_or("?", |u| u.username.as_str());
+        line += &format!("(replying to {}) ", escape(who));
+    }
+    if message.deleted {
+        line += "(message deleted)";
+    } else {
+        line += &escape(&message.text);
+    }
+    if message.edited_at.is_some() {
+        line += " (edited)";
+    }
+    match message.thread_reply_count {
+        0 => {}
+        1 => line += " [1 reply]",
+        n => line += &format!(" [{n} replies]"),
+    }
+    if !message.reactions.is_empty() {
+        let reactions: Vec<_> = message
+            .reactions
+            .iter()
+            .map(|r| format!("{} {}", escape(&r.emoji), r.count))
+            .collect();
+        line += &format!(" [{}]", reactions.join(", "));
+    }
+    line
 }
 
 /// A room by id, or by name (a direct room is named after the other user),
@@ -396,6 +666,80 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(show_message(&multiline), "[00:00:00] bob: a\n\tb 👋");
+    }
+
+    #[test]
+    fn a_message_shows_its_quote_edit_replies_and_reactions() {
+        let message = pb::Message {
+            sender: user("bob"),
+            text: "yes".into(),
+            edited_at: Some(prost_types::Timestamp::default()),
+            reply_to: Some(pb::ReplyPreview {
+                sender: user("alice\x1b"),
+                ..Default::default()
+            }),
+            thread_reply_count: 2,
+            reactions: vec![
+                pb::ReactionSummary {
+                    emoji: "👍".into(),
+                    count: 2,
+                    reacted_by_me: true,
+                },
+                pb::ReactionSummary {
+                    emoji: "🎉".into(),
+                    count: 1,
+                    reacted_by_me: false,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            show_message(&message),
+            "[00:00:00] bob: (replying to alice\\x1b) yes (edited) [2 replies] [👍 2, 🎉 1]"
+        );
+        let tombstone = pb::Message {
+            sender: user("bob"),
+            deleted: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            show_message(&tombstone),
+            "[00:00:00] bob: (message deleted)"
+        );
+    }
+
+    #[test]
+    fn conversation_events_print_one_line_each() {
+        let reaction = server_event::Event::Reaction(server_event::Reaction {
+            room_id: "r1".into(),
+            user: user("bob"),
+            emoji: "👍".into(),
+            added: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            show_event(&reaction, "r1").as_deref(),
+            Some("* bob reacted 👍")
+        );
+        assert_eq!(show_event(&reaction, "r2"), None, "another room's");
+        let read = server_event::Event::Read(server_event::Read {
+            room_id: "r1".into(),
+            user: user("alice"),
+            last_read_seq: 7,
+        });
+        assert_eq!(
+            show_event(&read, "r1").as_deref(),
+            Some("* alice read up to #7")
+        );
+        let deleted = server_event::Event::Deleted(server_event::Deleted {
+            room_id: "r1".into(),
+            by: user("bob"),
+            ..Default::default()
+        });
+        assert_eq!(
+            show_event(&deleted, "r1").as_deref(),
+            Some("* bob deleted a message")
+        );
     }
 
     #[test]

@@ -46,20 +46,11 @@ impl Cursors {
         *cursor = (*cursor).max(seq);
     }
 
-    /// Moves cursors forward for the messages an event carries.
+    /// Moves a room's cursor forward for an event of its log (see
+    /// [`log_position`]); every other event, `read` markers among them,
+    /// leaves the cursors as they are.
     pub fn observe(&mut self, event: &server_event::Event) {
-        // Every event of a room's log moves its cursor: a message, and the
-        // edits and deletions that take seqs of their own.
-        let heard = match event {
-            server_event::Event::Message(message) => Some((&message.room_id, message.seq)),
-            server_event::Event::Sent(sent) => sent.message.as_ref().map(|m| (&m.room_id, m.seq)),
-            server_event::Event::Edited(edited) => {
-                edited.message.as_ref().map(|m| (&m.room_id, edited.seq))
-            }
-            server_event::Event::Deleted(deleted) => Some((&deleted.room_id, deleted.seq)),
-            _ => None,
-        };
-        if let Some((room_id, seq)) = heard {
+        if let Some((room_id, seq)) = log_position(event) {
             self.track(room_id, seq);
         }
     }
@@ -86,6 +77,37 @@ impl Cursors {
                 cursors: self.to_pb(),
             })),
         }
+    }
+}
+
+/// The room and seq of an event of a room's log, or `None` for an event
+/// outside it.
+///
+/// Every change to a room's conversation takes the room's next seq: a
+/// `message` (a thread reply too) or `sent` is at its message's seq; an
+/// `edited`, `deleted` or `reaction` at the event's own seq, not the seq of
+/// the message it changes. A resume from a cursor brings every event after
+/// it, so a cursor moved by each of them never brings one twice. `read`
+/// markers are per user, not room events: they have no seq (and neither
+/// have `ready`, `presence`, `typing`, `pong`, `error` or `resync`).
+pub fn log_position(event: &server_event::Event) -> Option<(&str, u64)> {
+    use server_event::Event;
+    match event {
+        Event::Message(message) => Some((&message.room_id, message.seq)),
+        Event::Sent(sent) => sent.message.as_ref().map(|m| (m.room_id.as_str(), m.seq)),
+        Event::Edited(edited) => edited
+            .message
+            .as_ref()
+            .map(|m| (m.room_id.as_str(), edited.seq)),
+        Event::Deleted(deleted) => Some((&deleted.room_id, deleted.seq)),
+        Event::Reaction(reaction) => Some((&reaction.room_id, reaction.seq)),
+        Event::Read(_)
+        | Event::Ready(_)
+        | Event::Presence(_)
+        | Event::Typing(_)
+        | Event::Pong(_)
+        | Event::Error(_)
+        | Event::Resync(_) => None,
     }
 }
 
@@ -117,7 +139,11 @@ pub type AuthorizedChat = ChatServiceClient<InterceptedService<Channel, BearerTo
 
 /// A `Subscribe` stream that survives disconnections: it reconnects (with
 /// backoff) and resumes from its cursors, so the events it yields hold
-/// every message once, in order per room.
+/// every event of each room's log once, in order per room: messages
+/// (thread replies too), edits, deletions and reactions, each moving its
+/// room's cursor by its own seq ([`log_position`]). `read` markers have no
+/// seq: they pass through and move no cursor. A [`crate::RoomView`] fed
+/// these events keeps a room's messages, reactions and thread counts.
 ///
 /// It yields every event, heartbeats (`pong` with nonce 0) included. A
 /// stream that says nothing at all for twice its heartbeat interval (as
@@ -338,5 +364,64 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(cursors.get("a"), Some(6));
+    }
+
+    fn reaction(room_id: &str, seq: u64, added: bool) -> server_event::Event {
+        server_event::Event::Reaction(server_event::Reaction {
+            seq,
+            room_id: room_id.into(),
+            message_id: "m1".into(),
+            emoji: "👍".into(),
+            user: None,
+            added,
+        })
+    }
+
+    #[test]
+    fn reactions_move_their_rooms_cursor_by_their_own_seq() {
+        let mut cursors = Cursors::default();
+        cursors.observe(&message("a", 3));
+        cursors.observe(&reaction("a", 4, true));
+        assert_eq!(cursors.get("a"), Some(4));
+        cursors.observe(&reaction("a", 5, false));
+        assert_eq!(cursors.get("a"), Some(5), "a removal is an event too");
+        cursors.observe(&reaction("b", 2, true));
+        assert_eq!((cursors.get("a"), cursors.get("b")), (Some(5), Some(2)));
+    }
+
+    #[test]
+    fn read_markers_have_no_seq_and_move_no_cursor() {
+        let mut cursors = Cursors::default();
+        cursors.observe(&message("a", 3));
+        let read = server_event::Event::Read(server_event::Read {
+            room_id: "a".into(),
+            user: None,
+            last_read_seq: 9,
+        });
+        assert_eq!(log_position(&read), None);
+        cursors.observe(&read);
+        let other_room = server_event::Event::Read(server_event::Read {
+            room_id: "b".into(),
+            user: None,
+            last_read_seq: 1,
+        });
+        cursors.observe(&other_room);
+        assert_eq!(
+            cursors.to_pb().len(),
+            1,
+            "no cursor for a room heard of only by a marker"
+        );
+        assert_eq!(cursors.get("a"), Some(3));
+    }
+
+    #[test]
+    fn a_thread_reply_is_a_message_of_the_log() {
+        let reply = server_event::Event::Message(pb::Message {
+            room_id: "a".into(),
+            seq: 7,
+            thread_root_id: "root".into(),
+            ..Default::default()
+        });
+        assert_eq!(log_position(&reply), Some(("a", 7)));
     }
 }

@@ -506,3 +506,659 @@ async fn a_silent_stream_is_given_up_and_resumed_with_nothing_lost_or_twice() {
     );
     assert_eq!(events.cursors().get(&room.id), Some(3));
 }
+
+// Conversations (issue 21): reactions, replies, threads, edits, deletions
+// and read markers, through the resume helper, `RoomView` and the CLI.
+
+async fn join(client: &Client, room: &pb::Room) {
+    client
+        .chat()
+        .await
+        .unwrap()
+        .join_room(pb::JoinRoomRequest {
+            room_id: room.id.clone(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn send_with(
+    client: &Client,
+    room: &pb::Room,
+    request: pb::SendMessageRequest,
+) -> pb::Message {
+    client
+        .chat()
+        .await
+        .unwrap()
+        .send_message(pb::SendMessageRequest {
+            room_id: room.id.clone(),
+            client_msg_id: uuid_like(&request.text),
+            ..request
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap()
+}
+
+/// A distinct idempotency key per text.
+fn uuid_like(text: &str) -> String {
+    format!("key-{text}")
+}
+
+async fn react(client: &Client, message: &pb::Message, emoji: &str, added: bool) {
+    let mut chat = client.chat().await.unwrap();
+    let (room_id, message_id, emoji) = (
+        message.room_id.clone(),
+        message.id.clone(),
+        emoji.to_owned(),
+    );
+    if added {
+        chat.add_reaction(pb::AddReactionRequest {
+            room_id,
+            message_id,
+            emoji,
+        })
+        .await
+        .unwrap();
+    } else {
+        chat.remove_reaction(pb::RemoveReactionRequest {
+            room_id,
+            message_id,
+            emoji,
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// The next event of a room's log (skipping everything else), as (kind, seq).
+async fn next_in_log(events: &mut chat_client::ResumingSubscription) -> (&'static str, u64) {
+    loop {
+        let event = tokio::time::timeout(STARTUP, events.next())
+            .await
+            .expect("an event in time")
+            .unwrap();
+        let kind = match &event {
+            server_event::Event::Message(_) => "message",
+            server_event::Event::Edited(_) => "edited",
+            server_event::Event::Deleted(_) => "deleted",
+            server_event::Event::Reaction(_) => "reaction",
+            _ => continue,
+        };
+        let (_, seq) = chat_client::log_position(&event).unwrap();
+        return (kind, seq);
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_subscription_brings_each_reaction_once() {
+    let server = Server::start();
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = create_room(&alice, "general").await;
+    join(&bob, &room).await;
+    let vote = send(&alice, &room, "vote here").await;
+    let mut cursors = chat_client::Cursors::default();
+    cursors.track(&room.id, vote.seq);
+    let mut events = bob.subscribe(cursors).await.unwrap();
+
+    react(&alice, &vote, "👍", true).await;
+    let first = next_in_log(&mut events).await;
+    let cursor_after_reaction = events.cursors().get(&room.id);
+    // Dropped; the next call resumes from the reaction's seq.
+    events.disconnect();
+    react(&alice, &vote, "👍", false).await;
+    let after = send(&alice, &room, "results tomorrow").await;
+    let resumed = [
+        next_in_log(&mut events).await,
+        next_in_log(&mut events).await,
+    ];
+
+    assert_eq!(first, ("reaction", vote.seq + 1));
+    assert_eq!(cursor_after_reaction, Some(vote.seq + 1));
+    assert_eq!(
+        resumed,
+        [("reaction", vote.seq + 2), ("message", after.seq)],
+        "the first reaction not again"
+    );
+    assert_eq!(events.cursors().get(&room.id), Some(after.seq));
+}
+
+#[tokio::test]
+async fn read_markers_reach_the_readers_streams_and_move_no_cursor() {
+    let server = Server::start();
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = create_room(&alice, "general").await;
+    join(&bob, &room).await;
+    let mut events = bob
+        .subscribe(bob.cursors_at_newest().await.unwrap())
+        .await
+        .unwrap();
+    let last = send(&alice, &room, "read me").await;
+    assert_eq!(next_in_log(&mut events).await, ("message", last.seq));
+
+    let marker = bob
+        .chat()
+        .await
+        .unwrap()
+        .mark_read(pb::MarkReadRequest {
+            room_id: room.id.clone(),
+            seq: last.seq + 100,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .last_read_seq;
+    let read = loop {
+        let event = tokio::time::timeout(STARTUP, events.next())
+            .await
+            .expect("the read marker in time")
+            .unwrap();
+        if let server_event::Event::Read(read) = event {
+            break read;
+        }
+    };
+
+    assert_eq!(marker, last.seq, "clamped to the room's last seq");
+    assert_eq!(
+        (
+            read.room_id.as_str(),
+            read.user.unwrap().username.as_str(),
+            read.last_read_seq
+        ),
+        (room.id.as_str(), "bob", last.seq)
+    );
+    assert_eq!(events.cursors().get(&room.id), Some(last.seq));
+}
+
+/// What a view and the unary answers must agree on about one message.
+fn essentials(message: &pb::Message) -> String {
+    let reactions: Vec<_> = message
+        .reactions
+        .iter()
+        .map(|r| {
+            format!(
+                "{}x{}{}",
+                r.emoji,
+                r.count,
+                if r.reacted_by_me { "+me" } else { "" }
+            )
+        })
+        .collect();
+    let quote = message
+        .reply_to
+        .as_ref()
+        .map(|q| format!("{}:{:?}:{}", q.message_id, q.text, q.deleted));
+    format!(
+        "#{} {} {:?} deleted={} edited={} thread={:?} replies={} last_reply={:?} quote={:?} reactions={:?}",
+        message.seq,
+        message.id,
+        message.text,
+        message.deleted,
+        message.edited_at.is_some(),
+        message.thread_root_id,
+        message.thread_reply_count,
+        message.thread_last_reply_at,
+        quote,
+        reactions,
+    )
+}
+
+#[tokio::test]
+async fn a_room_view_fed_by_a_resuming_subscription_holds_what_history_and_list_thread_return() {
+    let server = Server::start();
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let bob_id = bob.session().unwrap().user.id;
+    let room = create_room(&alice, "general").await;
+    join(&bob, &room).await;
+    let mut events = bob
+        .subscribe(bob.cursors_at_newest().await.unwrap())
+        .await
+        .unwrap();
+    let mut view = chat_client::RoomView::new(&room.id, &bob_id);
+
+    let root = send(&alice, &room, "who is in for friday?").await;
+    react(&bob, &root, "👍", true).await;
+    react(&alice, &root, "🎉", true).await;
+    let quote = send_with(
+        &bob,
+        &room,
+        pb::SendMessageRequest {
+            text: "me!".into(),
+            reply_to_id: root.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    while view.seq() < quote.seq {
+        view.apply(&events.next().await.unwrap());
+    }
+    events.disconnect(); // resumes from the view's cursor below
+    let reply = send_with(
+        &bob,
+        &room,
+        pb::SendMessageRequest {
+            text: "me too".into(),
+            thread_root_id: root.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let late = send_with(
+        &alice,
+        &room,
+        pb::SendMessageRequest {
+            text: "great".into(),
+            thread_root_id: root.id.clone(),
+            reply_to_id: reply.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut chat = alice.chat().await.unwrap();
+    chat.edit_message(pb::EditMessageRequest {
+        room_id: room.id.clone(),
+        message_id: root.id.clone(),
+        text: "who is in for saturday?".into(),
+    })
+    .await
+    .unwrap();
+    react(&bob, &root, "👍", false).await;
+    react(&alice, &root, "👍", true).await;
+    react(&bob, &reply, "❤️", true).await;
+    bob.chat()
+        .await
+        .unwrap()
+        .delete_message(pb::DeleteMessageRequest {
+            room_id: room.id.clone(),
+            message_id: reply.id.clone(),
+        })
+        .await
+        .unwrap();
+    react(&bob, &quote, "😂", true).await;
+    let last_seq = bob
+        .list_rooms(ListRooms {
+            page_size: 0,
+            joined_only: true,
+        })
+        .await
+        .unwrap()[0]
+        .last_seq;
+    let mut dropped_again = false;
+    while view.seq() < last_seq {
+        let event = tokio::time::timeout(STARTUP, events.next())
+            .await
+            .expect("every event in time")
+            .unwrap();
+        view.apply(&event);
+        if !dropped_again && view.seq() >= last_seq - 3 {
+            events.disconnect();
+            dropped_again = true;
+        }
+    }
+
+    let mut bob_chat = bob.chat().await.unwrap();
+    let history = bob_chat
+        .history(pb::HistoryRequest {
+            room_id: room.id.clone(),
+            before_seq: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let thread = bob_chat
+        .list_thread(pb::ListThreadRequest {
+            room_id: room.id.clone(),
+            thread_root_id: root.id.clone(),
+            before_seq: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let held =
+        |messages: Vec<&pb::Message>| messages.into_iter().map(essentials).collect::<Vec<_>>();
+    let answered = |messages: &[pb::Message]| messages.iter().map(essentials).collect::<Vec<_>>();
+
+    assert_eq!(late.thread_root_id, root.id);
+    assert_eq!(
+        held(view.top_level().collect()),
+        answered(&history.messages),
+        "the view's top level is History's"
+    );
+    assert_eq!(
+        held(view.thread(&root.id).collect()),
+        answered(&thread.messages),
+        "the view's thread is ListThread's"
+    );
+    assert_eq!(
+        essentials(view.message(&root.id).unwrap()),
+        essentials(thread.root.as_ref().unwrap())
+    );
+    assert_eq!(view.seq(), last_seq);
+}
+
+#[tokio::test]
+async fn conversation_commands_on_the_command_line() {
+    let server = Server::start();
+    for user in ["alice", "bob"] {
+        server.chat(user, PASSWORD, &["register"]).await.unwrap();
+    }
+    server
+        .chat("alice", PASSWORD, &["create-room", "general"])
+        .await
+        .unwrap();
+    server
+        .chat("bob", PASSWORD, &["join", "general"])
+        .await
+        .unwrap();
+    server
+        .chat("alice", PASSWORD, &["send", "general", "lunch?"])
+        .await
+        .unwrap();
+    let listed = server
+        .chat("alice", PASSWORD, &["history", "general", "--ids"])
+        .await
+        .unwrap();
+    let id = listed.split(' ').next().unwrap().to_owned();
+
+    let reacted = server
+        .chat("bob", PASSWORD, &["react", "general", &id, "👍"])
+        .await
+        .unwrap();
+    let edited = server
+        .chat(
+            "alice",
+            PASSWORD,
+            &["edit", "general", &id, "lunch", "at", "noon?"],
+        )
+        .await
+        .unwrap();
+    let quoted = server
+        .chat("bob", PASSWORD, &["reply", "general", &id, "yes!"])
+        .await
+        .unwrap();
+    let threaded = server
+        .chat(
+            "bob",
+            PASSWORD,
+            &["reply", "--thread", "general", &id, "me", "too"],
+        )
+        .await
+        .unwrap();
+    let history = server
+        .chat("bob", PASSWORD, &["history", "general"])
+        .await
+        .unwrap();
+    let thread = server
+        .chat("bob", PASSWORD, &["thread", "general", &id])
+        .await
+        .unwrap();
+    let unreacted = server
+        .chat("bob", PASSWORD, &["unreact", "general", &id, "👍"])
+        .await
+        .unwrap();
+    let bad_emoji = server
+        .chat("bob", PASSWORD, &["react", "general", &id, "yes"])
+        .await
+        .unwrap_err();
+    let refused = server
+        .chat("bob", PASSWORD, &["delete", "general", &id])
+        .await
+        .unwrap_err();
+    let deleted = server
+        .chat("alice", PASSWORD, &["delete", "general", &id])
+        .await
+        .unwrap();
+    let after = server
+        .chat("alice", PASSWORD, &["history", "general"])
+        .await
+        .unwrap();
+    let marked = server
+        .chat("bob", PASSWORD, &["mark-read", "general"])
+        .await;
+
+    assert!(
+        listed.contains(" #1 [") && listed.ends_with("] alice: lunch?\n"),
+        "{listed}"
+    );
+    assert_eq!(reacted, format!("reacted 👍 to {id}\n"));
+    assert_eq!(edited, "edited #1 in general\n");
+    assert_eq!(quoted, "sent #4 to general\n");
+    assert_eq!(threaded, "sent #5 to the thread in general\n");
+    let lines: Vec<_> = history.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the thread reply is not in History: {history}"
+    );
+    assert!(
+        lines[0].ends_with("] alice: lunch at noon? (edited) [1 reply] [👍 1]"),
+        "{history}"
+    );
+    assert!(
+        lines[1].ends_with("] bob: (replying to alice) yes!"),
+        "{history}"
+    );
+    assert!(
+        thread.lines().nth(1).unwrap().ends_with("] bob: me too"),
+        "{thread}"
+    );
+    assert_eq!(unreacted, format!("took back 👍 from {id}\n"));
+    assert!(
+        refused.to_string().starts_with("PermissionDenied: "),
+        "{refused}"
+    );
+    assert_eq!(deleted, format!("deleted {id} in general\n"));
+    assert!(
+        after
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("] alice: (message deleted) [1 reply]"),
+        "{after}"
+    );
+    assert!(
+        bad_emoji.to_string().starts_with("InvalidArgument: "),
+        "{bad_emoji}"
+    );
+    assert_eq!(marked.unwrap(), "read up to #7 in general\n");
+}
+
+/// A small deterministic generator (xorshift64*), so a failing run can be
+/// repeated from the seed it prints.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+/// Drains `events` into `view` up to the room's `last_seq`, dropping the
+/// stream at random along the way.
+async fn catch_up(
+    events: &mut chat_client::ResumingSubscription,
+    view: &mut chat_client::RoomView,
+    last_seq: u64,
+    dice: &mut Dice,
+) {
+    while view.seq() < last_seq {
+        let event = tokio::time::timeout(STARTUP, events.next())
+            .await
+            .expect("every event in time")
+            .unwrap();
+        if view.apply(&event) == chat_client::Applied::Applied && dice.below(8) == 0 {
+            events.disconnect();
+        }
+    }
+}
+
+#[tokio::test]
+async fn room_views_fed_live_with_drops_or_replayed_whole_converge_on_history_and_list_thread() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut dice = Dice(seed);
+    let server = Server::start_with(&["--send-rate", "100000", "--send-burst", "100000"]);
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let bob_id = bob.session().unwrap().user.id;
+    let room = create_room(&alice, "general").await;
+    join(&bob, &room).await;
+    let mut events = bob
+        .subscribe(bob.cursors_at_newest().await.unwrap())
+        .await
+        .unwrap();
+    let mut live = chat_client::RoomView::new(&room.id, &bob_id);
+    let users = [&alice, &bob];
+    let emoji = ["👍", "❤️", "🎉", "😂"];
+    // (message, sender index, deleted)
+    let mut sent: Vec<(pb::Message, usize, bool)> = Vec::new();
+
+    for step in 0..120 {
+        let who = dice.below(2);
+        let mut chat = users[who].chat().await.unwrap();
+        let alive: Vec<usize> = (0..sent.len()).filter(|&i| !sent[i].2).collect();
+        let pick = |dice: &mut Dice, from: &[usize]| from[dice.below(from.len())];
+        match (dice.below(7), alive.is_empty()) {
+            (0 | 1, _) | (_, true) => {
+                let mut request = pb::SendMessageRequest {
+                    room_id: room.id.clone(),
+                    text: format!("step {step}"),
+                    client_msg_id: format!("step-{step}"),
+                    ..Default::default()
+                };
+                if !alive.is_empty() && dice.below(3) == 0 {
+                    request.reply_to_id = sent[pick(&mut dice, &alive)].0.id.clone();
+                }
+                let roots: Vec<usize> = alive
+                    .iter()
+                    .copied()
+                    .filter(|&i| sent[i].0.thread_root_id.is_empty())
+                    .collect();
+                if !roots.is_empty() && dice.below(2) == 0 {
+                    request.thread_root_id = sent[pick(&mut dice, &roots)].0.id.clone();
+                }
+                let message = chat.send_message(request).await.unwrap().into_inner();
+                sent.push((message.message.unwrap(), who, false));
+            }
+            (2, false) => {
+                let mine: Vec<usize> = alive
+                    .iter()
+                    .copied()
+                    .filter(|&i| sent[i].1 == who)
+                    .collect();
+                if let Some(&i) = mine.get(dice.below(mine.len().max(1))) {
+                    chat.edit_message(pb::EditMessageRequest {
+                        room_id: room.id.clone(),
+                        message_id: sent[i].0.id.clone(),
+                        text: format!("edited at step {step}"),
+                    })
+                    .await
+                    .unwrap();
+                }
+            }
+            (3, false) => {
+                let mine: Vec<usize> = alive
+                    .iter()
+                    .copied()
+                    .filter(|&i| sent[i].1 == who)
+                    .collect();
+                if let Some(&i) = mine.get(dice.below(mine.len().max(1))) {
+                    chat.delete_message(pb::DeleteMessageRequest {
+                        room_id: room.id.clone(),
+                        message_id: sent[i].0.id.clone(),
+                    })
+                    .await
+                    .unwrap();
+                    sent[i].2 = true;
+                }
+            }
+            (4, false) => {
+                // Removing a reaction that is not there succeeds, no event.
+                let i = pick(&mut dice, &alive);
+                react(
+                    users[who],
+                    &sent[i].0,
+                    emoji[dice.below(emoji.len())],
+                    false,
+                )
+                .await;
+            }
+            _ => {
+                let i = pick(&mut dice, &alive);
+                react(users[who], &sent[i].0, emoji[dice.below(emoji.len())], true).await;
+            }
+        }
+        if dice.below(15) == 0 {
+            let last_seq = bob.list_rooms(ListRooms::default()).await.unwrap()[0].last_seq;
+            catch_up(&mut events, &mut live, last_seq, &mut dice).await;
+        }
+    }
+    let last_seq = bob.list_rooms(ListRooms::default()).await.unwrap()[0].last_seq;
+    catch_up(&mut events, &mut live, last_seq, &mut dice).await;
+    // Another device of bob's, replaying the room whole from its start:
+    // every message as it is now (tombstones, edited texts), then the rest.
+    let mut replay = bob
+        .subscribe({
+            let mut cursors = chat_client::Cursors::default();
+            cursors.track(&room.id, 0);
+            cursors
+        })
+        .await
+        .unwrap();
+    let mut replayed = chat_client::RoomView::new(&room.id, &bob_id);
+    catch_up(&mut replay, &mut replayed, last_seq, &mut dice).await;
+
+    let mut chat = bob.chat().await.unwrap();
+    let history = chat
+        .history(pb::HistoryRequest {
+            room_id: room.id.clone(),
+            before_seq: 0,
+            limit: 200,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let answered = |messages: &[pb::Message]| messages.iter().map(essentials).collect::<Vec<_>>();
+    assert!(last_seq > 60, "most steps made an event: {last_seq}");
+    for (name, view) in [("live", &live), ("replayed", &replayed)] {
+        let held: Vec<_> = view.top_level().map(essentials).collect();
+        assert_eq!(
+            held,
+            answered(&history.messages),
+            "{name} top level, seed {seed}"
+        );
+        for root in &history.messages {
+            let thread = chat
+                .list_thread(pb::ListThreadRequest {
+                    room_id: room.id.clone(),
+                    thread_root_id: root.id.clone(),
+                    before_seq: 0,
+                    limit: 200,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let held: Vec<_> = view.thread(&root.id).map(essentials).collect();
+            assert_eq!(
+                held,
+                answered(&thread.messages),
+                "{name} thread, seed {seed}"
+            );
+        }
+    }
+}

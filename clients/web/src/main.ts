@@ -25,6 +25,8 @@ import {
 } from "./api";
 import { h, clear } from "./dom";
 import { createMessageList } from "./messages/list";
+import { createConversation } from "./messages/conversation";
+import { applyReaction, countThreadReply, mergeEdited, tombstone, updateQuote } from "./messages/events";
 import { createSidePanel } from "./panel";
 import { connectionLost, createConnection, type ConnectionState } from "./connection";
 import { Composer } from "./composer";
@@ -71,6 +73,8 @@ interface Pending {
   refused?: string;
   /** A SendMessage call for it is under way (not persisted). */
   sending?: boolean;
+  /** The message it quotes (persisted). */
+  replyToId?: string;
 }
 
 interface RoomState {
@@ -120,14 +124,20 @@ function saveSeqs(kind: string, m: Map<string, bigint>): void {
 function loadPending(): Pending[] {
   try {
     const raw = JSON.parse(localStorage.getItem(storageKey("pending")) ?? "[]") as Pending[];
-    return raw.map(({ clientMsgId, roomId, text, refused }) => ({ clientMsgId, roomId, text, refused }));
+    return raw.map(({ clientMsgId, roomId, text, refused, replyToId }) => ({ clientMsgId, roomId, text, refused, replyToId }));
   } catch {
     return [];
   }
 }
 
 function savePending(): void {
-  const plain = state.pending.map(({ clientMsgId, roomId, text, refused }) => ({ clientMsgId, roomId, text, refused }));
+  const plain = state.pending.map(({ clientMsgId, roomId, text, refused, replyToId }) => ({
+    clientMsgId,
+    roomId,
+    text,
+    refused,
+    replyToId,
+  }));
   if (plain.length) localStorage.setItem(storageKey("pending"), JSON.stringify(plain));
   else localStorage.removeItem(storageKey("pending"));
 }
@@ -302,8 +312,38 @@ function renderLogin(message?: string): void {
 
 // ---------- chat page skeleton ----------
 
+/** The message menu, reactions, replies, edits and threads' counts (src/messages/conversation.ts). */
+const conversation = createConversation({
+  me: () => currentAuth()?.user.id,
+  current: (m) => findMessage(m.roomId, m.id),
+  change: (m, f) => {
+    if (changeMessage(m.roomId, m.id, f) && m.roomId === state.activeRoomId) renderMessages();
+  },
+  rerender: () => renderMessages(),
+  reveal: (roomId, messageId) => void revealMessage(roomId, messageId),
+  // Until the thread panel comes (src/panel.ts), the side panel says whose
+  // thread it is and how many replies it holds.
+  openThread: (root, opener) =>
+    sidePanel.open(
+      "Thread",
+      h(
+        "p",
+        { "data-testid": "thread-placeholder" },
+        `${root.sender?.username ?? "?"}: ${root.text} · ${root.threadReplyCount} replies`,
+      ),
+      opener,
+    ),
+  focusComposer: () => composer.focus(),
+  error: (text) => showError(text),
+});
+
 /** The open room's messages (src/messages/): renderMessages feeds it. */
 const messageList = createMessageList<Pending>({
+  actions: conversation.actions,
+  parts: conversation.parts,
+  above: conversation.above,
+  body: conversation.body,
+  variant: conversation.variant,
   pending: {
     retry: (p) => void deliver(p),
     edit: (p) => editRefused(p),
@@ -339,7 +379,7 @@ const el = {
 const composer = new Composer({
   draftsKey: () => storageKey("drafts"),
   onSubmit: (roomId, text) => {
-    void send(roomId, text);
+    void send(roomId, text, conversation.takeReply(roomId)?.id);
     return true;
   },
   onInput: () => noteTyping(),
@@ -493,6 +533,7 @@ function buildShell(username: string): void {
     el.offlineBanner,
     messageList.element,
     el.typing,
+    conversation.replyBar,
     composer.root,
   );
   messageList.element.before(el.loadOlder);
@@ -716,6 +757,7 @@ function selectRoom(roomId: string): void {
   el.leave.hidden = !rs || rs.room.kind === RoomKind.DIRECT;
   el.roomTitle.textContent = rs ? `${rs.room.kind === RoomKind.DIRECT ? "@" : "#"} ${rs.room.name}` : "No room";
   sidePanel.close();
+  conversation.openRoom(rs ? roomId : "");
   if (rs) {
     // "New messages" goes above the first message not seen before.
     messageList.opened(roomId, state.read.get(roomId), newestSeq(rs));
@@ -857,6 +899,8 @@ function receive(m: Message): void {
   const newest = newestSeq(rs);
   const heard = state.cursors.get(m.roomId) ?? 0n;
   rs.messages.set(m.seq, m);
+  // A thread reply (kept, and left out of the list): its root counts it.
+  if (m.threadRootId) changeMessage(m.roomId, m.threadRootId, (root) => countThreadReply(root, m));
   if (m.seq > rs.room.lastSeq) rs.room.lastSeq = m.seq;
   // Keep the loaded range whole: if events came before this one that the
   // stream did not bring, page in the messages among them. (Seqs count the
@@ -902,12 +946,9 @@ async function fillGap(rs: RoomState, upTo: bigint): Promise<void> {
 function changed(roomId: string, seq: bigint, message?: Message, deletedId?: string): void {
   const rs = state.rooms.get(roomId);
   if (!rs) return;
-  if (message && rs.messages.has(message.seq)) rs.messages.set(message.seq, message);
-  if (deletedId) {
-    for (const [s, m] of rs.messages) {
-      if (m.id === deletedId) rs.messages.set(s, { ...m, text: "", deleted: true, editedAt: undefined });
-    }
-  }
+  // Stream messages carry no reactions or thread counts: an edit keeps those held.
+  if (message) changeMessage(roomId, message.id, (held) => mergeEdited(held, message));
+  if (deletedId) changeMessage(roomId, deletedId, tombstone);
   advanceCursor(roomId, seq);
   if (seq > rs.room.lastSeq) rs.room.lastSeq = seq;
   // Bounded: beyond the cap, counts may take an edit for a message.
@@ -915,6 +956,55 @@ function changed(roomId: string, seq: bigint, message?: Message, deletedId?: str
   if (rs.room.id === state.activeRoomId && document.visibilityState !== "hidden") markRead(rs);
   if (rs.room.id === state.activeRoomId) renderMessages();
   renderRooms();
+}
+
+/** The held message `id` of a room, if loaded. */
+function findMessage(roomId: string, id: string): Message | undefined {
+  for (const m of state.rooms.get(roomId)?.messages.values() ?? []) if (m.id === id) return m;
+  return undefined;
+}
+
+/**
+ * Changes the held message `id` of a room by `f`, and the quotes of it in
+ * the replies held; false when it is not loaded.
+ */
+function changeMessage(roomId: string, id: string, f: (m: Message) => Message): boolean {
+  const rs = state.rooms.get(roomId);
+  const old = rs && findMessage(roomId, id);
+  if (!rs || !old) return false;
+  const now = f(old);
+  if (now === old) return true;
+  rs.messages.set(now.seq, now);
+  for (const [s, m] of rs.messages) if (m.replyTo?.messageId === id) rs.messages.set(s, updateQuote(m, now));
+  return true;
+}
+
+/** Most History pages paged through to find a quoted message. */
+const MAX_REVEAL_PAGES = 40;
+
+/**
+ * Scrolls to a message of the open room and highlights it, loading older
+ * pages until it is there (a quoted message may be far back).
+ */
+async function revealMessage(roomId: string, id: string): Promise<void> {
+  const rs = state.rooms.get(roomId);
+  if (!rs || roomId !== state.activeRoomId) return;
+  for (let pages = 0; pages <= MAX_REVEAL_PAGES; ) {
+    const m = findMessage(roomId, id);
+    if (m && !m.threadRootId) {
+      renderMessages();
+      messageList.reveal(m.seq);
+      return;
+    }
+    if (m || !rs.hasMore || state.activeRoomId !== roomId) break;
+    if (rs.loadingOlder) {
+      await sleep(50);
+      continue;
+    }
+    pages++;
+    await loadOlder();
+  }
+  if (state.activeRoomId === roomId) showError("The quoted message is not in this room's list.");
 }
 
 function renderMessages(toBottom = false): void {
@@ -931,8 +1021,8 @@ function renderMessages(toBottom = false): void {
   messageList.render(view, toBottom);
 }
 
-async function send(roomId: string, text: string): Promise<void> {
-  const p: Pending = { clientMsgId: crypto.randomUUID(), roomId, text };
+async function send(roomId: string, text: string, replyToId?: string): Promise<void> {
+  const p: Pending = { clientMsgId: crypto.randomUUID(), roomId, text, replyToId };
   // The message ends the typing hint on the other side: typing again is news.
   cancelTyping();
   state.lastTypingSent.delete(roomId);
@@ -1008,7 +1098,12 @@ async function deliver(p: Pending): Promise<void> {
       while (connection.state !== "live" && currentAuth() && state.pending.includes(p)) await connection.whenLive();
       if (!currentAuth() || !state.pending.includes(p)) return;
       try {
-        const res = await chatClient.sendMessage({ roomId: p.roomId, text: p.text, clientMsgId: p.clientMsgId });
+        const res = await chatClient.sendMessage({
+          roomId: p.roomId,
+          text: p.text,
+          clientMsgId: p.clientMsgId,
+          replyToId: p.replyToId ?? "",
+        });
         state.pending = state.pending.filter((x) => x !== p);
         savePending();
         if (res.message) receive(res.message);
@@ -1205,6 +1300,13 @@ function handleEvent(ev: ServerEvent): void {
     case "deleted": {
       const { seq, roomId, messageId } = ev.event.value;
       changed(roomId, seq, undefined, messageId);
+      break;
+    }
+    case "reaction": {
+      // reacted_by_me is ours to tell: the reaction is ours if we made it.
+      const { seq, roomId, messageId, emoji, user, added } = ev.event.value;
+      changeMessage(roomId, messageId, (m) => applyReaction(m, emoji, added, user?.id === me));
+      changed(roomId, seq);
       break;
     }
     case "presence": {

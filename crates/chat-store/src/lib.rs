@@ -18,6 +18,7 @@ mod error;
 mod model;
 mod postgres;
 mod queries;
+mod read_state;
 mod rows;
 mod sql;
 mod sqlite;
@@ -31,5 +32,6 @@ pub use model::{
     Thread, DELETED_USERNAME,
 };
 pub use postgres::PostgresStore;
+pub use read_state::{ReadMarker, ReadPosition};
 pub use sqlite::SqliteStore;
 pub use store::Store;

@@ -13,6 +13,7 @@
 //! SQLite), and the one statement whose text differs (a row lock SQLite
 //! has no syntax for).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::model::{
     Appended, ChangeKind, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage,
     Rotation, Thread, DELETED_USERNAME,
 };
+use crate::read_state::{ReadMarker, ReadPosition, ReadSql};
 use crate::rows::{
     event_from_row, message_from_row, newest_first_page, room_from_row, room_kind_from_db,
     room_kind_to_db, user_from_row,
@@ -49,13 +51,38 @@ use chat_domain::{
 /// A room as the user bound to `$1` sees it: a direct room is named after
 /// the other member. (`LIMIT 1`: PostgreSQL fails a scalar subquery of
 /// more rows; SQLite reads the first row of one whatever it says.)
+///
+/// A member (`me`) also sees its read state: its marker; the messages
+/// from others after it that are not deleted, and those of them that
+/// mention it, each counted over an index range cut at `MAX_UNREAD_COUNT`
+/// (a read room costs one probe each); and the id of the newest top-level
+/// message that is not deleted (the `messages_top_level` index from the
+/// top), whose messages `rooms_from_rows` reads for a whole page at once.
 const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         CASE WHEN r.kind = 2 THEN COALESCE(
             (SELECT u.username FROM room_members om JOIN users u ON u.id = om.user_id
              WHERE om.room_id = r.id AND om.user_id <> $1 LIMIT 1), r.name)
         ELSE r.name END AS name,
-        EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $1) AS joined
-    FROM rooms r";
+        me.user_id IS NOT NULL AS joined,
+        COALESCE(me.last_read_seq, 0) AS last_read_seq,
+        CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM
+            (SELECT 1 FROM messages x
+             WHERE x.room_id = r.id AND x.seq > me.last_read_seq
+                 AND x.sender_id <> $1 AND NOT x.deleted
+             LIMIT 9999) AS unread) END AS unread_count,
+        CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM
+            (SELECT 1 FROM message_mentions mm JOIN messages x ON x.id = mm.message_id
+             WHERE mm.user_id = $1 AND mm.room_id = r.id AND mm.seq > me.last_read_seq
+                 AND x.sender_id <> $1 AND NOT x.deleted
+             LIMIT 9999) AS mentioned) END AS mention_count,
+        CASE WHEN me.user_id IS NULL THEN NULL ELSE
+            (SELECT x.id FROM messages x
+             WHERE x.room_id = r.id AND x.thread_root_id IS NULL AND NOT x.deleted
+             ORDER BY x.seq DESC LIMIT 1) END AS last_message_id
+    FROM rooms r LEFT JOIN room_members me ON me.room_id = r.id AND me.user_id = $1";
+
+// The cap the counts of `ROOM_SELECT` are cut at.
+const _: () = assert!(chat_domain::MAX_UNREAD_COUNT == 9999);
 
 /// The bound below a page: `before_seq` 0 means from the newest.
 fn before(before_seq: u64) -> i64 {
@@ -169,7 +196,10 @@ where
             .bind(room_id.uuid())
             .fetch_one(&mut **tx)
             .await?;
-        room_from_row(&row)
+        let mut rooms = Sql::<DB>::rooms_from_rows(&mut **tx, &[row]).await?;
+        rooms
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("a room read back is missing").into())
     }
 
     async fn position_in<'e>(
@@ -238,6 +268,8 @@ where
     }
 
     /// Adds a member to a room; `ON CONFLICT` makes a second add a no-op.
+    /// The new member's read marker starts at the room's newest seq: what
+    /// was said before it joined is not unread.
     async fn add_member(
         tx: &mut Transaction<'_, DB>,
         room_id: RoomId,
@@ -245,7 +277,8 @@ where
         now: Timestamp,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)
+            "INSERT INTO room_members (room_id, user_id, joined_at, last_read_seq)
+             VALUES ($1, $2, $3, (SELECT last_seq FROM rooms WHERE id = $1))
              ON CONFLICT (room_id, user_id) DO NOTHING",
         )
         .bind(room_id.uuid())
@@ -263,6 +296,61 @@ where
                 .fetch_optional(&mut **tx)
                 .await?,
         )
+    }
+
+    /// Rooms from rows of `ROOM_SELECT`, each with its newest top-level
+    /// message (its `last_message_id`), read in one statement.
+    async fn rooms_from_rows(
+        connection: &mut DB::Connection,
+        rows: &[DB::Row],
+    ) -> Result<Vec<Room>> {
+        let mut rooms = Vec::with_capacity(rows.len());
+        let mut wanted = Vec::new();
+        for row in rows {
+            let room = room_from_row(row)?;
+            if let Some(id) = row.try_get::<Option<Uuid>, _>("last_message_id")? {
+                wanted.push(id);
+            }
+            rooms.push(room);
+        }
+        let mut messages = Self::messages_by_id(connection, &wanted).await?;
+        for room in &mut rooms {
+            room.last_message = messages.remove(&room.id);
+        }
+        Ok(rooms)
+    }
+
+    /// The messages with these ids, by their room (one each here).
+    async fn messages_by_id(
+        connection: &mut DB::Connection,
+        ids: &[Uuid],
+    ) -> Result<HashMap<RoomId, Message>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // Padded to a power of two with copies of the last id, so that a
+        // few statement texts serve every page and stay prepared.
+        let count = ids.len().next_power_of_two();
+        let placeholders = (1..=count)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statement = format!("{MESSAGE_SELECT} WHERE m.id IN ({placeholders})");
+        let mut query = sqlx::query(&statement);
+        let last = ids.last().expect("not empty");
+        for id in ids
+            .iter()
+            .chain(std::iter::repeat_n(last, count - ids.len()))
+        {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *connection).await?;
+        let mut messages = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let message = message_from_row(row)?;
+            messages.insert(message.room_id, message);
+        }
+        Ok(messages)
     }
 }
 
@@ -691,12 +779,7 @@ where
                 format!("a room named {:?} already exists", name.as_str())
             })
         })?;
-        sqlx::query("INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)")
-            .bind(id.uuid())
-            .bind(creator.uuid())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+        Sql::<DB>::add_member(&mut tx, id, creator, now).await?;
         tx.commit().await?;
         Ok(Room {
             id,
@@ -760,15 +843,16 @@ where
         } else {
             "(r.kind = 1 OR r.id IN (SELECT room_id FROM room_members WHERE user_id = $1))"
         };
+        let mut connection = self.reader().acquire().await?;
         let rows = sqlx::query(&format!(
             "{ROOM_SELECT} WHERE {visible} AND r.id > $2 ORDER BY r.id LIMIT $3"
         ))
         .bind(user_id.uuid())
         .bind(page.after_uuid())
         .bind(i64::from(page.limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *connection)
         .await?;
-        rows.iter().map(room_from_row).collect()
+        Sql::<DB>::rooms_from_rows(&mut *connection, &rows).await
     }
 
     async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room> {
@@ -1201,6 +1285,19 @@ where
                 kind: event,
             }),
         })
+    }
+
+    async fn read_position(
+        &self,
+        room_id: RoomId,
+        user_id: UserId,
+        members_up_to: u32,
+    ) -> Result<ReadPosition> {
+        ReadSql::<DB>::position(self.reader(), room_id, user_id, members_up_to).await
+    }
+
+    async fn store_read_markers(&self, markers: &[ReadMarker]) -> Result<()> {
+        ReadSql::<DB>::store_markers(self.writer(), markers).await
     }
 
     async fn close(&self) {

@@ -11,7 +11,7 @@ use crate::sql::{
 };
 use chat_domain::{
     Message, MessageId, ReadState, ReplyPreview, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
-    ThreadSummary, Timestamp, User, UserId,
+    ThreadSummary, Timestamp, User, UserId, MAX_UNREAD_COUNT,
 };
 
 /// What a row must offer to be read here: these column types, by name.
@@ -45,9 +45,21 @@ where
         kind: crate::rows::room_kind_from_db(kind).context("unknown room kind in the database")?,
         joined: row.field("joined")?,
         last_seq: to_seq(row.field("last_seq")?),
-        read: ReadState::default(),
+        read: ReadState {
+            last_read_seq: to_seq(row.field("last_read_seq")?),
+            unread_count: capped_count(row.field("unread_count")?),
+            mention_count: capped_count(row.field("mention_count")?),
+        },
+        // Read for a page of rooms at once (`rooms_from_rows`).
         last_message: None,
     })
+}
+
+/// A count as a room shows it: at most `MAX_UNREAD_COUNT`.
+fn capped_count(count: i64) -> u32 {
+    u32::try_from(count)
+        .unwrap_or(MAX_UNREAD_COUNT)
+        .min(MAX_UNREAD_COUNT)
 }
 
 pub fn message_from_row<R>(row: &R) -> Result<Message>

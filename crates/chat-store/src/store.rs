@@ -14,6 +14,7 @@ use crate::model::{
     Appended, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation,
     Thread,
 };
+use crate::read_state::{ReadMarker, ReadPosition};
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -214,6 +215,23 @@ pub trait Store: Send + Sync + 'static {
     /// send; `Refused` for an edit of, or a reaction to, a deleted message;
     /// `LimitReached` for a reaction beyond `MAX_REACTIONS_PER_USER`.
     async fn change_message(&self, change: &MessageChange) -> Result<Changed>;
+
+    /// Where the user stands in a room, for `MarkRead`: member or not, the
+    /// room's newest seq, the user's stored read marker, and how many
+    /// members the room has, counted up to `members_up_to` (a large room
+    /// costs no more than that).
+    async fn read_position(
+        &self,
+        room_id: RoomId,
+        user_id: UserId,
+        members_up_to: u32,
+    ) -> Result<ReadPosition>;
+
+    /// Moves read markers forward, all in one transaction: each stored
+    /// marker becomes the larger of itself and the given seq, so that
+    /// writers (several nodes, in any order) never take one back. A marker
+    /// of a user who is not a member changes nothing.
+    async fn store_read_markers(&self, markers: &[ReadMarker]) -> Result<()>;
 
     /// Closes the connections, after pending writes.
     async fn close(&self);

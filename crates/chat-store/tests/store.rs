@@ -1553,3 +1553,259 @@ async fn reactions_replies_threads_and_mentions_keep_one_behaviour(store: Arc<dy
     assert!(thread.replies[0].deleted && thread.replies[0].mentions.is_empty());
     assert!(thread.replies[0].reply_to.as_ref().unwrap().deleted);
 }
+
+// ---- read state ----------------------------------------------------------
+
+/// Read markers and what rooms show from them, on both stores (a module of
+/// their own, so that their list stays apart from the one above).
+mod read_state {
+    use super::*;
+    use chat_store::{ReadMarker, ReadPosition};
+
+    store_tests!(
+        a_marker_starts_at_the_last_seq_on_joining_and_only_moves_forward,
+        markers_of_non_members_and_unknown_rooms_change_nothing,
+        rooms_show_their_member_unread_counts_and_the_last_message,
+        unread_counts_stop_at_the_cap,
+    );
+
+    fn marker(room_id: RoomId, user: &User, seq: u64) -> ReadMarker {
+        ReadMarker {
+            room_id,
+            user_id: user.id,
+            seq,
+        }
+    }
+
+    async fn sent(store: &Arc<dyn Store>, messages: Vec<NewMessage>) -> Vec<chat_domain::Message> {
+        store
+            .append_messages(messages.into())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|appended| appended.unwrap().message)
+            .collect()
+    }
+
+    async fn position(store: &Arc<dyn Store>, room_id: RoomId, user: &User) -> ReadPosition {
+        store.read_position(room_id, user.id, 101).await.unwrap()
+    }
+
+    /// The room as `user` sees it in its list.
+    async fn listed(store: &Arc<dyn Store>, room_id: RoomId, user: &User) -> Room {
+        every_room(store, user.id)
+            .await
+            .into_iter()
+            .find(|room| room.id == room_id)
+            .expect("the room is listed")
+    }
+
+    async fn a_marker_starts_at_the_last_seq_on_joining_and_only_moves_forward(
+        store: Arc<dyn Store>,
+    ) {
+        let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+        let lobby = room(&store, "lobby", &alice).await;
+        sent(
+            &store,
+            (0..3)
+                .map(|i| send(lobby, &alice, "", &format!("m{i}")))
+                .collect(),
+        )
+        .await;
+
+        let joined = store
+            .join_room(lobby, bob.id, MAX_ROOMS, now())
+            .await
+            .unwrap();
+        assert_eq!(
+            (joined.read.last_read_seq, joined.read.unread_count),
+            (3, 0),
+            "what was said before the join is not unread"
+        );
+        assert_eq!(
+            position(&store, lobby, &bob).await,
+            ReadPosition {
+                membership: Membership::Member,
+                last_seq: 3,
+                last_read_seq: 3,
+                members: 2,
+            }
+        );
+        assert_eq!(position(&store, lobby, &alice).await.last_read_seq, 0);
+
+        store
+            .store_read_markers(&[marker(lobby, &alice, 2), marker(lobby, &bob, 1)])
+            .await
+            .unwrap();
+        store
+            .store_read_markers(&[marker(lobby, &alice, 1)])
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                position(&store, lobby, &alice).await.last_read_seq,
+                position(&store, lobby, &bob).await.last_read_seq
+            ),
+            (2, 3),
+            "a marker never moves back"
+        );
+
+        // Leaving and joining again starts over from the room's last seq.
+        store.leave_room(lobby, bob.id).await.unwrap();
+        sent(&store, vec![send(lobby, &alice, "", "while away")]).await;
+        store
+            .join_room(lobby, bob.id, MAX_ROOMS, now())
+            .await
+            .unwrap();
+        assert_eq!(position(&store, lobby, &bob).await.last_read_seq, 4);
+
+        let direct = store.open_direct_room(&alice, &bob, now()).await.unwrap();
+        sent(&store, vec![send(direct.id, &alice, "", "psst")]).await;
+        let carol = user(&store, "carol").await;
+        let other = store.open_direct_room(&carol, &bob, now()).await.unwrap();
+        assert_eq!(
+            (
+                direct.read.last_read_seq,
+                position(&store, direct.id, &bob).await.last_read_seq,
+                other.read.last_read_seq
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(position(&store, direct.id, &bob).await.members, 2);
+    }
+
+    async fn markers_of_non_members_and_unknown_rooms_change_nothing(store: Arc<dyn Store>) {
+        let (alice, eve) = (user(&store, "alice").await, user(&store, "eve").await);
+        let lobby = room(&store, "lobby", &alice).await;
+        sent(&store, vec![send(lobby, &alice, "", "hello")]).await;
+        // More markers than one statement takes, nearly all for rooms that
+        // do not exist: the one that counts is in the last statement.
+        let mut markers: Vec<ReadMarker> = (0..5000)
+            .map(|_| marker(RoomId::new(), &alice, 1))
+            .collect();
+        markers.push(marker(lobby, &eve, 1));
+        markers.push(marker(lobby, &alice, 1));
+
+        store.store_read_markers(&markers).await.unwrap();
+        store.store_read_markers(&[]).await.unwrap();
+
+        assert_eq!(
+            position(&store, lobby, &eve).await,
+            ReadPosition {
+                membership: Membership::NotMember,
+                last_seq: 1,
+                last_read_seq: 0,
+                members: 1,
+            },
+            "a marker does not make a member"
+        );
+        assert_eq!(position(&store, lobby, &alice).await.last_read_seq, 1);
+        assert_eq!(
+            position(&store, RoomId::new(), &alice).await.membership,
+            Membership::NoSuchRoom
+        );
+        assert_eq!(
+            store
+                .read_position(lobby, alice.id, 0)
+                .await
+                .unwrap()
+                .members,
+            0,
+            "members are counted up to the bound asked for"
+        );
+    }
+
+    async fn rooms_show_their_member_unread_counts_and_the_last_message(store: Arc<dyn Store>) {
+        let (alice, bob, carol) = (
+            user(&store, "alice").await,
+            user(&store, "bob").await,
+            user(&store, "carol").await,
+        );
+        let lobby = room(&store, "lobby", &alice).await;
+        store
+            .join_room(lobby, bob.id, MAX_ROOMS, now())
+            .await
+            .unwrap();
+        let messages = sent(
+            &store,
+            vec![
+                send(lobby, &alice, "", "one"),
+                send(lobby, &bob, "", "two"),
+                send(lobby, &alice, "", "three"),
+                send(lobby, &alice, "", "four"),
+            ],
+        )
+        .await;
+        store
+            .change_message(&change(lobby, messages[3].id, &alice, ChangeKind::Delete))
+            .await
+            .unwrap();
+
+        let bobs = listed(&store, lobby, &bob).await;
+        assert_eq!(
+            (
+                bobs.last_seq,
+                bobs.read.last_read_seq,
+                bobs.read.unread_count,
+                bobs.read.mention_count
+            ),
+            (5, 0, 2, 0),
+            "alice's one and three: not bob's own, not the deleted four"
+        );
+        let last = bobs.last_message.expect("a last message");
+        assert_eq!((last.seq, last.text.as_str()), (3, "three"));
+        assert_eq!(listed(&store, lobby, &alice).await.read.unread_count, 1);
+
+        store
+            .store_read_markers(&[marker(lobby, &bob, 1)])
+            .await
+            .unwrap();
+        let bobs = listed(&store, lobby, &bob).await;
+        assert_eq!((bobs.read.last_read_seq, bobs.read.unread_count), (1, 1));
+
+        let carols = listed(&store, lobby, &carol).await;
+        assert_eq!(
+            (
+                carols.joined,
+                carols.read.last_read_seq,
+                carols.read.unread_count,
+                carols.last_message.is_none()
+            ),
+            (false, 0, 0, true),
+            "a non-member sees no read state and no message"
+        );
+
+        let empty = room(&store, "empty", &alice).await;
+        let empty = listed(&store, empty, &alice).await;
+        assert_eq!((empty.read.unread_count, empty.last_message), (0, None));
+    }
+
+    async fn unread_counts_stop_at_the_cap(store: Arc<dyn Store>) {
+        let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+        let lobby = room(&store, "lobby", &alice).await;
+        store
+            .join_room(lobby, bob.id, MAX_ROOMS, now())
+            .await
+            .unwrap();
+        let total = u64::from(chat_domain::MAX_UNREAD_COUNT) + 6;
+        for start in (0..total).step_by(4000) {
+            let batch = (start..total.min(start + 4000))
+                .map(|i| send(lobby, &alice, "", &format!("m{i}")))
+                .collect();
+            sent(&store, batch).await;
+        }
+
+        assert_eq!(
+            listed(&store, lobby, &bob).await.read.unread_count,
+            chat_domain::MAX_UNREAD_COUNT
+        );
+        store
+            .store_read_markers(&[marker(lobby, &bob, 10)])
+            .await
+            .unwrap();
+        assert_eq!(
+            listed(&store, lobby, &bob).await.read.unread_count,
+            u32::try_from(total - 10).unwrap()
+        );
+    }
+}

@@ -16,6 +16,8 @@ import { dayKey, dayLabel, fullDate, nextMidnight } from "./time";
 
 /** A message starts a new group, sender and time shown, after this long a pause. */
 export const GROUP_GAP_MS = 5 * 60_000;
+/** How long a message jumped to stays highlighted. */
+const HIGHLIGHT_MS = 2_000;
 /** Within this of the bottom the list counts as at the bottom, and follows new messages. */
 const AT_BOTTOM_PX = 60;
 
@@ -40,6 +42,15 @@ export interface MessageListOptions<P extends PendingCopy> {
   parts?: readonly MessagePart[];
   /** What one can do with a message: buttons in its action bar. */
   actions?: readonly MessageAction[];
+  /** Above each message's text (the message a reply quotes). */
+  above?: readonly MessagePart[];
+  /** In place of a message's text when it returns a node (an editor). */
+  body?: MessageExtensions["body"];
+  /**
+   * What else a message's look depends on besides the message itself
+   * (say, whether it is being edited): it is rebuilt when this changes.
+   */
+  variant?: (m: Message) => unknown;
 }
 
 export interface MessageList<P extends PendingCopy> {
@@ -60,6 +71,11 @@ export interface MessageList<P extends PendingCopy> {
    * (the tab hidden): "New messages" marks where, if it marks nothing yet.
    */
   cameUnseen(roomId: string, lastRead: bigint): void;
+  /**
+   * Scrolls the message `seq` into view, highlights it for a moment and
+   * gives it the focus; false if the list does not show it.
+   */
+  reveal(seq: bigint): boolean;
 }
 
 interface Kept {
@@ -71,7 +87,12 @@ interface Kept {
 const MESSAGE = 'li[data-testid="message"]';
 
 export function createMessageList<P extends PendingCopy>(opts: MessageListOptions<P>): MessageList<P> {
-  const ext: MessageExtensions = { parts: opts.parts ?? [], actions: opts.actions ?? [] };
+  const ext: MessageExtensions = {
+    parts: opts.parts ?? [],
+    actions: opts.actions ?? [],
+    above: opts.above ?? [],
+    body: opts.body,
+  };
   // A list inside a log: screen readers read new messages as they come,
   // and the list's items stay list items (a list given the log role would
   // leave them orphans).
@@ -158,14 +179,16 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
   /** The list items for a room, each made (or kept) by `item`. */
   function roomItems(v: RoomView<P>, item: (key: string, sig: readonly unknown[], build: () => HTMLElement) => HTMLElement) {
     const out: HTMLElement[] = [];
-    if (!v.messages.length && v.loaded) {
+    // A thread's replies show in its panel; the root says how many.
+    const messages = v.messages.filter((m) => !m.threadRootId);
+    if (!messages.length && v.loaded) {
       out.push(item("empty", [], () => h("li", { class: "empty" }, "No messages yet. Say hello!")));
     }
     const now = new Date();
     const after = unreadAfter;
-    const firstUnread = after === undefined ? undefined : v.messages.find((m) => m.seq > after)?.seq;
+    const firstUnread = after === undefined ? undefined : messages.find((m) => m.seq > after)?.seq;
     let prev: { sender: string; at: Date; day: string } | undefined;
-    for (const m of v.messages) {
+    for (const m of messages) {
       const at = sentAt(m);
       const day = dayKey(at);
       const sender = m.sender?.id ?? m.sender?.username ?? "";
@@ -181,7 +204,8 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
         prev.day !== day ||
         at.getTime() - prev.at.getTime() > GROUP_GAP_MS ||
         m.seq === firstUnread;
-      out.push(item(`msg:${m.seq}`, [m, head], () => messageItem(m, { me: v.me?.id, head }, ext)));
+      const sig = [m, head, opts.variant?.(m)];
+      out.push(item(`msg:${m.seq}`, sig, () => messageItem(m, { me: v.me?.id, head }, ext)));
       prev = { sender, at, day };
     }
     for (const p of v.pending) out.push(pendingItem(p, v.me?.username ?? "", v.live, opts.pending));
@@ -214,7 +238,9 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
   }
 
   function updateJump(): void {
-    const newest = view?.messages[view.messages.length - 1]?.seq ?? 0n;
+    // The newest message of the list: a thread's reply is not news here.
+    let newest = 0n;
+    for (const m of view?.messages ?? []) if (!m.threadRootId && m.seq > newest) newest = m.seq;
     const distance = distanceFromBottom();
     if (distance < AT_BOTTOM_PX) {
       if (newest > newestSeen) newestSeen = newest;
@@ -259,7 +285,22 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
     nodes[to].focus();
   });
 
-  return { element, log, render, opened, cameUnseen };
+  function reveal(seq: bigint): boolean {
+    const node = messageNodes().find((n) => n.dataset.seq === seq.toString());
+    if (!node) return false;
+    node.scrollIntoView({ block: "center" });
+    node.focus({ preventScroll: true });
+    // Once only: the class comes off when its animation ends, so that the
+    // same message can be highlighted again.
+    node.classList.remove("highlight");
+    void node.offsetWidth;
+    node.classList.add("highlight");
+    window.setTimeout(() => node.classList.remove("highlight"), HIGHLIGHT_MS);
+    updateJump();
+    return true;
+  }
+
+  return { element, log, render, opened, cameUnseen, reveal };
 }
 
 /** Between two days: read out as, say, "Yesterday". */

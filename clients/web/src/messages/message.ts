@@ -9,7 +9,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Message } from "../gen/chat/v1/chat_pb";
 import { h } from "../dom";
-import { renderText } from "./text";
+import { renderText, type Mentions } from "./text";
 import { fullDateTime, shortTime } from "./time";
 
 /** What a message's parts may need to know besides the message. */
@@ -39,6 +39,10 @@ export interface MessageAction {
 export interface MessageExtensions {
   parts: readonly MessagePart[];
   actions: readonly MessageAction[];
+  /** Above the text (the message a reply quotes). */
+  above?: readonly MessagePart[];
+  /** In place of the text when it returns a node (the text being edited). */
+  body?: (m: Message, ctx: MessageContext) => Node | null;
 }
 
 /** When the server stored the message (the reader's clock if it did not say). */
@@ -55,13 +59,15 @@ export function messageItem(m: Message, ctx: MessageContext, ext: MessageExtensi
       class: `msg${mine ? " mine" : ""}${ctx.head ? " head" : " cont"}`,
       "data-testid": "message",
       "data-seq": m.seq.toString(),
+      "data-id": m.id,
       "data-sender": sender,
       // Reached with the arrow keys (list.ts), which shows a grouped
       // message's time as hovering does.
       tabindex: -1,
     },
     ctx.head ? header(sender, sentAt(m)) : gutter(sender, sentAt(m)),
-    body(m),
+    ...(ext.above ?? []).map((part) => part(m, ctx)),
+    ext.body?.(m, ctx) ?? body(m, ctx),
     ...ext.parts.map((part) => part(m, ctx)),
     actionBar(m, ctx, ext.actions),
   );
@@ -90,7 +96,12 @@ function gutter(sender: string, when: Date): DocumentFragment {
   return part;
 }
 
-function body(m: Message): HTMLElement {
+/** The people a message mentions, by lower-case name, and which of them is the reader. */
+function mentionsOf(m: Message, me: string | undefined): Mentions {
+  return new Map(m.mentions.map((u) => [u.username.toLowerCase(), u.id === me]));
+}
+
+function body(m: Message, ctx: MessageContext): HTMLElement {
   // A deleted message keeps its place (replies and threads point at it),
   // its text erased.
   if (m.deleted) {
@@ -102,7 +113,7 @@ function body(m: Message): HTMLElement {
   return h(
     "div",
     { class: "text", "data-testid": "message-text", dir: "auto" },
-    ...renderText(m.text),
+    ...renderText(m.text, mentionsOf(m, ctx.me)),
     edited
       ? h("span", { class: "edited", "data-testid": "edited-mark", title: `Edited ${edited.toLocaleString()}` }, " (edited)")
       : null,
@@ -114,7 +125,13 @@ function actionBar(m: Message, ctx: MessageContext, actions: readonly MessageAct
   if (!offered.length) return null;
   return h(
     "div",
-    { class: "actions", role: "toolbar", "aria-label": "Message actions", "data-testid": "message-actions" },
+    {
+      class: "actions",
+      role: "toolbar",
+      "aria-label": "Message actions",
+      "data-testid": "message-actions",
+      onkeydown: toolbarKeys,
+    },
     ...offered.map((a) => {
       const button: HTMLElement = h(
         "button",
@@ -131,4 +148,26 @@ function actionBar(m: Message, ctx: MessageContext, actions: readonly MessageAct
       return button;
     }),
   );
+}
+
+/**
+ * In the action bar, the arrow keys move between its buttons (as in any
+ * toolbar), and Escape goes back to the message.
+ */
+function toolbarKeys(ev: KeyboardEvent): void {
+  const bar = ev.currentTarget as HTMLElement;
+  const buttons = [...bar.querySelectorAll<HTMLElement>("button")];
+  const i = buttons.indexOf(ev.target as HTMLElement);
+  if (i < 0) return;
+  if (ev.key === "Escape") {
+    ev.preventDefault();
+    ev.stopPropagation();
+    bar.closest<HTMLElement>("li")?.focus();
+    return;
+  }
+  const to = { ArrowLeft: i - 1, ArrowRight: i + 1, Home: 0, End: buttons.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  ev.stopPropagation();
+  buttons[(to + buttons.length) % buttons.length].focus();
 }

@@ -11,10 +11,49 @@
 // they are), an unclosed marker stays literal, and nothing inside code is
 // formatted or linked. Links are http://, https:// and www. addresses
 // only: every other scheme (javascript:, data:, vbscript:…) stays text.
+//
+// Mentions: an `@username` the server found in the text (Message.mentions)
+// is a highlighted span, a stronger one when it names the reader. It is
+// read out of the text by the server's rule (chat-domain's mention.rs): an
+// `@` at the start or after a character a username cannot hold, the
+// longest run of username characters, trailing `.`, `-` and `_` dropped.
 import { h } from "../dom";
 
+/** The names a message mentions, lower case, each mapped to whether it is the reader. */
+export type Mentions = ReadonlyMap<string, boolean>;
+
+const NO_MENTIONS: Mentions = new Map();
+const isNameChar = (c: string | undefined) => c !== undefined && /[A-Za-z0-9_.-]/.test(c);
+
 /** The nodes for a message's text, fenced code blocks first, then inline marks. */
-export function renderText(text: string): Node[] {
+export function renderText(text: string, mentions: Mentions = NO_MENTIONS): Node[] {
+  return withMentions(mentions, () => blocks(text));
+}
+
+/** The mentions of the text being rendered (renderText is not re-entered). */
+let current: Mentions = NO_MENTIONS;
+
+function withMentions<T>(mentions: Mentions, f: () => T): T {
+  const before = current;
+  current = mentions;
+  try {
+    return f();
+  } finally {
+    current = before;
+  }
+}
+
+/** A mention of someone in `current` starting at `i`: its length with the `@`, or 0. */
+function mentionLength(s: string, i: number): number {
+  if (!current.size || s[i] !== "@" || isNameChar(s[i - 1])) return 0;
+  let end = i + 1;
+  while (isNameChar(s[end])) end++;
+  let name = s.slice(i + 1, end);
+  name = name.replace(/[._-]+$/, "");
+  return name && current.has(name.toLowerCase()) ? name.length + 1 : 0;
+}
+
+function blocks(text: string): Node[] {
   const out: Node[] = [];
   let i = 0;
   while (i < text.length) {
@@ -169,6 +208,17 @@ function inline(s: string): Node[] {
       flush();
       out.push(link(url));
       i += url.length;
+      continue;
+    }
+    const mention = mentionLength(s, i);
+    if (mention) {
+      flush();
+      const name = s.slice(i, i + mention);
+      const me = current.get(name.slice(1).toLowerCase()) === true;
+      out.push(
+        h("span", { class: me ? "mention mention-me" : "mention", "data-testid": "mention", "data-me": me ? "true" : false }, name),
+      );
+      i += mention;
       continue;
     }
     for (const d of DELIMS) {

@@ -15,11 +15,13 @@
 //! - `rooms`: the rooms with members here, their order and its gaps;
 //! - `presence`: who is online, here and on the other nodes;
 //! - `typing`: typing, coalesced per user and room;
+//! - `reads`: moved read markers, to the reader's streams and as receipts;
 //! - `resume`: the hold of a resuming stream, and its catch-up;
 //! - `outbound`: the receiving end of a stream, which tonic polls.
 
 mod outbound;
 mod presence;
+mod reads;
 pub mod resume;
 mod rooms;
 mod streams;
@@ -41,6 +43,7 @@ use crate::metrics::FanoutMetrics;
 
 pub use outbound::OutboundStream;
 pub use presence::{LocalPresence, NodeId, OnlineUser};
+pub use reads::ReadNotice;
 pub use rooms::Delivery;
 pub use streams::{RegisterError, StreamId, StreamLimits};
 pub use typing::TYPING_INTERVAL;
