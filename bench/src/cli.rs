@@ -50,8 +50,14 @@ pub enum Command {
     /// default), every message they receive checked for gaps and
     /// duplicates. `scripts/soak` runs it and samples the server meanwhile.
     Soak(SoakOpts),
+    /// `ListRooms` latency for one user in many rooms with long histories,
+    /// where every room's unread and mention counts are computed (issue
+    /// 21). Seeds the database file directly: not part of `all`, since the
+    /// full size (100 million messages) takes tens of minutes to seed.
+    ListRooms(ListRoomsOpts),
     /// Every benchmark scenario at full size, one report (not the soak: it
-    /// measures no rate, and takes as long as it is asked to).
+    /// measures no rate, and takes as long as it is asked to; not
+    /// list-rooms, whose seeding alone takes longer than all the others).
     All(AllOpts),
     /// Every scenario once at a small size: checks that every message
     /// arrives, exits non-zero on any loss or error. Not a timing.
@@ -284,6 +290,93 @@ pub struct DurableOpts {
     pub paths: Vec<SendPath>,
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(48..=4096))]
     pub message_bytes: u16,
+}
+
+/// Where each room's read marker stands in one measurement of list-rooms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkerState {
+    /// `--behind` events behind in every room (at least the 9999 cap: the
+    /// worst case, every count cut at the cap).
+    Behind,
+    /// A few unread in most rooms (0 to `--some-unread` behind).
+    Some,
+    /// Every room read to its end.
+    Read,
+}
+
+impl MarkerState {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Behind => "behind",
+            Self::Some => "some",
+            Self::Read => "read",
+        }
+    }
+}
+
+/// One user in many rooms with long histories. The users and rooms are
+/// made through gRPC; the messages are written into the database file
+/// while the server is stopped (through gRPC, 100 million would take
+/// hours), then the server is started again on it for each marker state.
+#[derive(Clone, Debug, Parser, Serialize)]
+pub struct ListRoomsOpts {
+    /// Rooms the measured user is a member of.
+    #[arg(long, default_value_t = 1000)]
+    pub rooms: usize,
+    /// Messages seeded into each room.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: u64,
+    /// Other users, members of every room, who send the seeded messages.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub senders: u32,
+    /// Every this many seeded messages, one is the measured user's own
+    /// (never unread; 0: none).
+    #[arg(long, default_value_t = 10)]
+    pub own_every: u64,
+    /// Every this many seeded messages, one mentions the measured user
+    /// (0: none).
+    #[arg(long, default_value_t = 50)]
+    pub mention_every: u64,
+    /// Bytes of each seeded message's text.
+    #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u16).range(16..=1024))]
+    pub text_bytes: u16,
+    /// Marker states to measure, each on a fresh start of the server.
+    #[arg(long, value_delimiter = ',', default_value = "behind,some,read")]
+    pub markers: Vec<MarkerState>,
+    /// In the `behind` state, how far each marker is from the room's end.
+    #[arg(long, default_value_t = 20_000)]
+    pub behind: u64,
+    /// In the `some` state, room i's marker is (7 i mod (this + 1)) behind.
+    #[arg(long, default_value_t = 50)]
+    pub some_unread: u64,
+    /// Page sizes to list with, each walking every page (0: the server's
+    /// default, 100). 1000 takes the whole list of 1000 rooms in one call.
+    #[arg(long, value_delimiter = ',', default_value = "1000,0")]
+    pub page_sizes: Vec<u32>,
+    /// Walks over every page timed per page size and marker state.
+    #[arg(long, default_value_t = 200)]
+    pub walks: u32,
+    /// Untimed walks first (caches, connections).
+    #[arg(long, default_value_t = 5)]
+    pub warm_up_walks: u32,
+    /// A measurement stops after this long even with walks left (a slow
+    /// server would otherwise take hours); it reports how many it made.
+    #[arg(long, default_value_t = 120.0)]
+    pub max_secs: f64,
+    /// Folder in which the database's folder is made [default:
+    /// target/bench-data beside the results]. Needs room: about 300 bytes
+    /// per message (30 GB at the full size).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Keep the seeded database (its folder is printed) for --reuse.
+    #[arg(long)]
+    pub keep: bool,
+    /// Measure on a database seeded by an earlier run with --keep (its
+    /// folder): no setup, no seeding; the sizes are those it was seeded
+    /// with.
+    #[arg(long, value_name = "DIR")]
+    pub reuse: Option<std::path::PathBuf>,
 }
 
 /// The soak's users and what they do on each visit. The defaults stay

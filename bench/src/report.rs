@@ -13,6 +13,7 @@ use crate::scenario::direct::DirectResult;
 use crate::scenario::durable::DurableRun;
 use crate::scenario::fanout::FanoutResult;
 use crate::scenario::idle::IdleResult;
+use crate::scenario::list_rooms::{self, ListRoomsResult};
 use crate::scenario::soak::SoakResult;
 use crate::scenario::storm::StormResult;
 use crate::scenario::StepResult;
@@ -26,6 +27,11 @@ pub const IDLE_KIB_PER_STREAM: f64 = 12.0;
 pub const IDLE_STREAMS_HELD: usize = 50_000;
 pub const STORM_P99_RATIO: f64 = 2.0;
 pub const DURABLE_PER_SEC: f64 = 50_000.0;
+/// `ListRooms` for one user in this many rooms of this many messages…
+pub const LIST_ROOMS_ROOMS: usize = 1000;
+pub const LIST_ROOMS_MESSAGES: u64 = 100_000;
+/// …answers with this p99 (the whole list in one call).
+pub const LIST_ROOMS_P99_MS: f64 = 50.0;
 /// Other processes using this much CPU (in cores) make a run suspect.
 const BUSY_MACHINE_CORES: f64 = 0.1;
 
@@ -58,6 +64,7 @@ pub struct Results {
     pub idle: Option<IdleResult>,
     pub durable: Vec<DurableRun>,
     pub soak: Option<SoakResult>,
+    pub list_rooms: Option<ListRoomsResult>,
     pub targets: Vec<TargetCheck>,
     /// What makes the run fail (a smoke run: any loss or error).
     pub failures: Vec<String>,
@@ -157,6 +164,9 @@ impl Results {
                 checks.push(judged(check, run.other_cpu_cores));
             }
         }
+        if let Some(list) = &self.list_rooms {
+            checks.extend(list_rooms_check(list));
+        }
         self.targets = checks;
     }
 
@@ -226,6 +236,9 @@ impl Results {
         if let Some(soak) = &self.soak {
             failures.extend(soak.failures(self.smoke));
         }
+        if let Some(list) = &self.list_rooms {
+            failures.extend(list_rooms_failures(list));
+        }
         self.failures = failures;
     }
 
@@ -261,6 +274,80 @@ impl Results {
         let json = serde_json::to_string_pretty(self).context("encoding the results")?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// What is wrong with list-rooms at any size: counts that disagree with
+/// the recount, rooms missing, failed calls.
+fn list_rooms_failures(list: &ListRoomsResult) -> Vec<String> {
+    let mut failures = Vec::new();
+    for state in &list.states {
+        if state.mismatches > 0 {
+            failures.push(format!(
+                "list-rooms/{}: {} rooms differ from the recount ({})",
+                state.markers.label(),
+                state.mismatches,
+                state.mismatch_examples.join("; ")
+            ));
+        }
+        for run in &state.lists {
+            if run.errors > 0 || run.walks == 0 {
+                failures.push(format!(
+                    "list-rooms/{} page size {}: {} of {} walks failed ({})",
+                    state.markers.label(),
+                    list_rooms::page_label(run.page_size),
+                    run.errors,
+                    run.walks + run.errors,
+                    run.first_error.as_deref().unwrap_or("-")
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// The target: the worst p99 of a whole-list call (page size
+/// 1000) over the marker states, judged at the size only.
+fn list_rooms_check(list: &ListRoomsResult) -> Option<TargetCheck> {
+    let seeded = &list.seeded;
+    let (state, run) = list
+        .states
+        .iter()
+        .flat_map(|s| s.lists.iter().map(move |r| (s, r)))
+        .filter(|(_, r)| r.page_size >= 1000 && r.walks > 0)
+        .max_by(|a, b| a.1.call_latency.p99_ms.total_cmp(&b.1.call_latency.p99_ms))?;
+    let full_size =
+        seeded.rooms >= LIST_ROOMS_ROOMS && seeded.messages_per_room >= LIST_ROOMS_MESSAGES;
+    let check = TargetCheck {
+        name: format!(
+            "list-rooms: ListRooms p99, 1 user in {} rooms of {} messages",
+            thousands(seeded.rooms as f64),
+            thousands(seeded.messages_per_room as f64)
+        ),
+        target: format!(
+            "< {LIST_ROOMS_P99_MS} ms at {} × {}",
+            thousands(LIST_ROOMS_ROOMS as f64),
+            thousands(LIST_ROOMS_MESSAGES as f64)
+        ),
+        measured: format!(
+            "{:.2} ms (worst state: {}, page size {}){}",
+            run.call_latency.p99_ms,
+            state.markers.label(),
+            run.page_size,
+            if full_size {
+                ""
+            } else {
+                " (smaller: not judged)"
+            }
+        ),
+        met: full_size.then_some(run.call_latency.p99_ms < LIST_ROOMS_P99_MS),
+    };
+    let other = list
+        .states
+        .iter()
+        .flat_map(|s| s.lists.iter())
+        .map(|r| r.other_cpu_cores)
+        .fold(0.0, f64::max);
+    Some(judged(check, other))
 }
 
 /// The most CPU other processes used during any of these steps.
@@ -452,8 +539,87 @@ pub fn table(results: &Results) -> String {
     idle_table(&mut out, results);
     durable_table(&mut out, results);
     soak_table(&mut out, results);
+    list_rooms_table(&mut out, results);
     targets_table(&mut out, results);
     out
+}
+
+fn list_rooms_table(out: &mut String, results: &Results) {
+    let Some(list) = &results.list_rooms else {
+        return;
+    };
+    let seeded = &list.seeded;
+    let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
+    let _ = writeln!(
+        out,
+        "\n-- ListRooms: 1 user in {} rooms of {} messages ({} senders; every {}th its own, every {}th naming it)",
+        thousands(seeded.rooms as f64),
+        thousands(seeded.messages_per_room as f64),
+        seeded.senders,
+        seeded.own_every,
+        seeded.mention_every
+    );
+    let _ = writeln!(
+        out,
+        "  setup {:.1} s; seeded {} messages in {:.1} s ({}/s), {:.2} GiB; now {:.2} GiB{}",
+        seeded.setup_secs,
+        thousands(seeded.seeded_messages as f64),
+        seeded.seed_secs,
+        thousands(seeded.seeded_per_sec),
+        gib(seeded.seeded_bytes),
+        gib(list.database_bytes),
+        if list.reused { " (reused)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<8} {:>14} {:>6} {:>6}  {:>26}  {:>26}  {:>9} {:>9} {:>6}",
+        "markers",
+        "page size",
+        "walks",
+        "calls",
+        "call p50 / p99 / max ms",
+        "walk p50 / p99 / max ms",
+        "unread",
+        "mentions",
+        "other"
+    );
+    for state in &list.states {
+        for run in &state.lists {
+            let _ = writeln!(
+                out,
+                "  {:<8} {:>14} {:>6} {:>6}  {:>26}  {:>26}  {:>9} {:>9} {:>6.2}{}",
+                state.markers.label(),
+                list_rooms::page_label(run.page_size),
+                run.walks,
+                run.calls,
+                format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    run.call_latency.p50_ms, run.call_latency.p99_ms, run.call_latency.max_ms
+                ),
+                format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    run.walk_latency.p50_ms, run.walk_latency.p99_ms, run.walk_latency.max_ms
+                ),
+                thousands(state.expected_unread as f64),
+                thousands(state.expected_mentions as f64),
+                run.other_cpu_cores,
+                if run.cut_short {
+                    "  (cut short by --max-secs)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if state.mismatches > 0 {
+            let _ = writeln!(
+                out,
+                "  {:<8} {} rooms differ from the recount, e.g. {}",
+                "",
+                state.mismatches,
+                state.mismatch_examples.first().map_or("-", String::as_str)
+            );
+        }
+    }
 }
 
 fn latency_cell(step: &StepResult) -> String {

@@ -1,8 +1,8 @@
 //! Running a command: which scenarios with which options (the plan), the
 //! servers they need (one for fan-out, storm and direct chats; a fresh one
 //! per durable-send setting; a fresh one for idle streams, so its memory
-//! baseline is clean; a fresh one for the soak), and the report at the
-//! end. A scenario that fails outright is recorded and the others still run.
+//! baseline is clean; a fresh one for the soak; list-rooms starts its own
+//! on the database it seeds), and the report at the end. A scenario that fails outright is recorded and the others still run.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,15 +10,15 @@ use anyhow::Context as _;
 
 use crate::accounts::{self, Account};
 use crate::cli::{
-    scenario_opts, Cli, Command, DirectOpts, DurableOpts, FanoutOpts, IdleOpts, SoakOpts,
-    StormOpts, Synchronous, TargetOpts,
+    scenario_opts, Cli, Command, DirectOpts, DurableOpts, FanoutOpts, IdleOpts, ListRoomsOpts,
+    SoakOpts, StormOpts, Synchronous, TargetOpts,
 };
 use crate::progress::Progress;
 use crate::report::{self, Machine, Results};
 use crate::scenario::fanout::{self, ChatRoom, FanoutResult};
 use crate::scenario::nats::NatsRoom;
 use crate::scenario::soak::{self, SoakResult};
-use crate::scenario::{direct, durable, idle, storm, StepIds};
+use crate::scenario::{direct, durable, idle, list_rooms, storm, StepIds};
 use crate::server::{self, Server};
 use crate::{cpu, net, plot};
 
@@ -48,6 +48,7 @@ struct Plan {
     idle: Option<IdleOpts>,
     durable: Option<DurableOpts>,
     soak: Option<SoakOpts>,
+    list_rooms: Option<ListRoomsOpts>,
     smoke: bool,
 }
 
@@ -84,6 +85,10 @@ impl Plan {
                 soak: Some(opts.clone()),
                 ..Self::default()
             },
+            Command::ListRooms(opts) => Self {
+                list_rooms: Some(opts.clone()),
+                ..Self::default()
+            },
             Command::All(all) => {
                 let streams = all.fanout_streams.to_string();
                 let fanout: FanoutOpts = scenario_opts(&["--streams", &streams]);
@@ -103,6 +108,7 @@ impl Plan {
                         &all.durable_senders.to_string(),
                     ])),
                     soak: None,
+                    list_rooms: None,
                     smoke: false,
                 }
             }
@@ -204,6 +210,21 @@ impl Plan {
                 "300ms",
                 "--progress",
                 "4s",
+            ])),
+            // 20 rooms of 1000 messages; a page size of 7 walks three
+            // pages. Markers 9999+ behind need rooms longer than the cap:
+            // here every marker in the `behind` state is at 0.
+            list_rooms: Some(scenario_opts(&[
+                "--rooms",
+                "20",
+                "--messages",
+                "1000",
+                "--walks",
+                "3",
+                "--warm-up-walks",
+                "1",
+                "--page-sizes",
+                "1000,0,7",
             ])),
             smoke: true,
         }
@@ -361,6 +382,14 @@ async fn execute(plan: &Plan, context: &mut Context<'_>, results: &mut Results) 
     if let Some(opts) = &plan.soak {
         let outcome = soak_run(opts, context).await;
         results.soak = context.record("soak", outcome);
+    }
+    if let Some(opts) = &plan.list_rooms {
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| default_out_dir().with_file_name("bench-data"));
+        let outcome = list_rooms::run(opts, context.target, &data_dir, &context.progress).await;
+        results.list_rooms = context.record("list-rooms", outcome);
     }
 }
 

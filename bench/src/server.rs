@@ -61,8 +61,9 @@ pub struct Server {
 struct Spawned {
     child: Child,
     log: PathBuf,
-    /// The database and the log; removed when the server is dropped.
-    _dir: tempfile::TempDir,
+    /// The database and the log, removed when the server is dropped; none
+    /// when the folder was given (`start_in`).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -81,24 +82,45 @@ impl Server {
                 process: None,
             });
         }
-        let bin = match &target.server_bin {
-            Some(bin) => bin.clone(),
-            None => default_server_bin()?,
-        };
         let dir = tempfile::Builder::new()
             .prefix("chat-bench.")
             .tempdir()
             .context("creating a folder for the server's database")?;
+        let path = dir.path().to_owned();
+        Self::spawned(target, synchronous, &path, Some(dir)).await
+    }
+
+    /// Starts a server on the database `dir/chat.db` (created if missing),
+    /// which outlives it: for a scenario that writes into the database
+    /// between two starts. Its log is `dir/server.log`.
+    ///
+    /// # Errors
+    /// When a server is given with `--server` (its database is out of
+    /// reach), or the binary cannot be started or never becomes healthy.
+    pub async fn start_in(
+        target: &TargetOpts,
+        synchronous: Synchronous,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        if target.server.is_some() {
+            bail!("this scenario writes into the server's database: it starts its own server, without --server");
+        }
+        Self::spawned(target, synchronous, dir, None).await
+    }
+
+    async fn spawned(
+        target: &TargetOpts,
+        synchronous: Synchronous,
+        dir: &Path,
+        owned: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<Self> {
+        let bin = match &target.server_bin {
+            Some(bin) => bin.clone(),
+            None => default_server_bin()?,
+        };
         let addr = free_port()?;
-        let log = dir.path().join("server.log");
-        let child = spawn(
-            &bin,
-            addr,
-            dir.path(),
-            &log,
-            synchronous,
-            &target.server_arg,
-        )?;
+        let log = dir.join("server.log");
+        let child = spawn(&bin, addr, dir, &log, synchronous, &target.server_arg)?;
         if let Some(pid) = child.id() {
             cpu::register(pid);
         }
@@ -109,7 +131,7 @@ impl Server {
             process: Some(Spawned {
                 child,
                 log,
-                _dir: dir,
+                _dir: owned,
             }),
         };
         let ready = {
@@ -163,8 +185,9 @@ impl Server {
             .is_some_and(|p| !matches!(p.child.try_wait(), Ok(None)))
     }
 
-    /// Stops a started server (SIGKILL: its database is thrown away) and
-    /// removes its folder; a given server is left alone.
+    /// Stops a started server (SIGKILL: its database is thrown away, or,
+    /// after `start_in`, left for SQLite to recover from its WAL on the next
+    /// open) and removes its temporary folder; a given server is left alone.
     pub async fn stop(mut self) {
         if let Some(mut process) = self.process.take() {
             if let Some(pid) = self.pid {

@@ -10,6 +10,7 @@ pub mod direct;
 pub mod durable;
 pub mod fanout;
 pub mod idle;
+pub mod list_rooms;
 pub mod member;
 pub mod nats;
 pub mod soak;
