@@ -112,28 +112,39 @@ where
     let Some(id) = row.field::<Option<Uuid>>("reply_to_id")? else {
         return Ok(None);
     };
-    let deleted = row.field::<Option<bool>>("reply_deleted")?.unwrap_or(false);
-    let text = row
-        .field::<Option<String>>("reply_text")?
-        .unwrap_or_default();
-    Ok(Some(ReplyPreview {
+    Ok(Some(reply_preview(
+        id,
+        row.field("reply_sender_id")?,
+        row.field("reply_sender_name")?,
+        row.field("reply_text")?,
+        row.field("reply_deleted")?,
+    )))
+}
+
+/// A quoted message's preview from the `reply_*` columns, which are NULL
+/// when the quoted row is gone: its text cut to `REPLY_PREVIEW_BYTES`, or
+/// none when deleted. Shared by the sqlx rows above and the SQLite append
+/// path's rusqlite rows.
+pub(crate) fn reply_preview(
+    id: Uuid,
+    sender_id: Option<Uuid>,
+    sender_name: Option<String>,
+    text: Option<String>,
+    deleted: Option<bool>,
+) -> ReplyPreview {
+    let deleted = deleted.unwrap_or(false);
+    ReplyPreview {
         message_id: MessageId::from_uuid(id),
         sender: User {
-            id: UserId::from_uuid(
-                row.field::<Option<Uuid>>("reply_sender_id")?
-                    .unwrap_or_default(),
-            ),
-            username: row
-                .field::<Option<String>>("reply_sender_name")?
-                .unwrap_or_default(),
+            id: UserId::from_uuid(sender_id.unwrap_or_default()),
+            username: sender_name.unwrap_or_default(),
         },
-        text: if deleted {
-            String::new()
-        } else {
-            ReplyPreview::cut(&text)
+        text: match text {
+            Some(text) if !deleted => ReplyPreview::cut(&text),
+            _ => String::new(),
         },
         deleted,
-    }))
+    }
 }
 
 /// A room event and its message as it is now (`EVENT_SELECT`).

@@ -21,11 +21,10 @@ use crate::error::Result;
 use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
 };
+use crate::rows::reply_preview;
 use crate::sql::{message_columns, reply_joins};
 use crate::sql::{to_seq, EVENT_MESSAGE};
-use chat_domain::{
-    Message, MessageId, ReplyPreview, RoomId, ThreadSummary, Timestamp, User, UserId,
-};
+use chat_domain::{Message, MessageId, RoomId, ThreadSummary, Timestamp, User, UserId};
 
 /// Pairs bound in one lookup query: two parameters each, well under
 /// SQLite's limit of 32 766 parameters per statement.
@@ -315,30 +314,13 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         deleted: row.get("deleted")?,
         reply_to: match row.get::<_, Option<uuid::Uuid>>("reply_to_id")? {
             None => None,
-            Some(id) => {
-                let deleted = row
-                    .get::<_, Option<bool>>("reply_deleted")?
-                    .unwrap_or(false);
-                let text: Option<String> = row.get("reply_text")?;
-                Some(ReplyPreview {
-                    message_id: MessageId::from_uuid(id),
-                    sender: User {
-                        id: UserId::from_uuid(
-                            row.get::<_, Option<uuid::Uuid>>("reply_sender_id")?
-                                .unwrap_or_default(),
-                        ),
-                        username: row
-                            .get::<_, Option<String>>("reply_sender_name")?
-                            .unwrap_or_default(),
-                    },
-                    text: if deleted {
-                        String::new()
-                    } else {
-                        ReplyPreview::cut(&text.unwrap_or_default())
-                    },
-                    deleted,
-                })
-            }
+            Some(id) => Some(reply_preview(
+                id,
+                row.get("reply_sender_id")?,
+                row.get("reply_sender_name")?,
+                row.get("reply_text")?,
+                row.get("reply_deleted")?,
+            )),
         },
         thread_root_id: row
             .get::<_, Option<uuid::Uuid>>("thread_root_id")?
