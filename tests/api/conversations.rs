@@ -562,3 +562,43 @@ async fn stream_messages_carry_no_aggregates_but_unary_answers_do() {
     assert_eq!(message.text, "root, edited");
     assert!(message.reactions.is_empty() && message.thread_reply_count == 0);
 }
+
+#[tokio::test]
+async fn a_reaction_flood_is_refused_by_the_send_rate_and_stores_nothing_beyond_it() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.limits.send_rate = 1;
+        config.limits.send_burst = 5;
+    })
+    .await;
+    let (alice, mallory, room) = app.alice_and_bob_in_a_room().await;
+    let message = alice.send(&room, "a target").await;
+    let seq = last_seq(&alice, &room).await;
+
+    let (mut stored, mut refused) = (0, 0);
+    // Adding and removing alternately: each one that passes makes an event.
+    for i in 0..40 {
+        let result = if i % 2 == 0 {
+            react(&mallory, &message, "👍").await
+        } else {
+            unreact(&mallory, &message, "👍").await
+        };
+        match result {
+            Ok(()) => stored += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().starts_with(
+                        "sending too fast: at most 1 messages per second (bursts of 5)"
+                    ),
+                    "{status:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 30, "{stored} stored, {refused} refused");
+    assert!(
+        last_seq(&alice, &room).await - seq <= stored,
+        "no event beyond the calls that passed"
+    );
+}
