@@ -88,32 +88,57 @@ const FILLER: &str = "lorem ipsum dolor sit amet, consectetur adipiscing elit, s
 ///
 /// Ids are UUIDv7-shaped and rise with the room and the message, so every
 /// index on them is appended to, never split in the middle.
+///
+/// Each message also gets its numbers (`ord` in the room, `sender_ord`
+/// among its sender's), counted on from the room's (`?15`) and each
+/// sender's newest before.
 const INSERT_MESSAGES: &str = "
-    INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at)
-    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?3)
-    SELECT unhex(printf('%012x7%03x%04x%012x', ?13, ?11, ?12, i)),
-        ?1, ?2 + 1 + i,
-        CASE WHEN ?4 > 0 AND (?3 - 1 - i) % ?4 = ?4 - 1 THEN ?5
-             ELSE (SELECT id FROM temp.bench_senders WHERE k = i % ?6) END,
-        substr(CASE WHEN ?7 > 0 AND (?3 - 1 - i) % ?7 = 1 % ?7 THEN ?8 ELSE '' END
-               || printf('seeded %d: ', i) || ?10, 1, ?9),
-        ?14 + i * 1000
-    FROM n";
+    INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, ord, sender_ord)
+    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?3),
+    s(i, sender_id) AS (
+        SELECT i, CASE WHEN ?4 > 0 AND (?3 - 1 - i) % ?4 = ?4 - 1 THEN ?5
+                       ELSE (SELECT id FROM temp.bench_senders WHERE k = i % ?6) END
+        FROM n),
+    b(sender_id, newest) AS (
+        SELECT sender_id, MAX(sender_ord) FROM messages WHERE room_id = ?1 GROUP BY sender_id)
+    SELECT unhex(printf('%012x7%03x%04x%012x', ?13, ?11, ?12, s.i)),
+        ?1, ?2 + 1 + s.i, s.sender_id,
+        substr(CASE WHEN ?7 > 0 AND (?3 - 1 - s.i) % ?7 = 1 % ?7 THEN ?8 ELSE '' END
+               || printf('seeded %d: ', s.i) || ?10, 1, ?9),
+        ?14 + s.i * 1000,
+        ?15 + 1 + s.i,
+        COALESCE(b.newest, 0) + row_number() OVER (PARTITION BY s.sender_id ORDER BY s.i)
+    FROM s LEFT JOIN b ON b.sender_id = s.sender_id
+    ORDER BY s.i";
 const INSERT_EVENTS: &str = "
     INSERT INTO room_events (room_id, seq, kind, message_id, actor_id, emoji, at)
     SELECT room_id, seq, 1, id, sender_id, NULL, sent_at FROM messages
     WHERE room_id = ?1 AND seq > ?2 ORDER BY seq";
 const INSERT_MENTIONS: &str = "
-    INSERT INTO message_mentions (user_id, room_id, seq, message_id)
-    SELECT ?3, room_id, seq, id FROM messages
+    INSERT INTO message_mentions (user_id, room_id, seq, message_id, sender_id)
+    SELECT ?3, room_id, seq, id, sender_id FROM messages
     WHERE room_id = ?1 AND seq > ?2 AND substr(text, 1, length(?4)) = ?4 ORDER BY seq";
-const SET_LAST_SEQ: &str = "UPDATE rooms SET last_seq = ?2 + ?3 WHERE id = ?1";
+const SET_LAST_SEQ: &str =
+    "UPDATE rooms SET last_seq = ?2 + ?3, msg_count = msg_count + ?3 WHERE id = ?1";
 
 /// Sets one room's marker `?3` events before its end (never below 0).
 const SET_MARKER: &str = "
     UPDATE room_members
     SET last_read_seq = max(0, (SELECT last_seq FROM rooms WHERE id = ?2) - ?3)
     WHERE user_id = ?1 AND room_id = ?2";
+/// Then the numbers the server keeps with a marker (`read_ord`,
+/// `read_sent`), as its `store_markers` writes them.
+const SET_MARKER_NUMBERS: &str = "
+    UPDATE room_members SET
+        read_ord = COALESCE((SELECT x.ord FROM messages x
+                             WHERE x.room_id = ?2 AND x.seq <= room_members.last_read_seq
+                             ORDER BY x.seq DESC LIMIT 1), 0),
+        read_sent = COALESCE((SELECT x.sender_ord FROM messages x
+                              WHERE x.room_id = ?2 AND x.sender_id = ?1
+                                  AND x.seq <= room_members.last_read_seq
+                              ORDER BY x.seq DESC LIMIT 1), 0)
+    WHERE user_id = ?1 AND room_id = ?2";
+
 /// What the server should answer, counted plainly (without the cap and
 /// its LIMIT subqueries, which the server uses): per room of the reader,
 /// its newest seq, the marker, the unread messages and mentions, the
@@ -471,10 +496,12 @@ fn seed(db: &Path, plan: &SeedPlan, bar: &ProgressBar) -> anyhow::Result<u64> {
     let senders = plan.sender_ids.len() as i64;
     let mut written = 0;
     for (index, room) in plan.room_ids.iter().enumerate() {
-        let base: i64 = conn
-            .query_row("SELECT last_seq FROM rooms WHERE id = ?1", [room], |row| {
-                row.get(0)
-            })
+        let (base, base_count): (i64, i64) = conn
+            .query_row(
+                "SELECT last_seq, msg_count FROM rooms WHERE id = ?1",
+                [room],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .with_context(|| format!("room {room}"))?;
         let index = index as i64;
         conn.execute_batch("BEGIN")?;
@@ -496,6 +523,7 @@ fn seed(db: &Path, plan: &SeedPlan, bar: &ProgressBar) -> anyhow::Result<u64> {
                     0x8000 | (index & 0x3fff),
                     id_millis,
                     first_micros,
+                    base_count,
                 ],
             )
             .with_context(|| format!("seeding the messages of room {room}"))?;
@@ -586,6 +614,7 @@ fn set_markers(
     let tx = conn.transaction()?;
     {
         let mut update = tx.prepare(SET_MARKER)?;
+        let mut numbers = tx.prepare(SET_MARKER_NUMBERS)?;
         for (index, room) in seeded.room_ids.iter().enumerate() {
             let behind = match state {
                 MarkerState::Behind => opts.behind,
@@ -594,6 +623,7 @@ fn set_markers(
             };
             let behind = i64::try_from(behind).context("--behind")?;
             update.execute(params![seeded.reader_id, room, behind])?;
+            numbers.execute(params![seeded.reader_id, room])?;
         }
     }
     tx.commit()?;

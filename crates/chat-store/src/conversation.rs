@@ -194,13 +194,14 @@ where
             .context("removing a message's mentions")?;
         for member in members {
             sqlx::query(
-                "INSERT INTO message_mentions (user_id, room_id, seq, message_id)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO message_mentions (user_id, room_id, seq, message_id, sender_id)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(member.id.uuid())
             .bind(message.room_id.uuid())
             .bind(from_seq(message.seq))
             .bind(message.id.uuid())
+            .bind(message.sender.id.uuid())
             .execute(&mut **tx)
             .await
             .context("storing a mention")?;
@@ -265,18 +266,27 @@ where
                 .require_member(room_id)
                 .unwrap_err()));
         };
-        let member: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)",
+        // The room's message count, and, if the sender is a member, the
+        // number of its newest message there.
+        let numbers = sqlx::query(
+            "SELECT r.msg_count,
+                 COALESCE((SELECT x.sender_ord FROM messages x
+                           WHERE x.room_id = $1 AND x.sender_id = $2
+                           ORDER BY x.seq DESC LIMIT 1), 0)
+             FROM rooms r JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
+             WHERE r.id = $1",
         )
         .bind(room_id.uuid())
         .bind(new.sender.id.uuid())
-        .fetch_one(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
-        if !member {
+        let Some(numbers) = numbers else {
             return Ok(Err(Membership::NotMember
                 .require_member(room_id)
                 .unwrap_err()));
-        }
+        };
+        let msg_count: i64 = numbers.try_get(0)?;
+        let sender_ord: i64 = numbers.try_get(1)?;
         if let Some(target) = new.reply_to_id {
             if Self::room_and_root_of(tx, target)
                 .await?
@@ -309,8 +319,8 @@ where
         let seq = to_seq(last_seq) + 1;
         sqlx::query(
             "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id,
-                                   reply_to_id, thread_root_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                   reply_to_id, thread_root_id, ord, sender_ord)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(new.id.uuid())
         .bind(room_id.uuid())
@@ -321,6 +331,8 @@ where
         .bind(new.client_msg_id.as_deref())
         .bind(new.reply_to_id.map(MessageId::uuid))
         .bind(new.thread_root_id.map(MessageId::uuid))
+        .bind(msg_count + 1)
+        .bind(sender_ord + 1)
         .execute(&mut **tx)
         .await
         .context("inserting a message")?;
@@ -337,7 +349,7 @@ where
         .execute(&mut **tx)
         .await
         .context("inserting a message event")?;
-        sqlx::query("UPDATE rooms SET last_seq = $1 WHERE id = $2")
+        sqlx::query("UPDATE rooms SET last_seq = $1, msg_count = msg_count + 1 WHERE id = $2")
             .bind(from_seq(seq))
             .bind(room_id.uuid())
             .execute(&mut **tx)

@@ -1,7 +1,7 @@
 //! What the store takes and gives besides domain types, and the rules of
 //! appending a batch, the same for every database and free of I/O.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use chat_domain::{
     ClientMsgId, Emoji, Message, MessageId, MessageText, RoomEvent, RoomId, SessionId,
@@ -106,10 +106,28 @@ pub struct Appended {
 pub struct AppendContext {
     /// Stored messages by (sender, client_msg_id), for the batch's keys.
     pub earlier: HashMap<(UserId, String), Message>,
-    /// The newest seq of each of the batch's rooms that exists.
-    pub last_seq: HashMap<RoomId, u64>,
-    /// Which of the batch's (room, sender) pairs are memberships.
-    pub members: HashSet<(RoomId, UserId)>,
+    /// The counters of each of the batch's rooms that exists.
+    pub rooms: HashMap<RoomId, RoomCounters>,
+    /// The batch's (room, sender) pairs that are memberships, each with the
+    /// `sender_ord` of the sender's newest message there (0 if none).
+    pub members: HashMap<(RoomId, UserId), u64>,
+}
+
+/// A room's newest seq, and how many messages it has had (its newest
+/// message's `ord`; other events take seqs but no number).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoomCounters {
+    pub last_seq: u64,
+    pub msg_count: u64,
+}
+
+/// A message to insert, with its numbers (`migrations/*/..._unread_counts.sql`):
+/// `ord` among its room's messages, `sender_ord` among its sender's there.
+#[derive(Clone, Debug)]
+pub struct FreshMessage {
+    pub message: Message,
+    pub ord: u64,
+    pub sender_ord: u64,
 }
 
 impl AppendContext {
@@ -142,9 +160,9 @@ pub fn batch_room_senders(batch: &[NewMessage]) -> BTreeSet<(uuid::Uuid, uuid::U
 pub struct AppendPlan {
     pub results: Vec<Result<Appended>>,
     /// New messages to insert, in seq order per room.
-    pub fresh: Vec<Message>,
-    /// The new newest seq of each room that got messages.
-    pub last_seq: HashMap<RoomId, u64>,
+    pub fresh: Vec<FreshMessage>,
+    /// The new counters of each room that got messages.
+    pub rooms: HashMap<RoomId, RoomCounters>,
 }
 
 /// Decides a batch in order: a send whose key was used before returns the
@@ -154,8 +172,8 @@ pub struct AppendPlan {
 pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan {
     let AppendContext {
         mut earlier,
-        last_seq: mut next_seq,
-        members,
+        mut rooms,
+        mut members,
     } = context;
     let mut results = Vec::with_capacity(batch.len());
     let mut fresh = Vec::with_capacity(batch.len());
@@ -179,24 +197,26 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
             });
             continue;
         }
-        let Some(seq) = next_seq.get_mut(&new.room_id) else {
+        let Some(room) = rooms.get_mut(&new.room_id) else {
             results.push(Err(Membership::NoSuchRoom
                 .require_member(new.room_id)
                 .unwrap_err()));
             continue;
         };
-        if !members.contains(&(new.room_id, new.sender.id)) {
+        let Some(sender_ord) = members.get_mut(&(new.room_id, new.sender.id)) else {
             results.push(Err(Membership::NotMember
                 .require_member(new.room_id)
                 .unwrap_err()));
             continue;
-        }
-        *seq += 1;
-        touched.insert(new.room_id, *seq);
+        };
+        room.last_seq += 1;
+        room.msg_count += 1;
+        *sender_ord += 1;
+        touched.insert(new.room_id, *room);
         let message = Message {
             id: new.id,
             room_id: new.room_id,
-            seq: *seq,
+            seq: room.last_seq,
             sender: new.sender.clone(),
             text: new.text.as_str().to_owned(),
             sent_at: new.sent_at,
@@ -212,7 +232,11 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
         if let Some(key) = key {
             earlier.insert(key, message.clone());
         }
-        fresh.push(message.clone());
+        fresh.push(FreshMessage {
+            message: message.clone(),
+            ord: room.msg_count,
+            sender_ord: *sender_ord,
+        });
         results.push(Ok(Appended {
             message,
             fresh: true,
@@ -221,7 +245,7 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
     AppendPlan {
         results,
         fresh,
-        last_seq: touched,
+        rooms: touched,
     }
 }
 
@@ -321,8 +345,17 @@ mod tests {
         let (a, b, missing) = (RoomId::new(), RoomId::new(), RoomId::new());
         let context = AppendContext {
             earlier: HashMap::new(),
-            last_seq: HashMap::from([(a, 7), (b, 0)]),
-            members: HashSet::from([(a, alice.id), (b, alice.id)]),
+            rooms: HashMap::from([
+                (
+                    a,
+                    RoomCounters {
+                        last_seq: 7,
+                        msg_count: 5,
+                    },
+                ),
+                (b, RoomCounters::default()),
+            ]),
+            members: HashMap::from([((a, alice.id), 2), ((b, alice.id), 0)]),
         };
         let batch = [
             send(a, &alice, "k1"),
@@ -360,6 +393,30 @@ mod tests {
             ]
         );
         assert_eq!(plan.fresh.len(), 3);
-        assert_eq!(plan.last_seq, HashMap::from([(a, 9), (b, 1)]));
+        let numbers: Vec<_> = plan
+            .fresh
+            .iter()
+            .map(|f| (f.message.seq, f.ord, f.sender_ord))
+            .collect();
+        assert_eq!(numbers, [(8, 6, 3), (1, 1, 1), (9, 7, 4)]);
+        assert_eq!(
+            plan.rooms,
+            HashMap::from([
+                (
+                    a,
+                    RoomCounters {
+                        last_seq: 9,
+                        msg_count: 7
+                    }
+                ),
+                (
+                    b,
+                    RoomCounters {
+                        last_seq: 1,
+                        msg_count: 1
+                    }
+                )
+            ])
+        );
     }
 }

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
+    RoomCounters,
 };
 use crate::queries::Backend;
 use crate::rows::message_from_row;
@@ -84,17 +85,22 @@ impl PostgresStore {
         // to these rooms before us, and no one else appends until we commit.
         let rooms: BTreeSet<Uuid> = batch.iter().map(|m| m.room_id.uuid()).collect();
         let rooms: Vec<Uuid> = rooms.into_iter().collect();
-        let rows =
-            sqlx::query("SELECT id, last_seq FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(&rooms)
-                .fetch_all(&mut **tx)
-                .await
-                .context("locking the batch's rooms")?;
+        let rows = sqlx::query(
+            "SELECT id, last_seq, msg_count FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&rooms)
+        .fetch_all(&mut **tx)
+        .await
+        .context("locking the batch's rooms")?;
         for row in rows {
             let room = RoomId::from_uuid(row.try_get("id")?);
-            context
-                .last_seq
-                .insert(room, to_seq(row.try_get("last_seq")?));
+            context.rooms.insert(
+                room,
+                RoomCounters {
+                    last_seq: to_seq(row.try_get("last_seq")?),
+                    msg_count: to_seq(row.try_get("msg_count")?),
+                },
+            );
         }
 
         let keys = batch_keys(batch);
@@ -119,8 +125,13 @@ impl PostgresStore {
 
         let (room_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) =
             batch_room_senders(batch).into_iter().unzip();
+        // With the number of each sender's newest message in the room.
         let rows = sqlx::query(
-            "SELECT room_id, user_id FROM room_members WHERE (room_id, user_id) IN
+            "SELECT m.room_id, m.user_id,
+                 COALESCE((SELECT x.sender_ord FROM messages x
+                           WHERE x.room_id = m.room_id AND x.sender_id = m.user_id
+                           ORDER BY x.seq DESC LIMIT 1), 0) AS sender_ord
+             FROM room_members m WHERE (m.room_id, m.user_id) IN
                 (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]))",
         )
         .bind(&room_ids)
@@ -129,10 +140,13 @@ impl PostgresStore {
         .await
         .context("reading the senders' memberships")?;
         for row in rows {
-            context.members.insert((
-                RoomId::from_uuid(row.try_get("room_id")?),
-                UserId::from_uuid(row.try_get("user_id")?),
-            ));
+            context.members.insert(
+                (
+                    RoomId::from_uuid(row.try_get("room_id")?),
+                    UserId::from_uuid(row.try_get("user_id")?),
+                ),
+                to_seq(row.try_get("sender_ord")?),
+            );
         }
         Ok(context)
     }
@@ -147,7 +161,12 @@ impl PostgresStore {
             let mut texts = Vec::with_capacity(plan.fresh.len());
             let mut sent_at = Vec::with_capacity(plan.fresh.len());
             let mut keys = Vec::with_capacity(plan.fresh.len());
-            for message in &plan.fresh {
+            let mut ords = Vec::with_capacity(plan.fresh.len());
+            let mut sender_ords = Vec::with_capacity(plan.fresh.len());
+            for fresh in &plan.fresh {
+                let message = &fresh.message;
+                ords.push(from_seq(fresh.ord));
+                sender_ords.push(from_seq(fresh.sender_ord));
                 ids.push(message.id.uuid());
                 rooms.push(message.room_id.uuid());
                 seqs.push(from_seq(message.seq));
@@ -157,9 +176,10 @@ impl PostgresStore {
                 keys.push(message.client_msg_id.clone());
             }
             sqlx::query(
-                "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id)
+                "INSERT INTO messages
+                     (id, room_id, seq, sender_id, text, sent_at, client_msg_id, ord, sender_ord)
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[],
-                                      $5::text[], $6::int8[], $7::text[])",
+                                      $5::text[], $6::int8[], $7::text[], $8::int8[], $9::int8[])",
             )
             .bind(&ids)
             .bind(&rooms)
@@ -168,6 +188,8 @@ impl PostgresStore {
             .bind(&texts)
             .bind(&sent_at)
             .bind(&keys)
+            .bind(&ords)
+            .bind(&sender_ords)
             .execute(&mut **tx)
             .await?;
             // Each message's own event in the room log, at the message's seq.
@@ -187,22 +209,27 @@ impl PostgresStore {
             .await
             .context("inserting message events")?;
         }
-        if !plan.last_seq.is_empty() {
+        if !plan.rooms.is_empty() {
             // One statement for every room of the batch, not one each.
-            let (rooms, seqs): (Vec<Uuid>, Vec<i64>) = plan
-                .last_seq
-                .iter()
-                .map(|(room, seq)| (room.uuid(), from_seq(*seq)))
-                .unzip();
+            let mut rooms = Vec::with_capacity(plan.rooms.len());
+            let mut seqs = Vec::with_capacity(plan.rooms.len());
+            let mut counts = Vec::with_capacity(plan.rooms.len());
+            for (room, counters) in &plan.rooms {
+                rooms.push(room.uuid());
+                seqs.push(from_seq(counters.last_seq));
+                counts.push(from_seq(counters.msg_count));
+            }
             sqlx::query(
-                "UPDATE rooms SET last_seq = k.seq
-                 FROM UNNEST($1::uuid[], $2::int8[]) AS k (id, seq) WHERE rooms.id = k.id",
+                "UPDATE rooms SET last_seq = k.seq, msg_count = k.msg_count
+                 FROM UNNEST($1::uuid[], $2::int8[], $3::int8[]) AS k (id, seq, msg_count)
+                 WHERE rooms.id = k.id",
             )
             .bind(&rooms)
             .bind(&seqs)
+            .bind(&counts)
             .execute(&mut **tx)
             .await
-            .context("bumping the rooms' seqs")?;
+            .context("bumping the rooms' counters")?;
         }
         Ok(())
     }

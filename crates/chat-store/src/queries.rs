@@ -52,12 +52,20 @@ use chat_domain::{
 /// the other member. (`LIMIT 1`: PostgreSQL fails a scalar subquery of
 /// more rows; SQLite reads the first row of one whatever it says.)
 ///
-/// A member (`me`) also sees its read state: its marker; the messages
-/// from others after it that are not deleted, and those of them that
-/// mention it, each counted over an index range cut at `MAX_UNREAD_COUNT`
-/// (a read room costs one probe each); and the id of the newest top-level
-/// message that is not deleted (the `messages_top_level` index from the
-/// top), whose messages `rooms_from_rows` reads for a whole page at once.
+/// A member (`me`) also sees its read state: its marker; the messages from
+/// others after it that are not deleted, and those of them that mention
+/// it; and the id of the newest top-level message that is not deleted
+/// (the `messages_top_level` index from the top), whose messages
+/// `rooms_from_rows` reads for a whole page at once.
+///
+/// The unread count costs the same however far behind the marker is
+/// (`migrations/*/..._unread_counts.sql`): the room's messages after the
+/// marker are `msg_count - read_ord`; the member's own among them its
+/// newest `sender_ord` (one probe of `messages_by_sender`) minus
+/// `read_sent`; the others' deleted ones a range of the small
+/// `messages_deleted` index. Mentions are a range of the member's own
+/// `message_mentions` rows, cut at `MAX_UNREAD_COUNT` (rows of deleted
+/// messages are gone; each row says who sent the message).
 const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         CASE WHEN r.kind = 2 THEN COALESCE(
             (SELECT u.username FROM room_members om JOIN users u ON u.id = om.user_id
@@ -65,15 +73,19 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         ELSE r.name END AS name,
         me.user_id IS NOT NULL AS joined,
         COALESCE(me.last_read_seq, 0) AS last_read_seq,
+        CASE WHEN me.user_id IS NULL THEN 0 ELSE
+            r.msg_count - me.read_ord
+            - (COALESCE((SELECT x.sender_ord FROM messages x
+                         WHERE x.room_id = r.id AND x.sender_id = $1
+                         ORDER BY x.seq DESC LIMIT 1), 0) - me.read_sent)
+            - (SELECT COUNT(*) FROM messages x
+               WHERE x.room_id = r.id AND x.deleted AND x.seq > me.last_read_seq
+                   AND x.sender_id <> $1)
+        END AS unread_count,
         CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM
-            (SELECT 1 FROM messages x
-             WHERE x.room_id = r.id AND x.seq > me.last_read_seq
-                 AND x.sender_id <> $1 AND NOT x.deleted
-             LIMIT 9999) AS unread) END AS unread_count,
-        CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM
-            (SELECT 1 FROM message_mentions mm JOIN messages x ON x.id = mm.message_id
+            (SELECT 1 FROM message_mentions mm
              WHERE mm.user_id = $1 AND mm.room_id = r.id AND mm.seq > me.last_read_seq
-                 AND x.sender_id <> $1 AND NOT x.deleted
+                 AND mm.sender_id <> $1
              LIMIT 9999) AS mentioned) END AS mention_count,
         CASE WHEN me.user_id IS NULL THEN NULL ELSE
             (SELECT x.id FROM messages x
@@ -276,9 +288,16 @@ where
         user_id: UserId,
         now: Timestamp,
     ) -> Result<()> {
+        // With the numbers the unread count starts from: every message so
+        // far, and the member's own (from before, if it is back).
         sqlx::query(
-            "INSERT INTO room_members (room_id, user_id, joined_at, last_read_seq)
-             VALUES ($1, $2, $3, (SELECT last_seq FROM rooms WHERE id = $1))
+            "INSERT INTO room_members
+                 (room_id, user_id, joined_at, last_read_seq, read_ord, read_sent)
+             SELECT r.id, $2, $3, r.last_seq, r.msg_count,
+                 COALESCE((SELECT x.sender_ord FROM messages x
+                           WHERE x.room_id = r.id AND x.sender_id = $2
+                           ORDER BY x.seq DESC LIMIT 1), 0)
+             FROM rooms r WHERE r.id = $1
              ON CONFLICT (room_id, user_id) DO NOTHING",
         )
         .bind(room_id.uuid())

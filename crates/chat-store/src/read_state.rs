@@ -6,9 +6,10 @@
 //! them (`store_markers`) changes a row only to a larger seq, so writers on
 //! several nodes, in any order, never take one back.
 //!
-//! The counts a room shows are index ranges cut at `MAX_UNREAD_COUNT`, in
-//! `ROOM_SELECT` (`queries.rs`), which also reads a page of rooms' newest
-//! top-level messages in one statement.
+//! With the marker, a row keeps the numbers of the newest message at it
+//! (`read_ord`) and of the member's own newest there (`read_sent`), from
+//! which `ROOM_SELECT` (`queries.rs`) counts what is unread at the same
+//! cost however far behind the marker is.
 
 use std::marker::PhantomData;
 
@@ -123,7 +124,15 @@ where
                 .join(", ");
             let statement = format!(
                 "WITH v (room_id, user_id, seq) AS (VALUES {values})
-                 UPDATE room_members SET last_read_seq = v.seq FROM v
+                 UPDATE room_members SET last_read_seq = v.seq,
+                     read_ord = COALESCE((SELECT x.ord FROM messages x
+                                          WHERE x.room_id = v.room_id AND x.seq <= v.seq
+                                          ORDER BY x.seq DESC LIMIT 1), 0),
+                     read_sent = COALESCE((SELECT x.sender_ord FROM messages x
+                                           WHERE x.room_id = v.room_id AND x.sender_id = v.user_id
+                                               AND x.seq <= v.seq
+                                           ORDER BY x.seq DESC LIMIT 1), 0)
+                 FROM v
                  WHERE room_members.room_id = v.room_id AND room_members.user_id = v.user_id
                      AND room_members.last_read_seq < v.seq"
             );

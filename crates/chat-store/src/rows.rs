@@ -57,9 +57,7 @@ where
 
 /// A count as a room shows it: at most `MAX_UNREAD_COUNT`.
 fn capped_count(count: i64) -> u32 {
-    u32::try_from(count)
-        .unwrap_or(MAX_UNREAD_COUNT)
-        .min(MAX_UNREAD_COUNT)
+    u32::try_from(count.clamp(0, i64::from(MAX_UNREAD_COUNT))).unwrap_or(MAX_UNREAD_COUNT)
 }
 
 pub fn message_from_row<R>(row: &R) -> Result<Message>

@@ -223,7 +223,9 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+    use crate::model::RoomPage;
     use crate::Store as _;
+    use chat_domain::UserId;
 
     /// A database of the release before the room log: migrating it gives
     /// each stored message its `message` event, at the message's seq.
@@ -299,6 +301,94 @@ mod tests {
                 false
             )
         );
+        crate::Store::close(&store).await;
+    }
+
+    /// A database of the release before the unread numbers: migrating it
+    /// numbers the stored messages and the members' markers, so that the
+    /// counts go on from there.
+    #[tokio::test]
+    async fn existing_messages_and_markers_are_numbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/chat.db", dir.path().display());
+        let mut before = sqlx::migrate!("./migrations/sqlite");
+        let numbers = before
+            .migrations
+            .iter()
+            .position(|m| m.description == "unread counts")
+            .expect("the unread numbers' migration");
+        before.migrations = Cow::Owned(before.migrations[..numbers].to_vec());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        before.run(&pool).await.unwrap();
+        let (alice, bob, room) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        for (id, name) in [(alice, "alice"), (bob, "bob")] {
+            sqlx::query(
+                "INSERT INTO users (id, username, username_key, password_hash, created_at)
+                 VALUES ($1, $2, $2, 'hash', 1)",
+            )
+            .bind(id)
+            .bind(name)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO rooms (id, name, kind, last_seq, created_at)
+             VALUES ($1, 'lobby', 1, 5, 1)",
+        )
+        .bind(room)
+        .execute(&pool)
+        .await
+        .unwrap();
+        // Bob has read up to his own second message; alice up to seq 1.
+        for (user, marker) in [(alice, 1_i64), (bob, 3)] {
+            sqlx::query(
+                "INSERT INTO room_members (room_id, user_id, joined_at, last_read_seq)
+                 VALUES ($1, $2, 1, $3)",
+            )
+            .bind(room)
+            .bind(user)
+            .bind(marker)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        for (seq, sender) in [(1_i64, alice), (2, bob), (3, bob), (4, alice), (5, bob)] {
+            sqlx::query(
+                "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at)
+                 VALUES ($1, $2, $3, $4, 'hi', $5)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(room)
+            .bind(seq)
+            .bind(sender)
+            .bind(seq * 1000)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::connect(&url, Synchronous::Normal)
+            .await
+            .unwrap();
+        let page = RoomPage {
+            after: None,
+            limit: 10,
+            joined_only: true,
+        };
+        let mut unread = Vec::new();
+        for user in [alice, bob] {
+            let rooms = store
+                .list_rooms(UserId::from_uuid(user), page)
+                .await
+                .unwrap();
+            unread.push(rooms[0].read.unread_count);
+        }
+        assert_eq!(unread, [3, 1], "alice: bob's 2, 3 and 5; bob: alice's 4");
         crate::Store::close(&store).await;
     }
 }

@@ -1567,6 +1567,7 @@ mod read_state {
         markers_of_non_members_and_unknown_rooms_change_nothing,
         rooms_show_their_member_unread_counts_and_the_last_message,
         unread_counts_stop_at_the_cap,
+        unread_counts_agree_with_a_recount_through_every_path,
     );
 
     fn marker(room_id: RoomId, user: &User, seq: u64) -> ReadMarker {
@@ -1807,5 +1808,156 @@ mod read_state {
             listed(&store, lobby, &bob).await.read.unread_count,
             u32::try_from(total - 10).unwrap()
         );
+    }
+
+    /// A message as the recount needs it.
+    struct Counted {
+        seq: u64,
+        sender: usize,
+        deleted: bool,
+        mentions: Vec<usize>,
+        id: MessageId,
+    }
+
+    /// The counts kept with the marker (`read_ord`, `read_sent`) against a
+    /// plain recount, through every way a count can move: batched plain
+    /// sends and one-by-one rich ones (thread replies, mentions), own and
+    /// others' deletions on both sides of the marker, markers set anywhere,
+    /// leaving and joining again, and other events taking seqs.
+    async fn unread_counts_agree_with_a_recount_through_every_path(store: Arc<dyn Store>) {
+        let names = ["ann", "ben", "cat"];
+        let mut users = Vec::new();
+        for name in names {
+            users.push(user(&store, name).await);
+        }
+        let lobby = room(&store, "lobby", &users[0]).await;
+        for member in &users[1..] {
+            store
+                .join_room(lobby, member.id, MAX_ROOMS, now())
+                .await
+                .unwrap();
+        }
+        let mut members = [true; 3];
+        let mut markers = [0_u64; 3];
+        let mut log: Vec<Counted> = Vec::new();
+        let mut dice = 0x2545_f491_4f6c_dd1d_u64;
+        let mut roll = |n: u64| {
+            dice ^= dice << 13;
+            dice ^= dice >> 7;
+            dice ^= dice << 17;
+            dice % n
+        };
+        for step in 0..160 {
+            let who = roll(3) as usize;
+            if !members[who] {
+                store
+                    .join_room(lobby, users[who].id, MAX_ROOMS, now())
+                    .await
+                    .unwrap();
+                members[who] = true;
+                markers[who] = listed(&store, lobby, &users[who]).await.last_seq;
+                continue;
+            }
+            match roll(12) {
+                0 => {
+                    let mine: Vec<usize> = (0..log.len())
+                        .filter(|&i| log[i].sender == who && !log[i].deleted)
+                        .collect();
+                    if let Some(&i) = mine.get(roll(4) as usize) {
+                        store
+                            .change_message(&change(
+                                lobby,
+                                log[i].id,
+                                &users[who],
+                                ChangeKind::Delete,
+                            ))
+                            .await
+                            .unwrap();
+                        log[i].deleted = true;
+                        log[i].mentions.clear();
+                    }
+                }
+                1 | 2 => {
+                    let last = listed(&store, lobby, &users[who]).await.last_seq;
+                    let seq = roll(last + 1);
+                    store
+                        .store_read_markers(&[marker(lobby, &users[who], seq)])
+                        .await
+                        .unwrap();
+                    markers[who] = markers[who].max(seq);
+                }
+                3 if who != 0 => {
+                    store.leave_room(lobby, users[who].id).await.unwrap();
+                    members[who] = false;
+                }
+                4 | 5 => {
+                    // One by one: a mention, sometimes in a thread.
+                    let named = roll(3) as usize;
+                    let root = log
+                        .iter()
+                        .rev()
+                        .find(|m| !m.deleted)
+                        .filter(|_| roll(2) == 0)
+                        .map(|m| m.id);
+                    let new = NewMessage {
+                        thread_root_id: root,
+                        ..send(
+                            lobby,
+                            &users[who],
+                            "",
+                            &format!("@{} s{step}", names[named]),
+                        )
+                    };
+                    let message = sent(&store, vec![new]).await.remove(0);
+                    let mentions = if members[named] { vec![named] } else { vec![] };
+                    log.push(Counted {
+                        seq: message.seq,
+                        sender: who,
+                        deleted: false,
+                        mentions,
+                        id: message.id,
+                    });
+                }
+                _ => {
+                    // A batch of plain sends from everyone still there.
+                    let batch: Vec<NewMessage> = (0..1 + roll(4))
+                        .map(|i| (who + i as usize) % 3)
+                        .filter(|&sender| members[sender])
+                        .map(|sender| send(lobby, &users[sender], "", &format!("p{step}")))
+                        .collect();
+                    for message in sent(&store, batch).await {
+                        let sender = users.iter().position(|u| u.id == message.sender.id);
+                        log.push(Counted {
+                            seq: message.seq,
+                            sender: sender.unwrap(),
+                            deleted: false,
+                            mentions: vec![],
+                            id: message.id,
+                        });
+                    }
+                }
+            }
+            for (i, member) in users.iter().enumerate() {
+                if !members[i] {
+                    continue;
+                }
+                let shown = listed(&store, lobby, member).await;
+                let after: Vec<&Counted> = log
+                    .iter()
+                    .filter(|m| m.seq > markers[i] && !m.deleted && m.sender != i)
+                    .collect();
+                let mentions = after.iter().filter(|m| m.mentions.contains(&i)).count();
+                assert_eq!(
+                    (
+                        shown.read.last_read_seq,
+                        shown.read.unread_count as usize,
+                        shown.read.mention_count as usize
+                    ),
+                    (markers[i], after.len(), mentions),
+                    "{} after step {step}",
+                    names[i]
+                );
+            }
+        }
     }
 }

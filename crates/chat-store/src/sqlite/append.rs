@@ -20,16 +20,17 @@ use sqlx::SqlitePool;
 use crate::error::Result;
 use crate::model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
+    RoomCounters,
 };
 use crate::rows::reply_preview;
+use crate::sql::{from_seq, to_seq, EVENT_MESSAGE};
 use crate::sql::{message_columns, reply_joins};
-use crate::sql::{to_seq, EVENT_MESSAGE};
 use chat_domain::{Message, MessageId, RoomId, ThreadSummary, Timestamp, User, UserId};
 
 /// Pairs bound in one lookup query: two parameters each, well under
 /// SQLite's limit of 32 766 parameters per statement.
 pub(super) const PAIRS_PER_QUERY: usize = 500;
-/// Messages per INSERT statement: seven parameters each (six for their
+/// Messages per INSERT statement: nine parameters each (six for their
 /// events).
 const ROWS_PER_INSERT: usize = 500;
 
@@ -131,25 +132,34 @@ fn append_context(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<App
         })?;
     }
 
-    // Each room's newest seq and whether the sender is a member, in one
-    // query.
+    // Each room's counters, and whether the sender is a member and the
+    // number of its newest message there, in one query.
     let pairs: Vec<_> = batch_room_senders(batch).into_iter().collect();
     for chunk in pairs.chunks(PAIRS_PER_QUERY) {
         let sql = format!(
             "WITH k (room_id, user_id) AS (VALUES {}) \
-             SELECT k.room_id, k.user_id, r.last_seq, \
+             SELECT k.room_id, k.user_id, r.last_seq, r.msg_count, \
                  EXISTS (SELECT 1 FROM room_members m \
-                         WHERE m.room_id = k.room_id AND m.user_id = k.user_id) \
+                         WHERE m.room_id = k.room_id AND m.user_id = k.user_id), \
+                 COALESCE((SELECT x.sender_ord FROM messages x \
+                           WHERE x.room_id = k.room_id AND x.sender_id = k.user_id \
+                           ORDER BY x.seq DESC LIMIT 1), 0) \
              FROM k JOIN rooms r ON r.id = k.room_id",
             placeholders(chunk.len(), 2)
         );
         query_pairs(db, &sql, chunk, "the lookup of the batch's rooms", |row| {
             let room = RoomId::from_uuid(row.get(0)?);
-            context.last_seq.insert(room, to_seq(row.get(2)?));
-            if row.get(3)? {
+            context.rooms.insert(
+                room,
+                RoomCounters {
+                    last_seq: to_seq(row.get(2)?),
+                    msg_count: to_seq(row.get(3)?),
+                },
+            );
+            if row.get(4)? {
                 context
                     .members
-                    .insert((room, UserId::from_uuid(row.get(1)?)));
+                    .insert((room, UserId::from_uuid(row.get(1)?)), to_seq(row.get(5)?));
             }
             Ok(())
         })?;
@@ -189,35 +199,41 @@ fn pair_params<A: ToSql, B: ToSql>(pairs: &[(A, B)]) -> impl Iterator<Item = &dy
 fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
     for chunk in plan.fresh.chunks(ROWS_PER_INSERT) {
         let sql = format!(
-            "INSERT INTO messages (id, room_id, seq, sender_id, text, sent_at, client_msg_id) \
+            "INSERT INTO messages \
+                 (id, room_id, seq, sender_id, text, sent_at, client_msg_id, ord, sender_ord) \
              VALUES {}",
-            placeholders(chunk.len(), 7)
+            placeholders(chunk.len(), 9)
         );
         let rows: Vec<_> = chunk
             .iter()
-            .map(|m| {
+            .map(|f| {
                 (
-                    m.id.uuid(),
-                    m.room_id.uuid(),
-                    i64::try_from(m.seq).unwrap_or(i64::MAX),
-                    m.sender.id.uuid(),
+                    f.message.id.uuid(),
+                    f.message.room_id.uuid(),
+                    from_seq(f.message.seq),
+                    f.message.sender.id.uuid(),
+                    [from_seq(f.ord), from_seq(f.sender_ord)],
                 )
             })
             .collect();
-        let params = chunk
-            .iter()
-            .zip(&rows)
-            .flat_map(|(m, (id, room, seq, sender))| {
-                [
-                    id as &dyn ToSql,
-                    room,
-                    seq,
-                    sender,
-                    &m.text,
-                    &m.sent_at.0,
-                    &m.client_msg_id,
-                ]
-            });
+        let params =
+            chunk
+                .iter()
+                .zip(&rows)
+                .flat_map(|(f, (id, room, seq, sender, [ord, sender_ord]))| {
+                    let m = &f.message;
+                    [
+                        id as &dyn ToSql,
+                        room,
+                        seq,
+                        sender,
+                        &m.text,
+                        &m.sent_at.0,
+                        &m.client_msg_id,
+                        ord,
+                        sender_ord,
+                    ]
+                });
         db.prepare(&sql)
             .context("preparing to insert messages")?
             .execute(rusqlite::params_from_iter(params))
@@ -230,14 +246,14 @@ fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
         let params = chunk
             .iter()
             .zip(&rows)
-            .flat_map(|(m, (id, room, seq, sender))| {
+            .flat_map(|(f, (id, room, seq, sender, _))| {
                 [
                     room as &dyn ToSql,
                     seq,
                     &EVENT_MESSAGE,
                     id,
                     sender,
-                    &m.sent_at.0,
+                    &f.message.sent_at.0,
                 ]
             });
         db.prepare(&sql)
@@ -246,19 +262,29 @@ fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
             .context("inserting message events")?;
     }
     let rooms: Vec<_> = plan
-        .last_seq
+        .rooms
         .iter()
-        .map(|(room, seq)| (room.uuid(), i64::try_from(*seq).unwrap_or(i64::MAX)))
+        .map(|(room, counters)| {
+            (
+                room.uuid(),
+                from_seq(counters.last_seq),
+                from_seq(counters.msg_count),
+            )
+        })
         .collect();
     for chunk in rooms.chunks(PAIRS_PER_QUERY) {
         let sql = format!(
-            "WITH k (id, seq) AS (VALUES {}) \
-             UPDATE rooms SET last_seq = k.seq FROM k WHERE rooms.id = k.id",
-            placeholders(chunk.len(), 2)
+            "WITH k (id, seq, msg_count) AS (VALUES {}) \
+             UPDATE rooms SET last_seq = k.seq, msg_count = k.msg_count \
+             FROM k WHERE rooms.id = k.id",
+            placeholders(chunk.len(), 3)
         );
+        let params = chunk
+            .iter()
+            .flat_map(|(id, seq, count)| [id as &dyn ToSql, seq, count]);
         db.prepare(&sql)
             .context("preparing to update room counters")?
-            .execute(rusqlite::params_from_iter(pair_params(chunk)))
+            .execute(rusqlite::params_from_iter(params))
             .context("updating room counters")?;
     }
     Ok(())
