@@ -252,6 +252,24 @@ async fn a_direct_partner_gets_a_read_receipt() {
         next_read(&mut alices, PATIENCE).await,
         Some((direct.id.clone(), "bob".to_owned(), sent.seq))
     );
+    // The room list says it too (once written: at most a second), so that
+    // "seen" survives a reload; a group room has no partner.
+    let mut shown = 0;
+    for _ in 0..30 {
+        shown = listed(&alice, &direct).await.peer_last_read_seq;
+        if shown == sent.seq {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, sent.seq);
+    assert_eq!(
+        listed(&bob, &direct).await.peer_last_read_seq,
+        0,
+        "alice read nothing"
+    );
+    let group = alice.create_room("group").await;
+    assert_eq!(listed(&alice, &group).await.peer_last_read_seq, 0);
 }
 
 #[tokio::test]

@@ -662,6 +662,7 @@ function addRoom(room: Room, render = true): RoomState {
       }
     }
     rs.room = room;
+    if (room.peerLastReadSeq > rs.theirRead) rs.theirRead = room.peerLastReadSeq;
   } else {
     rs = {
       room,
@@ -672,7 +673,7 @@ function addRoom(room: Room, render = true): RoomState {
       typing: new Map(),
       people: new Map(),
       replies: new Set(),
-      theirRead: 0n,
+      theirRead: room.peerLastReadSeq,
     };
     state.rooms.set(room.id, rs);
   }

@@ -175,7 +175,7 @@ test("a second page of the same person loses its unread count when the first one
   assert.deepEqual(errors, [], "no page errors");
 });
 
-test("a direct room says Seen under my last message once the other has read it", { timeout: 180_000 }, async () => {
+test("a direct room says Seen under my last message once the other has read it, after a reload too", { timeout: 180_000 }, async () => {
   const { appUrl } = await startServer("reads-seen");
   const errors = [];
   const csp = [];
@@ -215,6 +215,16 @@ test("a direct room says Seen under my last message once the other has read it",
   assert.equal(await seen.count(), 0, "my newest message is not seen yet");
   // He comes back: seen, under the newest.
   await openRoom(b, alice, true);
+  await seen.waitFor();
+  assert.equal(
+    await seen.evaluate((s) => s.closest('[data-testid="message"]').querySelector('[data-testid="message-text"]').textContent),
+    "good",
+  );
+
+  // A reload: the room list brings his marker, and "Seen" is back.
+  await a.waitForTimeout(1_500);
+  await a.reload();
+  await openRoom(a, bob, true);
   await seen.waitFor();
   assert.equal(
     await seen.evaluate((s) => s.closest('[data-testid="message"]').querySelector('[data-testid="message-text"]').textContent),

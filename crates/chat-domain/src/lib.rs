@@ -456,6 +456,8 @@ pub struct ReadState {
     pub unread_count: u32,
     /// Those of them that mention the member (same cap).
     pub mention_count: u32,
+    /// In a direct room, the other member's marker (0 elsewhere).
+    pub peer_last_read_seq: u64,
 }
 
 /// A stored message.

@@ -98,6 +98,7 @@ impl From<&domain::Room> for Room {
             last_read_seq: room.read.last_read_seq,
             unread_count: room.read.unread_count,
             mention_count: room.read.mention_count,
+            peer_last_read_seq: room.read.peer_last_read_seq,
             last_message: room.last_message.as_ref().map(Message::from),
         }
     }

@@ -52,7 +52,8 @@ use chat_domain::{
 /// the other member. (`LIMIT 1`: PostgreSQL fails a scalar subquery of
 /// more rows; SQLite reads the first row of one whatever it says.)
 ///
-/// A member (`me`) also sees its read state: its marker; the messages from
+/// A member (`me`) also sees its read state: its marker (and in a direct
+/// room the other member's); the messages from
 /// others after it that are not deleted, and those of them that mention
 /// it; and the id of the newest top-level message that is not deleted
 /// (the `messages_top_level` index from the top), whose messages
@@ -73,6 +74,10 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         ELSE r.name END AS name,
         me.user_id IS NOT NULL AS joined,
         COALESCE(me.last_read_seq, 0) AS last_read_seq,
+        CASE WHEN r.kind = 2 AND me.user_id IS NOT NULL THEN COALESCE(
+            (SELECT om.last_read_seq FROM room_members om
+             WHERE om.room_id = r.id AND om.user_id <> $1 LIMIT 1), 0)
+        ELSE 0 END AS peer_last_read_seq,
         CASE WHEN me.user_id IS NULL THEN 0 ELSE
             r.msg_count - me.read_ord
             - (COALESCE((SELECT x.sender_ord FROM messages x

@@ -49,6 +49,7 @@ where
             last_read_seq: to_seq(row.field("last_read_seq")?),
             unread_count: capped_count(row.field("unread_count")?),
             mention_count: capped_count(row.field("mention_count")?),
+            peer_last_read_seq: to_seq(row.field("peer_last_read_seq")?),
         },
         // Read for a page of rooms at once (`rooms_from_rows`).
         last_message: None,
