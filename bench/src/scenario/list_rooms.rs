@@ -114,12 +114,21 @@ const INSERT_EVENTS: &str = "
     INSERT INTO room_events (room_id, seq, kind, message_id, actor_id, emoji, at)
     SELECT room_id, seq, 1, id, sender_id, NULL, sent_at FROM messages
     WHERE room_id = ?1 AND seq > ?2 ORDER BY seq";
+/// Numbered on from the reader's newest mention in the room, as the
+/// server numbers them (its own are 0).
 const INSERT_MENTIONS: &str = "
-    INSERT INTO message_mentions (user_id, room_id, seq, message_id, sender_id)
-    SELECT ?3, room_id, seq, id, sender_id FROM messages
+    INSERT INTO message_mentions (user_id, room_id, seq, message_id, sender_id, ord)
+    SELECT ?3, room_id, seq, id, sender_id,
+        CASE WHEN sender_id = ?3 THEN 0 ELSE
+            (SELECT COALESCE(MAX(ord), 0) FROM message_mentions
+             WHERE user_id = ?3 AND room_id = ?1)
+            + row_number() OVER (PARTITION BY sender_id = ?3 ORDER BY seq) END
+    FROM messages
     WHERE room_id = ?1 AND seq > ?2 AND substr(text, 1, length(?4)) = ?4 ORDER BY seq";
-const SET_LAST_SEQ: &str =
-    "UPDATE rooms SET last_seq = ?2 + ?3, msg_count = msg_count + ?3 WHERE id = ?1";
+const SET_LAST_SEQ: &str = "
+    UPDATE rooms SET last_seq = ?2 + ?3, msg_count = msg_count + ?3,
+        last_message_id = (SELECT id FROM messages WHERE room_id = ?1 ORDER BY seq DESC LIMIT 1)
+    WHERE id = ?1";
 
 /// Sets one room's marker `?3` events before its end (never below 0).
 const SET_MARKER: &str = "
@@ -127,7 +136,7 @@ const SET_MARKER: &str = "
     SET last_read_seq = max(0, (SELECT last_seq FROM rooms WHERE id = ?2) - ?3)
     WHERE user_id = ?1 AND room_id = ?2";
 /// Then the numbers the server keeps with a marker (`read_ord`,
-/// `read_sent`), as its `store_markers` writes them.
+/// `read_sent`, `read_mentions`), as its `store_markers` writes them.
 const SET_MARKER_NUMBERS: &str = "
     UPDATE room_members SET
         read_ord = COALESCE((SELECT x.ord FROM messages x
@@ -136,7 +145,12 @@ const SET_MARKER_NUMBERS: &str = "
         read_sent = COALESCE((SELECT x.sender_ord FROM messages x
                               WHERE x.room_id = ?2 AND x.sender_id = ?1
                                   AND x.seq <= room_members.last_read_seq
-                              ORDER BY x.seq DESC LIMIT 1), 0)
+                              ORDER BY x.seq DESC LIMIT 1), 0),
+        read_mentions = COALESCE((SELECT mm.ord FROM message_mentions mm
+                                  WHERE mm.user_id = ?1 AND mm.room_id = ?2
+                                      AND mm.seq <= room_members.last_read_seq
+                                      AND mm.ord > 0
+                                  ORDER BY mm.seq DESC LIMIT 1), 0)
     WHERE user_id = ?1 AND room_id = ?2";
 
 /// What the server should answer, counted plainly (without the cap and

@@ -79,7 +79,7 @@ where
         let sql = format!(
             "SELECT mm.message_id, u.id, u.username
              FROM message_mentions mm JOIN users u ON u.id = mm.user_id
-             WHERE mm.message_id IN ({})
+             WHERE mm.message_id IN ({}) AND mm.removed = FALSE
              ORDER BY mm.message_id, u.username_key",
             numbered(1, ids.len())
         );
@@ -181,21 +181,69 @@ where
             .collect()
     }
 
-    /// Replaces a message's mentions with `members`.
-    pub(crate) async fn set_mentions(
+    /// Stores a new message's mentions: each member's by another is
+    /// numbered on from its newest in the room (`message_mentions.ord`,
+    /// for the unread mention counts).
+    pub(crate) async fn add_mentions(
         tx: &mut Transaction<'_, DB>,
         message: &Message,
         members: &[User],
     ) -> Result<()> {
-        sqlx::query("DELETE FROM message_mentions WHERE message_id = $1")
+        for member in members {
+            sqlx::query(
+                "INSERT INTO message_mentions (user_id, room_id, seq, message_id, sender_id, ord)
+                 VALUES ($1, $2, $3, $4, $5, CASE WHEN $1 = $5 THEN 0 ELSE
+                     COALESCE((SELECT MAX(mm.ord) FROM message_mentions mm
+                               WHERE mm.user_id = $1 AND mm.room_id = $2), 0) + 1 END)",
+            )
+            .bind(member.id.uuid())
+            .bind(message.room_id.uuid())
+            .bind(from_seq(message.seq))
             .bind(message.id.uuid())
+            .bind(message.sender.id.uuid())
+            .execute(&mut **tx)
+            .await
+            .context("storing a mention")?;
+        }
+        Ok(())
+    }
+
+    /// Takes a message's mentions away (it is deleted, or edited): the
+    /// numbered rows stay, as removed, so that the numbers stay; the
+    /// others go.
+    pub(crate) async fn remove_mentions(
+        tx: &mut Transaction<'_, DB>,
+        message_id: MessageId,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM message_mentions WHERE message_id = $1 AND (ord IS NULL OR ord = 0)",
+        )
+        .bind(message_id.uuid())
+        .execute(&mut **tx)
+        .await
+        .context("removing a message's mentions")?;
+        sqlx::query("UPDATE message_mentions SET removed = TRUE WHERE message_id = $1")
+            .bind(message_id.uuid())
             .execute(&mut **tx)
             .await
             .context("removing a message's mentions")?;
+        Ok(())
+    }
+
+    /// Replaces an edited message's mentions with `members`: a name it had
+    /// when sent comes back with its number, any other is a row without
+    /// one (counted apart).
+    pub(crate) async fn replace_mentions(
+        tx: &mut Transaction<'_, DB>,
+        message: &Message,
+        members: &[User],
+    ) -> Result<()> {
+        Self::remove_mentions(tx, message.id).await?;
         for member in members {
             sqlx::query(
-                "INSERT INTO message_mentions (user_id, room_id, seq, message_id, sender_id)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO message_mentions (user_id, room_id, seq, message_id, sender_id, ord)
+                 VALUES ($1, $2, $3, $4, $5, CASE WHEN $1 = $5 THEN 0 END)
+                 ON CONFLICT (user_id, room_id, seq) DO UPDATE SET removed = FALSE",
             )
             .bind(member.id.uuid())
             .bind(message.room_id.uuid())
@@ -349,12 +397,18 @@ where
         .execute(&mut **tx)
         .await
         .context("inserting a message event")?;
-        sqlx::query("UPDATE rooms SET last_seq = $1, msg_count = msg_count + 1 WHERE id = $2")
-            .bind(from_seq(seq))
-            .bind(room_id.uuid())
-            .execute(&mut **tx)
-            .await
-            .context("bumping the room's seq")?;
+        // A thread reply leaves the room's newest top-level message as it is.
+        sqlx::query(
+            "UPDATE rooms SET last_seq = $1, msg_count = msg_count + 1,
+                 last_message_id = COALESCE($3, last_message_id)
+             WHERE id = $2",
+        )
+        .bind(from_seq(seq))
+        .bind(room_id.uuid())
+        .bind(new.thread_root_id.is_none().then(|| new.id.uuid()))
+        .execute(&mut **tx)
+        .await
+        .context("bumping the room's seq")?;
         if let Some(root) = new.thread_root_id {
             sqlx::query(
                 "UPDATE messages SET thread_reply_count = thread_reply_count + 1,
@@ -373,7 +427,7 @@ where
             .await
             .context("reading back a message")?;
         let mut message = message_from_row(&row)?;
-        Self::set_mentions(tx, &message, &mentioned).await?;
+        Self::add_mentions(tx, &message, &mentioned).await?;
         message.mentions = mentioned;
         Ok(Ok(Appended {
             message,

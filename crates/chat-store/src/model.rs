@@ -119,6 +119,8 @@ pub struct AppendContext {
 pub struct RoomCounters {
     pub last_seq: u64,
     pub msg_count: u64,
+    /// The newest top-level message the batch adds (`rooms.last_message_id`).
+    pub last_message: Option<MessageId>,
 }
 
 /// A message to insert, with its numbers (`migrations/*/..._unread_counts.sql`):
@@ -211,6 +213,9 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
         };
         room.last_seq += 1;
         room.msg_count += 1;
+        if new.thread_root_id.is_none() {
+            room.last_message = Some(new.id);
+        }
         *sender_ord += 1;
         touched.insert(new.room_id, *room);
         let message = Message {
@@ -351,6 +356,7 @@ mod tests {
                     RoomCounters {
                         last_seq: 7,
                         msg_count: 5,
+                        last_message: None,
                     },
                 ),
                 (b, RoomCounters::default()),
@@ -406,14 +412,16 @@ mod tests {
                     a,
                     RoomCounters {
                         last_seq: 9,
-                        msg_count: 7
+                        msg_count: 7,
+                        last_message: Some(plan.fresh[2].message.id),
                     }
                 ),
                 (
                     b,
                     RoomCounters {
                         last_seq: 1,
-                        msg_count: 1
+                        msg_count: 1,
+                        last_message: Some(plan.fresh[1].message.id),
                     }
                 )
             ])

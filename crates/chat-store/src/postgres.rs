@@ -35,7 +35,7 @@ use crate::sql::MESSAGE_SELECT;
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, EVENT_MESSAGE,
 };
-use chat_domain::{RoomId, UserId};
+use chat_domain::{MessageId, RoomId, UserId};
 
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +99,7 @@ impl PostgresStore {
                 RoomCounters {
                     last_seq: to_seq(row.try_get("last_seq")?),
                     msg_count: to_seq(row.try_get("msg_count")?),
+                    last_message: None,
                 },
             );
         }
@@ -214,19 +215,24 @@ impl PostgresStore {
             let mut rooms = Vec::with_capacity(plan.rooms.len());
             let mut seqs = Vec::with_capacity(plan.rooms.len());
             let mut counts = Vec::with_capacity(plan.rooms.len());
+            let mut last_messages = Vec::with_capacity(plan.rooms.len());
             for (room, counters) in &plan.rooms {
                 rooms.push(room.uuid());
                 seqs.push(from_seq(counters.last_seq));
                 counts.push(from_seq(counters.msg_count));
+                last_messages.push(counters.last_message.map(MessageId::uuid));
             }
             sqlx::query(
-                "UPDATE rooms SET last_seq = k.seq, msg_count = k.msg_count
-                 FROM UNNEST($1::uuid[], $2::int8[], $3::int8[]) AS k (id, seq, msg_count)
+                "UPDATE rooms SET last_seq = k.seq, msg_count = k.msg_count,
+                     last_message_id = COALESCE(k.last_message_id, rooms.last_message_id)
+                 FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::uuid[])
+                     AS k (id, seq, msg_count, last_message_id)
                  WHERE rooms.id = k.id",
             )
             .bind(&rooms)
             .bind(&seqs)
             .bind(&counts)
+            .bind(&last_messages)
             .execute(&mut **tx)
             .await
             .context("bumping the rooms' counters")?;

@@ -56,7 +56,7 @@ use chat_domain::{
 /// room the other member's); the messages from
 /// others after it that are not deleted, and those of them that mention
 /// it; and the id of the newest top-level message that is not deleted
-/// (the `messages_top_level` index from the top), whose messages
+/// (`rooms.last_message_id`, kept by the writers), whose messages
 /// `rooms_from_rows` reads for a whole page at once.
 ///
 /// The unread count costs the same however far behind the marker is
@@ -64,9 +64,13 @@ use chat_domain::{
 /// marker are `msg_count - read_ord`; the member's own among them its
 /// newest `sender_ord` (one probe of `messages_by_sender`) minus
 /// `read_sent`; the others' deleted ones a range of the small
-/// `messages_deleted` index. Mentions are a range of the member's own
-/// `message_mentions` rows, cut at `MAX_UNREAD_COUNT` (rows of deleted
-/// messages are gone; each row says who sent the message).
+/// `messages_deleted` index. Mentions are counted the same way from their
+/// numbers (`message_mentions.ord`, `read_mentions`): one probe of
+/// `message_mentions_ord`, less the removed numbered rows after the
+/// marker, plus the unnumbered ones an edit added (two short ranges of
+/// `message_mentions_removed` and `message_mentions_ord`). A room read
+/// to its end costs none of these probes, and one with no mention row
+/// after the marker only one for its mentions.
 const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         CASE WHEN r.kind = 2 THEN COALESCE(
             (SELECT u.username FROM room_members om JOIN users u ON u.id = om.user_id
@@ -78,7 +82,7 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
             (SELECT om.last_read_seq FROM room_members om
              WHERE om.room_id = r.id AND om.user_id <> $1 LIMIT 1), 0)
         ELSE 0 END AS peer_last_read_seq,
-        CASE WHEN me.user_id IS NULL THEN 0 ELSE
+        CASE WHEN me.user_id IS NULL OR me.last_read_seq >= r.last_seq THEN 0 ELSE
             r.msg_count - me.read_ord
             - (COALESCE((SELECT x.sender_ord FROM messages x
                          WHERE x.room_id = r.id AND x.sender_id = $1
@@ -87,15 +91,20 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
                WHERE x.room_id = r.id AND x.deleted AND x.seq > me.last_read_seq
                    AND x.sender_id <> $1)
         END AS unread_count,
-        CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM
-            (SELECT 1 FROM message_mentions mm
-             WHERE mm.user_id = $1 AND mm.room_id = r.id AND mm.seq > me.last_read_seq
-                 AND mm.sender_id <> $1
-             LIMIT 9999) AS mentioned) END AS mention_count,
-        CASE WHEN me.user_id IS NULL THEN NULL ELSE
-            (SELECT x.id FROM messages x
-             WHERE x.room_id = r.id AND x.thread_root_id IS NULL AND NOT x.deleted
-             ORDER BY x.seq DESC LIMIT 1) END AS last_message_id
+        CASE WHEN me.user_id IS NULL OR me.last_read_seq >= r.last_seq
+            OR NOT EXISTS (SELECT 1 FROM message_mentions mm
+                           WHERE mm.user_id = $1 AND mm.room_id = r.id
+                               AND mm.seq > me.last_read_seq) THEN 0 ELSE
+            COALESCE((SELECT MAX(mm.ord) FROM message_mentions mm
+                      WHERE mm.user_id = $1 AND mm.room_id = r.id), 0) - me.read_mentions
+            - (SELECT COUNT(*) FROM message_mentions mm
+               WHERE mm.user_id = $1 AND mm.room_id = r.id AND mm.removed = TRUE
+                   AND mm.seq > me.last_read_seq)
+            + (SELECT COUNT(*) FROM message_mentions mm
+               WHERE mm.user_id = $1 AND mm.room_id = r.id AND mm.ord IS NULL
+                   AND mm.seq > me.last_read_seq)
+        END AS mention_count,
+        CASE WHEN me.user_id IS NULL THEN NULL ELSE r.last_message_id END AS last_message_id
     FROM rooms r LEFT JOIN room_members me ON me.room_id = r.id AND me.user_id = $1";
 
 // The cap the counts of `ROOM_SELECT` are cut at.
@@ -297,11 +306,13 @@ where
         // far, and the member's own (from before, if it is back).
         sqlx::query(
             "INSERT INTO room_members
-                 (room_id, user_id, joined_at, last_read_seq, read_ord, read_sent)
+                 (room_id, user_id, joined_at, last_read_seq, read_ord, read_sent, read_mentions)
              SELECT r.id, $2, $3, r.last_seq, r.msg_count,
                  COALESCE((SELECT x.sender_ord FROM messages x
                            WHERE x.room_id = r.id AND x.sender_id = $2
-                           ORDER BY x.seq DESC LIMIT 1), 0)
+                           ORDER BY x.seq DESC LIMIT 1), 0),
+                 COALESCE((SELECT MAX(mm.ord) FROM message_mentions mm
+                           WHERE mm.user_id = $2 AND mm.room_id = r.id), 0)
              FROM rooms r WHERE r.id = $1
              ON CONFLICT (room_id, user_id) DO NOTHING",
         )
@@ -1151,7 +1162,7 @@ where
                     .context("editing the message")?;
                 let mentioned =
                     Conversation::<DB>::mentioned_members(&mut tx, room_id, text).await?;
-                Conversation::<DB>::set_mentions(&mut tx, &message, &mentioned).await?;
+                Conversation::<DB>::replace_mentions(&mut tx, &message, &mentioned).await?;
                 message.text = text.as_str().to_owned();
                 message.edited_at = Some(change.at);
                 (EVENT_EDIT, None, RoomEventKind::Edited(message.clone()))
@@ -1164,13 +1175,29 @@ where
                 .execute(&mut *tx)
                 .await
                 .context("deleting the message")?;
-                for table in ["message_reactions", "reaction_counts", "message_mentions"] {
+                for table in ["message_reactions", "reaction_counts"] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE message_id = $1"))
                         .bind(id)
                         .execute(&mut *tx)
                         .await
                         .with_context(|| format!("deleting the message's {table}"))?;
                 }
+                Conversation::<DB>::remove_mentions(&mut tx, message.id).await?;
+                // The room's newest message, if it was this one, is now the
+                // one before.
+                sqlx::query(
+                    "UPDATE rooms SET last_message_id =
+                         (SELECT x.id FROM messages x
+                          WHERE x.room_id = rooms.id AND x.thread_root_id IS NULL
+                              AND NOT x.deleted
+                          ORDER BY x.seq DESC LIMIT 1)
+                     WHERE id = $1 AND last_message_id = $2",
+                )
+                .bind(room_id.uuid())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .context("finding the room's newest message")?;
                 message.text = String::new();
                 message.deleted = true;
                 message.edited_at = None;

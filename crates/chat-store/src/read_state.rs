@@ -131,7 +131,12 @@ where
                      read_sent = COALESCE((SELECT x.sender_ord FROM messages x
                                            WHERE x.room_id = v.room_id AND x.sender_id = v.user_id
                                                AND x.seq <= v.seq
-                                           ORDER BY x.seq DESC LIMIT 1), 0)
+                                           ORDER BY x.seq DESC LIMIT 1), 0),
+                     read_mentions = COALESCE((SELECT mm.ord FROM message_mentions mm
+                                               WHERE mm.user_id = v.user_id
+                                                   AND mm.room_id = v.room_id
+                                                   AND mm.seq <= v.seq AND mm.ord > 0
+                                               ORDER BY mm.seq DESC LIMIT 1), 0)
                  FROM v
                  WHERE room_members.room_id = v.room_id AND room_members.user_id = v.user_id
                      AND room_members.last_read_seq < v.seq"

@@ -47,7 +47,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// from the file on the next one.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// Page cache of each reader, in KiB.
-const READER_CACHE_KIB: u32 = 16 * 1024;
+const READER_CACHE_KIB: u32 = 64 * 1024;
 /// WAL pages after which a commit copies them into the database (SQLite's
 /// default is 1000). Busy pages (index tails, room rows) are rewritten by
 /// almost every batch: a longer WAL copies each once per checkpoint instead

@@ -1817,13 +1817,15 @@ mod read_state {
         deleted: bool,
         mentions: Vec<usize>,
         id: MessageId,
+        top_level: bool,
     }
 
     /// The counts kept with the marker (`read_ord`, `read_sent`) against a
     /// plain recount, through every way a count can move: batched plain
     /// sends and one-by-one rich ones (thread replies, mentions), own and
-    /// others' deletions on both sides of the marker, markers set anywhere,
-    /// leaving and joining again, and other events taking seqs.
+    /// others' deletions on both sides of the marker, edits that add and
+    /// drop names, markers set anywhere, leaving and joining again, and
+    /// other events taking seqs.
     async fn unread_counts_agree_with_a_recount_through_every_path(store: Arc<dyn Store>) {
         let names = ["ann", "ben", "cat"];
         let mut users = Vec::new();
@@ -1847,7 +1849,7 @@ mod read_state {
             dice ^= dice << 17;
             dice % n
         };
-        for step in 0..160 {
+        for step in 0..240 {
             let who = roll(3) as usize;
             if !members[who] {
                 store
@@ -1863,7 +1865,7 @@ mod read_state {
                     let mine: Vec<usize> = (0..log.len())
                         .filter(|&i| log[i].sender == who && !log[i].deleted)
                         .collect();
-                    if let Some(&i) = mine.get(roll(4) as usize) {
+                    if let Some(&i) = mine.iter().rev().nth(roll(4) as usize) {
                         store
                             .change_message(&change(
                                 lobby,
@@ -1890,13 +1892,34 @@ mod read_state {
                     store.leave_room(lobby, users[who].id).await.unwrap();
                     members[who] = false;
                 }
+                6 => {
+                    // An edit that names someone else (or no one).
+                    let mine: Vec<usize> = (0..log.len())
+                        .filter(|&i| log[i].sender == who && !log[i].deleted)
+                        .collect();
+                    if let Some(&i) = mine.iter().rev().nth(roll(4) as usize) {
+                        let named = roll(4) as usize;
+                        let text = match names.get(named) {
+                            Some(name) => format!("@{name} e{step}"),
+                            None => format!("nobody e{step}"),
+                        };
+                        store
+                            .change_message(&change(lobby, log[i].id, &users[who], edit_to(&text)))
+                            .await
+                            .unwrap();
+                        log[i].mentions = match named {
+                            n if n < 3 && members[n] => vec![n],
+                            _ => vec![],
+                        };
+                    }
+                }
                 4 | 5 => {
                     // One by one: a mention, sometimes in a thread.
                     let named = roll(3) as usize;
                     let root = log
                         .iter()
                         .rev()
-                        .find(|m| !m.deleted)
+                        .find(|m| !m.deleted && m.top_level)
                         .filter(|_| roll(2) == 0)
                         .map(|m| m.id);
                     let new = NewMessage {
@@ -1916,6 +1939,7 @@ mod read_state {
                         deleted: false,
                         mentions,
                         id: message.id,
+                        top_level: root.is_none(),
                     });
                 }
                 _ => {
@@ -1933,6 +1957,7 @@ mod read_state {
                             deleted: false,
                             mentions: vec![],
                             id: message.id,
+                            top_level: true,
                         });
                     }
                 }
@@ -1947,6 +1972,13 @@ mod read_state {
                     .filter(|m| m.seq > markers[i] && !m.deleted && m.sender != i)
                     .collect();
                 let mentions = after.iter().filter(|m| m.mentions.contains(&i)).count();
+                let newest = log.iter().rev().find(|m| m.top_level && !m.deleted);
+                assert_eq!(
+                    shown.last_message.map(|m| m.id),
+                    newest.map(|m| m.id),
+                    "the newest message {} sees after step {step}",
+                    names[i]
+                );
                 assert_eq!(
                     (
                         shown.read.last_read_seq,

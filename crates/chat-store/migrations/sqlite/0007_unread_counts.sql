@@ -15,9 +15,20 @@ ALTER TABLE messages ADD COLUMN sender_ord INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rooms ADD COLUMN msg_count INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE room_members ADD COLUMN read_ord INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE room_members ADD COLUMN read_sent INTEGER NOT NULL DEFAULT 0;
--- Who sent the mentioning message: mention counts skip the member's own
--- without reading the messages.
+-- Mentions are numbered the same way, per member and room: ord is the
+-- mention's number among the member's mentions by others there, given when
+-- the message is sent; 0 for a member's own; NULL for a name an edit adds
+-- (a "late" row). When a message is deleted, or an edit drops a name, a
+-- numbered row stays, as removed, so that the numbers stay; the others go.
+-- The member's row keeps the number at its marker (read_mentions).
+-- Mentions after the marker are
+--   (newest ord - read_mentions) - removed rows after the marker
+--   + late rows after it,
+-- one probe and two short ranges, of the two indexes below.
 ALTER TABLE message_mentions ADD COLUMN sender_id BLOB;
+ALTER TABLE message_mentions ADD COLUMN ord INTEGER;
+ALTER TABLE message_mentions ADD COLUMN removed BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE room_members ADD COLUMN read_mentions INTEGER NOT NULL DEFAULT 0;
 
 UPDATE messages SET ord = n.ord, sender_ord = n.sender_ord
 FROM (SELECT id,
@@ -42,3 +53,30 @@ UPDATE room_members SET
                           ORDER BY x.seq DESC LIMIT 1), 0);
 UPDATE message_mentions SET sender_id =
     (SELECT sender_id FROM messages WHERE messages.id = message_mentions.message_id);
+UPDATE message_mentions SET ord = n.ord
+FROM (SELECT user_id, room_id, seq,
+             row_number() OVER (PARTITION BY user_id, room_id ORDER BY seq) AS ord
+      FROM message_mentions WHERE sender_id <> user_id) AS n
+WHERE message_mentions.user_id = n.user_id AND message_mentions.room_id = n.room_id
+    AND message_mentions.seq = n.seq;
+UPDATE message_mentions SET ord = 0 WHERE sender_id = user_id;
+-- Whole indexes with the flag as a column rather than partial ones: with
+-- an equality on it, each covering its count, they are SQLite's pick over
+-- the primary key's range, which it took for partial ones (and read every
+-- mention after the marker).
+CREATE INDEX message_mentions_ord ON message_mentions (user_id, room_id, ord, seq);
+CREATE INDEX message_mentions_removed ON message_mentions (user_id, room_id, removed, seq);
+UPDATE room_members SET read_mentions =
+    COALESCE((SELECT mm.ord FROM message_mentions mm
+              WHERE mm.user_id = room_members.user_id AND mm.room_id = room_members.room_id
+                  AND mm.seq <= room_members.last_read_seq AND mm.ord > 0
+              ORDER BY mm.seq DESC LIMIT 1), 0);
+
+-- The room's newest top-level message that is not deleted, for the room
+-- list's previews: kept by the appends, and found again when it is deleted,
+-- rather than searched for in every room of every list.
+ALTER TABLE rooms ADD COLUMN last_message_id BLOB;
+UPDATE rooms SET last_message_id =
+    (SELECT x.id FROM messages x
+     WHERE x.room_id = rooms.id AND x.thread_root_id IS NULL AND NOT x.deleted
+     ORDER BY x.seq DESC LIMIT 1);

@@ -154,6 +154,7 @@ fn append_context(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<App
                 RoomCounters {
                     last_seq: to_seq(row.get(2)?),
                     msg_count: to_seq(row.get(3)?),
+                    last_message: None,
                 },
             );
             if row.get(4)? {
@@ -269,19 +270,21 @@ fn write_plan(db: &rusqlite::Connection, plan: &AppendPlan) -> Result<()> {
                 room.uuid(),
                 from_seq(counters.last_seq),
                 from_seq(counters.msg_count),
+                counters.last_message.map(MessageId::uuid),
             )
         })
         .collect();
     for chunk in rooms.chunks(PAIRS_PER_QUERY) {
         let sql = format!(
-            "WITH k (id, seq, msg_count) AS (VALUES {}) \
-             UPDATE rooms SET last_seq = k.seq, msg_count = k.msg_count \
+            "WITH k (id, seq, msg_count, last_message_id) AS (VALUES {}) \
+             UPDATE rooms SET last_seq = k.seq, msg_count = k.msg_count, \
+                 last_message_id = COALESCE(k.last_message_id, rooms.last_message_id) \
              FROM k WHERE rooms.id = k.id",
-            placeholders(chunk.len(), 3)
+            placeholders(chunk.len(), 4)
         );
         let params = chunk
             .iter()
-            .flat_map(|(id, seq, count)| [id as &dyn ToSql, seq, count]);
+            .flat_map(|(id, seq, count, last)| [id as &dyn ToSql, seq, count, last]);
         db.prepare(&sql)
             .context("preparing to update room counters")?
             .execute(rusqlite::params_from_iter(params))
