@@ -80,3 +80,10 @@ UPDATE rooms SET last_message_id =
     (SELECT x.id FROM messages x
      WHERE x.room_id = rooms.id AND x.thread_root_id IS NULL AND NOT x.deleted
      ORDER BY x.seq DESC LIMIT 1);
+
+-- History reads top-level messages over the (room_id, seq) index, skipping
+-- thread replies, instead of an index of its own: every message now
+-- enters messages_by_sender, and without this one an append writes as
+-- many index pages as before (the durable-send benchmark fell by a fifth
+-- with both; BENCHMARKS.md).
+DROP INDEX messages_top_level;
