@@ -8,10 +8,15 @@
 mod emoji;
 mod error;
 mod mention;
+mod rooms;
 mod username_chars;
 
 pub use emoji::Emoji;
 pub use error::ParseError;
+pub use rooms::{
+    permit, DisplayName, MemberRole, Refusal, RoomAction, RoomShape, RoomTopic, RoomVisibility,
+    Standing,
+};
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -248,7 +253,7 @@ impl RoomName {
 ///
 /// # Errors
 /// A [`ParseError`] naming the first such character.
-fn check_name_characters(what: &str, name: &str) -> Result<(), ParseError> {
+pub(crate) fn check_name_characters(what: &str, name: &str) -> Result<(), ParseError> {
     for c in name.chars() {
         let problem = if c.is_control() {
             "control"
