@@ -53,11 +53,12 @@ use chat_domain::{
 /// more rows; SQLite reads the first row of one whatever it says.)
 ///
 /// A member (`me`) also sees its read state: its marker (and in a direct
-/// room the other member's); the messages from
-/// others after it that are not deleted, and those of them that mention
-/// it; and the id of the newest top-level message that is not deleted
-/// (`rooms.last_message_id`, kept by the writers), whose messages
-/// `rooms_from_rows` reads for a whole page at once.
+/// room the other member's); the messages from others after it that are
+/// not deleted, and those of them that mention it (cut at
+/// `MAX_UNREAD_COUNT` when read from the row); and the id of the newest
+/// top-level message that is not deleted (`rooms.last_message_id`, kept
+/// by the writers), whose messages `rooms_from_rows` reads for a whole
+/// page at once.
 ///
 /// The unread count costs the same however far behind the marker is
 /// (`migrations/*/..._unread_counts.sql`): the room's messages after the
@@ -106,9 +107,6 @@ const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
         END AS mention_count,
         CASE WHEN me.user_id IS NULL THEN NULL ELSE r.last_message_id END AS last_message_id
     FROM rooms r LEFT JOIN room_members me ON me.room_id = r.id AND me.user_id = $1";
-
-// The cap the counts of `ROOM_SELECT` are cut at.
-const _: () = assert!(chat_domain::MAX_UNREAD_COUNT == 9999);
 
 /// The bound below a page: `before_seq` 0 means from the newest.
 fn before(before_seq: u64) -> i64 {

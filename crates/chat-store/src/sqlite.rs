@@ -46,7 +46,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// the default, those pages were evicted between batches and read back
 /// from the file on the next one.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
-/// Page cache of each reader, in KiB.
+/// Page cache of each reader, in KiB. A room list of 1 000 rooms over a
+/// large database touches a few thousand pages (each room's counters and
+/// newest message); at 16 MiB they were read back from the file on every
+/// call (`pread` took most of the time), at 64 MiB they stay (BENCHMARKS.md,
+/// "ListRooms over long histories").
 const READER_CACHE_KIB: u32 = 64 * 1024;
 /// WAL pages after which a commit copies them into the database (SQLite's
 /// default is 1000). Busy pages (index tails, room rows) are rewritten by
