@@ -941,18 +941,23 @@ mod tests {
         let conn = Connection::open(&db).expect("a database");
         // The columns the seeding writes, as the migrations make them.
         conn.execute_batch(
-            "CREATE TABLE rooms (id BLOB PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0);
+            "CREATE TABLE rooms (id BLOB PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
+                 msg_count INTEGER NOT NULL DEFAULT 0, last_message_id BLOB);
              CREATE TABLE room_members (room_id BLOB, user_id BLOB,
-                 last_read_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (room_id, user_id));
+                 last_read_seq INTEGER NOT NULL DEFAULT 0,
+                 read_ord INTEGER NOT NULL DEFAULT 0, read_sent INTEGER NOT NULL DEFAULT 0,
+                 read_mentions INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (room_id, user_id));
              CREATE TABLE messages (id BLOB PRIMARY KEY NOT NULL, room_id BLOB NOT NULL,
                  seq INTEGER NOT NULL, sender_id BLOB NOT NULL, text TEXT NOT NULL,
                  sent_at INTEGER NOT NULL, deleted BOOLEAN NOT NULL DEFAULT FALSE,
-                 thread_root_id BLOB, UNIQUE (room_id, seq));
+                 thread_root_id BLOB, ord INTEGER NOT NULL DEFAULT 0,
+                 sender_ord INTEGER NOT NULL DEFAULT 0, UNIQUE (room_id, seq));
              CREATE TABLE room_events (room_id BLOB NOT NULL, seq INTEGER NOT NULL,
                  kind INTEGER NOT NULL, message_id BLOB, actor_id BLOB, emoji TEXT,
                  at INTEGER NOT NULL, PRIMARY KEY (room_id, seq)) WITHOUT ROWID;
              CREATE TABLE message_mentions (user_id BLOB NOT NULL, room_id BLOB NOT NULL,
-                 seq INTEGER NOT NULL, message_id BLOB NOT NULL,
+                 seq INTEGER NOT NULL, message_id BLOB NOT NULL, sender_id BLOB, ord INTEGER,
+                 removed BOOLEAN NOT NULL DEFAULT FALSE,
                  PRIMARY KEY (user_id, room_id, seq)) WITHOUT ROWID;",
         )
         .expect("the schema");
@@ -1015,6 +1020,25 @@ mod tests {
             )
             .expect("own messages");
         assert_eq!(own, 20);
+        // Numbered as the server numbers them: in the room, per sender,
+        // and the reader's mentions by others.
+        assert_eq!(count("SELECT SUM(msg_count) FROM rooms"), 200);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM messages WHERE ord <> seq - (SELECT last_seq FROM rooms r WHERE r.id = room_id) + 100"),
+            0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM messages m WHERE sender_ord <> (SELECT COUNT(*) FROM messages x WHERE x.room_id = m.room_id AND x.sender_id = m.sender_id AND x.seq <= m.seq)"),
+            0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM message_mentions mm WHERE ord <> (SELECT COUNT(*) FROM message_mentions x WHERE x.user_id = mm.user_id AND x.room_id = mm.room_id AND x.seq <= mm.seq)"),
+            0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM rooms r WHERE last_message_id = (SELECT id FROM messages WHERE room_id = r.id ORDER BY seq DESC LIMIT 1)"),
+            2
+        );
         // Ids rise with the room and the seq: appended to every index.
         let ordered = count(
             "SELECT COUNT(*) FROM (SELECT id, LAG(id) OVER (ORDER BY room_id = (SELECT id FROM rooms WHERE last_seq = 103), seq) AS before FROM messages) WHERE before IS NOT NULL AND before >= id",
