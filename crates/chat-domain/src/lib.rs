@@ -8,15 +8,10 @@
 mod emoji;
 mod error;
 mod mention;
-mod rooms;
 mod username_chars;
 
 pub use emoji::Emoji;
 pub use error::ParseError;
-pub use rooms::{
-    permit, DisplayName, MemberRole, Refusal, RoomAction, RoomShape, RoomTopic, RoomVisibility,
-    Standing,
-};
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -253,7 +248,7 @@ impl RoomName {
 ///
 /// # Errors
 /// A [`ParseError`] naming the first such character.
-pub(crate) fn check_name_characters(what: &str, name: &str) -> Result<(), ParseError> {
+fn check_name_characters(what: &str, name: &str) -> Result<(), ParseError> {
     for c in name.chars() {
         let problem = if c.is_control() {
             "control"
