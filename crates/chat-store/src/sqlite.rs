@@ -231,24 +231,32 @@ mod tests {
     use crate::Store as _;
     use chat_domain::UserId;
 
-    /// A database of the release before the room log: migrating it gives
-    /// each stored message its `message` event, at the message's seq.
-    #[tokio::test]
-    async fn existing_messages_become_the_events_of_their_rooms_log() {
+    /// A new database migrated up to, not including, the migration named
+    /// `description`: a database of the release before it. The folder
+    /// lives as long as the returned `TempDir`.
+    async fn database_before(description: &str) -> (tempfile::TempDir, String, SqlitePool) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/chat.db", dir.path().display());
         let mut before = sqlx::migrate!("./migrations/sqlite");
-        let log = before
+        let at = before
             .migrations
             .iter()
-            .position(|m| m.description == "room events")
-            .expect("the room log's migration");
-        before.migrations = Cow::Owned(before.migrations[..log].to_vec());
+            .position(|m| m.description == description)
+            .unwrap_or_else(|| panic!("no migration named {description:?}"));
+        before.migrations = Cow::Owned(before.migrations[..at].to_vec());
         let options = SqliteConnectOptions::from_str(&url)
             .unwrap()
             .create_if_missing(true);
         let pool = SqlitePool::connect_with(options).await.unwrap();
         before.run(&pool).await.unwrap();
+        (dir, url, pool)
+    }
+
+    /// A database of the release before the room log: migrating it gives
+    /// each stored message its `message` event, at the message's seq.
+    #[tokio::test]
+    async fn existing_messages_become_the_events_of_their_rooms_log() {
+        let (_dir, url, pool) = database_before("room events").await;
         let (user, room) = (Uuid::now_v7(), Uuid::now_v7());
         sqlx::query(
             "INSERT INTO users (id, username, username_key, password_hash, created_at)
@@ -313,20 +321,7 @@ mod tests {
     /// counts go on from there.
     #[tokio::test]
     async fn existing_messages_and_markers_are_numbered() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/chat.db", dir.path().display());
-        let mut before = sqlx::migrate!("./migrations/sqlite");
-        let numbers = before
-            .migrations
-            .iter()
-            .position(|m| m.description == "unread counts")
-            .expect("the unread numbers' migration");
-        before.migrations = Cow::Owned(before.migrations[..numbers].to_vec());
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.unwrap();
-        before.run(&pool).await.unwrap();
+        let (_dir, url, pool) = database_before("unread counts").await;
         let (alice, bob, room) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         for (id, name) in [(alice, "alice"), (bob, "bob")] {
             sqlx::query(
