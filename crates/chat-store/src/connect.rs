@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::admin::AdminStore;
 use crate::error::{Error, Result};
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
@@ -19,11 +20,27 @@ pub async fn connect(
     synchronous: Synchronous,
     pool_size: u32,
 ) -> Result<Arc<dyn Store>> {
+    Ok(connect_with_admin(url, synchronous, pool_size).await?.0)
+}
+
+/// `connect`, and the operator's view (`AdminStore`) of the same store,
+/// on the same connections: for the server, which follows the control
+/// events, and the admin tool.
+///
+/// # Errors
+/// As `connect`.
+pub async fn connect_with_admin(
+    url: &str,
+    synchronous: Synchronous,
+    pool_size: u32,
+) -> Result<(Arc<dyn Store>, Arc<dyn AdminStore>)> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, synchronous).await?))
+        let store = Arc::new(SqliteStore::connect(url, synchronous).await?);
+        Ok((store.clone(), store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         // PostgreSQL's durability is the server's `synchronous_commit`.
-        Ok(Arc::new(PostgresStore::connect(url, pool_size).await?))
+        let store = Arc::new(PostgresStore::connect(url, pool_size).await?);
+        Ok((store.clone(), store))
     } else {
         Err(Error::BadUrl(format!(
             "unsupported database URL {:?}: expected sqlite://PATH or postgres://HOST/DB",

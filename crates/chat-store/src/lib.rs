@@ -12,6 +12,7 @@
 // (`sqlite/append.rs`, BENCHMARKS.md).
 #![deny(unsafe_code)]
 
+mod admin;
 mod connect;
 mod conversation;
 mod error;
@@ -24,7 +25,11 @@ mod sql;
 mod sqlite;
 mod store;
 
-pub use connect::{connect, sqlite_file};
+pub use admin::{
+    AdminStore, ControlEvent, ControlKind, RoomSummary, UserChange, UserDetails, UserRoom,
+    UserSummary,
+};
+pub use connect::{connect, connect_with_admin, sqlite_file};
 pub use error::{Error, Result};
 pub use model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, ChangeKind,

@@ -484,7 +484,7 @@ where
     async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>> {
         let row = sqlx::query(
             "SELECT id, username, password_hash FROM users
-                 WHERE username_key = $1 AND deleted_at IS NULL",
+                 WHERE username_key = $1 AND deleted_at IS NULL AND disabled_at IS NULL",
         )
         .bind(username.key())
         .fetch_optional(self.reader())
@@ -559,7 +559,7 @@ where
         let row = sqlx::query(
             "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3
-               AND u.deleted_at IS NULL",
+               AND u.deleted_at IS NULL AND u.disabled_at IS NULL",
         )
         .bind(session_id.uuid())
         .bind(user_id.uuid())

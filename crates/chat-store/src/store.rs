@@ -35,7 +35,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<User>;
 
-    /// The user and its password hash, by username (any case).
+    /// The user and its password hash, by username (any case); none for a
+    /// disabled account (`AdminStore::disabled_credentials`).
     async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>>;
 
     async fn user_by_name(&self, username: &Username) -> Result<Option<User>>;
@@ -45,7 +46,8 @@ pub trait Store: Send + Sync + 'static {
     /// those, whose streams must end.
     async fn create_session(&self, session: NewSession) -> Result<Vec<SessionId>>;
 
-    /// The session's user, if the session is live (not revoked, not expired).
+    /// The session's user, if the session is live (not revoked, not expired,
+    /// its account not disabled).
     async fn live_session(
         &self,
         session_id: SessionId,
