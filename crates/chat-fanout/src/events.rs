@@ -151,6 +151,18 @@ pub fn error(code: tonic::Code, message: String, client_msg_id: &str) -> Frame {
         client_msg_id: client_msg_id.to_owned(),
         code: code as i32,
         message,
+        room_id: String::new(),
+    }))
+}
+
+/// `error` for a room deleted by the operator: NOT_FOUND, naming the
+/// room; nothing more from it follows.
+pub fn room_deleted(room_id: RoomId) -> Frame {
+    Frame::from_event(Event::Error(server_event::Error {
+        client_msg_id: String::new(),
+        code: tonic::Code::NotFound as i32,
+        message: format!("room {room_id} was deleted"),
+        room_id: room_id.to_string(),
     }))
 }
 
@@ -261,6 +273,17 @@ mod tests {
                 client_msg_id: "k9".into(),
                 code: tonic::Code::PermissionDenied as i32,
                 message: "not a member".into(),
+                room_id: String::new(),
+            })
+        );
+        let room = RoomId::new();
+        assert_eq!(
+            room_deleted(room).event(),
+            Event::Error(server_event::Error {
+                client_msg_id: String::new(),
+                code: tonic::Code::NotFound as i32,
+                message: format!("room {room} was deleted"),
+                room_id: room.to_string(),
             })
         );
         assert_eq!(

@@ -118,6 +118,15 @@ impl LiveSessions {
         entries.remove(&session_id);
     }
 
+    /// Forgets every session of a user, counted as a revocation: the
+    /// operator's tool ended them all, and names only the user.
+    pub fn revoke_user(&self, user_id: UserId) {
+        let mut entries = self.lock();
+        // Counted under the lock, as in `revoke`.
+        self.revocations.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, entry| entry.user.id != user_id);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry>> {
         // A panic elsewhere cannot leave the map half-updated: every change
         // is a single insert, remove or retain.
@@ -166,6 +175,22 @@ mod tests {
         live.remember(live.begin(), session, alice.clone());
         live.revoke(session);
         assert!(live.get(session, alice.id).is_none());
+    }
+
+    #[test]
+    fn revoking_a_user_forgets_its_sessions_only_and_counts_as_a_revocation() {
+        let live = LiveSessions::new(TTL);
+        let (alice, bob) = (user(), user());
+        let (first, second, other) = (SessionId::new(), SessionId::new(), SessionId::new());
+        live.remember(live.begin(), first, alice.clone());
+        live.remember(live.begin(), second, alice.clone());
+        live.remember(live.begin(), other, bob.clone());
+        let before = live.begin();
+        live.revoke_user(alice.id);
+        assert!(live.revoked_since(before));
+        assert!(live.get(first, alice.id).is_none());
+        assert!(live.get(second, alice.id).is_none());
+        assert_eq!(live.get(other, bob.id).unwrap().id, bob.id);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::resume::{offer, Ordered};
 use super::streams::{Overflow, StreamId};
 use super::{Hub, State};
 use crate::events;
+use crate::frame::Frame;
 
 /// What `deliver` did with a room event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +212,36 @@ impl Hub {
             remote.rooms.remove(&room_id);
             state.forget_remote_member(room_id, user_id);
         }
+    }
+
+    /// Ends a room for its members here: the room was deleted. Each of
+    /// their streams gets `ending` (an `error` naming the room), and then
+    /// nothing more from it, as if every member had left. Returns how many
+    /// members were connected here.
+    pub fn end_room(&self, room_id: RoomId, ending: &Frame) -> usize {
+        let mut state = self.lock();
+        let members: Vec<UserId> = state
+            .rooms
+            .get(&room_id)
+            .map(|room| room.members.iter().copied().collect())
+            .unwrap_or_default();
+        let mut overflow = Overflow::default();
+        state.tell_users(&members, ending, None, None, &mut overflow);
+        for &user_id in &members {
+            if let Some(entry) = state.users.get_mut(&user_id) {
+                entry.rooms.remove(&room_id);
+            }
+        }
+        state.rooms.remove(&room_id);
+        if let Some(remote) = state.remote_rooms.remove(&room_id) {
+            for user_id in remote {
+                if let Some(user) = state.remote.get_mut(&user_id) {
+                    user.rooms.remove(&room_id);
+                }
+            }
+        }
+        self.close_overflowed(&mut state, overflow);
+        members.len()
     }
 
     /// Whether the hub knows `user_id` to be a member of `room_id`. `None`

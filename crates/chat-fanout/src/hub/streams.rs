@@ -266,6 +266,31 @@ impl Hub {
         self.close_all_of(&mut state, closing);
     }
 
+    /// Forgets every session of a user, so their next calls are refused,
+    /// and ends every stream of the user here with UNAUTHENTICATED: the
+    /// operator disabled the account or reset its password, and names only
+    /// the user. Counted as a revocation first, as `revoke_session` is, so
+    /// that a stream registered after this took the lock rechecks its
+    /// session.
+    pub fn revoke_user(&self, user_id: UserId) {
+        self.live_sessions.revoke_user(user_id);
+        let mut state = self.lock();
+        let closing = state
+            .users
+            .get(&user_id)
+            .map(|user| user.streams.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    Ending::Status(Status::unauthenticated("session revoked")),
+                )
+            })
+            .collect();
+        self.close_all_of(&mut state, closing);
+    }
+
     /// Ends the streams whose access token has expired by `now`.
     pub fn expire(&self, now: Timestamp) {
         let mut state = self.lock();

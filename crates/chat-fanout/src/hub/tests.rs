@@ -360,3 +360,81 @@ fn a_users_streams_share_its_few_turns_to_catch_up() {
     assert_eq!(turns.available_permits(), CATCH_UPS_PER_USER);
     assert!(hub.catch_up_turns(StreamId::MAX).is_none());
 }
+
+/// Takes every event queued for a stream now.
+fn drain(stream: &mut OutboundStream) {
+    while next(stream).is_some() {}
+}
+
+/// The status a stream ended with, if it has ended.
+fn ending(stream: &mut OutboundStream) -> Option<tonic::Status> {
+    match stream.next().now_or_never()? {
+        Some(Err(status)) => Some(status),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_deleted_room_ends_for_its_members_here_and_nothing_more_comes_from_it() {
+    let hub = hub(None);
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let (doomed, kept) = (RoomId::new(), RoomId::new());
+    let (_, mut alices, _) = open(&hub, &alice, &[(doomed, 0), (kept, 0)]);
+    let (_, mut bobs, _) = open(&hub, &bob, &[(doomed, 0)]);
+    let (_, mut carols, _) = open(&hub, &carol, &[(kept, 0)]);
+    for stream in [&mut alices, &mut bobs, &mut carols] {
+        drain(stream);
+    }
+
+    assert_eq!(
+        hub.end_room(doomed, &crate::events::room_deleted(doomed)),
+        2
+    );
+
+    for stream in [&mut alices, &mut bobs] {
+        match next(stream) {
+            Some(Event::Error(error)) => assert_eq!(
+                (error.code, error.room_id),
+                (tonic::Code::NotFound as i32, doomed.to_string())
+            ),
+            other => panic!("expected the room's end, got {other:?}"),
+        }
+    }
+    assert!(next(&mut carols).is_none());
+    assert_ne!(hub.is_member(alice.id, doomed), Some(true));
+    assert_eq!(
+        hub.deliver(&message(doomed, 1, &alice), None),
+        Delivery::Skipped
+    );
+    assert!(next(&mut alices).is_none());
+    assert!(next(&mut bobs).is_none());
+    // The other rooms go on.
+    assert_eq!(
+        hub.deliver(&message(kept, 1, &carol), None),
+        Delivery::Delivered
+    );
+    assert!(matches!(next(&mut alices), Some(Event::Message(_))));
+}
+
+#[test]
+fn revoking_a_user_ends_every_stream_of_every_session_of_it() {
+    let hub = hub(None);
+    let (alice, bob) = (user("alice"), user("bob"));
+    // `open` gives each stream a session of its own.
+    let (_, mut phone, _) = open(&hub, &alice, &[]);
+    let (_, mut laptop, _) = open(&hub, &alice, &[]);
+    let (_, mut bobs, _) = open(&hub, &bob, &[]);
+    let before = hub.live_sessions().begin();
+
+    hub.revoke_user(alice.id);
+
+    for stream in [&mut phone, &mut laptop] {
+        let status = ending(stream).expect("the stream ended");
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::Unauthenticated, "session revoked")
+        );
+    }
+    assert!(ending(&mut bobs).is_none());
+    assert!(hub.live_sessions().revoked_since(before));
+}
