@@ -11,11 +11,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod bus;
+pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod limits;
 pub mod metrics;

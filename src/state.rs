@@ -1,6 +1,7 @@
 //! The application state shared by every service: store, hub, router,
 //! message writer, read markers, token codec and configuration, plus the
-//! background tasks that serve them.
+//! background tasks that serve them (the control events of the operator's
+//! tool among them: `control`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,13 +15,14 @@ use tonic::metadata::MetadataMap;
 use crate::auth::{self, password, token, Principal};
 use crate::bus::NatsRouter;
 use crate::config::{check_heartbeat_interval, redact_url, Config};
+use crate::control;
 use crate::domain::Timestamp;
 use crate::hub::{Hub, StreamLimits};
 use crate::limits::{LoginBackoff, RoomRate, SendLimiter};
 use crate::metrics::Metrics;
 use crate::reads::ReadMarkers;
 use crate::router::{LocalRouter, Router};
-use crate::store::{self, Store};
+use crate::store::{self, AdminStore, Store};
 use crate::writer::MessageWriter;
 
 /// How often streams are checked for expired access tokens: a stream ends
@@ -43,6 +45,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    /// The same store as the operator's tool sees it: disabled accounts,
+    /// and the control events the `control` task follows.
+    pub admin: Arc<dyn AdminStore>,
     pub hub: Arc<Hub>,
     pub router: Arc<dyn Router>,
     pub writer: MessageWriter,
@@ -75,7 +80,7 @@ impl AppState {
     /// database cannot be opened or migrated.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         check_heartbeat_interval(config.heartbeat_interval).map_err(anyhow::Error::msg)?;
-        let store = store::connect(
+        let (store, admin) = store::connect_with_admin(
             &config.database_url,
             config.sqlite_synchronous,
             config.database_pool_size,
@@ -170,9 +175,11 @@ impl AppState {
             Arc::clone(&store),
             stop.clone(),
         )));
+        tasks.push(control::spawn(Arc::clone(&admin), Arc::clone(&hub), stop.clone()).await?);
         Ok(Self {
             config: Arc::new(config),
             store,
+            admin,
             hub,
             router,
             writer,

@@ -157,6 +157,16 @@ pub fn warm_up() {
     LazyLock::force(&DUMMY_HASH);
 }
 
+/// Hashes one password on this thread, as the server stores it: for the
+/// operator's tool (`chat-server admin users reset-password`), which has
+/// no hashers. The server itself hashes through `Hashers`.
+///
+/// # Errors
+/// When argon2 fails.
+pub fn hash_once(password: &Password) -> anyhow::Result<String> {
+    hash(password)
+}
+
 /// Hashes a password into a PHC string, on this thread: see `Hashers`.
 ///
 /// # Errors

@@ -99,11 +99,29 @@ impl AuthApi {
         // Before any hashing: an account backing off costs the server nothing.
         let attempt = self.admit(&caller, &username)?;
         let credentials = self.state.store.credentials(&username).await?;
-        let (user, hash) = match credentials {
-            Some((user, hash)) => (Some(user), Some(hash)),
-            None => (None, None),
+        let (user, hash, disabled) = match credentials {
+            Some((user, hash)) => (Some(user), Some(hash), false),
+            // A disabled account's password is checked all the same (one
+            // hash either way), and only the right one hears why it fails.
+            None => match self.state.admin.disabled_credentials(&username).await? {
+                Some(hash) => (None, Some(hash), true),
+                None => (None, None, false),
+            },
         };
         let verified = self.state.hashers.verify(hash, password).await?;
+        if disabled && verified {
+            attempt.succeeded();
+            self.audit(
+                audit::Event::LoginFailed,
+                audit::Subject {
+                    username: Some(username.as_str()),
+                    client: caller.client,
+                    ..audit::Subject::default()
+                },
+                "the account is disabled",
+            );
+            return Err(Error::denied("this account is disabled"));
+        }
         let user = match user {
             Some(user) if verified => user,
             _ => {
