@@ -1777,3 +1777,69 @@ async fn a_read_marker_moved_on_one_node_reaches_the_streams_on_another() {
         .await;
     assert_eq!(next, second.seq);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disabling_a_user_with_the_admin_tool_ends_its_stream_on_another_node_within_a_second() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let bob = cluster.user(0, "bob").await;
+    let (mut events, _) = cluster.subscribe(1, &bob).await;
+    let mut bob_on_b = cluster.chat(1, &bob).await;
+    // Node B now trusts the session for an hour (`--session-cache-ttl`):
+    // only the control event can make it forget.
+    bob_on_b
+        .list_rooms(pb::ListRoomsRequest::default())
+        .await
+        .expect("bob calls node B");
+
+    // The tool knows only the database: no NATS, no node.
+    let ran = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--database-url", &cluster.database_url])
+        .args(["admin", "users", "disable", "bob"])
+        .env_remove("CHAT_DATABASE_URL")
+        .env_remove("CHAT_NATS_URL")
+        .output()
+        .await
+        .expect("running chat-server admin");
+    let disabled = Instant::now();
+    assert!(ran.status.success(), "{ran:?}");
+
+    let ended = timeout(Duration::from_secs(5), async {
+        loop {
+            match events.0.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    let took = disabled.elapsed();
+    let status = ended.expect("the stream ends with a status");
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unauthenticated, "session revoked")
+    );
+    eprintln!("the disabled user's stream on node B ended {took:?} after the tool");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let refused = bob_on_b
+        .list_rooms(pb::ListRoomsRequest::default())
+        .await
+        .expect_err("a disabled user's call on node B");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let mut auth = AuthServiceClient::new(cluster.channel(1).await);
+    let login = auth
+        .login(pb::LoginRequest {
+            username: "bob".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect_err("a disabled user's login");
+    assert_eq!(
+        (login.code(), login.message()),
+        (Code::PermissionDenied, "this account is disabled")
+    );
+}
