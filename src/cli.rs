@@ -20,7 +20,16 @@ pub struct Cli {
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// The operator's tool: accounts and rooms, on the server's database,
-    /// while it runs (`chat-server admin --help`).
+    /// while it runs.
+    ///
+    /// Works on the database the server is configured with
+    /// (`--database-url` or `CHAT_DATABASE_URL`, SQLite or PostgreSQL),
+    /// while the server runs, and needs no NATS: every node reads the
+    /// tool's changes from the database within a second
+    /// (docs/operations.md, "Admin tool"). Each command prints a table, or
+    /// JSON with `--json`. Exit codes: 0 done, 1 a bad argument or
+    /// something that does not exist, 2 a database error (and clap's 2 for
+    /// a usage error).
     Admin(AdminCommand),
 }
 

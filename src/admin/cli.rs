@@ -5,14 +5,7 @@ use clap::{Args, Subcommand};
 /// Rows a list prints at most unless `--limit` says otherwise.
 const DEFAULT_LIMIT: &str = "1000";
 
-/// The operator's tool: accounts and rooms, on the server's database.
-///
-/// Works on the database the server is configured with (`--database-url`
-/// or `CHAT_DATABASE_URL`, SQLite or PostgreSQL), while the server runs,
-/// and needs no NATS: every node reads the tool's changes from the
-/// database within a second (docs/operations.md, "Admin tool"). Each
-/// command prints a table, or JSON with `--json`. Exit codes: 0 done, 1 a
-/// bad argument or something that does not exist, 2 a database error.
+/// `chat-server admin`: its manual is the doc comment of `cli::Command::Admin`.
 #[derive(Args, Debug, Clone)]
 pub struct AdminCommand {
     /// Print JSON instead of a table.
@@ -21,7 +14,12 @@ pub struct AdminCommand {
 
     /// The database to work on, instead of the server's `--database-url`
     /// (`CHAT_DATABASE_URL`).
-    #[arg(long = "database-url", id = "admin_database_url", global = true)]
+    #[arg(
+        long = "database-url",
+        id = "admin_database_url",
+        value_name = "DATABASE_URL",
+        global = true
+    )]
     pub database_url: Option<String>,
 
     #[command(subcommand)]
@@ -33,7 +31,7 @@ pub enum Target {
     /// Accounts: list, show, disable, enable, reset a password.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Rooms: list, delete, set the owner.
+    /// Rooms: list, delete.
     #[command(subcommand)]
     Rooms(RoomsCommand),
 }
