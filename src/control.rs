@@ -91,7 +91,7 @@ async fn follow(store: Arc<dyn AdminStore>, hub: Arc<Hub>, mut seen: i64, stop: 
 }
 
 /// Does here what one control event asks.
-pub fn apply(hub: &Hub, event: &ControlEvent) {
+fn apply(hub: &Hub, event: &ControlEvent) {
     match (event.kind, event.user_id, event.room_id) {
         (Some(ControlKind::UserDisabled | ControlKind::PasswordReset), Some(user_id), _) => {
             tracing::info!(
