@@ -354,6 +354,7 @@ mod tests {
                 client_msg_id: String::new(),
                 code: 8,
                 message: "too slow".into(),
+                room_id: String::new(),
             })),
             Some(lean::Event::Error(lean::Error {
                 code: 8,
