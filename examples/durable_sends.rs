@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
     let room = chat
         .create_room(pb::CreateRoomRequest {
             name: "bench".into(),
+            ..Default::default()
         })
         .await?
         .into_inner()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{RoomEvent, RoomId, SessionId, User, UserId};
+use crate::domain::{Room, RoomEvent, RoomId, SessionId, User, UserId};
 use crate::hub::{Delivery, Hub, ReadNotice, StreamId};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -44,6 +44,10 @@ pub trait Router: Send + Sync + 'static {
 
     /// A user stopped being a member of a room.
     async fn left(&self, user_id: UserId, room_id: RoomId);
+
+    /// A user was invited to a room (the room as they see it): their
+    /// streams, on every node, hear it.
+    async fn invited(&self, user_id: UserId, room: &Room, by: &User);
 }
 
 /// Delivers room events to a hub in each room's order, filling gaps from
@@ -120,6 +124,21 @@ impl Sequencer {
             Ok(newest) if newest >= event.seq => Confirmation::Delivered,
             Ok(_) => Confirmation::Unconfirmed,
             Err(Unread) => Confirmation::Unchecked,
+        }
+    }
+
+    /// Delivers a room event another node says it stored at `seq`, read
+    /// from the store with whatever came before it that this hub lacks
+    /// (`Body::Logged`: membership and settings changes travel as their
+    /// place in the log, never as content).
+    pub async fn deliver_logged(&self, room_id: RoomId, seq: u64) {
+        let _turn = self.turn.lock().await;
+        let Some(at) = self.hub.room_position(room_id) else {
+            return;
+        };
+        if at < seq {
+            // Logged; the tail check tries again.
+            let _ = self.fill(room_id, at, u64::MAX).await;
         }
     }
 
@@ -213,5 +232,10 @@ impl Router for LocalRouter {
 
     async fn left(&self, user_id: UserId, room_id: RoomId) {
         self.hub.leave(user_id, room_id);
+    }
+
+    async fn invited(&self, user_id: UserId, room: &Room, by: &User) {
+        self.hub
+            .tell_user(user_id, &chat_fanout::events::invited(room, by));
     }
 }

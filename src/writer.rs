@@ -23,7 +23,9 @@ use crate::error::{Error, Result};
 use crate::hub::{Hub, StreamId};
 use crate::metrics::Metrics;
 use crate::router::Router;
-use crate::store::{Appended, Changed, MessageChange, NewMessage, Store};
+use crate::store::{
+    Appended, Changed, MembershipChange, MembershipChanged, MessageChange, NewMessage, Store,
+};
 use chat_fanout::{events, Frame};
 
 /// Sends waiting to be stored. When full, senders wait (and a stream stops
@@ -52,6 +54,11 @@ enum Job {
     Change {
         change: MessageChange,
         reply: oneshot::Sender<Result<Message>>,
+    },
+    /// A membership or settings change; the caller waits for what it did.
+    Membership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<MembershipChanged>>,
     },
 }
 
@@ -115,6 +122,25 @@ impl MessageWriter {
     }
 }
 
+impl MessageWriter {
+    /// Joins, leaves, invites, sets a role, removes or bans, or changes a
+    /// room's settings, in its room's order with the sends; returns what it
+    /// did once durable and its events routed.
+    ///
+    /// # Errors
+    /// The store's verdict on the change, or UNAVAILABLE when shutting down.
+    pub async fn membership(&self, change: MembershipChange) -> Result<MembershipChanged> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Membership { change, reply })
+            .await
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?
+    }
+}
+
 /// What was stored, on its way to its streams and callers.
 enum Stored {
     /// A batch of sends, stored in one transaction.
@@ -128,6 +154,10 @@ enum Stored {
         /// Boxed: a message twice over, where a batch is a few pointers.
         result: Box<chat_store::Result<Changed>>,
         reply: oneshot::Sender<Result<Message>>,
+    },
+    Membership {
+        result: Box<chat_store::Result<MembershipChanged>>,
+        reply: oneshot::Sender<Result<MembershipChanged>>,
     },
 }
 
@@ -182,6 +212,10 @@ async fn store_batches(
             let batch = match job {
                 Job::Change { change, reply } => Stored::Change {
                     result: Box::new(store.change_message(&change).await),
+                    reply,
+                },
+                Job::Membership { change, reply } => Stored::Membership {
+                    result: Box::new(store.change_membership(&change).await),
                     reply,
                 },
                 Job::Send { message, reply } => {
@@ -240,6 +274,15 @@ async fn deliver(
                         .map(|changed| changed.message)
                         .map_err(Error::from),
                 );
+                continue;
+            }
+            Stored::Membership { result, reply } => {
+                if let Ok(changed) = result.as_ref() {
+                    for event in &changed.events {
+                        router.event(event, None).await;
+                    }
+                }
+                let _ = reply.send((*result).map_err(Error::from));
                 continue;
             }
         };

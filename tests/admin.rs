@@ -324,12 +324,15 @@ impl Events {
 }
 
 async fn create_room(chat: &mut AuthorizedChat, name: &str) -> pb::Room {
-    chat.create_room(pb::CreateRoomRequest { name: name.into() })
-        .await
-        .expect("create room")
-        .into_inner()
-        .room
-        .unwrap()
+    chat.create_room(pb::CreateRoomRequest {
+        name: name.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create room")
+    .into_inner()
+    .room
+    .unwrap()
 }
 
 /// Each scenario, once on SQLite and once on PostgreSQL.

@@ -456,12 +456,15 @@ fn presence_of(event: &Event, username: &str, online: bool) -> Option<()> {
 }
 
 async fn create_room(chat: &mut AuthorizedChat, name: &str) -> pb::Room {
-    chat.create_room(pb::CreateRoomRequest { name: name.into() })
-        .await
-        .expect("create room")
-        .into_inner()
-        .room
-        .unwrap()
+    chat.create_room(pb::CreateRoomRequest {
+        name: name.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create room")
+    .into_inner()
+    .room
+    .unwrap()
 }
 
 async fn join(chat: &mut AuthorizedChat, room: &pb::Room) {
@@ -486,12 +489,13 @@ async fn send(chat: &mut AuthorizedChat, room: &pb::Room, text: &str, key: &str)
     .unwrap()
 }
 
-/// Asserts a room's messages, as one stream got them, are seqs 1..=n once
-/// each and in order.
+/// Asserts a room's messages, as one stream got them, are the `n` seqs
+/// from `first` on, once each and in order (the seqs before `first` are
+/// the room's joins).
 #[track_caller]
-fn assert_gapless(messages: &[pb::Message], n: u64) {
+fn assert_gapless(messages: &[pb::Message], first: u64, n: u64) {
     let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
-    let expected: Vec<u64> = (1..=n).collect();
+    let expected: Vec<u64> = (first..first + n).collect();
     assert_eq!(seqs, expected, "not every seq once, in order");
 }
 
@@ -581,11 +585,16 @@ async fn concurrent_senders_on_every_node_give_gapless_seqs_in_one_order() {
         watchers.push(cluster.subscribe(node, &watcher).await.0);
     }
 
-    let mut senders = Vec::new();
+    // Every sender joins (seqs 1 to 3) before any sends.
+    let mut chats = Vec::new();
     for node in 0..3 {
         let sender = cluster.user(node, &format!("sender{node}")).await;
         let mut chat = cluster.chat(node, &sender).await;
         join(&mut chat, &room).await;
+        chats.push(chat);
+    }
+    let mut senders = Vec::new();
+    for (node, mut chat) in chats.into_iter().enumerate() {
         let room = room.clone();
         senders.push(tokio::spawn(async move {
             for i in 0..PER_NODE {
@@ -607,7 +616,7 @@ async fn concurrent_senders_on_every_node_give_gapless_seqs_in_one_order() {
     let mut orders = Vec::new();
     for events in &mut watchers {
         let messages = events.messages(total, Duration::from_secs(30)).await;
-        assert_gapless(&messages, total as u64);
+        assert_gapless(&messages, 4, total as u64);
         orders.push(messages.into_iter().map(|m| m.id).collect::<Vec<_>>());
     }
     assert!(
@@ -624,7 +633,8 @@ async fn concurrent_senders_on_every_node_give_gapless_seqs_in_one_order() {
     assert_eq!((retried.id, retried.seq), (first.id, first.seq));
     for events in &mut watchers {
         let got = events.messages(1, PATIENCE).await;
-        assert_eq!(got[0].seq, total as u64 + 1);
+        // After the three joins and the `total` messages.
+        assert_eq!(got[0].seq, total as u64 + 4);
     }
     let page = watcher_chat
         .history(pb::HistoryRequest {
@@ -637,7 +647,7 @@ async fn concurrent_senders_on_every_node_give_gapless_seqs_in_one_order() {
         .into_inner();
     assert_eq!(
         page.messages.last().unwrap().seq,
-        total as u64 + 1,
+        total as u64 + 4,
         "stored once"
     );
 }
@@ -693,6 +703,89 @@ async fn revoking_a_session_on_one_node_ends_its_stream_on_another_within_a_seco
         (refused.code(), refused.message()),
         (Code::Unauthenticated, "session revoked or expired")
     );
+}
+
+/// A member removed on one node stops hearing the room on another within
+/// a second (after its `member` event), and a resume there gets the room
+/// refused while the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_removed_on_one_node_stops_hearing_the_room_on_another_within_a_second() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(1, "bob").await;
+    let mut alice_chat = cluster.chat(0, &alice).await;
+    let mut bob_chat = cluster.chat(1, &bob).await;
+    let room = create_room(&mut alice_chat, "general").await;
+    let other = create_room(&mut alice_chat, "other").await;
+    join(&mut bob_chat, &room).await;
+    join(&mut bob_chat, &other).await;
+    let (mut bob_events, _) = cluster.subscribe(1, &bob).await;
+    let before = send(&mut alice_chat, &room, "before", "").await;
+    assert_eq!(bob_events.messages(1, PATIENCE).await[0].id, before.id);
+
+    alice_chat
+        .remove_member(pb::RemoveMemberRequest {
+            room_id: room.id.clone(),
+            user_id: bob.user.id.clone(),
+            ban: false,
+            reason: String::new(),
+        })
+        .await
+        .expect("remove bob");
+    let removed = Instant::now();
+    let event = bob_events
+        .wait_for(|event| match event {
+            Event::Member(member) => Some(member.clone()),
+            _ => None,
+        })
+        .await;
+    let took = removed.elapsed();
+    assert_eq!(
+        (event.change(), event.room_id.as_str()),
+        (pb::MemberChange::Removed, room.id.as_str())
+    );
+    eprintln!("the removal reached the other node's stream {took:?} after it was made");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    send(&mut alice_chat, &room, "after", "").await;
+    let elsewhere = send(&mut alice_chat, &other, "elsewhere", "").await;
+    let next = bob_events.messages(1, PATIENCE).await;
+    assert_eq!(next[0].id, elsewhere.id, "nothing more of the room");
+
+    // Resuming on node 2: the room is refused, the other goes on.
+    let resumed = ChatServiceClient::with_interceptor(cluster.channel(1).await, bob.bearer())
+        .subscribe(pb::SubscribeRequest {
+            cursors: vec![
+                pb::RoomCursor {
+                    room_id: room.id.clone(),
+                    after_seq: before.seq,
+                },
+                pb::RoomCursor {
+                    room_id: other.id.clone(),
+                    after_seq: 0,
+                },
+            ],
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut resumed = Events(resumed);
+    let refused = resumed
+        .wait_for(|event| match event {
+            Event::Error(error) => Some(error.clone()),
+            Event::Message(m) if m.room_id == room.id => panic!("a message of the room: {m:?}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (refused.code, refused.room_id.as_str()),
+        (Code::PermissionDenied as i32, room.id.as_str())
+    );
+    let got = resumed.messages(1, PATIENCE).await;
+    assert_eq!(got[0].id, elsewhere.id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -757,7 +850,8 @@ async fn a_killed_node_loses_nothing_and_its_users_go_offline() {
             Err(_) => panic!("bob has {} of {MESSAGES} messages", bob_got.len()),
         }
     }
-    assert_gapless(&bob_got, MESSAGES as u64);
+    // Seqs 1 and 2 are bob's and carol's joins.
+    assert_gapless(&bob_got, 3, MESSAGES as u64);
 
     // carol never comes back: she goes offline everywhere within 30 s.
     alice_events
@@ -884,7 +978,8 @@ async fn restarting_nats_mid_traffic_loses_nothing() {
 
     for events in [&mut on_1, &mut on_2] {
         let got = events.messages(MESSAGES, Duration::from_secs(30)).await;
-        assert_gapless(&got, MESSAGES as u64);
+        // Seq 1 is the watcher's join.
+        assert_gapless(&got, 2, MESSAGES as u64);
         assert!(got.iter().all(|m| acked.get(&m.seq) == Some(&m.id)));
     }
     assert_eq!(cluster.nodes.len(), 3);
@@ -1040,7 +1135,8 @@ impl Scene {
     async fn real_messages_still_flow(&mut self) {
         let private = send(&mut self.bob_chat, &self.direct, "just us", "").await;
         let marker = send(&mut self.bob_chat, &self.general, "still here", "").await;
-        assert_eq!((private.seq, marker.seq), (2, 2), "seqs the store gave");
+        // General's seqs 1 and 2 are bob's and mallory's joins.
+        assert_eq!((private.seq, marker.seq), (2, 4), "seqs the store gave");
 
         let alice_got = until_message(&mut self.alice_events, &marker).await;
         let texts: Vec<&str> = alice_got
@@ -1131,10 +1227,12 @@ async fn envelopes_not_sealed_with_the_cluster_secret_are_counted_and_change_not
     let ghost = pb::User {
         id: uuid::Uuid::new_v4().to_string(),
         username: "ghost".into(),
+        display_name: String::new(),
     };
     let forgeries: Vec<(&str, Body)> = vec![
         // bob's name on words he never wrote, at the seq the room expects.
-        (&general_subject, forged_message(general, 2, &bob, FORGED)),
+        // (Seqs 1 and 2 of general are bob's and mallory's joins, 3 "hello".)
+        (&general_subject, forged_message(general, 4, &bob, FORGED)),
         // A seq so high that a room believing it would wait forever.
         (
             &general_subject,
@@ -1160,6 +1258,7 @@ async fn envelopes_not_sealed_with_the_cluster_secret_are_counted_and_change_not
                 id: id_bytes(&ghost.id),
                 username: ghost.username.clone(),
                 rooms: vec![id_bytes(&general.id)],
+                display_name: String::new(),
             }),
         ),
     ];
@@ -1247,7 +1346,7 @@ async fn sealed_forgeries_change_nothing_the_database_does_not_confirm() {
             forged_message(general, 1 << 40, &bob, FORGED),
         ),
         // One past the seq the room expects: a gap the store cannot fill.
-        (&general_subject, forged_message(general, 3, &bob, FORGED)),
+        (&general_subject, forged_message(general, 5, &bob, FORGED)),
         ("node", Body::Joined(forged_membership(&mallory, direct))),
         ("node", Body::Left(forged_membership(&alice, general))),
         ("node", Body::Revoke(id_bytes(&scene.bob.session_id))),
@@ -1672,12 +1771,13 @@ async fn an_edit_a_reaction_and_a_deletion_on_three_nodes_reach_every_node_in_on
         assert_eq!(
             seen,
             [
-                "message 1 draft",
-                "edited 2 final",
-                "reaction 3 👍 by watcher",
-                "deleted 4 by alice",
-                "message 5 topic",
-                "message 6 @Watcher look in thread @watcher",
+                // Seq 1 is the watcher's join.
+                "message 2 draft",
+                "edited 3 final",
+                "reaction 4 👍 by watcher",
+                "deleted 5 by alice",
+                "message 6 topic",
+                "message 7 @Watcher look in thread @watcher",
             ],
             "the stream on node {node}"
         );
@@ -1756,6 +1856,7 @@ async fn a_read_marker_moved_on_one_node_reaches_the_streams_on_another() {
             id: id_bytes(&bob.user.id),
             username: "bob".into(),
             rooms: Vec::new(),
+            display_name: String::new(),
         }),
         last_read_seq: 99,
         own: true,

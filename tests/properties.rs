@@ -833,7 +833,10 @@ mod requests_validation {
                 (RequestKind::RevokeSession, encode(&pb::RevokeSessionRequest {
                     session_id: id.clone(),
                 })),
-                (RequestKind::CreateRoom, encode(&pb::CreateRoomRequest { name: room_name })),
+                (RequestKind::CreateRoom, encode(&pb::CreateRoomRequest {
+            name: room_name,
+            ..Default::default()
+        })),
                 (RequestKind::JoinRoom, encode(&pb::JoinRoomRequest { room_id: id.clone() })),
                 (RequestKind::LeaveRoom, encode(&pb::LeaveRoomRequest { room_id: id.clone() })),
                 (RequestKind::OpenDirectRoom, encode(&pb::OpenDirectRoomRequest {

@@ -100,6 +100,11 @@ BOB=$(./login.sh bob 'another good one')
 JOINED=$(TOKEN=$BOB ./join-room.sh general)
 [ "$JOINED" = "$ROOM" ] && ok "join-room.sh by name prints the same room id" || fail "join-room.sh output" "$JOINED"
 if OUT=$(TOKEN=$BOB ./join-room.sh no-such-room 2>&1); then fail "join-room.sh of a missing room must fail" "$OUT"; else ok "join-room.sh of a missing room fails"; fi
+# Creating the room is no event of its log, bob's join is: it takes the
+# room's first seq, and the messages follow it.
+JOIN_SEQ=$(TOKEN=$BOB ./list-rooms.sh --joined | python3 -c 'import json, sys; print([r for r in map(json.loads, sys.stdin) if r["name"] == "general"][0].get("lastSeq", "0"))')
+[ "$JOIN_SEQ" -gt 0 ] && ok "bob's join takes a seq of the room's log ($JOIN_SEQ)" || fail "the join's seq" "$JOIN_SEQ"
+S1=$((JOIN_SEQ + 1)) S2=$((JOIN_SEQ + 2)) S3=$((JOIN_SEQ + 3)) S4=$((JOIN_SEQ + 4))
 
 # Bob follows the room live while alice sends.
 TOKEN=$BOB timeout 60 ./subscribe.sh >"$WORK/subscribe.out" 2>&1 &
@@ -110,23 +115,24 @@ wait_for "an idle subscribe.sh hears a heartbeat (pong, nonce 0)" "$WORK/subscri
 
 export TOKEN ROOM
 OUT=$(./send.sh 'hello, world')
-expect "send.sh prints seq 1" "$OUT" '"seq":"1"'
+expect "send.sh prints the seq after the join" "$OUT" "\"seq\":\"$S1\""
 expect "send.sh prints the text" "$OUT" '"text":"hello, world"'
 FIRST=$(./send.sh 'only once' key-1)
 AGAIN=$(./send.sh 'only once' key-1)
-expect "send.sh with a client_msg_id prints seq 2" "$FIRST" '"seq":"2","sender"'
+expect "send.sh with a client_msg_id prints the next seq" "$FIRST" "\"seq\":\"$S2\",\"sender\""
 [ "$FIRST" = "$AGAIN" ] && ok "send.sh retried with the same client_msg_id returns the same message" || fail "idempotent retry" "$FIRST / $AGAIN"
 
 wait_for "subscribe.sh receives the message sent meanwhile" "$WORK/subscribe.out" '"text":"hello, world"'
 wait_for "subscribe.sh receives the second one" "$WORK/subscribe.out" '"clientMsgId":"key-1"'
 
 OUT=$(./history.sh)
-expect "history.sh lists seq 1" "$OUT" '"seq":"1","sender":{"id"'
+expect "history.sh lists the first message's seq" "$OUT" "\"seq\":\"$S1\",\"sender\":{\"id\""
 expect "history.sh lists the first text" "$OUT" '"text":"hello, world"'
-expect "history.sh lists seq 2" "$OUT" '"text":"only once"'
-OUT=$(./history.sh 2 1)
+expect "history.sh lists the second message" "$OUT" '"text":"only once"'
+if has "$OUT" "\"seq\":\"$JOIN_SEQ\""; then fail "history.sh lists messages only, not the join" "$OUT"; else ok "history.sh lists messages only, not the join"; fi
+OUT=$(./history.sh "$S2" 1)
 expect "history.sh BEFORE_SEQ LIMIT pages back" "$OUT" '{"messages":[{"id"'
-[ "$(printf '%s' "$OUT" | compact | grep -o '"seq":"[0-9]*"' | tr '\n' ' ')" = '"seq":"1" ' ] && ok "history.sh 2 1 lists only seq 1" || fail "history.sh 2 1" "$OUT"
+[ "$(printf '%s' "$OUT" | compact | grep -o '"seq":"[0-9]*"' | tr '\n' ' ')" = "\"seq\":\"$S1\" " ] && ok "history.sh SECOND 1 lists only the first message" || fail "history.sh $S2 1" "$OUT"
 
 # A ChatStream fed from stdin: a ping, a JSON send and a plain-text line.
 {
@@ -150,13 +156,29 @@ wait_for "subscribe.sh sees alice's ChatStream message" "$WORK/subscribe.out" '{
 wait_for "subscribe.sh sees it by its text" "$WORK/subscribe.out" '"text":"sent on a ChatStream"'
 wait_for "subscribe.sh sees alice online" "$WORK/subscribe.out" '"online":true'
 
-# Bob resumes after seq 2: the messages after it, and nothing before.
-TOKEN=$BOB timeout 60 ./subscribe.sh 2 >"$WORK/resume.out" 2>&1 &
+# Bob resumes after the second message: the messages after it, and nothing before.
+TOKEN=$BOB timeout 60 ./subscribe.sh "$S2" >"$WORK/resume.out" 2>&1 &
 BACKGROUND+=($!)
-wait_for "subscribe.sh AFTER_SEQ replays seq 3" "$WORK/resume.out" '"seq":"3"'
-wait_for "subscribe.sh AFTER_SEQ replays seq 4" "$WORK/resume.out" '"seq":"4"'
+wait_for "subscribe.sh AFTER_SEQ replays the third message" "$WORK/resume.out" "\"seq\":\"$S3\""
+wait_for "subscribe.sh AFTER_SEQ replays the fourth" "$WORK/resume.out" "\"seq\":\"$S4\""
 RESUMED=$(compact <"$WORK/resume.out")
-if grep -qE '"seq":"(1|2)"' <<<"$RESUMED"; then fail "resume replays nothing at or before seq 2" "$(cat "$WORK/resume.out")"; else ok "subscribe.sh AFTER_SEQ replays nothing at or before it"; fi
+if grep -qE "\"seq\":\"($JOIN_SEQ|$S1|$S2)\"" <<<"$RESUMED"; then fail "resume replays nothing at or before its seq" "$(cat "$WORK/resume.out")"; else ok "subscribe.sh AFTER_SEQ replays nothing at or before it"; fi
+
+# Bob resumes from before his join: the join is a room event (member,
+# JOINED, by himself), replayed once, in seq order before the messages.
+TOKEN=$BOB timeout 60 ./subscribe.sh 0 >"$WORK/rejoin.out" 2>&1 &
+BACKGROUND+=($!)
+wait_for "subscribe.sh 0 replays bob's join as a member event" "$WORK/rejoin.out" "{\"member\":{\"seq\":\"$JOIN_SEQ\",\"roomId\":\"$ROOM\""
+wait_for "... then the messages after it" "$WORK/rejoin.out" "\"seq\":\"$S4\""
+python3 -c '
+import json, sys
+seqs = []
+for line in sys.stdin:
+    event = json.loads(line)
+    for kind in ("member", "message"):
+        if kind in event: seqs.append(int(event[kind].get("seq", event[kind].get("message", {}).get("seq", 0))))
+sys.exit(0 if seqs[0] == int(sys.argv[1]) and seqs == sorted(set(seqs)) else 1)
+' "$JOIN_SEQ" < <(compact <"$WORK/rejoin.out") && ok "the replay holds the join first, every seq once, in order" || fail "replay from 0" "$(cat "$WORK/rejoin.out")"
 
 # ListRooms pages: more rooms than a page, every room listed once, in order
 # of creation; join-room.sh finds a room on a later page.
@@ -310,13 +332,15 @@ OUT=$(TOKEN=$BOB ./unreact.sh "$MSG" ❤️)
 [ "$OUT" = "removed ❤️" ] && ok "unreact.sh on a deleted message succeeds" || fail "unreact.sh on a tombstone" "$OUT"
 refused "edit.sh of a deleted message" FailedPrecondition ./edit.sh "$MSG" 'back again'
 
-# Read markers: bob joined general when it was empty, so every message of
-# alice's is unread to him.
+# Read markers: bob joined general when it was empty, so his marker started
+# at his own join and every message of alice's is unread to him.
 LAST=$(TOKEN=$BOB ./list-rooms.sh --joined | python3 -c 'import json, sys; print([r for r in map(json.loads, sys.stdin) if r["name"] == "general"][0]["lastSeq"])')
-OUT=$(TOKEN=$BOB ./mark-read.sh 1)
-[ "$OUT" = 1 ] && ok "mark-read.sh prints the marker" || fail "mark-read.sh 1" "$OUT"
+OUT=$(TOKEN=$BOB ./list-rooms.sh --joined | grep '"name":"general"')
+expect "bob's marker starts at his join" "$OUT" "\"lastReadSeq\":\"$JOIN_SEQ\""
+OUT=$(TOKEN=$BOB ./mark-read.sh "$S1")
+[ "$OUT" = "$S1" ] && ok "mark-read.sh prints the marker" || fail "mark-read.sh $S1" "$OUT"
 OUT=$(TOKEN=$BOB ./mark-read.sh 0)
-[ "$OUT" = 1 ] && ok "mark-read.sh never moves the marker back" || fail "mark-read.sh 0" "$OUT"
+[ "$OUT" = "$S1" ] && ok "mark-read.sh never moves the marker back" || fail "mark-read.sh 0" "$OUT"
 OUT=$(TOKEN=$BOB ./mark-read.sh 999999)
 [ "$OUT" = "$LAST" ] && ok "mark-read.sh stops at the room's last seq" || fail "mark-read.sh 999999: expected $LAST" "$OUT"
 wait_for "bob's own subscribe.sh hears his marker (a read event)" "$WORK/conv.out" "\"read\":{\"roomId\":\"$ROOM\",\"user\":{"
@@ -326,5 +350,108 @@ expect "list-rooms.sh shows the marker" "$OUT" "\"lastReadSeq\":\"$LAST\""
 if has "$OUT" '"unreadCount"'; then fail "nothing is unread after mark-read.sh" "$OUT"; else ok "nothing is unread after mark-read.sh"; fi
 refused "mark-read.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./mark-read.sh 1
 refused "mark-read.sh in an unknown room" NotFound env ROOM="$UNKNOWN" TOKEN="$BOB" ./mark-read.sh 1
+
+# Rooms and people: alice's private room. Bob is invited and joins, made an
+# admin, then removed; carol is invited, joins, is banned and unbanned. Every
+# membership change and room update is an event of the room's log.
+export TOKEN=$THIRD
+PRIV=$(TOPIC='secret plans' VISIBILITY=private ./create-room.sh private-room)
+[[ $PRIV =~ ^[0-9a-f-]{36}$ ]] && ok "create-room.sh with TOPIC and VISIBILITY=private prints the room id" || fail "private create-room.sh" "$PRIV"
+OUT=$(./list-rooms.sh --joined | grep '"name":"private-room"')
+expect "the private room has its topic" "$OUT" '"topic":"secret plans"'
+expect "... and its visibility" "$OUT" '"visibility":"ROOM_VISIBILITY_PRIVATE"'
+expect "... and alice is its owner" "$OUT" '"myRole":"MEMBER_ROLE_OWNER"'
+if has "$OUT" '"lastSeq"'; then fail "creating a room is no event: its last seq is 0" "$OUT"; else ok "creating a room is no event: its last seq is 0"; fi
+[ -z "$(TOKEN=$CAROL ./list-rooms.sh | grep '"name":"private-room"' || true)" ] && ok "a private room is not listed to a stranger" || fail "private room listed to carol"
+refused "JoinRoom of a private room uninvited" PermissionDenied \
+  "$GRPCURL" -plaintext -H "authorization: Bearer $BOB" -d "{\"room_id\": \"$PRIV\"}" "$ADDR" chat.v1.ChatService/JoinRoom
+
+export ROOM=$PRIV
+TOKEN=$BOB timeout 90 ./subscribe.sh >"$WORK/invited.out" 2>&1 &
+BACKGROUND+=($!)
+wait_for "bob's subscribe.sh starts with ready" "$WORK/invited.out" '"ready":{"user":{"id"'
+OUT=$(./invite.sh bob)
+[ "$OUT" = "invited bob" ] && ok "invite.sh says whom it invited" || fail "invite.sh output" "$OUT"
+wait_for "bob's stream hears invited" "$WORK/invited.out" "{\"invited\":{\"room\":{\"id\":\"$PRIV\""
+if has "$(cat "$WORK/invited.out")" '"invited":{"seq"'; then fail "invited has no seq" "$(cat "$WORK/invited.out")"; else ok "invited has no seq"; fi
+OUT=$(TOKEN=$BOB ./list-rooms.sh | grep '"name":"private-room"')
+expect "list-rooms.sh shows the invitee the room, invited" "$OUT" '"invited":true'
+refused "invite.sh of an unknown user" NotFound ./invite.sh nobody-at-all
+refused "invite.sh by a stranger" PermissionDenied env TOKEN="$CAROL" ./invite.sh carol
+JOINED=$(TOKEN=$BOB ./join-room.sh private-room)
+[ "$JOINED" = "$PRIV" ] && ok "join-room.sh accepts the invitation" || fail "join-room.sh private-room" "$JOINED"
+refused "invite.sh of a member" FailedPrecondition ./invite.sh bob
+refused "invite.sh by a plain member of a private room" PermissionDenied env TOKEN="$BOB" ./invite.sh carol
+
+OUT=$(PAGE_SIZE=1 ./members.sh)
+[ "$(python3 -c 'import json, sys; print(" ".join(m["user"]["username"] + ":" + m["role"] for m in map(json.loads, sys.stdin)))' <<<"$OUT")" = \
+  "alice:MEMBER_ROLE_OWNER bob:MEMBER_ROLE_MEMBER" ] && ok "members.sh follows every page: the owner, then the members" || fail "members.sh" "$OUT"
+expect "members.sh says when each joined" "$OUT" '"joinedAt":"'
+[ "$(./members.sh)" = "$OUT" ] && ok "members.sh with the default page size lists the same" || fail "members.sh default page size" "$(./members.sh)"
+refused "members.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./members.sh
+ALICE_ID=$(python3 -c 'import json, sys; print([m["user"]["id"] for m in map(json.loads, sys.stdin) if m["user"]["username"] == "alice"][0])' <<<"$OUT")
+BOB_ID=$(python3 -c 'import json, sys; print([m["user"]["id"] for m in map(json.loads, sys.stdin) if m["user"]["username"] == "bob"][0])' <<<"$OUT")
+
+TOKEN=$BOB timeout 90 ./subscribe.sh >"$WORK/room.out" 2>&1 &
+BACKGROUND+=($!)
+wait_for "bob's new subscribe.sh starts with ready" "$WORK/room.out" '"ready":{"user":{"id"'
+OUT=$(./update-room.sh --topic 'new plans')
+expect "update-room.sh prints the new topic" "$OUT" '"topic":"new plans"'
+expect "... and keeps the name" "$OUT" '"name":"private-room"'
+wait_for "bob's stream hears roomUpdated, with its seq" "$WORK/room.out" "{\"roomUpdated\":{\"seq\":"
+wait_for "... and the room's new topic" "$WORK/room.out" '"topic":"new plans"'
+refused "update-room.sh by a plain member" PermissionDenied env TOKEN="$BOB" ./update-room.sh --topic 'mine'
+if OUT=$(./update-room.sh 2>&1); then fail "update-room.sh with nothing to change must fail" "$OUT"; else ok "update-room.sh with nothing to change prints its usage"; fi
+OUT=$(./set-role.sh "$BOB_ID" admin)
+[ "$OUT" = "$BOB_ID is now admin" ] && ok "set-role.sh says the new role" || fail "set-role.sh output" "$OUT"
+wait_for "bob's stream hears ROLE_CHANGED" "$WORK/room.out" '"change":"MEMBER_CHANGE_ROLE_CHANGED","role":"MEMBER_ROLE_ADMIN"'
+expect "members.sh shows bob an admin" "$(./members.sh)" '"username":"bob"},"role":"MEMBER_ROLE_ADMIN"'
+OUT=$(TOKEN=$BOB ./update-room.sh --name private-room-2)
+expect "an admin may update-room.sh" "$OUT" '"name":"private-room-2"'
+refused "set-role.sh by an admin" PermissionDenied env TOKEN="$BOB" ./set-role.sh "$ALICE_ID" member
+
+./invite.sh carol >/dev/null
+TOKEN=$CAROL ./join-room.sh private-room-2 >/dev/null
+CAROL_ID=$(./members.sh | python3 -c 'import json, sys; print([m["user"]["id"] for m in map(json.loads, sys.stdin) if m["user"]["username"] == "carol"][0])')
+OUT=$(BAN=1 TOKEN=$BOB ./remove-member.sh "$CAROL_ID" spam)
+[ "$OUT" = "banned $CAROL_ID" ] && ok "remove-member.sh with BAN=1 says it banned" || fail "remove-member.sh BAN=1 output" "$OUT"
+wait_for "the room hears the ban, with its reason" "$WORK/room.out" '"change":"MEMBER_CHANGE_BANNED","by":{'
+wait_for "... the reason" "$WORK/room.out" '"reason":"spam"'
+refused "JoinRoom by a banned user" PermissionDenied \
+  "$GRPCURL" -plaintext -H "authorization: Bearer $CAROL" -d "{\"room_id\": \"$PRIV\"}" "$ADDR" chat.v1.ChatService/JoinRoom
+refused "history.sh by a removed user" PermissionDenied env TOKEN="$CAROL" ./history.sh
+refused "invite.sh of a banned user" FailedPrecondition ./invite.sh carol
+refused "remove-member.sh of the owner" PermissionDenied env TOKEN="$BOB" ./remove-member.sh "$ALICE_ID"
+refused "unban.sh by a non-member" PermissionDenied env TOKEN="$CAROL" ./unban.sh "$CAROL_ID"
+OUT=$(./unban.sh "$CAROL_ID")
+[ "$OUT" = "unbanned $CAROL_ID" ] && ok "unban.sh says whom it unbanned" || fail "unban.sh output" "$OUT"
+wait_for "the room hears the unban" "$WORK/room.out" '"change":"MEMBER_CHANGE_UNBANNED"'
+[ "$(./unban.sh "$CAROL_ID")" = "unbanned $CAROL_ID" ] && ok "unban.sh of no ban succeeds" || fail "unban.sh again"
+[ "$(./invite.sh carol)" = "invited carol" ] && ok "an unbanned user can be invited again" || fail "invite.sh after unban.sh"
+OUT=$(./remove-member.sh "$BOB_ID")
+[ "$OUT" = "removed $BOB_ID" ] && ok "remove-member.sh says whom it removed (the owner removes an admin)" || fail "remove-member.sh output" "$OUT"
+wait_for "bob's stream hears his removal" "$WORK/room.out" "\"user\":{\"id\":\"$BOB_ID\",\"username\":\"bob\"},\"change\":\"MEMBER_CHANGE_REMOVED\""
+[ "$(./members.sh | python3 -c 'import json, sys; print(" ".join(m["user"]["username"] for m in map(json.loads, sys.stdin)))')" = alice ] &&
+  ok "members.sh after the removals lists alice only" || fail "members.sh after removals" "$(./members.sh)"
+
+# Every one of those changes is a room event: a resume from 0 replays them
+# once each, in seq order, and nothing else but them.
+timeout 60 ./subscribe.sh 0 >"$WORK/members.out" 2>&1 &
+BACKGROUND+=($!)
+wait_for "subscribe.sh 0 replays the membership events" "$WORK/members.out" '"change":"MEMBER_CHANGE_INVITED"'
+wait_for "... to the last, bob's removal" "$WORK/members.out" '"change":"MEMBER_CHANGE_REMOVED"'
+REPLAY=$(compact <"$WORK/members.out" | python3 -c '
+import json, sys
+out = []
+for line in sys.stdin:
+    event = json.loads(line)
+    if "member" in event: out.append((int(event["member"]["seq"]), event["member"]["change"][len("MEMBER_CHANGE_"):] + ":" + event["member"]["user"]["username"]))
+    elif "roomUpdated" in event: out.append((int(event["roomUpdated"]["seq"]), "UPDATED"))
+    elif "message" in event: out.append((int(event["message"]["seq"]), "MESSAGE"))
+seqs = [s for s, _ in out]
+print(" ".join(w for _, w in out) if seqs and seqs[0] > 0 and seqs == sorted(set(seqs)) else "out of order: %r" % out)
+')
+[ "$REPLAY" = "INVITED:bob JOINED:bob UPDATED ROLE_CHANGED:bob UPDATED INVITED:carol JOINED:carol BANNED:carol UNBANNED:carol INVITED:carol REMOVED:bob" ] &&
+  ok "the replay holds every change once, in seq order" || fail "replay of the membership events: $REPLAY" "$(cat "$WORK/members.out")"
 
 echo "$PASSED passed, $FAILED failed"

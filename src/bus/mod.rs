@@ -48,7 +48,7 @@ use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_url, Config};
-use crate::domain::{RoomEvent, RoomId, SessionId, Timestamp, User, UserId};
+use crate::domain::{Room, RoomEvent, RoomId, SessionId, Timestamp, User, UserId};
 use crate::hub::{Hub, LocalPresence, NodeId, OnlineUser, ReadNotice, StreamId};
 use crate::metrics::{BusRejection, Metrics};
 use crate::router::{Confirmation, Router, Sequencer};
@@ -266,6 +266,18 @@ impl Router for NatsRouter {
         );
         self.hub.leave(user_id, room_id);
     }
+
+    async fn invited(&self, user_id: UserId, room: &Room, by: &User) {
+        let frame = chat_fanout::events::invited(room, by);
+        self.outbound.publish(
+            self.node_subject(),
+            Body::ToUser(wire::WireToUser {
+                user_id: user_id.uuid().as_bytes().to_vec(),
+                event: frame.bytes().to_vec(),
+            }),
+        );
+        self.hub.tell_user(user_id, &frame);
+    }
 }
 
 fn membership(user_id: UserId, room_id: RoomId, last_seq: u64) -> Membership {
@@ -427,14 +439,24 @@ impl Node {
                 }
             }
             Body::Typing(typing) => {
-                let user = User {
-                    id: wire::user_id(&typing.user_id)?,
-                    username: typing.username,
-                };
+                let user = User::named(wire::user_id(&typing.user_id)?, typing.username);
                 // Coalesced by the hub; nothing to tell further.
                 let _relayed = self.hub.typing(wire::room_id(&typing.room_id)?, &user);
             }
             Body::Read(read) => self.hub.read(&ReadNotice::try_from(read)?),
+            Body::Logged(logged) => {
+                self.sequencer
+                    .deliver_logged(wire::room_id(&logged.room_id)?, logged.seq)
+                    .await;
+            }
+            Body::ToUser(to_user) => {
+                let event = crate::pb::ServerEvent::decode(to_user.event.as_slice())?;
+                let event = event.event.ok_or(Malformed::Empty)?;
+                self.hub.tell_user(
+                    wire::user_id(&to_user.user_id)?,
+                    &chat_fanout::events::relayed(event),
+                );
+            }
             Body::Revoke(session) => return Ok(self.revoke(wire::session_id(&session)?).await),
             Body::Joined(joined) => {
                 return Ok(self

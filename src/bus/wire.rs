@@ -36,7 +36,10 @@ pub struct Envelope {
     /// The node that published it.
     #[prost(bytes = "vec", tag = "1")]
     pub node: Vec<u8>,
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
+    #[prost(
+        oneof = "Body",
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17"
+    )]
     pub body: Option<Body>,
 }
 
@@ -79,6 +82,32 @@ pub enum Body {
     /// A member's read marker moved (not stored: no seq).
     #[prost(message, tag = "14")]
     Read(WireRead),
+    /// A stored room event the receiver reads from the store (membership
+    /// and settings changes: rare, and then nothing of them is taken on
+    /// the bus's word).
+    #[prost(message, tag = "15")]
+    Logged(WireLogged),
+    /// A server event for one user's streams (an invitation to a room).
+    #[prost(message, tag = "17")]
+    ToUser(WireToUser),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireToUser {
+    #[prost(bytes = "vec", tag = "1")]
+    pub user_id: Vec<u8>,
+    /// An encoded `chat.v1.ServerEvent`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub event: Vec<u8>,
+}
+
+/// Where a stored room event is: the room and its seq.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireLogged {
+    #[prost(bytes = "vec", tag = "1")]
+    pub room_id: Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
 }
 
 /// A moved read marker, and whom it is for (`hub::ReadNotice`).
@@ -183,6 +212,8 @@ pub struct WireMessage {
     /// thread counts never travel: stream events do not carry them.
     #[prost(message, repeated, tag = "12")]
     pub mentions: Vec<WireUser>,
+    #[prost(string, tag = "13")]
+    pub sender_display: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -214,6 +245,8 @@ pub struct WireUser {
     pub username: String,
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub rooms: Vec<Vec<u8>>,
+    #[prost(string, tag = "4")]
+    pub display_name: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -269,6 +302,7 @@ impl From<&Message> for WireMessage {
             seq: message.seq,
             sender_id: message.sender.id.uuid().as_bytes().to_vec(),
             sender_name: message.sender.username.clone(),
+            sender_display: message.sender.display_name.clone(),
             text: message.text.clone(),
             sent_at: message.sent_at.0,
             client_msg_id: message.client_msg_id.clone(),
@@ -303,6 +337,7 @@ impl TryFrom<WireMessage> for Message {
             sender: User {
                 id: user_id(&wire.sender_id)?,
                 username: wire.sender_name,
+                display_name: wire.sender_display,
             },
             text: wire.text,
             sent_at: Timestamp(wire.sent_at),
@@ -365,6 +400,12 @@ impl From<&RoomEvent> for Body {
                 user: Some(WireUser::new(user, &[])),
                 added: *added,
             }),
+            RoomEventKind::Member { .. } | RoomEventKind::RoomUpdated { .. } => {
+                Self::Logged(WireLogged {
+                    room_id: event.room_id.uuid().as_bytes().to_vec(),
+                    seq: event.seq,
+                })
+            }
         }
     }
 }
@@ -389,10 +430,7 @@ impl TryFrom<Body> for RoomEvent {
                 seq: deleted.seq,
                 kind: RoomEventKind::Deleted {
                     message_id: MessageId::from_uuid(uuid(&deleted.message_id)?),
-                    by: User {
-                        id: user_id(&deleted.by_id)?,
-                        username: deleted.by_name,
-                    },
+                    by: User::named(user_id(&deleted.by_id)?, deleted.by_name),
                 },
             }),
             Body::Reaction(reaction) => Ok(Self {
@@ -442,6 +480,7 @@ impl WireUser {
         Self {
             id: user.id.uuid().as_bytes().to_vec(),
             username: user.username.clone(),
+            display_name: user.display_name.clone(),
             rooms: rooms
                 .iter()
                 .map(|room| room.uuid().as_bytes().to_vec())
@@ -458,6 +497,7 @@ impl WireUser {
         let user = User {
             id: user_id(&self.id)?,
             username: self.username,
+            display_name: self.display_name,
         };
         Ok((user, rooms))
     }
@@ -478,6 +518,7 @@ mod tests {
             sender: User {
                 id: UserId::new(),
                 username: "alice".into(),
+                display_name: String::new(),
             },
             text: "héllo".into(),
             sent_at: Timestamp(1_700_000_000_123_456),
@@ -489,6 +530,7 @@ mod tests {
                 sender: User {
                     id: UserId::new(),
                     username: "bob".into(),
+                    display_name: String::new(),
                 },
                 text: "quoted".into(),
                 deleted: false,
@@ -499,6 +541,7 @@ mod tests {
             mentions: vec![User {
                 id: UserId::new(),
                 username: "carol".into(),
+                display_name: String::new(),
             }],
         };
         let envelope = Envelope {
@@ -521,6 +564,7 @@ mod tests {
             User {
                 id: UserId::new(),
                 username: "alice".into(),
+                display_name: String::new(),
             },
         );
         let message = Message {
@@ -581,6 +625,7 @@ mod tests {
             user: User {
                 id: UserId::new(),
                 username: "alice".into(),
+                display_name: String::new(),
             },
             last_read_seq: 17,
             own: true,
@@ -617,6 +662,7 @@ mod tests {
             id: vec![1, 2, 3],
             username: "bob".into(),
             rooms: Vec::new(),
+            display_name: String::new(),
         };
         assert!(matches!(wire.parse(), Err(Malformed::Id)));
     }

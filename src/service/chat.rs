@@ -4,15 +4,16 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::layer::principal;
 use crate::auth::Principal;
-use crate::domain::{Emoji, RoomId, Timestamp};
+use crate::domain::{Emoji, RoomId, RoomTopic, Timestamp};
 use crate::error::{Error, Result};
 use crate::hub::OutboundStream;
 use crate::metrics::Limit;
 use crate::pb;
+use crate::service::members;
 use crate::service::requests;
 use crate::service::stream;
 use crate::state::AppState;
-use crate::store::{ChangeKind, MessageChange, RoomPage};
+use crate::store::{ChangeKind, MessageChange, NewRoom, RoomPage};
 
 pub struct ChatApi {
     state: AppState,
@@ -139,20 +140,25 @@ impl pb::chat_service_server::ChatService for ChatApi {
         mut request: Request<pb::CreateRoomRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
         let principal = principal(&mut request)?;
-        let name = requests::create_room(request.get_ref())?;
+        let r = request.get_ref();
+        let name = requests::create_room(r)?;
+        let topic = RoomTopic::parse(&r.topic).map_err(Error::from)?;
+        let visibility = members::visibility(r.visibility)?;
         self.state
             .room_create
             .check(principal.user.id, &self.state.metrics)?;
         let room = self
             .state
             .store
-            .create_room(
-                RoomId::new(),
-                &name,
-                principal.user.id,
-                self.state.config.limits.max_rooms_per_user,
-                Timestamp::now(),
-            )
+            .create_room(NewRoom {
+                id: RoomId::new(),
+                name,
+                topic,
+                visibility,
+                creator: principal.user.clone(),
+                max_rooms: self.state.config.limits.max_rooms_per_user,
+                now: Timestamp::now(),
+            })
             .await
             .inspect_err(|error| self.count_room_cap(error))
             .map_err(Error::from)?;
@@ -175,25 +181,14 @@ impl pb::chat_service_server::ChatService for ChatApi {
             .room_join
             .check(principal.user.id, &self.state.metrics)?;
         self.state.reads.flush_user(principal.user.id).await;
-        let room = self
-            .state
-            .store
-            .join_room(
-                room_id,
-                principal.user.id,
-                self.state.config.limits.max_rooms_per_user,
-                Timestamp::now(),
-            )
+        let room = members::join(&self.state, &principal, room_id)
             .await
-            .inspect_err(|error| self.count_room_cap(error))
-            .map_err(Error::from)?;
-        self.state
-            .router
-            .joined(principal.user.id, room_id, room.last_seq)
-            .await;
-        Ok(Response::new(pb::JoinRoomResponse {
-            room: Some(pb::Room::from(&room)),
-        }))
+            .inspect_err(|error| {
+                if let Error::ResourceExhausted(_) = error {
+                    self.state.metrics.rejected(Limit::RoomsPerUser);
+                }
+            })?;
+        Ok(Response::new(pb::JoinRoomResponse { room: Some(room) }))
     }
 
     async fn leave_room(
@@ -202,13 +197,64 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
         let principal = principal(&mut request)?;
         let room_id = requests::leave_room(request.get_ref())?;
-        self.state
-            .store
-            .leave_room(room_id, principal.user.id)
-            .await
-            .map_err(Error::from)?;
-        self.state.router.left(principal.user.id, room_id).await;
+        members::leave(&self.state, &principal, room_id).await?;
         Ok(Response::new(pb::LeaveRoomResponse {}))
+    }
+
+    async fn update_room(
+        &self,
+        mut request: Request<pb::UpdateRoomRequest>,
+    ) -> Result<Response<pb::UpdateRoomResponse>, Status> {
+        let principal = principal(&mut request)?;
+        Ok(Response::new(
+            members::update_room(&self.state, &principal, request.get_ref()).await?,
+        ))
+    }
+
+    async fn invite_to_room(
+        &self,
+        mut request: Request<pb::InviteToRoomRequest>,
+    ) -> Result<Response<pb::InviteToRoomResponse>, Status> {
+        let principal = principal(&mut request)?;
+        members::invite(&self.state, &principal, request.get_ref()).await?;
+        Ok(Response::new(pb::InviteToRoomResponse {}))
+    }
+
+    async fn list_members(
+        &self,
+        mut request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let principal = principal(&mut request)?;
+        Ok(Response::new(
+            members::list_members(&self.state, &principal, request.get_ref()).await?,
+        ))
+    }
+
+    async fn set_member_role(
+        &self,
+        mut request: Request<pb::SetMemberRoleRequest>,
+    ) -> Result<Response<pb::SetMemberRoleResponse>, Status> {
+        let principal = principal(&mut request)?;
+        members::set_role(&self.state, &principal, request.get_ref()).await?;
+        Ok(Response::new(pb::SetMemberRoleResponse {}))
+    }
+
+    async fn remove_member(
+        &self,
+        mut request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let principal = principal(&mut request)?;
+        members::remove(&self.state, &principal, request.get_ref()).await?;
+        Ok(Response::new(pb::RemoveMemberResponse {}))
+    }
+
+    async fn unban_member(
+        &self,
+        mut request: Request<pb::UnbanMemberRequest>,
+    ) -> Result<Response<pb::UnbanMemberResponse>, Status> {
+        let principal = principal(&mut request)?;
+        members::unban(&self.state, &principal, request.get_ref()).await?;
+        Ok(Response::new(pb::UnbanMemberResponse {}))
     }
 
     async fn list_rooms(
@@ -310,8 +356,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let principal = principal(&mut request)?;
         let cursors = requests::cursors(&request.get_ref().cursors)?;
-        let cursors = stream::check_cursors(&self.state, &principal, cursors).await?;
+        let (cursors, refused) = stream::check_cursors(&self.state, &principal, cursors).await?;
         let opened = stream::open(&self.state, &principal, !cursors.is_empty()).await?;
+        stream::refused_cursors(&self.state, opened.id, &refused);
         if !cursors.is_empty() {
             stream::spawn_catch_up(self.state.clone(), opened.id, cursors, opened.catch_up);
         }

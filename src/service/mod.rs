@@ -3,6 +3,7 @@
 mod auth;
 mod chat;
 pub mod client_addr;
+mod members;
 pub mod requests;
 pub mod stream;
 

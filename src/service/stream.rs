@@ -112,25 +112,41 @@ async fn recheck_session(state: &AppState, principal: &Principal) -> Result<()> 
 
 /// Checks resume cursors, already checked by `requests::cursors`, against
 /// the store: rooms the caller is a member of. A cursor past a room's newest
-/// message is taken as that message.
+/// message is taken as that message. A room the caller may not read (no
+/// longer a member, or gone) does not cost the others: it is answered
+/// apart, with the `error` event `refused_cursors` sends.
 ///
 /// # Errors
-/// NOT_FOUND or PERMISSION_DENIED for the first bad one.
+/// Database errors.
 pub async fn check_cursors(
     state: &AppState,
     principal: &Principal,
     cursors: Vec<Cursor>,
-) -> Result<Vec<Cursor>> {
+) -> Result<(Vec<Cursor>, Vec<(RoomId, Error)>)> {
     let mut checked: Vec<Cursor> = Vec::with_capacity(cursors.len());
+    let mut refused = Vec::new();
     for (room_id, after_seq) in cursors {
         let (membership, last_seq) = state
             .store
             .room_position(room_id, principal.user.id)
             .await?;
-        membership.require_member(room_id)?;
-        checked.push((room_id, after_seq.min(last_seq)));
+        match membership.require_member(room_id) {
+            Ok(()) => checked.push((room_id, after_seq.min(last_seq))),
+            Err(error) => refused.push((room_id, Error::from(error))),
+        }
     }
-    Ok(checked)
+    Ok((checked, refused))
+}
+
+/// Tells a stream which of its resume cursors it may not use, one `error`
+/// event each (with the room's id); the stream goes on for the others.
+pub fn refused_cursors(state: &AppState, id: StreamId, refused: &[(RoomId, Error)]) {
+    for (room_id, error) in refused {
+        state.hub.send_to(
+            id,
+            events::room_error(error.code(), error.client_message(), *room_id),
+        );
+    }
 }
 
 /// Sends a resumed stream what it missed, read from the store, then
@@ -283,7 +299,10 @@ async fn first_event(
                 Err(error) => Err(error),
             };
             match checked {
-                Ok(cursors) => spawn_catch_up(state.clone(), id, cursors, catch_up_frames),
+                Ok((cursors, refused)) => {
+                    refused_cursors(state, id, &refused);
+                    spawn_catch_up(state.clone(), id, cursors, catch_up_frames);
+                }
                 Err(error) => {
                     state.hub.send_to(id, error_frame("", &error));
                     go_live(&state.hub, id, catch_up_frames);

@@ -50,11 +50,22 @@ impl ChildServer {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .expect("the server starts")
-                .unwrap()
-                .expect("the server logs its address");
+            let next = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+            let Ok(Ok(Some(line))) = next else {
+                // Whatever it said before it stopped (or hung) is the
+                // diagnosis: show it, not just that the address is missing.
+                let said = logs.lock().unwrap().join("\n");
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "the server did not log its address ({}; exit status {status:?}); \
+                     its stderr so far:\n{said}",
+                    match next {
+                        Err(_) => "nothing for 30 s".to_owned(),
+                        Ok(Err(e)) => format!("reading its stderr failed: {e}"),
+                        Ok(Ok(_)) => "its stderr closed".to_owned(),
+                    }
+                );
+            };
             logs.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("address=").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();

@@ -143,6 +143,8 @@ impl Copy {
                 }
                 r.seq
             }
+            // The room's members joining.
+            Event::Member(m) => m.seq,
             Event::Resync(r) => panic!("no run here misses 1000 events: {r:?}"),
             _ => return,
         };

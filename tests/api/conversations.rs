@@ -260,8 +260,9 @@ async fn reactions_travel_as_events_live_and_on_resume_once() {
     assert_eq!(
         seen.iter().map(shape).collect::<Vec<_>>(),
         [
+            // Seq 1 is bob's join, 2 the message.
             (
-                2,
+                3,
                 room.id.clone(),
                 message.id.clone(),
                 "🎉".into(),
@@ -269,7 +270,7 @@ async fn reactions_travel_as_events_live_and_on_resume_once() {
                 true
             ),
             (
-                3,
+                4,
                 room.id.clone(),
                 message.id.clone(),
                 "🎉".into(),
@@ -279,12 +280,13 @@ async fn reactions_travel_as_events_live_and_on_resume_once() {
         ]
     );
 
-    // A resume from seq 2 brings the removal alone; the message's own
-    // event (from 0) carries no reactions, which the events build.
+    // A resume from seq 3 brings the removal alone; the message's own
+    // event (from 0, after bob's join) carries no reactions, which the
+    // events build.
     react(&bob, &message, "👍").await.unwrap();
     for (after, expected) in [
-        (2, vec!["3 -🎉", "4 +👍"]),
-        (0, vec!["1 message", "2 +🎉", "3 -🎉", "4 +👍"]),
+        (3, vec!["4 -🎉", "5 +👍"]),
+        (0, vec!["2 message", "3 +🎉", "4 -🎉", "5 +👍"]),
     ] {
         let mut stream = bob
             .chat

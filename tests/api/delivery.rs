@@ -64,19 +64,20 @@ async fn a_dropped_stream_resumes_with_every_missed_message_once_in_order() {
     for i in 1..=3 {
         alice.send(&room, &format!("m{i}")).await;
     }
-    assert_eq!(seqs_until(&mut first, 3).await, [1, 2, 3]);
+    // Seq 1 is bob's join.
+    assert_eq!(seqs_until(&mut first, 4).await, [2, 3, 4]);
     drop(first);
 
     for i in 4..=10 {
         alice.send(&room, &format!("m{i}")).await;
     }
-    let mut resumed = subscribe_from(&bob, cursor(&room, 3)).await;
-    let missed = seqs_until(&mut resumed, 10).await;
+    let mut resumed = subscribe_from(&bob, cursor(&room, 4)).await;
+    let missed = seqs_until(&mut resumed, 11).await;
     alice.send(&room, "m11").await;
-    let live = seqs_until(&mut resumed, 11).await;
+    let live = seqs_until(&mut resumed, 12).await;
 
-    assert_eq!(missed, (4..=10).collect::<Vec<_>>());
-    assert_eq!(live, [11]);
+    assert_eq!(missed, (5..=11).collect::<Vec<_>>());
+    assert_eq!(live, [12]);
 }
 
 #[tokio::test]
@@ -88,7 +89,8 @@ async fn a_chat_stream_resumes_when_its_first_event_is_resume() {
     }
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let mut cursors = Cursors::default();
-    cursors.track(&room.id, 2);
+    // Seq 1 is bob's join: m1 and m2 are 2 and 3.
+    cursors.track(&room.id, 3);
     tx.send(cursors.resume_event()).await.unwrap();
     let mut events = bob
         .chat
@@ -100,7 +102,7 @@ async fn a_chat_stream_resumes_when_its_first_event_is_resume() {
 
     let ready = events.message().await.unwrap().unwrap().event.unwrap();
     assert!(matches!(ready, server_event::Event::Ready(_)));
-    assert_eq!(seqs_until(&mut events, 5).await, [3, 4, 5]);
+    assert_eq!(seqs_until(&mut events, 6).await, [4, 5, 6]);
 
     // A second resume is refused; the stream goes on.
     tx.send(cursors.resume_event()).await.unwrap();
@@ -116,7 +118,7 @@ async fn a_chat_stream_resumes_when_its_first_event_is_resume() {
         )
     );
     alice.send(&room, "m6").await;
-    assert_eq!(seqs_until(&mut events, 6).await, [6]);
+    assert_eq!(seqs_until(&mut events, 7).await, [7]);
 }
 
 #[tokio::test]
@@ -184,12 +186,13 @@ async fn more_missed_messages_than_a_resume_sends_come_with_a_resync() {
         first,
         server_event::Event::Resync(server_event::Resync {
             room_id: room.id.clone(),
-            from_seq: 201,
+            from_seq: 202,
         })
     );
+    // Seq 1 is bob's join: the 1200 messages are 2 to 1201.
     assert_eq!(
-        seqs_until(&mut events, 1200).await,
-        (201..=1200).collect::<Vec<_>>()
+        seqs_until(&mut events, 1201).await,
+        (202..=1201).collect::<Vec<_>>()
     );
 }
 
@@ -200,21 +203,19 @@ async fn resuming_a_room_one_is_not_in_is_refused() {
     let eve = app.user("eve").await;
     let _ = alice;
 
-    let result = eve
-        .chat
-        .clone()
-        .subscribe(pb::SubscribeRequest {
-            cursors: cursor(&room, 0),
-        })
-        .await;
+    // The stream opens (a resume may name rooms one has since lost), and
+    // says which cursor it refused and why.
+    let mut events = subscribe_from(&eve, cursor(&room, 0)).await;
 
-    let status = result.unwrap_err();
+    let refused = events.message().await.unwrap().unwrap().event.unwrap();
     assert_eq!(
-        (status.code(), status.message()),
-        (
-            Code::PermissionDenied,
-            format!("you are not a member of room {}", room.id).as_str()
-        )
+        refused,
+        server_event::Event::Error(server_event::Error {
+            client_msg_id: String::new(),
+            code: Code::PermissionDenied as i32,
+            message: format!("you are not a member of room {}", room.id),
+            room_id: room.id.clone(),
+        })
     );
 }
 
@@ -285,6 +286,8 @@ async fn next_non_presence(stream: &mut crate::helpers::EventStream) -> server_e
 async fn a_stream_that_never_reads_is_cut_while_fifty_others_get_everything() {
     const MESSAGES: u64 = 20_000;
     const READERS: usize = 49;
+    // The readers' and the sleeper's joins take the room's first seqs.
+    const JOINS: u64 = READERS as u64 + 1;
     let app = spawn_app().await;
     let sender = app.user("sender").await;
     let room = sender.create_room("busy").await;
@@ -326,8 +329,13 @@ async fn a_stream_that_never_reads_is_cut_while_fifty_others_get_everything() {
         tasks.push(tokio::spawn(async move {
             let mut count = 0u64;
             let mut last = 0u64;
-            while last < MESSAGES {
+            while last < JOINS + MESSAGES {
                 match subscription.next().await.unwrap() {
+                    // The room's first events are its readers' joins.
+                    server_event::Event::Member(m) => {
+                        assert_eq!(m.seq, last + 1, "in order, no gap, no duplicate");
+                        last = m.seq;
+                    }
                     server_event::Event::Message(m) => {
                         assert_eq!(m.seq, last + 1, "in order, no gap, no duplicate");
                         last = m.seq;
@@ -390,7 +398,7 @@ async fn a_stream_that_never_reads_is_cut_while_fifty_others_get_everything() {
     for seq in older {
         assert!(seen.insert(seq), "seq {seq} twice");
     }
-    assert_eq!(seen, (1..=MESSAGES).collect());
+    assert_eq!(seen, (JOINS + 1..=JOINS + MESSAGES).collect());
 }
 
 /// The seqs of a room's messages after `after` and before `before`, from

@@ -107,7 +107,10 @@ async fn only_the_sender_may_edit_or_delete_a_message() {
     assert_status(
         delete(&bob, &message).await,
         Code::PermissionDenied,
-        &format!("only its sender may delete message {}", message.id),
+        &format!(
+            "only its sender, an admin or the owner may delete message {}",
+            message.id
+        ),
     );
     let history = alice.history(&room, 0, 10).await.messages;
     assert_eq!(
@@ -116,7 +119,8 @@ async fn only_the_sender_may_edit_or_delete_a_message() {
             history[0].deleted,
             last_seq(&alice, &room).await
         ),
-        ("mine", false, 1),
+        // Seq 1 is bob's join, 2 the message.
+        ("mine", false, 2),
         "nothing changed"
     );
 }
@@ -211,8 +215,8 @@ async fn a_deleted_message_cannot_be_edited_and_deleting_again_changes_nothing()
 
     assert_eq!(
         last_seq(&alice, &room).await,
-        2,
-        "no event after the first deletion"
+        3,
+        "no event after the first deletion (seq 1 is bob's join)"
     );
     watching.expect_silence(Duration::from_millis(300)).await;
 }
@@ -239,7 +243,11 @@ async fn an_edit_follows_the_rules_of_sending_and_the_same_text_makes_no_event()
         .expect("the same text is accepted");
 
     assert_eq!((same.text.as_str(), same.edited_at), ("hello", None));
-    assert_eq!(last_seq(&alice, &room).await, 1, "no event");
+    assert_eq!(
+        last_seq(&alice, &room).await,
+        2,
+        "no event (seq 1 is bob's join)"
+    );
     watching.expect_silence(Duration::from_millis(300)).await;
 }
 
@@ -280,7 +288,8 @@ async fn edits_and_deletions_reach_other_members_live_on_both_kinds_of_stream() 
     let edited = edit(&alice, &message, "hello").await.unwrap();
     delete(&alice, &message).await.unwrap();
 
-    assert_eq!((edited.seq, edited.text.as_str()), (1, "hello"));
+    // Seq 1 is bob's join.
+    assert_eq!((edited.seq, edited.text.as_str()), (2, "hello"));
     assert!(edited.edited_at.is_some());
     for stream in [&mut subscribed, &mut chatting] {
         let mut got = Vec::new();
@@ -291,7 +300,7 @@ async fn edits_and_deletions_reach_other_members_live_on_both_kinds_of_stream() 
         }
         assert_eq!(
             got,
-            ["message:1:helo", "edited:2:1:hello*", "deleted:3:alice"]
+            ["message:2:helo", "edited:3:2:hello*", "deleted:4:alice"]
         );
     }
 }
@@ -324,17 +333,18 @@ async fn a_resume_from_before_an_edit_and_a_deletion_replays_them_once_in_order_
     assert_eq!(
         missed,
         [
-            "message:1:first, edited*",
-            "message:2:deleted",
-            "edited:3:1:first, edited*",
-            "deleted:4:alice",
-            "message:5:third",
+            // Seq 1 is bob's join (not a message event).
+            "message:2:first, edited*",
+            "message:3:deleted",
+            "edited:4:2:first, edited*",
+            "deleted:5:alice",
+            "message:6:third",
         ],
         "every event once, in seq order, each message as it is now"
     );
     assert_eq!(
         live,
-        ["message:6:fourth"],
+        ["message:7:fourth"],
         "then the live ones, no duplicate"
     );
 }
@@ -351,7 +361,8 @@ async fn a_chat_stream_resuming_from_between_gets_only_the_later_events() {
         event: Some(pb::client_event::Event::Resume(pb::client_event::Resume {
             cursors: vec![pb::RoomCursor {
                 room_id: room.id.clone(),
-                after_seq: 1,
+                // Bob's join (1) and the message (2).
+                after_seq: 2,
             }],
         })),
     })
@@ -368,7 +379,7 @@ async fn a_chat_stream_resuming_from_between_gets_only_the_later_events() {
 
     assert_eq!(
         room_events(&mut resumed, 2).await,
-        ["edited:2:1:deleted", "deleted:3:alice"],
+        ["edited:3:2:deleted", "deleted:4:alice"],
         "the edit replayed with the message as it is now: no old text"
     );
 }
@@ -400,12 +411,13 @@ async fn history_shows_each_message_as_it_is_now() {
     assert_eq!(
         shown,
         [
-            (kept.id, 1, "kept".to_owned(), false, false),
-            (edited.id, 2, "after".to_owned(), true, false),
-            (deleted.id, 3, String::new(), false, true),
+            // Seq 1 is bob's join.
+            (kept.id, 2, "kept".to_owned(), false, false),
+            (edited.id, 3, "after".to_owned(), true, false),
+            (deleted.id, 4, String::new(), false, true),
         ]
     );
-    assert_eq!(last_seq(&bob, &room).await, 5, "the room's newest event");
+    assert_eq!(last_seq(&bob, &room).await, 6, "the room's newest event");
 }
 
 /// Every file of the app's database folder (the database, its WAL, any

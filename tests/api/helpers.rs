@@ -224,7 +224,9 @@ impl TestApp {
         self.login(username).await
     }
 
-    /// alice and bob, both members of one group room, "general".
+    /// alice and bob, both members of one group room, "general". Bob's
+    /// join is the room's first event (seq 1): alice's first message there
+    /// has seq 2.
     pub async fn alice_and_bob_in_a_room(&self) -> (TestUser, TestUser, pb::Room) {
         let alice = self.user("alice").await;
         let bob = self.user("bob").await;
@@ -278,7 +280,10 @@ impl TestUser {
     pub async fn create_room(&self, name: &str) -> pb::Room {
         self.chat
             .clone()
-            .create_room(pb::CreateRoomRequest { name: name.into() })
+            .create_room(pb::CreateRoomRequest {
+                name: name.into(),
+                ..Default::default()
+            })
             .await
             .expect("create room")
             .into_inner()
@@ -392,6 +397,36 @@ impl TestUser {
             .into_inner();
         let mut stream = EventStream {
             sender: Some(tx),
+            events,
+        };
+        let ready = stream.ready().await;
+        (stream, ready)
+    }
+
+    /// Opens a Subscribe stream resuming from these cursors (room, seq),
+    /// and returns it with its `ready` event.
+    pub async fn subscribe_from(
+        &self,
+        cursors: &[(&pb::Room, u64)],
+    ) -> (EventStream, server_event::Ready) {
+        let request = pb::SubscribeRequest {
+            cursors: cursors
+                .iter()
+                .map(|(room, after_seq)| pb::RoomCursor {
+                    room_id: room.id.clone(),
+                    after_seq: *after_seq,
+                })
+                .collect(),
+        };
+        let events = self
+            .chat
+            .clone()
+            .subscribe(request)
+            .await
+            .expect("open Subscribe")
+            .into_inner();
+        let mut stream = EventStream {
+            sender: None,
             events,
         };
         let ready = stream.ready().await;

@@ -12,6 +12,7 @@ mod delivery;
 mod edits;
 mod helpers;
 mod malformed;
+mod members;
 mod operations;
 mod pressure;
 mod reads;

@@ -88,7 +88,12 @@ async fn silent_members(app: &TestApp, room: &pb::Room, count: usize, prefix: &s
             .expect("a silent member");
         app.state
             .store
-            .join_room(room_id, user.id, 1000, Timestamp::now())
+            .change_membership(&chat_server::store::MembershipChange {
+                room_id,
+                actor: user,
+                at: Timestamp::now(),
+                kind: chat_server::store::MembershipKind::Join { max_rooms: 1000 },
+            })
             .await
             .expect("joining");
     }
@@ -151,6 +156,7 @@ async fn a_marker_moves_forward_only_and_stops_at_the_last_seq() {
         alice.send(&room, &format!("m{i}")).await;
     }
 
+    // Seq 1 is bob's join: the messages are 2 to 6.
     let marks = [
         mark_read(&bob, &room, 3).await.unwrap(),
         mark_read(&bob, &room, 1).await.unwrap(),
@@ -159,8 +165,8 @@ async fn a_marker_moves_forward_only_and_stops_at_the_last_seq() {
         mark_read(&bob, &room, 4).await.unwrap(),
     ];
 
-    assert_eq!(marks, [3, 3, 3, 5, 5]);
-    assert_eq!(read_state(&listed(&bob, &room).await), (5, 0, 0));
+    assert_eq!(marks, [3, 3, 3, 6, 6]);
+    assert_eq!(read_state(&listed(&bob, &room).await), (6, 0, 0));
     assert_eq!(
         read_state(&listed(&alice, &room).await),
         (0, 0, 0),
@@ -192,12 +198,13 @@ async fn a_new_member_starts_with_everything_before_its_join_read() {
         .unwrap();
     alice.send(&room, "after").await;
 
-    assert_eq!(read_state(&joined), (3, 0, 0));
+    // The marker starts after the join's own event (seq 4).
+    assert_eq!(read_state(&joined), (4, 0, 0));
     assert_eq!(
         joined.last_message.map(|m| m.text),
         Some("before 2".to_owned())
     );
-    assert_eq!(read_state(&listed(&bob, &room).await), (3, 1, 0));
+    assert_eq!(read_state(&listed(&bob, &room).await), (4, 1, 0));
 
     // A direct room: both are members from its first message on.
     let direct = alice.open_direct_room("bob").await;
@@ -312,7 +319,8 @@ async fn a_burst_of_marks_brings_the_others_few_receipts_the_last_the_latest() {
     let (mut phone, _) = bobs_phone.subscribe().await;
 
     let started = Instant::now();
-    for seq in 1..=20 {
+    // Seq 1 is bob's join, where his marker starts: the messages are 2 to 21.
+    for seq in 2..=21 {
         mark_read(&bob, &room, seq).await.unwrap();
     }
     let burst = started.elapsed();
@@ -320,7 +328,7 @@ async fn a_burst_of_marks_brings_the_others_few_receipts_the_last_the_latest() {
     let mut receipts = Vec::new();
     while let Some((_, _, seq)) = next_read(&mut alices, Duration::from_secs(2)).await {
         receipts.push(seq);
-        if seq == 20 {
+        if seq == 21 {
             break;
         }
     }
@@ -329,13 +337,13 @@ async fn a_burst_of_marks_brings_the_others_few_receipts_the_last_the_latest() {
         let (_, _, seq) = next_read(&mut phone, PATIENCE).await.expect("own read");
         own.push(seq);
     }
-    assert_eq!(receipts.last(), Some(&20), "the latest wins: {receipts:?}");
+    assert_eq!(receipts.last(), Some(&21), "the latest wins: {receipts:?}");
     let seconds = usize::try_from(burst.as_secs()).unwrap();
     assert!(
         receipts.len() <= 2 + seconds,
         "at most one receipt a second: {receipts:?} in {burst:?}"
     );
-    assert_eq!(own, (1..=20).collect::<Vec<_>>(), "every own read");
+    assert_eq!(own, (2..=21).collect::<Vec<_>>(), "every own read");
 }
 
 #[tokio::test]
@@ -345,12 +353,13 @@ async fn markers_still_waiting_at_shutdown_are_written() {
     alice.send(&room, "one").await;
     alice.send(&room, "two").await;
 
-    // At once: well within the second a marker may wait.
-    mark_read(&bob, &room, 2).await.unwrap();
+    // At once: well within the second a marker may wait. (Seq 1 is bob's
+    // join; the messages are 2 and 3.)
+    mark_read(&bob, &room, 3).await.unwrap();
     let app = app.restart().await;
 
     let bob = app.login("bob").await;
-    assert_eq!(read_state(&listed(&bob, &room).await), (2, 0, 0));
+    assert_eq!(read_state(&listed(&bob, &room).await), (3, 0, 0));
 }
 
 /// A small deterministic generator: the same random test every run.
@@ -466,9 +475,10 @@ async fn unread_counts_stop_at_9999() {
     }
     drop(sender.await.unwrap());
 
-    assert_eq!(read_state(&listed(&bob, &room).await), (0, 9999, 0));
-    mark_read(&bob, &room, 20).await.unwrap();
-    assert_eq!(read_state(&listed(&bob, &room).await), (20, 9990, 0));
+    // Bob's marker starts at his join (seq 1); the messages follow.
+    assert_eq!(read_state(&listed(&bob, &room).await), (1, 9999, 0));
+    mark_read(&bob, &room, 21).await.unwrap();
+    assert_eq!(read_state(&listed(&bob, &room).await), (21, 9990, 0));
 }
 
 /// Waits for the lead's mentions (message_mentions filled as messages are
@@ -494,7 +504,8 @@ async fn mentions_and_thread_replies_count_as_unread() {
     bob.send(&room, "@bob talking to myself").await;
 
     let shown = listed(&bob, &room).await;
-    assert_eq!(read_state(&shown), (0, 4, 3));
+    // Bob's marker starts at his join, seq 1.
+    assert_eq!(read_state(&shown), (1, 4, 3));
     assert_eq!(
         shown.last_message.map(|m| m.text),
         Some("@bob talking to myself".to_owned()),
@@ -502,7 +513,7 @@ async fn mentions_and_thread_replies_count_as_unread() {
     );
 
     delete(&alice, &second).await;
-    assert_eq!(read_state(&listed(&bob, &room).await), (0, 3, 2));
+    assert_eq!(read_state(&listed(&bob, &room).await), (1, 3, 2));
     mark_read(&bob, &room, root.seq).await.unwrap();
     assert_eq!(read_state(&listed(&bob, &room).await).2, 1);
 }

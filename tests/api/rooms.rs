@@ -288,7 +288,13 @@ async fn bad_room_names_and_texts_say_what_is_wrong() {
 
     let create = |name: String| {
         let mut chat = alice.chat.clone();
-        async move { chat.create_room(pb::CreateRoomRequest { name }).await }
+        async move {
+            chat.create_room(pb::CreateRoomRequest {
+                name,
+                ..Default::default()
+            })
+            .await
+        }
     };
     assert_status(
         create("   ".into()).await,

@@ -412,6 +412,7 @@ async fn creating_and_joining_rooms_is_rate_limited_and_capped() {
         .clone()
         .create_room(pb::CreateRoomRequest {
             name: "one more".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -486,7 +487,10 @@ async fn text_and_names_that_would_fool_people_are_refused() {
         let refused = alice
             .chat
             .clone()
-            .create_room(pb::CreateRoomRequest { name: name.into() })
+            .create_room(pb::CreateRoomRequest {
+                name: name.into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::InvalidArgument, "{name:?}");
@@ -496,7 +500,8 @@ async fn text_and_names_that_would_fool_people_are_refused() {
             .chat
             .clone()
             .create_room(pb::CreateRoomRequest {
-                name: "GENERAL".into()
+                name: "GENERAL".into(),
+                ..Default::default()
             })
             .await
             .unwrap_err()

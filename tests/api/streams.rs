@@ -34,18 +34,19 @@ async fn two_users_chat_both_ways_in_a_group_room() {
 
     assert_eq!(sent.client_msg_id, "a-1");
     assert_eq!(sent.message.as_ref(), Some(&received));
-    assert_eq!((received.text.as_str(), received.seq), ("hi bob", 1));
+    // Seq 1 is bob's join.
+    assert_eq!((received.text.as_str(), received.seq), ("hi bob", 2));
     assert_eq!(received.sender.as_ref(), Some(&alice.user));
     assert_eq!(received.room_id, room.id);
 
     bob_stream.send_text(&room, "hi alice", "").await;
     let reply = alice_stream.next_message().await;
-    assert_eq!((reply.text.as_str(), reply.seq), ("hi alice", 2));
+    assert_eq!((reply.text.as_str(), reply.seq), ("hi alice", 3));
     assert_eq!(reply.sender.unwrap().username, "bob");
     let server_event::Event::Sent(sent) = bob_stream.next().await else {
         panic!("bob should get his send acknowledged");
     };
-    assert_eq!(sent.message.unwrap().seq, 2);
+    assert_eq!(sent.message.unwrap().seq, 3);
 }
 
 #[tokio::test]
@@ -268,7 +269,8 @@ async fn a_retried_send_is_stored_and_delivered_once() {
     assert_eq!(acks, [unary.clone(), unary.clone()]);
     assert_eq!(bob_stream.next_message().await, unary);
     bob_stream.expect_silence(Duration::from_millis(300)).await;
-    assert_eq!(unary.seq, 1);
+    // Seq 1 is bob's join.
+    assert_eq!(unary.seq, 2);
 }
 
 /// What a heartbeat may come late by on a busy machine (CI runs this beside
@@ -349,7 +351,8 @@ async fn a_stream_that_cannot_keep_up_is_ended_without_slowing_the_others() {
         alice.send(&room, &text).await;
     }
 
-    assert_eq!(reader.await.unwrap(), (1..=count).collect::<Vec<_>>());
+    // Seqs 1 and 2 are bob's and carol's joins.
+    assert_eq!(reader.await.unwrap(), (3..=count + 2).collect::<Vec<_>>());
     slow.assert_ends_with(
         Code::ResourceExhausted,
         "stream too slow: more than 16 events were waiting; reconnect and resume",

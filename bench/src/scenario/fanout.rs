@@ -247,7 +247,10 @@ pub async fn create_room(
     name: &str,
 ) -> anyhow::Result<String> {
     let room = ChatServiceClient::with_interceptor(channel, account.token.clone())
-        .create_room(pb::CreateRoomRequest { name: name.into() })
+        .create_room(pb::CreateRoomRequest {
+            name: name.into(),
+            ..Default::default()
+        })
         .await
         .with_context(|| format!("creating room {name}"))?
         .into_inner()

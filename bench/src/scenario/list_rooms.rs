@@ -411,7 +411,10 @@ async fn set_up(
             async move {
                 let name = format!("lr-room-{index}");
                 let room = chat
-                    .create_room(pb::CreateRoomRequest { name: name.clone() })
+                    .create_room(pb::CreateRoomRequest {
+                        name: name.clone(),
+                        ..Default::default()
+                    })
                     .await
                     .with_context(|| format!("creating room {name}"))?
                     .into_inner()

@@ -1,6 +1,7 @@
 // A terminal chat over ChatStream: logs in, joins a room (creating it if
 // needed), prints the room's recent messages and every live event (edits,
-// deletions, reactions, replies, thread replies and read receipts included),
+// deletions, reactions, replies, thread replies, read receipts, membership
+// changes, room updates and invitations included),
 // and sends each line typed on stdin. Ends when stdin does (Ctrl-D), once every line
 // sent is acknowledged. Everything from the server is printed through
 // escapeControls, so control and bidi characters in it cannot act on the
@@ -10,7 +11,16 @@
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ChatClient, cursorsAt, escapeControls as esc, type Message, type Room } from "../src/index.js";
+import {
+  ChatClient,
+  cursorsAt,
+  escapeControls as esc,
+  MemberChange,
+  MemberRole,
+  type Message,
+  type Room,
+  type ServerEvent_MemberEvent,
+} from "../src/index.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -60,6 +70,30 @@ const stream = client.chatStream({ cursors: cursorsAt(await client.listRooms({ j
 const ready = await stream.ready;
 console.log(`* ${esc(user.username)} in #${esc(room.name)}; online: ${ready.onlineUsers.map((u) => esc(u.username)).join(", ") || "nobody else"}`);
 
+/** What a `member` event says happened, e.g. "bob was removed by alice (spam)". */
+const membership = (m: ServerEvent_MemberEvent): string => {
+  const by = m.by && m.by.id !== m.user?.id ? ` by ${who(m.by)}` : "";
+  const reason = m.reason ? ` (${esc(m.reason)})` : "";
+  switch (m.change) {
+    case MemberChange.JOINED:
+      return `${who(m.user)} joined`;
+    case MemberChange.LEFT:
+      return `${who(m.user)} left`;
+    case MemberChange.INVITED:
+      return `${who(m.user)} was invited${by}`;
+    case MemberChange.REMOVED:
+      return `${who(m.user)} was removed${by}${reason}`;
+    case MemberChange.BANNED:
+      return `${who(m.user)} was banned${by}${reason}`;
+    case MemberChange.UNBANNED:
+      return `${who(m.user)} was unbanned${by}`;
+    case MemberChange.ROLE_CHANGED:
+      return `${who(m.user)} is now ${(MemberRole[m.role] ?? "?").toLowerCase()}${by}`;
+    default:
+      return `${who(m.user)}: a membership change`;
+  }
+};
+
 const printing = (async () => {
   for await (const { event } of stream) {
     switch (event.case) {
@@ -84,6 +118,18 @@ const printing = (async () => {
         if (event.value.roomId === room.id && event.value.user?.id !== user.id) {
           console.log(`* ${who(event.value.user)} has read up to #${event.value.lastReadSeq}`);
         }
+        break;
+      case "member":
+        if (event.value.roomId === room.id) console.log(`* ${membership(event.value)}`);
+        break;
+      case "roomUpdated":
+        if (event.value.room?.id === room.id) {
+          const r = event.value.room;
+          console.log(`* ${who(event.value.by)} updated the room: #${esc(r.name)}${r.topic ? `, topic: ${esc(r.topic)}` : ""}`);
+        }
+        break;
+      case "invited":
+        console.log(`* ${who(event.value.by)} invited you to #${esc(event.value.room?.name ?? "?")}`);
         break;
       case "presence":
         console.log(`* ${esc(event.value.user?.username ?? "?")} is ${event.value.online ? "online" : "offline"}`);

@@ -23,7 +23,7 @@ import {
 } from "./gen/chat/v1/chat_pb.js";
 import { AsyncQueue } from "./queue.js";
 
-/** Per room: the seq of the newest event (message, edit, deletion, reaction) the client has. */
+/** Per room: the seq of the newest room event (message, edit, deletion, reaction, membership change, room update) the client has. */
 export type Cursors = Map<string, bigint>;
 
 /** What a send may carry besides its text. */
@@ -73,7 +73,7 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
    * normal end, with the ConnectError that ended it otherwise.
    */
   readonly done: Promise<ConnectError | undefined>;
-  /** Per room, the newest event seq received (`message`, `sent`, `edited`, `deleted`, `reaction`). */
+  /** Per room, the newest event seq received (`message`, `sent`, `edited`, `deleted`, `reaction`, `member`, `roomUpdated`). */
   readonly cursors: Cursors;
   /** How often the server sends this stream a heartbeat, once `ready` has said; before, what the options said. */
   heartbeatIntervalMs: number | undefined;
@@ -208,14 +208,19 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
       case "message":
         this.advance(e.value);
         break;
-      // Edits, deletions and reactions take seqs of the room's log too
-      // (`read` does not: a marker is not a room event).
+      // Edits, deletions, reactions, membership changes and room updates
+      // take seqs of the room's log too (`read` and `invited` do not: a
+      // marker and an invitation are not room events).
       case "edited":
         if (e.value.message) this.advanceTo(e.value.message.roomId, e.value.seq);
         break;
       case "deleted":
       case "reaction":
+      case "member":
         this.advanceTo(e.value.roomId, e.value.seq);
+        break;
+      case "roomUpdated":
+        if (e.value.room) this.advanceTo(e.value.room.id, e.value.seq);
         break;
       case "sent": {
         this.advance(e.value.message);

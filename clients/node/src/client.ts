@@ -9,8 +9,11 @@ import {
   ChatService,
   type HistoryResponse,
   type ListThreadResponse,
+  type Member,
+  type MemberRole,
   type Message,
   type Room,
+  type RoomVisibility,
   type ServerEvent,
   type User,
 } from "./gen/chat/v1/chat_pb.js";
@@ -44,6 +47,35 @@ export interface ListRoomsOptions {
   pageSize?: number;
   /** Only the rooms the caller is a member of. */
   joinedOnly?: boolean;
+}
+
+/** Options of `createRoom`. */
+export interface CreateRoomOptions {
+  /** 0 to 512 characters. */
+  topic?: string;
+  /** Unspecified (the default) means public. */
+  visibility?: RoomVisibility;
+}
+
+/** What `updateRoom` changes: each field given is set, the others kept. */
+export interface RoomChanges {
+  name?: string;
+  topic?: string;
+  visibility?: RoomVisibility;
+}
+
+/** Options of `listMembers`. */
+export interface ListMembersOptions {
+  /** Members asked for per call: 0 (the default) means the server's 100; at most 1000. */
+  pageSize?: number;
+}
+
+/** Options of `removeMember`. */
+export interface RemoveMemberOptions {
+  /** Also refuse the user's later joins and invitations (a non-member can be banned too). */
+  ban?: boolean;
+  /** Up to 512 characters, shown to the room with the `member` event. */
+  reason?: string;
 }
 
 /** The calls that need no token. */
@@ -153,16 +185,89 @@ export class ChatClient {
     return (await this.authService.revokeOtherSessions({})).revoked;
   }
 
-  async createRoom(name: string): Promise<Room> {
-    return (await this.chatService.createRoom({ name })).room!;
+  /**
+   * Creates a group room, public unless asked private; we are its owner.
+   * Creating is no event of the room's log: a new room's lastSeq is 0.
+   */
+  async createRoom(name: string, options: CreateRoomOptions = {}): Promise<Room> {
+    return (await this.chatService.createRoom({ name, topic: options.topic ?? "", visibility: options.visibility ?? 0 })).room!;
   }
 
+  /**
+   * Joins a group room: a public one, or a private one we are invited to
+   * (accepting the invitation). The join is a room event (`member`, JOINED)
+   * with its own seq: the room's lastSeq in the answer. PermissionDenied
+   * when banned, or for a private room without an invitation.
+   */
   async joinRoom(roomId: string): Promise<Room> {
     return (await this.chatService.joinRoom({ roomId })).room!;
   }
 
+  /** Leaves a group room, or declines an invitation to one; leaving a room we are not in succeeds. */
   async leaveRoom(roomId: string): Promise<void> {
     await this.chatService.leaveRoom({ roomId });
+  }
+
+  /**
+   * Changes a group room's name, topic or visibility (admins and the owner;
+   * PermissionDenied otherwise, FailedPrecondition for a direct room);
+   * resolves with the room as it is now. Members get a `roomUpdated` event.
+   */
+  async updateRoom(roomId: string, changes: RoomChanges): Promise<Room> {
+    return (await this.chatService.updateRoom({ roomId, ...changes })).room!;
+  }
+
+  /**
+   * Invites a user, by username, to a group room: any member of a public
+   * room, admins and the owner of a private one. The invitee gets `invited`
+   * and sees the room with `invited` in listRooms; the room gets a `member`
+   * event (INVITED). FailedPrecondition for a member or a banned user.
+   */
+  async inviteToRoom(roomId: string, username: string): Promise<void> {
+    await this.chatService.inviteToRoom({ roomId, username });
+  }
+
+  /**
+   * A room's members (members only), owner first, then admins, then
+   * members, each by when they joined. ListMembers answers a page at a
+   * time; this follows the pages to the last.
+   */
+  async listMembers(roomId: string, options: ListMembersOptions = {}): Promise<Member[]> {
+    const members: Member[] = [];
+    for await (const member of this.members(roomId, options)) members.push(member);
+    return members;
+  }
+
+  /** The members of `listMembers`, fetching each page only when it is reached. */
+  async *members(roomId: string, options: ListMembersOptions = {}): AsyncGenerator<Member> {
+    let pageToken = "";
+    do {
+      const page = await this.chatService.listMembers({ roomId, pageSize: options.pageSize ?? 0, pageToken });
+      yield* page.members;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+  }
+
+  /**
+   * Makes a member an admin or a plain member (the owner only); OWNER hands
+   * the room to that member, and we become an admin.
+   */
+  async setMemberRole(roomId: string, userId: string, role: MemberRole): Promise<void> {
+    await this.chatService.setMemberRole({ roomId, userId, role });
+  }
+
+  /**
+   * Removes a member (admins remove members, the owner admins too; nobody
+   * the owner), and with `ban` refuses their later joins and invitations.
+   * Their streams get the `member` event and nothing more of the room.
+   */
+  async removeMember(roomId: string, userId: string, options: RemoveMemberOptions = {}): Promise<void> {
+    await this.chatService.removeMember({ roomId, userId, ban: options.ban ?? false, reason: options.reason ?? "" });
+  }
+
+  /** Lifts a ban (admins and the owner); lifting one that is not there succeeds. */
+  async unbanMember(roomId: string, userId: string): Promise<void> {
+    await this.chatService.unbanMember({ roomId, userId });
   }
 
   /**

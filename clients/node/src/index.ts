@@ -1,4 +1,14 @@
-export { ChatClient, cursorsAt, type ChatClientOptions, type ListRoomsOptions, type Session } from "./client.js";
+export {
+  ChatClient,
+  cursorsAt,
+  type ChatClientOptions,
+  type CreateRoomOptions,
+  type ListMembersOptions,
+  type ListRoomsOptions,
+  type RemoveMemberOptions,
+  type RoomChanges,
+  type Session,
+} from "./client.js";
 export { ChatStream, type ChatStreamOptions, type Cursors, type SendOptions } from "./chat-stream.js";
 export { ResumingChatStream, type ResumingChatStreamOptions, type StreamState } from "./resuming-stream.js";
 export { RoomView, previewText, REPLY_PREVIEW_BYTES } from "./room-view.js";

@@ -193,14 +193,17 @@ export class ResumingChatStream implements AsyncIterable<ServerEvent> {
         this.cursors.set(message.roomId, message.seq);
       }
     }
-    // Edits, deletions and reactions take seqs of the room's log too; a
-    // `read` has none (a marker is not a room event) and always goes on.
+    // Edits, deletions, reactions, membership changes and room updates take
+    // seqs of the room's log too; a `read` or `invited` has none (a marker
+    // and an invitation are not room events) and always goes on.
     const change =
       e.case === "edited" && e.value.message
         ? { roomId: e.value.message.roomId, seq: e.value.seq }
-        : e.case === "deleted" || e.case === "reaction"
+        : e.case === "deleted" || e.case === "reaction" || e.case === "member"
           ? { roomId: e.value.roomId, seq: e.value.seq }
-          : undefined;
+          : e.case === "roomUpdated" && e.value.room
+            ? { roomId: e.value.room.id, seq: e.value.seq }
+            : undefined;
     if (change) {
       const seen = this.cursors.get(change.roomId);
       if (seen !== undefined && change.seq <= seen) return false;

@@ -5,9 +5,10 @@
 // emoji's count, a thread reply (a `message` with `threadRootId`) bumps its
 // root's count, an `edited` is merged into the held message (its text,
 // `editedAt`, mentions and quote) keeping the aggregates, a `deleted` makes
-// a tombstone. So a view seeded at a seq and fed every event after it holds
-// what History and ListThread would return, each change counted once: every
-// room event has a seq, and the view ignores one at or below its own.
+// a tombstone; a `member` or `roomUpdated` only moves the view's seq. So a
+// view seeded at a seq and fed every event after it holds what History and
+// ListThread would return, each change counted once: every room event has a
+// seq, and the view ignores one at or below its own.
 import { clone, create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -180,6 +181,12 @@ export class RoomView {
         }
         return true;
       }
+      // Membership changes and room updates are room events too: they hold
+      // nothing of the conversation, but take a seq the view moves to.
+      case "member":
+        return this.advance(e.value.roomId, e.value.seq);
+      case "roomUpdated":
+        return e.value.room ? this.advance(e.value.room.id, e.value.seq) : false;
       case "read": {
         const r = e.value;
         if (r.roomId !== this.roomId || !r.user) return false;

@@ -24,7 +24,9 @@ describe("ChatStream", { timeout: 60_000 }, () => {
     const alice = await newUser(server.address, "alice");
     const bob = await newUser(server.address, "bob");
     const room = await alice.createRoom(`both-ways-${Date.now()}`);
-    await bob.joinRoom(room.id);
+    // Bob's join is an event of the room's log: it takes the room's first seq.
+    const joinSeq = (await bob.joinRoom(room.id)).lastSeq;
+    assert.ok(joinSeq > 0n, "a join takes a seq");
 
     const aliceStream = alice.chatStream();
     const bobStream = bob.chatStream();
@@ -44,7 +46,7 @@ describe("ChatStream", { timeout: 60_000 }, () => {
 
     const sent = await aliceStream.send(room.id, "hi bob", "alice-1");
     assert.equal(sent.text, "hi bob");
-    assert.equal(sent.seq, 1n);
+    assert.equal(sent.seq, joinSeq + 1n, "the message after the join");
     assert.equal(sent.clientMsgId, "alice-1");
     await a.until("alice's sent", () => a.of("sent").length === 1);
     const ack = a.of("sent")[0];
@@ -53,18 +55,18 @@ describe("ChatStream", { timeout: 60_000 }, () => {
     await b.until("hi bob", () => b.of("message").some((m) => m.text === "hi bob"));
     const got = b.of("message").find((m) => m.text === "hi bob")!;
     assert.equal(got.sender?.username, alice.session!.user.username);
-    assert.equal(got.seq, 1n);
+    assert.equal(got.seq, sent.seq);
 
     bobStream.typing(room.id);
     const reply = await bobStream.send(room.id, "hi alice", "bob-1");
-    assert.equal(reply.seq, 2n);
+    assert.equal(reply.seq, sent.seq + 1n);
     await a.until("alice typing from bob then hi alice", () => a.of("message").some((m) => m.text === "hi alice"));
     assert.ok(a.of("typing").some((t) => t.user?.username === bob.session!.user.username), "bob's typing reached alice");
     // The sender's own stream gets `sent`, never `message`, for its sends.
     assert.deepEqual(a.of("message").map((m) => m.text), ["hi alice"]);
     await b.until("bob's sent", () => b.of("sent").length === 1);
     assert.deepEqual(b.of("message").map((m) => m.text), ["hi bob"]);
-    assert.deepEqual([...aliceStream.cursors], [[room.id, 2n]]);
+    assert.deepEqual([...aliceStream.cursors], [[room.id, reply.seq]]);
 
     aliceStream.close();
     bobStream.close();
@@ -91,7 +93,8 @@ describe("ChatStream", { timeout: 60_000 }, () => {
     const alice = await newUser(server.address, "alice");
     const bob = await newUser(server.address, "bob");
     const room = await alice.createRoom(`resume-${Date.now()}`);
-    await bob.joinRoom(room.id);
+    // Bob's join takes a seq of the room's log; the messages follow it.
+    const joinSeq = (await bob.joinRoom(room.id)).lastSeq;
 
     const first = alice.chatStream();
     const a1 = new Recorder(first);
@@ -99,7 +102,9 @@ describe("ChatStream", { timeout: 60_000 }, () => {
     await first.ping();
     await bob.send(room.id, "m1");
     await a1.until("m1", () => a1.of("message").length === 1);
-    assert.deepEqual([...first.cursors], [[room.id, 1n]]);
+    const m1 = a1.of("message")[0];
+    assert.ok(m1.seq > joinSeq, "m1 comes after bob's join");
+    assert.deepEqual([...first.cursors], [[room.id, m1.seq]]);
     first.close();
     await first.done;
 
@@ -114,10 +119,10 @@ describe("ChatStream", { timeout: 60_000 }, () => {
     await during;
     await a2.until("m2..m25", () => a2.of("message").length >= 24);
     await second.ping(); // anything else would have arrived before the pong
-    const seqs = a2.of("message").map((m) => Number(m.seq));
-    assert.deepEqual(seqs, Array.from({ length: 24 }, (_, i) => i + 2));
-    assert.deepEqual(a2.of("message").map((m) => m.text), seqs.map((s) => `m${s}`));
-    assert.equal(second.cursors.get(room.id), 25n);
+    const seqs = a2.of("message").map((m) => m.seq);
+    assert.deepEqual(seqs, Array.from({ length: 24 }, (_, i) => m1.seq + BigInt(i + 1)), "m2..m25, each once, in order");
+    assert.deepEqual(a2.of("message").map((m) => m.text), Array.from({ length: 24 }, (_, i) => `m${i + 2}`));
+    assert.equal(second.cursors.get(room.id), seqs[seqs.length - 1]);
     second.close();
   });
 
@@ -150,18 +155,22 @@ describe("unary calls", { timeout: 30_000 }, () => {
     assert.ok(room.joined);
     const seen = (await bob.listRooms()).find((r) => r.name === name);
     assert.ok(seen && !seen.joined);
-    assert.ok((await bob.joinRoom(room.id)).joined);
+    const joined = await bob.joinRoom(room.id);
+    assert.ok(joined.joined);
+    // Bob's join is the room's first event: the messages follow it.
+    const joinSeq = joined.lastSeq;
+    assert.ok(joinSeq > 0n, "a join takes a seq");
 
     const m1 = await alice.send(room.id, "once", "key-1");
     const again = await alice.send(room.id, "once", "key-1");
     assert.equal(again.id, m1.id, "a retry with the same client_msg_id stores nothing new");
     await bob.send(room.id, "twice");
     const history = await bob.history(room.id);
-    assert.deepEqual(history.messages.map((m) => [Number(m.seq), m.text]), [
-      [1, "once"],
-      [2, "twice"],
+    assert.deepEqual(history.messages.map((m) => [m.seq, m.text]), [
+      [joinSeq + 1n, "once"],
+      [joinSeq + 2n, "twice"],
     ]);
-    const older = await bob.history(room.id, { beforeSeq: 2n, limit: 1 });
+    const older = await bob.history(room.id, { beforeSeq: joinSeq + 2n, limit: 1 });
     assert.deepEqual(older.messages.map((m) => m.text), ["once"]);
 
     const stream = bob.chatStream();
@@ -295,9 +304,18 @@ describe("examples/chat", { timeout: 60_000 }, () => {
     const shown = Date.now() + 10_000;
     while (!out.includes("reacted 👍") && Date.now() < shown) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, new RegExp(`\\* ${bob.session!.user.username} reacted 👍`), `example output:\n${out}\n${err}`);
+    // Membership changes and room updates show as they happen.
+    const carol = await newUser(server.address, "carol");
+    await carol.joinRoom(room.id);
+    await bob.updateRoom(room.id, { topic: "examples" });
+    const joinedShown = Date.now() + 10_000;
+    while (!out.includes("topic: examples") && Date.now() < joinedShown) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, new RegExp(`\\* ${carol.session!.user.username} joined\n`), `example output:\n${out}\n${err}`);
+    assert.match(out, new RegExp(`\\* ${bob.session!.user.username} updated the room: #${roomName}, topic: examples`), `example output:\n${out}\n${err}`);
     child.stdin.end();
     assert.equal(await exited, 0, `example failed:\n${out}\n${err}`);
-    assert.match(out, /sent #2: hello from the example/);
+    // The example's join, bob's message and the example's line each took a seq: it prints its line's.
+    assert.match(out, new RegExp(`sent #${line.seq}: hello from the example`));
     bobStream.close();
   });
 });

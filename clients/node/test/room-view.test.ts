@@ -6,7 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { MessageSchema, RoomView, ServerEventSchema, previewText, type ServerEvent } from "../src/index.js";
+import { MemberChange, MemberRole, MessageSchema, RoomView, ServerEventSchema, previewText, type ServerEvent } from "../src/index.js";
 
 const ROOM = "room-1";
 const me = { id: "u-me", username: "me" };
@@ -24,6 +24,10 @@ const deleted = (seq: bigint, messageId: string, by = ann): ServerEvent =>
   create(ServerEventSchema, { event: { case: "deleted", value: { seq, roomId: ROOM, messageId, by } } });
 const read = (user: typeof me, lastReadSeq: bigint, roomId = ROOM): ServerEvent =>
   create(ServerEventSchema, { event: { case: "read", value: { roomId, user, lastReadSeq } } });
+const member = (seq: bigint, user: typeof me, change: MemberChange, roomId = ROOM): ServerEvent =>
+  create(ServerEventSchema, { event: { case: "member", value: { seq, roomId, user, change, role: MemberRole.MEMBER, by: user } } });
+const roomUpdated = (seq: bigint, topic: string, roomId = ROOM): ServerEvent =>
+  create(ServerEventSchema, { event: { case: "roomUpdated", value: { seq, room: { id: roomId, name: "general", topic }, by: ann } } });
 const summary = (view: RoomView, id: string) => view.get(id)!.reactions.map((r) => [r.emoji, r.count, r.reactedByMe]);
 
 describe("RoomView", () => {
@@ -154,6 +158,30 @@ describe("RoomView", () => {
     assert.equal(view.lastReadSeq, 1n);
     assert.equal(view.apply(read(ann, 9n, "another-room")), false);
     assert.equal(view.seq, 3n);
+  });
+
+  test("membership changes and room updates take seqs: the view moves to them, once, and holds no message for them", () => {
+    const view = new RoomView(ROOM, me.id);
+    assert.ok(view.apply(member(1n, ben, MemberChange.JOINED)));
+    assert.equal(view.seq, 1n);
+    view.apply(message({ id: "m1", seq: 2n, sender: ann, text: "hi ben" }));
+    assert.ok(view.apply(roomUpdated(3n, "plans")));
+    assert.equal(view.seq, 3n);
+    assert.ok(view.apply(member(4n, ben, MemberChange.LEFT)));
+    assert.equal(view.seq, 4n);
+    // A resume's seam brings them again: nothing changes.
+    assert.equal(view.apply(member(4n, ben, MemberChange.LEFT)), false);
+    assert.equal(view.apply(roomUpdated(3n, "plans")), false);
+    assert.equal(view.apply(message({ id: "m1", seq: 2n, sender: ann, text: "hi ben" })), false);
+    // Those of another room neither.
+    assert.equal(view.apply(member(9n, ben, MemberChange.JOINED, "other")), false);
+    assert.equal(view.apply(roomUpdated(9n, "elsewhere", "other")), false);
+    // An invitation is no room event: no seq.
+    assert.equal(view.apply(create(ServerEventSchema, { event: { case: "invited", value: { room: { id: ROOM }, by: ann } } })), false);
+    assert.equal(view.seq, 4n);
+    assert.deepEqual(view.timeline().map((m) => m.id), ["m1"]);
+    view.apply(message({ id: "m2", seq: 5n, sender: ann, text: "bye" }));
+    assert.deepEqual([view.seq, view.timeline().length], [5n, 2]);
   });
 
   test("events of other rooms change nothing; a resync marks the view stale", () => {

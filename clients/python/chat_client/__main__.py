@@ -53,6 +53,18 @@ def join_or_create(client: ChatClient, name: str):
         return client.join_room(client.find_room(name).id)
 
 
+# What a `member` event says of its user.
+MEMBER_CHANGES = {
+    pb.MEMBER_CHANGE_JOINED: "joined",
+    pb.MEMBER_CHANGE_LEFT: "left",
+    pb.MEMBER_CHANGE_INVITED: "was invited",
+    pb.MEMBER_CHANGE_REMOVED: "was removed",
+    pb.MEMBER_CHANGE_BANNED: "was banned",
+    pb.MEMBER_CHANGE_UNBANNED: "was unbanned",
+    pb.MEMBER_CHANGE_ROLE_CHANGED: "has a new role",
+}
+
+
 def show_event(event: pb.ServerEvent, room_id: str, me: str) -> list[str]:
     """The lines to print for an event (none for those not worth showing)."""
     kind = event.WhichOneof("event")
@@ -75,6 +87,15 @@ def show_event(event: pb.ServerEvent, room_id: str, me: str) -> list[str]:
         if reaction.room_id == room_id and reaction.user.id != me:
             done = "reacted" if reaction.added else "took back"
             return [f"* {escape(reaction.user.username)} {done} {escape(reaction.emoji)}"]
+    elif kind == "member":
+        member = event.member
+        if member.room_id == room_id and member.user.id != me:
+            return [f"* {escape(member.user.username)} {MEMBER_CHANGES.get(member.change, 'changed')}"]
+    elif kind == "room_updated":
+        updated = event.room_updated
+        if updated.room.id == room_id:
+            return [f"* {escape(updated.by.username)} changed the room: {escape(updated.room.name)}"
+                    + (f" ({escape(updated.room.topic)})" if updated.room.topic else "")]
     elif kind == "presence":
         state = "online" if event.presence.online else "offline"
         return [f"* {escape(event.presence.user.username)} is {state}"]

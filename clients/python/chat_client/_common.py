@@ -305,7 +305,10 @@ def event_seq(event: pb.ServerEvent) -> tuple[str, int] | None:
 
     A `message` (thread replies included) or `sent` is at its message's
     seq; an `edited`, `deleted` or `reaction` at its own event seq, not the
-    seq of the message it changes."""
+    seq of the message it changes. Membership changes (`member`: joins,
+    leaves, removals, bans, roles, invitations) and `room_updated` are room
+    events too, each at its own seq; `invited` (to the invitee, of a room
+    they are not in yet) is not."""
     kind = event.WhichOneof("event")
     if kind == "message":
         return event.message.room_id, event.message.seq
@@ -317,7 +320,15 @@ def event_seq(event: pb.ServerEvent) -> tuple[str, int] | None:
         return event.deleted.room_id, event.deleted.seq
     if kind == "reaction":
         return event.reaction.room_id, event.reaction.seq
+    if kind == "member":
+        return event.member.room_id, event.member.seq
+    if kind == "room_updated":
+        return event.room_updated.room.id, event.room_updated.seq
     return None
+
+
+# The codes of a `ServerEvent.error` about one room that end its resumes.
+ROOM_GONE = (grpc.StatusCode.PERMISSION_DENIED.value[0], grpc.StatusCode.NOT_FOUND.value[0])
 
 
 class Take(enum.Enum):
@@ -396,12 +407,18 @@ class ResumeCore:
             return Take.SKIP
         if kind == "resync":
             return Take.FILL_GAP
+        if kind == "error" and event.error.room_id and event.error.code in ROOM_GONE:
+            # A resume cursor for a room one may no longer read (removed or
+            # banned while away) or that is gone: the stream goes on for the
+            # others, and later resumes leave this one out.
+            self.cursors.forget(event.error.room_id)
         in_log = event_seq(event)
         if in_log is not None:
             # Every event of a room's log moves its cursor: messages (thread
-            # replies too), and the edits, deletions and reactions that take
-            # seqs of their own, so a resume after one does not bring it
-            # again, and a repeat is not yielded twice.
+            # replies too), and the edits, deletions, reactions, membership
+            # changes and room updates that take seqs of their own, so a
+            # resume after one does not bring it again, and a repeat is not
+            # yielded twice.
             room_id, seq = in_log
             seen = self.cursors.get(room_id)
             if seen is not None and seq <= seen:

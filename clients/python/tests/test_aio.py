@@ -199,7 +199,9 @@ async def test_send_history_and_an_idempotent_resend_returns_the_original(server
 async def test_live_events_flow_between_two_async_clients(server, connect):
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     room = await alice.create_room("general")
-    await bob.join_room(room.id)
+    # Bob's join is an event of the room's log: messages come after it.
+    joined = (await bob.join_room(room.id)).last_seq
+    assert joined >= 1
     bob_events = await collect(bob)
     alice_events = None
     try:
@@ -213,7 +215,7 @@ async def test_live_events_flow_between_two_async_clients(server, connect):
 
         for i in range(1, 4):
             await alice.send(room.id, f"line {i}")
-        first_three = [(1, "line 1", "alice"), (2, "line 2", "alice"), (3, "line 3", "alice")]
+        first_three = [(joined + i, f"line {i}", "alice") for i in range(1, 4)]
         assert [(m.seq, m.text, m.sender.username) for m in await bob_events.messages(3)] == first_three
         # Subscribe delivers one's own messages too.
         assert [(m.seq, m.text, m.sender.username) for m in await alice_events.messages(3)] == first_three
@@ -223,9 +225,9 @@ async def test_live_events_flow_between_two_async_clients(server, connect):
         assert (typing.room_id, typing.user.username) == (room.id, "bob")
         await bob.send(room.id, "hi alice")
         assert [(m.seq, m.text, m.sender.username) for m in await alice_events.messages(1)] == [
-            (4, "hi alice", "bob")]
-        assert [m.seq for m in await bob_events.messages(1)] == [4]
-        assert bob_events.stream.cursors.as_dict() == {room.id: 4}
+            (joined + 4, "hi alice", "bob")]
+        assert [m.seq for m in await bob_events.messages(1)] == [joined + 4]
+        assert bob_events.stream.cursors.as_dict() == {room.id: joined + 4}
         await bob_events.nothing_more()
     finally:
         await bob_events.close()
@@ -236,13 +238,13 @@ async def test_live_events_flow_between_two_async_clients(server, connect):
 async def test_resume_after_a_dropped_stream_yields_the_missed_messages_once_in_order(server, connect):
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     room = await alice.create_room("general")
-    await bob.join_room(room.id)
+    joined = (await bob.join_room(room.id)).last_seq  # the join's own seq
     stream = await bob.events()
     async with asyncio.timeout(30):
         await take_until_ready(stream)
         for i in range(1, 4):
             await alice.send(room.id, f"before {i}")
-        assert [m.seq for m in await take_messages(stream, 3)] == [1, 2, 3]
+        assert [m.seq for m in await take_messages(stream, 3)] == [joined + i for i in range(1, 4)]
 
         # Drop the stream; it reconnects only when pulled, so these are all
         # sent while bob is disconnected.
@@ -250,23 +252,23 @@ async def test_resume_after_a_dropped_stream_yields_the_missed_messages_once_in_
         for i in range(4, 9):
             await alice.send(room.id, f"missed {i}")
         missed = await take_messages(stream, 5)
-        assert [(m.seq, m.text) for m in missed] == [(i, f"missed {i}") for i in range(4, 9)]
+        assert [(m.seq, m.text) for m in missed] == [(joined + i, f"missed {i}") for i in range(4, 9)]
         assert stream.connections == 2
 
         await alice.send(room.id, "live 9")
-        assert [(m.seq, m.text) for m in await take_messages(stream, 1)] == [(9, "live 9")]
+        assert [(m.seq, m.text) for m in await take_messages(stream, 1)] == [(joined + 9, "live 9")]
     await stream.aclose()
 
 
 async def test_resume_across_a_server_restart_loses_and_repeats_nothing(server, connect):
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     room = await alice.create_room("general")
-    await bob.join_room(room.id)
+    joined = (await bob.join_room(room.id)).last_seq  # the join's own seq
     stream = await bob.events()
     async with asyncio.timeout(60):
         await take_until_ready(stream)
         await alice.send(room.id, "one")
-        assert [m.seq for m in await take_messages(stream, 1)] == [1]
+        assert [m.seq for m in await take_messages(stream, 1)] == [joined + 1]
 
         # Same port and database; the stream ends with UNAVAILABLE. It is
         # not pulled meanwhile, so these are all sent before it resumes: only
@@ -275,11 +277,12 @@ async def test_resume_across_a_server_restart_loses_and_repeats_nothing(server, 
         for text in ("two", "three", "four"):
             await alice.send(room.id, text)  # the same client: its channel reconnects
         received = await take_messages(stream, 3)
-        assert [(m.seq, m.text) for m in received] == [(2, "two"), (3, "three"), (4, "four")]
+        assert [(m.seq, m.text) for m in received] == [
+            (joined + 2, "two"), (joined + 3, "three"), (joined + 4, "four")]
         assert stream.connections >= 2
 
         await alice.send(room.id, "five")
-        assert [(m.seq, m.text) for m in await take_messages(stream, 1)] == [(5, "five")]
+        assert [(m.seq, m.text) for m in await take_messages(stream, 1)] == [(joined + 5, "five")]
     await stream.aclose()
 
 
@@ -291,7 +294,7 @@ async def test_a_frozen_server_is_noticed_and_every_message_arrives_once_after_t
     server = start_server("--heartbeat-interval", "1s")
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     room = await alice.create_room("general")
-    await bob.join_room(room.id)
+    joined = (await bob.join_room(room.id)).last_seq  # the join's own seq
     events = await collect(bob)
     try:
         await events.next("ready")
@@ -316,7 +319,7 @@ async def test_a_frozen_server_is_noticed_and_every_message_arrives_once_after_t
         assert stalls_while_frozen >= 1, "the watchdog gave the silent stream up"
         assert events.stream.connections >= 2
         assert [(m.seq, m.text) for m in received] == [
-            (1, "before"), (2, "while frozen"), (3, "after")]
+            (joined + 1, "before"), (joined + 2, "while frozen"), (joined + 3, "after")]
         await events.nothing_more()
     finally:
         await events.close()
@@ -326,19 +329,19 @@ async def test_a_resync_is_filled_from_history_in_seq_order(start_server, connec
     server = start_server("--sqlite-synchronous", "normal", *UNTHROTTLED)
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     room = await alice.create_room("general")
-    await bob.join_room(room.id)
+    joined = (await bob.join_room(room.id)).last_seq  # the join's own seq
     stream = await bob.events()
     async with asyncio.timeout(120):
         await take_until_ready(stream)
         await alice.send(room.id, "m1")
-        assert [m.seq for m in await take_messages(stream, 1)] == [1]
+        assert [m.seq for m in await take_messages(stream, 1)] == [joined + 1]
         stream.disconnect()
         total = 1105  # more than the 1000 a resume resends
         texts = [f"m{i}" for i in range(2, total + 1)]
         for start in range(0, len(texts), 50):
             await asyncio.gather(*(alice.send(room.id, t) for t in texts[start:start + 50]))
         received = await take_messages(stream, total - 1)
-        assert [m.seq for m in received] == list(range(2, total + 1))
+        assert [m.seq for m in received] == list(range(joined + 2, joined + total + 1))
         assert sorted(m.text for m in received) == sorted(texts)
         assert stream.resyncs == 1
     await stream.aclose()
@@ -392,7 +395,7 @@ async def test_calls_and_streams_outlive_the_access_token(start_server, connect)
     alice = await connect(server, "alice")
     lazy = await connect(server, "bob", refresh_before_expiry=False)
     room = await alice.create_room("general")
-    await lazy.join_room(room.id)
+    joined = (await lazy.join_room(room.id)).last_seq  # the join's own seq
     events = await collect(lazy)
     try:
         await events.next("ready")
@@ -401,7 +404,7 @@ async def test_calls_and_streams_outlive_the_access_token(start_server, connect)
         # lifetime; streams end when it expires.
         await asyncio.sleep(9)
         # Refreshed ahead of expiry:
-        assert (await alice.send(room.id, "still here")).seq == 1
+        assert (await alice.send(room.id, "still here")).seq == joined + 1
         assert alice.refreshes >= 1
         # Refreshed after the server said "access token expired":
         assert [r.id for r in await lazy.list_rooms(joined_only=True)] == [room.id]
@@ -427,18 +430,18 @@ async def test_concurrent_calls_with_an_expired_token_refresh_it_once(start_serv
 async def test_twenty_concurrent_sends_from_one_client_all_land_once(server, connect):
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     room = await alice.create_room("general")
-    await bob.join_room(room.id)
+    joined = (await bob.join_room(room.id)).last_seq  # the join's own seq
     events = await collect(bob)
     try:
         await events.next("ready")
         texts = [f"n{i}" for i in range(20)]
         sent = await asyncio.gather(*(alice.send(room.id, t) for t in texts))
         assert [m.text for m in sent] == texts
-        assert sorted(m.seq for m in sent) == list(range(1, 21))
+        assert sorted(m.seq for m in sent) == list(range(joined + 1, joined + 21))
         assert len({m.id for m in sent}) == 20
 
         stored = (await alice.history(room.id, limit=100)).messages
-        assert [m.seq for m in stored] == list(range(1, 21))
+        assert [m.seq for m in stored] == list(range(joined + 1, joined + 21))
         assert sorted(m.text for m in stored) == sorted(texts)
         received = await events.messages(20)
         assert [(m.seq, m.id) for m in received] == [(m.seq, m.id) for m in stored]
@@ -447,8 +450,8 @@ async def test_twenty_concurrent_sends_from_one_client_all_land_once(server, con
         # The same key sent five times at once is stored once.
         again = await asyncio.gather(
             *(alice.send(room.id, "once", client_msg_id="concurrent-1") for _ in range(5)))
-        assert {(m.id, m.seq) for m in again} == {(again[0].id, 21)}
-        assert [m.seq for m in await events.messages(1)] == [21]
+        assert {(m.id, m.seq) for m in again} == {(again[0].id, joined + 21)}
+        assert [m.seq for m in await events.messages(1)] == [joined + 21]
         await events.nothing_more()
     finally:
         await events.close()

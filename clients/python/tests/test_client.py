@@ -164,10 +164,12 @@ def test_list_rooms_follows_every_page(server):
 def test_an_event_stream_starts_only_the_rooms_one_is_in(server):
     alice, bob = user(server, "alice"), user(server, "bob")
     rooms = [alice.create_room(f"room-{i}") for i in range(5)]
-    bob.join_room(rooms[3].id)
+    joined = bob.join_room(rooms[3].id)
+    assert joined.last_seq >= 1, "a join is an event of the room's log"
     stream = bob.events()
     try:
-        assert stream.cursors.as_dict() == {rooms[3].id: 0}
+        # From the room's last seq: after bob's own join.
+        assert stream.cursors.as_dict() == {rooms[3].id: joined.last_seq}
     finally:
         stream.close()
 
@@ -225,24 +227,97 @@ def test_revoke_other_sessions_returns_how_many_ended(server):
 def test_send_history_and_live_events(server):
     alice, bob = user(server, "alice"), user(server, "bob")
     room = alice.create_room("general")
-    bob.join_room(room.id)
+    joined = bob.join_room(room.id).last_seq  # the join's own seq
     events = Collector(bob.events())
     try:
         events.next("ready")
         sent = [alice.send(room.id, f"line {i}") for i in range(1, 4)]
-        assert [m.seq for m in sent] == [1, 2, 3]
+        assert [m.seq for m in sent] == [joined + 1, joined + 2, joined + 3]
         received = events.messages(3)
         assert [(m.seq, m.text, m.sender.username) for m in received] == [
-            (1, "line 1", "alice"), (2, "line 2", "alice"), (3, "line 3", "alice")]
-        assert events.stream.cursors.get(room.id) == 3
+            (m.seq, m.text, "alice") for m in sent]
+        assert [m.text for m in received] == ["line 1", "line 2", "line 3"]
+        assert events.stream.cursors.get(room.id) == sent[2].seq
 
         page = bob.history(room.id)
         assert [m.text for m in page.messages] == ["line 1", "line 2", "line 3"]
         assert not page.has_more
-        older = bob.history(room.id, before_seq=3, limit=1)
-        assert [m.seq for m in older.messages] == [2] and older.has_more
+        older = bob.history(room.id, before_seq=sent[2].seq, limit=1)
+        assert [m.seq for m in older.messages] == [sent[1].seq] and older.has_more
     finally:
         events.close()
+
+
+def take_log_events(stream, count: int) -> list[pb.ServerEvent]:
+    """Pulls `count` events of a room's log (messages, member changes...) from the stream."""
+    from chat_client._common import event_seq
+
+    taken = []
+    for event in stream:
+        if event_seq(event) is not None:
+            taken.append(event)
+            if len(taken) == count:
+                return taken
+    raise AssertionError(f"the stream ended after {len(taken)} of {count} log events")
+
+
+def test_membership_changes_are_log_events_that_move_the_cursor_and_resume_once(server):
+    alice, bob, carol = user(server, "alice"), user(server, "bob"), user(server, "carol")
+    room = alice.create_room("general")
+    joined = bob.join_room(room.id).last_seq
+    stream = bob.events()
+    with Watchdog(stream, 30):
+        take_until_ready(stream)
+        carol.join_room(room.id)
+        [join] = take_log_events(stream, 1)
+        assert join.WhichOneof("event") == "member"
+        assert (join.member.room_id, join.member.user.username, join.member.change) == (
+            room.id, "carol", pb.MEMBER_CHANGE_JOINED)
+        assert join.member.seq > joined
+        assert stream.cursors.get(room.id) == join.member.seq
+
+        # Missed while the stream is down: the leave and a message after
+        # it come with the resume, once each, in seq order.
+        stream.disconnect()
+        carol.leave_room(room.id)
+        alice.send(room.id, "carol has gone")
+        leave, message = take_log_events(stream, 2)
+        assert (leave.WhichOneof("event"), leave.member.user.username, leave.member.change) == (
+            "member", "carol", pb.MEMBER_CHANGE_LEFT)
+        assert (message.WhichOneof("event"), message.message.text) == ("message", "carol has gone")
+        assert join.member.seq < leave.member.seq < message.message.seq
+        assert stream.connections == 2
+        assert stream.cursors.get(room.id) == message.message.seq
+
+        alice.send(room.id, "and on")
+        [live] = take_log_events(stream, 1)
+        assert (live.WhichOneof("event"), live.message.text) == ("message", "and on"), "nothing twice"
+    stream.close()
+
+
+def test_a_member_removed_while_away_gets_an_error_for_the_room_and_the_stream_goes_on(server):
+    alice, bob = user(server, "alice"), user(server, "bob")
+    room, other = alice.create_room("general"), alice.create_room("other")
+    bob.join_room(room.id)
+    bob.join_room(other.id)
+    stream = bob.events()
+    with Watchdog(stream, 30):
+        take_until_ready(stream)
+        assert set(stream.cursors.as_dict()) == {room.id, other.id}
+        stream.disconnect()
+        # RemoveMember through the raw stub, as alice (the room's owner).
+        alice._call(alice._chat.RemoveMember, pb.RemoveMemberRequest(room_id=room.id, user_id=bob.user.id))
+        alice.send(other.id, "still here")
+        seen = []
+        for event in stream:
+            seen.append(event)
+            if event.WhichOneof("event") == "message":
+                break
+        errors = [e.error for e in seen if e.WhichOneof("event") == "error"]
+        assert [(e.room_id, e.code) for e in errors] == [(room.id, grpc.StatusCode.PERMISSION_DENIED.value[0])]
+        assert seen[-1].message.text == "still here"
+        assert stream.cursors.as_dict() == {other.id: seen[-1].message.seq}, "the room is resumed no more"
+    stream.close()
 
 
 def test_presence_events(server):
@@ -266,13 +341,13 @@ def test_presence_events(server):
 def test_resume_after_disconnect_gets_missed_messages_once_in_order(server):
     alice, bob = user(server, "alice"), user(server, "bob")
     room = alice.create_room("general")
-    bob.join_room(room.id)
+    joined = bob.join_room(room.id).last_seq  # the join's own seq
     stream = bob.events()
     with Watchdog(stream, 30):
         take_until_ready(stream)
         for i in range(1, 4):
             alice.send(room.id, f"before {i}")
-        assert [m.seq for m in take_messages(stream, 3)] == [1, 2, 3]
+        assert [m.seq for m in take_messages(stream, 3)] == [joined + i for i in range(1, 4)]
 
         # Drop the stream; the iterator reconnects only when pulled, so these
         # are all sent while bob is disconnected.
@@ -280,29 +355,30 @@ def test_resume_after_disconnect_gets_missed_messages_once_in_order(server):
         for i in range(4, 9):
             alice.send(room.id, f"missed {i}")
         missed = take_messages(stream, 5)
-        assert [(m.seq, m.text) for m in missed] == [(i, f"missed {i}") for i in range(4, 9)]
+        assert [(m.seq, m.text) for m in missed] == [(joined + i, f"missed {i}") for i in range(4, 9)]
         assert stream.connections == 2
 
         alice.send(room.id, "live 9")
-        assert [(m.seq, m.text) for m in take_messages(stream, 1)] == [(9, "live 9")]
+        assert [(m.seq, m.text) for m in take_messages(stream, 1)] == [(joined + 9, "live 9")]
     stream.close()
 
 
 def test_resume_across_a_server_restart(server):
     alice, bob = user(server, "alice"), user(server, "bob")
     room = alice.create_room("general")
-    bob.join_room(room.id)
+    joined = bob.join_room(room.id).last_seq  # the join's own seq
     events = Collector(bob.events())
     try:
         events.next("ready")
         alice.send(room.id, "one")
-        assert [m.seq for m in events.messages(1)] == [1]
+        assert [m.seq for m in events.messages(1)] == [joined + 1]
 
         server.restart()  # same port and database; streams end with UNAVAILABLE
         for text in ("two", "three", "four"):
             alice.send(room.id, text)  # the same client: its channel reconnects
         received = events.messages(3, timeout=20)
-        assert [(m.seq, m.text) for m in received] == [(2, "two"), (3, "three"), (4, "four")]
+        assert [(m.seq, m.text) for m in received] == [
+            (joined + 2, "two"), (joined + 3, "three"), (joined + 4, "four")]
         assert events.stream.connections >= 2
         with pytest.raises(AssertionError):
             events.next("message", timeout=1)  # nothing twice
@@ -316,7 +392,7 @@ def test_a_frozen_server_is_noticed_and_every_message_arrives_once_after_the_tha
     server = start_server("--heartbeat-interval", "1s")
     alice, bob = user(server, "alice"), user(server, "bob")
     room = alice.create_room("general")
-    bob.join_room(room.id)
+    joined = bob.join_room(room.id).last_seq  # the join's own seq
     events = Collector(bob.events())
     try:
         events.next("ready")
@@ -341,9 +417,9 @@ def test_a_frozen_server_is_noticed_and_every_message_arrives_once_after_the_tha
         assert stalls_while_frozen >= 1, "the watchdog gave the silent stream up"
         assert events.stream.connections >= 2
         assert [(m.seq, m.text) for m in received] == [
-            (1, "before"),
-            (2, "while frozen"),
-            (3, "after"),
+            (joined + 1, "before"),
+            (joined + 2, "while frozen"),
+            (joined + 3, "after"),
         ]
         with pytest.raises(AssertionError):
             events.next("message", timeout=1)  # nothing twice
@@ -371,7 +447,7 @@ def test_calls_and_streams_outlive_the_access_token(start_server):
     alice = user(server, "alice")
     lazy = user(server, "bob", refresh_before_expiry=False)
     room = alice.create_room("general")
-    lazy.join_room(room.id)
+    joined = lazy.join_room(room.id).last_seq  # the join's own seq
     events = Collector(lazy.events())
     try:
         events.next("ready")
@@ -387,7 +463,7 @@ def test_calls_and_streams_outlive_the_access_token(start_server):
         assert expired.value.details() == "access token expired"
 
         # Refreshed ahead of expiry:
-        assert alice.send(room.id, "still here").seq == 1
+        assert alice.send(room.id, "still here").seq == joined + 1
         assert alice.refreshes >= 1
         # Refreshed after the server said "access token expired" (the stream
         # already did so when it was ended at expiry):
@@ -412,18 +488,18 @@ def test_resync_pages_history_for_a_large_gap(start_server):
     server = start_server("--sqlite-synchronous", "normal", *UNTHROTTLED)
     alice, bob = user(server, "alice"), user(server, "bob")
     room = alice.create_room("general")
-    bob.join_room(room.id)
+    joined = bob.join_room(room.id).last_seq  # the join's own seq
     stream = bob.events()
     with Watchdog(stream, 120):
         take_until_ready(stream)
         alice.send(room.id, "m1")
-        assert [m.seq for m in take_messages(stream, 1)] == [1]
+        assert [m.seq for m in take_messages(stream, 1)] == [joined + 1]
         stream.disconnect()
         total = 1105  # more than the 1000 a resume resends
         for i in range(2, total + 1):
             alice.send(room.id, f"m{i}")
         received = take_messages(stream, total - 1)
-        assert [m.seq for m in received] == list(range(2, total + 1))
+        assert [m.seq for m in received] == list(range(joined + 2, joined + total + 1))
         assert [m.text for m in received[:2]] == ["m2", "m3"]
         assert stream.resyncs == 1
     stream.close()

@@ -79,3 +79,55 @@ def test_event_seq_is_the_events_own_position_in_the_log():
     assert event_seq(reaction("a", 8)) == ("a", 8)
     assert event_seq(read("a", 8)) is None
     assert event_seq(pb.ServerEvent(typing=pb.ServerEvent.Typing(room_id="a"))) is None
+
+
+def member(room_id: str, seq: int, change: int = pb.MEMBER_CHANGE_JOINED) -> pb.ServerEvent:
+    bob = pb.User(id="u1", username="bob")
+    return pb.ServerEvent(member=pb.ServerEvent.MemberEvent(
+        seq=seq, room_id=room_id, user=bob, change=change, role=pb.MEMBER_ROLE_MEMBER, by=bob))
+
+
+def room_updated(room_id: str, seq: int) -> pb.ServerEvent:
+    return pb.ServerEvent(room_updated=pb.ServerEvent.RoomUpdated(
+        seq=seq, room=pb.Room(id=room_id, name="renamed"), by=pb.User(id="u1", username="bob")))
+
+
+def test_membership_changes_and_room_updates_move_the_cursor_by_their_own_seq():
+    core = ResumeCore({"a": 2})
+    assert core._take(member("a", 3)) is Take.YIELD, "a join is a room event"
+    assert core.cursors.get("a") == 3
+    assert core._take(message("a", 4)) is Take.YIELD
+    assert core._take(room_updated("a", 5)) is Take.YIELD
+    assert core.cursors.get("a") == 5
+    assert core._take(member("a", 6, pb.MEMBER_CHANGE_LEFT)) is Take.YIELD
+    assert core.cursors.get("a") == 6
+    # What a resume from an older cursor would bring again: skipped.
+    assert core._take(member("a", 3)) is Take.SKIP
+    assert core._take(room_updated("a", 5)) is Take.SKIP
+    assert core._take(member("a", 6, pb.MEMBER_CHANGE_LEFT)) is Take.SKIP
+
+
+def test_an_invitation_is_no_room_event():
+    core = ResumeCore({"a": 4})
+    invited = pb.ServerEvent(invited=pb.ServerEvent.Invited(
+        room=pb.Room(id="b", name="secret", last_seq=9), by=pb.User(id="u1", username="bob")))
+    assert event_seq(invited) is None
+    assert core._take(invited) is Take.YIELD
+    assert core._take(invited) is Take.YIELD, "not held back as a repeat"
+    assert core.cursors.as_dict() == {"a": 4}, "no cursor for a room one is not in"
+
+
+def test_event_seq_of_membership_and_room_events():
+    assert event_seq(member("a", 3)) == ("a", 3)
+    assert event_seq(member("a", 4, pb.MEMBER_CHANGE_BANNED)) == ("a", 4)
+    assert event_seq(room_updated("a", 7)) == ("a", 7)
+
+
+def test_an_error_about_a_room_one_may_no_longer_read_drops_its_cursor():
+    core = ResumeCore({"a": 4, "b": 2})
+    denied = pb.ServerEvent(error=pb.ServerEvent.Error(code=7, message="not a member", room_id="a"))
+    assert core._take(denied) is Take.YIELD
+    assert core.cursors.as_dict() == {"b": 2}, "later resumes leave the room out"
+    other = pb.ServerEvent(error=pb.ServerEvent.Error(code=8, message="slow down", room_id="b"))
+    assert core._take(other) is Take.YIELD
+    assert core.cursors.as_dict() == {"b": 2}

@@ -16,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
     let room = chat
         .create_room(pb::CreateRoomRequest {
             name: "general".into(),
+            ..Default::default()
         })
         .await?
         .into_inner()

@@ -180,7 +180,10 @@ pub async fn run(
         }
         Command::CreateRoom { name } => {
             let room = chat
-                .create_room(pb::CreateRoomRequest { name })
+                .create_room(pb::CreateRoomRequest {
+                    name,
+                    ..Default::default()
+                })
                 .await
                 .map_err(status)?
                 .into_inner()
@@ -645,6 +648,7 @@ mod tests {
         Some(pb::User {
             id: "u1".into(),
             username: name.into(),
+            display_name: String::new(),
         })
     }
 

@@ -47,9 +47,17 @@ impl Cursors {
     }
 
     /// Moves a room's cursor forward for an event of its log (see
-    /// [`log_position`]); every other event, `read` markers among them,
-    /// leaves the cursors as they are.
+    /// [`log_position`]). An `error` about a room (a resume cursor the
+    /// server refused: the room is gone, or the user left it or was
+    /// removed) drops that room's cursor, so the next resume does not ask
+    /// again. Every other event, `read` markers among them, leaves the
+    /// cursors as they are.
     pub fn observe(&mut self, event: &server_event::Event) {
+        if let server_event::Event::Error(error) = event {
+            if !error.room_id.is_empty() {
+                self.0.remove(&error.room_id);
+            }
+        }
         if let Some((room_id, seq)) = log_position(event) {
             self.track(room_id, seq);
         }
@@ -85,8 +93,8 @@ impl Cursors {
 ///
 /// Every change to a room's conversation takes the room's next seq: a
 /// `message` (a thread reply too) or `sent` is at its message's seq; an
-/// `edited`, `deleted` or `reaction` at the event's own seq, not the seq of
-/// the message it changes. A resume from a cursor brings every event after
+/// `edited`, `deleted`, `reaction`, `member` or `room_updated` at the
+/// event's own seq, not the seq of the message it changes. A resume from a cursor brings every event after
 /// it, so a cursor moved by each of them never brings one twice. `read`
 /// markers are per user, not room events: they have no seq (and neither
 /// have `ready`, `presence`, `typing`, `pong`, `error` or `resync`).
@@ -101,7 +109,13 @@ pub fn log_position(event: &server_event::Event) -> Option<(&str, u64)> {
             .map(|m| (m.room_id.as_str(), edited.seq)),
         Event::Deleted(deleted) => Some((&deleted.room_id, deleted.seq)),
         Event::Reaction(reaction) => Some((&reaction.room_id, reaction.seq)),
-        Event::Read(_)
+        Event::Member(member) => Some((&member.room_id, member.seq)),
+        Event::RoomUpdated(updated) => updated
+            .room
+            .as_ref()
+            .map(|room| (room.id.as_str(), updated.seq)),
+        Event::Invited(_)
+        | Event::Read(_)
         | Event::Ready(_)
         | Event::Presence(_)
         | Event::Typing(_)
@@ -423,5 +437,19 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(log_position(&reply), Some(("a", 7)));
+    }
+
+    #[test]
+    fn a_refused_room_loses_its_cursor() {
+        let mut cursors = Cursors::default();
+        cursors.track("a", 3);
+        cursors.track("b", 4);
+        cursors.observe(&server_event::Event::Error(server_event::Error {
+            client_msg_id: String::new(),
+            code: 7,
+            message: "you are not a member of room a".into(),
+            room_id: "a".into(),
+        }));
+        assert_eq!((cursors.get("a"), cursors.get("b")), (None, Some(4)));
     }
 }

@@ -10,6 +10,10 @@
 //! keeps the counts held, `deleted` leaves a tombstone. `reacted_by_me` is
 //! computed from `reaction.user`, since streams always say false.
 //!
+//! `member` events keep the members held (with their roles), and say when
+//! the viewer itself is out of the room; `room_updated` keeps the room's
+//! settings.
+//!
 //! Each event of the room's log is applied once: the view holds the seq of
 //! the newest event it applied and passes over any at or below it, so a
 //! stream resumed from an older cursor, or replayed whole, ends in the same
@@ -57,6 +61,13 @@ pub struct RoomView {
     seq: u64,
     /// Read markers heard, by user id.
     read: HashMap<String, u64>,
+    /// The members known (loaded from `ListMembers`, then kept by `member`
+    /// events), by user id, with their role.
+    members: HashMap<String, (pb::User, pb::MemberRole)>,
+    /// The room's shared fields as the newest `room_updated` said them.
+    settings: Option<pb::Room>,
+    /// The viewer left or was removed: the room's events stop here.
+    gone: bool,
 }
 
 impl RoomView {
@@ -130,9 +141,72 @@ impl RoomView {
             }
             server_event::Event::Deleted(deleted) => self.delete(&deleted.message_id),
             server_event::Event::Reaction(reaction) => self.react(reaction),
+            server_event::Event::Member(member) => self.member_changed(member),
+            server_event::Event::RoomUpdated(updated) => self.settings = updated.room.clone(),
             _ => {}
         }
         Applied::Applied
+    }
+
+    /// Takes the members as `ListMembers` has them now, replacing those
+    /// held; later `member` events apply on top.
+    pub fn load_members(&mut self, members: impl IntoIterator<Item = pb::Member>) {
+        self.members.clear();
+        for member in members {
+            let role = member.role();
+            if let Some(user) = member.user {
+                self.members.insert(user.id.clone(), (user, role));
+            }
+        }
+    }
+
+    /// The members held, by username.
+    pub fn members(&self) -> Vec<(&pb::User, pb::MemberRole)> {
+        let mut members: Vec<_> = self
+            .members
+            .values()
+            .map(|(user, role)| (user, *role))
+            .collect();
+        members.sort_by(|a, b| a.0.username.cmp(&b.0.username));
+        members
+    }
+
+    /// A member's role, by user id; `None` when not a member.
+    pub fn role(&self, user_id: &str) -> Option<pb::MemberRole> {
+        self.members.get(user_id).map(|(_, role)| *role)
+    }
+
+    /// The room's name, topic, visibility and member count as the newest
+    /// `room_updated` event said them; `None` before any.
+    pub fn settings(&self) -> Option<&pb::Room> {
+        self.settings.as_ref()
+    }
+
+    /// Whether the viewer left the room or was removed (or banned) from
+    /// it: nothing more of it comes.
+    pub fn gone(&self) -> bool {
+        self.gone
+    }
+
+    fn member_changed(&mut self, event: &server_event::MemberEvent) {
+        let Some(user) = &event.user else {
+            return;
+        };
+        match event.change() {
+            pb::MemberChange::Joined | pb::MemberChange::RoleChanged => {
+                self.members
+                    .insert(user.id.clone(), (user.clone(), event.role()));
+            }
+            pb::MemberChange::Left | pb::MemberChange::Removed | pb::MemberChange::Banned => {
+                self.members.remove(&user.id);
+                if user.id == self.me {
+                    self.gone = true;
+                }
+            }
+            pb::MemberChange::Invited
+            | pb::MemberChange::Unbanned
+            | pb::MemberChange::Unspecified => {}
+        }
     }
 
     /// A message held, by id.
@@ -292,6 +366,7 @@ mod tests {
         Some(pb::User {
             id: id.into(),
             username: id.trim_start_matches("u-").into(),
+            display_name: String::new(),
         })
     }
 
@@ -573,5 +648,55 @@ mod tests {
             "not into the 67th euro"
         );
         assert_eq!(preview("short"), "short");
+    }
+
+    fn member(seq: u64, id: &str, change: pb::MemberChange, role: pb::MemberRole) -> Event {
+        Event::Member(server_event::MemberEvent {
+            seq,
+            room_id: ROOM.into(),
+            user: user(id),
+            change: change as i32,
+            role: role as i32,
+            by: user(id),
+            reason: String::new(),
+        })
+    }
+
+    #[test]
+    fn member_events_keep_the_members_and_say_when_the_viewer_is_out() {
+        use pb::{MemberChange as C, MemberRole as R};
+        let mut view = RoomView::new(ROOM, ME);
+        view.load_members([pb::Member {
+            user: user("u-alice"),
+            role: R::Owner as i32,
+            online: true,
+            joined_at: None,
+        }]);
+        view.apply(&member(1, ME, C::Joined, R::Member));
+        view.apply(&member(2, "u-bob", C::Joined, R::Member));
+        view.apply(&member(3, "u-bob", C::RoleChanged, R::Admin));
+        assert_eq!(
+            view.apply(&member(2, "u-bob", C::Joined, R::Member)),
+            Applied::Repeat,
+            "a replayed join changes nothing"
+        );
+        view.apply(&Event::RoomUpdated(server_event::RoomUpdated {
+            seq: 4,
+            room: Some(pb::Room {
+                id: ROOM.into(),
+                topic: "plans".into(),
+                ..Default::default()
+            }),
+            by: user("u-alice"),
+        }));
+        assert_eq!(view.role("u-bob"), Some(R::Admin));
+        assert_eq!(view.members().len(), 3);
+        assert_eq!(view.settings().unwrap().topic, "plans");
+        assert!(!view.gone());
+
+        view.apply(&member(5, ME, C::Removed, R::Unspecified));
+        assert!(view.gone());
+        assert_eq!(view.role(ME), None);
+        assert_eq!(view.seq(), 5);
     }
 }

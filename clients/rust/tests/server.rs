@@ -169,7 +169,10 @@ async fn create_room(client: &Client, name: &str) -> pb::Room {
         .chat()
         .await
         .unwrap()
-        .create_room(pb::CreateRoomRequest { name: name.into() })
+        .create_room(pb::CreateRoomRequest {
+            name: name.into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -225,7 +228,8 @@ async fn list_rooms_follows_every_page_and_returns_each_room_once() {
         3,
         "cursors only for the rooms bob is in"
     );
-    assert!(joined.iter().all(|r| cursors.get(&r.id) == Some(0)));
+    // Each room's newest event is bob's own join, seq 1.
+    assert!(joined.iter().all(|r| cursors.get(&r.id) == Some(1)));
 }
 
 #[tokio::test]
@@ -504,7 +508,8 @@ async fn a_silent_stream_is_given_up_and_resumed_with_nothing_lost_or_twice() {
         [before, during, after],
         "each message once, in order"
     );
-    assert_eq!(events.cursors().get(&room.id), Some(3));
+    // Seq 1 is bob's join.
+    assert_eq!(events.cursors().get(&room.id), Some(4));
 }
 
 // Conversations (issue 21): reactions, replies, threads, edits, deletions
@@ -924,14 +929,15 @@ async fn conversation_commands_on_the_command_line() {
         .chat("bob", PASSWORD, &["mark-read", "general"])
         .await;
 
+    // Seq 1 is bob's join.
     assert!(
-        listed.contains(" #1 [") && listed.ends_with("] alice: lunch?\n"),
+        listed.contains(" #2 [") && listed.ends_with("] alice: lunch?\n"),
         "{listed}"
     );
     assert_eq!(reacted, format!("reacted 👍 to {id}\n"));
-    assert_eq!(edited, "edited #1 in general\n");
-    assert_eq!(quoted, "sent #4 to general\n");
-    assert_eq!(threaded, "sent #5 to the thread in general\n");
+    assert_eq!(edited, "edited #2 in general\n");
+    assert_eq!(quoted, "sent #5 to general\n");
+    assert_eq!(threaded, "sent #6 to the thread in general\n");
     let lines: Vec<_> = history.lines().collect();
     assert_eq!(
         lines.len(),
@@ -968,7 +974,7 @@ async fn conversation_commands_on_the_command_line() {
         bad_emoji.to_string().starts_with("InvalidArgument: "),
         "{bad_emoji}"
     );
-    assert_eq!(marked.unwrap(), "read up to #7 in general\n");
+    assert_eq!(marked.unwrap(), "read up to #8 in general\n");
 }
 
 /// A small deterministic generator (xorshift64*), so a failing run can be

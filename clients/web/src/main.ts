@@ -5,10 +5,15 @@ import "./a11y.css";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
+  MemberChange,
+  MemberRole,
   RoomKind,
+  RoomVisibility,
   type Message,
   type Room,
   type ServerEvent,
+  type ServerEvent_MemberEvent,
+  type ServerEvent_RoomUpdated,
   type Session,
   type User,
 } from "./gen/chat/v1/chat_pb";
@@ -24,7 +29,7 @@ import {
   setOnSessionLost,
 } from "./api";
 import { h, clear } from "./dom";
-import { createMessageList } from "./messages/list";
+import { createMessageList, type Notice } from "./messages/list";
 import { createConversation } from "./messages/conversation";
 import { applyReaction, countThreadReply, mergeEdited, tombstone, updateQuote } from "./messages/events";
 import { createSidePanel } from "./panel";
@@ -88,6 +93,11 @@ interface RoomState {
   room: Room;
   /** Loaded messages by seq: always one contiguous range. */
   messages: Map<bigint, Message>;
+  /**
+   * Membership and room changes heard on the stream, by seq ("bob
+   * joined"): History has none, so they show from when this page heard them.
+   */
+  notices: Map<bigint, Notice>;
   /** Whether older messages than the loaded ones exist. */
   hasMore: boolean;
   historyLoaded: boolean;
@@ -667,6 +677,7 @@ function addRoom(room: Room, render = true): RoomState {
     rs = {
       room,
       messages: new Map(),
+      notices: new Map(),
       hasMore: false,
       historyLoaded: false,
       loadingOlder: false,
@@ -772,6 +783,7 @@ function renderRooms(): void {
         "div",
         { class: "browse-item", "data-testid": "browse-room", "data-room-name": rs.room.name },
         h("span", { class: "room-name" }, `# ${rs.room.name}`),
+        rs.room.invited ? h("span", { class: "muted", "data-testid": "invited" }, " (invited)") : null,
         h(
           "button",
           {
@@ -802,7 +814,7 @@ function selectRoom(roomId: string): void {
   const rs = state.rooms.get(roomId);
   composer.setRoom(rs ? roomId : "");
   el.leave.hidden = !rs || rs.room.kind === RoomKind.DIRECT;
-  el.roomTitle.textContent = rs ? `${rs.room.kind === RoomKind.DIRECT ? "@" : "#"} ${rs.room.name}` : "No room";
+  renderTitle();
   sidePanel.close();
   conversation.openRoom(rs ? roomId : "");
   if (rs) {
@@ -822,6 +834,13 @@ function selectRoom(roomId: string): void {
   renderMessages(true);
   renderTyping();
   if (rs && window.matchMedia("(min-width: 721px)").matches) composer.focus();
+}
+
+/** The open room's name (and topic) above its messages. */
+function renderTitle(): void {
+  const rs = state.rooms.get(state.activeRoomId);
+  el.roomTitle.textContent = rs ? `${rs.room.kind === RoomKind.DIRECT ? "@" : "#"} ${rs.room.name}` : "No room";
+  el.roomTitle.title = rs?.room.topic ?? "";
 }
 
 // ---------- read markers ----------
@@ -952,13 +971,122 @@ async function leaveRoom(): Promise<void> {
   if (!rs) return;
   const ok = await attempt(`Could not leave ${rs.room.name}`, () => chatClient.leaveRoom({ roomId: rs.room.id }));
   if (ok === undefined) return;
+  notMember(rs);
+}
+
+/**
+ * The person is not in the room any more (they left it here or elsewhere,
+ * were removed or banned): its messages and cursor go, and it leaves the
+ * room list (a private one altogether, a public one for "Browse rooms").
+ */
+function notMember(rs: RoomState): void {
   rs.room.joined = false;
+  rs.room.myRole = MemberRole.UNSPECIFIED;
   rs.messages.clear();
+  rs.notices.clear();
   rs.historyLoaded = false;
+  if (rs.room.visibility === RoomVisibility.PRIVATE) state.rooms.delete(rs.room.id);
   state.cursors.delete(rs.room.id);
   saveSeqs("cursors", state.cursors);
   keepJoinedDrafts();
-  selectRoom([...state.rooms.values()].find((r) => r.room.joined)?.room.id ?? "");
+  if (rs.room.id === state.activeRoomId || !state.rooms.get(state.activeRoomId)?.room.joined) {
+    selectRoom([...state.rooms.values()].find((r) => r.room.joined)?.room.id ?? "");
+  } else {
+    renderRooms();
+  }
+}
+
+/** Who someone is, as the timeline says it. */
+function nameOf(u: User | undefined): string {
+  return u?.displayName || u?.username || "someone";
+}
+
+/** What a membership change says in the timeline; none for the unsaid ones. */
+function memberNotice(ev: ServerEvent_MemberEvent): Notice | undefined {
+  const who = nameOf(ev.user);
+  const by = ev.by && ev.by.id !== ev.user?.id ? ` by ${nameOf(ev.by)}` : "";
+  const why = ev.reason ? `: ${ev.reason}` : "";
+  const say = (kind: string, text: string): Notice => ({ seq: ev.seq, kind, text, at: new Date() });
+  switch (ev.change) {
+    case MemberChange.JOINED:
+      return say("joined", `${who} joined`);
+    case MemberChange.LEFT:
+      return say("left", `${who} left`);
+    case MemberChange.REMOVED:
+      return say("removed", `${who} was removed${by}${why}`);
+    case MemberChange.BANNED:
+      return say("banned", `${who} was banned${by}${why}`);
+    case MemberChange.INVITED:
+      return say("invited", `${who} was invited${by}`);
+    case MemberChange.UNBANNED:
+      return say("unbanned", `${who} was unbanned${by}`);
+    case MemberChange.ROLE_CHANGED: {
+      const role =
+        ev.role === MemberRole.OWNER ? "the owner" : ev.role === MemberRole.ADMIN ? "an admin" : "a member";
+      return say("role", `${who} is now ${role}`);
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A `member` event: an event of the room's log with a seq of its own. It
+ * moves the cursor (not counted unread) and shows as a line among the
+ * messages; one about the person themself changes their room list.
+ */
+function memberEvent(ev: ServerEvent_MemberEvent): void {
+  const rs = state.rooms.get(ev.roomId);
+  const mine = ev.user?.id !== undefined && ev.user.id === currentAuth()?.user.id;
+  const gone = [MemberChange.LEFT, MemberChange.REMOVED, MemberChange.BANNED].includes(ev.change);
+  if (mine && gone) {
+    if (rs?.room.joined) {
+      if (ev.change !== MemberChange.LEFT) showError(`You were ${ev.change === MemberChange.BANNED ? "banned" : "removed"} from ${rs.room.name}${ev.reason ? `: ${ev.reason}` : ""}.`);
+      notMember(rs);
+    }
+    return;
+  }
+  if (!rs || !rs.room.joined) {
+    // Joined on another device (or a room not heard of): the room list
+    // brings it, and its cursor starts at its last seq.
+    if (mine && ev.change === MemberChange.JOINED) void refreshRooms();
+    return;
+  }
+  if (mine) rs.room.myRole = ev.role;
+  if (ev.change === MemberChange.JOINED) notePerson(rs, ev.user);
+  // One's own join is no news here (and may come before JoinRoom answers).
+  const notice = mine && ev.change === MemberChange.JOINED ? undefined : memberNotice(ev);
+  if (notice) rs.notices.set(notice.seq, notice);
+  roomEvent(rs, ev.seq);
+}
+
+/** A room's name, topic or visibility changed: its shared fields, and a line. */
+function roomUpdated(ev: ServerEvent_RoomUpdated): void {
+  const now = ev.room;
+  const rs = now && state.rooms.get(now.id);
+  if (!now || !rs) return;
+  const who = nameOf(ev.by);
+  if (now.name !== rs.room.name) {
+    rs.notices.set(ev.seq, { seq: ev.seq, kind: "renamed", text: `${who} renamed the room to ${now.name}`, at: new Date() });
+  } else if (now.topic !== rs.room.topic) {
+    const text = now.topic ? `${who} set the topic: ${now.topic}` : `${who} cleared the topic`;
+    rs.notices.set(ev.seq, { seq: ev.seq, kind: "topic", text, at: new Date() });
+  }
+  rs.room.name = now.name;
+  rs.room.topic = now.topic;
+  rs.room.visibility = now.visibility;
+  rs.room.memberCount = now.memberCount;
+  if (rs.room.id === state.activeRoomId) renderTitle();
+  if (rs.room.joined) roomEvent(rs, ev.seq);
+  else renderRooms();
+}
+
+/** An event of a room's log that is no message: its seq is heard, and shown. */
+function roomEvent(rs: RoomState, seq: bigint): void {
+  advanceCursor(rs.room.id, seq);
+  if (seq > rs.room.lastSeq) rs.room.lastSeq = seq;
+  if (rs.room.id === state.activeRoomId) renderMessages();
+  renderRooms();
 }
 
 // ---------- messages ----------
@@ -1223,6 +1351,7 @@ function renderMessages(toBottom = false): void {
   const view = rs && {
     roomId: rs.room.id,
     messages: [...rs.messages.values()].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)),
+    notices: [...rs.notices.values()].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)),
     loaded: rs.historyLoaded,
     pending: state.pending.filter((p) => p.roomId === rs.room.id),
     me: currentAuth()?.user,
@@ -1551,9 +1680,31 @@ function handleEvent(ev: ServerEvent): void {
     case "pong":
       // nonce 0: the server's heartbeat; nothing to do.
       break;
-    case "error":
-      showError(`Server: ${ev.event.value.message}`);
+    case "member":
+      memberEvent(ev.event.value);
       break;
+    case "roomUpdated":
+      roomUpdated(ev.event.value);
+      break;
+    case "invited": {
+      // An invitation (no room event: the room is not ours yet): the room
+      // shows under "Browse rooms", to join.
+      const { room } = ev.event.value;
+      if (room && !state.rooms.get(room.id)?.room.joined) {
+        room.invited = true;
+        addRoom(room);
+      }
+      break;
+    }
+    case "error": {
+      const { roomId, code, message } = ev.event.value;
+      showError(`Server: ${message}`);
+      // A room this person may no longer read (removed while away) or that
+      // is gone: not resumed again.
+      const rs = roomId ? state.rooms.get(roomId) : undefined;
+      if (rs && (code === Code.PermissionDenied || code === Code.NotFound)) notMember(rs);
+      break;
+    }
     case "resync": {
       // More was missed than a resume sends: the stream goes on from
       // from_seq; what lies before it comes from History, one page now and
@@ -1562,6 +1713,7 @@ function handleEvent(ev: ServerEvent): void {
       const rs = state.rooms.get(roomId);
       if (rs) {
         rs.messages.clear();
+        rs.notices.clear();
         rs.hasMore = true;
         rs.historyLoaded = false;
         void attempt("Could not load missed messages", async () => {

@@ -432,3 +432,70 @@ test("every part of it passes axe, light and dark: chips, quotes, mentions, thre
   await a.keyboard.press("Escape");
   await done();
 });
+
+test("another member's join and leave show as lines among the messages, in seq order, and move the cursor", { timeout: 120_000 }, async () => {
+  const { a, b, names, roomId, call, say, done } = await twoInARoom("members");
+  // ann had the room open when ben joined it: his join is an event of the
+  // room's log, and a line of its timeline.
+  const joined = a.locator('[data-testid="member-event"][data-kind="joined"]', { hasText: exactly(`${names.b} joined`) });
+  await joined.waitFor();
+  await say(b, "hello from ben");
+  await waitForMessage(a, "hello from ben");
+  await call(b, "LeaveRoom", { 1: roomId });
+  const left = a.locator('[data-testid="member-event"][data-kind="left"]', { hasText: exactly(`${names.b} left`) });
+  await left.waitFor();
+
+  // Messages and member lines, as the list shows them: by seq.
+  const timeline = () =>
+    a.locator('[data-testid="messages"] > li').evaluateAll((items) =>
+      items
+        .filter((li) => li.matches('[data-testid="member-event"], [data-testid="message"]'))
+        .map((li) => li.querySelector('[data-testid="message-text"]')?.textContent ?? li.textContent),
+    );
+  assert.deepEqual(await timeline(), [`${names.b} joined`, "hello from ben", `${names.b} left`]);
+  const seqOf = async (line) => BigInt(await line.getAttribute("data-seq"));
+  assert.ok((await seqOf(joined)) < (await seqOf(left)));
+
+  // The leave is heard: the room's cursor is at its seq, and the next
+  // message needs no History call for the seqs before it.
+  const cursor = () =>
+    a.evaluate((roomId) => {
+      const { user } = JSON.parse(localStorage.getItem("chat.auth"));
+      return JSON.parse(localStorage.getItem(`chat.cursors.${user.id}`))[roomId];
+    }, roomId);
+  assert.equal(BigInt(await cursor()), await seqOf(left));
+  const histories = [];
+  a.on("request", (req) => {
+    if (req.url().endsWith("/chat.v1.ChatService/History")) histories.push(req.url());
+  });
+  await say(a, "ben has gone");
+  await waitForMessage(a, "ben has gone");
+  assert.deepEqual(histories, [], "no History call for a gap that is not one");
+  assert.deepEqual(await timeline(), [`${names.b} joined`, "hello from ben", `${names.b} left`, "ben has gone"]);
+  await done();
+});
+
+test("a rename shows in the room list, the title and the timeline; a member removed loses the room, and the others see a line", { timeout: 120_000 }, async () => {
+  const { a, b, names, roomId, call, done } = await twoInARoom("moderation");
+  const renamed = `renamed-${Date.now().toString(36).slice(-5)}`;
+  await call(a, "UpdateRoom", { 1: roomId, 2: renamed });
+  for (const page of [a, b]) {
+    await assertText(byTestId(page, "room-title"), `# ${renamed}`);
+    await page.locator(`[data-testid="room"][data-room-name="${renamed}"]`).waitFor();
+    await page.locator('[data-testid="member-event"][data-kind="renamed"]', { hasText: exactly(`${names.a} renamed the room to ${renamed}`) }).waitFor();
+  }
+
+  const benId = await b.evaluate(() => JSON.parse(localStorage.getItem("chat.auth")).user.id);
+  await call(a, "RemoveMember", { 1: roomId, 2: benId, 4: "spam" });
+  await a.locator('[data-testid="member-event"][data-kind="removed"]', { hasText: exactly(`${names.b} was removed by ${names.a}: spam`) }).waitFor();
+  // ben's page: the room leaves his rooms (a public one: to browse again),
+  // and he is told why.
+  await b.locator(`[data-testid="room"][data-room-name="${renamed}"]`).waitFor({ state: "detached" });
+  await assertText(byTestId(b, "error"), `You were removed from ${renamed}: spam.`);
+  const cursors = await b.evaluate(() => {
+    const { user } = JSON.parse(localStorage.getItem("chat.auth"));
+    return JSON.parse(localStorage.getItem(`chat.cursors.${user.id}`));
+  });
+  assert.equal(cursors[roomId], undefined, "the room is resumed no more");
+  await done();
+});

@@ -8,10 +8,18 @@
 mod emoji;
 mod error;
 mod mention;
+mod names;
+mod rooms;
 mod username_chars;
 
 pub use emoji::Emoji;
 pub use error::ParseError;
+pub use rooms::{
+    permit, DisplayName, MemberChange, MemberRole, Refusal, RoomAction, RoomKind, RoomShape,
+    RoomTopic, RoomVisibility, Standing,
+};
+
+use names::check_name_characters;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -244,64 +252,6 @@ impl RoomName {
     }
 }
 
-/// Refuses the characters a name people read must not hold.
-///
-/// # Errors
-/// A [`ParseError`] naming the first such character.
-fn check_name_characters(what: &str, name: &str) -> Result<(), ParseError> {
-    for c in name.chars() {
-        let problem = if c.is_control() {
-            "control"
-        } else if is_bidi_control(c) {
-            "bidirectional-control"
-        } else if is_invisible(c) {
-            "invisible"
-        } else {
-            continue;
-        };
-        return Err(ParseError::new(format!(
-            "{what} must not contain {problem} characters, found U+{:04X}",
-            u32::from(c)
-        )));
-    }
-    Ok(())
-}
-
-/// Characters that reorder the text around them (Unicode's bidirectional
-/// formatting characters): in a name, they make what follows it read
-/// backwards.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Characters that show nothing: Unicode's Default_Ignorable_Code_Point
-/// (DerivedCoreProperties.txt), written out here because no maintained
-/// crate exports it, less the emoji variation selectors U+FE0E and U+FE0F,
-/// which only choose how the emoji before them is drawn. The zero-width
-/// joiner of emoji sequences is refused with the rest.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
-            | '\u{115F}'..='\u{1160}'
-            | '\u{17B4}'..='\u{17B5}'
-            | '\u{180B}'..='\u{180F}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0D}'
-            | '\u{FEFF}'
-            | '\u{FFA0}'
-            | '\u{FFF0}'..='\u{FFF8}'
-            | '\u{1BCA0}'..='\u{1BCA3}'
-            | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0000}'..='\u{E0FFF}'
-    )
-}
-
 /// 1 to 4096 characters (Unicode scalar values, as a counter in a client
 /// shows them; up to 16 KiB of UTF-8), not only white space, and no control
 /// characters (C0, DEL, C1) but newline and tab: no terminal escape, bell,
@@ -420,12 +370,19 @@ impl Timestamp {
 pub struct User {
     pub id: UserId,
     pub username: String,
+    /// Shown instead of the username where not empty ([`DisplayName`]).
+    pub display_name: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoomKind {
-    Group,
-    Direct,
+impl User {
+    /// A user without a display name.
+    pub fn named(id: UserId, username: impl Into<String>) -> Self {
+        Self {
+            id,
+            username: username.into(),
+            display_name: String::new(),
+        }
+    }
 }
 
 /// A room as one user sees it.
@@ -435,12 +392,27 @@ pub struct Room {
     /// For a direct room, the other member's username.
     pub name: String,
     pub kind: RoomKind,
+    /// The room's settings and size, shared by every viewer.
+    pub info: RoomInfo,
     pub joined: bool,
+    /// The viewer's role, when a member.
+    pub my_role: Option<MemberRole>,
+    /// The viewer has a pending invitation.
+    pub invited: bool,
     pub last_seq: u64,
     /// The viewer's read state, when a member.
     pub read: ReadState,
     /// The newest top-level message that is not deleted.
     pub last_message: Option<Message>,
+}
+
+/// What every viewer of a group room sees alike: what `room_updated`
+/// events carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub topic: String,
+    pub visibility: RoomVisibility,
+    pub member_count: u32,
 }
 
 /// The most a room's unread or mention count says.
@@ -577,6 +549,24 @@ pub enum RoomEventKind {
         user: User,
         added: bool,
     },
+    /// A member joined, left, was invited, removed, banned, unbanned, or
+    /// given a role, `by` someone (the user itself for a join or a leave).
+    Member {
+        user: User,
+        change: MemberChange,
+        /// The user's role after the change; `None` when not a member.
+        role: Option<MemberRole>,
+        by: User,
+        /// A removal's or a ban's reason, as the remover gave it.
+        reason: String,
+    },
+    /// A group room's name, topic or visibility changed; its settings as
+    /// they are now.
+    RoomUpdated {
+        name: String,
+        info: RoomInfo,
+        by: User,
+    },
 }
 
 impl RoomEvent {
@@ -595,7 +585,9 @@ impl RoomEvent {
             RoomEventKind::Message(message) => Some(message),
             RoomEventKind::Edited(_)
             | RoomEventKind::Deleted { .. }
-            | RoomEventKind::Reaction { .. } => None,
+            | RoomEventKind::Reaction { .. }
+            | RoomEventKind::Member { .. }
+            | RoomEventKind::RoomUpdated { .. } => None,
         }
     }
 }

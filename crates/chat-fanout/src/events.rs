@@ -71,7 +71,43 @@ pub fn missed(event: &RoomEvent) -> Frame {
             user,
             added,
         } => reaction(event.seq, event.room_id, *message_id, emoji, user, *added),
+        RoomEventKind::Member {
+            user,
+            change,
+            role,
+            by,
+            reason,
+        } => Frame::from_event(Event::Member(server_event::MemberEvent {
+            seq: event.seq,
+            room_id: event.room_id.to_string(),
+            user: Some(pb::User::from(user)),
+            change: pb::MemberChange::from(*change) as i32,
+            role: pb::role(*role),
+            by: Some(pb::User::from(by)),
+            reason: reason.clone(),
+        })),
+        RoomEventKind::RoomUpdated { name, info, by } => {
+            Frame::from_event(Event::RoomUpdated(server_event::RoomUpdated {
+                seq: event.seq,
+                room: Some(pb::shared_room(event.room_id, name, info)),
+                by: Some(pb::User::from(by)),
+            }))
+        }
     }
+}
+
+/// `invited`: the caller was invited to a room, as the caller sees it.
+pub fn invited(room: &chat_domain::Room, by: &User) -> Frame {
+    Frame::from_event(Event::Invited(server_event::Invited {
+        room: Some(pb::Room::from(room)),
+        by: Some(pb::User::from(by)),
+    }))
+}
+
+/// An event another node built for one user's streams (`invited`),
+/// relayed as it came over the authenticated bus.
+pub fn relayed(event: Event) -> Frame {
+    Frame::from_event(event)
 }
 
 /// `edited`: a message's text was replaced. `seq` is the edit's own;
@@ -155,15 +191,25 @@ pub fn error(code: tonic::Code, message: String, client_msg_id: &str) -> Frame {
     }))
 }
 
-/// `error` for a room deleted by the operator: NOT_FOUND, naming the
-/// room; nothing more from it follows.
-pub fn room_deleted(room_id: RoomId) -> Frame {
+/// An `error` about one room (a resume cursor the caller may no longer
+/// use, a room that is gone): the stream goes on for the others.
+pub fn room_error(code: tonic::Code, message: String, room_id: RoomId) -> Frame {
     Frame::from_event(Event::Error(server_event::Error {
         client_msg_id: String::new(),
-        code: tonic::Code::NotFound as i32,
-        message: format!("room {room_id} was deleted"),
+        code: code as i32,
+        message,
         room_id: room_id.to_string(),
     }))
+}
+
+/// `error` for a room deleted by the operator (`chat-server admin rooms
+/// delete`): NOT_FOUND, naming the room; nothing more from it follows.
+pub fn room_deleted(room_id: RoomId) -> Frame {
+    room_error(
+        tonic::Code::NotFound,
+        format!("room {room_id} was deleted"),
+        room_id,
+    )
 }
 
 /// `resync`: messages of the room before `from_seq` were skipped; the
@@ -215,6 +261,7 @@ mod tests {
         User {
             id: UserId::new(),
             username: "alice".into(),
+            display_name: String::new(),
         }
     }
 

@@ -144,6 +144,7 @@ mod tests {
         User {
             id: UserId::new(),
             username: "alice".into(),
+            display_name: String::new(),
         }
     }
 

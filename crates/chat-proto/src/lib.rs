@@ -36,7 +36,75 @@ impl From<&domain::User> for User {
         Self {
             id: user.id.to_string(),
             username: user.username.clone(),
+            display_name: user.display_name.clone(),
         }
+    }
+}
+
+impl From<domain::MemberRole> for MemberRole {
+    fn from(role: domain::MemberRole) -> Self {
+        match role {
+            domain::MemberRole::Member => Self::Member,
+            domain::MemberRole::Admin => Self::Admin,
+            domain::MemberRole::Owner => Self::Owner,
+        }
+    }
+}
+
+impl From<domain::RoomVisibility> for RoomVisibility {
+    fn from(visibility: domain::RoomVisibility) -> Self {
+        match visibility {
+            domain::RoomVisibility::Public => Self::Public,
+            domain::RoomVisibility::Private => Self::Private,
+        }
+    }
+}
+
+impl From<domain::MemberChange> for MemberChange {
+    fn from(change: domain::MemberChange) -> Self {
+        match change {
+            domain::MemberChange::Joined => Self::Joined,
+            domain::MemberChange::Left => Self::Left,
+            domain::MemberChange::Invited => Self::Invited,
+            domain::MemberChange::Removed => Self::Removed,
+            domain::MemberChange::Banned => Self::Banned,
+            domain::MemberChange::Unbanned => Self::Unbanned,
+            domain::MemberChange::RoleChanged => Self::RoleChanged,
+        }
+    }
+}
+
+/// A role as the wire says it: unspecified for none.
+pub fn role(role: Option<domain::MemberRole>) -> i32 {
+    role.map_or(MemberRole::Unspecified, MemberRole::from) as i32
+}
+
+fn kind(kind: domain::RoomKind) -> i32 {
+    let kind = match kind {
+        domain::RoomKind::Group => RoomKind::Group,
+        domain::RoomKind::Direct => RoomKind::Direct,
+    };
+    kind as i32
+}
+
+fn visibility(kind: domain::RoomKind, visibility: domain::RoomVisibility) -> i32 {
+    match kind {
+        domain::RoomKind::Group => RoomVisibility::from(visibility) as i32,
+        domain::RoomKind::Direct => RoomVisibility::Unspecified as i32,
+    }
+}
+
+/// A group room's shared fields, as `room_updated` carries them: what
+/// every member sees alike, with the per-viewer fields unset.
+pub fn shared_room(room_id: domain::RoomId, name: &str, info: &domain::RoomInfo) -> Room {
+    Room {
+        id: room_id.to_string(),
+        name: name.to_owned(),
+        kind: kind(domain::RoomKind::Group),
+        topic: info.topic.clone(),
+        visibility: visibility(domain::RoomKind::Group, info.visibility),
+        member_count: info.member_count,
+        ..Room::default()
     }
 }
 
@@ -89,10 +157,12 @@ impl From<&domain::Room> for Room {
         Self {
             id: room.id.to_string(),
             name: room.name.clone(),
-            kind: match room.kind {
-                domain::RoomKind::Group => RoomKind::Group,
-                domain::RoomKind::Direct => RoomKind::Direct,
-            } as i32,
+            kind: kind(room.kind),
+            topic: room.info.topic.clone(),
+            visibility: visibility(room.kind, room.info.visibility),
+            member_count: room.info.member_count,
+            my_role: role(room.my_role),
+            invited: room.invited,
             joined: room.joined,
             last_seq: room.last_seq,
             last_read_seq: room.read.last_read_seq,

@@ -77,7 +77,7 @@ where
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<User>>> {
         let sql = format!(
-            "SELECT mm.message_id, u.id, u.username
+            "SELECT mm.message_id, u.id, u.username, u.display_name
              FROM message_mentions mm JOIN users u ON u.id = mm.user_id
              WHERE mm.message_id IN ({}) AND mm.removed = FALSE
              ORDER BY mm.message_id, u.username_key",
@@ -93,6 +93,7 @@ where
             by_message.entry(row.try_get(0)?).or_default().push(User {
                 id: UserId::from_uuid(row.try_get(1)?),
                 username: row.try_get(2)?,
+                display_name: row.try_get(3)?,
             });
         }
         Ok(by_message)
@@ -158,7 +159,8 @@ where
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT u.id, u.username FROM room_members rm JOIN users u ON u.id = rm.user_id
+            "SELECT u.id, u.username, u.display_name
+             FROM room_members rm JOIN users u ON u.id = rm.user_id
              WHERE rm.room_id = $1 AND u.username_key IN ({})
              ORDER BY u.username_key",
             numbered(2, keys.len())
@@ -176,6 +178,7 @@ where
                 Ok(User {
                     id: UserId::from_uuid(row.try_get(0)?),
                     username: row.try_get(1)?,
+                    display_name: row.try_get(2)?,
                 })
             })
             .collect()

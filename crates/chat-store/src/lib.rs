@@ -16,6 +16,7 @@ mod admin;
 mod connect;
 mod conversation;
 mod error;
+mod membership;
 mod model;
 mod postgres;
 mod queries;
@@ -33,8 +34,9 @@ pub use connect::{connect, connect_with_admin, sqlite_file};
 pub use error::{Error, Result};
 pub use model::{
     batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, ChangeKind,
-    Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation, Synchronous,
-    Thread, DELETED_USERNAME,
+    Changed, MemberCursor, MemberEntry, Membership, MembershipChange, MembershipChanged,
+    MembershipKind, MessageChange, NewMessage, NewRoom, NewSession, RoomPage, Rotation,
+    Synchronous, Thread, DELETED_USERNAME,
 };
 pub use postgres::PostgresStore;
 pub use read_state::{ReadMarker, ReadPosition};

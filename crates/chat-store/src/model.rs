@@ -4,8 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chat_domain::{
-    ClientMsgId, Emoji, Message, MessageId, MessageText, RoomEvent, RoomId, SessionId,
-    ThreadSummary, Timestamp, User, UserId,
+    ClientMsgId, Emoji, MemberRole, Message, MessageId, MessageText, Room, RoomEvent, RoomId,
+    RoomName, RoomTopic, RoomVisibility, SessionId, ThreadSummary, Timestamp, User, UserId,
+    Username,
 };
 
 use crate::error::{Error, Result};
@@ -298,6 +299,90 @@ impl RoomPage {
     }
 }
 
+/// A group room about to be created, by `creator`, its owner.
+#[derive(Clone, Debug)]
+pub struct NewRoom {
+    pub id: RoomId,
+    pub name: RoomName,
+    pub topic: RoomTopic,
+    pub visibility: RoomVisibility,
+    pub creator: User,
+    /// The most group rooms a user may be in.
+    pub max_rooms: u32,
+    pub now: Timestamp,
+}
+
+/// A change to who is in a room, or to a room's settings, by `actor`: each
+/// writes its events to the room's log in the transaction that makes it.
+#[derive(Clone, Debug)]
+pub struct MembershipChange {
+    pub room_id: RoomId,
+    pub actor: User,
+    pub at: Timestamp,
+    pub kind: MembershipKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum MembershipKind {
+    /// Joins (accepting an invitation to a private room); `max_rooms` is
+    /// the most group rooms a user may be in.
+    Join {
+        max_rooms: u32,
+    },
+    /// Leaves, or declines an invitation.
+    Leave,
+    Invite {
+        username: Username,
+    },
+    /// Each setting given is changed.
+    Update {
+        name: Option<RoomName>,
+        topic: Option<RoomTopic>,
+        visibility: Option<RoomVisibility>,
+    },
+    SetRole {
+        target: UserId,
+        role: MemberRole,
+    },
+    Remove {
+        target: UserId,
+        ban: bool,
+        reason: RoomTopic,
+    },
+    Unban {
+        target: UserId,
+    },
+}
+
+/// What a membership change did.
+#[derive(Clone, Debug)]
+pub struct MembershipChanged {
+    /// The room as the actor sees it now.
+    pub room: Room,
+    /// Its events, in seq order; none when nothing changed.
+    pub events: Vec<RoomEvent>,
+    /// For an invitation: the invitee, and the room as the invitee sees it.
+    pub invited: Option<(UserId, Room)>,
+}
+
+/// A member of a room, as `ListMembers` lists it (the hub says who is
+/// online).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberEntry {
+    pub user: User,
+    pub role: MemberRole,
+    pub joined_at: Timestamp,
+}
+
+/// Where a page of members goes on from: the last member of the previous
+/// page, in `ListMembers`' order (role, then when they joined).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberCursor {
+    pub role: MemberRole,
+    pub joined_at: Timestamp,
+    pub user_id: UserId,
+}
+
 /// How a user relates to a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Membership {
@@ -328,6 +413,7 @@ mod tests {
         User {
             id: UserId::new(),
             username: name.into(),
+            display_name: String::new(),
         }
     }
 

@@ -28,14 +28,16 @@ use uuid::Uuid;
 
 use crate::conversation::Conversation;
 use crate::error::{Error, Result};
+use crate::membership::{Log, Members};
 use crate::model::{
-    Appended, ChangeKind, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage,
+    Appended, ChangeKind, Changed, MemberCursor, MemberEntry, Membership, MembershipChange,
+    MembershipChanged, MembershipKind, MessageChange, NewMessage, NewRoom, NewSession, RoomPage,
     Rotation, Thread, DELETED_USERNAME,
 };
 use crate::read_state::{ReadMarker, ReadPosition, ReadSql};
 use crate::rows::{
-    event_from_row, message_from_row, newest_first_page, room_from_row, room_kind_from_db,
-    room_kind_to_db, user_from_row,
+    event_from_row, message_from_row, newest_first_page, role_to_db, room_from_row,
+    room_kind_to_db, user_from_row, visibility_to_db,
 };
 use crate::sql::{
     already_exists_if_unique, from_seq, is_unique_violation, room_seqs, to_seq, too_many_rooms,
@@ -44,8 +46,9 @@ use crate::sql::{
 };
 use crate::store::Store;
 use chat_domain::{
-    Emoji, Message, MessageId, ReadState, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
-    RoomName, Session, SessionId, Timestamp, User, UserId, Username, MAX_REACTIONS_PER_USER,
+    Emoji, MemberChange, MemberRole, Message, MessageId, Room, RoomAction, RoomEvent,
+    RoomEventKind, RoomId, RoomKind, RoomName, RoomTopic, Session, SessionId, Standing, Timestamp,
+    User, UserId, Username, MAX_REACTIONS_PER_USER,
 };
 
 /// A room as the user bound to `$1` sees it: a direct room is named after
@@ -72,7 +75,9 @@ use chat_domain::{
 /// `message_mentions_removed` and `message_mentions_ord`). A room read
 /// to its end costs none of these probes, and one with no mention row
 /// after the marker only one for its mentions.
-const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq,
+const ROOM_SELECT: &str = "SELECT r.id, r.kind, r.last_seq, r.topic, r.visibility, r.member_count,
+        me.role AS my_role,
+        EXISTS (SELECT 1 FROM room_invites i WHERE i.room_id = r.id AND i.user_id = $1) AS invited,
         CASE WHEN r.kind = 2 THEN COALESCE(
             (SELECT u.username FROM room_members om JOIN users u ON u.id = om.user_id
              WHERE om.room_id = r.id AND om.user_id <> $1 LIMIT 1), r.name)
@@ -203,10 +208,14 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB>,
     [u8]: Type<DB>,
-    for<'q> String: Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
     for<'q> bool: Decode<'q, DB> + Type<DB>,
+    str: Type<DB>,
     usize: ColumnIndex<DB::Row>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
@@ -250,16 +259,6 @@ where
         Ok((membership, to_seq(row.try_get(1)?)))
     }
 
-    async fn room_kind(tx: &mut Transaction<'_, DB>, room_id: RoomId) -> Result<RoomKind> {
-        let kind: Option<i64> = sqlx::query_scalar("SELECT kind FROM rooms WHERE id = $1")
-            .bind(room_id.uuid())
-            .fetch_optional(&mut **tx)
-            .await?;
-        let kind = kind.ok_or_else(|| Error::NotFound(format!("room {room_id} does not exist")))?;
-        room_kind_from_db(kind)
-            .ok_or_else(|| anyhow::anyhow!("room {room_id} has kind {kind}").into())
-    }
-
     /// How many group rooms the user is in.
     async fn group_rooms_of(tx: &mut Transaction<'_, DB>, user_id: UserId) -> Result<i64> {
         Ok(sqlx::query_scalar(
@@ -291,35 +290,39 @@ where
         Ok(revoked.into_iter().map(SessionId::from_uuid).collect())
     }
 
-    /// Adds a member to a room; `ON CONFLICT` makes a second add a no-op.
-    /// The new member's read marker starts at the room's newest seq: what
-    /// was said before it joined is not unread.
+    /// Adds a member to a room with a role; `ON CONFLICT` makes a second
+    /// add a no-op. The new member's read marker starts at the room's
+    /// newest seq: what was said before it joined is not unread.
     async fn add_member(
         tx: &mut Transaction<'_, DB>,
         room_id: RoomId,
         user_id: UserId,
+        role: MemberRole,
         now: Timestamp,
     ) -> Result<()> {
         // With the numbers the unread count starts from: every message so
         // far, and the member's own (from before, if it is back).
         sqlx::query(
             "INSERT INTO room_members
-                 (room_id, user_id, joined_at, last_read_seq, read_ord, read_sent, read_mentions)
+                 (room_id, user_id, joined_at, last_read_seq, read_ord, read_sent, read_mentions,
+                  role)
              SELECT r.id, $2, $3, r.last_seq, r.msg_count,
                  COALESCE((SELECT x.sender_ord FROM messages x
                            WHERE x.room_id = r.id AND x.sender_id = $2
                            ORDER BY x.seq DESC LIMIT 1), 0),
                  COALESCE((SELECT MAX(mm.ord) FROM message_mentions mm
-                           WHERE mm.user_id = $2 AND mm.room_id = r.id), 0)
+                           WHERE mm.user_id = $2 AND mm.room_id = r.id), 0),
+                 $4
              FROM rooms r WHERE r.id = $1
              ON CONFLICT (room_id, user_id) DO NOTHING",
         )
         .bind(room_id.uuid())
         .bind(user_id.uuid())
         .bind(now.0)
+        .bind(role_to_db(role))
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Members::<DB>::count_members(tx, room_id).await
     }
 
     async fn direct_room_id(tx: &mut Transaction<'_, DB>, key: &[u8]) -> Result<Option<Uuid>> {
@@ -387,6 +390,37 @@ where
     }
 }
 
+/// A user with an account, by username (any case).
+///
+/// # Errors
+/// `NotFound` when there is none.
+async fn user_by_key<DB>(tx: &mut Transaction<'_, DB>, username: &Username) -> Result<User>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> Uuid: Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let row = sqlx::query(
+        "SELECT id, username, display_name FROM users WHERE username_key = $1 AND deleted_at IS NULL",
+    )
+    .bind(username.key())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("user {:?} does not exist", username.as_str())))?;
+    user_from_row(&row)
+}
+
+/// The refusal of a change that needs the target to be a member.
+fn not_a_member(target: &User, room_id: RoomId) -> Error {
+    Error::Refused(format!(
+        "{:?} is not a member of room {room_id}",
+        target.username
+    ))
+}
+
 /// The key that makes a pair of users' direct room unique: both ids, ordered.
 fn direct_key(a: UserId, b: UserId) -> Vec<u8> {
     let (low, high) = if a <= b { (a, b) } else { (b, a) };
@@ -406,6 +440,7 @@ where
     for<'q> &'q str: Encode<'q, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'q> Option<Uuid>: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB>,
     for<'q> bool: Decode<'q, DB> + Type<DB>,
     str: Type<DB>,
@@ -457,10 +492,7 @@ where
         .execute(self.writer())
         .await;
         let Err(error) = inserted else {
-            return Ok(User {
-                id,
-                username: username.as_str().to_owned(),
-            });
+            return Ok(User::named(id, username.as_str()));
         };
         if !is_unique_violation(&error) {
             return Err(error.into());
@@ -483,7 +515,7 @@ where
 
     async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>> {
         let row = sqlx::query(
-            "SELECT id, username, password_hash FROM users
+            "SELECT id, username, display_name, password_hash FROM users
                  WHERE username_key = $1 AND deleted_at IS NULL AND disabled_at IS NULL",
         )
         .bind(username.key())
@@ -495,7 +527,7 @@ where
 
     async fn user_by_name(&self, username: &Username) -> Result<Option<User>> {
         let row = sqlx::query(
-            "SELECT id, username FROM users WHERE username_key = $1 AND deleted_at IS NULL",
+            "SELECT id, username, display_name FROM users WHERE username_key = $1 AND deleted_at IS NULL",
         )
         .bind(username.key())
         .fetch_optional(self.reader())
@@ -557,7 +589,7 @@ where
         now: Timestamp,
     ) -> Result<Option<User>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
+            "SELECT u.id, u.username, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3
                AND u.deleted_at IS NULL AND u.disabled_at IS NULL",
         )
@@ -700,7 +732,31 @@ where
         .bind(user_id.uuid())
         .execute(&mut *tx)
         .await?;
+        // The rooms it owned pass to their next members (as an owner's
+        // leaving hands them on), and every room it was in counts one less.
+        let owned: Vec<Uuid> =
+            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1 AND role = $2")
+                .bind(user_id.uuid())
+                .bind(role_to_db(MemberRole::Owner))
+                .fetch_all(&mut *tx)
+                .await?;
+        for room_id in owned.into_iter().map(RoomId::from_uuid) {
+            if let Some(next) = Members::<DB>::successor(&mut tx, room_id, user_id).await? {
+                Members::<DB>::set_role(&mut tx, room_id, next, MemberRole::Owner).await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE rooms SET member_count = member_count - 1
+             WHERE id IN (SELECT room_id FROM room_members WHERE user_id = $1)",
+        )
+        .bind(user_id.uuid())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM room_members WHERE user_id = $1")
+            .bind(user_id.uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM room_invites WHERE user_id = $1")
             .bind(user_id.uuid())
             .execute(&mut *tx)
             .await?;
@@ -785,96 +841,363 @@ where
         Ok(revoked)
     }
 
-    async fn create_room(
-        &self,
-        id: RoomId,
-        name: &RoomName,
-        creator: UserId,
-        max_rooms: u32,
-        now: Timestamp,
-    ) -> Result<Room> {
+    async fn create_room(&self, room: NewRoom) -> Result<Room> {
         let mut tx = self.writer().begin().await?;
-        if Sql::<DB>::group_rooms_of(&mut tx, creator).await? >= i64::from(max_rooms) {
-            return Err(too_many_rooms(max_rooms));
+        let creator = &room.creator;
+        if Sql::<DB>::group_rooms_of(&mut tx, creator.id).await? >= i64::from(room.max_rooms) {
+            return Err(too_many_rooms(room.max_rooms));
         }
         sqlx::query(
-            "INSERT INTO rooms (id, name, name_key, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO rooms (id, name, name_key, kind, topic, visibility, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(id.uuid())
-        .bind(name.as_str())
-        .bind(name.key())
+        .bind(room.id.uuid())
+        .bind(room.name.as_str())
+        .bind(room.name.key())
         .bind(room_kind_to_db(RoomKind::Group))
-        .bind(now.0)
+        .bind(room.topic.as_str())
+        .bind(visibility_to_db(room.visibility))
+        .bind(room.now.0)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
             already_exists_if_unique(e, || {
-                format!("a room named {:?} already exists", name.as_str())
+                format!("a room named {:?} already exists", room.name.as_str())
             })
         })?;
-        Sql::<DB>::add_member(&mut tx, id, creator, now).await?;
+        Sql::<DB>::add_member(&mut tx, room.id, creator.id, MemberRole::Owner, room.now).await?;
+        let created = Sql::<DB>::room_in(&mut tx, room.id, creator.id).await?;
         tx.commit().await?;
-        Ok(Room {
-            id,
-            name: name.as_str().to_owned(),
-            kind: RoomKind::Group,
-            joined: true,
-            last_seq: 0,
-            read: ReadState::default(),
-            last_message: None,
+        Ok(created)
+    }
+
+    async fn change_membership(&self, change: &MembershipChange) -> Result<MembershipChanged> {
+        let room_id = change.room_id;
+        let actor = &change.actor;
+        let mut tx = self.writer().begin().await?;
+        let place =
+            Members::<DB>::place(&mut tx, Self::ROOM_SEQ_FOR_UPDATE, room_id, actor.id).await?;
+        let mut log = Log::new(room_id, place.last_seq, change.at);
+        let mut invited = None;
+        match &change.kind {
+            MembershipKind::Join { max_rooms } => {
+                if place.kind == RoomKind::Direct && place.role().is_none() {
+                    return Err(Error::Forbidden(format!(
+                        "room {room_id} is a direct room: nobody else can join it"
+                    )));
+                }
+                place.permit(RoomAction::Join, room_id)?;
+                if place.role().is_none() {
+                    if Sql::<DB>::group_rooms_of(&mut tx, actor.id).await? >= i64::from(*max_rooms)
+                    {
+                        return Err(too_many_rooms(*max_rooms));
+                    }
+                    Members::<DB>::drop_invite(&mut tx, room_id, actor.id).await?;
+                    Members::<DB>::member_event(
+                        &mut tx,
+                        &mut log,
+                        actor,
+                        MemberChange::Joined,
+                        Some(MemberRole::Member),
+                        actor,
+                        "",
+                    )
+                    .await?;
+                    // The marker starts after the join's own event.
+                    Members::<DB>::finish(&mut tx, &log).await?;
+                    Sql::<DB>::add_member(
+                        &mut tx,
+                        room_id,
+                        actor.id,
+                        MemberRole::Member,
+                        change.at,
+                    )
+                    .await?;
+                }
+            }
+            MembershipKind::Leave => {
+                if place.kind == RoomKind::Direct {
+                    return Err(Error::Refused(format!(
+                        "room {room_id} is a direct room: it cannot be left"
+                    )));
+                }
+                match place.standing {
+                    // Declining: the invitation goes, and nothing is said.
+                    Standing::Invited => {
+                        Members::<DB>::drop_invite(&mut tx, room_id, actor.id).await?;
+                    }
+                    Standing::Stranger | Standing::Banned => {}
+                    Standing::Member(role) => {
+                        if role == MemberRole::Owner {
+                            if let Some(next) =
+                                Members::<DB>::successor(&mut tx, room_id, actor.id).await?
+                            {
+                                Members::<DB>::set_role(&mut tx, room_id, next, MemberRole::Owner)
+                                    .await?;
+                                let next = Members::<DB>::user(&mut tx, next).await?;
+                                Members::<DB>::member_event(
+                                    &mut tx,
+                                    &mut log,
+                                    &next,
+                                    MemberChange::RoleChanged,
+                                    Some(MemberRole::Owner),
+                                    actor,
+                                    "",
+                                )
+                                .await?;
+                            }
+                        }
+                        Members::<DB>::remove(&mut tx, room_id, actor.id).await?;
+                        Members::<DB>::member_event(
+                            &mut tx,
+                            &mut log,
+                            actor,
+                            MemberChange::Left,
+                            None,
+                            actor,
+                            "",
+                        )
+                        .await?;
+                    }
+                }
+            }
+            MembershipKind::Invite { username } => {
+                place.permit(RoomAction::Invite, room_id)?;
+                let target = user_by_key(&mut tx, username).await?;
+                let target_place =
+                    Members::<DB>::place(&mut tx, Self::ROOM_SEQ_FOR_UPDATE, room_id, target.id)
+                        .await?;
+                match target_place.standing {
+                    Standing::Member(_) => {
+                        return Err(Error::Refused(format!(
+                            "{:?} is already a member of room {room_id}",
+                            target.username
+                        )))
+                    }
+                    Standing::Banned => {
+                        return Err(Error::Refused(format!(
+                            "{:?} is banned from room {room_id}",
+                            target.username
+                        )))
+                    }
+                    Standing::Invited | Standing::Stranger => {}
+                }
+                if Members::<DB>::blocks(&mut tx, target.id, actor.id).await? {
+                    return Err(Error::Forbidden("you cannot message this user".into()));
+                }
+                if target_place.standing == Standing::Stranger {
+                    sqlx::query(
+                        "INSERT INTO room_invites (room_id, user_id, by_id, at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(room_id.uuid())
+                    .bind(target.id.uuid())
+                    .bind(actor.id.uuid())
+                    .bind(change.at.0)
+                    .execute(&mut *tx)
+                    .await
+                    .context("storing an invitation")?;
+                    Members::<DB>::member_event(
+                        &mut tx,
+                        &mut log,
+                        &target,
+                        MemberChange::Invited,
+                        None,
+                        actor,
+                        "",
+                    )
+                    .await?;
+                    Members::<DB>::finish(&mut tx, &log).await?;
+                    let seen = Sql::<DB>::room_in(&mut tx, room_id, target.id).await?;
+                    invited = Some((target.id, seen));
+                }
+            }
+            MembershipKind::Update {
+                name,
+                topic,
+                visibility,
+            } => {
+                place.permit(RoomAction::Update, room_id)?;
+                let name_key = name.as_ref().map(RoomName::key);
+                let changed = sqlx::query(
+                    "UPDATE rooms SET name = COALESCE($2, name), name_key = COALESCE($3, name_key),
+                         topic = COALESCE($4, topic), visibility = COALESCE($5, visibility)
+                     WHERE id = $1 AND (name <> COALESCE($2, name)
+                         OR topic <> COALESCE($4, topic) OR visibility <> COALESCE($5, visibility))",
+                )
+                .bind(room_id.uuid())
+                .bind(name.as_ref().map(RoomName::as_str))
+                .bind(name_key.as_deref())
+                .bind(topic.as_ref().map(RoomTopic::as_str))
+                .bind(visibility.map(visibility_to_db))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    already_exists_if_unique(e, || {
+                        format!(
+                            "a room named {:?} already exists",
+                            name.as_ref().map(RoomName::as_str).unwrap_or_default()
+                        )
+                    })
+                })?;
+                if changed.affected() > 0 {
+                    Members::<DB>::room_updated_event(&mut tx, &mut log, actor).await?;
+                }
+            }
+            MembershipKind::SetRole { target, role } => {
+                place.permit(RoomAction::SetRole, room_id)?;
+                let target = Members::<DB>::user(&mut tx, *target).await?;
+                let target_place =
+                    Members::<DB>::place(&mut tx, Self::ROOM_SEQ_FOR_UPDATE, room_id, target.id)
+                        .await?;
+                let Some(now) = target_place.role() else {
+                    return Err(not_a_member(&target, room_id));
+                };
+                if target.id == actor.id {
+                    return Err(Error::Refused(
+                        "the owner's role changes only by making another member the owner".into(),
+                    ));
+                }
+                if now != *role {
+                    Members::<DB>::set_role(&mut tx, room_id, target.id, *role).await?;
+                    Members::<DB>::member_event(
+                        &mut tx,
+                        &mut log,
+                        &target,
+                        MemberChange::RoleChanged,
+                        Some(*role),
+                        actor,
+                        "",
+                    )
+                    .await?;
+                    if *role == MemberRole::Owner {
+                        Members::<DB>::set_role(&mut tx, room_id, actor.id, MemberRole::Admin)
+                            .await?;
+                        Members::<DB>::member_event(
+                            &mut tx,
+                            &mut log,
+                            actor,
+                            MemberChange::RoleChanged,
+                            Some(MemberRole::Admin),
+                            actor,
+                            "",
+                        )
+                        .await?;
+                    }
+                }
+            }
+            MembershipKind::Remove {
+                target,
+                ban,
+                reason,
+            } => {
+                let target = Members::<DB>::user(&mut tx, *target).await?;
+                let target_place =
+                    Members::<DB>::place(&mut tx, Self::ROOM_SEQ_FOR_UPDATE, room_id, target.id)
+                        .await?;
+                place.permit(RoomAction::Remove(target_place.role()), room_id)?;
+                let banned_before = target_place.standing == Standing::Banned;
+                match target_place.standing {
+                    Standing::Member(_) => {
+                        Members::<DB>::remove(&mut tx, room_id, target.id).await?;
+                    }
+                    Standing::Invited => {
+                        Members::<DB>::drop_invite(&mut tx, room_id, target.id).await?;
+                    }
+                    Standing::Stranger if !*ban => return Err(not_a_member(&target, room_id)),
+                    Standing::Stranger | Standing::Banned => {}
+                }
+                if *ban && !banned_before {
+                    sqlx::query(
+                        "INSERT INTO room_bans (room_id, user_id, by_id, reason, at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(room_id.uuid())
+                    .bind(target.id.uuid())
+                    .bind(actor.id.uuid())
+                    .bind(reason.as_str())
+                    .bind(change.at.0)
+                    .execute(&mut *tx)
+                    .await
+                    .context("storing a ban")?;
+                }
+                // A ban of one banned already, or a removal of one banned
+                // (no longer a member), says nothing new.
+                if !banned_before {
+                    let what = if *ban {
+                        MemberChange::Banned
+                    } else {
+                        MemberChange::Removed
+                    };
+                    Members::<DB>::member_event(
+                        &mut tx,
+                        &mut log,
+                        &target,
+                        what,
+                        None,
+                        actor,
+                        reason.as_str(),
+                    )
+                    .await?;
+                }
+            }
+            MembershipKind::Unban { target } => {
+                let target = Members::<DB>::user(&mut tx, *target).await?;
+                place.permit(RoomAction::Unban, room_id)?;
+                let lifted =
+                    sqlx::query("DELETE FROM room_bans WHERE room_id = $1 AND user_id = $2")
+                        .bind(room_id.uuid())
+                        .bind(target.id.uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .context("lifting a ban")?;
+                if lifted.affected() > 0 {
+                    Members::<DB>::member_event(
+                        &mut tx,
+                        &mut log,
+                        &target,
+                        MemberChange::Unbanned,
+                        None,
+                        actor,
+                        "",
+                    )
+                    .await?;
+                }
+            }
+        }
+        Members::<DB>::finish(&mut tx, &log).await?;
+        let room = Sql::<DB>::room_in(&mut tx, room_id, actor.id).await?;
+        tx.commit()
+            .await
+            .context("committing a membership change")?;
+        Ok(MembershipChanged {
+            room,
+            events: log.events,
+            invited,
         })
     }
 
-    async fn join_room(
+    async fn list_members(
         &self,
         room_id: RoomId,
-        user_id: UserId,
-        max_rooms: u32,
-        now: Timestamp,
-    ) -> Result<Room> {
-        let mut tx = self.writer().begin().await?;
-        if Sql::<DB>::room_kind(&mut tx, room_id).await? == RoomKind::Direct {
-            let room = Sql::<DB>::room_in(&mut tx, room_id, user_id).await?;
-            return if room.joined {
-                Ok(room)
-            } else {
-                Err(Error::Forbidden(format!(
-                    "room {room_id} is a direct room: nobody else can join it"
-                )))
-            };
-        }
-        let already =
-            Sql::<DB>::position_in(&mut *tx, room_id, user_id).await?.0 == Membership::Member;
-        if !already && Sql::<DB>::group_rooms_of(&mut tx, user_id).await? >= i64::from(max_rooms) {
-            return Err(too_many_rooms(max_rooms));
-        }
-        Sql::<DB>::add_member(&mut tx, room_id, user_id, now).await?;
-        let room = Sql::<DB>::room_in(&mut tx, room_id, user_id).await?;
-        tx.commit().await?;
-        Ok(room)
-    }
-
-    async fn leave_room(&self, room_id: RoomId, user_id: UserId) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
-        if Sql::<DB>::room_kind(&mut tx, room_id).await? == RoomKind::Direct {
-            return Err(Error::Refused(format!(
-                "room {room_id} is a direct room: it cannot be left"
-            )));
-        }
-        sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
-            .bind(room_id.uuid())
-            .bind(user_id.uuid())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        viewer: UserId,
+        after: Option<MemberCursor>,
+        limit: u32,
+    ) -> Result<Vec<MemberEntry>> {
+        let mut conn = self.reader().acquire().await?;
+        Sql::<DB>::position_in(&mut *conn, room_id, viewer)
+            .await?
+            .0
+            .require_member(room_id)?;
+        Members::<DB>::page(&mut conn, room_id, after, limit).await
     }
 
     async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>> {
         let visible = if page.joined_only {
             "r.id IN (SELECT room_id FROM room_members WHERE user_id = $1)"
         } else {
-            "(r.kind = 1 OR r.id IN (SELECT room_id FROM room_members WHERE user_id = $1))"
+            "((r.kind = 1 AND r.visibility = 1)
+              OR r.id IN (SELECT room_id FROM room_members WHERE user_id = $1)
+              OR r.id IN (SELECT room_id FROM room_invites WHERE user_id = $1))"
         };
         let mut connection = self.reader().acquire().await?;
         let rows = sqlx::query(&format!(
@@ -916,7 +1239,7 @@ where
                     .map(RoomId::from_uuid)
                     .ok_or_else(|| anyhow::anyhow!("the direct room just stored is not there"))?;
                 for member in [me.id, other.id] {
-                    Sql::<DB>::add_member(&mut tx, id, member, now).await?;
+                    Sql::<DB>::add_member(&mut tx, id, member, MemberRole::Member, now).await?;
                 }
                 id
             }
@@ -1120,9 +1443,21 @@ where
             ChangeKind::React(_) | ChangeKind::Unreact(_) => None,
         };
         if let Some(verb) = verb {
-            if message.sender.id != actor.id {
+            // Admins and the owner of a group room delete anyone's.
+            let moderated = message.sender.id != actor.id
+                && matches!(change.kind, ChangeKind::Delete)
+                && Members::<DB>::place(&mut tx, Self::ROOM_SEQ_FOR_UPDATE, room_id, actor.id)
+                    .await?
+                    .permit(RoomAction::DeleteOthers, room_id)
+                    .is_ok();
+            if message.sender.id != actor.id && !moderated {
                 return Err(Error::Forbidden(format!(
-                    "only its sender may {verb} message {}",
+                    "only its sender{} may {verb} message {}",
+                    if verb == "delete" {
+                        ", an admin or the owner"
+                    } else {
+                        ""
+                    },
                     message.id
                 )));
             }

@@ -7,11 +7,13 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::sql::{
-    to_seq, EVENT_DELETE, EVENT_EDIT, EVENT_MESSAGE, EVENT_REACTION_ADDED, EVENT_REACTION_REMOVED,
+    to_seq, EVENT_DELETE, EVENT_EDIT, EVENT_MEMBER, EVENT_MESSAGE, EVENT_REACTION_ADDED,
+    EVENT_REACTION_REMOVED, EVENT_ROOM_UPDATED,
 };
 use chat_domain::{
-    Message, MessageId, ReadState, ReplyPreview, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
-    ThreadSummary, Timestamp, User, UserId, MAX_UNREAD_COUNT,
+    MemberChange, MemberRole, Message, MessageId, ReadState, ReplyPreview, Room, RoomEvent,
+    RoomEventKind, RoomId, RoomInfo, RoomKind, RoomVisibility, ThreadSummary, Timestamp, User,
+    UserId, MAX_UNREAD_COUNT,
 };
 
 /// What a row must offer to be read here: these column types, by name.
@@ -43,7 +45,14 @@ where
         id: RoomId::from_uuid(row.field("id")?),
         name: row.field("name")?,
         kind: crate::rows::room_kind_from_db(kind).context("unknown room kind in the database")?,
+        info: RoomInfo {
+            topic: row.field("topic")?,
+            visibility: visibility_from_db(row.field("visibility")?),
+            member_count: count_from_db(row.field("member_count")?),
+        },
         joined: row.field("joined")?,
+        my_role: row.field::<Option<i64>>("my_role")?.and_then(role_from_db),
+        invited: row.field("invited")?,
         last_seq: to_seq(row.field("last_seq")?),
         read: ReadState {
             last_read_seq: to_seq(row.field("last_read_seq")?),
@@ -77,6 +86,7 @@ where
         sender: User {
             id: UserId::from_uuid(row.field("sender_id")?),
             username: row.field("username")?,
+            display_name: row.field("display_name")?,
         },
         text: row.field("text")?,
         sent_at: Timestamp(row.field("sent_at")?),
@@ -115,6 +125,7 @@ where
         id,
         row.field("reply_sender_id")?,
         row.field("reply_sender_name")?,
+        row.field("reply_sender_display")?,
         row.field("reply_text")?,
         row.field("reply_deleted")?,
     )))
@@ -128,6 +139,7 @@ pub(crate) fn reply_preview(
     id: Uuid,
     sender_id: Option<Uuid>,
     sender_name: Option<String>,
+    sender_display: Option<String>,
     text: Option<String>,
     deleted: Option<bool>,
 ) -> ReplyPreview {
@@ -137,6 +149,7 @@ pub(crate) fn reply_preview(
         sender: User {
             id: UserId::from_uuid(sender_id.unwrap_or_default()),
             username: sender_name.unwrap_or_default(),
+            display_name: sender_display.unwrap_or_default(),
         },
         text: match text {
             Some(text) if !deleted => ReplyPreview::cut(&text),
@@ -159,28 +172,56 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let message = message_from_row(row)?;
-    let room_id = message.room_id;
+    let room_id = RoomId::from_uuid(row.field("event_room_id")?);
     let seq = to_seq(row.field("event_seq")?);
     let kind: i64 = row.field("kind")?;
+    let actor = || -> Result<User> {
+        Ok(User {
+            id: UserId::from_uuid(row.field("actor_id")?),
+            username: row.field("actor_name")?,
+            display_name: row.field("actor_display")?,
+        })
+    };
     let kind = match kind {
-        EVENT_MESSAGE => RoomEventKind::Message(message),
-        EVENT_EDIT => RoomEventKind::Edited(message),
+        EVENT_MESSAGE => RoomEventKind::Message(message_from_row(row)?),
+        EVENT_EDIT => RoomEventKind::Edited(message_from_row(row)?),
         EVENT_DELETE => RoomEventKind::Deleted {
-            message_id: message.id,
-            by: User {
-                id: UserId::from_uuid(row.field("actor_id")?),
-                username: row.field("actor_name")?,
-            },
+            message_id: MessageId::from_uuid(row.field("id")?),
+            by: actor()?,
         },
         EVENT_REACTION_ADDED | EVENT_REACTION_REMOVED => RoomEventKind::Reaction {
-            message_id: message.id,
+            message_id: MessageId::from_uuid(row.field("id")?),
             emoji: row.field::<Option<String>>("emoji")?.unwrap_or_default(),
-            user: User {
-                id: UserId::from_uuid(row.field("actor_id")?),
-                username: row.field("actor_name")?,
-            },
+            user: actor()?,
             added: kind == EVENT_REACTION_ADDED,
+        },
+        EVENT_MEMBER => {
+            let change: i64 = row
+                .field::<Option<i64>>("member_change")?
+                .unwrap_or_default();
+            RoomEventKind::Member {
+                user: User {
+                    id: UserId::from_uuid(row.field("target_id")?),
+                    username: row.field("target_name")?,
+                    display_name: row.field("target_display")?,
+                },
+                change: member_change_from_db(change)
+                    .with_context(|| format!("unknown member change {change} in the database"))?,
+                role: row
+                    .field::<Option<i64>>("member_role")?
+                    .and_then(role_from_db),
+                by: actor()?,
+                reason: row.field::<Option<String>>("reason")?.unwrap_or_default(),
+            }
+        }
+        EVENT_ROOM_UPDATED => RoomEventKind::RoomUpdated {
+            name: row.field("room_name")?,
+            info: RoomInfo {
+                topic: row.field("room_topic")?,
+                visibility: visibility_from_db(row.field("room_visibility")?),
+                member_count: count_from_db(row.field("room_member_count")?),
+            },
+            by: actor()?,
         },
         other => {
             return Err(anyhow::anyhow!("unknown room event kind {other} in the database").into())
@@ -220,6 +261,7 @@ where
     Ok(User {
         id: UserId::from_uuid(row.field("id")?),
         username: row.field("username")?,
+        display_name: row.field("display_name")?,
     })
 }
 
@@ -239,4 +281,71 @@ pub(crate) fn room_kind_from_db(value: i64) -> Option<RoomKind> {
         2 => Some(RoomKind::Direct),
         _ => None,
     }
+}
+
+/// How the databases keep a member's role.
+pub(crate) fn role_to_db(role: MemberRole) -> i64 {
+    match role {
+        MemberRole::Member => 1,
+        MemberRole::Admin => 2,
+        MemberRole::Owner => 3,
+    }
+}
+
+/// A role as the databases keep it; `None` for a value no release wrote.
+pub(crate) fn role_from_db(value: i64) -> Option<MemberRole> {
+    match value {
+        1 => Some(MemberRole::Member),
+        2 => Some(MemberRole::Admin),
+        3 => Some(MemberRole::Owner),
+        _ => None,
+    }
+}
+
+/// How the databases keep a room's visibility.
+pub(crate) fn visibility_to_db(visibility: RoomVisibility) -> i64 {
+    match visibility {
+        RoomVisibility::Public => 1,
+        RoomVisibility::Private => 2,
+    }
+}
+
+/// A visibility as the databases keep it: anything but private is public.
+pub(crate) fn visibility_from_db(value: i64) -> RoomVisibility {
+    if value == 2 {
+        RoomVisibility::Private
+    } else {
+        RoomVisibility::Public
+    }
+}
+
+/// How `room_events.member_change` keeps a change.
+pub(crate) fn member_change_to_db(change: MemberChange) -> i64 {
+    match change {
+        MemberChange::Joined => 1,
+        MemberChange::Left => 2,
+        MemberChange::Invited => 3,
+        MemberChange::Removed => 4,
+        MemberChange::Banned => 5,
+        MemberChange::Unbanned => 6,
+        MemberChange::RoleChanged => 7,
+    }
+}
+
+fn member_change_from_db(value: i64) -> Option<MemberChange> {
+    Some(match value {
+        1 => MemberChange::Joined,
+        2 => MemberChange::Left,
+        3 => MemberChange::Invited,
+        4 => MemberChange::Removed,
+        5 => MemberChange::Banned,
+        6 => MemberChange::Unbanned,
+        7 => MemberChange::RoleChanged,
+        _ => return None,
+    })
+}
+
+/// A count the databases keep as a signed integer.
+pub(crate) fn count_from_db(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }

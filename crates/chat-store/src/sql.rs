@@ -9,9 +9,10 @@ use crate::error::Error;
 /// joins them.
 macro_rules! message_columns {
     () => {
-        "m.id, m.room_id, m.seq, m.sender_id, u.username, m.text, m.sent_at, m.client_msg_id,
-        m.edited_at, m.deleted, m.reply_to_id, q.sender_id AS reply_sender_id,
-        qu.username AS reply_sender_name, q.text AS reply_text, q.deleted AS reply_deleted,
+        "m.id, m.room_id, m.seq, m.sender_id, u.username, u.display_name, m.text, m.sent_at,
+        m.client_msg_id, m.edited_at, m.deleted, m.reply_to_id, q.sender_id AS reply_sender_id,
+        qu.username AS reply_sender_name, qu.display_name AS reply_sender_display,
+        q.text AS reply_text, q.deleted AS reply_deleted,
         m.thread_root_id, m.thread_reply_count, m.thread_last_reply_at"
     };
 }
@@ -33,15 +34,23 @@ pub(crate) const MESSAGE_SELECT: &str = concat!(
     reply_joins!()
 );
 
-/// The columns of a room event (`room_events e`, by `users a`) and of its
-/// message now (`messages m`, sent by `users u`). Every kind of event so
-/// far is about a message.
+/// The columns of a room event (`room_events e`, by `users a`), of its
+/// message now (`messages m`, sent by `users u`) for the kinds about a
+/// message, of the user a member event concerns (`users t`), and of its
+/// room now (`rooms rr`) for a room-updated event.
 pub(crate) const EVENT_SELECT: &str = concat!(
-    "SELECT e.seq AS event_seq, e.kind, e.actor_id, a.username AS actor_name, e.emoji, ",
+    "SELECT e.room_id AS event_room_id, e.seq AS event_seq, e.kind, e.actor_id,
+        a.username AS actor_name, a.display_name AS actor_display, e.emoji,
+        e.target_id, t.username AS target_name, t.display_name AS target_display,
+        e.member_change, e.member_role, e.reason,
+        rr.name AS room_name, rr.topic AS room_topic, rr.visibility AS room_visibility,
+        rr.member_count AS room_member_count, ",
     message_columns!(),
-    " FROM room_events e JOIN messages m ON m.id = e.message_id
-        JOIN users u ON u.id = m.sender_id
-        LEFT JOIN users a ON a.id = e.actor_id",
+    " FROM room_events e LEFT JOIN messages m ON m.id = e.message_id
+        LEFT JOIN users u ON u.id = m.sender_id
+        LEFT JOIN users a ON a.id = e.actor_id
+        LEFT JOIN users t ON t.id = e.target_id
+        LEFT JOIN rooms rr ON e.kind = 7 AND rr.id = e.room_id",
     reply_joins!()
 );
 
@@ -55,6 +64,11 @@ pub(crate) const EVENT_DELETE: i64 = 3;
 pub(crate) const EVENT_REACTION_ADDED: i64 = 4;
 /// `room_events.kind` of a reaction removed.
 pub(crate) const EVENT_REACTION_REMOVED: i64 = 5;
+
+/// `room_events.kind` of a membership change.
+pub(crate) const EVENT_MEMBER: i64 = 6;
+/// `room_events.kind` of a change to a room's settings.
+pub(crate) const EVENT_ROOM_UPDATED: i64 = 7;
 
 /// A seq as both databases keep it (a signed 64-bit integer).
 pub(crate) fn to_seq(value: i64) -> u64 {

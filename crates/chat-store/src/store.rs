@@ -5,14 +5,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use chat_domain::{
-    Message, MessageId, Room, RoomEvent, RoomId, RoomName, Session, SessionId, Timestamp, User,
-    UserId, Username,
+    Message, MessageId, Room, RoomEvent, RoomId, Session, SessionId, Timestamp, User, UserId,
+    Username,
 };
 
 use crate::error::Result;
 use crate::model::{
-    Appended, Changed, Membership, MessageChange, NewMessage, NewSession, RoomPage, Rotation,
-    Thread,
+    Appended, Changed, MemberCursor, MemberEntry, Membership, MembershipChange, MembershipChanged,
+    MessageChange, NewMessage, NewRoom, NewSession, RoomPage, Rotation, Thread,
 };
 use crate::read_state::{ReadMarker, ReadPosition};
 
@@ -109,35 +109,43 @@ pub trait Store: Send + Sync + 'static {
     /// the sessions that were live, whose streams must end.
     async fn delete_user(&self, user_id: UserId, now: Timestamp) -> Result<Vec<SessionId>>;
 
+    /// Creates a group room with its creator as owner. Creating is not an
+    /// event of the room's log: the room starts at seq 0, and the first
+    /// event is whatever comes first (a message, a join).
+    ///
     /// # Errors
     /// `Taken` when a group room has the name (in any case);
     /// `LimitReached` when the creator is in `max_rooms` group rooms.
-    async fn create_room(
-        &self,
-        id: RoomId,
-        name: &RoomName,
-        creator: UserId,
-        max_rooms: u32,
-        now: Timestamp,
-    ) -> Result<Room>;
+    async fn create_room(&self, room: NewRoom) -> Result<Room>;
 
+    /// Joins, leaves, invites, sets a role, removes, bans or unbans, or
+    /// changes a room's settings, as the permission matrix allows the
+    /// actor (`chat_domain::permit`), asked in the transaction that makes
+    /// the change, which adds its events to the room's log.
+    ///
     /// # Errors
-    /// `NotFound` for no such room, `Forbidden` for a direct room;
-    /// `LimitReached` when the user is in `max_rooms` group rooms.
-    async fn join_room(
+    /// `NotFound` for no such room or user; `Forbidden` for what the
+    /// actor's standing does not allow; `Refused` for what the room or the
+    /// target does not allow (a direct room's roles, inviting a member);
+    /// `Taken` for a name in use; `LimitReached` when joining would pass
+    /// `max_rooms`.
+    async fn change_membership(&self, change: &MembershipChange) -> Result<MembershipChanged>;
+
+    /// A page of a room's members, for a member.
+    ///
+    /// # Errors
+    /// `NotFound` for no such room; `Forbidden` for a non-member.
+    async fn list_members(
         &self,
         room_id: RoomId,
-        user_id: UserId,
-        max_rooms: u32,
-        now: Timestamp,
-    ) -> Result<Room>;
+        viewer: UserId,
+        after: Option<MemberCursor>,
+        limit: u32,
+    ) -> Result<Vec<MemberEntry>>;
 
-    /// # Errors
-    /// `NotFound` for no such room, `Refused` for a direct room.
-    async fn leave_room(&self, room_id: RoomId, user_id: UserId) -> Result<()>;
-
-    /// A page of the rooms the user may see (every group room and the
-    /// user's direct rooms, or only the rooms it is in), in id order, which
+    /// A page of the rooms the user may see (every public group room, and
+    /// the rooms the user is in or invited to; or only the rooms it is in),
+    /// in id order, which
     /// is creation order: at most `page.limit` rooms with an id above
     /// `page.after`.
     async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>>;

@@ -9,8 +9,14 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_domain::{RoomId, RoomKind, RoomName, SessionId, Timestamp, User, UserId, Username};
-use chat_store::{self as store, AdminStore, ControlKind, NewSession, Store, Synchronous};
+use chat_domain::{
+    RoomId, RoomKind, RoomName, RoomTopic, RoomVisibility, SessionId, Timestamp, User, UserId,
+    Username,
+};
+use chat_store::{
+    self as store, AdminStore, ControlKind, MembershipChange, MembershipKind, NewRoom, NewSession,
+    Store, Synchronous,
+};
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -262,16 +268,26 @@ async fn deleting_a_room_takes_its_members_and_messages(both: Both) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
     let room = store
-        .create_room(
-            RoomId::new(),
-            &RoomName::parse("general").unwrap(),
-            alice.id,
-            1000,
-            now(),
-        )
+        .create_room(NewRoom {
+            id: RoomId::new(),
+            name: RoomName::parse("general").unwrap(),
+            topic: RoomTopic::default(),
+            visibility: RoomVisibility::Public,
+            creator: alice.clone(),
+            max_rooms: 1000,
+            now: now(),
+        })
         .await
         .unwrap();
-    store.join_room(room.id, bob.id, 1000, now()).await.unwrap();
+    store
+        .change_membership(&MembershipChange {
+            room_id: room.id,
+            actor: bob.clone(),
+            at: now(),
+            kind: MembershipKind::Join { max_rooms: 1000 },
+        })
+        .await
+        .unwrap();
     let direct = store.open_direct_room(&alice, &bob, now()).await.unwrap();
 
     let rooms = admin.list_rooms(10).await.unwrap();

@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use chat_domain::{
     ClientMsgId, Emoji, MessageId, MessageText, Room, RoomEvent, RoomEventKind, RoomId, RoomKind,
-    RoomName, SessionId, Timestamp, User, UserId, Username,
+    RoomName, RoomTopic, RoomVisibility, SessionId, Timestamp, User, UserId, Username,
 };
 use chat_store::{
-    self as store, Appended, ChangeKind, Membership, MessageChange, NewMessage, NewSession,
-    RoomPage, Rotation, Store, Synchronous, DELETED_USERNAME,
+    self as store, Appended, ChangeKind, Membership, MembershipChange, MembershipKind,
+    MessageChange, NewMessage, NewRoom, NewSession, RoomPage, Rotation, Store, Synchronous,
+    DELETED_USERNAME,
 };
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
@@ -206,18 +207,72 @@ async fn user(store: &Arc<dyn Store>, name: &str) -> User {
         .expect("creating a user")
 }
 
+/// A join through `change_membership`, as the server's JoinRoom makes it.
+async fn join_room(
+    store: &Arc<dyn Store>,
+    room_id: RoomId,
+    user_id: UserId,
+    max_rooms: u32,
+    at: Timestamp,
+) -> chat_store::Result<chat_domain::Room> {
+    let change = MembershipChange {
+        room_id,
+        actor: User::named(user_id, ""),
+        at,
+        kind: MembershipKind::Join { max_rooms },
+    };
+    Ok(store.change_membership(&change).await?.room)
+}
+
+/// A leave through `change_membership`, as the server's LeaveRoom makes it.
+async fn leave_room(
+    store: &Arc<dyn Store>,
+    room_id: RoomId,
+    user_id: UserId,
+) -> chat_store::Result<()> {
+    let change = MembershipChange {
+        room_id,
+        actor: User::named(user_id, ""),
+        at: now(),
+        kind: MembershipKind::Leave,
+    };
+    store.change_membership(&change).await.map(|_| ())
+}
+
+/// A public group room with no topic, created by `creator`.
+async fn create_room(
+    store: &Arc<dyn Store>,
+    id: RoomId,
+    name: &RoomName,
+    creator: UserId,
+    max_rooms: u32,
+    at: Timestamp,
+) -> chat_store::Result<chat_domain::Room> {
+    store
+        .create_room(NewRoom {
+            id,
+            name: name.clone(),
+            topic: RoomTopic::default(),
+            visibility: RoomVisibility::Public,
+            creator: User::named(creator, ""),
+            max_rooms,
+            now: at,
+        })
+        .await
+}
+
 async fn room(store: &Arc<dyn Store>, name: &str, creator: &User) -> RoomId {
     let id = RoomId::new();
-    store
-        .create_room(
-            id,
-            &RoomName::parse(name).unwrap(),
-            creator.id,
-            MAX_ROOMS,
-            now(),
-        )
-        .await
-        .expect("creating a room");
+    create_room(
+        store,
+        id,
+        &RoomName::parse(name).unwrap(),
+        creator.id,
+        MAX_ROOMS,
+        now(),
+    )
+    .await
+    .expect("creating a room");
     id
 }
 
@@ -573,8 +628,7 @@ async fn deleting_a_user_keeps_the_name_taken_and_the_messages(store: Arc<dyn St
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
     let lobby = room(&store, "lobby", &bob).await;
-    store
-        .join_room(lobby, alice.id, MAX_ROOMS, now())
+    join_room(&store, lobby, alice.id, MAX_ROOMS, now())
         .await
         .unwrap();
     store
@@ -644,8 +698,7 @@ async fn rooms_are_listed_in_pages_in_creation_order(store: Arc<dyn Store>) {
     for name in ["a", "b", "c", "d", "e"] {
         created.push(room(&store, name, &alice).await);
     }
-    store
-        .join_room(created[3], bob.id, MAX_ROOMS, now())
+    join_room(&store, created[3], bob.id, MAX_ROOMS, now())
         .await
         .unwrap();
     let direct = store.open_direct_room(&alice, &bob, now()).await.unwrap();
@@ -707,16 +760,16 @@ async fn look_alike_usernames_and_room_names_are_refused(store: Arc<dyn Store>) 
     );
 
     room(&store, "General", &alice).await;
-    let duplicate = store
-        .create_room(
-            RoomId::new(),
-            &RoomName::parse("gEnErAl").unwrap(),
-            alice.id,
-            MAX_ROOMS,
-            now(),
-        )
-        .await
-        .unwrap_err();
+    let duplicate = create_room(
+        &store,
+        RoomId::new(),
+        &RoomName::parse("gEnErAl").unwrap(),
+        alice.id,
+        MAX_ROOMS,
+        now(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
 }
 
@@ -724,31 +777,30 @@ async fn a_user_is_in_at_most_the_cap_of_group_rooms(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
     let a = room(&store, "a", &bob).await;
-    store
-        .create_room(
-            RoomId::new(),
-            &RoomName::parse("b").unwrap(),
-            alice.id,
-            2,
-            now(),
-        )
-        .await
-        .unwrap();
-    store.join_room(a, alice.id, 2, now()).await.unwrap();
-    store
-        .join_room(a, alice.id, 2, now())
+    create_room(
+        &store,
+        RoomId::new(),
+        &RoomName::parse("b").unwrap(),
+        alice.id,
+        2,
+        now(),
+    )
+    .await
+    .unwrap();
+    join_room(&store, a, alice.id, 2, now()).await.unwrap();
+    join_room(&store, a, alice.id, 2, now())
         .await
         .expect("joining a room one is in is no new membership");
-    let refused = store
-        .create_room(
-            RoomId::new(),
-            &RoomName::parse("c").unwrap(),
-            alice.id,
-            2,
-            now(),
-        )
-        .await
-        .unwrap_err();
+    let refused = create_room(
+        &store,
+        RoomId::new(),
+        &RoomName::parse("c").unwrap(),
+        alice.id,
+        2,
+        now(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted);
     store
         .open_direct_room(&alice, &bob, now())
@@ -769,12 +821,10 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
     assert_eq!(listed.len(), 1, "group rooms are listed to everyone");
     assert!(!listed[0].joined);
 
-    let joined = store
-        .join_room(lobby, bob.id, MAX_ROOMS, now())
+    let joined = join_room(&store, lobby, bob.id, MAX_ROOMS, now())
         .await
         .unwrap();
-    let again = store
-        .join_room(lobby, bob.id, MAX_ROOMS, now())
+    let again = join_room(&store, lobby, bob.id, MAX_ROOMS, now())
         .await
         .unwrap();
 
@@ -784,13 +834,14 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
     );
     assert_eq!(joined.name, "lobby");
     assert!(again.joined);
-    assert_eq!(store.room_positions_of(bob.id).await.unwrap(), [(lobby, 0)]);
+    // Bob's join is the room's first event; joining again writes none.
+    assert_eq!(store.room_positions_of(bob.id).await.unwrap(), [(lobby, 1)]);
     assert_eq!(
         store.room_position(lobby, bob.id).await.unwrap(),
-        (Membership::Member, 0)
+        (Membership::Member, 1)
     );
 
-    store.leave_room(lobby, bob.id).await.unwrap();
+    leave_room(&store, lobby, bob.id).await.unwrap();
 
     assert_eq!(
         store.membership(lobby, bob.id).await.unwrap(),
@@ -803,15 +854,17 @@ async fn group_rooms_can_be_joined_listed_and_left(store: Arc<dyn Store>) {
         Membership::NoSuchRoom
     );
     assert_eq!(
-        store
-            .join_room(missing, bob.id, MAX_ROOMS, now())
+        join_room(&store, missing, bob.id, MAX_ROOMS, now())
             .await
             .unwrap_err()
             .code(),
         Code::NotFound
     );
     assert_eq!(
-        store.leave_room(missing, bob.id).await.unwrap_err().code(),
+        leave_room(&store, missing, bob.id)
+            .await
+            .unwrap_err()
+            .code(),
         Code::NotFound
     );
 }
@@ -855,15 +908,17 @@ async fn a_pair_of_users_has_one_direct_room(store: Arc<dyn Store>) {
         Membership::Member
     );
     assert_eq!(
-        store
-            .join_room(direct, carol.id, MAX_ROOMS, now())
+        join_room(&store, direct, carol.id, MAX_ROOMS, now())
             .await
             .unwrap_err()
             .code(),
         Code::PermissionDenied
     );
     assert_eq!(
-        store.leave_room(direct, alice.id).await.unwrap_err().code(),
+        leave_room(&store, direct, alice.id)
+            .await
+            .unwrap_err()
+            .code(),
         Code::FailedPrecondition
     );
     assert!(every_room(&store, carol.id).await.is_empty());
@@ -921,8 +976,7 @@ async fn a_client_msg_id_is_stored_once_within_and_across_batches(store: Arc<dyn
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
     let lobby = room(&store, "lobby", &alice).await;
-    store
-        .join_room(lobby, bob.id, MAX_ROOMS, now())
+    join_room(&store, lobby, bob.id, MAX_ROOMS, now())
         .await
         .unwrap();
 
@@ -941,15 +995,16 @@ async fn a_client_msg_id_is_stored_once_within_and_across_batches(store: Arc<dyn
 
     assert_eq!(
         outcomes(&first),
-        [Ok((1, true)), Ok((1, false)), Ok((2, true))]
+        // Seq 1 is bob's join.
+        [Ok((2, true)), Ok((2, false)), Ok((3, true))]
     );
-    assert_eq!(outcomes(&retry), [Ok((1, false))]);
+    assert_eq!(outcomes(&retry), [Ok((2, false))]);
     let original = first[0].as_ref().unwrap().message.id;
     assert_eq!(retry[0].as_ref().unwrap().message.id, original);
     assert_eq!(retry[0].as_ref().unwrap().message.text, "first");
     assert_eq!(
         texts(&store, lobby).await,
-        [(1, "first".into()), (2, "bob's own k1".into())]
+        [(2, "first".into()), (3, "bob's own k1".into())]
     );
 }
 
@@ -1212,6 +1267,20 @@ fn event_name(event: &RoomEvent) -> String {
             if *added { "added" } else { "removed" },
             user.username
         ),
+        RoomEventKind::Member {
+            user,
+            change,
+            role,
+            by,
+            reason,
+        } => format!(
+            "{} {change:?} {} as {role:?} by {} {reason:?}",
+            event.seq, user.username, by.username
+        ),
+        RoomEventKind::RoomUpdated { name, info, by } => format!(
+            "{} room {name:?} {:?} {:?} by {}",
+            event.seq, info.topic, info.visibility, by.username
+        ),
     }
 }
 
@@ -1315,8 +1384,7 @@ async fn only_a_member_who_sent_a_message_may_change_it(store: Arc<dyn Store>) {
     );
     let lobby = room(&store, "lobby", &alice).await;
     let other = room(&store, "other", &alice).await;
-    store
-        .join_room(lobby, bob.id, MAX_ROOMS, now())
+    join_room(&store, lobby, bob.id, MAX_ROOMS, now())
         .await
         .unwrap();
     let sent = store
@@ -1362,8 +1430,9 @@ async fn only_a_member_who_sent_a_message_may_change_it(store: Arc<dyn Store>) {
             Err(Code::NotFound),
         ]
     );
-    assert_eq!(texts(&store, lobby).await, [(1, "mine".into())]);
-    assert_eq!(store.last_seqs(&[lobby]).await.unwrap(), [(lobby, 1)]);
+    // Seq 1 is bob's join.
+    assert_eq!(texts(&store, lobby).await, [(2, "mine".into())]);
+    assert_eq!(store.last_seqs(&[lobby]).await.unwrap(), [(lobby, 2)]);
 }
 
 /// A send that quotes `reply_to` and replies in the thread of `root`.
@@ -1393,8 +1462,7 @@ async fn reactions_replies_threads_and_mentions_keep_one_behaviour(store: Arc<dy
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
     let lobby = room(&store, "lobby", &alice).await;
     let other = room(&store, "other", &alice).await;
-    store
-        .join_room(lobby, bob.id, MAX_ROOMS, now())
+    join_room(&store, lobby, bob.id, MAX_ROOMS, now())
         .await
         .unwrap();
     let appended = |results: Vec<store::Result<Appended>>| {
@@ -1443,14 +1511,15 @@ async fn reactions_replies_threads_and_mentions_keep_one_behaviour(store: Arc<dy
             .unwrap(),
     );
     let reply = results[0].as_ref().unwrap().clone();
-    assert_eq!(reply.seq, 2);
+    // Seq 1 is bob's join, 2 the root.
+    assert_eq!(reply.seq, 3);
     let mut named: Vec<_> = reply.mentions.iter().map(|u| u.username.clone()).collect();
     named.sort();
     assert_eq!(named, ["alice", "bob"]);
     assert_eq!(reply.reply_to.as_ref().unwrap().text, "root");
     assert_eq!(results[1].as_ref().unwrap_err().code(), Code::NotFound);
     assert_eq!(results[2].as_ref().unwrap_err().code(), Code::NotFound);
-    assert_eq!(results[3].as_ref().unwrap().seq, 3);
+    assert_eq!(results[3].as_ref().unwrap().seq, 4);
     let nested = appended(
         store
             .append_messages(vec![send_in(lobby, &bob, "x", None, Some(reply.id))].into())
@@ -1518,17 +1587,18 @@ async fn reactions_replies_threads_and_mentions_keep_one_behaviour(store: Arc<dy
     );
 
     // The log names each reaction; a deletion takes reactions and mentions.
-    let (log, _) = store.room_events(lobby, 3, u64::MAX, 100).await.unwrap();
+    // (Seq 1 is bob's join, 2 to 4 the messages.)
+    let (log, _) = store.room_events(lobby, 4, u64::MAX, 100).await.unwrap();
     let log: Vec<_> = log.iter().map(event_name).collect();
     assert_eq!(
         log,
         [
-            "4 reaction 👍 added by alice",
-            "5 reaction ❤️ added by bob",
-            "6 reaction 👍 added by bob",
-            "7 reaction 👍 removed by alice",
-            "8 reaction 👍 removed by bob",
-            "9 reaction 👍 added by alice",
+            "5 reaction 👍 added by alice",
+            "6 reaction ❤️ added by bob",
+            "7 reaction 👍 added by bob",
+            "8 reaction 👍 removed by alice",
+            "9 reaction 👍 removed by bob",
+            "10 reaction 👍 added by alice",
         ]
     );
     store
@@ -1614,21 +1684,20 @@ mod read_state {
         )
         .await;
 
-        let joined = store
-            .join_room(lobby, bob.id, MAX_ROOMS, now())
+        let joined = join_room(&store, lobby, bob.id, MAX_ROOMS, now())
             .await
             .unwrap();
         assert_eq!(
             (joined.read.last_read_seq, joined.read.unread_count),
-            (3, 0),
-            "what was said before the join is not unread"
+            (4, 0),
+            "what was said before the join (and the join itself, seq 4) is not unread"
         );
         assert_eq!(
             position(&store, lobby, &bob).await,
             ReadPosition {
                 membership: Membership::Member,
-                last_seq: 3,
-                last_read_seq: 3,
+                last_seq: 4,
+                last_read_seq: 4,
                 members: 2,
             }
         );
@@ -1647,18 +1716,18 @@ mod read_state {
                 position(&store, lobby, &alice).await.last_read_seq,
                 position(&store, lobby, &bob).await.last_read_seq
             ),
-            (2, 3),
+            (2, 4),
             "a marker never moves back"
         );
 
         // Leaving and joining again starts over from the room's last seq.
-        store.leave_room(lobby, bob.id).await.unwrap();
+        leave_room(&store, lobby, bob.id).await.unwrap();
         sent(&store, vec![send(lobby, &alice, "", "while away")]).await;
-        store
-            .join_room(lobby, bob.id, MAX_ROOMS, now())
+        join_room(&store, lobby, bob.id, MAX_ROOMS, now())
             .await
             .unwrap();
-        assert_eq!(position(&store, lobby, &bob).await.last_read_seq, 4);
+        // Seq 5 is bob's leaving, 6 the message, 7 his join.
+        assert_eq!(position(&store, lobby, &bob).await.last_read_seq, 7);
 
         let direct = store.open_direct_room(&alice, &bob, now()).await.unwrap();
         sent(&store, vec![send(direct.id, &alice, "", "psst")]).await;
@@ -1723,8 +1792,7 @@ mod read_state {
             user(&store, "carol").await,
         );
         let lobby = room(&store, "lobby", &alice).await;
-        store
-            .join_room(lobby, bob.id, MAX_ROOMS, now())
+        join_room(&store, lobby, bob.id, MAX_ROOMS, now())
             .await
             .unwrap();
         let messages = sent(
@@ -1750,19 +1818,20 @@ mod read_state {
                 bobs.read.unread_count,
                 bobs.read.mention_count
             ),
-            (5, 0, 2, 0),
+            // Seq 1 is bob's join, where his marker starts.
+            (6, 1, 2, 0),
             "alice's one and three: not bob's own, not the deleted four"
         );
         let last = bobs.last_message.expect("a last message");
-        assert_eq!((last.seq, last.text.as_str()), (3, "three"));
+        assert_eq!((last.seq, last.text.as_str()), (4, "three"));
         assert_eq!(listed(&store, lobby, &alice).await.read.unread_count, 1);
 
         store
-            .store_read_markers(&[marker(lobby, &bob, 1)])
+            .store_read_markers(&[marker(lobby, &bob, 2)])
             .await
             .unwrap();
         let bobs = listed(&store, lobby, &bob).await;
-        assert_eq!((bobs.read.last_read_seq, bobs.read.unread_count), (1, 1));
+        assert_eq!((bobs.read.last_read_seq, bobs.read.unread_count), (2, 1));
 
         let carols = listed(&store, lobby, &carol).await;
         assert_eq!(
@@ -1784,8 +1853,7 @@ mod read_state {
     async fn unread_counts_stop_at_the_cap(store: Arc<dyn Store>) {
         let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
         let lobby = room(&store, "lobby", &alice).await;
-        store
-            .join_room(lobby, bob.id, MAX_ROOMS, now())
+        join_room(&store, lobby, bob.id, MAX_ROOMS, now())
             .await
             .unwrap();
         let total = u64::from(chat_domain::MAX_UNREAD_COUNT) + 6;
@@ -1801,9 +1869,10 @@ mod read_state {
             chat_domain::MAX_UNREAD_COUNT
         );
         store
-            .store_read_markers(&[marker(lobby, &bob, 10)])
+            .store_read_markers(&[marker(lobby, &bob, 11)])
             .await
             .unwrap();
+        // Seq 1 is bob's join: the marker at 11 has read ten messages.
         assert_eq!(
             listed(&store, lobby, &bob).await.read.unread_count,
             u32::try_from(total - 10).unwrap()
@@ -1834,13 +1903,16 @@ mod read_state {
         }
         let lobby = room(&store, "lobby", &users[0]).await;
         for member in &users[1..] {
-            store
-                .join_room(lobby, member.id, MAX_ROOMS, now())
+            join_room(&store, lobby, member.id, MAX_ROOMS, now())
                 .await
                 .unwrap();
         }
         let mut members = [true; 3];
+        // Each joiner's marker starts at its own join's seq.
         let mut markers = [0_u64; 3];
+        for (i, member) in users.iter().enumerate() {
+            markers[i] = listed(&store, lobby, member).await.read.last_read_seq;
+        }
         let mut log: Vec<Counted> = Vec::new();
         let mut dice = 0x2545_f491_4f6c_dd1d_u64;
         let mut roll = |n: u64| {
@@ -1852,8 +1924,7 @@ mod read_state {
         for step in 0..240 {
             let who = roll(3) as usize;
             if !members[who] {
-                store
-                    .join_room(lobby, users[who].id, MAX_ROOMS, now())
+                join_room(&store, lobby, users[who].id, MAX_ROOMS, now())
                     .await
                     .unwrap();
                 members[who] = true;
@@ -1889,7 +1960,7 @@ mod read_state {
                     markers[who] = markers[who].max(seq);
                 }
                 3 if who != 0 => {
-                    store.leave_room(lobby, users[who].id).await.unwrap();
+                    leave_room(&store, lobby, users[who].id).await.unwrap();
                     members[who] = false;
                 }
                 6 => {
@@ -1991,5 +2062,171 @@ mod read_state {
                 );
             }
         }
+    }
+}
+
+// ---- membership ----------------------------------------------------------
+
+/// Roles, invitations, removals, bans and settings, in the room log, on
+/// both stores.
+mod membership {
+    use super::*;
+    use chat_domain::MemberRole;
+    use chat_store::MembershipChanged;
+
+    store_tests!(membership_changes_are_checked_and_replay_from_the_log,);
+
+    async fn by(
+        store: &Arc<dyn Store>,
+        room_id: RoomId,
+        actor: &User,
+        kind: MembershipKind,
+    ) -> chat_store::Result<MembershipChanged> {
+        store
+            .change_membership(&MembershipChange {
+                room_id,
+                actor: actor.clone(),
+                at: now(),
+                kind,
+            })
+            .await
+    }
+
+    async fn membership_changes_are_checked_and_replay_from_the_log(store: Arc<dyn Store>) {
+        let (alice, bob, carol) = (
+            user(&store, "alice").await,
+            user(&store, "bob").await,
+            user(&store, "carol").await,
+        );
+        let private = store
+            .create_room(NewRoom {
+                id: RoomId::new(),
+                name: RoomName::parse("secret").unwrap(),
+                topic: RoomTopic::parse("plans").unwrap(),
+                visibility: RoomVisibility::Private,
+                creator: alice.clone(),
+                max_rooms: MAX_ROOMS,
+                now: now(),
+            })
+            .await
+            .unwrap();
+        let room = private.id;
+        assert_eq!(
+            (private.last_seq, private.my_role, private.info.member_count),
+            (0, Some(MemberRole::Owner), 1)
+        );
+        let join = || MembershipKind::Join {
+            max_rooms: MAX_ROOMS,
+        };
+        assert_eq!(
+            by(&store, room, &bob, join()).await.unwrap_err().code(),
+            Code::PermissionDenied,
+            "a private room is joined by invitation only"
+        );
+        let invited = by(
+            &store,
+            room,
+            &alice,
+            MembershipKind::Invite {
+                username: Username::parse("BOB").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+        let (invitee, seen) = invited.invited.expect("the invitee and its view");
+        assert_eq!((invitee, seen.invited, seen.joined), (bob.id, true, false));
+        let joined = by(&store, room, &bob, join()).await.unwrap();
+        assert_eq!(
+            (
+                joined.room.joined,
+                joined.room.invited,
+                joined.room.info.member_count
+            ),
+            (true, false, 2)
+        );
+        assert_eq!(
+            by(
+                &store,
+                room,
+                &bob,
+                MembershipKind::Remove {
+                    target: alice.id,
+                    ban: false,
+                    reason: RoomTopic::default(),
+                },
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            Code::PermissionDenied,
+            "a member removes nobody; nobody removes the owner"
+        );
+        by(
+            &store,
+            room,
+            &alice,
+            MembershipKind::SetRole {
+                target: bob.id,
+                role: MemberRole::Admin,
+            },
+        )
+        .await
+        .unwrap();
+        by(
+            &store,
+            room,
+            &bob,
+            MembershipKind::Update {
+                name: None,
+                topic: Some(RoomTopic::parse("new plans").unwrap()),
+                visibility: Some(RoomVisibility::Public),
+            },
+        )
+        .await
+        .unwrap();
+        by(&store, room, &carol, join()).await.unwrap();
+        by(
+            &store,
+            room,
+            &bob,
+            MembershipKind::Remove {
+                target: carol.id,
+                ban: true,
+                reason: RoomTopic::parse_field("reason", "spam").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            by(&store, room, &carol, join()).await.unwrap_err().code(),
+            Code::PermissionDenied,
+            "banned"
+        );
+        // The owner leaves: the admin takes over.
+        let left = by(&store, room, &alice, MembershipKind::Leave)
+            .await
+            .unwrap();
+        assert_eq!(left.events.len(), 2, "the hand-over, then the leaving");
+        assert_eq!(
+            store.list_members(room, bob.id, None, 10).await.unwrap()[0].role,
+            MemberRole::Owner
+        );
+
+        let (log, more) = store.room_events(room, 0, u64::MAX, 100).await.unwrap();
+        assert!(!more);
+        assert_eq!(
+            log.iter().map(event_name).collect::<Vec<_>>(),
+            [
+                "1 Invited bob as None by alice \"\"",
+                "2 Joined bob as Some(Member) by bob \"\"",
+                "3 RoleChanged bob as Some(Admin) by alice \"\"",
+                "4 room \"secret\" \"new plans\" Public by bob",
+                "5 Joined carol as Some(Member) by carol \"\"",
+                "6 Banned carol as None by bob \"spam\"",
+                "7 RoleChanged bob as Some(Owner) by alice \"\"",
+                "8 Left alice as None by alice \"\"",
+            ]
+        );
+        assert!(log.iter().all(|e| e.room_id == room));
     }
 }

@@ -220,13 +220,16 @@ async fn create_rooms(
         let id = match existing.get(&name) {
             Some(id) => id.clone(),
             None => {
-                chat.create_room(pb::CreateRoomRequest { name: name.clone() })
-                    .await
-                    .with_context(|| format!("creating {name}"))?
-                    .into_inner()
-                    .room
-                    .context("the server sent no room")?
-                    .id
+                chat.create_room(pb::CreateRoomRequest {
+                    name: name.clone(),
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("creating {name}"))?
+                .into_inner()
+                .room
+                .context("the server sent no room")?
+                .id
             }
         };
         ids.push(id);

@@ -138,14 +138,18 @@ fn take(
         Some(server_event::Event::Pong(pong)) if pong.nonce == 0 => {
             Tally::add(&tally.heartbeats, 1);
         }
-        // The soak's visitors neither edit, delete, react nor mark read.
+        // The soak's visitors neither edit, delete, react nor mark read;
+        // their joins are member events, which carry no message.
         Some(
             server_event::Event::Ready(_)
             | server_event::Event::Pong(_)
             | server_event::Event::Edited(_)
             | server_event::Event::Deleted(_)
             | server_event::Event::Reaction(_)
-            | server_event::Event::Read(_),
+            | server_event::Event::Read(_)
+            | server_event::Event::Member(_)
+            | server_event::Event::RoomUpdated(_)
+            | server_event::Event::Invited(_),
         ) => {}
         None => tally.error("stream event", "empty"),
     }

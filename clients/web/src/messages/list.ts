@@ -21,11 +21,27 @@ const HIGHLIGHT_MS = 2_000;
 /** Within this of the bottom the list counts as at the bottom, and follows new messages. */
 const AT_BOTTOM_PX = 60;
 
+/**
+ * A line of the room's log that is no message: someone joined, left, was
+ * removed or banned, the room was renamed. It has the seq of its event and
+ * shows among the messages in seq order.
+ */
+export interface Notice {
+  seq: bigint;
+  text: string;
+  /** What it says, for tests and styles: "joined", "left", "renamed"... */
+  kind: string;
+  /** When the page heard it (the event carries no time): its day's separator goes above it. */
+  at: Date;
+}
+
 /** What the list shows of the open room. */
 export interface RoomView<P extends PendingCopy> {
   roomId: string;
   /** The loaded messages, oldest first. */
   messages: readonly Message[];
+  /** Membership and room changes heard on the stream, oldest first. */
+  notices?: readonly Notice[];
   /** Whether History has been asked: only then is an empty room said to be empty. */
   loaded: boolean;
   /** Our own messages on their way to this room, oldest first. */
@@ -191,7 +207,24 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
     const firstUnread =
       after === undefined ? undefined : messages.find((m) => m.seq > after && m.sender?.id !== v.me?.id)?.seq;
     let prev: { sender: string; at: Date; day: string } | undefined;
+    const notices = v.notices ?? [];
+    let n = 0;
+    // The notices before `seq` (all that are left: none given), in order;
+    // a message after one starts a new group.
+    const noticesBefore = (seq?: bigint) => {
+      for (; n < notices.length && (seq === undefined || notices[n].seq < seq); n++) {
+        const notice = notices[n];
+        const day = dayKey(notice.at);
+        if (day !== prev?.day) {
+          const label = dayLabel(notice.at, now);
+          out.push(item(`day:notice:${notice.seq}`, [label], () => dateSeparator(label, notice.at)));
+        }
+        out.push(item(`notice:${notice.seq}`, [notice.text], () => noticeItem(notice)));
+        prev = { sender: "\u0000notice", at: notice.at, day };
+      }
+    };
     for (const m of messages) {
+      noticesBefore(m.seq);
       const at = sentAt(m);
       const day = dayKey(at);
       const sender = m.sender?.id ?? m.sender?.username ?? "";
@@ -211,6 +244,7 @@ export function createMessageList<P extends PendingCopy>(opts: MessageListOption
       out.push(item(`msg:${m.seq}`, sig, () => messageItem(m, { me: v.me?.id, head }, ext)));
       prev = { sender, at, day };
     }
+    noticesBefore();
     for (const p of v.pending) out.push(pendingItem(p, v.me?.username ?? "", v.live, opts.pending));
     return out;
   }
@@ -314,6 +348,15 @@ function dateSeparator(label: string, at: Date): HTMLElement {
     "li",
     { class: "day-separator", "data-testid": "date-separator" },
     h("span", { role: "separator", "aria-label": label, title: label === date ? false : date }, label),
+  );
+}
+
+/** "bob joined", among the messages. */
+function noticeItem(notice: Notice): HTMLElement {
+  return h(
+    "li",
+    { class: "notice", "data-testid": "member-event", "data-kind": notice.kind, "data-seq": notice.seq.toString() },
+    h("span", { dir: "auto" }, notice.text),
   );
 }
 

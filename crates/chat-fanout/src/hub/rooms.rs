@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use chat_domain::{RoomEvent, RoomId, User, UserId};
+use chat_domain::{RoomEvent, RoomEventKind, RoomId, User, UserId};
 
 use super::resume::{offer, Ordered};
 use super::streams::{Overflow, StreamId};
@@ -82,6 +82,13 @@ impl Hub {
                 .copied()
                 .collect();
             state.tell_users(&members, &frame, Some(order), origin, &mut overflow);
+            // A member who left or was removed hears that, then nothing
+            // more of the room: on every node, as each delivers the event.
+            if let RoomEventKind::Member { user, change, .. } = &event.kind {
+                if change.ends_membership() {
+                    state.drop_member(user.id, event.room_id);
+                }
+            }
         }
         if let (Some(origin), Some(message)) = (origin, event.new_message()) {
             if let Some(entry) = state.streams.get_mut(&origin) {
@@ -203,15 +210,21 @@ impl Hub {
 
     /// Records that a user left a room.
     pub fn leave(&self, user_id: UserId, room_id: RoomId) {
+        self.lock().drop_member(user_id, room_id);
+    }
+
+    /// Offers a frame to every stream of one user here.
+    pub fn tell_user(&self, user_id: UserId, frame: &crate::Frame) {
         let mut state = self.lock();
-        if let Some(entry) = state.users.get_mut(&user_id) {
-            entry.rooms.remove(&room_id);
-        }
-        state.forget_member(room_id, user_id);
-        if let Some(remote) = state.remote.get_mut(&user_id) {
-            remote.rooms.remove(&room_id);
-            state.forget_remote_member(room_id, user_id);
-        }
+        let mut overflow = Overflow::default();
+        state.tell_users(&[user_id], frame, None, None, &mut overflow);
+        self.close_overflowed(&mut state, overflow);
+    }
+
+    /// The newest seq delivered in a room here; `None` when no stream here
+    /// is in it.
+    pub fn room_position(&self, room_id: RoomId) -> Option<u64> {
+        self.lock().rooms.get(&room_id).map(|room| room.last_seq)
     }
 
     /// Ends a room for its members here: the room was deleted. Each of
@@ -254,6 +267,18 @@ impl Hub {
 }
 
 impl State {
+    /// Takes a user out of a room, here and as known of other nodes.
+    pub(super) fn drop_member(&mut self, user_id: UserId, room_id: RoomId) {
+        if let Some(entry) = self.users.get_mut(&user_id) {
+            entry.rooms.remove(&room_id);
+        }
+        self.forget_member(room_id, user_id);
+        if let Some(remote) = self.remote.get_mut(&user_id) {
+            remote.rooms.remove(&room_id);
+            self.forget_remote_member(room_id, user_id);
+        }
+    }
+
     /// The other connected users who share a room with `user_id`.
     pub(super) fn peers(&self, user_id: UserId) -> Vec<UserId> {
         let Some(user) = self.users.get(&user_id) else {

@@ -17,6 +17,7 @@ pub(super) fn user(name: &str) -> User {
     User {
         id: UserId::new(),
         username: name.into(),
+        display_name: String::new(),
     }
 }
 

@@ -335,6 +335,7 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         sender: User {
             id: UserId::from_uuid(row.get("sender_id")?),
             username: row.get("username")?,
+            display_name: row.get("display_name")?,
         },
         text: row.get("text")?,
         sent_at: Timestamp(row.get("sent_at")?),
@@ -347,6 +348,7 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
                 id,
                 row.get("reply_sender_id")?,
                 row.get("reply_sender_name")?,
+                row.get("reply_sender_display")?,
                 row.get("reply_text")?,
                 row.get("reply_deleted")?,
             )),
@@ -409,13 +411,15 @@ mod tests {
             .unwrap();
         let room = RoomId::new();
         store
-            .create_room(
-                room,
-                &RoomName::parse("general").unwrap(),
-                alice.id,
-                1000,
+            .create_room(crate::NewRoom {
+                id: room,
+                name: RoomName::parse("general").unwrap(),
+                topic: chat_domain::RoomTopic::default(),
+                visibility: chat_domain::RoomVisibility::Public,
+                creator: alice.clone(),
+                max_rooms: 1000,
                 now,
-            )
+            })
             .await
             .unwrap();
         rusqlite::Connection::open(&path)
@@ -437,13 +441,15 @@ mod tests {
 
         let other = RoomId::new();
         store
-            .create_room(
-                other,
-                &RoomName::parse("other").unwrap(),
-                alice.id,
-                1000,
+            .create_room(crate::NewRoom {
+                id: other,
+                name: RoomName::parse("other").unwrap(),
+                topic: chat_domain::RoomTopic::default(),
+                visibility: chat_domain::RoomVisibility::Public,
+                creator: alice.clone(),
+                max_rooms: 1000,
                 now,
-            )
+            })
             .await
             .expect("sqlx writes on the writer connection after the failure");
         let results = store

@@ -18,7 +18,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/chat.proto.
  */
 export const file_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiJAoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSKcAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVzZXJfYWdlbnQYBCABKAkSDwoHY3VycmVudBgFIAEoCCLrAQoEUm9vbRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEh8KBGtpbmQYAyABKA4yES5jaGF0LnYxLlJvb21LaW5kEg4KBmpvaW5lZBgEIAEoCBIQCghsYXN0X3NlcRgFIAEoBBIVCg1sYXN0X3JlYWRfc2VxGAYgASgEEhQKDHVucmVhZF9jb3VudBgHIAEoDRIVCg1tZW50aW9uX2NvdW50GAggASgNEiYKDGxhc3RfbWVzc2FnZRgJIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIaChJwZWVyX2xhc3RfcmVhZF9zZXEYCiABKAQiyQMKB01lc3NhZ2USCgoCaWQYASABKAkSDwoHcm9vbV9pZBgCIAEoCRILCgNzZXEYAyABKAQSHQoGc2VuZGVyGAQgASgLMg0uY2hhdC52MS5Vc2VyEgwKBHRleHQYBSABKAkSKwoHc2VudF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgHIAEoCRItCgllZGl0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCSABKAgSJwoIcmVwbHlfdG8YCiABKAsyFS5jaGF0LnYxLlJlcGx5UHJldmlldxIWCg50aHJlYWRfcm9vdF9pZBgLIAEoCRIaChJ0aHJlYWRfcmVwbHlfY291bnQYDCABKA0SOAoUdGhyZWFkX2xhc3RfcmVwbHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCXJlYWN0aW9ucxgOIAMoCzIYLmNoYXQudjEuUmVhY3Rpb25TdW1tYXJ5Eh8KCG1lbnRpb25zGA8gAygLMg0uY2hhdC52MS5Vc2VyImAKDFJlcGx5UHJldmlldxISCgptZXNzYWdlX2lkGAEgASgJEh0KBnNlbmRlchgCIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAMgASgJEg8KB2RlbGV0ZWQYBCABKAgiRgoPUmVhY3Rpb25TdW1tYXJ5Eg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgNEhUKDXJlYWN0ZWRfYnlfbWUYAyABKAgiSAoSQWRkUmVhY3Rpb25SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRINCgVlbW9qaRgDIAEoCSIVChNBZGRSZWFjdGlvblJlc3BvbnNlIksKFVJlbW92ZVJlYWN0aW9uUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDQoFZW1vamkYAyABKAkiGAoWUmVtb3ZlUmVhY3Rpb25SZXNwb25zZSIvCg9NYXJrUmVhZFJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRILCgNzZXEYAiABKAQiKQoQTWFya1JlYWRSZXNwb25zZRIVCg1sYXN0X3JlYWRfc2VxGAEgASgEIl8KEUxpc3RUaHJlYWRSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSFgoOdGhyZWFkX3Jvb3RfaWQYAiABKAkSEgoKYmVmb3JlX3NlcRgDIAEoBBINCgVsaW1pdBgEIAEoDSJqChJMaXN0VGhyZWFkUmVzcG9uc2USHgoEcm9vdBgBIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIiCghtZXNzYWdlcxgCIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgDIAEoCCJHChJFZGl0TWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEgwKBHRleHQYAyABKAkiOAoTRWRpdE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIjsKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCSIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiNQoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIi8KEFJlZ2lzdGVyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlciIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiqgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgFIAEoCSInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJInsKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjoKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuY2hhdC52MS5TZXNzaW9uIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIigKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhAKCHBhc3N3b3JkGAEgASgJIhcKFURlbGV0ZUFjY291bnRSZXNwb25zZSJHChVDaGFuZ2VQYXNzd29yZFJlcXVlc3QSGAoQY3VycmVudF9wYXNzd29yZBgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiGAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIcChpSZXZva2VPdGhlclNlc3Npb25zUmVxdWVzdCIuChtSZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoDSIhChFDcmVhdGVSb29tUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEkNyZWF0ZVJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiIKD0pvaW5Sb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIi8KEEpvaW5Sb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSIjChBMZWF2ZVJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiEwoRTGVhdmVSb29tUmVzcG9uc2UiTgoQTGlzdFJvb21zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRITCgtqb2luZWRfb25seRgDIAEoCCJKChFMaXN0Um9vbXNSZXNwb25zZRIcCgVyb29tcxgBIAMoCzINLmNoYXQudjEuUm9vbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoVT3BlbkRpcmVjdFJvb21SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIjUKFk9wZW5EaXJlY3RSb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSJ3ChJTZW5kTWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSEwoLcmVwbHlfdG9faWQYBCABKAkSFgoOdGhyZWFkX3Jvb3RfaWQYBSABKAkiOAoTU2VuZE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIiQKEVNlbmRUeXBpbmdSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiFAoSU2VuZFR5cGluZ1Jlc3BvbnNlIjAKClJvb21DdXJzb3ISDwoHcm9vbV9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOAoQU3Vic2NyaWJlUmVxdWVzdBIkCgdjdXJzb3JzGAEgAygLMhMuY2hhdC52MS5Sb29tQ3Vyc29yIkQKDkhpc3RvcnlSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBINCgVsaW1pdBgDIAEoDSJHCg9IaXN0b3J5UmVzcG9uc2USIgoIbWVzc2FnZXMYASADKAsyEC5jaGF0LnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiKQoWTGlzdE9ubGluZVVzZXJzUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIjcKF0xpc3RPbmxpbmVVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIq4CCgtDbGllbnRFdmVudBIrCgRzZW5kGAEgASgLMhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3RIABItCgZ0eXBpbmcYAiABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlR5cGluZ0gAEikKBHBpbmcYAyABKAsyGS5jaGF0LnYxLkNsaWVudEV2ZW50LlBpbmdIABItCgZyZXN1bWUYBCABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlJlc3VtZUgAGhkKBlR5cGluZxIPCgdyb29tX2lkGAEgASgJGhUKBFBpbmcSDQoFbm9uY2UYASABKAQaLgoGUmVzdW1lEiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3JCBwoFZXZlbnQi3woKC1NlcnZlckV2ZW50EisKBXJlYWR5GAEgASgLMhouY2hhdC52MS5TZXJ2ZXJFdmVudC5SZWFkeUgAEiMKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2VIABIpCgRzZW50GAMgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5TZW50SAASMQoIcHJlc2VuY2UYBCABKAsyHS5jaGF0LnYxLlNlcnZlckV2ZW50LlByZXNlbmNlSAASLQoGdHlwaW5nGAUgASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5UeXBpbmdIABIpCgRwb25nGAYgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5Qb25nSAASKwoFZXJyb3IYByABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LkVycm9ySAASLQoGcmVzeW5jGAggASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5SZXN5bmNIABItCgZlZGl0ZWQYCSABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LkVkaXRlZEgAEi8KB2RlbGV0ZWQYCiABKAsyHC5jaGF0LnYxLlNlcnZlckV2ZW50LkRlbGV0ZWRIABIxCghyZWFjdGlvbhgLIAEoCzIdLmNoYXQudjEuU2VydmVyRXZlbnQuUmVhY3Rpb25IABIpCgRyZWFkGAwgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5SZWFkSAAalAEKBVJlYWR5EhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIjCgxvbmxpbmVfdXNlcnMYAyADKAsyDS5jaGF0LnYxLlVzZXISNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGkAKBFNlbnQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlGjcKCFByZXNlbmNlEhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISDgoGb25saW5lGAIgASgIGjYKBlR5cGluZxIPCgdyb29tX2lkGAEgASgJEhsKBHVzZXIYAiABKAsyDS5jaGF0LnYxLlVzZXIaFQoEUG9uZxINCgVub25jZRgBIAEoBBo9CgVFcnJvchIVCg1jbGllbnRfbXNnX2lkGAEgASgJEgwKBGNvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCRorCgZSZXN5bmMSDwoHcm9vbV9pZBgBIAEoCRIQCghmcm9tX3NlcRgCIAEoBBo4CgZFZGl0ZWQSCwoDc2VxGAEgASgEEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2UaVgoHRGVsZXRlZBILCgNzZXEYASABKAQSDwoHcm9vbV9pZBgCIAEoCRISCgptZXNzYWdlX2lkGAMgASgJEhkKAmJ5GAQgASgLMg0uY2hhdC52MS5Vc2VyGncKCFJlYWN0aW9uEgsKA3NlcRgBIAEoBBIPCgdyb29tX2lkGAIgASgJEhIKCm1lc3NhZ2VfaWQYAyABKAkSDQoFZW1vamkYBCABKAkSGwoEdXNlchgFIAEoCzINLmNoYXQudjEuVXNlchINCgVhZGRlZBgGIAEoCBpLCgRSZWFkEg8KB3Jvb21faWQYASABKAkSGwoEdXNlchgCIAEoCzINLmNoYXQudjEuVXNlchIVCg1sYXN0X3JlYWRfc2VxGAMgASgEQgcKBWV2ZW50KlAKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhMKD1JPT01fS0lORF9HUk9VUBABEhQKEFJPT01fS0lORF9ESVJFQ1QQAjKhBQoLQXV0aFNlcnZpY2USPwoIUmVnaXN0ZXISGC5jaGF0LnYxLlJlZ2lzdGVyUmVxdWVzdBoZLmNoYXQudjEuUmVnaXN0ZXJSZXNwb25zZRI2CgVMb2dpbhIVLmNoYXQudjEuTG9naW5SZXF1ZXN0GhYuY2hhdC52MS5Mb2dpblJlc3BvbnNlEjwKB1JlZnJlc2gSFy5jaGF0LnYxLlJlZnJlc2hSZXF1ZXN0GhguY2hhdC52MS5SZWZyZXNoUmVzcG9uc2USOQoGTG9nb3V0EhYuY2hhdC52MS5Mb2dvdXRSZXF1ZXN0GhcuY2hhdC52MS5Mb2dvdXRSZXNwb25zZRJLCgxMaXN0U2Vzc2lvbnMSHC5jaGF0LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEk4KDVJldm9rZVNlc3Npb24SHS5jaGF0LnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0Gh4uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVzcG9uc2USTgoNRGVsZXRlQWNjb3VudBIdLmNoYXQudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZRJRCg5DaGFuZ2VQYXNzd29yZBIeLmNoYXQudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0Gh8uY2hhdC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlEmAKE1Jldm9rZU90aGVyU2Vzc2lvbnMSIy5jaGF0LnYxLlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0GiQuY2hhdC52MS5SZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2Uy0gkKC0NoYXRTZXJ2aWNlEkUKCkNyZWF0ZVJvb20SGi5jaGF0LnYxLkNyZWF0ZVJvb21SZXF1ZXN0GhsuY2hhdC52MS5DcmVhdGVSb29tUmVzcG9uc2USPwoISm9pblJvb20SGC5jaGF0LnYxLkpvaW5Sb29tUmVxdWVzdBoZLmNoYXQudjEuSm9pblJvb21SZXNwb25zZRJCCglMZWF2ZVJvb20SGS5jaGF0LnYxLkxlYXZlUm9vbVJlcXVlc3QaGi5jaGF0LnYxLkxlYXZlUm9vbVJlc3BvbnNlEkIKCUxpc3RSb29tcxIZLmNoYXQudjEuTGlzdFJvb21zUmVxdWVzdBoaLmNoYXQudjEuTGlzdFJvb21zUmVzcG9uc2USUQoOT3BlbkRpcmVjdFJvb20SHi5jaGF0LnYxLk9wZW5EaXJlY3RSb29tUmVxdWVzdBofLmNoYXQudjEuT3BlbkRpcmVjdFJvb21SZXNwb25zZRJICgtTZW5kTWVzc2FnZRIbLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GhwuY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEkUKClNlbmRUeXBpbmcSGi5jaGF0LnYxLlNlbmRUeXBpbmdSZXF1ZXN0GhsuY2hhdC52MS5TZW5kVHlwaW5nUmVzcG9uc2USPAoKQ2hhdFN0cmVhbRIULmNoYXQudjEuQ2xpZW50RXZlbnQaFC5jaGF0LnYxLlNlcnZlckV2ZW50KAEwARI+CglTdWJzY3JpYmUSGS5jaGF0LnYxLlN1YnNjcmliZVJlcXVlc3QaFC5jaGF0LnYxLlNlcnZlckV2ZW50MAESPAoHSGlzdG9yeRIXLmNoYXQudjEuSGlzdG9yeVJlcXVlc3QaGC5jaGF0LnYxLkhpc3RvcnlSZXNwb25zZRJUCg9MaXN0T25saW5lVXNlcnMSHy5jaGF0LnYxLkxpc3RPbmxpbmVVc2Vyc1JlcXVlc3QaIC5jaGF0LnYxLkxpc3RPbmxpbmVVc2Vyc1Jlc3BvbnNlEkgKC0VkaXRNZXNzYWdlEhsuY2hhdC52MS5FZGl0TWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLkVkaXRNZXNzYWdlUmVzcG9uc2USTgoNRGVsZXRlTWVzc2FnZRIdLmNoYXQudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJICgtBZGRSZWFjdGlvbhIbLmNoYXQudjEuQWRkUmVhY3Rpb25SZXF1ZXN0GhwuY2hhdC52MS5BZGRSZWFjdGlvblJlc3BvbnNlElEKDlJlbW92ZVJlYWN0aW9uEh4uY2hhdC52MS5SZW1vdmVSZWFjdGlvblJlcXVlc3QaHy5jaGF0LnYxLlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USPwoITWFya1JlYWQSGC5jaGF0LnYxLk1hcmtSZWFkUmVxdWVzdBoZLmNoYXQudjEuTWFya1JlYWRSZXNwb25zZRJFCgpMaXN0VGhyZWFkEhouY2hhdC52MS5MaXN0VGhyZWFkUmVxdWVzdBobLmNoYXQudjEuTGlzdFRocmVhZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChJjaGF0L3YxL2NoYXQucHJvdG8SB2NoYXQudjEiOgoEVXNlchIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkihwEKBk1lbWJlchIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyEiEKBHJvbGUYAiABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUSDgoGb25saW5lGAMgASgIEi0KCWpvaW5lZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAinAEKB1Nlc3Npb24SCgoCaWQYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2N1cnJlbnQYBSABKAgi9AIKBFJvb20SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIfCgRraW5kGAMgASgOMhEuY2hhdC52MS5Sb29tS2luZBIOCgZqb2luZWQYBCABKAgSEAoIbGFzdF9zZXEYBSABKAQSFQoNbGFzdF9yZWFkX3NlcRgGIAEoBBIUCgx1bnJlYWRfY291bnQYByABKA0SFQoNbWVudGlvbl9jb3VudBgIIAEoDRImCgxsYXN0X21lc3NhZ2UYCSABKAsyEC5jaGF0LnYxLk1lc3NhZ2USGgoScGVlcl9sYXN0X3JlYWRfc2VxGAogASgEEg0KBXRvcGljGAsgASgJEisKCnZpc2liaWxpdHkYDCABKA4yFy5jaGF0LnYxLlJvb21WaXNpYmlsaXR5EhQKDG1lbWJlcl9jb3VudBgNIAEoDRIkCgdteV9yb2xlGA4gASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlEg8KB2ludml0ZWQYDyABKAgiyQMKB01lc3NhZ2USCgoCaWQYASABKAkSDwoHcm9vbV9pZBgCIAEoCRILCgNzZXEYAyABKAQSHQoGc2VuZGVyGAQgASgLMg0uY2hhdC52MS5Vc2VyEgwKBHRleHQYBSABKAkSKwoHc2VudF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgHIAEoCRItCgllZGl0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCSABKAgSJwoIcmVwbHlfdG8YCiABKAsyFS5jaGF0LnYxLlJlcGx5UHJldmlldxIWCg50aHJlYWRfcm9vdF9pZBgLIAEoCRIaChJ0aHJlYWRfcmVwbHlfY291bnQYDCABKA0SOAoUdGhyZWFkX2xhc3RfcmVwbHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCXJlYWN0aW9ucxgOIAMoCzIYLmNoYXQudjEuUmVhY3Rpb25TdW1tYXJ5Eh8KCG1lbnRpb25zGA8gAygLMg0uY2hhdC52MS5Vc2VyImAKDFJlcGx5UHJldmlldxISCgptZXNzYWdlX2lkGAEgASgJEh0KBnNlbmRlchgCIAEoCzINLmNoYXQudjEuVXNlchIMCgR0ZXh0GAMgASgJEg8KB2RlbGV0ZWQYBCABKAgiRgoPUmVhY3Rpb25TdW1tYXJ5Eg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgNEhUKDXJlYWN0ZWRfYnlfbWUYAyABKAgiSAoSQWRkUmVhY3Rpb25SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRINCgVlbW9qaRgDIAEoCSIVChNBZGRSZWFjdGlvblJlc3BvbnNlIksKFVJlbW92ZVJlYWN0aW9uUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDQoFZW1vamkYAyABKAkiGAoWUmVtb3ZlUmVhY3Rpb25SZXNwb25zZSIvCg9NYXJrUmVhZFJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRILCgNzZXEYAiABKAQiKQoQTWFya1JlYWRSZXNwb25zZRIVCg1sYXN0X3JlYWRfc2VxGAEgASgEIl8KEUxpc3RUaHJlYWRSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSFgoOdGhyZWFkX3Jvb3RfaWQYAiABKAkSEgoKYmVmb3JlX3NlcRgDIAEoBBINCgVsaW1pdBgEIAEoDSJqChJMaXN0VGhyZWFkUmVzcG9uc2USHgoEcm9vdBgBIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIiCghtZXNzYWdlcxgCIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgDIAEoCCJHChJFZGl0TWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEgwKBHRleHQYAyABKAkiOAoTRWRpdE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIjsKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCSIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UinwEKEVVwZGF0ZVJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEhIKBXRvcGljGAMgASgJSAGIAQESMAoKdmlzaWJpbGl0eRgEIAEoDjIXLmNoYXQudjEuUm9vbVZpc2liaWxpdHlIAogBAUIHCgVfbmFtZUIICgZfdG9waWNCDQoLX3Zpc2liaWxpdHkiMQoSVXBkYXRlUm9vbVJlc3BvbnNlEhsKBHJvb20YASABKAsyDS5jaGF0LnYxLlJvb20iOAoTSW52aXRlVG9Sb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIhYKFEludml0ZVRvUm9vbVJlc3BvbnNlIkwKEkxpc3RNZW1iZXJzUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlAKE0xpc3RNZW1iZXJzUmVzcG9uc2USIAoHbWVtYmVycxgBIAMoCzIPLmNoYXQudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJbChRTZXRNZW1iZXJSb2xlUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIQoEcm9sZRgDIAEoDjITLmNoYXQudjEuTWVtYmVyUm9sZSIXChVTZXRNZW1iZXJSb2xlUmVzcG9uc2UiVAoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSCwoDYmFuGAMgASgIEg4KBnJlYXNvbhgEIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSI2ChJVbmJhbk1lbWJlclJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIhUKE1VuYmFuTWVtYmVyUmVzcG9uc2UiNQoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIi8KEFJlZ2lzdGVyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlciIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiqgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBCABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgFIAEoCSInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJInsKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjoKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuY2hhdC52MS5TZXNzaW9uIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIigKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhAKCHBhc3N3b3JkGAEgASgJIhcKFURlbGV0ZUFjY291bnRSZXNwb25zZSJHChVDaGFuZ2VQYXNzd29yZFJlcXVlc3QSGAoQY3VycmVudF9wYXNzd29yZBgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiGAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIcChpSZXZva2VPdGhlclNlc3Npb25zUmVxdWVzdCIuChtSZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoDSJdChFDcmVhdGVSb29tUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBXRvcGljGAIgASgJEisKCnZpc2liaWxpdHkYAyABKA4yFy5jaGF0LnYxLlJvb21WaXNpYmlsaXR5IjEKEkNyZWF0ZVJvb21SZXNwb25zZRIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tIiIKD0pvaW5Sb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIi8KEEpvaW5Sb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSIjChBMZWF2ZVJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiEwoRTGVhdmVSb29tUmVzcG9uc2UiTgoQTGlzdFJvb21zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRITCgtqb2luZWRfb25seRgDIAEoCCJKChFMaXN0Um9vbXNSZXNwb25zZRIcCgVyb29tcxgBIAMoCzINLmNoYXQudjEuUm9vbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoVT3BlbkRpcmVjdFJvb21SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIjUKFk9wZW5EaXJlY3RSb29tUmVzcG9uc2USGwoEcm9vbRgBIAEoCzINLmNoYXQudjEuUm9vbSJ3ChJTZW5kTWVzc2FnZVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSEwoLcmVwbHlfdG9faWQYBCABKAkSFgoOdGhyZWFkX3Jvb3RfaWQYBSABKAkiOAoTU2VuZE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIiQKEVNlbmRUeXBpbmdSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkiFAoSU2VuZFR5cGluZ1Jlc3BvbnNlIjAKClJvb21DdXJzb3ISDwoHcm9vbV9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOAoQU3Vic2NyaWJlUmVxdWVzdBIkCgdjdXJzb3JzGAEgAygLMhMuY2hhdC52MS5Sb29tQ3Vyc29yIkQKDkhpc3RvcnlSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBINCgVsaW1pdBgDIAEoDSJHCg9IaXN0b3J5UmVzcG9uc2USIgoIbWVzc2FnZXMYASADKAsyEC5jaGF0LnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiKQoWTGlzdE9ubGluZVVzZXJzUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIjcKF0xpc3RPbmxpbmVVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIq4CCgtDbGllbnRFdmVudBIrCgRzZW5kGAEgASgLMhsuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3RIABItCgZ0eXBpbmcYAiABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlR5cGluZ0gAEikKBHBpbmcYAyABKAsyGS5jaGF0LnYxLkNsaWVudEV2ZW50LlBpbmdIABItCgZyZXN1bWUYBCABKAsyGy5jaGF0LnYxLkNsaWVudEV2ZW50LlJlc3VtZUgAGhkKBlR5cGluZxIPCgdyb29tX2lkGAEgASgJGhUKBFBpbmcSDQoFbm9uY2UYASABKAQaLgoGUmVzdW1lEiQKB2N1cnNvcnMYASADKAsyEy5jaGF0LnYxLlJvb21DdXJzb3JCBwoFZXZlbnQi5g4KC1NlcnZlckV2ZW50EisKBXJlYWR5GAEgASgLMhouY2hhdC52MS5TZXJ2ZXJFdmVudC5SZWFkeUgAEiMKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2VIABIpCgRzZW50GAMgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5TZW50SAASMQoIcHJlc2VuY2UYBCABKAsyHS5jaGF0LnYxLlNlcnZlckV2ZW50LlByZXNlbmNlSAASLQoGdHlwaW5nGAUgASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5UeXBpbmdIABIpCgRwb25nGAYgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5Qb25nSAASKwoFZXJyb3IYByABKAsyGi5jaGF0LnYxLlNlcnZlckV2ZW50LkVycm9ySAASLQoGcmVzeW5jGAggASgLMhsuY2hhdC52MS5TZXJ2ZXJFdmVudC5SZXN5bmNIABItCgZlZGl0ZWQYCSABKAsyGy5jaGF0LnYxLlNlcnZlckV2ZW50LkVkaXRlZEgAEi8KB2RlbGV0ZWQYCiABKAsyHC5jaGF0LnYxLlNlcnZlckV2ZW50LkRlbGV0ZWRIABIxCghyZWFjdGlvbhgLIAEoCzIdLmNoYXQudjEuU2VydmVyRXZlbnQuUmVhY3Rpb25IABIpCgRyZWFkGAwgASgLMhkuY2hhdC52MS5TZXJ2ZXJFdmVudC5SZWFkSAASMgoGbWVtYmVyGA0gASgLMiAuY2hhdC52MS5TZXJ2ZXJFdmVudC5NZW1iZXJFdmVudEgAEjgKDHJvb21fdXBkYXRlZBgOIAEoCzIgLmNoYXQudjEuU2VydmVyRXZlbnQuUm9vbVVwZGF0ZWRIABIvCgdpbnZpdGVkGA8gASgLMhwuY2hhdC52MS5TZXJ2ZXJFdmVudC5JbnZpdGVkSAAalAEKBVJlYWR5EhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIjCgxvbmxpbmVfdXNlcnMYAyADKAsyDS5jaGF0LnYxLlVzZXISNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGkAKBFNlbnQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlGjcKCFByZXNlbmNlEhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISDgoGb25saW5lGAIgASgIGjYKBlR5cGluZxIPCgdyb29tX2lkGAEgASgJEhsKBHVzZXIYAiABKAsyDS5jaGF0LnYxLlVzZXIaFQoEUG9uZxINCgVub25jZRgBIAEoBBpOCgVFcnJvchIVCg1jbGllbnRfbXNnX2lkGAEgASgJEgwKBGNvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCRIPCgdyb29tX2lkGAQgASgJGisKBlJlc3luYxIPCgdyb29tX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEGjgKBkVkaXRlZBILCgNzZXEYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRpWCgdEZWxldGVkEgsKA3NlcRgBIAEoBBIPCgdyb29tX2lkGAIgASgJEhIKCm1lc3NhZ2VfaWQYAyABKAkSGQoCYnkYBCABKAsyDS5jaGF0LnYxLlVzZXIadwoIUmVhY3Rpb24SCwoDc2VxGAEgASgEEg8KB3Jvb21faWQYAiABKAkSEgoKbWVzc2FnZV9pZBgDIAEoCRINCgVlbW9qaRgEIAEoCRIbCgR1c2VyGAUgASgLMg0uY2hhdC52MS5Vc2VyEg0KBWFkZGVkGAYgASgIGksKBFJlYWQSDwoHcm9vbV9pZBgBIAEoCRIbCgR1c2VyGAIgASgLMg0uY2hhdC52MS5Vc2VyEhUKDWxhc3RfcmVhZF9zZXEYAyABKAQavQEKC01lbWJlckV2ZW50EgsKA3NlcRgBIAEoBBIPCgdyb29tX2lkGAIgASgJEhsKBHVzZXIYAyABKAsyDS5jaGF0LnYxLlVzZXISJQoGY2hhbmdlGAQgASgOMhUuY2hhdC52MS5NZW1iZXJDaGFuZ2USIQoEcm9sZRgFIAEoDjITLmNoYXQudjEuTWVtYmVyUm9sZRIZCgJieRgGIAEoCzINLmNoYXQudjEuVXNlchIOCgZyZWFzb24YByABKAkaUgoLUm9vbVVwZGF0ZWQSCwoDc2VxGAEgASgEEhsKBHJvb20YAiABKAsyDS5jaGF0LnYxLlJvb20SGQoCYnkYAyABKAsyDS5jaGF0LnYxLlVzZXIaQQoHSW52aXRlZBIbCgRyb29tGAEgASgLMg0uY2hhdC52MS5Sb29tEhkKAmJ5GAIgASgLMg0uY2hhdC52MS5Vc2VyQgcKBWV2ZW50KmoKDlJvb21WaXNpYmlsaXR5Eh8KG1JPT01fVklTSUJJTElUWV9VTlNQRUNJRklFRBAAEhoKFlJPT01fVklTSUJJTElUWV9QVUJMSUMQARIbChdST09NX1ZJU0lCSUxJVFlfUFJJVkFURRACKm8KCk1lbWJlclJvbGUSGwoXTUVNQkVSX1JPTEVfVU5TUEVDSUZJRUQQABIWChJNRU1CRVJfUk9MRV9NRU1CRVIQARIVChFNRU1CRVJfUk9MRV9BRE1JThACEhUKEU1FTUJFUl9ST0xFX09XTkVSEAMq6wEKDE1lbWJlckNoYW5nZRIdChlNRU1CRVJfQ0hBTkdFX1VOU1BFQ0lGSUVEEAASGAoUTUVNQkVSX0NIQU5HRV9KT0lORUQQARIWChJNRU1CRVJfQ0hBTkdFX0xFRlQQAhIZChVNRU1CRVJfQ0hBTkdFX0lOVklURUQQAxIZChVNRU1CRVJfQ0hBTkdFX1JFTU9WRUQQBBIYChRNRU1CRVJfQ0hBTkdFX0JBTk5FRBAFEhoKFk1FTUJFUl9DSEFOR0VfVU5CQU5ORUQQBhIeChpNRU1CRVJfQ0hBTkdFX1JPTEVfQ0hBTkdFRBAHKlAKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhMKD1JPT01fS0lORF9HUk9VUBABEhQKEFJPT01fS0lORF9ESVJFQ1QQAjKhBQoLQXV0aFNlcnZpY2USPwoIUmVnaXN0ZXISGC5jaGF0LnYxLlJlZ2lzdGVyUmVxdWVzdBoZLmNoYXQudjEuUmVnaXN0ZXJSZXNwb25zZRI2CgVMb2dpbhIVLmNoYXQudjEuTG9naW5SZXF1ZXN0GhYuY2hhdC52MS5Mb2dpblJlc3BvbnNlEjwKB1JlZnJlc2gSFy5jaGF0LnYxLlJlZnJlc2hSZXF1ZXN0GhguY2hhdC52MS5SZWZyZXNoUmVzcG9uc2USOQoGTG9nb3V0EhYuY2hhdC52MS5Mb2dvdXRSZXF1ZXN0GhcuY2hhdC52MS5Mb2dvdXRSZXNwb25zZRJLCgxMaXN0U2Vzc2lvbnMSHC5jaGF0LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEk4KDVJldm9rZVNlc3Npb24SHS5jaGF0LnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0Gh4uY2hhdC52MS5SZXZva2VTZXNzaW9uUmVzcG9uc2USTgoNRGVsZXRlQWNjb3VudBIdLmNoYXQudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZRJRCg5DaGFuZ2VQYXNzd29yZBIeLmNoYXQudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0Gh8uY2hhdC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlEmAKE1Jldm9rZU90aGVyU2Vzc2lvbnMSIy5jaGF0LnYxLlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0GiQuY2hhdC52MS5SZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2Uylw0KC0NoYXRTZXJ2aWNlEkUKCkNyZWF0ZVJvb20SGi5jaGF0LnYxLkNyZWF0ZVJvb21SZXF1ZXN0GhsuY2hhdC52MS5DcmVhdGVSb29tUmVzcG9uc2USPwoISm9pblJvb20SGC5jaGF0LnYxLkpvaW5Sb29tUmVxdWVzdBoZLmNoYXQudjEuSm9pblJvb21SZXNwb25zZRJCCglMZWF2ZVJvb20SGS5jaGF0LnYxLkxlYXZlUm9vbVJlcXVlc3QaGi5jaGF0LnYxLkxlYXZlUm9vbVJlc3BvbnNlEkUKClVwZGF0ZVJvb20SGi5jaGF0LnYxLlVwZGF0ZVJvb21SZXF1ZXN0GhsuY2hhdC52MS5VcGRhdGVSb29tUmVzcG9uc2USSwoMSW52aXRlVG9Sb29tEhwuY2hhdC52MS5JbnZpdGVUb1Jvb21SZXF1ZXN0Gh0uY2hhdC52MS5JbnZpdGVUb1Jvb21SZXNwb25zZRJICgtMaXN0TWVtYmVycxIbLmNoYXQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GhwuY2hhdC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEk4KDVNldE1lbWJlclJvbGUSHS5jaGF0LnYxLlNldE1lbWJlclJvbGVSZXF1ZXN0Gh4uY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVzcG9uc2USSwoMUmVtb3ZlTWVtYmVyEhwuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gh0uY2hhdC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJICgtVbmJhbk1lbWJlchIbLmNoYXQudjEuVW5iYW5NZW1iZXJSZXF1ZXN0GhwuY2hhdC52MS5VbmJhbk1lbWJlclJlc3BvbnNlEkIKCUxpc3RSb29tcxIZLmNoYXQudjEuTGlzdFJvb21zUmVxdWVzdBoaLmNoYXQudjEuTGlzdFJvb21zUmVzcG9uc2USUQoOT3BlbkRpcmVjdFJvb20SHi5jaGF0LnYxLk9wZW5EaXJlY3RSb29tUmVxdWVzdBofLmNoYXQudjEuT3BlbkRpcmVjdFJvb21SZXNwb25zZRJICgtTZW5kTWVzc2FnZRIbLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GhwuY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEkUKClNlbmRUeXBpbmcSGi5jaGF0LnYxLlNlbmRUeXBpbmdSZXF1ZXN0GhsuY2hhdC52MS5TZW5kVHlwaW5nUmVzcG9uc2USPAoKQ2hhdFN0cmVhbRIULmNoYXQudjEuQ2xpZW50RXZlbnQaFC5jaGF0LnYxLlNlcnZlckV2ZW50KAEwARI+CglTdWJzY3JpYmUSGS5jaGF0LnYxLlN1YnNjcmliZVJlcXVlc3QaFC5jaGF0LnYxLlNlcnZlckV2ZW50MAESPAoHSGlzdG9yeRIXLmNoYXQudjEuSGlzdG9yeVJlcXVlc3QaGC5jaGF0LnYxLkhpc3RvcnlSZXNwb25zZRJUCg9MaXN0T25saW5lVXNlcnMSHy5jaGF0LnYxLkxpc3RPbmxpbmVVc2Vyc1JlcXVlc3QaIC5jaGF0LnYxLkxpc3RPbmxpbmVVc2Vyc1Jlc3BvbnNlEkgKC0VkaXRNZXNzYWdlEhsuY2hhdC52MS5FZGl0TWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLkVkaXRNZXNzYWdlUmVzcG9uc2USTgoNRGVsZXRlTWVzc2FnZRIdLmNoYXQudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJICgtBZGRSZWFjdGlvbhIbLmNoYXQudjEuQWRkUmVhY3Rpb25SZXF1ZXN0GhwuY2hhdC52MS5BZGRSZWFjdGlvblJlc3BvbnNlElEKDlJlbW92ZVJlYWN0aW9uEh4uY2hhdC52MS5SZW1vdmVSZWFjdGlvblJlcXVlc3QaHy5jaGF0LnYxLlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USPwoITWFya1JlYWQSGC5jaGF0LnYxLk1hcmtSZWFkUmVxdWVzdBoZLmNoYXQudjEuTWFya1JlYWRSZXNwb25zZRJFCgpMaXN0VGhyZWFkEhouY2hhdC52MS5MaXN0VGhyZWFkUmVxdWVzdBobLmNoYXQudjEuTGlzdFRocmVhZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.User
@@ -33,6 +33,14 @@ export type User = Message$1<"chat.v1.User"> & {
    * @generated from field: string username = 2;
    */
   username: string;
+
+  /**
+   * Shown instead of the username where set: 0 to 64 characters after
+   * Unicode NFKC normalisation, with no control or invisible characters.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
 };
 
 /**
@@ -41,6 +49,40 @@ export type User = Message$1<"chat.v1.User"> & {
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
   messageDesc(file_chat_v1_chat, 0);
+
+/**
+ * A member of a room, as ListMembers lists it.
+ *
+ * @generated from message chat.v1.Member
+ */
+export type Member = Message$1<"chat.v1.Member"> & {
+  /**
+   * @generated from field: chat.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: chat.v1.MemberRole role = 2;
+   */
+  role: MemberRole;
+
+  /**
+   * @generated from field: bool online = 3;
+   */
+  online: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp joined_at = 4;
+   */
+  joinedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chat.v1.Member.
+ * Use `create(MemberSchema)` to create a new message.
+ */
+export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 1);
 
 /**
  * @generated from message chat.v1.Session
@@ -81,7 +123,7 @@ export type Session = Message$1<"chat.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 1);
+  messageDesc(file_chat_v1_chat, 2);
 
 /**
  * @generated from message chat.v1.Room
@@ -156,6 +198,40 @@ export type Room = Message$1<"chat.v1.Room"> & {
    * @generated from field: uint64 peer_last_read_seq = 10;
    */
   peerLastReadSeq: bigint;
+
+  /**
+   * 0 to 512 characters; empty for direct rooms.
+   *
+   * @generated from field: string topic = 11;
+   */
+  topic: string;
+
+  /**
+   * Unspecified for direct rooms.
+   *
+   * @generated from field: chat.v1.RoomVisibility visibility = 12;
+   */
+  visibility: RoomVisibility;
+
+  /**
+   * @generated from field: uint32 member_count = 13;
+   */
+  memberCount: number;
+
+  /**
+   * The caller's role; unspecified when not a member. Members of a direct
+   * room are plain members.
+   *
+   * @generated from field: chat.v1.MemberRole my_role = 14;
+   */
+  myRole: MemberRole;
+
+  /**
+   * The caller has a pending invitation to the room.
+   *
+   * @generated from field: bool invited = 15;
+   */
+  invited: boolean;
 };
 
 /**
@@ -163,7 +239,7 @@ export type Room = Message$1<"chat.v1.Room"> & {
  * Use `create(RoomSchema)` to create a new message.
  */
 export const RoomSchema: GenMessage<Room> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 2);
+  messageDesc(file_chat_v1_chat, 3);
 
 /**
  * @generated from message chat.v1.Message
@@ -284,7 +360,7 @@ export type Message = Message$1<"chat.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 3);
+  messageDesc(file_chat_v1_chat, 4);
 
 /**
  * A quoted message, as it is now.
@@ -321,7 +397,7 @@ export type ReplyPreview = Message$1<"chat.v1.ReplyPreview"> & {
  * Use `create(ReplyPreviewSchema)` to create a new message.
  */
 export const ReplyPreviewSchema: GenMessage<ReplyPreview> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 4);
+  messageDesc(file_chat_v1_chat, 5);
 
 /**
  * One emoji's reactions to a message.
@@ -352,7 +428,7 @@ export type ReactionSummary = Message$1<"chat.v1.ReactionSummary"> & {
  * Use `create(ReactionSummarySchema)` to create a new message.
  */
 export const ReactionSummarySchema: GenMessage<ReactionSummary> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 5);
+  messageDesc(file_chat_v1_chat, 6);
 
 /**
  * @generated from message chat.v1.AddReactionRequest
@@ -383,7 +459,7 @@ export type AddReactionRequest = Message$1<"chat.v1.AddReactionRequest"> & {
  * Use `create(AddReactionRequestSchema)` to create a new message.
  */
 export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 6);
+  messageDesc(file_chat_v1_chat, 7);
 
 /**
  * @generated from message chat.v1.AddReactionResponse
@@ -396,7 +472,7 @@ export type AddReactionResponse = Message$1<"chat.v1.AddReactionResponse"> & {
  * Use `create(AddReactionResponseSchema)` to create a new message.
  */
 export const AddReactionResponseSchema: GenMessage<AddReactionResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 7);
+  messageDesc(file_chat_v1_chat, 8);
 
 /**
  * @generated from message chat.v1.RemoveReactionRequest
@@ -423,7 +499,7 @@ export type RemoveReactionRequest = Message$1<"chat.v1.RemoveReactionRequest"> &
  * Use `create(RemoveReactionRequestSchema)` to create a new message.
  */
 export const RemoveReactionRequestSchema: GenMessage<RemoveReactionRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 8);
+  messageDesc(file_chat_v1_chat, 9);
 
 /**
  * @generated from message chat.v1.RemoveReactionResponse
@@ -436,7 +512,7 @@ export type RemoveReactionResponse = Message$1<"chat.v1.RemoveReactionResponse">
  * Use `create(RemoveReactionResponseSchema)` to create a new message.
  */
 export const RemoveReactionResponseSchema: GenMessage<RemoveReactionResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 9);
+  messageDesc(file_chat_v1_chat, 10);
 
 /**
  * @generated from message chat.v1.MarkReadRequest
@@ -460,7 +536,7 @@ export type MarkReadRequest = Message$1<"chat.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 10);
+  messageDesc(file_chat_v1_chat, 11);
 
 /**
  * @generated from message chat.v1.MarkReadResponse
@@ -479,7 +555,7 @@ export type MarkReadResponse = Message$1<"chat.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 11);
+  messageDesc(file_chat_v1_chat, 12);
 
 /**
  * @generated from message chat.v1.ListThreadRequest
@@ -517,7 +593,7 @@ export type ListThreadRequest = Message$1<"chat.v1.ListThreadRequest"> & {
  * Use `create(ListThreadRequestSchema)` to create a new message.
  */
 export const ListThreadRequestSchema: GenMessage<ListThreadRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 12);
+  messageDesc(file_chat_v1_chat, 13);
 
 /**
  * @generated from message chat.v1.ListThreadResponse
@@ -550,7 +626,7 @@ export type ListThreadResponse = Message$1<"chat.v1.ListThreadResponse"> & {
  * Use `create(ListThreadResponseSchema)` to create a new message.
  */
 export const ListThreadResponseSchema: GenMessage<ListThreadResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 13);
+  messageDesc(file_chat_v1_chat, 14);
 
 /**
  * @generated from message chat.v1.EditMessageRequest
@@ -579,7 +655,7 @@ export type EditMessageRequest = Message$1<"chat.v1.EditMessageRequest"> & {
  * Use `create(EditMessageRequestSchema)` to create a new message.
  */
 export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 14);
+  messageDesc(file_chat_v1_chat, 15);
 
 /**
  * @generated from message chat.v1.EditMessageResponse
@@ -598,7 +674,7 @@ export type EditMessageResponse = Message$1<"chat.v1.EditMessageResponse"> & {
  * Use `create(EditMessageResponseSchema)` to create a new message.
  */
 export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 15);
+  messageDesc(file_chat_v1_chat, 16);
 
 /**
  * @generated from message chat.v1.DeleteMessageRequest
@@ -620,7 +696,7 @@ export type DeleteMessageRequest = Message$1<"chat.v1.DeleteMessageRequest"> & {
  * Use `create(DeleteMessageRequestSchema)` to create a new message.
  */
 export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 16);
+  messageDesc(file_chat_v1_chat, 17);
 
 /**
  * @generated from message chat.v1.DeleteMessageResponse
@@ -633,7 +709,270 @@ export type DeleteMessageResponse = Message$1<"chat.v1.DeleteMessageResponse"> &
  * Use `create(DeleteMessageResponseSchema)` to create a new message.
  */
 export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 17);
+  messageDesc(file_chat_v1_chat, 18);
+
+/**
+ * @generated from message chat.v1.UpdateRoomRequest
+ */
+export type UpdateRoomRequest = Message$1<"chat.v1.UpdateRoomRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * Each field set is changed; unset ones are kept.
+   *
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+
+  /**
+   * @generated from field: optional string topic = 3;
+   */
+  topic?: string | undefined;
+
+  /**
+   * @generated from field: optional chat.v1.RoomVisibility visibility = 4;
+   */
+  visibility?: RoomVisibility | undefined;
+};
+
+/**
+ * Describes the message chat.v1.UpdateRoomRequest.
+ * Use `create(UpdateRoomRequestSchema)` to create a new message.
+ */
+export const UpdateRoomRequestSchema: GenMessage<UpdateRoomRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 19);
+
+/**
+ * @generated from message chat.v1.UpdateRoomResponse
+ */
+export type UpdateRoomResponse = Message$1<"chat.v1.UpdateRoomResponse"> & {
+  /**
+   * @generated from field: chat.v1.Room room = 1;
+   */
+  room?: Room | undefined;
+};
+
+/**
+ * Describes the message chat.v1.UpdateRoomResponse.
+ * Use `create(UpdateRoomResponseSchema)` to create a new message.
+ */
+export const UpdateRoomResponseSchema: GenMessage<UpdateRoomResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 20);
+
+/**
+ * @generated from message chat.v1.InviteToRoomRequest
+ */
+export type InviteToRoomRequest = Message$1<"chat.v1.InviteToRoomRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string username = 2;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message chat.v1.InviteToRoomRequest.
+ * Use `create(InviteToRoomRequestSchema)` to create a new message.
+ */
+export const InviteToRoomRequestSchema: GenMessage<InviteToRoomRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 21);
+
+/**
+ * @generated from message chat.v1.InviteToRoomResponse
+ */
+export type InviteToRoomResponse = Message$1<"chat.v1.InviteToRoomResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.InviteToRoomResponse.
+ * Use `create(InviteToRoomResponseSchema)` to create a new message.
+ */
+export const InviteToRoomResponseSchema: GenMessage<InviteToRoomResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 22);
+
+/**
+ * @generated from message chat.v1.ListMembersRequest
+ */
+export type ListMembersRequest = Message$1<"chat.v1.ListMembersRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * Members per page: 0 means 100; at most 1000 (larger values are capped).
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * A previous response's next_page_token; empty for the first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message chat.v1.ListMembersRequest.
+ * Use `create(ListMembersRequestSchema)` to create a new message.
+ */
+export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 23);
+
+/**
+ * @generated from message chat.v1.ListMembersResponse
+ */
+export type ListMembersResponse = Message$1<"chat.v1.ListMembersResponse"> & {
+  /**
+   * @generated from field: repeated chat.v1.Member members = 1;
+   */
+  members: Member[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message chat.v1.ListMembersResponse.
+ * Use `create(ListMembersResponseSchema)` to create a new message.
+ */
+export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 24);
+
+/**
+ * @generated from message chat.v1.SetMemberRoleRequest
+ */
+export type SetMemberRoleRequest = Message$1<"chat.v1.SetMemberRoleRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: chat.v1.MemberRole role = 3;
+   */
+  role: MemberRole;
+};
+
+/**
+ * Describes the message chat.v1.SetMemberRoleRequest.
+ * Use `create(SetMemberRoleRequestSchema)` to create a new message.
+ */
+export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 25);
+
+/**
+ * @generated from message chat.v1.SetMemberRoleResponse
+ */
+export type SetMemberRoleResponse = Message$1<"chat.v1.SetMemberRoleResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.SetMemberRoleResponse.
+ * Use `create(SetMemberRoleResponseSchema)` to create a new message.
+ */
+export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 26);
+
+/**
+ * @generated from message chat.v1.RemoveMemberRequest
+ */
+export type RemoveMemberRequest = Message$1<"chat.v1.RemoveMemberRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: bool ban = 3;
+   */
+  ban: boolean;
+
+  /**
+   * Up to 512 characters, shown to the room with the `member` event.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message chat.v1.RemoveMemberRequest.
+ * Use `create(RemoveMemberRequestSchema)` to create a new message.
+ */
+export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 27);
+
+/**
+ * @generated from message chat.v1.RemoveMemberResponse
+ */
+export type RemoveMemberResponse = Message$1<"chat.v1.RemoveMemberResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.RemoveMemberResponse.
+ * Use `create(RemoveMemberResponseSchema)` to create a new message.
+ */
+export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 28);
+
+/**
+ * @generated from message chat.v1.UnbanMemberRequest
+ */
+export type UnbanMemberRequest = Message$1<"chat.v1.UnbanMemberRequest"> & {
+  /**
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message chat.v1.UnbanMemberRequest.
+ * Use `create(UnbanMemberRequestSchema)` to create a new message.
+ */
+export const UnbanMemberRequestSchema: GenMessage<UnbanMemberRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 29);
+
+/**
+ * @generated from message chat.v1.UnbanMemberResponse
+ */
+export type UnbanMemberResponse = Message$1<"chat.v1.UnbanMemberResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.UnbanMemberResponse.
+ * Use `create(UnbanMemberResponseSchema)` to create a new message.
+ */
+export const UnbanMemberResponseSchema: GenMessage<UnbanMemberResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 30);
 
 /**
  * @generated from message chat.v1.RegisterRequest
@@ -659,7 +998,7 @@ export type RegisterRequest = Message$1<"chat.v1.RegisterRequest"> & {
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 18);
+  messageDesc(file_chat_v1_chat, 31);
 
 /**
  * @generated from message chat.v1.RegisterResponse
@@ -676,7 +1015,7 @@ export type RegisterResponse = Message$1<"chat.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 19);
+  messageDesc(file_chat_v1_chat, 32);
 
 /**
  * @generated from message chat.v1.LoginRequest
@@ -698,7 +1037,7 @@ export type LoginRequest = Message$1<"chat.v1.LoginRequest"> & {
  * Use `create(LoginRequestSchema)` to create a new message.
  */
 export const LoginRequestSchema: GenMessage<LoginRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 20);
+  messageDesc(file_chat_v1_chat, 33);
 
 /**
  * @generated from message chat.v1.LoginResponse
@@ -739,7 +1078,7 @@ export type LoginResponse = Message$1<"chat.v1.LoginResponse"> & {
  * Use `create(LoginResponseSchema)` to create a new message.
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 21);
+  messageDesc(file_chat_v1_chat, 34);
 
 /**
  * @generated from message chat.v1.RefreshRequest
@@ -756,7 +1095,7 @@ export type RefreshRequest = Message$1<"chat.v1.RefreshRequest"> & {
  * Use `create(RefreshRequestSchema)` to create a new message.
  */
 export const RefreshRequestSchema: GenMessage<RefreshRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 22);
+  messageDesc(file_chat_v1_chat, 35);
 
 /**
  * @generated from message chat.v1.RefreshResponse
@@ -783,7 +1122,7 @@ export type RefreshResponse = Message$1<"chat.v1.RefreshResponse"> & {
  * Use `create(RefreshResponseSchema)` to create a new message.
  */
 export const RefreshResponseSchema: GenMessage<RefreshResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 23);
+  messageDesc(file_chat_v1_chat, 36);
 
 /**
  * @generated from message chat.v1.LogoutRequest
@@ -796,7 +1135,7 @@ export type LogoutRequest = Message$1<"chat.v1.LogoutRequest"> & {
  * Use `create(LogoutRequestSchema)` to create a new message.
  */
 export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 24);
+  messageDesc(file_chat_v1_chat, 37);
 
 /**
  * @generated from message chat.v1.LogoutResponse
@@ -809,7 +1148,7 @@ export type LogoutResponse = Message$1<"chat.v1.LogoutResponse"> & {
  * Use `create(LogoutResponseSchema)` to create a new message.
  */
 export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 25);
+  messageDesc(file_chat_v1_chat, 38);
 
 /**
  * @generated from message chat.v1.ListSessionsRequest
@@ -822,7 +1161,7 @@ export type ListSessionsRequest = Message$1<"chat.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 26);
+  messageDesc(file_chat_v1_chat, 39);
 
 /**
  * @generated from message chat.v1.ListSessionsResponse
@@ -839,7 +1178,7 @@ export type ListSessionsResponse = Message$1<"chat.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 27);
+  messageDesc(file_chat_v1_chat, 40);
 
 /**
  * @generated from message chat.v1.RevokeSessionRequest
@@ -856,7 +1195,7 @@ export type RevokeSessionRequest = Message$1<"chat.v1.RevokeSessionRequest"> & {
  * Use `create(RevokeSessionRequestSchema)` to create a new message.
  */
 export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 28);
+  messageDesc(file_chat_v1_chat, 41);
 
 /**
  * @generated from message chat.v1.RevokeSessionResponse
@@ -869,7 +1208,7 @@ export type RevokeSessionResponse = Message$1<"chat.v1.RevokeSessionResponse"> &
  * Use `create(RevokeSessionResponseSchema)` to create a new message.
  */
 export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 29);
+  messageDesc(file_chat_v1_chat, 42);
 
 /**
  * @generated from message chat.v1.DeleteAccountRequest
@@ -888,7 +1227,7 @@ export type DeleteAccountRequest = Message$1<"chat.v1.DeleteAccountRequest"> & {
  * Use `create(DeleteAccountRequestSchema)` to create a new message.
  */
 export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 30);
+  messageDesc(file_chat_v1_chat, 43);
 
 /**
  * @generated from message chat.v1.DeleteAccountResponse
@@ -901,7 +1240,7 @@ export type DeleteAccountResponse = Message$1<"chat.v1.DeleteAccountResponse"> &
  * Use `create(DeleteAccountResponseSchema)` to create a new message.
  */
 export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 31);
+  messageDesc(file_chat_v1_chat, 44);
 
 /**
  * @generated from message chat.v1.ChangePasswordRequest
@@ -928,7 +1267,7 @@ export type ChangePasswordRequest = Message$1<"chat.v1.ChangePasswordRequest"> &
  * Use `create(ChangePasswordRequestSchema)` to create a new message.
  */
 export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 32);
+  messageDesc(file_chat_v1_chat, 45);
 
 /**
  * @generated from message chat.v1.ChangePasswordResponse
@@ -941,7 +1280,7 @@ export type ChangePasswordResponse = Message$1<"chat.v1.ChangePasswordResponse">
  * Use `create(ChangePasswordResponseSchema)` to create a new message.
  */
 export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 33);
+  messageDesc(file_chat_v1_chat, 46);
 
 /**
  * @generated from message chat.v1.RevokeOtherSessionsRequest
@@ -954,7 +1293,7 @@ export type RevokeOtherSessionsRequest = Message$1<"chat.v1.RevokeOtherSessionsR
  * Use `create(RevokeOtherSessionsRequestSchema)` to create a new message.
  */
 export const RevokeOtherSessionsRequestSchema: GenMessage<RevokeOtherSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 34);
+  messageDesc(file_chat_v1_chat, 47);
 
 /**
  * @generated from message chat.v1.RevokeOtherSessionsResponse
@@ -973,7 +1312,7 @@ export type RevokeOtherSessionsResponse = Message$1<"chat.v1.RevokeOtherSessions
  * Use `create(RevokeOtherSessionsResponseSchema)` to create a new message.
  */
 export const RevokeOtherSessionsResponseSchema: GenMessage<RevokeOtherSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 35);
+  messageDesc(file_chat_v1_chat, 48);
 
 /**
  * @generated from message chat.v1.CreateRoomRequest
@@ -986,6 +1325,20 @@ export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * 0 to 512 characters, normalised like the name.
+   *
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * Unspecified means public.
+   *
+   * @generated from field: chat.v1.RoomVisibility visibility = 3;
+   */
+  visibility: RoomVisibility;
 };
 
 /**
@@ -993,7 +1346,7 @@ export type CreateRoomRequest = Message$1<"chat.v1.CreateRoomRequest"> & {
  * Use `create(CreateRoomRequestSchema)` to create a new message.
  */
 export const CreateRoomRequestSchema: GenMessage<CreateRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 36);
+  messageDesc(file_chat_v1_chat, 49);
 
 /**
  * @generated from message chat.v1.CreateRoomResponse
@@ -1010,7 +1363,7 @@ export type CreateRoomResponse = Message$1<"chat.v1.CreateRoomResponse"> & {
  * Use `create(CreateRoomResponseSchema)` to create a new message.
  */
 export const CreateRoomResponseSchema: GenMessage<CreateRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 37);
+  messageDesc(file_chat_v1_chat, 50);
 
 /**
  * @generated from message chat.v1.JoinRoomRequest
@@ -1027,7 +1380,7 @@ export type JoinRoomRequest = Message$1<"chat.v1.JoinRoomRequest"> & {
  * Use `create(JoinRoomRequestSchema)` to create a new message.
  */
 export const JoinRoomRequestSchema: GenMessage<JoinRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 38);
+  messageDesc(file_chat_v1_chat, 51);
 
 /**
  * @generated from message chat.v1.JoinRoomResponse
@@ -1044,7 +1397,7 @@ export type JoinRoomResponse = Message$1<"chat.v1.JoinRoomResponse"> & {
  * Use `create(JoinRoomResponseSchema)` to create a new message.
  */
 export const JoinRoomResponseSchema: GenMessage<JoinRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 39);
+  messageDesc(file_chat_v1_chat, 52);
 
 /**
  * @generated from message chat.v1.LeaveRoomRequest
@@ -1061,7 +1414,7 @@ export type LeaveRoomRequest = Message$1<"chat.v1.LeaveRoomRequest"> & {
  * Use `create(LeaveRoomRequestSchema)` to create a new message.
  */
 export const LeaveRoomRequestSchema: GenMessage<LeaveRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 40);
+  messageDesc(file_chat_v1_chat, 53);
 
 /**
  * @generated from message chat.v1.LeaveRoomResponse
@@ -1074,7 +1427,7 @@ export type LeaveRoomResponse = Message$1<"chat.v1.LeaveRoomResponse"> & {
  * Use `create(LeaveRoomResponseSchema)` to create a new message.
  */
 export const LeaveRoomResponseSchema: GenMessage<LeaveRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 41);
+  messageDesc(file_chat_v1_chat, 54);
 
 /**
  * @generated from message chat.v1.ListRoomsRequest
@@ -1108,7 +1461,7 @@ export type ListRoomsRequest = Message$1<"chat.v1.ListRoomsRequest"> & {
  * Use `create(ListRoomsRequestSchema)` to create a new message.
  */
 export const ListRoomsRequestSchema: GenMessage<ListRoomsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 42);
+  messageDesc(file_chat_v1_chat, 55);
 
 /**
  * @generated from message chat.v1.ListRoomsResponse
@@ -1134,7 +1487,7 @@ export type ListRoomsResponse = Message$1<"chat.v1.ListRoomsResponse"> & {
  * Use `create(ListRoomsResponseSchema)` to create a new message.
  */
 export const ListRoomsResponseSchema: GenMessage<ListRoomsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 43);
+  messageDesc(file_chat_v1_chat, 56);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomRequest
@@ -1153,7 +1506,7 @@ export type OpenDirectRoomRequest = Message$1<"chat.v1.OpenDirectRoomRequest"> &
  * Use `create(OpenDirectRoomRequestSchema)` to create a new message.
  */
 export const OpenDirectRoomRequestSchema: GenMessage<OpenDirectRoomRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 44);
+  messageDesc(file_chat_v1_chat, 57);
 
 /**
  * @generated from message chat.v1.OpenDirectRoomResponse
@@ -1170,7 +1523,7 @@ export type OpenDirectRoomResponse = Message$1<"chat.v1.OpenDirectRoomResponse">
  * Use `create(OpenDirectRoomResponseSchema)` to create a new message.
  */
 export const OpenDirectRoomResponseSchema: GenMessage<OpenDirectRoomResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 45);
+  messageDesc(file_chat_v1_chat, 58);
 
 /**
  * @generated from message chat.v1.SendMessageRequest
@@ -1221,7 +1574,7 @@ export type SendMessageRequest = Message$1<"chat.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 46);
+  messageDesc(file_chat_v1_chat, 59);
 
 /**
  * @generated from message chat.v1.SendMessageResponse
@@ -1238,7 +1591,7 @@ export type SendMessageResponse = Message$1<"chat.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 47);
+  messageDesc(file_chat_v1_chat, 60);
 
 /**
  * @generated from message chat.v1.SendTypingRequest
@@ -1255,7 +1608,7 @@ export type SendTypingRequest = Message$1<"chat.v1.SendTypingRequest"> & {
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 48);
+  messageDesc(file_chat_v1_chat, 61);
 
 /**
  * @generated from message chat.v1.SendTypingResponse
@@ -1268,7 +1621,7 @@ export type SendTypingResponse = Message$1<"chat.v1.SendTypingResponse"> & {
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 49);
+  messageDesc(file_chat_v1_chat, 62);
 
 /**
  * Where a client's copy of a room ends: it has every message up to and
@@ -1295,7 +1648,7 @@ export type RoomCursor = Message$1<"chat.v1.RoomCursor"> & {
  * Use `create(RoomCursorSchema)` to create a new message.
  */
 export const RoomCursorSchema: GenMessage<RoomCursor> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 50);
+  messageDesc(file_chat_v1_chat, 63);
 
 /**
  * @generated from message chat.v1.SubscribeRequest
@@ -1316,7 +1669,7 @@ export type SubscribeRequest = Message$1<"chat.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 51);
+  messageDesc(file_chat_v1_chat, 64);
 
 /**
  * @generated from message chat.v1.HistoryRequest
@@ -1347,7 +1700,7 @@ export type HistoryRequest = Message$1<"chat.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 52);
+  messageDesc(file_chat_v1_chat, 65);
 
 /**
  * @generated from message chat.v1.HistoryResponse
@@ -1374,7 +1727,7 @@ export type HistoryResponse = Message$1<"chat.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 53);
+  messageDesc(file_chat_v1_chat, 66);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersRequest
@@ -1394,7 +1747,7 @@ export type ListOnlineUsersRequest = Message$1<"chat.v1.ListOnlineUsersRequest">
  * Use `create(ListOnlineUsersRequestSchema)` to create a new message.
  */
 export const ListOnlineUsersRequestSchema: GenMessage<ListOnlineUsersRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 54);
+  messageDesc(file_chat_v1_chat, 67);
 
 /**
  * @generated from message chat.v1.ListOnlineUsersResponse
@@ -1411,7 +1764,7 @@ export type ListOnlineUsersResponse = Message$1<"chat.v1.ListOnlineUsersResponse
  * Use `create(ListOnlineUsersResponseSchema)` to create a new message.
  */
 export const ListOnlineUsersResponseSchema: GenMessage<ListOnlineUsersResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 55);
+  messageDesc(file_chat_v1_chat, 68);
 
 /**
  * What a client sends on ChatStream.
@@ -1458,7 +1811,7 @@ export type ClientEvent = Message$1<"chat.v1.ClientEvent"> & {
  * Use `create(ClientEventSchema)` to create a new message.
  */
 export const ClientEventSchema: GenMessage<ClientEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 56);
+  messageDesc(file_chat_v1_chat, 69);
 
 /**
  * @generated from message chat.v1.ClientEvent.Typing
@@ -1475,7 +1828,7 @@ export type ClientEvent_Typing = Message$1<"chat.v1.ClientEvent.Typing"> & {
  * Use `create(ClientEvent_TypingSchema)` to create a new message.
  */
 export const ClientEvent_TypingSchema: GenMessage<ClientEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 56, 0);
+  messageDesc(file_chat_v1_chat, 69, 0);
 
 /**
  * @generated from message chat.v1.ClientEvent.Ping
@@ -1492,7 +1845,7 @@ export type ClientEvent_Ping = Message$1<"chat.v1.ClientEvent.Ping"> & {
  * Use `create(ClientEvent_PingSchema)` to create a new message.
  */
 export const ClientEvent_PingSchema: GenMessage<ClientEvent_Ping> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 56, 1);
+  messageDesc(file_chat_v1_chat, 69, 1);
 
 /**
  * Valid only as the first event of a stream: catch up on these rooms
@@ -1512,7 +1865,7 @@ export type ClientEvent_Resume = Message$1<"chat.v1.ClientEvent.Resume"> & {
  * Use `create(ClientEvent_ResumeSchema)` to create a new message.
  */
 export const ClientEvent_ResumeSchema: GenMessage<ClientEvent_Resume> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 56, 2);
+  messageDesc(file_chat_v1_chat, 69, 2);
 
 /**
  * What the server sends on ChatStream and Subscribe.
@@ -1595,6 +1948,24 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
      */
     value: ServerEvent_Read;
     case: "read";
+  } | {
+    /**
+     * @generated from field: chat.v1.ServerEvent.MemberEvent member = 13;
+     */
+    value: ServerEvent_MemberEvent;
+    case: "member";
+  } | {
+    /**
+     * @generated from field: chat.v1.ServerEvent.RoomUpdated room_updated = 14;
+     */
+    value: ServerEvent_RoomUpdated;
+    case: "roomUpdated";
+  } | {
+    /**
+     * @generated from field: chat.v1.ServerEvent.Invited invited = 15;
+     */
+    value: ServerEvent_Invited;
+    case: "invited";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1603,7 +1974,7 @@ export type ServerEvent = Message$1<"chat.v1.ServerEvent"> & {
  * Use `create(ServerEventSchema)` to create a new message.
  */
 export const ServerEventSchema: GenMessage<ServerEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57);
+  messageDesc(file_chat_v1_chat, 70);
 
 /**
  * Always the first event of a stream.
@@ -1644,7 +2015,7 @@ export type ServerEvent_Ready = Message$1<"chat.v1.ServerEvent.Ready"> & {
  * Use `create(ServerEvent_ReadySchema)` to create a new message.
  */
 export const ServerEvent_ReadySchema: GenMessage<ServerEvent_Ready> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 0);
+  messageDesc(file_chat_v1_chat, 70, 0);
 
 /**
  * The acknowledgement of the caller's own ChatStream send; the sending
@@ -1669,7 +2040,7 @@ export type ServerEvent_Sent = Message$1<"chat.v1.ServerEvent.Sent"> & {
  * Use `create(ServerEvent_SentSchema)` to create a new message.
  */
 export const ServerEvent_SentSchema: GenMessage<ServerEvent_Sent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 1);
+  messageDesc(file_chat_v1_chat, 70, 1);
 
 /**
  * A user who shares a room with the caller came online or went offline.
@@ -1693,7 +2064,7 @@ export type ServerEvent_Presence = Message$1<"chat.v1.ServerEvent.Presence"> & {
  * Use `create(ServerEvent_PresenceSchema)` to create a new message.
  */
 export const ServerEvent_PresenceSchema: GenMessage<ServerEvent_Presence> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 2);
+  messageDesc(file_chat_v1_chat, 70, 2);
 
 /**
  * @generated from message chat.v1.ServerEvent.Typing
@@ -1715,7 +2086,7 @@ export type ServerEvent_Typing = Message$1<"chat.v1.ServerEvent.Typing"> & {
  * Use `create(ServerEvent_TypingSchema)` to create a new message.
  */
 export const ServerEvent_TypingSchema: GenMessage<ServerEvent_Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 3);
+  messageDesc(file_chat_v1_chat, 70, 3);
 
 /**
  * The answer to a ping; nonce 0 is the server's idle-stream heartbeat.
@@ -1734,7 +2105,7 @@ export type ServerEvent_Pong = Message$1<"chat.v1.ServerEvent.Pong"> & {
  * Use `create(ServerEvent_PongSchema)` to create a new message.
  */
 export const ServerEvent_PongSchema: GenMessage<ServerEvent_Pong> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 4);
+  messageDesc(file_chat_v1_chat, 70, 4);
 
 /**
  * A stream request failed; the stream goes on.
@@ -1760,6 +2131,15 @@ export type ServerEvent_Error = Message$1<"chat.v1.ServerEvent.Error"> & {
    * @generated from field: string message = 3;
    */
   message: string;
+
+  /**
+   * The room it concerns, if one: a resume cursor for a room the caller
+   * may no longer read (PERMISSION_DENIED) or that is gone (NOT_FOUND).
+   * The stream goes on for the other rooms.
+   *
+   * @generated from field: string room_id = 4;
+   */
+  roomId: string;
 };
 
 /**
@@ -1767,7 +2147,7 @@ export type ServerEvent_Error = Message$1<"chat.v1.ServerEvent.Error"> & {
  * Use `create(ServerEvent_ErrorSchema)` to create a new message.
  */
 export const ServerEvent_ErrorSchema: GenMessage<ServerEvent_Error> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 5);
+  messageDesc(file_chat_v1_chat, 70, 5);
 
 /**
  * More messages were missed in a room than a resume sends: the stream
@@ -1793,7 +2173,7 @@ export type ServerEvent_Resync = Message$1<"chat.v1.ServerEvent.Resync"> & {
  * Use `create(ServerEvent_ResyncSchema)` to create a new message.
  */
 export const ServerEvent_ResyncSchema: GenMessage<ServerEvent_Resync> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 6);
+  messageDesc(file_chat_v1_chat, 70, 6);
 
 /**
  * A message was edited. `seq` is the edit's own event seq; `message` is
@@ -1819,7 +2199,7 @@ export type ServerEvent_Edited = Message$1<"chat.v1.ServerEvent.Edited"> & {
  * Use `create(ServerEvent_EditedSchema)` to create a new message.
  */
 export const ServerEvent_EditedSchema: GenMessage<ServerEvent_Edited> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 7);
+  messageDesc(file_chat_v1_chat, 70, 7);
 
 /**
  * A message was deleted: it is a tombstone now. `seq` is the deletion's
@@ -1854,7 +2234,7 @@ export type ServerEvent_Deleted = Message$1<"chat.v1.ServerEvent.Deleted"> & {
  * Use `create(ServerEvent_DeletedSchema)` to create a new message.
  */
 export const ServerEvent_DeletedSchema: GenMessage<ServerEvent_Deleted> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 8);
+  messageDesc(file_chat_v1_chat, 70, 8);
 
 /**
  * A reaction was added to a message or removed from it. `seq` is the
@@ -1899,7 +2279,7 @@ export type ServerEvent_Reaction = Message$1<"chat.v1.ServerEvent.Reaction"> & {
  * Use `create(ServerEvent_ReactionSchema)` to create a new message.
  */
 export const ServerEvent_ReactionSchema: GenMessage<ServerEvent_Reaction> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 9);
+  messageDesc(file_chat_v1_chat, 70, 9);
 
 /**
  * A member's read marker moved: sent to every stream of the reader and,
@@ -1932,7 +2312,238 @@ export type ServerEvent_Read = Message$1<"chat.v1.ServerEvent.Read"> & {
  * Use `create(ServerEvent_ReadSchema)` to create a new message.
  */
 export const ServerEvent_ReadSchema: GenMessage<ServerEvent_Read> = /*@__PURE__*/
-  messageDesc(file_chat_v1_chat, 57, 10);
+  messageDesc(file_chat_v1_chat, 70, 10);
+
+/**
+ * A membership change: a room event, with its own seq, replayed on
+ * resume. `user` is whom it concerns; `role` their role after it
+ * (unspecified when not a member); `by` who made it (the user themself
+ * for a join or a leave); `reason` a removal's or ban's.
+ *
+ * @generated from message chat.v1.ServerEvent.MemberEvent
+ */
+export type ServerEvent_MemberEvent = Message$1<"chat.v1.ServerEvent.MemberEvent"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string room_id = 2;
+   */
+  roomId: string;
+
+  /**
+   * @generated from field: chat.v1.User user = 3;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: chat.v1.MemberChange change = 4;
+   */
+  change: MemberChange;
+
+  /**
+   * @generated from field: chat.v1.MemberRole role = 5;
+   */
+  role: MemberRole;
+
+  /**
+   * @generated from field: chat.v1.User by = 6;
+   */
+  by?: User | undefined;
+
+  /**
+   * @generated from field: string reason = 7;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message chat.v1.ServerEvent.MemberEvent.
+ * Use `create(ServerEvent_MemberEventSchema)` to create a new message.
+ */
+export const ServerEvent_MemberEventSchema: GenMessage<ServerEvent_MemberEvent> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 70, 11);
+
+/**
+ * A room's name, topic or visibility changed: a room event. `room` holds
+ * the room's shared fields as they are now (id, name, kind, topic,
+ * visibility, member_count); the per-viewer ones are unset.
+ *
+ * @generated from message chat.v1.ServerEvent.RoomUpdated
+ */
+export type ServerEvent_RoomUpdated = Message$1<"chat.v1.ServerEvent.RoomUpdated"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: chat.v1.Room room = 2;
+   */
+  room?: Room | undefined;
+
+  /**
+   * @generated from field: chat.v1.User by = 3;
+   */
+  by?: User | undefined;
+};
+
+/**
+ * Describes the message chat.v1.ServerEvent.RoomUpdated.
+ * Use `create(ServerEvent_RoomUpdatedSchema)` to create a new message.
+ */
+export const ServerEvent_RoomUpdatedSchema: GenMessage<ServerEvent_RoomUpdated> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 70, 12);
+
+/**
+ * The caller was invited to a room (to the invitee's streams only).
+ *
+ * @generated from message chat.v1.ServerEvent.Invited
+ */
+export type ServerEvent_Invited = Message$1<"chat.v1.ServerEvent.Invited"> & {
+  /**
+   * @generated from field: chat.v1.Room room = 1;
+   */
+  room?: Room | undefined;
+
+  /**
+   * @generated from field: chat.v1.User by = 2;
+   */
+  by?: User | undefined;
+};
+
+/**
+ * Describes the message chat.v1.ServerEvent.Invited.
+ * Use `create(ServerEvent_InvitedSchema)` to create a new message.
+ */
+export const ServerEvent_InvitedSchema: GenMessage<ServerEvent_Invited> = /*@__PURE__*/
+  messageDesc(file_chat_v1_chat, 70, 13);
+
+/**
+ * Who sees a group room.
+ *
+ * @generated from enum chat.v1.RoomVisibility
+ */
+export enum RoomVisibility {
+  /**
+   * @generated from enum value: ROOM_VISIBILITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Listed to everyone; anyone may join.
+   *
+   * @generated from enum value: ROOM_VISIBILITY_PUBLIC = 1;
+   */
+  PUBLIC = 1,
+
+  /**
+   * Listed to its members and invitees only; joined only by invitation.
+   *
+   * @generated from enum value: ROOM_VISIBILITY_PRIVATE = 2;
+   */
+  PRIVATE = 2,
+}
+
+/**
+ * Describes the enum chat.v1.RoomVisibility.
+ */
+export const RoomVisibilitySchema: GenEnum<RoomVisibility> = /*@__PURE__*/
+  enumDesc(file_chat_v1_chat, 0);
+
+/**
+ * A member's role in a group room.
+ *
+ * @generated from enum chat.v1.MemberRole
+ */
+export enum MemberRole {
+  /**
+   * @generated from enum value: MEMBER_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: MEMBER_ROLE_MEMBER = 1;
+   */
+  MEMBER = 1,
+
+  /**
+   * May change the room's settings, remove and ban members, lift bans,
+   * invite to a private room, and delete anyone's message.
+   *
+   * @generated from enum value: MEMBER_ROLE_ADMIN = 2;
+   */
+  ADMIN = 2,
+
+  /**
+   * An admin who also makes and unmakes admins, removes admins, and may
+   * hand the room to another member. Exactly one per group room.
+   *
+   * @generated from enum value: MEMBER_ROLE_OWNER = 3;
+   */
+  OWNER = 3,
+}
+
+/**
+ * Describes the enum chat.v1.MemberRole.
+ */
+export const MemberRoleSchema: GenEnum<MemberRole> = /*@__PURE__*/
+  enumDesc(file_chat_v1_chat, 1);
+
+/**
+ * What happened to a member (`ServerEvent.member`).
+ *
+ * @generated from enum chat.v1.MemberChange
+ */
+export enum MemberChange {
+  /**
+   * @generated from enum value: MEMBER_CHANGE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: MEMBER_CHANGE_JOINED = 1;
+   */
+  JOINED = 1,
+
+  /**
+   * @generated from enum value: MEMBER_CHANGE_LEFT = 2;
+   */
+  LEFT = 2,
+
+  /**
+   * @generated from enum value: MEMBER_CHANGE_INVITED = 3;
+   */
+  INVITED = 3,
+
+  /**
+   * @generated from enum value: MEMBER_CHANGE_REMOVED = 4;
+   */
+  REMOVED = 4,
+
+  /**
+   * @generated from enum value: MEMBER_CHANGE_BANNED = 5;
+   */
+  BANNED = 5,
+
+  /**
+   * @generated from enum value: MEMBER_CHANGE_UNBANNED = 6;
+   */
+  UNBANNED = 6,
+
+  /**
+   * @generated from enum value: MEMBER_CHANGE_ROLE_CHANGED = 7;
+   */
+  ROLE_CHANGED = 7,
+}
+
+/**
+ * Describes the enum chat.v1.MemberChange.
+ */
+export const MemberChangeSchema: GenEnum<MemberChange> = /*@__PURE__*/
+  enumDesc(file_chat_v1_chat, 2);
 
 /**
  * @generated from enum chat.v1.RoomKind
@@ -1962,7 +2573,7 @@ export enum RoomKind {
  * Describes the enum chat.v1.RoomKind.
  */
 export const RoomKindSchema: GenEnum<RoomKind> = /*@__PURE__*/
-  enumDesc(file_chat_v1_chat, 0);
+  enumDesc(file_chat_v1_chat, 3);
 
 /**
  * Accounts and sessions. Register, Login and Refresh need no token; every
@@ -2085,8 +2696,11 @@ export const AuthService: GenService<{
  */
 export const ChatService: GenService<{
   /**
-   * Creates a group room; the creator is its first member. Group room names
-   * are unique regardless of case (ALREADY_EXISTS).
+   * Creates a group room, public unless asked private; the creator is its
+   * first member and its owner. Creating is not an event of the room's log
+   * (the room starts at seq 0); every later join, leave and other
+   * membership change is. Group room names are unique regardless of case
+   * (ALREADY_EXISTS).
    *
    * @generated from rpc chat.v1.ChatService.CreateRoom
    */
@@ -2096,7 +2710,10 @@ export const ChatService: GenService<{
     output: typeof CreateRoomResponseSchema;
   },
   /**
-   * Joins a group room. Joining a room one is already in succeeds.
+   * Joins a group room: a public one, or a private one the caller is
+   * invited to (the invitation is accepted). Joining a room one is already
+   * in succeeds. A banned user, or a stranger to a private room, gets
+   * PERMISSION_DENIED.
    *
    * @generated from rpc chat.v1.ChatService.JoinRoom
    */
@@ -2106,7 +2723,10 @@ export const ChatService: GenService<{
     output: typeof JoinRoomResponseSchema;
   },
   /**
-   * Leaves a group room. Leaving a room one is not in succeeds.
+   * Leaves a group room, or declines an invitation to one. Leaving a room
+   * one is not in succeeds. An owner who leaves hands the room to the
+   * longest-standing admin, else the longest-standing member; the last
+   * member leaving keeps the room (empty, and still listed if public).
    *
    * @generated from rpc chat.v1.ChatService.LeaveRoom
    */
@@ -2114,6 +2734,78 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof LeaveRoomRequestSchema;
     output: typeof LeaveRoomResponseSchema;
+  },
+  /**
+   * Changes a group room's name, topic or visibility: admins and the owner.
+   * Members see a `room_updated` event.
+   *
+   * @generated from rpc chat.v1.ChatService.UpdateRoom
+   */
+  updateRoom: {
+    methodKind: "unary";
+    input: typeof UpdateRoomRequestSchema;
+    output: typeof UpdateRoomResponseSchema;
+  },
+  /**
+   * Invites a user to a group room: any member of a public room, admins and
+   * the owner of a private one. The invitee gets `invited` and sees the room
+   * in ListRooms with `invited`; JoinRoom accepts, LeaveRoom declines.
+   * Inviting a member or a banned user: FAILED_PRECONDITION.
+   *
+   * @generated from rpc chat.v1.ChatService.InviteToRoom
+   */
+  inviteToRoom: {
+    methodKind: "unary";
+    input: typeof InviteToRoomRequestSchema;
+    output: typeof InviteToRoomResponseSchema;
+  },
+  /**
+   * A room's members, a page at a time, owner first, then admins, then
+   * members, each by when they joined: members only.
+   *
+   * @generated from rpc chat.v1.ChatService.ListMembers
+   */
+  listMembers: {
+    methodKind: "unary";
+    input: typeof ListMembersRequestSchema;
+    output: typeof ListMembersResponseSchema;
+  },
+  /**
+   * Makes a member an admin or a plain member (the owner only); setting
+   * another member to OWNER transfers ownership, and the old owner becomes
+   * an admin.
+   *
+   * @generated from rpc chat.v1.ChatService.SetMemberRole
+   */
+  setMemberRole: {
+    methodKind: "unary";
+    input: typeof SetMemberRoleRequestSchema;
+    output: typeof SetMemberRoleResponseSchema;
+  },
+  /**
+   * Removes a member, and with `ban` refuses their later joins and
+   * invitations (a user who is not a member can be banned too). Admins
+   * remove members; the owner removes admins too; nobody removes the owner.
+   * The removed user's streams get the `member` event and nothing more of
+   * the room.
+   *
+   * @generated from rpc chat.v1.ChatService.RemoveMember
+   */
+  removeMember: {
+    methodKind: "unary";
+    input: typeof RemoveMemberRequestSchema;
+    output: typeof RemoveMemberResponseSchema;
+  },
+  /**
+   * Lifts a ban: admins and the owner. Lifting a ban that is not there
+   * succeeds.
+   *
+   * @generated from rpc chat.v1.ChatService.UnbanMember
+   */
+  unbanMember: {
+    methodKind: "unary";
+    input: typeof UnbanMemberRequestSchema;
+    output: typeof UnbanMemberResponseSchema;
   },
   /**
    * Every group room, and the caller's direct rooms (or only the rooms the
