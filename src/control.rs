@@ -9,7 +9,8 @@
 //! local revocation or room end does: a disabled account or a reset
 //! password ends every session and stream of the user (`Hub::revoke_user`),
 //! a deleted room gets its members' streams an `error` for the room and
-//! takes it out of their rooms (`Hub::end_room`). Rows older than
+//! takes it out of their rooms (`Hub::end_room`), a new owner's role
+//! changes are delivered from the room's log (`Router::logged_elsewhere`). Rows older than
 //! [`KEEP_EVENTS`] are purged.
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::Timestamp;
 use crate::hub::Hub;
+use crate::router::Router;
 use crate::store::{AdminStore, ControlEvent, ControlKind};
 use chat_fanout::events;
 
@@ -49,16 +51,23 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub async fn spawn(
     store: Arc<dyn AdminStore>,
     hub: Arc<Hub>,
+    router: Arc<dyn Router>,
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let newest = store
         .newest_control_event()
         .await
         .context("reading the newest control event")?;
-    Ok(tokio::spawn(follow(store, hub, newest, stop)))
+    Ok(tokio::spawn(follow(store, hub, router, newest, stop)))
 }
 
-async fn follow(store: Arc<dyn AdminStore>, hub: Arc<Hub>, mut seen: i64, stop: CancellationToken) {
+async fn follow(
+    store: Arc<dyn AdminStore>,
+    hub: Arc<Hub>,
+    router: Arc<dyn Router>,
+    mut seen: i64,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(POLL_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first purge comes after one interval, not at start: nodes
@@ -73,7 +82,7 @@ async fn follow(store: Arc<dyn AdminStore>, hub: Arc<Hub>, mut seen: i64, stop: 
             Ok(read) => {
                 for event in read {
                     seen = seen.max(event.id);
-                    apply(&hub, &event);
+                    apply(&hub, &*router, &event).await;
                 }
             }
             Err(error) => tracing::warn!(%error, "reading control events"),
@@ -91,7 +100,7 @@ async fn follow(store: Arc<dyn AdminStore>, hub: Arc<Hub>, mut seen: i64, stop: 
 }
 
 /// Does here what one control event asks.
-fn apply(hub: &Hub, event: &ControlEvent) {
+async fn apply(hub: &Hub, router: &dyn Router, event: &ControlEvent) {
     match (event.kind, event.user_id, event.room_id) {
         (Some(ControlKind::UserDisabled | ControlKind::PasswordReset), Some(user_id), _) => {
             tracing::info!(
@@ -111,7 +120,11 @@ fn apply(hub: &Hub, event: &ControlEvent) {
                 "control event: the room was deleted"
             );
         }
-        (Some(ControlKind::UserEnabled | ControlKind::OwnerSet), _, _) => {
+        (Some(ControlKind::OwnerSet), _, Some(room_id)) => {
+            tracing::info!(id = event.id, %room_id, "control event: the room has a new owner");
+            router.logged_elsewhere(room_id).await;
+        }
+        (Some(ControlKind::UserEnabled), _, _) => {
             tracing::debug!(id = event.id, kind = ?event.kind, "control event: nothing to end");
         }
         _ => tracing::warn!(

@@ -48,6 +48,11 @@ pub trait Router: Send + Sync + 'static {
     /// A user was invited to a room (the room as they see it): their
     /// streams, on every node, hear it.
     async fn invited(&self, user_id: UserId, room: &Room, by: &User);
+
+    /// The store holds events of a room that no router carried (the admin
+    /// tool logged them; every node hears of it from the control events):
+    /// deliver them to this node's streams, from the store.
+    async fn logged_elsewhere(&self, room_id: RoomId);
 }
 
 /// Delivers room events to a hub in each room's order, filling gaps from
@@ -237,5 +242,9 @@ impl Router for LocalRouter {
     async fn invited(&self, user_id: UserId, room: &Room, by: &User) {
         self.hub
             .tell_user(user_id, &chat_fanout::events::invited(room, by));
+    }
+
+    async fn logged_elsewhere(&self, room_id: RoomId) {
+        self.sequencer.deliver_logged(room_id, u64::MAX).await;
     }
 }

@@ -175,7 +175,15 @@ impl AppState {
             Arc::clone(&store),
             stop.clone(),
         )));
-        tasks.push(control::spawn(Arc::clone(&admin), Arc::clone(&hub), stop.clone()).await?);
+        tasks.push(
+            control::spawn(
+                Arc::clone(&admin),
+                Arc::clone(&hub),
+                Arc::clone(&router),
+                stop.clone(),
+            )
+            .await?,
+        );
         Ok(Self {
             config: Arc::new(config),
             store,

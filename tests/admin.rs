@@ -363,6 +363,7 @@ on_both_databases!(
     the_lists_show_what_was_created_as_tables_and_as_json,
     unknown_users_and_rooms_exit_non_zero_with_a_clear_message,
     deleting_a_room_ends_it_for_a_subscribed_member,
+    setting_the_owner_moves_ownership_and_the_members_hear_it,
 );
 
 async fn disabling_a_user_ends_its_stream_within_a_second_and_refuses_its_logins(db: Db) {
@@ -728,4 +729,94 @@ async fn deleting_a_room_ends_it_for_a_subscribed_member(db: Db) {
         .unwrap()
         .iter()
         .all(|r| r["id"] != doomed.id.as_str()));
+}
+
+async fn setting_the_owner_moves_ownership_and_the_members_hear_it(db: Db) {
+    let Some(setup) = Setup::start(db).await else {
+        return;
+    };
+    let alice = setup.register("alice").await;
+    let bob = setup.register("bob").await;
+    setup.register("carol").await;
+    let mut alices = setup.chat(&alice).await;
+    let room = create_room(&mut alices, "general").await;
+    setup
+        .chat(&bob)
+        .await
+        .join_room(pb::JoinRoomRequest {
+            room_id: room.id.clone(),
+        })
+        .await
+        .expect("join");
+    let mut stream = setup.subscribe(&bob).await;
+
+    let set = setup
+        .admin(&["rooms", "set-owner", &room.id, "BOB", "--json"])
+        .await
+        .json();
+    let done = Instant::now();
+    assert_eq!(
+        (&set["owner"], &set["previous_owner"], &set["changed"]),
+        (
+            &Value::from("bob"),
+            &Value::from("alice"),
+            &Value::from(true)
+        )
+    );
+    let event = stream
+        .wait_for(|event| {
+            matches!(event, Event::Member(member)
+                if member.change == pb::MemberChange::RoleChanged as i32
+                    && member.role == pb::MemberRole::Owner as i32)
+        })
+        .await;
+    let took = done.elapsed();
+    let Event::Member(member) = event else {
+        unreachable!()
+    };
+    assert_eq!(member.user.unwrap().username, "bob");
+    eprintln!("{db:?}: the new owner's event came {took:?} after the tool");
+    assert!(took < WITHIN, "took {took:?}");
+
+    let members = alices
+        .list_members(pb::ListMembersRequest {
+            room_id: room.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list members")
+        .into_inner()
+        .members;
+    let roles: Vec<(String, i32)> = members
+        .iter()
+        .map(|m| (m.user.clone().unwrap().username, m.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("bob".to_owned(), pb::MemberRole::Owner as i32),
+            ("alice".to_owned(), pb::MemberRole::Admin as i32)
+        ]
+    );
+
+    let again = setup
+        .admin(&["rooms", "set-owner", &room.id, "bob", "--json"])
+        .await
+        .json();
+    assert_eq!(again["changed"], false);
+    let stranger = setup
+        .admin(&["rooms", "set-owner", &room.id, "carol"])
+        .await;
+    assert_eq!(stranger.code, 1, "{stranger:?}");
+    assert!(stranger.stderr.starts_with("error: "), "{stranger:?}");
+    assert_eq!(stranger.stderr.lines().count(), 1, "{stranger:?}");
+    let nobody = setup
+        .admin(&["rooms", "set-owner", &room.id, "nobody"])
+        .await;
+    assert_eq!(nobody.code, 1, "{nobody:?}");
+    assert_eq!(nobody.stderr, "error: no user named \"nobody\"\n");
+    let missing = uuid::Uuid::now_v7().to_string();
+    let ran = setup.admin(&["rooms", "set-owner", &missing, "bob"]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!(ran.stderr, format!("error: no room with id {missing}\n"));
 }

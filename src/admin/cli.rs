@@ -31,7 +31,7 @@ pub enum Target {
     /// Accounts: list, show, disable, enable, reset a password.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Rooms: list, delete.
+    /// Rooms: list, delete, set the owner.
     #[command(subcommand)]
     Rooms(RoomsCommand),
 }
@@ -88,5 +88,15 @@ pub enum RoomsCommand {
     Delete {
         /// The room's id.
         id: String,
+    },
+    /// Makes a member the owner of a group room: ownership moves as when
+    /// the owner gives it (the old owner becomes an admin), with the
+    /// room's `member` events (ROLE_CHANGED), which every node delivers
+    /// within a second.
+    SetOwner {
+        /// The room's id.
+        id: String,
+        /// The new owner's username (any case); a member of the room.
+        name: String,
     },
 }

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use crate::auth::password;
 use crate::config::{redact_url, Config};
-use crate::domain::{Password, RoomId, Timestamp, Username};
-use crate::store::{self, AdminStore, Synchronous};
+use crate::domain::{MemberRole, Password, RoomId, Timestamp, Username};
+use crate::store::{self, AdminStore, MembershipChange, MembershipKind, Synchronous};
 
 pub use cli::AdminCommand;
 use cli::{RoomsCommand, Target, UsersCommand};
@@ -107,7 +107,7 @@ pub async fn execute(config: &Config, command: AdminCommand) -> Result<String, F
         .as_deref()
         .unwrap_or(&config.database_url);
     let (store, admin) = open(url, config.sqlite_synchronous).await?;
-    let done = action.run(&*admin, command.json).await;
+    let done = action.run(&*store, &*admin, command.json).await;
     store.close().await;
     done
 }
@@ -121,6 +121,7 @@ enum Action {
     ResetPassword { name: Username, stdin: bool },
     ListRooms { limit: u32 },
     DeleteRoom(RoomId),
+    SetOwner { room_id: RoomId, name: Username },
 }
 
 impl Action {
@@ -139,11 +140,20 @@ impl Action {
             Target::Rooms(command) => match command {
                 RoomsCommand::List { limit } => Self::ListRooms { limit },
                 RoomsCommand::Delete { id } => Self::DeleteRoom(room_id(&id)?),
+                RoomsCommand::SetOwner { id, name } => Self::SetOwner {
+                    room_id: room_id(&id)?,
+                    name: username(&name)?,
+                },
             },
         })
     }
 
-    async fn run(self, store: &dyn AdminStore, json: bool) -> Result<String, Failure> {
+    async fn run(
+        self,
+        data: &dyn store::Store,
+        store: &dyn AdminStore,
+        json: bool,
+    ) -> Result<String, Failure> {
         let now = Timestamp::now();
         Ok(match self {
             Self::ListUsers { limit } => {
@@ -204,6 +214,55 @@ impl Action {
                 let room = store.delete_room(room_id, now).await?;
                 render(json, output::room_json(&room), || {
                     output::room_deleted_text(&room)
+                })
+            }
+            Self::SetOwner { room_id, name } => {
+                let owner = store.room_owner(room_id).await?.ok_or_else(|| {
+                    Failure::Refused(format!(
+                        "room {room_id} has no owner to replace: a direct room has none, \
+                         and an empty room no members"
+                    ))
+                })?;
+                let target = data.user_by_name(&name).await?.ok_or_else(|| {
+                    Failure::Refused(format!("no user named {:?}", name.as_str()))
+                })?;
+                let changed = owner.id != target.id;
+                if changed {
+                    // Done as the owner giving it: the store's rules (a
+                    // member only; the old owner becomes an admin) and its
+                    // events are the same as for SetMemberRole.
+                    data.change_membership(&MembershipChange {
+                        room_id,
+                        actor: owner.clone(),
+                        at: now,
+                        kind: MembershipKind::SetRole {
+                            target: target.id,
+                            role: MemberRole::Owner,
+                        },
+                    })
+                    .await?;
+                    store.owner_set(room_id, target.id, now).await?;
+                }
+                let value = serde_json::json!({
+                    "room_id": room_id.to_string(),
+                    "owner": target.username,
+                    "previous_owner": owner.username,
+                    "changed": changed,
+                });
+                render(json, value, || {
+                    output::fields(&[
+                        (
+                            "done",
+                            if changed {
+                                "owner set".to_owned()
+                            } else {
+                                "owner already: nothing changed".to_owned()
+                            },
+                        ),
+                        ("room", room_id.to_string()),
+                        ("owner", target.username.clone()),
+                        ("previous owner", owner.username.clone()),
+                    ])
                 })
             }
         })

@@ -278,6 +278,11 @@ impl Router for NatsRouter {
         );
         self.hub.tell_user(user_id, &frame);
     }
+
+    async fn logged_elsewhere(&self, room_id: RoomId) {
+        // Every node hears of it from the control events: nothing to say.
+        self.sequencer.deliver_logged(room_id, u64::MAX).await;
+    }
 }
 
 fn membership(user_id: UserId, room_id: RoomId, last_seq: u64) -> Membership {

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::queries::{Affected, Backend};
 use crate::rows::room_kind_from_db;
 use crate::sql::to_seq;
-use chat_domain::{RoomId, RoomKind, Timestamp, UserId, Username};
+use chat_domain::{RoomId, RoomKind, Timestamp, User, UserId, Username};
 
 /// What a control event asks every node to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,8 @@ pub enum ControlKind {
     PasswordReset,
     /// The room was deleted: its members' streams hear so and leave it.
     RoomDeleted,
-    /// The room has a new owner: nothing to end.
+    /// The room has a new owner: its new events are delivered from the
+    /// store.
     OwnerSet,
 }
 
@@ -162,6 +163,18 @@ pub trait AdminStore: Send + Sync + 'static {
     /// # Errors
     /// `NotFound` when there is no such room.
     async fn delete_room(&self, room_id: RoomId, now: Timestamp) -> Result<RoomSummary>;
+
+    /// The owner of a group room (`None` for a direct room or one with no
+    /// members).
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such room.
+    async fn room_owner(&self, room_id: RoomId) -> Result<Option<User>>;
+
+    /// Records that a room's owner was set (`Store::change_membership`
+    /// made the change and logged its events): an `OwnerSet` control
+    /// event, so that every node delivers those events from the store.
+    async fn owner_set(&self, room_id: RoomId, owner: UserId, now: Timestamp) -> Result<()>;
 
     /// The password hash of a disabled account by this name, which the
     /// credentials for logging in leave out: a login with the right
@@ -371,6 +384,40 @@ where
         record::<DB>(&mut tx, ControlKind::RoomDeleted, None, Some(room_id), now).await?;
         tx.commit().await?;
         Ok(room)
+    }
+
+    async fn room_owner(&self, room_id: RoomId) -> Result<Option<User>> {
+        let mut tx = self.reader().begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT kind FROM rooms WHERE id = $1")
+            .bind(room_id.uuid())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound(format!("no room with id {room_id}")));
+        }
+        let row: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT u.id, u.username FROM room_members m JOIN users u ON u.id = m.user_id
+             WHERE m.room_id = $1 AND m.role = 3",
+        )
+        .bind(room_id.uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.map(|(id, username)| User::named(UserId::from_uuid(id), username)))
+    }
+
+    async fn owner_set(&self, room_id: RoomId, owner: UserId, now: Timestamp) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        record::<DB>(
+            &mut tx,
+            ControlKind::OwnerSet,
+            Some(owner),
+            Some(room_id),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn disabled_credentials(&self, username: &Username) -> Result<Option<String>> {
