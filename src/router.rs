@@ -48,6 +48,11 @@ pub trait Router: Send + Sync + 'static {
     /// A user was invited to a room (the room as they see it): their
     /// streams, on every node, hear it.
     async fn invited(&self, user_id: UserId, room: &Room, by: &User);
+
+    /// A user (in these rooms) changed their profile: the streams of
+    /// everyone sharing a room with them, and their own, on every node,
+    /// hear it.
+    async fn profile(&self, user: &User, rooms: &[RoomId]);
 }
 
 /// Delivers room events to a hub in each room's order, filling gaps from
@@ -237,5 +242,9 @@ impl Router for LocalRouter {
     async fn invited(&self, user_id: UserId, room: &Room, by: &User) {
         self.hub
             .tell_user(user_id, &chat_fanout::events::invited(room, by));
+    }
+
+    async fn profile(&self, user: &User, rooms: &[RoomId]) {
+        self.hub.profile(user, rooms);
     }
 }

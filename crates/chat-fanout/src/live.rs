@@ -118,6 +118,15 @@ impl LiveSessions {
         entries.remove(&session_id);
     }
 
+    /// Forgets every session of a user whose profile changed, so the next
+    /// call reads it as it is now. Counted like a revocation, so that a
+    /// lookup that read the old profile before this does not put it back.
+    pub fn forget_user(&self, user_id: UserId) {
+        let mut entries = self.lock();
+        self.revocations.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, entry| entry.user.id != user_id);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry>> {
         // A panic elsewhere cannot leave the map half-updated: every change
         // is a single insert, remove or retain.
