@@ -49,6 +49,11 @@ pub trait Router: Send + Sync + 'static {
     /// streams, on every node, hear it.
     async fn invited(&self, user_id: UserId, room: &Room, by: &User);
 
+    /// A user (in these rooms) changed their profile: the streams of
+    /// everyone sharing a room with them, and their own, on every node,
+    /// hear it.
+    async fn profile(&self, user: &User, rooms: &[RoomId]);
+
     /// The store holds events of a room that no router carried (the admin
     /// tool logged them; every node hears of it from the control events):
     /// deliver them to this node's streams, from the store.
@@ -242,6 +247,10 @@ impl Router for LocalRouter {
     async fn invited(&self, user_id: UserId, room: &Room, by: &User) {
         self.hub
             .tell_user(user_id, &chat_fanout::events::invited(room, by));
+    }
+
+    async fn profile(&self, user: &User, rooms: &[RoomId]) {
+        self.hub.profile(user, rooms);
     }
 
     async fn logged_elsewhere(&self, room_id: RoomId) {

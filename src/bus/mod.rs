@@ -267,6 +267,14 @@ impl Router for NatsRouter {
         self.hub.leave(user_id, room_id);
     }
 
+    async fn profile(&self, user: &User, rooms: &[RoomId]) {
+        self.outbound.publish(
+            self.node_subject(),
+            Body::Profile(WireUser::new(user, rooms)),
+        );
+        self.hub.profile(user, rooms);
+    }
+
     async fn invited(&self, user_id: UserId, room: &Room, by: &User) {
         let frame = chat_fanout::events::invited(room, by);
         self.outbound.publish(
@@ -453,6 +461,10 @@ impl Node {
                 self.sequencer
                     .deliver_logged(wire::room_id(&logged.room_id)?, logged.seq)
                     .await;
+            }
+            Body::Profile(user) => {
+                let (user, rooms) = user.parse()?;
+                self.hub.profile(&user, &rooms);
             }
             Body::ToUser(to_user) => {
                 let event = crate::pb::ServerEvent::decode(to_user.event.as_slice())?;

@@ -38,7 +38,7 @@ pub struct Envelope {
     pub node: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
     )]
     pub body: Option<Body>,
 }
@@ -87,6 +87,10 @@ pub enum Body {
     /// the bus's word).
     #[prost(message, tag = "15")]
     Logged(WireLogged),
+    /// A user changed their profile (with their rooms): the streams sharing
+    /// a room with them hear it.
+    #[prost(message, tag = "16")]
+    Profile(WireUser),
     /// A server event for one user's streams (an invitation to a room).
     #[prost(message, tag = "17")]
     ToUser(WireToUser),

@@ -248,6 +248,26 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(pb::RemoveMemberResponse {}))
     }
 
+    async fn update_profile(
+        &self,
+        mut request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let principal = principal(&mut request)?;
+        Ok(Response::new(
+            members::update_profile(&self.state, &principal, request.get_ref()).await?,
+        ))
+    }
+
+    async fn search_users(
+        &self,
+        mut request: Request<pb::SearchUsersRequest>,
+    ) -> Result<Response<pb::SearchUsersResponse>, Status> {
+        let principal = principal(&mut request)?;
+        Ok(Response::new(
+            members::search_users(&self.state, &principal, request.get_ref()).await?,
+        ))
+    }
+
     async fn unban_member(
         &self,
         mut request: Request<pb::UnbanMemberRequest>,

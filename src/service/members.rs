@@ -10,7 +10,8 @@ use base64::Engine as _;
 
 use crate::auth::Principal;
 use crate::domain::{
-    MemberRole, RoomId, RoomName, RoomTopic, RoomVisibility, Timestamp, UserId, Username,
+    DisplayName, MemberRole, RoomId, RoomName, RoomTopic, RoomVisibility, Timestamp, UserId,
+    Username,
 };
 use crate::error::{Error, Result};
 use crate::pb;
@@ -282,6 +283,66 @@ pub async fn unban(
     let (room_id, target) = member_ids(&request.room_id, &request.user_id)?;
     change(state, principal, room_id, MembershipKind::Unban { target }).await?;
     Ok(())
+}
+
+/// The most users one SearchUsers answers (and its default).
+pub const MAX_SEARCH_RESULTS: u32 = 20;
+
+/// Sets the caller's display name, and tells everyone who shares a room
+/// with the caller (and the caller's own streams), on every node.
+pub async fn update_profile(
+    state: &AppState,
+    principal: &Principal,
+    request: &pb::UpdateProfileRequest,
+) -> Result<pb::UpdateProfileResponse> {
+    let display_name = request
+        .display_name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()?;
+    let (user, rooms) = state
+        .store
+        .update_profile(principal.user.id, display_name.as_ref())
+        .await?;
+    if display_name.is_some() {
+        state.router.profile(&user, &rooms).await;
+    }
+    Ok(pb::UpdateProfileResponse {
+        user: Some(pb::User::from(&user)),
+    })
+}
+
+/// Users by the start of their username or display name.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a prefix that is empty or longer than 32
+/// characters.
+pub async fn search_users(
+    state: &AppState,
+    principal: &Principal,
+    request: &pb::SearchUsersRequest,
+) -> Result<pb::SearchUsersResponse> {
+    // Compared as the keys are kept: NFKC, lower case.
+    let prefix = RoomTopic::parse_field("prefix", &request.prefix)?
+        .as_str()
+        .to_lowercase();
+    let chars = prefix.chars().count();
+    if !(1..=32).contains(&chars) {
+        return Err(Error::invalid(format!(
+            "prefix must be 1 to 32 characters, got {chars}"
+        )));
+    }
+    let limit = match request.limit {
+        0 => MAX_SEARCH_RESULTS,
+        n => n.min(MAX_SEARCH_RESULTS),
+    };
+    let users = state
+        .store
+        .search_users(principal.user.id, &prefix, limit)
+        .await?;
+    Ok(pb::SearchUsersResponse {
+        users: users.iter().map(pb::User::from).collect(),
+    })
 }
 
 #[cfg(test)]

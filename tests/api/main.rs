@@ -14,6 +14,7 @@ mod helpers;
 mod malformed;
 mod members;
 mod operations;
+mod people;
 mod pressure;
 mod reads;
 mod rooms;

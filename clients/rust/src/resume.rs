@@ -115,6 +115,7 @@ pub fn log_position(event: &server_event::Event) -> Option<(&str, u64)> {
             .as_ref()
             .map(|room| (room.id.as_str(), updated.seq)),
         Event::Invited(_)
+        | Event::Profile(_)
         | Event::Read(_)
         | Event::Ready(_)
         | Event::Presence(_)

@@ -104,6 +104,14 @@ pub fn invited(room: &chat_domain::Room, by: &User) -> Frame {
     }))
 }
 
+/// `profile`: a user who shares a room with the caller (or the caller)
+/// changed their profile.
+pub fn profile(user: &User) -> Frame {
+    Frame::from_event(Event::Profile(server_event::ProfileChanged {
+        user: Some(pb::User::from(user)),
+    }))
+}
+
 /// An event another node built for one user's streams (`invited`),
 /// relayed as it came over the authenticated bus.
 pub fn relayed(event: Event) -> Frame {

@@ -118,11 +118,13 @@ impl LiveSessions {
         entries.remove(&session_id);
     }
 
-    /// Forgets every session of a user, counted as a revocation: the
-    /// operator's tool ended them all, and names only the user.
-    pub fn revoke_user(&self, user_id: UserId) {
+    /// Forgets every session of a user whose profile changed, so the next
+    /// call reads it as it is now. Counted like a revocation, so that a
+    /// lookup that read the old profile before this does not put it back.
+    /// The operator's tool ends every session of a user this way too
+    /// (`Hub::revoke_user`).
+    pub fn forget_user(&self, user_id: UserId) {
         let mut entries = self.lock();
-        // Counted under the lock, as in `revoke`.
         self.revocations.fetch_add(1, Ordering::AcqRel);
         entries.retain(|_, entry| entry.user.id != user_id);
     }
@@ -187,7 +189,7 @@ mod tests {
         live.remember(live.begin(), second, alice.clone());
         live.remember(live.begin(), other, bob.clone());
         let before = live.begin();
-        live.revoke_user(alice.id);
+        live.forget_user(alice.id);
         assert!(live.revoked_since(before));
         assert!(live.get(first, alice.id).is_none());
         assert!(live.get(second, alice.id).is_none());

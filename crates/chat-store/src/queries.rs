@@ -46,7 +46,7 @@ use crate::sql::{
 };
 use crate::store::Store;
 use chat_domain::{
-    Emoji, MemberChange, MemberRole, Message, MessageId, Room, RoomAction, RoomEvent,
+    DisplayName, Emoji, MemberChange, MemberRole, Message, MessageId, Room, RoomAction, RoomEvent,
     RoomEventKind, RoomId, RoomKind, RoomName, RoomTopic, Session, SessionId, Standing, Timestamp,
     User, UserId, Username, MAX_REACTIONS_PER_USER,
 };
@@ -1189,6 +1189,56 @@ where
             .0
             .require_member(room_id)?;
         Members::<DB>::page(&mut conn, room_id, after, limit).await
+    }
+
+    async fn update_profile(
+        &self,
+        user_id: UserId,
+        display_name: Option<&DisplayName>,
+    ) -> Result<(User, Vec<RoomId>)> {
+        let mut tx = self.writer().begin().await?;
+        if let Some(name) = display_name {
+            sqlx::query(
+                "UPDATE users SET display_name = $1, display_key = $2
+                 WHERE id = $3 AND deleted_at IS NULL",
+            )
+            .bind(name.as_str())
+            .bind(name.key())
+            .bind(user_id.uuid())
+            .execute(&mut *tx)
+            .await
+            .context("setting a display name")?;
+        }
+        let user = Members::<DB>::user(&mut tx, user_id).await?;
+        let rooms: Vec<Uuid> =
+            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
+                .bind(user_id.uuid())
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok((user, rooms.into_iter().map(RoomId::from_uuid).collect()))
+    }
+
+    async fn search_users(&self, viewer: UserId, prefix: &str, limit: u32) -> Result<Vec<User>> {
+        // A prefix of a key is the key's first characters: `substr` counts
+        // characters on both databases, where a range of the index would
+        // depend on PostgreSQL's collation.
+        let rows = sqlx::query(
+            "SELECT id, username, display_name FROM users u
+             WHERE u.deleted_at IS NULL
+                 AND (substr(u.username_key, 1, length($1)) = $1
+                      OR substr(u.display_key, 1, length($1)) = $1)
+                 AND NOT EXISTS (SELECT 1 FROM user_blocks b
+                                 WHERE b.blocker_id = u.id AND b.blocked_id = $2)
+             ORDER BY u.username_key LIMIT $3",
+        )
+        .bind(prefix)
+        .bind(viewer.uuid())
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await
+        .context("searching users")?;
+        rows.iter().map(user_from_row).collect()
     }
 
     async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>> {

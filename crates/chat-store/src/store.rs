@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use chat_domain::{
-    Message, MessageId, Room, RoomEvent, RoomId, Session, SessionId, Timestamp, User, UserId,
-    Username,
+    DisplayName, Message, MessageId, Room, RoomEvent, RoomId, Session, SessionId, Timestamp, User,
+    UserId, Username,
 };
 
 use crate::error::Result;
@@ -142,6 +142,22 @@ pub trait Store: Send + Sync + 'static {
         after: Option<MemberCursor>,
         limit: u32,
     ) -> Result<Vec<MemberEntry>>;
+
+    /// Sets a user's display name (`None` keeps it), and returns the user
+    /// as it is now with the rooms it is in (whose members hear of it).
+    ///
+    /// # Errors
+    /// `NotFound` for a user without an account.
+    async fn update_profile(
+        &self,
+        user_id: UserId,
+        display_name: Option<&DisplayName>,
+    ) -> Result<(User, Vec<RoomId>)>;
+
+    /// At most `limit` users whose username or display name starts with
+    /// `prefix` (lower-cased), by username, leaving out those who blocked
+    /// `viewer`.
+    async fn search_users(&self, viewer: UserId, prefix: &str, limit: u32) -> Result<Vec<User>>;
 
     /// A page of the rooms the user may see (every public group room, and
     /// the rooms the user is in or invited to; or only the rooms it is in),

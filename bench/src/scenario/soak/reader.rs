@@ -149,7 +149,8 @@ fn take(
             | server_event::Event::Read(_)
             | server_event::Event::Member(_)
             | server_event::Event::RoomUpdated(_)
-            | server_event::Event::Invited(_),
+            | server_event::Event::Invited(_)
+            | server_event::Event::Profile(_),
         ) => {}
         None => tally.error("stream event", "empty"),
     }

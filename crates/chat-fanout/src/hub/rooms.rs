@@ -213,6 +213,26 @@ impl Hub {
         self.lock().drop_member(user_id, room_id);
     }
 
+    /// Tells a user's changed profile to every stream here of the users
+    /// who share one of `rooms` (the user's rooms) with it, and to its own;
+    /// the profile also replaces the one the hub keeps for presence.
+    pub fn profile(&self, user: &User, rooms: &[RoomId]) {
+        let mut state = self.lock();
+        let rooms: HashSet<RoomId> = rooms.iter().copied().collect();
+        let mut users = state.members_of(&rooms, user.id);
+        users.push(user.id);
+        self.live_sessions.forget_user(user.id);
+        if let Some(entry) = state.users.get_mut(&user.id) {
+            entry.user = user.clone();
+        }
+        if let Some(remote) = state.remote.get_mut(&user.id) {
+            remote.user = user.clone();
+        }
+        let mut overflow = Overflow::default();
+        state.tell_users(&users, &events::profile(user), None, None, &mut overflow);
+        self.close_overflowed(&mut state, overflow);
+    }
+
     /// Offers a frame to every stream of one user here.
     pub fn tell_user(&self, user_id: UserId, frame: &crate::Frame) {
         let mut state = self.lock();

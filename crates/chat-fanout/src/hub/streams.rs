@@ -273,7 +273,7 @@ impl Hub {
     /// that a stream registered after this took the lock rechecks its
     /// session.
     pub fn revoke_user(&self, user_id: UserId) {
-        self.live_sessions.revoke_user(user_id);
+        self.live_sessions.forget_user(user_id);
         let mut state = self.lock();
         let closing = state
             .users
