@@ -1,5 +1,6 @@
 //! A visit's stream reader: takes every server event, checks each message
-//! against the user's cursors (a skipped seq is a gap, one at or below the
+//! (and each join, an event of the room's log too) against the user's
+//! cursors (a skipped seq is a gap, one at or below the
 //! cursor a duplicate), counts the rest, and tells the visit how many of
 //! its sends were answered and when the stream has ended.
 
@@ -138,8 +139,13 @@ fn take(
         Some(server_event::Event::Pong(pong)) if pong.nonce == 0 => {
             Tally::add(&tally.heartbeats, 1);
         }
-        // The soak's visitors neither edit, delete, react nor mark read;
-        // their joins are member events, which carry no message.
+        // The visitors' first joins of their rooms are events of the
+        // rooms' logs, which take seqs like messages.
+        Some(server_event::Event::Member(member)) => {
+            check_seq(world, cursors, &member.room_id, member.seq);
+        }
+        // The soak's visitors neither edit, delete, react, mark read, nor
+        // change rooms or profiles.
         Some(
             server_event::Event::Ready(_)
             | server_event::Event::Pong(_)
@@ -147,7 +153,6 @@ fn take(
             | server_event::Event::Deleted(_)
             | server_event::Event::Reaction(_)
             | server_event::Event::Read(_)
-            | server_event::Event::Member(_)
             | server_event::Event::RoomUpdated(_)
             | server_event::Event::Invited(_)
             | server_event::Event::Profile(_),
@@ -158,11 +163,17 @@ fn take(
 
 /// Checks a message against the user's cursor for its room.
 fn check(world: &World, cursors: &Cursors, message: &pb::Message) {
-    if message.room_id == world.lobby {
+    check_seq(world, cursors, &message.room_id, message.seq);
+}
+
+/// Checks an event of a room's log (a message, or another user's join)
+/// against the room's cursor, which moves to it.
+fn check_seq(world: &World, cursors: &Cursors, room_id: &str, seq: u64) {
+    if room_id == world.lobby {
         return;
     }
     let tally = &world.tally;
-    match cursors.see(&message.room_id, message.seq) {
+    match cursors.see(room_id, seq) {
         Seen::First | Seen::Next => {}
         Seen::Gap(missed) => Tally::add(&tally.gaps, missed),
         Seen::Duplicate => Tally::add(&tally.duplicates, 1),
