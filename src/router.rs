@@ -54,6 +54,11 @@ pub trait Router: Send + Sync + 'static {
     /// hear it.
     async fn profile(&self, user: &User, rooms: &[RoomId]);
 
+    /// `blocker` blocked `blocked`, or lifted the block (`blocks`), as
+    /// stored: the blocker's streams, on every node, hear no more typing or
+    /// presence of theirs, or hear it again.
+    async fn blocked(&self, blocker: UserId, blocked: UserId, blocks: bool);
+
     /// The store holds events of a room that no router carried (the admin
     /// tool logged them; every node hears of it from the control events):
     /// deliver them to this node's streams, from the store.
@@ -251,6 +256,10 @@ impl Router for LocalRouter {
 
     async fn profile(&self, user: &User, rooms: &[RoomId]) {
         self.hub.profile(user, rooms);
+    }
+
+    async fn blocked(&self, blocker: UserId, blocked: UserId, blocks: bool) {
+        self.hub.block_changed(blocker, blocked, blocks);
     }
 
     async fn logged_elsewhere(&self, room_id: RoomId) {

@@ -275,6 +275,17 @@ impl Router for NatsRouter {
         self.hub.profile(user, rooms);
     }
 
+    async fn blocked(&self, blocker: UserId, blocked: UserId, blocks: bool) {
+        self.outbound.publish(
+            self.node_subject(),
+            Body::Blocked(wire::WireBlock {
+                blocker_id: blocker.uuid().as_bytes().to_vec(),
+                blocked_id: blocked.uuid().as_bytes().to_vec(),
+            }),
+        );
+        self.hub.block_changed(blocker, blocked, blocks);
+    }
+
     async fn invited(&self, user_id: UserId, room: &Room, by: &User) {
         let frame = chat_fanout::events::invited(room, by);
         self.outbound.publish(
@@ -473,6 +484,17 @@ impl Node {
                     wire::user_id(&to_user.user_id)?,
                     &chat_fanout::events::relayed(event),
                 );
+            }
+            Body::Blocked(block) => {
+                let blocker = wire::user_id(&block.blocker_id)?;
+                let blocked = wire::user_id(&block.blocked_id)?;
+                match self.store.blocks(blocker, blocked).await {
+                    Ok(blocks) => self.hub.block_changed(blocker, blocked, blocks),
+                    Err(error) => {
+                        // The blocker's next stream reads its blocks whole.
+                        tracing::warn!(%error, "reading a block another node announced");
+                    }
+                }
             }
             Body::Revoke(session) => return Ok(self.revoke(wire::session_id(&session)?).await),
             Body::Joined(joined) => {

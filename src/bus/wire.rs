@@ -38,7 +38,7 @@ pub struct Envelope {
     pub node: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18"
     )]
     pub body: Option<Body>,
 }
@@ -94,6 +94,18 @@ pub enum Body {
     /// A server event for one user's streams (an invitation to a room).
     #[prost(message, tag = "17")]
     ToUser(WireToUser),
+    /// A user's block of another was stored or lifted: the receiver reads
+    /// which from the store.
+    #[prost(message, tag = "18")]
+    Blocked(WireBlock),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireBlock {
+    #[prost(bytes = "vec", tag = "1")]
+    pub blocker_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub blocked_id: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

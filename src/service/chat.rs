@@ -110,7 +110,7 @@ impl ChatApi {
             .into_iter()
             .map(|(room_id, _)| room_id)
             .collect();
-        let users = self.state.hub.online_users(&rooms);
+        let users = self.state.hub.online_users(principal.user.id, &rooms);
         Ok(users.iter().map(pb::User::from).collect())
     }
 
@@ -265,6 +265,34 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let principal = principal(&mut request)?;
         Ok(Response::new(
             members::search_users(&self.state, &principal, request.get_ref()).await?,
+        ))
+    }
+
+    async fn block_user(
+        &self,
+        mut request: Request<pb::BlockUserRequest>,
+    ) -> Result<Response<pb::BlockUserResponse>, Status> {
+        let principal = principal(&mut request)?;
+        members::block(&self.state, &principal, request.get_ref()).await?;
+        Ok(Response::new(pb::BlockUserResponse {}))
+    }
+
+    async fn unblock_user(
+        &self,
+        mut request: Request<pb::UnblockUserRequest>,
+    ) -> Result<Response<pb::UnblockUserResponse>, Status> {
+        let principal = principal(&mut request)?;
+        members::unblock(&self.state, &principal, request.get_ref()).await?;
+        Ok(Response::new(pb::UnblockUserResponse {}))
+    }
+
+    async fn list_blocked_users(
+        &self,
+        mut request: Request<pb::ListBlockedUsersRequest>,
+    ) -> Result<Response<pb::ListBlockedUsersResponse>, Status> {
+        let principal = principal(&mut request)?;
+        Ok(Response::new(
+            members::blocked_users(&self.state, &principal).await?,
         ))
     }
 
@@ -506,7 +534,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let users = match requests::list_online_users(request.get_ref())? {
             Some(room_id) => {
                 self.require_member(&principal, room_id).await?;
-                let users = self.state.hub.online_users(&[room_id]);
+                let users = self.state.hub.online_users(principal.user.id, &[room_id]);
                 users.iter().map(pb::User::from).collect()
             }
             None => self.online_peers(&principal).await?,

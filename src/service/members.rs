@@ -57,13 +57,19 @@ fn member_ids(room_id: &str, user_id: &str) -> Result<(RoomId, UserId)> {
     ))
 }
 
-/// Runs a change through the writer, as the caller.
+/// Runs a change through the writer, as the caller. Every change but a
+/// join (limited on its own) and a leave (which follows a join) is an event
+/// for everyone in the room, so it counts against the caller's send rate
+/// like a message.
 async fn change(
     state: &AppState,
     principal: &Principal,
     room_id: RoomId,
     kind: MembershipKind,
 ) -> Result<MembershipChanged> {
+    if !matches!(kind, MembershipKind::Join { .. } | MembershipKind::Leave) {
+        state.send_limiter.check(principal.user.id)?;
+    }
     state
         .writer
         .membership(MembershipChange {
@@ -179,7 +185,7 @@ pub async fn list_members(
     };
     let online: std::collections::HashSet<UserId> = state
         .hub
-        .online_users(&[room_id])
+        .online_users(principal.user.id, &[room_id])
         .iter()
         .map(|user| user.id)
         .collect();
@@ -300,6 +306,10 @@ pub async fn update_profile(
         .as_deref()
         .map(DisplayName::parse)
         .transpose()?;
+    if display_name.is_some() {
+        // Told to everyone who shares a room: limited like a message.
+        state.send_limiter.check(principal.user.id)?;
+    }
     let (user, rooms) = state
         .store
         .update_profile(principal.user.id, display_name.as_ref())
@@ -341,6 +351,64 @@ pub async fn search_users(
         .search_users(principal.user.id, &prefix, limit)
         .await?;
     Ok(pb::SearchUsersResponse {
+        users: users.iter().map(pb::User::from).collect(),
+    })
+}
+
+/// Blocks a user, as of the next event: the caller's streams on every node
+/// hear no more typing or presence of theirs.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a malformed username or the caller's own,
+/// NOT_FOUND for an unknown one, RESOURCE_EXHAUSTED past
+/// `MAX_BLOCKED_USERS` or the send rate.
+pub async fn block(
+    state: &AppState,
+    principal: &Principal,
+    request: &pb::BlockUserRequest,
+) -> Result<()> {
+    let username = Username::parse(&request.username)?;
+    state.send_limiter.check(principal.user.id)?;
+    let blocked = state
+        .store
+        .block_user(principal.user.id, &username, Timestamp::now())
+        .await?;
+    state
+        .router
+        .blocked(principal.user.id, blocked.id, true)
+        .await;
+    Ok(())
+}
+
+/// Lifts a block.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a malformed username, NOT_FOUND for an unknown one.
+pub async fn unblock(
+    state: &AppState,
+    principal: &Principal,
+    request: &pb::UnblockUserRequest,
+) -> Result<()> {
+    let username = Username::parse(&request.username)?;
+    state.send_limiter.check(principal.user.id)?;
+    let unblocked = state
+        .store
+        .unblock_user(principal.user.id, &username)
+        .await?;
+    state
+        .router
+        .blocked(principal.user.id, unblocked.id, false)
+        .await;
+    Ok(())
+}
+
+/// The users the caller blocks.
+pub async fn blocked_users(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<pb::ListBlockedUsersResponse> {
+    let users = state.store.blocked_users(principal.user.id).await?;
+    Ok(pb::ListBlockedUsersResponse {
         users: users.iter().map(pb::User::from).collect(),
     })
 }

@@ -53,7 +53,14 @@ pub async fn open(state: &AppState, principal: &Principal, hold: bool) -> Result
             RegisterError::ShuttingDown => {}
         })?;
     recheck_session(state, principal).await?;
-    // Registered first, so a room joined while the list loads is not missed.
+    // Registered first, so a room joined while the list loads is not
+    // missed, nor a block changed while the blocks load.
+    let block_changes = state.hub.block_changes(principal.user.id);
+    let blocks = state.store.blocked_users(principal.user.id).await?;
+    let blocks = blocks.iter().map(|user| user.id).collect();
+    state
+        .hub
+        .set_blocks(principal.user.id, blocks, block_changes);
     let rooms = state.store.room_positions_of(principal.user.id).await?;
     state.hub.activate(id, &rooms);
     if let Err(error) = state
@@ -348,9 +355,21 @@ async fn handle(
             if let Err(error) = state.send_limiter.check(principal.user.id) {
                 return Err((key, error));
             }
+            let mut message = new_message(principal, send);
+            // The stream outlives its principal's profile: a change since
+            // (which moved the revocation count) shows in the hub's entry.
+            if state
+                .hub
+                .live_sessions()
+                .revoked_since(principal.revocations)
+            {
+                if let Some(user) = state.hub.user(principal.user.id) {
+                    message.sender = user;
+                }
+            }
             state
                 .writer
-                .enqueue(new_message(principal, send), Reply::Stream(id))
+                .enqueue(message, Reply::Stream(id))
                 .await
                 .map_err(|e| (key, e))
         }

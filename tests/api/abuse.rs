@@ -289,3 +289,66 @@ async fn a_login_storm_queues_on_the_hashers_and_overflow_is_refused() {
         f64::from(refused)
     );
 }
+
+/// Every call that tells others something (room settings, invitations,
+/// roles, removals, profiles, blocks) draws on the caller's send rate: a
+/// flood of them is refused like a flood of messages.
+#[tokio::test]
+async fn a_flood_of_moderation_profile_and_block_calls_is_refused_beyond_the_send_rate() {
+    let app = spawn_app_with(|config| {
+        config.limits.send_rate = 1;
+        config.limits.send_burst = 5;
+    })
+    .await;
+    let mut bystanders = Bystanders::join(&app).await;
+    let mallory = app.user("mallory").await;
+    app.user("victim").await;
+    let room = mallory.create_room("noise").await;
+    let mut chat = mallory.chat.clone();
+
+    let mut refused = 0;
+    for i in 0..10 {
+        let results = [
+            chat.update_room(pb::UpdateRoomRequest {
+                room_id: room.id.clone(),
+                topic: Some(format!("topic {i}")),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+            chat.invite_to_room(pb::InviteToRoomRequest {
+                room_id: room.id.clone(),
+                username: "victim".into(),
+            })
+            .await
+            .map(drop),
+            chat.update_profile(pb::UpdateProfileRequest {
+                display_name: Some(format!("M{i}")),
+            })
+            .await
+            .map(drop),
+            chat.block_user(pb::BlockUserRequest {
+                username: "victim".into(),
+            })
+            .await
+            .map(drop),
+        ];
+        for result in results {
+            match result {
+                Err(status) if status.code() == Code::ResourceExhausted => {
+                    assert!(
+                        status.message().starts_with("sending too fast"),
+                        "{status:?}"
+                    );
+                    refused += 1;
+                }
+                // A repeated invitation is refused on its merits.
+                Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
+                Ok(()) => {}
+            }
+        }
+    }
+    // A burst of 5 passes, and a few more refill while the calls run.
+    assert!((25..=35).contains(&refused), "{refused} of 40 refused");
+    bystanders.assert_chat_is_normal().await;
+}

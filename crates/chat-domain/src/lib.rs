@@ -520,6 +520,10 @@ pub struct ReactionSummary {
 /// The most different emoji one user may put on one message.
 pub const MAX_REACTIONS_PER_USER: u32 = 20;
 
+/// The most users one user may block: a blocker's streams hold the set,
+/// so it is bounded like everything a client can make the server hold.
+pub const MAX_BLOCKED_USERS: u32 = 1000;
+
 /// One entry of a room's log: every change to a room's conversation takes
 /// the room's next seq, in the transaction that makes it. A message's seq
 /// is the seq of its own event, so the seqs of messages increase but may

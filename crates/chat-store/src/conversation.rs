@@ -18,7 +18,9 @@ use sqlx::{
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::model::{Appended, Changed, Membership, NewMessage};
+use crate::model::{
+    blocked_in_direct_room, blocked_sender, Appended, Changed, Membership, NewMessage,
+};
 use crate::rows::message_from_row;
 use crate::sql::MESSAGE_SELECT;
 use crate::sql::{from_seq, to_seq, EVENT_MESSAGE};
@@ -319,14 +321,16 @@ where
         };
         // The room's message count, and, if the sender is a member, the
         // number of its newest message there.
-        let numbers = sqlx::query(
+        let numbers = sqlx::query(&format!(
             "SELECT r.msg_count,
                  COALESCE((SELECT x.sender_ord FROM messages x
                            WHERE x.room_id = $1 AND x.sender_id = $2
-                           ORDER BY x.seq DESC LIMIT 1), 0)
+                           ORDER BY x.seq DESC LIMIT 1), 0),
+                 {}
              FROM rooms r JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
              WHERE r.id = $1",
-        )
+            blocked_in_direct_room("$1", "$2"),
+        ))
         .bind(room_id.uuid())
         .bind(new.sender.id.uuid())
         .fetch_optional(&mut **tx)
@@ -338,6 +342,9 @@ where
         };
         let msg_count: i64 = numbers.try_get(0)?;
         let sender_ord: i64 = numbers.try_get(1)?;
+        if numbers.try_get::<bool, _>(2)? {
+            return Ok(Err(blocked_sender()));
+        }
         if let Some(target) = new.reply_to_id {
             if Self::room_and_root_of(tx, target)
                 .await?

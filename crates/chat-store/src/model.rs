@@ -1,7 +1,7 @@
 //! What the store takes and gives besides domain types, and the rules of
 //! appending a batch, the same for every database and free of I/O.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chat_domain::{
     ClientMsgId, Emoji, MemberRole, Message, MessageId, MessageText, Room, RoomEvent, RoomId,
@@ -112,6 +112,9 @@ pub struct AppendContext {
     /// The batch's (room, sender) pairs that are memberships, each with the
     /// `sender_ord` of the sender's newest message there (0 if none).
     pub members: HashMap<(RoomId, UserId), u64>,
+    /// The batch's (room, sender) pairs of direct rooms whose other member
+    /// blocks the sender: their sends are refused.
+    pub blocked: HashSet<(RoomId, UserId)>,
 }
 
 /// A room's newest seq, and how many messages it has had (its newest
@@ -158,6 +161,25 @@ pub fn batch_room_senders(batch: &[NewMessage]) -> BTreeSet<(uuid::Uuid, uuid::U
         .collect()
 }
 
+/// The refusal of a send to a direct room whose other member blocks the
+/// sender.
+pub fn blocked_sender() -> Error {
+    Error::Forbidden("you cannot message this user".into())
+}
+
+/// An SQL condition: whether the other member of the direct room whose id
+/// is the expression `room` blocks the user whose id is `sender` (false
+/// for a group room). Rides along with the membership check of a send, so
+/// that a block costs sends no query of its own.
+pub fn blocked_in_direct_room(room: &str, sender: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM rooms dr \
+         JOIN room_members o ON o.room_id = dr.id \
+         JOIN user_blocks b ON b.blocker_id = o.user_id AND b.blocked_id = {sender} \
+         WHERE dr.id = {room} AND dr.kind = 2)"
+    )
+}
+
 /// What to write for a batch, and each message's outcome.
 #[derive(Debug)]
 pub struct AppendPlan {
@@ -177,6 +199,7 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
         mut earlier,
         mut rooms,
         mut members,
+        blocked,
     } = context;
     let mut results = Vec::with_capacity(batch.len());
     let mut fresh = Vec::with_capacity(batch.len());
@@ -212,6 +235,10 @@ pub fn plan_appends(batch: &[NewMessage], context: AppendContext) -> AppendPlan 
                 .unwrap_err()));
             continue;
         };
+        if blocked.contains(&(new.room_id, new.sender.id)) {
+            results.push(Err(blocked_sender()));
+            continue;
+        }
         room.last_seq += 1;
         room.msg_count += 1;
         if new.thread_root_id.is_none() {
@@ -431,6 +458,24 @@ mod tests {
     }
 
     #[test]
+    fn a_send_to_a_direct_room_whose_other_member_blocks_the_sender_is_refused() {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let direct = RoomId::new();
+        let context = AppendContext {
+            rooms: HashMap::from([(direct, RoomCounters::default())]),
+            members: HashMap::from([((direct, alice.id), 0), ((direct, bob.id), 0)]),
+            blocked: HashSet::from([(direct, bob.id)]),
+            ..AppendContext::default()
+        };
+        let batch = [send(direct, &bob, ""), send(direct, &alice, "")];
+        let plan = plan_appends(&batch, context);
+        assert!(
+            matches!(&plan.results[0], Err(Error::Forbidden(why)) if why == "you cannot message this user")
+        );
+        assert_eq!(plan.results[1].as_ref().unwrap().message.seq, 1);
+    }
+
+    #[test]
     fn a_batch_gets_consecutive_seqs_per_room_and_dedupes_keys() {
         let (alice, eve) = (user("alice"), user("eve"));
         let (a, b, missing) = (RoomId::new(), RoomId::new(), RoomId::new());
@@ -448,6 +493,7 @@ mod tests {
                 (b, RoomCounters::default()),
             ]),
             members: HashMap::from([((a, alice.id), 2), ((b, alice.id), 0)]),
+            blocked: HashSet::new(),
         };
         let batch = [
             send(a, &alice, "k1"),

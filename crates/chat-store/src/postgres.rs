@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
-    RoomCounters,
+    batch_keys, batch_room_senders, blocked_in_direct_room, plan_appends, AppendContext,
+    AppendPlan, Appended, NewMessage, RoomCounters,
 };
 use crate::queries::Backend;
 use crate::rows::message_from_row;
@@ -127,27 +127,32 @@ impl PostgresStore {
         let (room_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) =
             batch_room_senders(batch).into_iter().unzip();
         // With the number of each sender's newest message in the room.
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT m.room_id, m.user_id,
                  COALESCE((SELECT x.sender_ord FROM messages x
                            WHERE x.room_id = m.room_id AND x.sender_id = m.user_id
-                           ORDER BY x.seq DESC LIMIT 1), 0) AS sender_ord
+                           ORDER BY x.seq DESC LIMIT 1), 0) AS sender_ord,
+                 {} AS blocked
              FROM room_members m WHERE (m.room_id, m.user_id) IN
                 (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]))",
-        )
+            blocked_in_direct_room("m.room_id", "m.user_id"),
+        ))
         .bind(&room_ids)
         .bind(&user_ids)
         .fetch_all(&mut **tx)
         .await
         .context("reading the senders' memberships")?;
         for row in rows {
-            context.members.insert(
-                (
-                    RoomId::from_uuid(row.try_get("room_id")?),
-                    UserId::from_uuid(row.try_get("user_id")?),
-                ),
-                to_seq(row.try_get("sender_ord")?),
+            let pair = (
+                RoomId::from_uuid(row.try_get("room_id")?),
+                UserId::from_uuid(row.try_get("user_id")?),
             );
+            context
+                .members
+                .insert(pair, to_seq(row.try_get("sender_ord")?));
+            if row.try_get("blocked")? {
+                context.blocked.insert(pair);
+            }
         }
         Ok(context)
     }
@@ -263,6 +268,7 @@ impl Backend for PostgresStore {
          FOR UPDATE";
 
     const ROOM_SEQ_FOR_UPDATE: &'static str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
+    const USER_FOR_UPDATE: &'static str = "SELECT id FROM users WHERE id = $1 FOR UPDATE";
 
     fn writer(&self) -> &PgPool {
         &self.pool

@@ -48,7 +48,7 @@ use crate::store::Store;
 use chat_domain::{
     DisplayName, Emoji, MemberChange, MemberRole, Message, MessageId, Room, RoomAction, RoomEvent,
     RoomEventKind, RoomId, RoomKind, RoomName, RoomTopic, Session, SessionId, Standing, Timestamp,
-    User, UserId, Username, MAX_REACTIONS_PER_USER,
+    User, UserId, Username, MAX_BLOCKED_USERS, MAX_REACTIONS_PER_USER,
 };
 
 /// A room as the user bound to `$1` sees it: a direct room is named after
@@ -151,6 +151,11 @@ pub trait Backend: Send + Sync + 'static {
     /// share the database it locks the room's row, so that the room's
     /// events are numbered one transaction at a time.
     const ROOM_SEQ_FOR_UPDATE: &'static str;
+
+    /// A user's row, read to make their changes to what they own take
+    /// turns (their blocks): locked where several nodes share the
+    /// database; SQLite's single writer orders them already.
+    const USER_FOR_UPDATE: &'static str;
 
     /// A message's text was erased: a database that keeps freed bytes in
     /// files of its own (SQLite's WAL) gets rid of them soon.
@@ -1241,6 +1246,85 @@ where
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn block_user(
+        &self,
+        blocker: UserId,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<User> {
+        let mut tx = self.writer().begin().await?;
+        let blocked = user_by_key(&mut tx, username).await?;
+        if blocked.id == blocker {
+            return Err(Error::Invalid("username: you cannot block yourself".into()));
+        }
+        // Counted and inserted in one transaction: the writer's lock
+        // (SQLite) or the blocker's row lock (PostgreSQL) orders two
+        // blocks by the same user, so the bound holds under a race.
+        sqlx::query(Self::USER_FOR_UPDATE)
+            .bind(blocker.uuid())
+            .execute(&mut *tx)
+            .await
+            .context("locking the blocker")?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM user_blocks WHERE blocker_id = $1 AND blocked_id <> $2",
+        )
+        .bind(blocker.uuid())
+        .bind(blocked.id.uuid())
+        .fetch_one(&mut *tx)
+        .await?;
+        if count >= i64::from(MAX_BLOCKED_USERS) {
+            return Err(Error::LimitReached(format!(
+                "you already block {MAX_BLOCKED_USERS} users, the most one may; unblock someone first"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO user_blocks (blocker_id, blocked_id, at) VALUES ($1, $2, $3)
+             ON CONFLICT (blocker_id, blocked_id) DO NOTHING",
+        )
+        .bind(blocker.uuid())
+        .bind(blocked.id.uuid())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .context("storing a block")?;
+        tx.commit().await?;
+        Ok(blocked)
+    }
+
+    async fn unblock_user(&self, blocker: UserId, username: &Username) -> Result<User> {
+        let mut tx = self.writer().begin().await?;
+        let blocked = user_by_key(&mut tx, username).await?;
+        sqlx::query("DELETE FROM user_blocks WHERE blocker_id = $1 AND blocked_id = $2")
+            .bind(blocker.uuid())
+            .bind(blocked.id.uuid())
+            .execute(&mut *tx)
+            .await
+            .context("lifting a block")?;
+        tx.commit().await?;
+        Ok(blocked)
+    }
+
+    async fn blocked_users(&self, blocker: UserId) -> Result<Vec<User>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, u.display_name FROM user_blocks b
+             JOIN users u ON u.id = b.blocked_id
+             WHERE b.blocker_id = $1 AND u.deleted_at IS NULL
+             ORDER BY u.username_key",
+        )
+        .bind(blocker.uuid())
+        .fetch_all(self.reader())
+        .await
+        .context("listing blocked users")?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
+        let mut tx = self.reader().begin().await?;
+        let blocks = Members::<DB>::blocks(&mut tx, blocker, blocked).await?;
+        tx.commit().await?;
+        Ok(blocks)
+    }
+
     async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>> {
         let visible = if page.joined_only {
             "r.id IN (SELECT room_id FROM room_members WHERE user_id = $1)"
@@ -1264,6 +1348,9 @@ where
     async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room> {
         let key = direct_key(me.id, other.id);
         let mut tx = self.writer().begin().await?;
+        if Members::<DB>::blocks(&mut tx, other.id, me.id).await? {
+            return Err(Error::Forbidden("you cannot message this user".into()));
+        }
         let room_id = match Sql::<DB>::direct_room_id(&mut tx, &key).await? {
             Some(id) => RoomId::from_uuid(id),
             None => {

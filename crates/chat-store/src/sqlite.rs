@@ -180,6 +180,7 @@ impl Backend for SqliteStore {
 
     /// One writer: no one else takes a seq between the read and the write.
     const ROOM_SEQ_FOR_UPDATE: &'static str = "SELECT last_seq FROM rooms WHERE id = $1";
+    const USER_FOR_UPDATE: &'static str = "SELECT id FROM users WHERE id = $1";
 
     fn erased(&self) {
         self.erasures.notify_one();

@@ -159,6 +159,31 @@ pub trait Store: Send + Sync + 'static {
     /// `viewer`.
     async fn search_users(&self, viewer: UserId, prefix: &str, limit: u32) -> Result<Vec<User>>;
 
+    /// `blocker` blocks `username` (again is no error), and the blocked
+    /// user as they are.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user, `Invalid` for oneself,
+    /// `LimitReached` past [`chat_domain::MAX_BLOCKED_USERS`].
+    async fn block_user(
+        &self,
+        blocker: UserId,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<User>;
+
+    /// Lifts a block (none is no error); returns the user.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user.
+    async fn unblock_user(&self, blocker: UserId, username: &Username) -> Result<User>;
+
+    /// The users `blocker` blocks, by username.
+    async fn blocked_users(&self, blocker: UserId) -> Result<Vec<User>>;
+
+    /// Whether `blocker` blocks `blocked`.
+    async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool>;
+
     /// A page of the rooms the user may see (every public group room, and
     /// the rooms the user is in or invited to; or only the rooms it is in),
     /// in id order, which
@@ -167,6 +192,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_rooms(&self, user_id: UserId, page: RoomPage) -> Result<Vec<Room>>;
 
     /// The direct room of two users, created (with both as members) on first use.
+    ///
+    /// # Errors
+    /// `Forbidden` when `other` blocks `me`.
     async fn open_direct_room(&self, me: &User, other: &User, now: Timestamp) -> Result<Room>;
 
     /// Every room the user is a member of, with its newest seq.

@@ -106,6 +106,7 @@ store_tests!(
     edits_and_deletions_take_seqs_of_the_log_and_replay_as_the_message_is_now,
     reactions_replies_threads_and_mentions_keep_one_behaviour,
     only_a_member_who_sent_a_message_may_change_it,
+    a_block_refuses_the_blocked_users_direct_sends_and_is_bounded,
 );
 
 async fn on_sqlite<F, Fut>(check: F)
@@ -2229,4 +2230,103 @@ mod membership {
         );
         assert!(log.iter().all(|e| e.room_id == room));
     }
+}
+
+async fn a_block_refuses_the_blocked_users_direct_sends_and_is_bounded(store: Arc<dyn Store>) {
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    let name = |n: &str| Username::parse(n).unwrap();
+    let direct = store.open_direct_room(&bob, &alice, now()).await.unwrap();
+    let first = store
+        .append_messages(vec![send(direct.id, &bob, "", "hi")].into())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+
+    let blocked = store
+        .block_user(alice.id, &name("BOB"), now())
+        .await
+        .unwrap();
+    assert_eq!(blocked.id, bob.id);
+    store
+        .block_user(alice.id, &name("bob"), now())
+        .await
+        .unwrap();
+    assert!(store.blocks(alice.id, bob.id).await.unwrap());
+    assert!(!store.blocks(bob.id, alice.id).await.unwrap());
+    let listed: Vec<UserId> = store
+        .blocked_users(alice.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(listed, [bob.id]);
+
+    // Plain sends and replies (the store's two append paths), and opening.
+    let mut reply = send(direct.id, &bob, "", "a reply");
+    reply.reply_to_id = Some(first.message.id);
+    let results = store
+        .append_messages(vec![send(direct.id, &bob, "", "hello?")].into())
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&results), [Err(Code::PermissionDenied)]);
+    let results = store.append_messages(vec![reply].into()).await.unwrap();
+    assert_eq!(outcomes(&results), [Err(Code::PermissionDenied)]);
+    assert_eq!(
+        store
+            .open_direct_room(&bob, &alice, now())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    // One way: the blocker still writes.
+    store.open_direct_room(&alice, &bob, now()).await.unwrap();
+    let results = store
+        .append_messages(vec![send(direct.id, &alice, "", "still here")].into())
+        .await
+        .unwrap();
+    assert!(results[0].is_ok());
+
+    let refused = |result: store::Result<User>| result.unwrap_err().code();
+    assert_eq!(
+        refused(store.block_user(alice.id, &name("alice"), now()).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        refused(store.block_user(alice.id, &name("nobody"), now()).await),
+        Code::NotFound
+    );
+    assert_eq!(
+        refused(store.unblock_user(alice.id, &name("nobody")).await),
+        Code::NotFound
+    );
+
+    // Bob is one of the most alice may block.
+    for i in 1..chat_domain::MAX_BLOCKED_USERS {
+        let other = user(&store, &format!("u{i:04}")).await;
+        store
+            .block_user(alice.id, &name(&other.username), now())
+            .await
+            .unwrap();
+    }
+    user(&store, "one_more").await;
+    assert_eq!(
+        refused(store.block_user(alice.id, &name("one_more"), now()).await),
+        Code::ResourceExhausted
+    );
+    store
+        .block_user(alice.id, &name("bob"), now())
+        .await
+        .unwrap();
+
+    store.unblock_user(alice.id, &name("bob")).await.unwrap();
+    store.unblock_user(alice.id, &name("bob")).await.unwrap();
+    assert!(!store.blocks(alice.id, bob.id).await.unwrap());
+    let results = store
+        .append_messages(vec![send(direct.id, &bob, "", "thanks")].into())
+        .await
+        .unwrap();
+    assert!(results[0].is_ok());
 }

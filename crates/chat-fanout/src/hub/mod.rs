@@ -15,10 +15,12 @@
 //! - `rooms`: the rooms with members here, their order and its gaps;
 //! - `presence`: who is online, here and on the other nodes;
 //! - `typing`: typing, coalesced per user and room;
+//! - `blocks`: who blocks whom, which typing and presence leave out;
 //! - `reads`: moved read markers, to the reader's streams and as receipts;
 //! - `resume`: the hold of a resuming stream, and its catch-up;
 //! - `outbound`: the receiving end of a stream, which tonic polls.
 
+mod blocks;
 mod outbound;
 mod presence;
 mod reads;

@@ -39,8 +39,9 @@ impl Hub {
         }
     }
 
-    /// The online members of these rooms, on any node, each once, by name.
-    pub fn online_users(&self, rooms: &[RoomId]) -> Vec<User> {
+    /// The online members of these rooms, on any node, each once, by name,
+    /// but for those `viewer` blocks.
+    pub fn online_users(&self, viewer: UserId, rooms: &[RoomId]) -> Vec<User> {
         let state = self.lock();
         let mut users: HashMap<UserId, &User> = HashMap::new();
         for room in rooms {
@@ -61,6 +62,7 @@ impl Hub {
                 .map(|u| &u.user);
             users.extend(here.chain(elsewhere).map(|u| (u.id, u)));
         }
+        users.retain(|&user, _| !state.blocks(viewer, user));
         let mut users: Vec<User> = users.into_values().cloned().collect();
         users.sort_by(|a, b| a.username.cmp(&b.username));
         users
@@ -157,6 +159,7 @@ impl State {
                 }
             }
         }
+        online.retain(|peer, _| !user.blocks.contains(peer));
         online.into_values().cloned().collect()
     }
 
@@ -197,7 +200,7 @@ impl State {
             rooms.difference(&before).copied().collect()
         };
         let peers = self.members_of(&announce_in, user_id);
-        self.tell_users(&peers, &events::presence(&user, true), None, None, overflow);
+        self.tell_users_from(user_id, &peers, &events::presence(&user, true), overflow);
     }
 
     /// Records a user gone from another node; if it is now online nowhere,
@@ -221,11 +224,10 @@ impl State {
             return;
         }
         let peers = self.members_of(&gone.rooms, user_id);
-        self.tell_users(
+        self.tell_users_from(
+            user_id,
             &peers,
             &events::presence(&gone.user, false),
-            None,
-            None,
             overflow,
         );
     }

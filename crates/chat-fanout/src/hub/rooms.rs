@@ -149,11 +149,10 @@ impl Hub {
             if online {
                 let others = state.members_except(room_id, user_id);
                 if !state.remote.contains_key(&user_id) {
-                    state.tell_users(
+                    state.tell_users_from(
+                        user_id,
                         &others,
                         &events::presence(&user, true),
-                        None,
-                        None,
                         &mut overflow,
                     );
                 }
@@ -173,6 +172,7 @@ impl Hub {
                         .filter_map(|m| state.remote.get(m))
                         .map(|m| m.user.clone()),
                 );
+                online_others.retain(|other| !state.blocks(user_id, other.id));
                 for other in online_others {
                     state.tell_users(
                         &[user_id],
@@ -195,11 +195,10 @@ impl Hub {
                     .insert(user_id);
                 if !online_here {
                     let others = state.members_except(room_id, user_id);
-                    state.tell_users(
+                    state.tell_users_from(
+                        user_id,
                         &others,
                         &events::presence(&user, true),
-                        None,
-                        None,
                         &mut overflow,
                     );
                 }
@@ -231,6 +230,14 @@ impl Hub {
         let mut overflow = Overflow::default();
         state.tell_users(&users, &events::profile(user), None, None, &mut overflow);
         self.close_overflowed(&mut state, overflow);
+    }
+
+    /// A user with streams here, as their last profile change left them.
+    pub fn user(&self, user_id: UserId) -> Option<User> {
+        self.lock()
+            .users
+            .get(&user_id)
+            .map(|entry| entry.user.clone())
     }
 
     /// Offers a frame to every stream of one user here.

@@ -83,6 +83,12 @@ pub(super) struct UserEntry {
     pub(super) online: bool,
     /// Turns to catch up, made on the first catch-up.
     pub(super) catch_ups: Option<Arc<Semaphore>>,
+    /// The users this one blocks: its streams hear no typing or presence
+    /// of theirs. At most `chat_domain::MAX_BLOCKED_USERS`.
+    pub(super) blocks: HashSet<UserId>,
+    /// How many block changes reached this entry: a set read from the
+    /// store before one of them is stale (`Hub::set_blocks`).
+    pub(super) block_changes: u64,
 }
 
 /// What a fan-out left to do once it is over: streams to end as too slow,
@@ -158,6 +164,8 @@ impl Hub {
                 rooms: HashSet::new(),
                 online: false,
                 catch_ups: None,
+                blocks: HashSet::new(),
+                block_changes: 0,
             })
             .streams
             .push(id);
@@ -214,11 +222,10 @@ impl Hub {
         let mut overflow = Overflow::default();
         push(entry, id, ready, &mut overflow);
         if announce {
-            state.tell_users(
+            state.tell_users_from(
+                user_id,
                 &peers,
                 &events::presence(&user, true),
-                None,
-                None,
                 &mut overflow,
             );
         }
@@ -438,11 +445,10 @@ impl Hub {
                     let gone = state.users[&user_id].user.clone();
                     let peers = state.peers(user_id);
                     let mut overflow = Overflow::default();
-                    state.tell_users(
+                    state.tell_users_from(
+                        user_id,
                         &peers,
                         &events::presence(&gone, false),
-                        None,
-                        None,
                         &mut overflow,
                     );
                     self.count_dropped(&overflow);
@@ -482,6 +488,30 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Like `tell_users`, for what `from` did that the users who block
+    /// `from` do not hear: typing and presence.
+    pub(super) fn tell_users_from(
+        &mut self,
+        from: UserId,
+        users: &[UserId],
+        frame: &Frame,
+        overflow: &mut Overflow,
+    ) {
+        let hearing: Vec<UserId> = users
+            .iter()
+            .copied()
+            .filter(|&user| !self.blocks(user, from))
+            .collect();
+        self.tell_users(&hearing, frame, None, None, overflow);
+    }
+
+    /// Whether `blocker`, connected here, blocks `blocked`.
+    pub(super) fn blocks(&self, blocker: UserId, blocked: UserId) -> bool {
+        self.users
+            .get(&blocker)
+            .is_some_and(|entry| entry.blocks.contains(&blocked))
     }
 
     fn forget_user(&mut self, user_id: UserId) {

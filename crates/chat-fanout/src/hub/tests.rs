@@ -206,7 +206,7 @@ fn users_online_on_other_nodes_count_until_every_node_lets_go() {
     assert_eq!(presence_event(next(&mut stream)), ("bob".into(), true));
     assert!(next(&mut stream).is_none(), "announced once");
     let online: Vec<String> = hub
-        .online_users(&[room])
+        .online_users(alice.id, &[room])
         .into_iter()
         .map(|u| u.username)
         .collect();

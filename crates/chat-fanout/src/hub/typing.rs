@@ -96,7 +96,7 @@ impl Hub {
             .collect();
         let frame = events::typing(room_id, user);
         let mut overflow = Overflow::default();
-        state.tell_users(&others, &frame, None, None, &mut overflow);
+        state.tell_users_from(user.id, &others, &frame, &mut overflow);
         self.close_overflowed(&mut state, overflow);
         true
     }

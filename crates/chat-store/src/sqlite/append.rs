@@ -19,8 +19,8 @@ use sqlx::SqlitePool;
 
 use crate::error::Result;
 use crate::model::{
-    batch_keys, batch_room_senders, plan_appends, AppendContext, AppendPlan, Appended, NewMessage,
-    RoomCounters,
+    batch_keys, batch_room_senders, blocked_in_direct_room, plan_appends, AppendContext,
+    AppendPlan, Appended, NewMessage, RoomCounters,
 };
 use crate::rows::reply_preview;
 use crate::sql::{from_seq, to_seq, EVENT_MESSAGE};
@@ -143,9 +143,11 @@ fn append_context(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<App
                          WHERE m.room_id = k.room_id AND m.user_id = k.user_id), \
                  COALESCE((SELECT x.sender_ord FROM messages x \
                            WHERE x.room_id = k.room_id AND x.sender_id = k.user_id \
-                           ORDER BY x.seq DESC LIMIT 1), 0) \
+                           ORDER BY x.seq DESC LIMIT 1), 0), \
+                 {} \
              FROM k JOIN rooms r ON r.id = k.room_id",
-            placeholders(chunk.len(), 2)
+            placeholders(chunk.len(), 2),
+            blocked_in_direct_room("k.room_id", "k.user_id"),
         );
         query_pairs(db, &sql, chunk, "the lookup of the batch's rooms", |row| {
             let room = RoomId::from_uuid(row.get(0)?);
@@ -157,10 +159,12 @@ fn append_context(db: &rusqlite::Connection, batch: &[NewMessage]) -> Result<App
                     last_message: None,
                 },
             );
+            let sender = UserId::from_uuid(row.get(1)?);
             if row.get(4)? {
-                context
-                    .members
-                    .insert((room, UserId::from_uuid(row.get(1)?)), to_seq(row.get(5)?));
+                context.members.insert((room, sender), to_seq(row.get(5)?));
+            }
+            if row.get(6)? {
+                context.blocked.insert((room, sender));
             }
             Ok(())
         })?;
