@@ -127,6 +127,30 @@ pub enum Command {
     },
     /// Ends every other session of yours ("log out other devices").
     LogoutOthers,
+    /// Lists a room's members: name, role, online.
+    Members { room: String },
+    /// Invites a user to a room.
+    Invite { room: String, username: String },
+    /// Removes a member from a room (admins and the owner); --ban also
+    /// keeps them out.
+    Remove {
+        room: String,
+        username: String,
+        #[arg(long)]
+        ban: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Sets the name others see instead of your username ("" clears it).
+    Name { display_name: String },
+    /// Finds users by the start of their username or display name.
+    Search { prefix: String },
+    /// Blocks a user: they can no longer message or invite you.
+    Block { username: String },
+    /// Lifts a block.
+    Unblock { username: String },
+    /// Lists the users you block.
+    Blocked,
 }
 
 /// Runs one command, reading typed lines from `input` and printing to `out`.
@@ -200,6 +224,92 @@ pub async fn run(
             let room = find_room(&client, &room).await?;
             join(&mut chat, &room).await?;
             writeln!(out, "joined {}", escape(&room.name))?;
+        }
+        Command::Members { room } => {
+            let room = find_room(&client, &room).await?;
+            for member in client.list_members(&room.id).await.map_err(status)? {
+                let role = match pb::MemberRole::try_from(member.role) {
+                    Ok(pb::MemberRole::Owner) => "owner",
+                    Ok(pb::MemberRole::Admin) => "admin",
+                    _ => "member",
+                };
+                let online = if member.online { "online" } else { "-" };
+                writeln!(out, "{}\t{role}\t{online}", shown(member.user.as_ref()))?;
+            }
+        }
+        Command::Invite { room, username } => {
+            let room = find_room(&client, &room).await?;
+            chat.invite_to_room(pb::InviteToRoomRequest {
+                room_id: room.id,
+                username: username.clone(),
+            })
+            .await
+            .map_err(status)?;
+            writeln!(
+                out,
+                "invited {} to {}",
+                escape(&username),
+                escape(&room.name)
+            )?;
+        }
+        Command::Remove {
+            room,
+            username,
+            ban,
+            reason,
+        } => {
+            let room = find_room(&client, &room).await?;
+            let members = client.list_members(&room.id).await.map_err(status)?;
+            let user = members
+                .iter()
+                .filter_map(|m| m.user.as_ref())
+                .find(|u| u.username.eq_ignore_ascii_case(&username))
+                .ok_or_else(|| anyhow!("{username:?} is not a member of {}", room.name))?;
+            chat.remove_member(pb::RemoveMemberRequest {
+                room_id: room.id,
+                user_id: user.id.clone(),
+                ban,
+                reason,
+            })
+            .await
+            .map_err(status)?;
+            let done = if ban { "banned" } else { "removed" };
+            writeln!(
+                out,
+                "{done} {} from {}",
+                escape(&user.username),
+                escape(&room.name)
+            )?;
+        }
+        Command::Name { display_name } => {
+            let user = client
+                .update_profile(Some(&display_name))
+                .await
+                .map_err(status)?;
+            writeln!(out, "you are shown as {}", shown(Some(&user)))?;
+        }
+        Command::Search { prefix } => {
+            for user in client.search_users(&prefix, 0).await.map_err(status)? {
+                writeln!(
+                    out,
+                    "{}\t{}",
+                    escape(&user.username),
+                    escape(&user.display_name)
+                )?;
+            }
+        }
+        Command::Block { username } => {
+            client.block_user(&username).await.map_err(status)?;
+            writeln!(out, "blocked {}", escape(&username))?;
+        }
+        Command::Unblock { username } => {
+            client.unblock_user(&username).await.map_err(status)?;
+            writeln!(out, "unblocked {}", escape(&username))?;
+        }
+        Command::Blocked => {
+            for user in client.blocked_users().await.map_err(status)? {
+                writeln!(out, "{}", escape(&user.username))?;
+            }
         }
         Command::Dm { username } => {
             let room = chat
@@ -478,17 +588,10 @@ async fn live(
 
 /// One line for an event, or nothing for events not worth showing.
 fn show_event(event: &server_event::Event, room_id: &str) -> Option<String> {
-    let name = |user: &Option<pb::User>| {
-        user.as_ref()
-            .map_or("?".into(), |u| escape(&u.username).into_owned())
-    };
+    let name = |user: &Option<pb::User>| shown(user.as_ref());
     match event {
         server_event::Event::Ready(ready) => {
-            let online: Vec<_> = ready
-                .online_users
-                .iter()
-                .map(|u| escape(&u.username))
-                .collect();
+            let online: Vec<_> = ready.online_users.iter().map(|u| shown(Some(u))).collect();
             Some(format!(
                 "* connected as {}; online: {}",
                 name(&ready.user),
@@ -580,11 +683,10 @@ fn show_message(message: &pb::Message) -> String {
         secs / 3600,
         secs / 60 % 60,
         secs % 60,
-        escape(message.sender.as_ref().map_or("?", |u| u.username.as_str())),
+        shown(message.sender.as_ref()),
     );
     if let Some(quote) = &message.reply_to {
-        let who = quote.sender.as_ref().map_or("?", |u| u.username.as_str());
-        line += &format!("(replying to {}) ", escape(who));
+        line += &format!("(replying to {}) ", shown(quote.sender.as_ref()));
     }
     if message.deleted {
         line += "(message deleted)";
@@ -608,6 +710,16 @@ fn show_message(message: &pb::Message) -> String {
         line += &format!(" [{}]", reactions.join(", "));
     }
     line
+}
+
+/// How a user is shown: by display name where set, else by username;
+/// escaped.
+fn shown(user: Option<&pb::User>) -> String {
+    match user {
+        Some(user) if !user.display_name.is_empty() => escape(&user.display_name).into_owned(),
+        Some(user) => escape(&user.username).into_owned(),
+        None => "?".into(),
+    }
 }
 
 /// A room by id, or by name (a direct room is named after the other user),

@@ -244,6 +244,118 @@ impl Client {
         Ok(cursors)
     }
 
+    /// Every member of a room, by role (the owner first) then by when
+    /// they joined. ListMembers answers a page at a time; this follows the
+    /// pages to the last.
+    ///
+    /// # Errors
+    /// As `token`; PERMISSION_DENIED for a room the caller is not in.
+    pub async fn list_members(&self, room_id: &str) -> Result<Vec<pb::Member>, Status> {
+        let mut chat = self.chat().await?;
+        let mut members = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = chat
+                .list_members(pb::ListMembersRequest {
+                    room_id: room_id.into(),
+                    page_size: 1000,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            members.extend(page.members);
+            if page.next_page_token.is_empty() {
+                return Ok(members);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Sets the caller's display name (`Some("")` clears it, `None` keeps
+    /// it) and returns the caller as everyone now sees them.
+    ///
+    /// # Errors
+    /// As `token`; INVALID_ARGUMENT for a name that is too long or has
+    /// control or invisible characters.
+    pub async fn update_profile(&self, display_name: Option<&str>) -> Result<pb::User, Status> {
+        let user = self
+            .chat()
+            .await?
+            .update_profile(pb::UpdateProfileRequest {
+                display_name: display_name.map(str::to_owned),
+            })
+            .await?
+            .into_inner()
+            .user
+            .ok_or_else(|| Status::internal("the server sent no user"))?;
+        if let Some(session) = self.session.lock().expect("session lock").as_mut() {
+            session.user = user.clone();
+        }
+        Ok(user)
+    }
+
+    /// Users whose username or display name starts with `prefix` (1 to 32
+    /// characters, any case), at most `limit` (0: the server's 20).
+    ///
+    /// # Errors
+    /// As `token`; INVALID_ARGUMENT for an empty or too long prefix.
+    pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<pb::User>, Status> {
+        Ok(self
+            .chat()
+            .await?
+            .search_users(pb::SearchUsersRequest {
+                prefix: prefix.into(),
+                limit,
+            })
+            .await?
+            .into_inner()
+            .users)
+    }
+
+    /// Blocks a user: they can no longer message or invite the caller, and
+    /// the caller's streams hear no typing or presence of theirs.
+    ///
+    /// # Errors
+    /// As `token`; NOT_FOUND for an unknown user, INVALID_ARGUMENT for the
+    /// caller's own name.
+    pub async fn block_user(&self, username: &str) -> Result<(), Status> {
+        self.chat()
+            .await?
+            .block_user(pb::BlockUserRequest {
+                username: username.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Lifts a block.
+    ///
+    /// # Errors
+    /// As `token`; NOT_FOUND for an unknown user.
+    pub async fn unblock_user(&self, username: &str) -> Result<(), Status> {
+        self.chat()
+            .await?
+            .unblock_user(pb::UnblockUserRequest {
+                username: username.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The users the caller blocks, by username.
+    ///
+    /// # Errors
+    /// As `token`.
+    pub async fn blocked_users(&self) -> Result<Vec<pb::User>, Status> {
+        Ok(self
+            .chat()
+            .await?
+            .list_blocked_users(pb::ListBlockedUsersRequest {})
+            .await?
+            .into_inner()
+            .users)
+    }
+
     /// An AuthService client carrying the session's token.
     async fn auth(
         &self,

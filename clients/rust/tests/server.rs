@@ -1168,3 +1168,110 @@ async fn room_views_fed_live_with_drops_or_replayed_whole_converge_on_history_an
         }
     }
 }
+
+#[tokio::test]
+async fn members_names_search_and_blocks_from_the_library_and_the_command_line() {
+    let server = Server::start();
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = create_room(&alice, "general").await;
+
+    // Invite, accept, list with roles; a display name shows in place of
+    // the username.
+    let said = server
+        .chat("alice", PASSWORD, &["invite", "general", "bob"])
+        .await
+        .unwrap();
+    assert_eq!(said, "invited bob to general\n");
+    bob.chat()
+        .await
+        .unwrap()
+        .join_room(pb::JoinRoomRequest {
+            room_id: room.id.clone(),
+        })
+        .await
+        .unwrap();
+    let user = bob.update_profile(Some("Bobby")).await.unwrap();
+    assert_eq!(user.display_name, "Bobby");
+    assert_eq!(
+        bob.update_profile(None).await.unwrap().display_name,
+        "Bobby"
+    );
+    let members = alice.list_members(&room.id).await.unwrap();
+    let roles: Vec<_> = members
+        .iter()
+        .map(|m| (m.user.clone().unwrap().username, m.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("alice".to_owned(), pb::MemberRole::Owner as i32),
+            ("bob".to_owned(), pb::MemberRole::Member as i32)
+        ]
+    );
+    let listed = server
+        .chat("alice", PASSWORD, &["members", "general"])
+        .await
+        .unwrap();
+    assert!(listed.starts_with("alice\towner\t"), "{listed}");
+    assert!(listed.contains("Bobby\tmember\t"), "{listed}");
+    let found = server
+        .chat("alice", PASSWORD, &["search", "BOB"])
+        .await
+        .unwrap();
+    assert_eq!(found, "bob\tBobby\n");
+    let named = server
+        .chat("alice", PASSWORD, &["name", "Alice L"])
+        .await
+        .unwrap();
+    assert_eq!(named, "you are shown as Alice L\n");
+
+    // Remove with a ban: bob cannot come back.
+    let said = server
+        .chat(
+            "alice",
+            PASSWORD,
+            &["remove", "general", "bob", "--ban", "--reason", "spam"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(said, "banned bob from general\n");
+    let refused = bob
+        .chat()
+        .await
+        .unwrap()
+        .join_room(pb::JoinRoomRequest {
+            room_id: room.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // Blocks: bob can no longer open a direct room with alice.
+    let said = server
+        .chat("alice", PASSWORD, &["block", "bob"])
+        .await
+        .unwrap();
+    assert_eq!(said, "blocked bob\n");
+    assert_eq!(
+        server.chat("alice", PASSWORD, &["blocked"]).await.unwrap(),
+        "bob\n"
+    );
+    let refused = server
+        .chat("bob", PASSWORD, &["dm", "alice"])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "PermissionDenied: you cannot message this user"
+    );
+    assert!(bob.search_users("ali", 0).await.unwrap().is_empty());
+    let refused = alice.block_user("alice").await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    alice.unblock_user("bob").await.unwrap();
+    assert!(alice.blocked_users().await.unwrap().is_empty());
+    server
+        .chat("bob", PASSWORD, &["dm", "alice"])
+        .await
+        .unwrap();
+}
