@@ -18,7 +18,9 @@ here, once:
 - `Backoff` and `SendRetry`: how long to wait between attempts (sends,
   edits, deletions and reactions are all safe to repeat);
 - the request of each conversation call (`send_request`, `edit_request`,
-  `reaction_request`, ...), so both clients ask the same thing.
+  `reaction_request`, ...) and of the room and profile calls
+  (`create_room_request`, `update_room_request`, `members_request`, ...),
+  so both clients ask the same thing.
 
 Nothing here calls the network or sleeps.
 """
@@ -171,6 +173,35 @@ def thread_request(
 
 def rooms_request(page_size: int, page_token: str, joined_only: bool) -> pb.ListRoomsRequest:
     return pb.ListRoomsRequest(page_size=page_size, page_token=page_token, joined_only=joined_only)
+
+
+def create_room_request(name: str, topic: str, visibility: int) -> pb.CreateRoomRequest:
+    return pb.CreateRoomRequest(name=name, topic=topic, visibility=visibility)
+
+
+def update_room_request(
+    room_id: str, name: str | None, topic: str | None, visibility: int | None
+) -> pb.UpdateRoomRequest:
+    """An UpdateRoom that sets the fields given and leaves the `None` ones unset
+    (kept by the server): an empty topic clears the topic, None keeps it."""
+    changes = {"name": name, "topic": topic, "visibility": visibility}
+    return pb.UpdateRoomRequest(room_id=room_id, **{k: v for k, v in changes.items() if v is not None})
+
+
+def members_request(room_id: str, page_size: int, page_token: str) -> pb.ListMembersRequest:
+    return pb.ListMembersRequest(room_id=room_id, page_size=page_size, page_token=page_token)
+
+
+def remove_member_request(room_id: str, user_id: str, ban: bool, reason: str) -> pb.RemoveMemberRequest:
+    return pb.RemoveMemberRequest(room_id=room_id, user_id=user_id, ban=ban, reason=reason)
+
+
+def update_profile_request(display_name: str | None) -> pb.UpdateProfileRequest:
+    """An UpdateProfile that sets the display name ("" clears it), or, with
+    None, changes nothing (the answer is the caller as they are)."""
+    if display_name is None:
+        return pb.UpdateProfileRequest()
+    return pb.UpdateProfileRequest(display_name=display_name)
 
 
 def take_older_page(

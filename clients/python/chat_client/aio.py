@@ -36,15 +36,20 @@ from ._common import (
     Take,
     Then,
     channel_options,
+    create_room_request,
     delete_request,
     edit_request,
     is_expired_token,
     mark_read_request,
+    members_request,
     reaction_request,
+    remove_member_request,
     rooms_request,
     send_request,
     take_older_page,
     thread_request,
+    update_profile_request,
+    update_room_request,
 )
 from ._gen.chat.v1 import chat_pb2 as pb
 from ._gen.chat.v1 import chat_pb2_grpc as pb_grpc
@@ -183,8 +188,13 @@ class AsyncChatClient(ClientCore):
 
     # -- rooms -----------------------------------------------------------
 
-    async def create_room(self, name: str) -> pb.Room:
-        room = (await self._call(self._chat.CreateRoom, pb.CreateRoomRequest(name=name))).room
+    async def create_room(
+        self, name: str, *, topic: str = "", visibility: int = pb.ROOM_VISIBILITY_UNSPECIFIED
+    ) -> pb.Room:
+        """Creates a group room, public unless `visibility` is
+        `pb.ROOM_VISIBILITY_PRIVATE` (as `ChatClient.create_room`)."""
+        request = create_room_request(name, topic, visibility)
+        room = (await self._call(self._chat.CreateRoom, request)).room
         self._room_joined(room)
         return room
 
@@ -231,6 +241,95 @@ class AsyncChatClient(ClientCore):
         room = (await self._call(self._chat.OpenDirectRoom, request)).room
         self._room_joined(room)
         return room
+
+    # -- room settings and members ----------------------------------------
+    # The rules and refusals of each call are on `ChatClient`'s twin.
+
+    async def update_room(
+        self,
+        room_id: str,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        visibility: int | None = None,
+    ) -> pb.Room:
+        """Changes what is given of a group room's name, topic ("" clears it)
+        and visibility, keeping the rest; returns the room as it is now."""
+        request = update_room_request(room_id, name, topic, visibility)
+        return (await self._call(self._chat.UpdateRoom, request)).room
+
+    async def invite_to_room(self, room_id: str, username: str) -> None:
+        """Invites a user; their `join_room` accepts, `leave_room` declines."""
+        request = pb.InviteToRoomRequest(room_id=room_id, username=username)
+        await self._call(self._chat.InviteToRoom, request)
+
+    async def list_members_page(
+        self, room_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> pb.ListMembersResponse:
+        """One page of a room's members and the `next_page_token` ("" on the last)."""
+        request = members_request(room_id, page_size, page_token)
+        return await self._call(self._chat.ListMembers, request)
+
+    async def list_members(self, room_id: str, *, page_size: int = 0) -> list[pb.Member]:
+        """Every member of a room, following ListMembers' pages to the last."""
+        return [member async for member in self.iter_members(room_id, page_size=page_size)]
+
+    async def iter_members(self, room_id: str, *, page_size: int = 0) -> AsyncIterator[pb.Member]:
+        """The members of `list_members`, fetching each page only when it is reached."""
+        page_token = ""
+        while True:
+            page = await self.list_members_page(room_id, page_size=page_size, page_token=page_token)
+            for member in page.members:
+                yield member
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    async def set_member_role(self, room_id: str, user_id: str, role: int) -> None:
+        """Makes a member an admin or a plain member, or hands the room over (the owner only)."""
+        request = pb.SetMemberRoleRequest(room_id=room_id, user_id=user_id, role=role)
+        await self._call(self._chat.SetMemberRole, request)
+
+    async def remove_member(
+        self, room_id: str, user_id: str, *, ban: bool = False, reason: str = ""
+    ) -> None:
+        """Removes a member, and with `ban` refuses their later joins and invitations."""
+        request = remove_member_request(room_id, user_id, ban, reason)
+        await self._call(self._chat.RemoveMember, request)
+
+    async def unban_member(self, room_id: str, user_id: str) -> None:
+        """Lifts a ban; lifting one that is not there succeeds."""
+        request = pb.UnbanMemberRequest(room_id=room_id, user_id=user_id)
+        await self._call(self._chat.UnbanMember, request)
+
+    # -- people: profiles, search, blocking -----------------------------------
+
+    async def update_profile(self, *, display_name: str | None = None) -> pb.User:
+        """Sets one's display name ("" clears it; None changes nothing) and
+        returns oneself as one is now (also kept as `self.user`)."""
+        request = update_profile_request(display_name)
+        user = (await self._call(self._chat.UpdateProfile, request)).user
+        self.user = user
+        return user
+
+    async def search_users(self, prefix: str, *, limit: int = 0) -> list[pb.User]:
+        """Users whose username or display name starts with `prefix`, by
+        username, at most 20; users who block the caller are left out."""
+        request = pb.SearchUsersRequest(prefix=prefix, limit=limit)
+        return list((await self._call(self._chat.SearchUsers, request)).users)
+
+    async def block_user(self, username: str) -> None:
+        """Blocks a user (see `ChatClient.block_user`); blocking twice succeeds."""
+        await self._call(self._chat.BlockUser, pb.BlockUserRequest(username=username))
+
+    async def unblock_user(self, username: str) -> None:
+        """Lifts a block; unblocking someone not blocked succeeds."""
+        await self._call(self._chat.UnblockUser, pb.UnblockUserRequest(username=username))
+
+    async def list_blocked_users(self) -> list[pb.User]:
+        """The users one blocks, by username."""
+        request = pb.ListBlockedUsersRequest()
+        return list((await self._call(self._chat.ListBlockedUsers, request)).users)
 
     # -- messages --------------------------------------------------------
 
@@ -378,8 +477,9 @@ class AsyncEventStream(ResumeCore):
 
     Yields what the blocking `EventStream` yields: `ready` (once per
     connection), each room's log events (`message`, `edited`, `deleted`,
-    `reaction`) once and in seq order, `read` markers, `presence`, `typing`
-    and `error`; never a heartbeat; a `resync`'s missing messages paged from
+    `reaction`, `member`, `room_updated`) once and in seq order, `read`
+    markers, `invited`, `profile`, `presence`, `typing` and `error`; never
+    a heartbeat; a `resync`'s missing messages paged from
     History as `message` events, as they are now.
     Raises `ChatError` for failures no reconnect can fix.
 

@@ -42,15 +42,20 @@ from ._common import (  # the constants stay importable from here, where they we
     Take,
     Then,
     channel_options,
+    create_room_request,
     delete_request,
     edit_request,
     is_expired_token,
     mark_read_request,
+    members_request,
     reaction_request,
+    remove_member_request,
     rooms_request,
     send_request,
     take_older_page,
     thread_request,
+    update_profile_request,
+    update_room_request,
 )
 from ._gen.chat.v1 import chat_pb2 as pb
 from ._gen.chat.v1 import chat_pb2_grpc as pb_grpc
@@ -190,8 +195,14 @@ class ChatClient(ClientCore):
 
     # -- rooms -----------------------------------------------------------
 
-    def create_room(self, name: str) -> pb.Room:
-        room = self._call(self._chat.CreateRoom, pb.CreateRoomRequest(name=name)).room
+    def create_room(
+        self, name: str, *, topic: str = "", visibility: int = pb.ROOM_VISIBILITY_UNSPECIFIED
+    ) -> pb.Room:
+        """Creates a group room (public unless `visibility` is
+        `pb.ROOM_VISIBILITY_PRIVATE`) with the caller as its owner.
+        ALREADY_EXISTS when a group room has the name (regardless of case)."""
+        request = create_room_request(name, topic, visibility)
+        room = self._call(self._chat.CreateRoom, request).room
         self._room_joined(room)
         return room
 
@@ -240,6 +251,122 @@ class ChatClient(ClientCore):
         room = self._call(self._chat.OpenDirectRoom, request).room
         self._room_joined(room)
         return room
+
+    # -- room settings and members ----------------------------------------
+
+    def update_room(
+        self,
+        room_id: str,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        visibility: int | None = None,
+    ) -> pb.Room:
+        """Changes what is given of a group room's name, topic ("" clears it)
+        and visibility, keeping the rest; returns the room as it is now.
+        Members' streams get `room_updated`.
+
+        Admins and the owner only: PERMISSION_DENIED for a member or a
+        stranger; ALREADY_EXISTS for another room's name; INVALID_ARGUMENT
+        for a name or topic the server's rules refuse; NOT_FOUND for an
+        unknown room.
+        """
+        request = update_room_request(room_id, name, topic, visibility)
+        return self._call(self._chat.UpdateRoom, request).room
+
+    def invite_to_room(self, room_id: str, username: str) -> None:
+        """Invites a user: any member may to a public room, admins and the
+        owner to a private one (PERMISSION_DENIED otherwise). The invitee's
+        streams get `invited`; their `join_room` accepts, `leave_room`
+        declines. FAILED_PRECONDITION for a member or a banned user,
+        NOT_FOUND for an unknown user; PERMISSION_DENIED "you cannot message
+        this user" when the invitee blocks the caller."""
+        request = pb.InviteToRoomRequest(room_id=room_id, username=username)
+        self._call(self._chat.InviteToRoom, request)
+
+    def list_members_page(
+        self, room_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> pb.ListMembersResponse:
+        """One page of a room's members (owner, admins, members, each by
+        when they joined) and the `next_page_token` ("" on the last page).
+        `page_size` 0 is the server's 100, at most 1000. Members only
+        (PERMISSION_DENIED); INVALID_ARGUMENT for a token the server did not
+        issue."""
+        request = members_request(room_id, page_size, page_token)
+        return self._call(self._chat.ListMembers, request)
+
+    def list_members(self, room_id: str, *, page_size: int = 0) -> list[pb.Member]:
+        """Every member of a room, following ListMembers' pages to the last."""
+        return list(self.iter_members(room_id, page_size=page_size))
+
+    def iter_members(self, room_id: str, *, page_size: int = 0) -> Iterator[pb.Member]:
+        """The members of `list_members`, fetching each page only when it is reached."""
+        page_token = ""
+        while True:
+            page = self.list_members_page(room_id, page_size=page_size, page_token=page_token)
+            yield from page.members
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    def set_member_role(self, room_id: str, user_id: str, role: int) -> None:
+        """Makes a member `pb.MEMBER_ROLE_ADMIN` or `pb.MEMBER_ROLE_MEMBER`,
+        or hands the room over with `pb.MEMBER_ROLE_OWNER` (the old owner
+        becomes an admin). The owner only (PERMISSION_DENIED);
+        FAILED_PRECONDITION for the owner's own role; INVALID_ARGUMENT for
+        an unspecified role."""
+        request = pb.SetMemberRoleRequest(room_id=room_id, user_id=user_id, role=role)
+        self._call(self._chat.SetMemberRole, request)
+
+    def remove_member(
+        self, room_id: str, user_id: str, *, ban: bool = False, reason: str = ""
+    ) -> None:
+        """Removes a member, and with `ban` refuses their later joins and
+        invitations (a non-member can be banned too). `reason` (up to 512
+        characters) goes to the room with the `member` event. Admins remove
+        members, the owner admins too, nobody the owner (PERMISSION_DENIED)."""
+        request = remove_member_request(room_id, user_id, ban, reason)
+        self._call(self._chat.RemoveMember, request)
+
+    def unban_member(self, room_id: str, user_id: str) -> None:
+        """Lifts a ban (admins and the owner); lifting one that is not there succeeds."""
+        self._call(self._chat.UnbanMember, pb.UnbanMemberRequest(room_id=room_id, user_id=user_id))
+
+    # -- people: profiles, search, blocking -----------------------------------
+
+    def update_profile(self, *, display_name: str | None = None) -> pb.User:
+        """Sets one's display name ("" clears it; None changes nothing) and
+        returns oneself as one is now (also kept as `self.user`). Everyone
+        who shares a room, and one's own streams, get `profile`.
+        INVALID_ARGUMENT for a name the server's rules refuse (over 64
+        characters, control or invisible characters)."""
+        user = self._call(self._chat.UpdateProfile, update_profile_request(display_name)).user
+        self.user = user
+        return user
+
+    def search_users(self, prefix: str, *, limit: int = 0) -> list[pb.User]:
+        """Users whose username or display name starts with `prefix`
+        (regardless of case), by username; `limit` 0 is the most, 20.
+        Users who block the caller are left out. INVALID_ARGUMENT for a
+        prefix that is empty or over 32 characters."""
+        request = pb.SearchUsersRequest(prefix=prefix, limit=limit)
+        return list(self._call(self._chat.SearchUsers, request).users)
+
+    def block_user(self, username: str) -> None:
+        """Blocks a user: they can no longer open a direct room with one,
+        send in it, or invite one (PERMISSION_DENIED "you cannot message this
+        user"), and one's streams get no typing or presence of theirs.
+        Blocking twice succeeds. NOT_FOUND for an unknown user,
+        INVALID_ARGUMENT for oneself."""
+        self._call(self._chat.BlockUser, pb.BlockUserRequest(username=username))
+
+    def unblock_user(self, username: str) -> None:
+        """Lifts a block; unblocking someone not blocked succeeds."""
+        self._call(self._chat.UnblockUser, pb.UnblockUserRequest(username=username))
+
+    def list_blocked_users(self) -> list[pb.User]:
+        """The users one blocks, by username."""
+        return list(self._call(self._chat.ListBlockedUsers, pb.ListBlockedUsersRequest()).users)
 
     # -- messages --------------------------------------------------------
 
@@ -385,9 +512,10 @@ class EventStream(ResumeCore):
 
     Yields `ready` (once per connection, listing who is online), the events
     of each room's log (`message`, thread replies included, `edited`,
-    `deleted`, `reaction`: each once, in seq order, its seq moving the
-    room's cursor), `read` markers (not in the log: no seq, passed as they
-    come), `presence`, `typing` and `error` events; heartbeats (pong with
+    `deleted`, `reaction`, `member`, `room_updated`: each once, in seq
+    order, its seq moving the room's cursor), `read` markers (not in the
+    log: no seq, passed as they come), `invited`, `profile`, `presence`,
+    `typing` and `error` events; heartbeats (pong with
     nonce 0) are not yielded, but keep the watchdog quiet. A `resync` (more
     missed than the server resends) is handled here: the missing messages
     are paged with History and yielded as `message` events in seq order.
