@@ -454,4 +454,103 @@ print(" ".join(w for _, w in out) if seqs and seqs[0] > 0 and seqs == sorted(set
 [ "$REPLAY" = "INVITED:bob JOINED:bob UPDATED ROLE_CHANGED:bob UPDATED INVITED:carol JOINED:carol BANNED:carol UNBANNED:carol INVITED:carol REMOVED:bob" ] &&
   ok "the replay holds every change once, in seq order" || fail "replay of the membership events: $REPLAY" "$(cat "$WORK/members.out")"
 
+
+# People: display names and search. Alice names herself: her own stream and
+# bob's (they share general) hear `profile`, dave's (he shares no room with
+# her) does not, and every User the server sends carries the name.
+usernames() { python3 -c 'import json, sys; print(" ".join(json.loads(line)["username"] for line in sys.stdin))'; }
+timeout 90 ./subscribe.sh >"$WORK/self.out" 2>&1 &
+BACKGROUND+=($!)
+TOKEN=$BOB timeout 90 ./subscribe.sh >"$WORK/people.out" 2>&1 &
+BACKGROUND+=($!)
+./register.sh dave 'a fourth password' >/dev/null
+DAVE=$(./login.sh dave 'a fourth password')
+TOKEN=$DAVE timeout 90 ./subscribe.sh >"$WORK/stranger.out" 2>&1 &
+BACKGROUND+=($!)
+for out in self people stranger; do wait_for "$out: subscribe.sh starts with ready" "$WORK/$out.out" '"ready":{"user":{"id"'; done
+OUT=$(./profile.sh 'Alice Liddell')
+[ "$OUT" = "{\"id\":\"$ALICE_ID\",\"username\":\"alice\",\"displayName\":\"Alice Liddell\"}" ] &&
+  ok "profile.sh prints you with your new display name" || fail "profile.sh output" "$OUT"
+[ "$(./profile.sh)" = "$OUT" ] && ok "profile.sh with no argument changes nothing" || fail "profile.sh with no argument" "$(./profile.sh)"
+wait_for "bob's stream hears alice's profile" "$WORK/people.out" "{\"profile\":{\"user\":{\"id\":\"$ALICE_ID\",\"username\":\"alice\",\"displayName\":\"Alice Liddell\"}}}"
+wait_for "alice's own stream hears it too" "$WORK/self.out" '{"profile":{"user":{"id":"'"$ALICE_ID"'","username":"alice","displayName":"Alice Liddell"}}}'
+if has "$(cat "$WORK/stranger.out")" '"profile":'; then fail "a user who shares no room hears no profile" "$(cat "$WORK/stranger.out")"; else ok "a user who shares no room hears no profile"; fi
+expect "members.sh shows the display name" "$(./members.sh)" '"username":"alice","displayName":"Alice Liddell"},"role":"MEMBER_ROLE_OWNER"'
+expect "send.sh's message carries it in its sender" "$(./send.sh 'by any other name')" '"sender":{"id":"'"$ALICE_ID"'","username":"alice","displayName":"Alice Liddell"}'
+refused "profile.sh with a control character" InvalidArgument ./profile.sh $'Alice\a'
+refused "profile.sh with 65 characters" InvalidArgument ./profile.sh "$(printf 'x%.0s' {1..65})"
+OUT=$(./profile.sh '')
+[ "$OUT" = "{\"id\":\"$ALICE_ID\",\"username\":\"alice\"}" ] && ok "profile.sh '' clears the display name" || fail "profile.sh ''" "$OUT"
+wait_for "bob's stream hears it cleared" "$WORK/people.out" "{\"profile\":{\"user\":{\"id\":\"$ALICE_ID\",\"username\":\"alice\"}}}"
+
+# Search: by username or display name, without regard to case, by username.
+TOKEN=$BOB ./profile.sh 'Ace of Clubs' >/dev/null
+OUT=$(TOKEN=$DAVE ./search-users.sh A)
+[ "$(usernames <<<"$OUT")" = "alice bob" ] && ok "search-users.sh finds usernames and display names, by username" || fail "search-users.sh A" "$OUT"
+expect "search-users.sh prints the display names" "$OUT" '"username":"bob","displayName":"Ace of Clubs"}'
+[ "$(TOKEN=$DAVE ./search-users.sh aCE | usernames)" = bob ] && ok "search-users.sh ignores case" || fail "search-users.sh aCE" "$(TOKEN=$DAVE ./search-users.sh aCE)"
+[ "$(TOKEN=$DAVE ./search-users.sh a 1 | usernames)" = alice ] && ok "search-users.sh PREFIX LIMIT lists at most LIMIT" || fail "search-users.sh a 1" "$(TOKEN=$DAVE ./search-users.sh a 1)"
+[ -z "$(./search-users.sh nobody-by-this-name)" ] && ok "search-users.sh with no match prints nothing" || fail "search-users.sh no match" "$(./search-users.sh nobody-by-this-name)"
+refused "search-users.sh with an empty prefix" InvalidArgument ./search-users.sh ''
+refused "search-users.sh with 33 characters" InvalidArgument ./search-users.sh "$(printf 'x%.0s' {1..33})"
+
+
+# Blocking: bob blocks carol. She can no longer open a direct room with him,
+# send in theirs or invite him; his streams hear no typing or presence from
+# her, and her searches leave him out. Group rooms go on as before.
+# denied WHAT COMMAND...: refused as a blocked user is.
+denied() {
+  local what=$1 out
+  shift
+  if out=$("$@" 2>&1); then fail "$what must fail" "$out"; fi
+  grep -q "Code: PermissionDenied" <<<"$out" && grep -q "you cannot message this user" <<<"$out" &&
+    ok "$what fails with PermissionDenied: you cannot message this user" || fail "$what: expected PermissionDenied" "$out"
+}
+open_direct() { "$GRPCURL" -plaintext -H "authorization: Bearer $1" -d "{\"username\": \"$2\"}" "$ADDR" chat.v1.ChatService/OpenDirectRoom; }
+DIRECT=$(open_direct "$CAROL" bob | python3 -c 'import json, sys; print(json.load(sys.stdin)["room"]["id"])')
+TOKEN=$CAROL ROOM=$DIRECT ./send.sh 'before the block' >/dev/null
+CAROLS=$(TOKEN=$CAROL ./create-room.sh carols-room)
+OUT=$(TOKEN=$BOB ./block.sh carol)
+[ "$OUT" = "blocked carol" ] && ok "block.sh says whom it blocked" || fail "block.sh output" "$OUT"
+[ "$(TOKEN=$BOB ./block.sh carol)" = "blocked carol" ] && ok "block.sh twice succeeds" || fail "block.sh again"
+OUT=$(TOKEN=$BOB ./blocked.sh)
+[ "$(usernames <<<"$OUT")" = carol ] && ok "blocked.sh lists whom you block" || fail "blocked.sh" "$OUT"
+[ -z "$(TOKEN=$CAROL ./blocked.sh)" ] && ok "blocked.sh of the blocked user is empty" || fail "carol's blocked.sh" "$(TOKEN=$CAROL ./blocked.sh)"
+refused "block.sh of an unknown user" NotFound env TOKEN="$BOB" ./block.sh nobody-at-all
+refused "block.sh of yourself" InvalidArgument env TOKEN="$BOB" ./block.sh bob
+denied "OpenDirectRoom with the blocker" open_direct "$CAROL" bob
+denied "send.sh in the blocker's direct room" env TOKEN="$CAROL" ROOM="$DIRECT" ./send.sh 'let me in'
+denied "invite.sh of the blocker" env TOKEN="$CAROL" ROOM="$CAROLS" ./invite.sh bob
+[ -z "$(TOKEN=$CAROL ./search-users.sh bo)" ] && ok "search-users.sh leaves out who blocked you" || fail "carol's search-users.sh bo" "$(TOKEN=$CAROL ./search-users.sh bo)"
+[ "$(./search-users.sh bo | usernames)" = bob ] && ok "... and finds them for others" || fail "alice's search-users.sh bo" "$(./search-users.sh bo)"
+[ "$(TOKEN=$BOB ./search-users.sh car | usernames)" = carol ] && ok "... and for the blocker" || fail "bob's search-users.sh car" "$(TOKEN=$BOB ./search-users.sh car)"
+
+# Carol (no stream open yet) joins general and comes online, types and
+# speaks there: alice hears it all, bob her message only.
+CAROL_ID=$(./search-users.sh carol | python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["id"])')
+GENERAL=$(TOKEN=$CAROL ./join-room.sh general)
+TOKEN=$CAROL timeout 60 ./subscribe.sh >"$WORK/blocked.out" 2>&1 &
+BACKGROUND+=($!)
+wait_for "carol's subscribe.sh starts with ready" "$WORK/blocked.out" '"ready":{"user":{"id"'
+wait_for "alice's stream sees carol online" "$WORK/self.out" "{\"presence\":{\"user\":{\"id\":\"$CAROL_ID\",\"username\":\"carol\"},\"online\":true}}"
+"$GRPCURL" -plaintext -H "authorization: Bearer $CAROL" -d "{\"room_id\": \"$GENERAL\"}" "$ADDR" chat.v1.ChatService/SendTyping >/dev/null
+wait_for "alice's stream sees carol typing" "$WORK/self.out" "{\"typing\":{\"roomId\":\"$GENERAL\",\"user\":{\"id\":\"$CAROL_ID\""
+TOKEN=$CAROL ROOM=$GENERAL ./send.sh 'carol was here' >/dev/null
+wait_for "bob's stream still gets carol's message in a group room" "$WORK/people.out" '"text":"carol was here"'
+wait_for "... and so does alice's" "$WORK/self.out" '"text":"carol was here"'
+if has "$(cat "$WORK/people.out")" "\"user\":{\"id\":\"$CAROL_ID\",\"username\":\"carol\"},\"online\""; then
+  fail "the blocker's stream gets no presence from the blocked user" "$(cat "$WORK/people.out")"
+else ok "the blocker's stream gets no presence from the blocked user"; fi
+if has "$(cat "$WORK/people.out")" "{\"typing\":{\"roomId\":\"$GENERAL\",\"user\":{\"id\":\"$CAROL_ID\""; then
+  fail "the blocker's stream gets no typing from the blocked user" "$(cat "$WORK/people.out")"
+else ok "the blocker's stream gets no typing from the blocked user"; fi
+
+OUT=$(TOKEN=$BOB ./unblock.sh carol)
+[ "$OUT" = "unblocked carol" ] && ok "unblock.sh says whom it unblocked" || fail "unblock.sh output" "$OUT"
+[ "$(TOKEN=$BOB ./unblock.sh carol)" = "unblocked carol" ] && ok "unblock.sh of someone not blocked succeeds" || fail "unblock.sh again"
+[ -z "$(TOKEN=$BOB ./blocked.sh)" ] && ok "blocked.sh after unblock.sh is empty" || fail "blocked.sh after unblock.sh" "$(TOKEN=$BOB ./blocked.sh)"
+refused "unblock.sh of an unknown user" NotFound env TOKEN="$BOB" ./unblock.sh nobody-at-all
+expect "unblocked, carol sends in the direct room again" "$(TOKEN=$CAROL ROOM=$DIRECT ./send.sh 'after the block')" '"text":"after the block"'
+[ "$(TOKEN=$CAROL ./search-users.sh bo | usernames)" = bob ] && ok "unblocked, carol finds bob again" || fail "carol's search-users.sh bo after unblock.sh" "$(TOKEN=$CAROL ./search-users.sh bo)"
+
 echo "$PASSED passed, $FAILED failed"

@@ -1,11 +1,12 @@
 // A terminal chat over ChatStream: logs in, joins a room (creating it if
 // needed), prints the room's recent messages and every live event (edits,
 // deletions, reactions, replies, thread replies, read receipts, membership
-// changes, room updates and invitations included),
-// and sends each line typed on stdin. Ends when stdin does (Ctrl-D), once every line
-// sent is acknowledged. Everything from the server is printed through
-// escapeControls, so control and bidi characters in it cannot act on the
-// terminal.
+// changes, room updates, invitations and profile changes included), and
+// sends each line typed on stdin. People are shown by their display name
+// where they have one, else by their username. Ends when stdin does
+// (Ctrl-D), once every line sent is acknowledged. Everything from the
+// server is printed through escapeControls, so control and bidi characters
+// in it cannot act on the terminal.
 //
 //   node dist/examples/chat.js --addr 127.0.0.1:50051 --user alice --password 'correct horse battery' --room general [--register]
 import { createInterface } from "node:readline";
@@ -54,7 +55,8 @@ for await (const r of client.rooms()) {
   }
 }
 const room = found ? await client.joinRoom(found.id) : await client.createRoom(args.room!);
-const who = (u: { username: string } | undefined) => esc(u?.username ?? "?");
+/** A user as shown: the display name where set (the proto says so), else the username. */
+const who = (u: { username: string; displayName: string } | undefined) => esc(u?.displayName || u?.username || "?");
 const show = (m: Message) => {
   const thread = m.threadRootId ? "  ↳ " : "";
   const quote = m.replyTo ? ` (re <${who(m.replyTo.sender)}> ${m.replyTo.deleted ? "[deleted]" : esc(m.replyTo.text)})` : "";
@@ -68,7 +70,7 @@ for (const m of (await client.history(room.id, { limit: 10 })).messages) show(m)
 // Start at the newest message of every room we are in: only new ones follow.
 const stream = client.chatStream({ cursors: cursorsAt(await client.listRooms({ joinedOnly: true })) });
 const ready = await stream.ready;
-console.log(`* ${esc(user.username)} in #${esc(room.name)}; online: ${ready.onlineUsers.map((u) => esc(u.username)).join(", ") || "nobody else"}`);
+console.log(`* ${who(user)} in #${esc(room.name)}; online: ${ready.onlineUsers.map(who).join(", ") || "nobody else"}`);
 
 /** What a `member` event says happened, e.g. "bob was removed by alice (spam)". */
 const membership = (m: ServerEvent_MemberEvent): string => {
@@ -131,11 +133,16 @@ const printing = (async () => {
       case "invited":
         console.log(`* ${who(event.value.by)} invited you to #${esc(event.value.room?.name ?? "?")}`);
         break;
+      case "profile": {
+        const u = event.value.user;
+        console.log(u?.displayName ? `* ${esc(u.username)} is now shown as ${esc(u.displayName)}` : `* ${esc(u?.username ?? "?")} is shown by username again`);
+        break;
+      }
       case "presence":
-        console.log(`* ${esc(event.value.user?.username ?? "?")} is ${event.value.online ? "online" : "offline"}`);
+        console.log(`* ${who(event.value.user)} is ${event.value.online ? "online" : "offline"}`);
         break;
       case "typing":
-        if (event.value.roomId === room.id) console.log(`* ${esc(event.value.user?.username ?? "?")} is typing`);
+        if (event.value.roomId === room.id) console.log(`* ${who(event.value.user)} is typing`);
         break;
       case "error":
         console.log(`! ${esc(event.value.message)}`);

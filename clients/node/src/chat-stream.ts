@@ -209,8 +209,8 @@ export class ChatStream implements AsyncIterable<ServerEvent> {
         this.advance(e.value);
         break;
       // Edits, deletions, reactions, membership changes and room updates
-      // take seqs of the room's log too (`read` and `invited` do not: a
-      // marker and an invitation are not room events).
+      // take seqs of the room's log too (`read`, `invited` and `profile` do
+      // not: a marker, an invitation and a display name are no room events).
       case "edited":
         if (e.value.message) this.advanceTo(e.value.message.roomId, e.value.seq);
         break;

@@ -70,6 +70,18 @@ export interface ListMembersOptions {
   pageSize?: number;
 }
 
+/** What `updateProfile` changes: each field given is set, the others kept. */
+export interface ProfileChanges {
+  /** Shown instead of the username: 0 to 64 characters; "" clears it. */
+  displayName?: string;
+}
+
+/** Options of `searchUsers`. */
+export interface SearchUsersOptions {
+  /** Users asked for: 0 (the default) means the server's 20; at most 20. */
+  limit?: number;
+}
+
 /** Options of `removeMember`. */
 export interface RemoveMemberOptions {
   /** Also refuse the user's later joins and invitations (a non-member can be banned too). */
@@ -268,6 +280,50 @@ export class ChatClient {
   /** Lifts a ban (admins and the owner); lifting one that is not there succeeds. */
   async unbanMember(roomId: string, userId: string): Promise<void> {
     await this.chatService.unbanMember({ roomId, userId });
+  }
+
+  /**
+   * Sets our display name (shown instead of the username where set; ""
+   * clears it); with nothing given, changes nothing. Resolves with us as we
+   * are now, which `session.user` then holds. InvalidArgument beyond 64
+   * characters, or for control, invisible or bidi-control characters.
+   * Everyone who shares a room with us, and our own streams, get `profile`.
+   */
+  async updateProfile(changes: ProfileChanges): Promise<User> {
+    const user = (await this.chatService.updateProfile(changes)).user!;
+    if (this.session) this.session.user = user;
+    return user;
+  }
+
+  /**
+   * The users whose username or display name starts with `prefix` (1 to 32
+   * characters, InvalidArgument otherwise; case does not matter), by
+   * username, at most 20. Users who blocked us are left out.
+   */
+  async searchUsers(prefix: string, options: SearchUsersOptions = {}): Promise<User[]> {
+    return (await this.chatService.searchUsers({ prefix, limit: options.limit ?? 0 })).users;
+  }
+
+  /**
+   * Blocks a user, by username: they can no longer open a direct room with
+   * us, send in one we share, or invite us to a room (PermissionDenied "you
+   * cannot message this user"), our streams get no typing or presence from
+   * them, and our name drops out of their searches. Messages in shared
+   * group rooms still arrive. Blocking twice succeeds; NotFound for an
+   * unknown user, InvalidArgument for ourselves.
+   */
+  async blockUser(username: string): Promise<void> {
+    await this.chatService.blockUser({ username });
+  }
+
+  /** Lifts a block; unblocking someone not blocked succeeds (NotFound for an unknown user). */
+  async unblockUser(username: string): Promise<void> {
+    await this.chatService.unblockUser({ username });
+  }
+
+  /** The users we block, by username. */
+  async listBlockedUsers(): Promise<User[]> {
+    return (await this.chatService.listBlockedUsers({})).users;
   }
 
   /**

@@ -5,8 +5,10 @@ export {
   type CreateRoomOptions,
   type ListMembersOptions,
   type ListRoomsOptions,
+  type ProfileChanges,
   type RemoveMemberOptions,
   type RoomChanges,
+  type SearchUsersOptions,
   type Session,
 } from "./client.js";
 export { ChatStream, type ChatStreamOptions, type Cursors, type SendOptions } from "./chat-stream.js";

@@ -194,8 +194,9 @@ export class ResumingChatStream implements AsyncIterable<ServerEvent> {
       }
     }
     // Edits, deletions, reactions, membership changes and room updates take
-    // seqs of the room's log too; a `read` or `invited` has none (a marker
-    // and an invitation are not room events) and always goes on.
+    // seqs of the room's log too; a `read`, `invited` or `profile` has none
+    // (a marker, an invitation and a display name are no room events) and
+    // always goes on.
     const change =
       e.case === "edited" && e.value.message
         ? { roomId: e.value.message.roomId, seq: e.value.seq }

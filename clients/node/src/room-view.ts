@@ -5,10 +5,12 @@
 // emoji's count, a thread reply (a `message` with `threadRootId`) bumps its
 // root's count, an `edited` is merged into the held message (its text,
 // `editedAt`, mentions and quote) keeping the aggregates, a `deleted` makes
-// a tombstone; a `member` or `roomUpdated` only moves the view's seq. So a
-// view seeded at a seq and fed every event after it holds what History and
-// ListThread would return, each change counted once: every room event has a
-// seq, and the view ignores one at or below its own.
+// a tombstone; a `member` or `roomUpdated` only moves the view's seq. A
+// `profile` (no room event, no seq) gives the held messages' senders,
+// mentions and quotes that user as they are now. So a view seeded at a seq
+// and fed every event after it holds what History and ListThread would
+// return, each change counted once: every room event has a seq, and the
+// view ignores one at or below its own.
 import { clone, create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -19,6 +21,7 @@ import {
   type Message,
   type Room,
   type ServerEvent,
+  type User,
 } from "./gen/chat/v1/chat_pb.js";
 import type { ChatClient } from "./client.js";
 
@@ -187,6 +190,10 @@ export class RoomView {
         return this.advance(e.value.roomId, e.value.seq);
       case "roomUpdated":
         return e.value.room ? this.advance(e.value.room.id, e.value.seq) : false;
+      // A display name changed: no room event and no seq, but History shows
+      // every user as they are now, so the held messages do too.
+      case "profile":
+        return e.value.user ? this.rename(e.value.user) : false;
       case "read": {
         const r = e.value;
         if (r.roomId !== this.roomId || !r.user) return false;
@@ -262,6 +269,22 @@ export class RoomView {
     m.editedAt = undefined;
     m.reactions = [];
     m.mentions = [];
+  }
+
+  /** Gives every held message's sender, mentions and quoted sender that are `user` its new profile; returns whether any was. */
+  private rename(user: User): boolean {
+    let changed = false;
+    const renamed = (u: User | undefined): User | undefined => {
+      if (u?.id !== user.id) return u;
+      changed = true;
+      return clone(UserSchema, user);
+    };
+    for (const m of this.messages.values()) {
+      m.sender = renamed(m.sender);
+      m.mentions = m.mentions.map((u) => renamed(u)!);
+      if (m.replyTo) m.replyTo.sender = renamed(m.replyTo.sender);
+    }
+    return changed;
   }
 
   /** Updates the quotes of `m` in the held messages that reply to it. */

@@ -1,12 +1,13 @@
 // Text from the server made safe to print on a terminal.
 //
-// Message text, usernames and room names come from other people. Printed
-// raw, an ESC sequence in them could move the cursor, recolour or clear the
-// screen, retitle the window or rewrite lines already shown; a bare CR could
-// overwrite the start of a line, BEL could ring, and a bidi control (RLO and
-// the like) could make text read differently from what it is. The server
-// refuses control characters in new messages and in names, but older
-// messages and accounts, or another server, may still carry them.
+// Message text, usernames, display names and room names come from other
+// people. Printed raw, an ESC sequence in them could move the cursor,
+// recolour or clear the screen, retitle the window or rewrite lines already
+// shown; a bare CR could overwrite the start of a line, BEL could ring, and
+// a bidi control (RLO and the like) could make text read differently from
+// what it is. The server refuses control characters in new messages and in
+// names, but older messages and accounts, or another server, may still
+// carry them.
 
 // C0 controls but tab (U+0009) and newline (U+000A), DEL, C1 controls, and
 // the Unicode bidirectional controls: ALM (U+061C), LRM/RLM (U+200E/U+200F),

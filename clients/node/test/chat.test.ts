@@ -268,7 +268,7 @@ describe("account security", { timeout: 30_000 }, () => {
 });
 
 describe("examples/chat", { timeout: 60_000 }, () => {
-  test("logs in, joins a room, chats over ChatStream and shows reactions", async () => {
+  test("logs in, joins a room, chats over ChatStream and shows reactions and display names", async () => {
     const bob = await newUser(server.address, "bob");
     const roomName = `example-${Date.now()}`;
     const room = await bob.createRoom(roomName);
@@ -312,6 +312,13 @@ describe("examples/chat", { timeout: 60_000 }, () => {
     while (!out.includes("topic: examples") && Date.now() < joinedShown) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, new RegExp(`\\* ${carol.session!.user.username} joined\n`), `example output:\n${out}\n${err}`);
     assert.match(out, new RegExp(`\\* ${bob.session!.user.username} updated the room: #${roomName}, topic: examples`), `example output:\n${out}\n${err}`);
+    // A display name shows instead of the username, from the profile event on.
+    await bob.updateProfile({ displayName: "Bobby Tables" });
+    await bob.send(room.id, "by another name");
+    const renamed = Date.now() + 10_000;
+    while (!out.includes("by another name") && Date.now() < renamed) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, new RegExp(`\\* ${bob.session!.user.username} is now shown as Bobby Tables\n`), `example output:\n${out}\n${err}`);
+    assert.match(out, /<Bobby Tables> by another name\n/, `example output:\n${out}\n${err}`);
     child.stdin.end();
     assert.equal(await exited, 0, `example failed:\n${out}\n${err}`);
     // The example's join, bob's message and the example's line each took a seq: it prints its line's.

@@ -28,6 +28,8 @@ const member = (seq: bigint, user: typeof me, change: MemberChange, roomId = ROO
   create(ServerEventSchema, { event: { case: "member", value: { seq, roomId, user, change, role: MemberRole.MEMBER, by: user } } });
 const roomUpdated = (seq: bigint, topic: string, roomId = ROOM): ServerEvent =>
   create(ServerEventSchema, { event: { case: "roomUpdated", value: { seq, room: { id: roomId, name: "general", topic }, by: ann } } });
+const profile = (user: { id: string; username: string; displayName?: string }): ServerEvent =>
+  create(ServerEventSchema, { event: { case: "profile", value: { user } } });
 const summary = (view: RoomView, id: string) => view.get(id)!.reactions.map((r) => [r.emoji, r.count, r.reactedByMe]);
 
 describe("RoomView", () => {
@@ -182,6 +184,23 @@ describe("RoomView", () => {
     assert.deepEqual(view.timeline().map((m) => m.id), ["m1"]);
     view.apply(message({ id: "m2", seq: 5n, sender: ann, text: "bye" }));
     assert.deepEqual([view.seq, view.timeline().length], [5n, 2]);
+  });
+
+  test("a profile change renames the user's held senders, mentions and quoted senders; it takes no seq", () => {
+    const view = new RoomView(ROOM, me.id);
+    view.apply(message({ id: "m1", seq: 1n, sender: ann, text: "hello" }));
+    view.apply(message({ id: "m2", seq: 2n, sender: ben, text: "hi @ann", mentions: [ann], replyTo: { messageId: "m1", sender: ann, text: "hello" } }));
+    view.apply(message({ id: "m3", seq: 3n, sender: ben, text: "in a thread", threadRootId: "m1" }));
+    assert.ok(view.apply(profile({ ...ann, displayName: "Ann Arbor" })));
+    assert.equal(view.get("m1")!.sender?.displayName, "Ann Arbor");
+    assert.deepEqual(view.get("m2")!.mentions.map((u) => [u.id, u.displayName]), [[ann.id, "Ann Arbor"]]);
+    assert.equal(view.get("m2")!.replyTo?.sender?.displayName, "Ann Arbor");
+    assert.deepEqual([view.get("m2")!.sender?.displayName, view.get("m3")!.sender?.displayName], ["", ""], "ben is not renamed");
+    assert.equal(view.seq, 3n, "no seq is taken");
+    // Cleared, the username shows again; a user with nothing held changes nothing.
+    assert.ok(view.apply(profile(ann)));
+    assert.equal(view.get("m1")!.sender?.displayName, "");
+    assert.equal(view.apply(profile({ id: "u-zed", username: "zed", displayName: "Zed" })), false);
   });
 
   test("events of other rooms change nothing; a resync marks the view stale", () => {
