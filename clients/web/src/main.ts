@@ -41,6 +41,10 @@ import { createThreads, threadSummary } from "./thread";
 import { showSeen } from "./receipts";
 import { initNotifications, notificationToggle, notifyMessage } from "./notify";
 import { describeDevice } from "./device";
+import { createMembersPanel } from "./members";
+import { roomSettingsForm } from "./roomsettings";
+import { blockedSection, formStatus, profileSection } from "./account";
+import { displayName, isBlocked, noteProfile, peopleVersion, setBlocked, usernameOf } from "./people";
 
 /**
  * How long the newest messages of the open room must have been in sight
@@ -177,6 +181,8 @@ const state = {
   typingTimer: undefined as number | undefined,
   view: "chat" as "chat" | "sessions",
   drawerOpen: false,
+  /** The reader, as the stream's `ready` and `profile` events say (display name included). */
+  me: undefined as User | undefined,
 };
 
 // ---------- errors ----------
@@ -352,7 +358,8 @@ const messageList = createMessageList<Pending>({
   parts: [...conversation.parts, threadSummary((m, opener) => openThread(m, opener))],
   above: conversation.above,
   body: conversation.body,
-  variant: conversation.variant,
+  // Names and blocks change what a message shows: it is built anew then.
+  variant: (m) => conversation.variant(m) ?? peopleVersion(),
   pending: {
     retry: (p) => void deliver(p),
     edit: (p) => editRefused(p),
@@ -375,6 +382,26 @@ const threads = createThreads({
   showError,
 });
 
+/** The open room's members, in the side panel (members.ts). */
+const membersPanel = createMembersPanel(sidePanel, {
+  me: () => currentAuth()?.user.id,
+  room: (roomId) => state.rooms.get(roomId)?.room,
+  online: (u) => (u.id === currentAuth()?.user.id ? connection.state === "live" : state.online.has(u.id)),
+  sawOnline: (u, online) => {
+    // A member is someone `@` may offer in the room.
+    const rs = state.rooms.get(membersPanel.roomId);
+    if (rs) notePerson(rs, u);
+    if (online === state.online.has(u.id)) return;
+    if (online) state.online.set(u.id, u);
+    else state.online.delete(u.id);
+    renderOnline();
+  },
+  blockChanged: () => {
+    renderMessages();
+    renderOnline();
+  },
+});
+
 /**
  * Opens the side panel on the thread of `message` (a root, or a reply:
  * its root's thread). The message menu's "Reply in thread" calls it.
@@ -392,6 +419,9 @@ const el = {
   roomsList: h("nav", { class: "rooms", "data-testid": "rooms" }),
   browseList: h("div", { class: "browse", "data-testid": "browse", hidden: true }),
   roomTitle: h("h2", { "data-testid": "room-title" }),
+  roomTopic: h("p", { class: "room-topic muted small", "data-testid": "room-topic", dir: "auto", hidden: true }),
+  membersButton: h("button", { class: "small-button", "data-testid": "members-button", hidden: true }, "Members"),
+  settingsButton: h("button", { class: "small-button", "data-testid": "room-settings-button", hidden: true }, "Room settings"),
   leave: h("button", { class: "small-button", "data-testid": "leave-room", hidden: true }, "Leave room"),
   loadOlder: h("button", { class: "load-older", "data-testid": "load-older", hidden: true }, "Load older messages"),
   messages: messageList.log,
@@ -421,6 +451,8 @@ function startChat(): void {
   if (!a) return renderLogin();
   state.rooms.clear();
   state.online.clear();
+  state.me = undefined;
+  setBlocked([]);
   // Messages not yet sent before a reload go out once the stream is up.
   state.pending = loadPending();
   state.activeRoomId = localStorage.getItem(storageKey("active")) ?? "";
@@ -436,7 +468,7 @@ function startChat(): void {
 function buildShell(username: string): void {
   clear(app);
   clear(el.shell);
-  el.me.textContent = username;
+  renderMe(username);
 
   const createInput = h("input", {
     placeholder: "New room name",
@@ -551,13 +583,20 @@ function buildShell(username: string): void {
 
   el.loadOlder.onclick = () => void loadOlder();
   el.leave.onclick = () => void leaveRoom();
+  el.membersButton.onclick = () => membersPanel.open(state.activeRoomId, el.membersButton);
+  el.settingsButton.onclick = () => openRoomSettings();
   el.messages.onscroll = () => {
     if (el.messages.scrollTop < 40) void loadOlder();
   };
 
   clear(el.main);
   el.main.append(
-    h("div", { class: "pane-head" }, el.roomTitle, el.leave),
+    h(
+      "div",
+      { class: "pane-head room-head" },
+      h("div", { class: "room-heading" }, el.roomTitle, el.roomTopic),
+      h("div", { class: "room-tools" }, el.membersButton, el.settingsButton, el.leave),
+    ),
     el.offlineBanner,
     messageList.element,
     el.typing,
@@ -636,6 +675,20 @@ async function boot(): Promise<void> {
   }
   selectRoom(state.activeRoomId);
   connection.start();
+  // Whom the reader blocks: their messages are collapsed. A server without
+  // blocking has nobody blocked.
+  chatClient
+    .listBlockedUsers({})
+    .then((res) => {
+      setBlocked(res.users);
+      renderMessages();
+      renderOnline();
+    })
+    .catch((e) => {
+      if (ConnectError.from(e).code !== Code.Unimplemented && !connectionLost(e)) {
+        showError(`Could not list the users you block: ${describe(e)}`);
+      }
+    });
 }
 
 async function refreshRooms(): Promise<void> {
@@ -755,6 +808,7 @@ function renderRooms(): void {
         "data-testid": "room",
         "data-room-name": rs.room.name,
         "data-unread": isUnread ? "true" : "false",
+        "data-private": isPrivate(rs.room) ? "true" : false,
         "aria-current": rs.room.id === state.activeRoomId ? "true" : false,
         onclick: () => {
           selectRoom(rs.room.id);
@@ -763,6 +817,7 @@ function renderRooms(): void {
       },
       h("span", { class: "room-icon", "aria-hidden": "true" }, rs.room.kind === RoomKind.DIRECT ? "@" : "#"),
       h("span", { class: "room-name", dir: "auto" }, rs.room.name),
+      privateMark(rs.room),
       mentionBadge(mentions),
       roomBadge(count),
     );
@@ -783,6 +838,7 @@ function renderRooms(): void {
         "div",
         { class: "browse-item", "data-testid": "browse-room", "data-room-name": rs.room.name },
         h("span", { class: "room-name" }, `# ${rs.room.name}`),
+        privateMark(rs.room),
         rs.room.invited ? h("span", { class: "muted", "data-testid": "invited" }, " (invited)") : null,
         h(
           "button",
@@ -813,7 +869,6 @@ function selectRoom(roomId: string): void {
   showChat();
   const rs = state.rooms.get(roomId);
   composer.setRoom(rs ? roomId : "");
-  el.leave.hidden = !rs || rs.room.kind === RoomKind.DIRECT;
   renderTitle();
   sidePanel.close();
   conversation.openRoom(rs ? roomId : "");
@@ -836,11 +891,91 @@ function selectRoom(roomId: string): void {
   if (rs && window.matchMedia("(min-width: 721px)").matches) composer.focus();
 }
 
-/** The open room's name (and topic) above its messages. */
+function isPrivate(room: Room): boolean {
+  return room.kind === RoomKind.GROUP && room.visibility === RoomVisibility.PRIVATE;
+}
+
+/** A lock beside a private room's name; screen readers hear "private". */
+function privateMark(room: Room): HTMLElement | null {
+  if (!isPrivate(room)) return null;
+  return h(
+    "span",
+    { class: "private-mark", "data-testid": "private-indicator", title: "Private room: joined by invitation" },
+    lockIcon(),
+    h("span", { class: "visually-hidden" }, " private"),
+  );
+}
+
+/** A padlock drawn in the text's colour: no emoji font needed. */
+function lockIcon(): SVGElement {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("class", "lock-icon");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const body = document.createElementNS(ns, "rect");
+  for (const [k, v] of Object.entries({ x: "3", y: "7", width: "10", height: "8", rx: "1.5", fill: "currentColor" })) body.setAttribute(k, v);
+  const shackle = document.createElementNS(ns, "path");
+  for (const [k, v] of Object.entries({ d: "M5 7V5a3 3 0 0 1 6 0v2", fill: "none", stroke: "currentColor", "stroke-width": "1.8" })) shackle.setAttribute(k, v);
+  svg.append(body, shackle);
+  return svg;
+}
+
+function isModerator(room: Room): boolean {
+  return room.myRole === MemberRole.ADMIN || room.myRole === MemberRole.OWNER;
+}
+
+/**
+ * The open room's name, its lock if private, its topic, and the tools
+ * the reader may use on it (room settings: admins and the owner only).
+ */
 function renderTitle(): void {
   const rs = state.rooms.get(state.activeRoomId);
-  el.roomTitle.textContent = rs ? `${rs.room.kind === RoomKind.DIRECT ? "@" : "#"} ${rs.room.name}` : "No room";
-  el.roomTitle.title = rs?.room.topic ?? "";
+  const room = rs?.room;
+  el.roomTitle.replaceChildren(
+    room ? `${room.kind === RoomKind.DIRECT ? "@" : "#"} ${room.name}` : "No room",
+    ...(room ? [privateMark(room) ?? ""] : []),
+  );
+  el.roomTopic.textContent = room?.topic ?? "";
+  el.roomTopic.hidden = !room?.topic;
+  const group = !!room?.joined && room.kind === RoomKind.GROUP;
+  el.leave.hidden = !group;
+  el.membersButton.hidden = !room?.joined;
+  el.settingsButton.hidden = !group || !isModerator(room!);
+  // Settings open for someone who is no longer an admin: they go.
+  if (el.settingsButton.hidden && sidePanel.isOpen && sidePanel.element.querySelector('[data-testid="room-settings"]')) {
+    sidePanel.close();
+  }
+}
+
+/** The open room's settings, in the side panel. */
+function openRoomSettings(): void {
+  const roomId = state.activeRoomId;
+  sidePanel.open(
+    "Room settings",
+    roomSettingsForm({
+      room: () => state.rooms.get(roomId)?.room,
+      saved: (room) => {
+        const rs = state.rooms.get(room.id);
+        if (!rs) return;
+        rs.room.name = room.name;
+        rs.room.topic = room.topic;
+        rs.room.visibility = room.visibility;
+        if (room.id === state.activeRoomId) renderTitle();
+        renderRooms();
+        membersPanel.refresh();
+      },
+    }),
+    el.settingsButton,
+  );
+}
+
+/** The reader in the header: their display name, their username in its tooltip. */
+function renderMe(username = currentAuth()?.user.username ?? ""): void {
+  const me = state.me ?? ({ username, displayName: "" } as User);
+  el.me.textContent = me.displayName || username;
+  el.me.title = `Logged in as @${username}`;
 }
 
 // ---------- read markers ----------
@@ -942,6 +1077,7 @@ function renderSeen(rs: RoomState | undefined): void {
 // ---------- people, for @mentions ----------
 
 function notePerson(rs: RoomState, u: User | undefined): void {
+  noteProfile(u);
   if (u && u.id && u.username && !rs.people.has(u.id)) rs.people.set(u.id, u);
 }
 
@@ -954,7 +1090,8 @@ function noteMessagePeople(rs: RoomState, m: Message): void {
 /**
  * Whom `@` offers in a room: its people seen here (senders of its loaded
  * messages, those they mention, those online in it), and in a direct room
- * the other member, the reader left out. There is no member list to ask.
+ * the other member, the reader left out; and the members the member panel
+ * listed, once it was opened.
  */
 function mentionNames(roomId: string): string[] {
   const rs = state.rooms.get(roomId);
@@ -1052,8 +1189,17 @@ function memberEvent(ev: ServerEvent_MemberEvent): void {
     if (mine && ev.change === MemberChange.JOINED) void refreshRooms();
     return;
   }
-  if (mine) rs.room.myRole = ev.role;
+  if (mine && ev.change === MemberChange.ROLE_CHANGED) {
+    rs.room.myRole = ev.role;
+    if (rs.room.id === state.activeRoomId) renderTitle();
+  } else if (ev.change === MemberChange.ROLE_CHANGED && ev.role === MemberRole.OWNER && rs.room.myRole === MemberRole.OWNER) {
+    // The room was handed over: the old owner is an admin now.
+    rs.room.myRole = MemberRole.ADMIN;
+    if (rs.room.id === state.activeRoomId) renderTitle();
+  }
   if (ev.change === MemberChange.JOINED) notePerson(rs, ev.user);
+  membersPanel.memberEvent(ev);
+  if (mine) membersPanel.refresh();
   // One's own join is no news here (and may come before JoinRoom answers).
   const notice = mine && ev.change === MemberChange.JOINED ? undefined : memberNotice(ev);
   if (notice) rs.notices.set(notice.seq, notice);
@@ -1077,6 +1223,7 @@ function roomUpdated(ev: ServerEvent_RoomUpdated): void {
   rs.room.visibility = now.visibility;
   rs.room.memberCount = now.memberCount;
   if (rs.room.id === state.activeRoomId) renderTitle();
+  membersPanel.refresh();
   if (rs.room.joined) roomEvent(rs, ev.seq);
   else renderRooms();
 }
@@ -1523,7 +1670,10 @@ function clearTyping(rs: RoomState, username?: string): void {
 function renderTyping(): void {
   const rs = state.rooms.get(state.activeRoomId);
   const now = Date.now();
-  const names = rs ? [...rs.typing].filter(([, until]) => until > now).map(([n]) => n) : [];
+  const byUsername = new Map([...(rs?.people.values() ?? [])].map((u) => [u.username, u]));
+  const names = rs
+    ? [...rs.typing].filter(([, until]) => until > now).map(([n]) => displayName(byUsername.get(n) ?? ({ username: n } as User)))
+    : [];
   el.typing.textContent =
     names.length === 0
       ? ""
@@ -1534,7 +1684,9 @@ function renderTyping(): void {
 
 function renderOnline(): void {
   clear(el.online);
-  const users = [...state.online.values()].sort((a, b) => a.username.localeCompare(b.username));
+  const users = [...state.online.values()]
+    .filter((u) => !isBlocked(u))
+    .sort((a, b) => displayName(a).localeCompare(displayName(b)));
   if (!users.length) el.online.append(h("li", { class: "muted" }, "Nobody else is online."));
   for (const u of users) {
     el.online.append(
@@ -1542,12 +1694,12 @@ function renderOnline(): void {
         "li",
         { "data-testid": "online-user", "data-username": u.username },
         h("span", { class: "dot" }),
-        h("span", {}, u.username),
+        h("span", { title: usernameOf(u), dir: "auto" }, displayName(u)),
         h(
           "button",
           {
             class: "link small",
-            title: `Message ${u.username}`,
+            title: `Message ${displayName(u)}`,
             onclick: async () => {
               const res = await attempt(`Could not open a conversation with ${u.username}`, () =>
                 chatClient.openDirectRoom({ username: u.username }),
@@ -1619,6 +1771,12 @@ function handleEvent(ev: ServerEvent): void {
   const me = currentAuth()?.user.id;
   switch (ev.event.case) {
     case "ready": {
+      const { user } = ev.event.value;
+      if (user) {
+        state.me = user;
+        noteProfile(user, true);
+        renderMe();
+      }
       state.online.clear();
       for (const u of ev.event.value.onlineUsers) if (u.id !== me) state.online.set(u.id, u);
       renderOnline();
@@ -1662,13 +1820,32 @@ function handleEvent(ev: ServerEvent): void {
         if (online) state.online.set(user.id, user);
         else state.online.delete(user.id);
         renderOnline();
+        membersPanel.refresh();
       }
+      break;
+    }
+    case "profile": {
+      // Someone's display name changed: everywhere it shows, at once.
+      const { user } = ev.event.value;
+      if (!user) break;
+      noteProfile(user, true);
+      if (user.id === me) {
+        state.me = user;
+        renderMe();
+      }
+      if (state.online.has(user.id)) state.online.set(user.id, user);
+      renderMessages();
+      renderOnline();
+      renderTyping();
+      membersPanel.refresh();
       break;
     }
     case "typing": {
       const { roomId, user } = ev.event.value;
       const rs = state.rooms.get(roomId);
-      if (rs && user && user.id !== me) {
+      // Those the reader blocks are not heard (the server sends none; an older one may).
+      if (rs && user && user.id !== me && !isBlocked(user)) {
+        notePerson(rs, user);
         rs.typing.set(user.username, Date.now() + TYPING_SHOW_MS);
         if (roomId === state.activeRoomId) renderTyping();
         window.setTimeout(() => {
@@ -1747,6 +1924,8 @@ function showChat(): void {
  */
 async function showSessions(): Promise<void> {
   state.view = "sessions";
+  // A thread or the members belong to the room, not to this page.
+  sidePanel.close();
   el.main.hidden = true;
   el.sessions.hidden = false;
   closeDrawer();
@@ -1775,6 +1954,15 @@ async function showSessions(): Promise<void> {
     list,
     otherDevicesSection(list),
     changePasswordForm(list),
+    profileSection(state.me, (u) => {
+      noteProfile(u, true);
+      state.me = u;
+      renderMe();
+    }),
+    blockedSection(() => {
+      renderMessages();
+      renderOnline();
+    }),
   );
   // A new page: the focus (and a screen reader) starts at its heading.
   heading.focus();
@@ -1822,18 +2010,6 @@ async function renderSessionList(list: HTMLElement): Promise<void> {
       ),
     );
   }
-}
-
-/** A status line under a form: what happened, in words, read out by screen readers. */
-function formStatus(testId: string): { node: HTMLElement; say: (text: string, bad?: boolean) => void } {
-  const node = h("p", { class: "form-status", role: "status", "data-testid": testId });
-  return {
-    node,
-    say: (text, bad = false) => {
-      node.className = bad ? "form-status bad" : "form-status";
-      node.textContent = text;
-    },
-  };
 }
 
 /** "Log out other devices": ends every session but this one. */

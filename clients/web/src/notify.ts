@@ -3,6 +3,7 @@
 // messages", never on load; the choice is kept per account on this browser.
 import { RoomKind, type Message, type Room } from "./gen/chat/v1/chat_pb";
 import { h } from "./dom";
+import { displayName } from "./people";
 import "./attention.css";
 
 /** Longest message text a notification shows. */
@@ -52,7 +53,7 @@ export function notifyMessage(m: Message, room: Room): void {
   const sender = m.sender;
   if (!sender || sender.id === hooks.me() || !enabled()) return;
   try {
-    const n = new Notification(sender.username, {
+    const n = new Notification(displayName(sender), {
       body: truncate(m.text),
       // One notification per conversation: a newer message replaces it.
       tag: `chat-dm-${room.id}`,

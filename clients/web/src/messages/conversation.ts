@@ -9,6 +9,8 @@
 import type { Message } from "../gen/chat/v1/chat_pb";
 import { chatClient, describe } from "../api";
 import { h } from "../dom";
+import { confirmDialog } from "../confirm";
+import { displayName } from "../people";
 import { applyReaction, tombstone } from "./events";
 import type { MessageAction, MessageContext, MessagePart } from "./message";
 
@@ -64,7 +66,7 @@ export function createConversation(hooks: ConversationHooks): Conversation {
       replyBar.replaceChildren();
       return;
     }
-    const sender = target.sender?.username ?? "?";
+    const sender = target.sender ? displayName(target.sender) : "?";
     replyBar.replaceChildren(
       h(
         "span",
@@ -223,7 +225,7 @@ export function createConversation(hooks: ConversationHooks): Conversation {
   const quote: MessagePart = (m) => {
     const q = m.replyTo;
     if (!q) return null;
-    const sender = q.sender?.username ?? "?";
+    const sender = q.sender ? displayName(q.sender) : "?";
     return h(
       "button",
       {
@@ -321,38 +323,6 @@ function snippet(text: string): string {
   const line = text.replace(/\s+/g, " ").trim();
   const chars = [...line];
   return chars.length > SNIPPET_CHARS ? `${chars.slice(0, SNIPPET_CHARS).join("")}…` : line;
-}
-
-/**
- * A modal dialog that asks before something that cannot be undone:
- * resolves to true when confirmed. Escape or Cancel says no; the focus
- * goes back where it was.
- */
-function confirmDialog(question: string, detail: string, confirm: string): Promise<boolean> {
-  const dialog = h(
-    "dialog",
-    { class: "confirm", "data-testid": "confirm-dialog", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-detail" },
-    h(
-      "form",
-      { method: "dialog" },
-      h("h2", { id: "confirm-title" }, question),
-      h("p", { id: "confirm-detail" }, detail),
-      h(
-        "div",
-        { class: "row" },
-        h("button", { value: "cancel", "data-testid": "confirm-cancel", autofocus: true }, "Cancel"),
-        h("button", { value: "confirm", class: "danger", "data-testid": "confirm-ok" }, confirm),
-      ),
-    ),
-  ) as HTMLDialogElement;
-  document.body.append(dialog);
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
-      dialog.remove();
-      resolve(dialog.returnValue === "confirm");
-    });
-    dialog.showModal();
-  });
 }
 
 /**

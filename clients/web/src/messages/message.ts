@@ -7,8 +7,9 @@
 // A later feature adds itself by handing createMessageList a MessagePart
 // or a MessageAction (see list.ts); nothing here needs to change.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { Message } from "../gen/chat/v1/chat_pb";
+import type { Message, User } from "../gen/chat/v1/chat_pb";
 import { h } from "../dom";
+import { blockedShown, displayName, isBlocked, showBlocked, usernameOf } from "../people";
 import { renderText, type Mentions } from "./text";
 import { fullDateTime, shortTime } from "./time";
 
@@ -52,6 +53,7 @@ export function sentAt(m: Message): Date {
 
 export function messageItem(m: Message, ctx: MessageContext, ext: MessageExtensions): HTMLElement {
   const sender = m.sender?.username ?? "?";
+  const name = m.sender ? displayName(m.sender) : "?";
   const mine = m.sender?.id !== undefined && m.sender.id === ctx.me;
   return h(
     "li",
@@ -65,7 +67,7 @@ export function messageItem(m: Message, ctx: MessageContext, ext: MessageExtensi
       // message's time as hovering does.
       tabindex: -1,
     },
-    ctx.head ? header(sender, sentAt(m)) : gutter(sender, sentAt(m)),
+    ctx.head ? header(m.sender, name, sentAt(m)) : gutter(name, sentAt(m)),
     ...(ext.above ?? []).map((part) => part(m, ctx)),
     ext.body?.(m, ctx) ?? body(m, ctx),
     ...ext.parts.map((part) => part(m, ctx)),
@@ -81,9 +83,14 @@ function time(when: Date, className?: string): HTMLElement {
   );
 }
 
-/** The first message of a group: who sent it and when. */
-function header(sender: string, when: Date): HTMLElement {
-  return h("div", { class: "meta" }, h("span", { class: "sender", "data-testid": "message-sender" }, sender), time(when));
+/** The first message of a group: who sent it (the username in its tooltip) and when. */
+function header(user: User | undefined, name: string, when: Date): HTMLElement {
+  return h(
+    "div",
+    { class: "meta" },
+    h("span", { class: "sender", "data-testid": "message-sender", title: user ? usernameOf(user) : false, dir: "auto" }, name),
+    time(when),
+  );
 }
 
 /**
@@ -107,6 +114,42 @@ function body(m: Message, ctx: MessageContext): HTMLElement {
   if (m.deleted) {
     return h("div", { class: "text deleted", "data-testid": "message-text", "data-deleted": "true" }, "message deleted");
   }
+  if (isBlocked(m.sender) && !blockedShown(m.id)) return collapsed(m, ctx);
+  return text(m, ctx);
+}
+
+/**
+ * A message from someone the reader blocks (it still comes in rooms they
+ * share): collapsed, until "Show" puts its text in its place.
+ */
+function collapsed(m: Message, ctx: MessageContext): HTMLElement {
+  const node = h(
+    "div",
+    { class: "text blocked", "data-testid": "blocked-message" },
+    h("span", { class: "muted" }, "Message from a blocked user"),
+    " ",
+    h(
+      "button",
+      {
+        type: "button",
+        class: "link",
+        "data-testid": "show-blocked",
+        onclick: () => {
+          showBlocked(m.id);
+          const li = node.closest<HTMLElement>("li");
+          node.replaceWith(text(m, ctx));
+          // The button is gone: the focus stays on its message.
+          li?.focus();
+        },
+      },
+      "Show",
+    ),
+  );
+  return node;
+}
+
+/** The message's text, and whether it was edited. */
+function text(m: Message, ctx: MessageContext): HTMLElement {
   const edited = m.editedAt ? timestampDate(m.editedAt) : undefined;
   // dir="auto": each message takes the direction of its own first strong
   // character, so Arabic and Hebrew read right to left.
