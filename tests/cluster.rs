@@ -788,6 +788,69 @@ async fn a_member_removed_on_one_node_stops_hearing_the_room_on_another_within_a
     assert_eq!(got[0].id, elsewhere.id);
 }
 
+/// Bob's typing, or carol's (whichever comes first) in `events`.
+async fn next_typist(events: &mut Events) -> String {
+    events
+        .wait_for(|event| match event {
+            Event::Typing(typing) => typing.user.as_ref().map(|u| u.username.clone()),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_made_on_one_node_silences_typing_on_another() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(0, "bob").await;
+    let carol = cluster.user(0, "carol").await;
+    let mut alice_chat = cluster.chat(0, &alice).await;
+    let mut bob_chat = cluster.chat(0, &bob).await;
+    let mut carol_chat = cluster.chat(0, &carol).await;
+    let room = create_room(&mut alice_chat, "general").await;
+    let other = create_room(&mut alice_chat, "other").await;
+    for chat in [&mut bob_chat, &mut carol_chat] {
+        join(chat, &room).await;
+    }
+    join(&mut bob_chat, &other).await;
+    // Alice listens on node 2; everything else happens on node 1.
+    let (mut alice_events, _) = cluster.subscribe(1, &alice).await;
+
+    alice_chat
+        .block_user(pb::BlockUserRequest {
+            username: "bob".into(),
+        })
+        .await
+        .expect("block bob");
+    // Published by node 1 after the block's notice, so they reach node 2
+    // after it too.
+    for chat in [&mut bob_chat, &mut carol_chat] {
+        chat.send_typing(pb::SendTypingRequest {
+            room_id: room.id.clone(),
+        })
+        .await
+        .expect("send typing");
+    }
+    assert_eq!(next_typist(&mut alice_events).await, "carol", "not bob");
+
+    alice_chat
+        .unblock_user(pb::UnblockUserRequest {
+            username: "bob".into(),
+        })
+        .await
+        .expect("unblock bob");
+    bob_chat
+        .send_typing(pb::SendTypingRequest {
+            room_id: other.id.clone(),
+        })
+        .await
+        .expect("send typing");
+    assert_eq!(next_typist(&mut alice_events).await, "bob");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_loses_nothing_and_its_users_go_offline() {
     const MESSAGES: usize = 400;
