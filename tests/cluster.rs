@@ -34,7 +34,9 @@ use chat_client::pb::chat_service_client::ChatServiceClient;
 use chat_client::pb::{self, server_event::Event};
 use chat_client::{AuthorizedChat, BearerToken, Cursors, ResumingSubscription};
 use chat_server::bus::seal::ClusterKeys;
-use chat_server::bus::wire::{Body, Envelope, Membership, Typing, WireMessage, WireRead, WireUser};
+use chat_server::bus::wire::{
+    Body, Envelope, Membership, Typing, WireBlock, WireMessage, WireRead, WireUser,
+};
 use chat_server::domain::Timestamp;
 use prost::Message as _;
 use sqlx::{Connection as _, Executor as _, PgConnection};
@@ -1413,6 +1415,15 @@ async fn sealed_forgeries_change_nothing_the_database_does_not_confirm() {
         ("node", Body::Joined(forged_membership(&mallory, direct))),
         ("node", Body::Left(forged_membership(&alice, general))),
         ("node", Body::Revoke(id_bytes(&scene.bob.session_id))),
+        // Alice never blocked bob: her streams must go on hearing him.
+        (
+            "node",
+            Body::Blocked(WireBlock {
+                blocker_id: id_bytes(&alice.id),
+                blocked_id: id_bytes(&bob.id),
+                blocks: true,
+            }),
+        ),
     ];
     for (subject, body) in &forgeries {
         forger
@@ -1421,8 +1432,9 @@ async fn sealed_forgeries_change_nothing_the_database_does_not_confirm() {
     }
 
     // Node 1 holds no stream: it has no room to move on and no stream of
-    // bob's session to end, and checks only the join and the leave.
-    for (node, unconfirmed) in [(0, forgeries.len()), (1, 2)] {
+    // bob's session to end, and checks only the join, the leave and the
+    // block.
+    for (node, unconfirmed) in [(0, forgeries.len()), (1, 3)] {
         scene
             .cluster
             .until_metric(
@@ -1433,6 +1445,24 @@ async fn sealed_forgeries_change_nothing_the_database_does_not_confirm() {
             .await;
     }
 
+    // In their direct room: nobody else hears typing, which on any other
+    // stream would count as a forgery come through.
+    scene
+        .bob_chat
+        .send_typing(pb::SendTypingRequest {
+            room_id: direct.id.clone(),
+        })
+        .await
+        .expect("send typing");
+    scene
+        .alice_events
+        .wait_for(|event| match event {
+            Event::Typing(typing) if typing.user.as_ref().is_some_and(|u| u.username == "bob") => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
     scene.real_messages_still_flow().await;
 }
 

@@ -281,6 +281,7 @@ impl Router for NatsRouter {
             Body::Blocked(wire::WireBlock {
                 blocker_id: blocker.uuid().as_bytes().to_vec(),
                 blocked_id: blocked.uuid().as_bytes().to_vec(),
+                blocks,
             }),
         );
         self.hub.block_changed(blocker, blocked, blocks);
@@ -489,7 +490,14 @@ impl Node {
                 let blocker = wire::user_id(&block.blocker_id)?;
                 let blocked = wire::user_id(&block.blocked_id)?;
                 match self.store.blocks(blocker, blocked).await {
-                    Ok(blocks) => self.hub.block_changed(blocker, blocked, blocks),
+                    Ok(blocks) => {
+                        self.hub.block_changed(blocker, blocked, blocks);
+                        if blocks != block.blocks {
+                            return Ok(Applied::Unconfirmed(
+                                "a block or unblock the database does not hold",
+                            ));
+                        }
+                    }
                     Err(error) => {
                         // The blocker's next stream reads its blocks whole.
                         tracing::warn!(%error, "reading a block another node announced");

@@ -94,8 +94,8 @@ pub enum Body {
     /// A server event for one user's streams (an invitation to a room).
     #[prost(message, tag = "17")]
     ToUser(WireToUser),
-    /// A user's block of another was stored or lifted: the receiver reads
-    /// which from the store.
+    /// A user's block of another was stored or lifted: the receiver
+    /// applies what the store says, and counts a claim it contradicts.
     #[prost(message, tag = "18")]
     Blocked(WireBlock),
 }
@@ -106,6 +106,9 @@ pub struct WireBlock {
     pub blocker_id: Vec<u8>,
     #[prost(bytes = "vec", tag = "2")]
     pub blocked_id: Vec<u8>,
+    /// Blocked (or unblocked), as the sender claims.
+    #[prost(bool, tag = "3")]
+    pub blocks: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
