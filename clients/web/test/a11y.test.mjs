@@ -4,11 +4,7 @@
 // start.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
 import {
-  artifacts,
   assertNoCspViolations,
   assertText,
   byTestId,
@@ -19,48 +15,11 @@ import {
   send,
   startServer,
   waitForMessage,
+  assertAccessibleInBothSchemes,
 } from "./harness.mjs";
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const PASSWORD = "correct horse battery";
-const SCHEMES = ["light", "dark"];
 const unique = (prefix) => `${prefix}_${Math.random().toString(36).slice(2, 8)}`;
-
-/**
- * Runs axe-core on the page as it is and fails on any serious or critical
- * violation, naming each with its elements and how to fix it. The source
- * goes in through the DevTools protocol (`evaluate`), which the page's
- * Content-Security-Policy does not apply to: a <script> tag would be a
- * violation.
- */
-async function assertAccessible(page, screen) {
-  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const result = await window.axe.run(document, { resultTypes: ["violations"] });
-    return result.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.map((n) => `${n.target.join(" ")}: ${n.failureSummary?.replace(/\s+/g, " ")}`),
-    }));
-  });
-  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  const report = bad
-    .map((v) => `- ${v.id} (${v.impact}): ${v.help}\n${v.nodes.map((n) => `    ${n}`).join("\n")}`)
-    .join("\n");
-  assert.equal(bad.length, 0, `${screen}: axe found serious or critical violations:\n${report}`);
-}
-
-/** The screen in both colour schemes: axe on each, and a screenshot. */
-async function checkScreen(page, screen) {
-  for (const colorScheme of SCHEMES) {
-    await page.emulateMedia({ colorScheme });
-    await assertAccessible(page, `${screen} (${colorScheme})`);
-    await page.screenshot({ path: path.join(artifacts, `a11y-${screen}-${colorScheme}.png`) });
-  }
-  await page.emulateMedia({ colorScheme: "light" });
-}
 
 test("axe-core finds no serious or critical problem on any screen, light or dark", { timeout: 240_000 }, async () => {
   const { appUrl } = await startServer("a11y-axe");
@@ -80,7 +39,7 @@ test("axe-core finds no serious or critical problem on any screen, light or dark
   await byTestId(b, "login-password").fill(PASSWORD);
   await byTestId(b, "login-submit").click();
   await byTestId(b, "auth-status").filter({ hasText: /\w/ }).waitFor();
-  await checkScreen(b, "login");
+  await assertAccessibleInBothSchemes(b, "a11y", "login");
 
   await register(a, alice, PASSWORD);
   await register(b, bob, PASSWORD);
@@ -107,7 +66,7 @@ test("axe-core finds no serious or critical problem on any screen, light or dark
   await b.locator(`[data-testid="room"][data-room-name="${other}"] [data-testid="unread"]`).waitFor();
   await b.locator(`[data-testid="online-user"][data-username="${alice}"]`).waitFor();
   await assertText(byTestId(b, "connection"), "online");
-  await checkScreen(b, "room");
+  await assertAccessibleInBothSchemes(b, "a11y", "room");
 
   // A direct room.
   await byTestId(b, "dm-username").fill(alice);
@@ -115,7 +74,7 @@ test("axe-core finds no serious or critical problem on any screen, light or dark
   await assertText(byTestId(b, "room-title"), `@ ${alice}`);
   await send(b, "A word in private");
   await waitForMessage(b, "A word in private");
-  await checkScreen(b, "direct-room");
+  await assertAccessibleInBothSchemes(b, "a11y", "direct-room");
 
   // The sessions page, after a wrong password (its error showing).
   await openSessions(b);
@@ -123,7 +82,7 @@ test("axe-core finds no serious or critical problem on any screen, light or dark
   await byTestId(b, "new-password").fill("another long password");
   await byTestId(b, "change-password-submit").click();
   await byTestId(b, "password-status").filter({ hasText: "wrong" }).waitFor();
-  await checkScreen(b, "sessions");
+  await assertAccessibleInBothSchemes(b, "a11y", "sessions");
   await byTestId(b, "sessions-close").click();
 
   // A phone: the room list closed (☰ with its count), then open.
@@ -131,10 +90,10 @@ test("axe-core finds no serious or critical problem on any screen, light or dark
   await a.locator(`[data-testid="room"][data-room-name="${room}"]`).click();
   await send(a, "For the phone");
   await byTestId(b, "menu-unread").waitFor();
-  await checkScreen(b, "phone");
+  await assertAccessibleInBothSchemes(b, "a11y", "phone");
   await byTestId(b, "menu").click();
   await b.locator(".drawer-open").waitFor();
-  await checkScreen(b, "phone-drawer");
+  await assertAccessibleInBothSchemes(b, "a11y", "phone-drawer");
 
   await byTestId(b, "menu").click();
   await b.setViewportSize({ width: 1100, height: 720 });
@@ -152,7 +111,7 @@ test("axe-core finds no serious or critical problem on any screen, light or dark
   await byTestId(b, "composer").fill("Sent once the network is back");
   await byTestId(b, "composer").press("Enter");
   await byTestId(b, "pending-status").filter({ hasText: "waiting" }).waitFor();
-  await checkScreen(b, "offline");
+  await assertAccessibleInBothSchemes(b, "a11y", "offline");
   await bobCtx.setOffline(false);
   await assertText(byTestId(b, "connection"), "online");
   await waitForMessage(b, "Sent once the network is back");

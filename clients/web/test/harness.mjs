@@ -17,6 +17,7 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
 export const here = path.dirname(fileURLToPath(import.meta.url));
@@ -372,4 +373,44 @@ export async function assertLoggedOut(page) {
   await byTestId(page, "login-submit").waitFor(opts);
   await byTestId(page, "auth-status").filter({ hasText: "session ended" }).waitFor(opts);
   assert.equal(await page.evaluate(() => localStorage.getItem("chat.auth")), null, "its tokens are gone");
+}
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/**
+ * Runs axe-core on the page as it is and fails on any serious or critical
+ * violation, naming each with its elements and how to fix it. The source
+ * goes in through the DevTools protocol (`evaluate`), which the page's
+ * Content-Security-Policy does not apply to: a <script> tag would be a
+ * violation.
+ */
+export async function assertAccessible(page, screen) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => `${n.target.join(" ")}: ${n.failureSummary?.replace(/\s+/g, " ")}`),
+    }));
+  });
+  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  const report = bad
+    .map((v) => `- ${v.id} (${v.impact}): ${v.help}\n${v.nodes.map((n) => `    ${n}`).join("\n")}`)
+    .join("\n");
+  assert.equal(bad.length, 0, `${screen}: axe found serious or critical violations:\n${report}`);
+}
+
+/**
+ * The page in the light and the dark colour scheme: axe on each, and a
+ * screenshot `${suite}-${screen}-${scheme}.png` among the artifacts.
+ */
+export async function assertAccessibleInBothSchemes(page, suite, screen) {
+  for (const colorScheme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme });
+    await assertAccessible(page, `${screen} (${colorScheme})`);
+    await page.screenshot({ path: path.join(artifacts, `${suite}-${screen}-${colorScheme}.png`) });
+  }
+  await page.emulateMedia({ colorScheme: "light" });
 }

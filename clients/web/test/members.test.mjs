@@ -6,12 +6,8 @@
 // page alone could be wrong. See harness.mjs for how they start.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
 import {
   accessToken,
-  artifacts,
   assertNoCspViolations,
   assertText,
   byTestId,
@@ -27,33 +23,16 @@ import {
   stringFields,
   varint,
   waitForMessage,
+  assertAccessibleInBothSchemes,
 } from "./harness.mjs";
 
 const password = "correct horse battery";
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 /** gRPC status codes the tests expect. */
 const PERMISSION_DENIED = 7;
 const FAILED_PRECONDITION = 9;
 /** MemberRole and RoomVisibility numbers (chat.proto). */
 const ADMIN = 2;
 const PRIVATE = 2;
-
-/** axe-core on the page as it is, light and dark: no serious or critical violation. */
-async function assertAccessible(page, screen) {
-  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(axeSource);
-  for (const colorScheme of ["light", "dark"]) {
-    await page.emulateMedia({ colorScheme });
-    const bad = await page.evaluate(async () => {
-      const result = await window.axe.run(document, { resultTypes: ["violations"] });
-      return result.violations
-        .filter((v) => v.impact === "serious" || v.impact === "critical")
-        .map((v) => `- ${v.id}: ${v.help}\n${v.nodes.map((n) => `    ${n.target.join(" ")}: ${n.failureSummary}`).join("\n")}`);
-    });
-    assert.deepEqual(bad, [], `${screen} (${colorScheme}): axe found serious or critical violations`);
-    await page.screenshot({ path: path.join(artifacts, `members-${screen}-${colorScheme}.png`) });
-  }
-  await page.emulateMedia({ colorScheme: "light" });
-}
 
 /** A protobuf message of string fields and varint fields: `({ 1: "id" }, { 3: 2 })`. */
 function fields(strings, varints = {}) {
@@ -200,7 +179,7 @@ test("the member panel lists each member's name, role and presence, and follows 
   await waitForMembers(a, [`${names.a} owner true`, `Catherine member false`, `${names.ben} member true`]);
   assert.deepEqual(await serverMembers(ctx, a), [names.a, names.ben, names.cat].sort(), "the server agrees");
   delete ctx.pages.cat;
-  await assertAccessible(a, "panel");
+  await assertAccessibleInBothSchemes(a, "members", "panel");
   await ctx.done();
 });
 
@@ -231,7 +210,7 @@ test("room settings are for admins and the owner: name, topic and visibility cha
   const said = `Not saved: ${refusal.message.charAt(0).toUpperCase()}${refusal.message.slice(1)}`;
   await byTestId(a, "room-settings-status").filter({ hasText: exactly(said) }).waitFor();
   assert.equal(await byTestId(a, "room-settings-name").getAttribute("aria-invalid"), "true");
-  await assertAccessible(a, "settings-refused");
+  await assertAccessibleInBothSchemes(a, "members", "settings-refused");
 
   // A new name and private: both pages' headers and room lists change.
   const renamed = `renamed-${Date.now().toString(36).slice(-5)}`;
@@ -281,7 +260,7 @@ test("inviting by username offers matching users as one types, picked with the a
   const activeId = await box.getAttribute("aria-activedescendant");
   assert.equal(await a.locator(`#${activeId}`).getAttribute("data-username"), zelda);
   assert.equal(await a.locator(`#${activeId}`).getAttribute("aria-selected"), "true");
-  await assertAccessible(a, "invite-suggestions");
+  await assertAccessibleInBothSchemes(a, "members", "invite-suggestions");
   await box.press("Enter");
   assert.equal(await box.inputValue(), zelda);
   assert.equal(await box.getAttribute("aria-expanded"), "false");
@@ -334,7 +313,7 @@ test("removing and banning from the member list ask first and take a reason, fol
   // Then with a reason.
   await (await actionsOf(ben, names.cat)).getByRole("button", { name: "Remove" }).click();
   await dialog.getByLabel("Reason").fill("off topic");
-  await assertAccessible(ben, "remove-dialog");
+  await assertAccessibleInBothSchemes(ben, "members", "remove-dialog");
   await dialog.getByRole("button", { name: "Remove" }).click();
   await waitForMembers(a, [`${names.a} owner true`, `${names.ben} admin true`]);
   await a.locator('[data-testid="member-event"][data-kind="removed"]', { hasText: exactly(`${names.cat} was removed by ${names.ben}: off topic`) }).waitFor();
@@ -423,7 +402,7 @@ test("a private room shows a lock that reads 'private', in the room list, the ro
   await ok(a, "InviteToRoom", { 1: roomId, 2: `guest${suffix}` });
   await byTestId(page, "browse-rooms").click();
   await page.locator(`[data-testid="browse-room"][data-room-name="${room}"] [data-testid="private-indicator"]`).waitFor();
-  await assertAccessible(a, "private-room");
+  await assertAccessibleInBothSchemes(a, "members", "private-room");
   await ctx.done();
 });
 
@@ -456,7 +435,7 @@ test("blocking from the member list collapses their messages, lists them on the 
   // The account page lists him; Unblock there lifts it.
   await openSessions(a);
   await a.locator(`[data-testid="blocked-user"][data-username="${names.ben}"]`).waitFor();
-  await assertAccessible(a, "blocked-list");
+  await assertAccessibleInBothSchemes(a, "members", "blocked-list");
   await a.getByRole("button", { name: `Unblock ${names.ben}` }).click();
   await a.locator('[data-testid="blocked-users"]', { hasText: "You block nobody." }).waitFor();
   await byTestId(a, "sessions-close").click();

@@ -5,12 +5,8 @@
 // See harness.mjs for how servers and browsers start.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
 import {
   accessToken,
-  artifacts,
   assertNoCspViolations,
   assertText,
   byTestId,
@@ -25,31 +21,10 @@ import {
   startServer,
   stringFields,
   waitForMessage,
+  assertAccessibleInBothSchemes,
 } from "./harness.mjs";
 
 const password = "correct horse battery";
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-
-/**
- * axe-core on the page as it is, in both colour schemes: fails on any
- * serious or critical violation (as test/a11y.test.mjs does for the
- * other screens), and keeps a screenshot of each.
- */
-async function assertAccessible(page, screen) {
-  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(axeSource);
-  for (const colorScheme of ["light", "dark"]) {
-    await page.emulateMedia({ colorScheme });
-    const bad = await page.evaluate(async () => {
-      const result = await window.axe.run(document, { resultTypes: ["violations"] });
-      return result.violations
-        .filter((v) => v.impact === "serious" || v.impact === "critical")
-        .map((v) => `- ${v.id}: ${v.help}\n${v.nodes.map((n) => `    ${n.target.join(" ")}: ${n.failureSummary}`).join("\n")}`);
-    });
-    assert.deepEqual(bad, [], `${screen} (${colorScheme}): axe found serious or critical violations`);
-    await page.screenshot({ path: path.join(artifacts, `messages-${screen}-${colorScheme}.png`) });
-  }
-  await page.emulateMedia({ colorScheme: "light" });
-}
 
 /**
  * A server, and two people in one room: `a` created it, `b` joined it,
@@ -407,7 +382,7 @@ test("every part of it passes axe, light and dark: chips, quotes, mentions, thre
   await a.locator('[data-testid="reaction"][data-emoji="🎉"]').waitFor();
   await a.locator('[data-testid="thread-summary"]').waitFor();
   await a.locator('[data-testid="mention"]').waitFor();
-  await assertAccessible(a, "parts");
+  await assertAccessibleInBothSchemes(a, "messages", "parts");
 
   await message(a, "quoting it").hover();
   await message(a, "quoting it").getByRole("button", { name: "Reply", exact: true }).click();
@@ -415,20 +390,20 @@ test("every part of it passes axe, light and dark: chips, quotes, mentions, thre
   await message(a, "quoting it").hover();
   await message(a, "quoting it").getByRole("button", { name: "Edit", exact: true }).click();
   await byTestId(a, "edit-box").waitFor();
-  await assertAccessible(a, "editing");
+  await assertAccessibleInBothSchemes(a, "messages", "editing");
   await byTestId(a, "edit-box").press("Escape");
 
   await message(a, "quoting it").hover();
   await message(a, "quoting it").getByRole("button", { name: "Add reaction", exact: true }).click();
   await byTestId(a, "emoji-picker").waitFor();
-  await assertAccessible(a, "picker");
+  await assertAccessibleInBothSchemes(a, "messages", "picker");
   await a.keyboard.press("Escape");
   await byTestId(a, "emoji-picker").waitFor({ state: "detached" });
 
   await message(a, "quoting it").hover();
   await message(a, "quoting it").getByRole("button", { name: "Delete", exact: true }).click();
   await byTestId(a, "confirm-dialog").waitFor();
-  await assertAccessible(a, "confirm");
+  await assertAccessibleInBothSchemes(a, "messages", "confirm");
   await a.keyboard.press("Escape");
   await done();
 });

@@ -3,8 +3,6 @@
 // harness.mjs for how servers and browsers start.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
 import {
   accessToken,
@@ -23,10 +21,9 @@ import {
   startServer,
   stringFields,
   waitForMessage,
+  assertAccessible,
 } from "./harness.mjs";
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const PASSWORD = "correct horse battery";
 const unique = (prefix) => `${prefix}_${Math.random().toString(36).slice(2, 8)}`;
 
@@ -66,21 +63,6 @@ async function waitForReply(page, text) {
     .locator('[data-testid="thread-replies"] [data-testid="message-text"]', { hasText: exactly(text) })
     .first()
     .waitFor();
-}
-
-/** Runs axe-core on the page as it is; fails on any serious or critical violation. */
-async function assertAccessible(page, screen) {
-  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const result = await window.axe.run(document, { resultTypes: ["violations"] });
-    return result.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      nodes: v.nodes.map((n) => `${n.target.join(" ")}: ${n.failureSummary?.replace(/\s+/g, " ")}`),
-    }));
-  });
-  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  assert.deepEqual(bad, [], `${screen}: axe found serious or critical violations`);
 }
 
 test("a thread opens beside the room, takes replies, shows others' replies live and pages older ones", { timeout: 240_000 }, async () => {
