@@ -441,14 +441,7 @@ async fn a_silent_stream_is_given_up_and_resumed_with_nothing_lost_or_twice() {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let room = create_room(&alice, "general").await;
-    bob.chat()
-        .await
-        .unwrap()
-        .join_room(pb::JoinRoomRequest {
-            room_id: room.id.clone(),
-        })
-        .await
-        .unwrap();
+    join(&bob, &room).await;
     let mut events = bob
         .subscribe(bob.cursors_at_newest().await.unwrap())
         .await
@@ -1183,14 +1176,7 @@ async fn members_names_search_and_blocks_from_the_library_and_the_command_line()
         .await
         .unwrap();
     assert_eq!(said, "invited bob to general\n");
-    bob.chat()
-        .await
-        .unwrap()
-        .join_room(pb::JoinRoomRequest {
-            room_id: room.id.clone(),
-        })
-        .await
-        .unwrap();
+    join(&bob, &room).await;
     let user = bob.update_profile(Some("Bobby")).await.unwrap();
     assert_eq!(user.display_name, "Bobby");
     assert_eq!(
