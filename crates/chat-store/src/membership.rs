@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::model::{MemberCursor, MemberEntry};
 use crate::rows::{
-    count_from_db, member_change_to_db, role_from_db, role_to_db, room_kind_from_db,
+    count_from_db, member_change_to_db, role_from_db, role_to_db, room_kind_from_db, user_from_row,
     visibility_from_db,
 };
 use crate::sql::{from_seq, to_seq, EVENT_MEMBER, EVENT_ROOM_UPDATED};
@@ -171,11 +171,7 @@ where
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| Error::NotFound(format!("user {user_id} does not exist")))?;
-        Ok(User {
-            id: UserId::from_uuid(row.try_get("id")?),
-            username: row.try_get("username")?,
-            display_name: row.try_get("display_name")?,
-        })
+        user_from_row(&row)
     }
 
     /// Whether `blocker` blocked `blocked`.
@@ -400,11 +396,7 @@ where
         rows.iter()
             .map(|row| {
                 Ok(MemberEntry {
-                    user: User {
-                        id: UserId::from_uuid(row.try_get("id")?),
-                        username: row.try_get("username")?,
-                        display_name: row.try_get("display_name")?,
-                    },
+                    user: user_from_row(row)?,
                     role: role_from_db(row.try_get("role")?).unwrap_or(MemberRole::Member),
                     joined_at: Timestamp(row.try_get("joined_at")?),
                 })

@@ -395,6 +395,10 @@ where
     }
 }
 
+/// A user with an account by the key of their username (`$1`).
+const USER_BY_KEY: &str =
+    "SELECT id, username, display_name FROM users WHERE username_key = $1 AND deleted_at IS NULL";
+
 /// A user with an account, by username (any case).
 ///
 /// # Errors
@@ -408,13 +412,11 @@ where
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    let row = sqlx::query(
-        "SELECT id, username, display_name FROM users WHERE username_key = $1 AND deleted_at IS NULL",
-    )
-    .bind(username.key())
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| Error::NotFound(format!("user {:?} does not exist", username.as_str())))?;
+    let row = sqlx::query(USER_BY_KEY)
+        .bind(username.key())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("user {:?} does not exist", username.as_str())))?;
     user_from_row(&row)
 }
 
@@ -531,12 +533,10 @@ where
     }
 
     async fn user_by_name(&self, username: &Username) -> Result<Option<User>> {
-        let row = sqlx::query(
-            "SELECT id, username, display_name FROM users WHERE username_key = $1 AND deleted_at IS NULL",
-        )
-        .bind(username.key())
-        .fetch_optional(self.reader())
-        .await?;
+        let row = sqlx::query(USER_BY_KEY)
+            .bind(username.key())
+            .fetch_optional(self.reader())
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
