@@ -203,15 +203,12 @@ pub async fn list_members(
     })
 }
 
-/// The token that goes on after `last`: its role, when it joined and its
-/// id, URL-safe base64.
+/// The token that goes on after `last`: its role (as the API numbers
+/// it), when it joined and its id, URL-safe base64.
 fn member_token(last: &crate::store::MemberEntry) -> String {
     let mut bytes = Vec::with_capacity(25);
-    bytes.push(match last.role {
-        MemberRole::Member => 1,
-        MemberRole::Admin => 2,
-        MemberRole::Owner => 3,
-    });
+    let role = pb::MemberRole::from(last.role) as i32;
+    bytes.push(u8::try_from(role).expect("MemberRole numbers are small"));
     bytes.extend_from_slice(&last.joined_at.0.to_be_bytes());
     bytes.extend_from_slice(last.user.id.uuid().as_bytes());
     URL_SAFE_NO_PAD.encode(bytes)
@@ -223,12 +220,7 @@ fn parse_member_token(token: &str) -> Result<MemberCursor> {
     let [role, rest @ ..] = bytes.as_slice() else {
         return Err(invalid());
     };
-    let role = match role {
-        1 => MemberRole::Member,
-        2 => MemberRole::Admin,
-        3 => MemberRole::Owner,
-        _ => return Err(invalid()),
-    };
+    let role = self::role(i32::from(*role)).map_err(|_| invalid())?;
     if rest.len() != 24 {
         return Err(invalid());
     }
