@@ -319,6 +319,17 @@ pub struct Limits {
     #[arg(long, env = "CHAT_ROOM_JOIN_BURST", default_value_t = 60)]
     pub room_join_burst: u32,
 
+    /// Changes a user may make to rooms per minute, on average: settings,
+    /// invitations, roles, removals, bans and unbans (each an event for the
+    /// whole room); 0 turns it off.
+    #[arg(long, env = "CHAT_ROOM_CHANGE_RATE", default_value_t = 600)]
+    pub room_change_rate: u32,
+
+    /// Room changes a user may make at once after a quiet spell: enough to
+    /// invite a team to a new room in one go.
+    #[arg(long, env = "CHAT_ROOM_CHANGE_BURST", default_value_t = 100)]
+    pub room_change_burst: u32,
+
     /// Group rooms a user may be a member of at once.
     #[arg(long, env = "CHAT_MAX_ROOMS_PER_USER", default_value_t = 1000)]
     pub max_rooms_per_user: u32,

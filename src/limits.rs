@@ -108,6 +108,19 @@ impl RoomRate {
         )
     }
 
+    /// Room changes per user (settings, invitations, roles, removals, bans,
+    /// unbans): `--room-change-rate` a minute, bursts of
+    /// `--room-change-burst`.
+    pub fn changing(limits: &Limits) -> Self {
+        Self::new(
+            limits.room_change_rate,
+            limits.room_change_burst,
+            Limit::RoomChange,
+            "changing rooms",
+            "--room-change-rate",
+        )
+    }
+
     fn new(
         per_minute: u32,
         burst: u32,

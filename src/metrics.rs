@@ -34,6 +34,7 @@ pub enum Limit {
     PasswordQueue,
     RoomCreate,
     RoomJoin,
+    RoomChange,
     RoomsPerUser,
 }
 
@@ -49,6 +50,7 @@ impl Limit {
             Self::PasswordQueue => "password_queue",
             Self::RoomCreate => "room_create",
             Self::RoomJoin => "room_join",
+            Self::RoomChange => "room_change",
             Self::RoomsPerUser => "rooms_per_user",
         }
     }

@@ -60,6 +60,8 @@ pub struct AppState {
     pub room_create: Arc<RoomRate>,
     /// Room joins (and direct rooms opened) per user.
     pub room_join: Arc<RoomRate>,
+    /// Room changes (settings, invitations, roles, removals) per user.
+    pub room_change: Arc<RoomRate>,
     /// Read markers, written in bursts by a task of their own.
     pub reads: Arc<ReadMarkers>,
     background: Arc<Background>,
@@ -163,11 +165,16 @@ impl AppState {
         let login_backoff = Arc::new(LoginBackoff::new(limits, Arc::clone(&metrics)));
         let room_create = Arc::new(RoomRate::creating(limits));
         let room_join = Arc::new(RoomRate::joining(limits));
+        let room_change = Arc::new(RoomRate::changing(limits));
         let maintenance = tokio::spawn(maintain(
             Arc::clone(&hub),
             Arc::clone(&send_limiter),
             Arc::clone(&login_backoff),
-            [Arc::clone(&room_create), Arc::clone(&room_join)],
+            [
+                Arc::clone(&room_create),
+                Arc::clone(&room_join),
+                Arc::clone(&room_change),
+            ],
             config.heartbeat_interval,
             stop.clone(),
         ));
@@ -197,6 +204,7 @@ impl AppState {
             login_backoff,
             room_create,
             room_join,
+            room_change,
             reads,
             metrics,
             background: Arc::new(Background {
@@ -282,7 +290,7 @@ async fn maintain(
     hub: Arc<Hub>,
     send_limiter: Arc<SendLimiter>,
     login_backoff: Arc<LoginBackoff>,
-    room_rates: [Arc<RoomRate>; 2],
+    room_rates: [Arc<RoomRate>; 3],
     heartbeat: Duration,
     stop: CancellationToken,
 ) {

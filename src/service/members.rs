@@ -59,8 +59,7 @@ fn member_ids(room_id: &str, user_id: &str) -> Result<(RoomId, UserId)> {
 
 /// Runs a change through the writer, as the caller. Every change but a
 /// join (limited on its own) and a leave (which follows a join) is an event
-/// for everyone in the room, so it counts against the caller's send rate
-/// like a message.
+/// for everyone in the room, so it draws on the caller's room-change rate.
 async fn change(
     state: &AppState,
     principal: &Principal,
@@ -68,7 +67,7 @@ async fn change(
     kind: MembershipKind,
 ) -> Result<MembershipChanged> {
     if !matches!(kind, MembershipKind::Join { .. } | MembershipKind::Leave) {
-        state.send_limiter.check(principal.user.id)?;
+        state.room_change.check(principal.user.id, &state.metrics)?;
     }
     state
         .writer

@@ -290,14 +290,17 @@ async fn a_login_storm_queues_on_the_hashers_and_overflow_is_refused() {
     );
 }
 
-/// Every call that tells others something (room settings, invitations,
-/// roles, removals, profiles, blocks) draws on the caller's send rate: a
-/// flood of them is refused like a flood of messages.
+/// Every call that tells others something is limited: room settings,
+/// invitations, roles and removals draw on the room-change rate, profiles
+/// and blocks on the send rate. A flood of them is refused like a flood of
+/// messages.
 #[tokio::test]
-async fn a_flood_of_moderation_profile_and_block_calls_is_refused_beyond_the_send_rate() {
+async fn a_flood_of_moderation_profile_and_block_calls_is_refused_beyond_its_rate() {
     let app = spawn_app_with(|config| {
         config.limits.send_rate = 1;
         config.limits.send_burst = 5;
+        config.limits.room_change_rate = 60;
+        config.limits.room_change_burst = 5;
     })
     .await;
     let mut bystanders = Bystanders::join(&app).await;
@@ -336,8 +339,13 @@ async fn a_flood_of_moderation_profile_and_block_calls_is_refused_beyond_the_sen
         for result in results {
             match result {
                 Err(status) if status.code() == Code::ResourceExhausted => {
+                    let message = status.message();
                     assert!(
-                        status.message().starts_with("sending too fast"),
+                        message.starts_with("sending too fast")
+                            || message.starts_with(
+                                "changing rooms too fast: at most 60 a minute (bursts of 5, \
+                                 --room-change-rate); retry in "
+                            ),
                         "{status:?}"
                     );
                     refused += 1;
@@ -348,7 +356,13 @@ async fn a_flood_of_moderation_profile_and_block_calls_is_refused_beyond_the_sen
             }
         }
     }
-    // A burst of 5 passes, and a few more refill while the calls run.
+    // Each bucket's burst of 5 passes, and a few more refill while the
+    // calls run.
     assert!((25..=35).contains(&refused), "{refused} of 40 refused");
+    assert!(
+        app.metric("chat_rejections_total{limit=\"room_change\"}")
+            .await
+            >= 10.0
+    );
     bystanders.assert_chat_is_normal().await;
 }

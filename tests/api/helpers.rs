@@ -66,6 +66,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.limits.room_create_burst = 1_000_000;
     config.limits.room_join_rate = 1_000_000;
     config.limits.room_join_burst = 1_000_000;
+    config.limits.room_change_rate = 1_000_000;
+    config.limits.room_change_burst = 1_000_000;
     configure(&mut config);
     start(config, dir).await
 }
